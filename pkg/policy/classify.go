@@ -1,0 +1,562 @@
+package policy
+
+import (
+	"fmt"
+	"reflect"
+	"slices"
+	"strings"
+	"sync"
+	"unicode"
+
+	"github.com/pingcap/tidb/pkg/parser"
+	"github.com/pingcap/tidb/pkg/parser/ast"
+	_ "github.com/pingcap/tidb/pkg/parser/test_driver" // value expressions for the parser
+)
+
+// KindUnparsed is the Kind of a statement the parser cannot read.
+const KindUnparsed = "unparsed"
+
+// Statement is what the parser found in one COM_QUERY or COM_STMT_PREPARE text.
+//
+// A multi-statement ("DELETE FROM a; SELECT 1") is classified as a whole:
+// Kinds has one entry per statement in order, and Kind is the most dangerous
+// of them (see kindRank: DROP/TRUNCATE, then other DDL, account and grant
+// changes, UPDATE/DELETE, LOAD DATA, INSERT/REPLACE, CALL, SET, reads, session
+// and transaction control). The boolean facts aggregate towards danger:
+// HasWhere and HasLimit are false if any UPDATE or DELETE lacks them (when
+// there is no UPDATE or DELETE, they describe the SELECTs), IntoOutfile and
+// IsDDL are true if any statement has them, and the table and function lists
+// are unions.
+type Statement struct {
+	Kind          string
+	Kinds         []string
+	IsDDL         bool
+	TablesRead    []string // db.table when qualified or the database is known
+	TablesWritten []string
+	HasWhere      bool // a WHERE that mentions no column (WHERE 1, WHERE true) counts as none
+	HasLimit      bool
+	IntoOutfile   bool     // SELECT ... INTO OUTFILE or DUMPFILE
+	Functions     []string // upper-case, deduplicated
+	DynamicSQL    bool     // PREPARE ... FROM @variable: the text is unknown until EXECUTE
+	Count         int      // statements in a multi-statement
+	Digest        string   // normalized text, literals replaced by ?
+	Parsed        bool
+	Err           string
+	Nodes         []ast.StmtNode // the parsed statements, for masking lineage; do not modify
+}
+
+var parserPool = sync.Pool{New: func() any { return parser.New() }}
+
+// Classify parses sql (one statement or several separated by ';') with the
+// TiDB parser. currentDB qualifies unqualified table names; a USE inside the
+// text changes it for the statements after it. Classify never panics: a
+// parser panic yields an unparsed Statement.
+func Classify(sql, currentDB string) (st *Statement) {
+	st = &Statement{Digest: normalize(sql)}
+	defer func() {
+		if r := recover(); r != nil {
+			*st = Statement{Kind: KindUnparsed, Count: 1, Digest: st.Digest, Err: fmt.Sprintf("parser panic: %v", r)}
+		}
+	}()
+	p := parserPool.Get().(*parser.Parser)
+	nodes, _, err := p.Parse(sql, "", "")
+	// The parser reuses its result slice; keep our own copy.
+	nodes = slices.Clone(nodes)
+	parserPool.Put(p)
+	if err != nil {
+		st.Kind, st.Count, st.Err = KindUnparsed, 1, firstLine(err.Error())
+		return st
+	}
+	if len(nodes) == 0 {
+		st.Kind, st.Count, st.Err = KindUnparsed, 0, "empty statement"
+		return st
+	}
+	st.Parsed = true
+	st.Nodes = nodes
+	st.Count = len(nodes)
+	c := classifier{db: currentDB, st: st}
+	for _, n := range nodes {
+		c.statement(n, 0)
+	}
+	c.finish()
+	return st
+}
+
+func normalize(sql string) (out string) {
+	defer func() {
+		if recover() != nil {
+			out = ""
+		}
+	}()
+	return parser.Normalize(sql, "ON")
+}
+
+func firstLine(s string) string {
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		return s[:i]
+	}
+	return s
+}
+
+type classifier struct {
+	db string
+	st *Statement
+
+	read, written map[string]bool
+	funcs         map[string]bool
+	// WHERE/LIMIT facts per statement class.
+	writes, writesWhere, writesLimit    int
+	selects, selectsWhere, selectsLimit int
+	maxRank                             int
+}
+
+const maxDepth = 4 // PREPARE nesting
+
+// statement classifies one top-level statement (or the text of a PREPARE).
+func (c *classifier) statement(n ast.StmtNode, depth int) {
+	kind := kindOf(n)
+	if ex, ok := n.(*ast.ExplainStmt); ok && ex.Analyze && ex.Stmt != nil {
+		// EXPLAIN ANALYZE runs the statement.
+		kind = kindOf(ex.Stmt)
+	}
+	if depth == 0 {
+		c.st.Kinds = append(c.st.Kinds, kind)
+	}
+	if r := kindRank(kind); r > c.maxRank || c.st.Kind == "" {
+		if r > c.maxRank || c.st.Kind == "" {
+			c.maxRank, c.st.Kind = r, kind
+		}
+	}
+	if _, ok := n.(ast.DDLNode); ok {
+		c.st.IsDDL = true
+	}
+	switch x := n.(type) {
+	case *ast.UseStmt:
+		c.db = x.DBName
+		return
+	case *ast.PrepareStmt:
+		if x.SQLVar != nil {
+			c.st.DynamicSQL = true
+		}
+		if x.SQLText != "" && depth < maxDepth {
+			inner := Classify(x.SQLText, c.db)
+			c.merge(inner)
+		}
+	}
+	c.tables(n)
+}
+
+// merge folds the classification of a PREPARE's text into this one.
+func (c *classifier) merge(in *Statement) {
+	if !in.Parsed {
+		if r := kindRank(KindUnparsed); r > c.maxRank {
+			c.maxRank, c.st.Kind = r, KindUnparsed
+		}
+		c.st.Err = in.Err
+		return
+	}
+	if r := kindRank(in.Kind); r > c.maxRank {
+		c.maxRank, c.st.Kind = r, in.Kind
+	}
+	c.st.IsDDL = c.st.IsDDL || in.IsDDL
+	c.st.IntoOutfile = c.st.IntoOutfile || in.IntoOutfile
+	c.st.DynamicSQL = c.st.DynamicSQL || in.DynamicSQL
+	c.ensureMaps()
+	for _, t := range in.TablesRead {
+		c.read[t] = true
+	}
+	for _, t := range in.TablesWritten {
+		c.written[t] = true
+	}
+	for _, f := range in.Functions {
+		c.funcs[f] = true
+	}
+	for _, k := range in.Kinds {
+		switch k {
+		case "UPDATE", "DELETE":
+			c.writes++
+			if in.HasWhere {
+				c.writesWhere++
+			}
+			if in.HasLimit {
+				c.writesLimit++
+			}
+		}
+	}
+}
+
+func (c *classifier) ensureMaps() {
+	if c.read == nil {
+		c.read, c.written, c.funcs = map[string]bool{}, map[string]bool{}, map[string]bool{}
+	}
+}
+
+func (c *classifier) finish() {
+	st := c.st
+	if c.writes > 0 {
+		st.HasWhere = c.writesWhere == c.writes
+		st.HasLimit = c.writesLimit == c.writes
+	} else if c.selects > 0 {
+		st.HasWhere = c.selectsWhere == c.selects
+		st.HasLimit = c.selectsLimit == c.selects
+	}
+	st.TablesRead = sortedKeys(c.read)
+	st.TablesWritten = sortedKeys(c.written)
+	st.Functions = sortedKeys(c.funcs)
+}
+
+func sortedKeys(m map[string]bool) []string {
+	if len(m) == 0 {
+		return nil
+	}
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// tables walks one statement, sorting every table it names into read or
+// written, and collecting functions, WHERE/LIMIT and INTO OUTFILE facts.
+func (c *classifier) tables(n ast.StmtNode) {
+	c.ensureMaps()
+	w := &walker{ctes: map[string]bool{}, aliases: map[string]*ast.TableName{}, targets: map[*ast.TableName]bool{}}
+	// First pass: every table name, CTE name and alias.
+	n.Accept(w)
+	c.markTargets(n, w)
+	for _, t := range w.names {
+		if t.Schema.L == "" && w.ctes[t.Name.L] {
+			continue // a CTE, not a table
+		}
+		name := c.qualify(t)
+		if w.targets[t] {
+			c.written[name] = true
+		} else {
+			c.read[name] = true
+		}
+	}
+	for f := range w.funcs {
+		c.funcs[f] = true
+	}
+	if w.outfile {
+		c.st.IntoOutfile = true
+	}
+	switch x := n.(type) {
+	case *ast.UpdateStmt:
+		c.writes++
+		if meaningfulWhere(x.Where) {
+			c.writesWhere++
+		}
+		if x.Limit != nil {
+			c.writesLimit++
+		}
+	case *ast.DeleteStmt:
+		c.writes++
+		if meaningfulWhere(x.Where) {
+			c.writesWhere++
+		}
+		if x.Limit != nil {
+			c.writesLimit++
+		}
+	case *ast.SelectStmt:
+		c.selects++
+		if meaningfulWhere(x.Where) {
+			c.selectsWhere++
+		}
+		if x.Limit != nil {
+			c.selectsLimit++
+		}
+	case *ast.SetOprStmt:
+		c.selects++
+		if x.Limit != nil {
+			c.selectsLimit++
+		}
+	case *ast.ExplainStmt:
+		if x.Analyze && x.Stmt != nil {
+			switch y := x.Stmt.(type) {
+			case *ast.UpdateStmt, *ast.DeleteStmt:
+				c.writes++
+				where, limit := whereLimit(y)
+				if meaningfulWhere(where) {
+					c.writesWhere++
+				}
+				if limit {
+					c.writesLimit++
+				}
+			}
+		}
+	}
+}
+
+func whereLimit(n ast.StmtNode) (ast.ExprNode, bool) {
+	switch x := n.(type) {
+	case *ast.UpdateStmt:
+		return x.Where, x.Limit != nil
+	case *ast.DeleteStmt:
+		return x.Where, x.Limit != nil
+	}
+	return nil, false
+}
+
+// markTargets marks the TableName nodes a statement writes to.
+func (c *classifier) markTargets(n ast.StmtNode, w *walker) {
+	mark := func(ts ...*ast.TableName) {
+		for _, t := range ts {
+			if t != nil {
+				w.targets[t] = true
+			}
+		}
+	}
+	markAll := func(n ast.Node) {
+		if n == nil || reflect.ValueOf(n).IsNil() {
+			return
+		}
+		sub := &walker{ctes: map[string]bool{}, aliases: map[string]*ast.TableName{}}
+		n.Accept(sub)
+		mark(sub.names...)
+	}
+	switch x := n.(type) {
+	case *ast.ExplainStmt:
+		if x.Analyze && x.Stmt != nil {
+			c.markTargets(x.Stmt, w)
+		}
+	case *ast.InsertStmt:
+		if x.Table != nil {
+			markAll(x.Table)
+		}
+	case *ast.UpdateStmt:
+		if x.TableRefs == nil {
+			return
+		}
+		if !x.MultipleTable && !multiTable(x.TableRefs) {
+			markAll(x.TableRefs)
+			return
+		}
+		for _, a := range x.List {
+			if a.Column == nil || a.Column.Table.L == "" {
+				markAll(x.TableRefs) // unqualified column: could be any table
+				return
+			}
+			if t := w.aliases[a.Column.Table.L]; t != nil {
+				mark(t)
+			} else {
+				markAll(x.TableRefs)
+				return
+			}
+		}
+	case *ast.DeleteStmt:
+		if !x.IsMultiTable || x.Tables == nil {
+			if x.TableRefs != nil {
+				markAll(x.TableRefs)
+			}
+			return
+		}
+		for _, t := range x.Tables.Tables {
+			if src := w.aliases[t.Name.L]; src != nil {
+				mark(src)
+			}
+			mark(t)
+		}
+	case *ast.CreateTableStmt:
+		mark(x.Table)
+	case *ast.DropTableStmt:
+		mark(x.Tables...)
+	case *ast.TruncateTableStmt:
+		mark(x.Table)
+	case *ast.AlterTableStmt:
+		mark(x.Table)
+	case *ast.RenameTableStmt:
+		for _, tt := range x.TableToTables {
+			mark(tt.OldTable, tt.NewTable)
+		}
+	case *ast.CreateIndexStmt:
+		mark(x.Table)
+	case *ast.DropIndexStmt:
+		mark(x.Table)
+	case *ast.CreateViewStmt:
+		mark(x.ViewName)
+	case *ast.LoadDataStmt:
+		mark(x.Table)
+	case *ast.RepairTableStmt:
+		mark(x.Table)
+	case *ast.OptimizeTableStmt:
+		mark(x.Tables...)
+	}
+}
+
+// multiTable reports whether a FROM/UPDATE clause names more than one table.
+func multiTable(refs *ast.TableRefsClause) bool {
+	w := &walker{ctes: map[string]bool{}, aliases: map[string]*ast.TableName{}}
+	refs.Accept(w)
+	return len(w.names) > 1
+}
+
+func (c *classifier) qualify(t *ast.TableName) string {
+	switch {
+	case t.Schema.O != "":
+		return t.Schema.O + "." + t.Name.O
+	case c.db != "":
+		return c.db + "." + t.Name.O
+	default:
+		return t.Name.O
+	}
+}
+
+// meaningfulWhere reports whether a WHERE clause exists and mentions a
+// column; WHERE 1, WHERE true and WHERE 1=1 filter nothing.
+func meaningfulWhere(e ast.ExprNode) bool {
+	if e == nil {
+		return false
+	}
+	v := &columnFinder{}
+	e.Accept(v)
+	return v.found
+}
+
+type columnFinder struct{ found bool }
+
+func (v *columnFinder) Enter(n ast.Node) (ast.Node, bool) {
+	switch n.(type) {
+	case *ast.ColumnNameExpr, *ast.SubqueryExpr, *ast.ExistsSubqueryExpr:
+		v.found = true
+		return n, true
+	}
+	return n, v.found
+}
+
+func (v *columnFinder) Leave(n ast.Node) (ast.Node, bool) { return n, true }
+
+// walker collects table names, CTE names, aliases and functions.
+type walker struct {
+	names   []*ast.TableName
+	ctes    map[string]bool
+	aliases map[string]*ast.TableName // alias or bare name → table
+	targets map[*ast.TableName]bool
+	funcs   map[string]bool
+	outfile bool
+}
+
+func (w *walker) Enter(n ast.Node) (ast.Node, bool) {
+	switch x := n.(type) {
+	case *ast.TableName:
+		w.names = append(w.names, x)
+	case *ast.TableSource:
+		if t, ok := x.Source.(*ast.TableName); ok {
+			w.aliases[t.Name.L] = t
+			if x.AsName.L != "" {
+				w.aliases[x.AsName.L] = t
+			}
+		}
+	case *ast.CommonTableExpression:
+		w.ctes[x.Name.L] = true
+	case *ast.FuncCallExpr:
+		w.fn(x.FnName.O)
+	case *ast.AggregateFuncExpr:
+		w.fn(x.F)
+	case *ast.WindowFuncExpr:
+		w.fn(x.Name)
+	case *ast.SelectStmt:
+		if x.SelectIntoOpt != nil && x.SelectIntoOpt.Tp != ast.SelectIntoVars {
+			w.outfile = true
+		}
+	}
+	return n, false
+}
+
+func (w *walker) fn(name string) {
+	if name == "" {
+		return
+	}
+	if w.funcs == nil {
+		w.funcs = map[string]bool{}
+	}
+	w.funcs[strings.ToUpper(name)] = true
+}
+
+func (w *walker) Leave(n ast.Node) (ast.Node, bool) { return n, true }
+
+// kindOf names a statement's kind: SELECT, INSERT, DROP_TABLE, ...
+func kindOf(n ast.StmtNode) string {
+	switch x := n.(type) {
+	case *ast.SelectStmt, *ast.SetOprStmt:
+		return "SELECT"
+	case *ast.InsertStmt:
+		if x.IsReplace {
+			return "REPLACE"
+		}
+		return "INSERT"
+	case *ast.UpdateStmt:
+		return "UPDATE"
+	case *ast.DeleteStmt:
+		return "DELETE"
+	case *ast.DropTableStmt:
+		if x.IsView {
+			return "DROP_VIEW"
+		}
+		return "DROP_TABLE"
+	case *ast.TruncateTableStmt:
+		return "TRUNCATE"
+	case *ast.LoadDataStmt:
+		return "LOAD_DATA"
+	case *ast.GrantStmt, *ast.GrantRoleStmt, *ast.GrantProxyStmt:
+		return "GRANT"
+	case *ast.RevokeStmt, *ast.RevokeRoleStmt:
+		return "REVOKE"
+	case *ast.SetStmt:
+		return "SET"
+	case *ast.SetPwdStmt:
+		return "SET_PASSWORD"
+	case *ast.BeginStmt:
+		return "BEGIN"
+	case *ast.ProcedureInfo:
+		return "CREATE_PROCEDURE"
+	}
+	// Everything else by its type name: CreateTableStmt → CREATE_TABLE.
+	name := reflect.TypeOf(n).Elem().Name()
+	name = strings.TrimSuffix(name, "Stmt")
+	var b strings.Builder
+	for i, r := range name {
+		if i > 0 && unicode.IsUpper(r) && !unicode.IsUpper(rune(name[i-1])) {
+			b.WriteByte('_')
+		}
+		b.WriteRune(unicode.ToUpper(r))
+	}
+	return b.String()
+}
+
+// kindRank orders kinds by how much damage they can do; a multi-statement's
+// Kind is its highest-ranked one.
+func kindRank(kind string) int {
+	switch {
+	case kind == "DROP_TABLE" || kind == "DROP_DATABASE" || kind == "TRUNCATE":
+		return 100
+	case kind == KindUnparsed:
+		return 95
+	case strings.HasPrefix(kind, "DROP_"):
+		return 90
+	case kind == "GRANT" || kind == "REVOKE" || kind == "SET_PASSWORD" ||
+		strings.HasSuffix(kind, "_USER") || kind == "SHUTDOWN" || kind == "KILL":
+		return 85
+	case strings.HasPrefix(kind, "CREATE_") || strings.HasPrefix(kind, "ALTER_") ||
+		strings.HasPrefix(kind, "RENAME_") || kind == "OPTIMIZE_TABLE" || kind == "REPAIR_TABLE" ||
+		kind == "FLASH_BACK_TABLE" || kind == "RECOVER_TABLE":
+		return 80
+	case kind == "DELETE" || kind == "UPDATE":
+		return 60
+	case kind == "LOAD_DATA" || kind == "IMPORT_INTO":
+		return 55
+	case kind == "INSERT" || kind == "REPLACE":
+		return 50
+	case kind == "CALL" || kind == "EXECUTE" || kind == "PREPARE" || kind == "DO":
+		return 45
+	case kind == "LOCK_TABLES" || kind == "FLUSH":
+		return 40
+	case kind == "SET":
+		return 30
+	case kind == "SELECT" || kind == "EXPLAIN" || kind == "TRACE":
+		return 10
+	default: // SHOW, USE, BEGIN, COMMIT, ROLLBACK, DEALLOCATE, ...
+		return 1
+	}
+}

@@ -1,0 +1,161 @@
+package policy
+
+import (
+	"slices"
+	"strings"
+	"testing"
+)
+
+func TestClassify(t *testing.T) {
+	tests := []struct {
+		name     string
+		sql      string
+		db       string
+		kind     string
+		kinds    []string
+		ddl      bool
+		read     []string
+		written  []string
+		where    bool
+		limit    bool
+		outfile  bool
+		funcs    []string
+		count    int
+		parsed   bool
+		dynamic  bool
+	}{
+		{name: "point select", sql: "SELECT name FROM users WHERE id = 7", db: "shop", kind: "SELECT", read: []string{"shop.users"}, where: true, count: 1, parsed: true},
+		{name: "drop table", sql: "DROP TABLE users", db: "shop", kind: "DROP_TABLE", ddl: true, written: []string{"shop.users"}, count: 1, parsed: true},
+		{name: "drop view", sql: "drop view v1", kind: "DROP_VIEW", ddl: true, written: []string{"v1"}, count: 1, parsed: true},
+		{name: "drop database", sql: "DROP DATABASE shop", kind: "DROP_DATABASE", ddl: true, count: 1, parsed: true},
+		{name: "truncate", sql: "TRUNCATE TABLE shop.users", kind: "TRUNCATE", ddl: true, written: []string{"shop.users"}, count: 1, parsed: true},
+		{name: "truncate no table keyword", sql: "truncate users", db: "d", kind: "TRUNCATE", ddl: true, written: []string{"d.users"}, count: 1, parsed: true},
+		{name: "delete without where", sql: "DELETE FROM users", db: "shop", kind: "DELETE", written: []string{"shop.users"}, count: 1, parsed: true},
+		{name: "delete with where", sql: "DELETE FROM users WHERE id = 1", db: "shop", kind: "DELETE", written: []string{"shop.users"}, where: true, count: 1, parsed: true},
+		{name: "delete with constant where", sql: "DELETE FROM users WHERE 1=1", db: "shop", kind: "DELETE", written: []string{"shop.users"}, count: 1, parsed: true},
+		{name: "delete where true", sql: "DELETE FROM users WHERE TRUE LIMIT 10", db: "shop", kind: "DELETE", written: []string{"shop.users"}, limit: true, count: 1, parsed: true},
+		{name: "delete with comments and odd casing", sql: "/* harmless */ dElEtE -- really\n FrOm `Users`", db: "shop", kind: "DELETE", written: []string{"shop.Users"}, count: 1, parsed: true},
+		{name: "executable comment", sql: "/*!50000 DROP TABLE t */", db: "x", kind: "DROP_TABLE", ddl: true, written: []string{"x.t"}, count: 1, parsed: true},
+		{name: "multi-statement hides delete", sql: "SELECT 1; DELETE FROM users", db: "shop", kind: "DELETE", kinds: []string{"SELECT", "DELETE"}, written: []string{"shop.users"}, count: 2, parsed: true},
+		{name: "multi-statement one delete lacks where", sql: "DELETE FROM a WHERE id=1; DELETE FROM b", kind: "DELETE", kinds: []string{"DELETE", "DELETE"}, written: []string{"a", "b"}, count: 2, parsed: true},
+		{name: "multi-statement drop wins", sql: "insert into t values (1); drop table t", kind: "DROP_TABLE", kinds: []string{"INSERT", "DROP_TABLE"}, ddl: true, written: []string{"t"}, count: 2, parsed: true},
+		{name: "use switches database", sql: "use other; update t set a=1 where b=2", db: "shop", kind: "UPDATE", kinds: []string{"USE", "UPDATE"}, written: []string{"other.t"}, where: true, count: 2, parsed: true},
+		{name: "update subqueries read", sql: "UPDATE t SET x = (SELECT max(y) FROM u) WHERE id IN (SELECT id FROM v)", kind: "UPDATE", read: []string{"u", "v"}, written: []string{"t"}, where: true, funcs: []string{"MAX"}, count: 1, parsed: true},
+		{name: "update multi-table alias", sql: "UPDATE a x JOIN b y ON x.id = y.id SET x.v = 1 WHERE y.z = 2", kind: "UPDATE", read: []string{"b"}, written: []string{"a"}, where: true, count: 1, parsed: true},
+		{name: "delete multi-table", sql: "DELETE t1 FROM t1 JOIN t2 ON t1.id = t2.id WHERE t2.x = 1", kind: "DELETE", read: []string{"t2"}, written: []string{"t1"}, where: true, count: 1, parsed: true},
+		{name: "insert select self", sql: "INSERT INTO t SELECT * FROM t", kind: "INSERT", read: []string{"t"}, written: []string{"t"}, count: 1, parsed: true},
+		{name: "replace", sql: "REPLACE INTO s.t (a) VALUES (1)", kind: "REPLACE", written: []string{"s.t"}, count: 1, parsed: true},
+		{name: "into outfile", sql: "SELECT * FROM t INTO OUTFILE '/tmp/x'", kind: "SELECT", read: []string{"t"}, outfile: true, count: 1, parsed: true},
+		// The TiDB grammar lacks DUMPFILE and the leading INTO position: unparsed, which the default policy denies.
+		{name: "into dumpfile", sql: "SELECT secret FROM t LIMIT 1 INTO DUMPFILE '/tmp/x'", kind: KindUnparsed, count: 1},
+		{name: "into outfile before from", sql: "SELECT * INTO OUTFILE '/tmp/x' FROM t", kind: KindUnparsed, count: 1},
+		{name: "dangerous functions", sql: "SELECT SLEEP(1), benchmark(1000, md5('a')), Load_File('/etc/passwd')", kind: "SELECT", funcs: []string{"BENCHMARK", "LOAD_FILE", "MD5", "SLEEP"}, count: 1, parsed: true},
+		{name: "cte is not a table", sql: "WITH c AS (SELECT * FROM a) SELECT * FROM c JOIN b ON c.id = b.id", db: "d", kind: "SELECT", read: []string{"d.a", "d.b"}, count: 1, parsed: true},
+		{name: "union", sql: "SELECT a FROM x UNION ALL SELECT a FROM y.z", kind: "SELECT", read: []string{"x", "y.z"}, count: 1, parsed: true},
+		{name: "subquery in where", sql: "SELECT * FROM a WHERE id IN (SELECT id FROM b WHERE c > 1) LIMIT 5", kind: "SELECT", read: []string{"a", "b"}, where: true, limit: true, count: 1, parsed: true},
+		{name: "create table as select", sql: "CREATE TABLE n AS SELECT * FROM o", kind: "CREATE_TABLE", ddl: true, read: []string{"o"}, written: []string{"n"}, count: 1, parsed: true},
+		{name: "alter table", sql: "ALTER TABLE t ADD COLUMN c INT", kind: "ALTER_TABLE", ddl: true, written: []string{"t"}, count: 1, parsed: true},
+		{name: "rename", sql: "RENAME TABLE a TO b", kind: "RENAME_TABLE", ddl: true, written: []string{"a", "b"}, count: 1, parsed: true},
+		{name: "create index", sql: "CREATE INDEX i ON t (c)", kind: "CREATE_INDEX", ddl: true, written: []string{"t"}, count: 1, parsed: true},
+		{name: "grant", sql: "GRANT ALL ON *.* TO 'x'@'%'", kind: "GRANT", count: 1, parsed: true},
+		{name: "create user", sql: "CREATE USER 'x'@'%' IDENTIFIED BY 'p'", kind: "CREATE_USER", count: 1, parsed: true},
+		{name: "set", sql: "SET NAMES utf8mb4", kind: "SET", count: 1, parsed: true},
+		{name: "call", sql: "CALL purge_old(1)", kind: "CALL", funcs: []string{"PURGE_OLD"}, count: 1, parsed: true},
+		{name: "load data", sql: "LOAD DATA INFILE '/tmp/x' INTO TABLE t", kind: "LOAD_DATA", written: []string{"t"}, count: 1, parsed: true},
+		{name: "begin commit", sql: "BEGIN; COMMIT", kind: "BEGIN", kinds: []string{"BEGIN", "COMMIT"}, count: 2, parsed: true},
+		{name: "show", sql: "SHOW TABLES", kind: "SHOW", count: 1, parsed: true},
+		{name: "explain analyze runs the statement", sql: "EXPLAIN ANALYZE DELETE FROM t", kind: "DELETE", written: []string{"t"}, count: 1, parsed: true},
+		{name: "prepare from text is classified", sql: "PREPARE s FROM 'DROP TABLE t'", kind: "DROP_TABLE", kinds: []string{"PREPARE"}, ddl: true, written: []string{"t"}, count: 1, parsed: true},
+		{name: "prepare from variable is dynamic", sql: "PREPARE s FROM @q", kind: "PREPARE", dynamic: true, count: 1, parsed: true},
+		{name: "placeholders", sql: "DELETE FROM t WHERE id = ?", kind: "DELETE", written: []string{"t"}, where: true, count: 1, parsed: true},
+		{name: "garbage", sql: "this is not sql", kind: KindUnparsed, count: 1},
+		{name: "truncated", sql: "DELETE FROM", kind: KindUnparsed, count: 1},
+		{name: "empty", sql: "", kind: KindUnparsed},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := Classify(tt.sql, tt.db)
+			if s.Kind != tt.kind {
+				t.Errorf("Kind = %q, want %q (err %q)", s.Kind, tt.kind, s.Err)
+			}
+			wantKinds := tt.kinds
+			if wantKinds == nil && tt.parsed {
+				wantKinds = []string{tt.kind}
+			}
+			if !slices.Equal(s.Kinds, wantKinds) {
+				t.Errorf("Kinds = %q, want %q", s.Kinds, wantKinds)
+			}
+			if s.IsDDL != tt.ddl {
+				t.Errorf("IsDDL = %v, want %v", s.IsDDL, tt.ddl)
+			}
+			if !slices.Equal(s.TablesRead, tt.read) {
+				t.Errorf("TablesRead = %q, want %q", s.TablesRead, tt.read)
+			}
+			if !slices.Equal(s.TablesWritten, tt.written) {
+				t.Errorf("TablesWritten = %q, want %q", s.TablesWritten, tt.written)
+			}
+			if s.HasWhere != tt.where || s.HasLimit != tt.limit {
+				t.Errorf("HasWhere, HasLimit = %v, %v, want %v, %v", s.HasWhere, s.HasLimit, tt.where, tt.limit)
+			}
+			if s.IntoOutfile != tt.outfile {
+				t.Errorf("IntoOutfile = %v, want %v", s.IntoOutfile, tt.outfile)
+			}
+			if !slices.Equal(s.Functions, tt.funcs) {
+				t.Errorf("Functions = %q, want %q", s.Functions, tt.funcs)
+			}
+			if s.Count != tt.count {
+				t.Errorf("Count = %d, want %d", s.Count, tt.count)
+			}
+			if s.Parsed != tt.parsed {
+				t.Errorf("Parsed = %v, want %v", s.Parsed, tt.parsed)
+			}
+			if s.Parsed != (s.Err == "") {
+				t.Errorf("Parsed = %v but Err = %q", s.Parsed, s.Err)
+			}
+			if s.Parsed && len(s.Nodes) != s.Count {
+				t.Errorf("len(Nodes) = %d, want %d", len(s.Nodes), s.Count)
+			}
+			if s.DynamicSQL != tt.dynamic {
+				t.Errorf("DynamicSQL = %v, want %v", s.DynamicSQL, tt.dynamic)
+			}
+		})
+	}
+}
+
+func TestClassifyDigest(t *testing.T) {
+	a := Classify("SELECT * FROM t WHERE id = 1 AND name = 'bob'", "")
+	b := Classify("select *  from t where id=42 and name='alice'", "")
+	if a.Digest != b.Digest {
+		t.Errorf("digests differ: %q vs %q", a.Digest, b.Digest)
+	}
+	if strings.Contains(a.Digest, "bob") || strings.Contains(a.Digest, "1") {
+		t.Errorf("digest keeps literals: %q", a.Digest)
+	}
+}
+
+func TestClassifyConcurrent(t *testing.T) {
+	// Parsers are pooled; results must not share state across goroutines.
+	done := make(chan bool)
+	for g := range 4 {
+		go func() {
+			ok := true
+			for i := range 200 {
+				sql := "DELETE FROM t WHERE id = 1"
+				want := "DELETE"
+				if (i+g)%2 == 0 {
+					sql, want = "SELECT a FROM b", "SELECT"
+				}
+				s := Classify(sql, "")
+				if s.Kind != want || len(s.Nodes) != 1 {
+					ok = false
+				}
+			}
+			done <- ok
+		}()
+	}
+	for range 4 {
+		if !<-done {
+			t.Error("concurrent Classify returned a wrong result")
+		}
+	}
+}

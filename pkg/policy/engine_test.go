@@ -1,0 +1,287 @@
+package policy
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/sqlwarden/sqlwarden/pkg/audit"
+)
+
+func TestDefaultPolicy(t *testing.T) {
+	e, err := Load("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		sql, rule, action string
+	}{
+		{"SELECT * FROM users WHERE id = 1", RuleDefault, ActionAllow},
+		{"DROP TABLE users", "no-drop-or-truncate", ActionDeny},
+		{"TRUNCATE users", "no-drop-or-truncate", ActionDeny},
+		{"DELETE FROM users", "no-unbounded-writes", ActionDeny},
+		{"update users set a = 1", "no-unbounded-writes", ActionDeny},
+		{"DELETE FROM users WHERE 1", "no-unbounded-writes", ActionDeny},
+		{"SELECT 1; /* x */ delete FROM users", "no-unbounded-writes", ActionDeny},
+		{"DELETE FROM a WHERE id = 1; INSERT INTO b VALUES (1)", RuleDefault, ActionAllow},
+		{"DELETE FROM users WHERE id = 1", RuleDefault, ActionAllow},
+		{"DELETE FROM users WHERE id = ?", RuleDefault, ActionAllow},
+		{"ALTER TABLE users ADD COLUMN x INT", "ddl-needs-a-human", ActionApprove},
+		{"CREATE TABLE t (id INT)", "ddl-needs-a-human", ActionApprove},
+		{"PREPARE s FROM 'DELETE FROM users'", "no-unbounded-writes", ActionDeny},
+		{"PREPARE s FROM @sql", "dynamic-sql", ActionDeny},
+		{"DELET FROM users", "unparsed", ActionDeny},
+	}
+	for _, tt := range tests {
+		t.Run(tt.sql, func(t *testing.T) {
+			d := e.Decide(Input{Statement: Classify(tt.sql, "shop")})
+			if d.Rule != tt.rule || d.Action != tt.action {
+				t.Errorf("Decide = %+v, want rule %q action %q", d, tt.rule, tt.action)
+			}
+		})
+	}
+}
+
+func TestRulesOverIdentityStatementSession(t *testing.T) {
+	policy := `
+default: deny
+rules:
+  - name: admins-anything
+    match: '"dba" in identity.groups'
+    action: allow
+  - name: batch-pod
+    match: identity.pod.labels["app"] == "batch" && statement.kind == "INSERT"
+    action: allow
+  - name: claims
+    match: has(identity.claims.team) && identity.claims.team == "data" && statement.kind == "SELECT"
+    action: allow
+  - name: no-sleep
+    match: statement.functions.exists(f, f in ["SLEEP", "BENCHMARK", "LOAD_FILE"])
+    action: deny
+    message: time and file functions are off limits
+  - name: no-outfile
+    match: statement.into_outfile
+    action: deny
+  - name: agent-reads-shop
+    identities: ["agent-*"]
+    match: statement.kind == "SELECT" && statement.tables.all(t, t.startsWith("shop."))
+    action: allow
+  - name: prepared-only-from-app
+    match: session.command == "COM_STMT_PREPARE" && session.user == "app" && session.db == "shop"
+    action: allow
+  - name: big-multi
+    match: statement.count > 3
+    action: approve
+`
+	e, err := New(Options{Data: []byte(policy)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	agent := &audit.Identity{Name: "agent-7", Source: "oidc", Groups: []string{"agents"}}
+	tests := []struct {
+		name   string
+		in     Input
+		rule   string
+		action string
+	}{
+		{"group", Input{Identity: &audit.Identity{Name: "x", Groups: []string{"dba"}}, Statement: Classify("DROP TABLE t", "")}, "admins-anything", ActionAllow},
+		{"pod label", Input{Identity: &audit.Identity{Name: "b", Pod: &audit.Pod{Labels: map[string]string{"app": "batch"}}}, Statement: Classify("INSERT INTO t VALUES (1)", "")}, "batch-pod", ActionAllow},
+		{"claim", Input{Identity: &audit.Identity{Name: "c", Claims: map[string]any{"team": "data"}}, Statement: Classify("SELECT 1", "")}, "claims", ActionAllow},
+		{"no claim", Input{Identity: &audit.Identity{Name: "c"}, Statement: Classify("SELECT 1", "")}, RuleDefault, ActionDeny},
+		{"sleep", Input{Identity: agent, Statement: Classify("SELECT SLEEP(10) FROM shop.t", "")}, "no-sleep", ActionDeny},
+		{"outfile", Input{Identity: agent, Statement: Classify("SELECT * FROM shop.t INTO OUTFILE '/tmp/x'", "")}, "no-outfile", ActionDeny},
+		{"identity pattern", Input{Identity: agent, Statement: Classify("SELECT * FROM t", "shop")}, "agent-reads-shop", ActionAllow},
+		{"identity pattern other db", Input{Identity: agent, Statement: Classify("SELECT * FROM t", "hr")}, RuleDefault, ActionDeny},
+		{"identity pattern no match", Input{Identity: &audit.Identity{Name: "other"}, Statement: Classify("SELECT * FROM t", "shop")}, RuleDefault, ActionDeny},
+		{"nil identity", Input{Statement: Classify("SELECT * FROM t", "shop")}, RuleDefault, ActionDeny},
+		{"session", Input{Statement: Classify("UPDATE t SET a = ? WHERE id = ?", "shop"), Session: Session{Command: "COM_STMT_PREPARE", User: "app", DB: "shop"}}, "prepared-only-from-app", ActionAllow},
+		{"count", Input{Statement: Classify("SELECT 1; SELECT 2; SELECT 3; SELECT 4", "")}, "big-multi", ActionApprove},
+		{"nil statement", Input{}, RuleDefault, ActionDeny},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d := e.Decide(tt.in)
+			if d.Rule != tt.rule || d.Action != tt.action {
+				t.Errorf("Decide = %+v, want rule %q action %q", d, tt.rule, tt.action)
+			}
+		})
+	}
+}
+
+func TestEvaluationErrorFailsClosed(t *testing.T) {
+	e, err := New(Options{Data: []byte(`
+rules:
+  - name: skip-me
+    match: identity.claims.missing == "x"
+    on_error: skip
+    action: allow
+  - name: strict
+    match: identity.claims.tier == "gold"
+    action: allow
+`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := e.Decide(Input{Identity: &audit.Identity{Name: "a"}, Statement: Classify("SELECT 1", "")})
+	if d.Rule != "strict" || d.Action != ActionDeny || !strings.Contains(d.Message, "could not be evaluated") {
+		t.Errorf("Decide = %+v, want a deny by strict", d)
+	}
+	if got := d.ClientMessage(); !strings.HasPrefix(got, "sqlwarden: blocked by rule strict: ") {
+		t.Errorf("ClientMessage = %q", got)
+	}
+}
+
+func TestInvalidPolicies(t *testing.T) {
+	bad := map[string]string{
+		"syntax":          "rules: [",
+		"unknown key":     "rulez: []",
+		"bad action":      "rules:\n  - name: a\n    action: maybe\n",
+		"bad default":     "default: perhaps\n",
+		"no name":         "rules:\n  - action: deny\n",
+		"duplicate":       "rules:\n  - {name: a, action: deny}\n  - {name: a, action: deny}\n",
+		"cel syntax":      "rules:\n  - {name: a, action: deny, match: 'statement.kind =='}\n",
+		"cel unknown var": "rules:\n  - {name: a, action: deny, match: 'stmt.kind == \"X\"'}\n",
+		"cel typo field":  "rules:\n  - {name: a, action: deny, match: 'statement.has_wher'}\n",
+		"cel not bool":    "rules:\n  - {name: a, action: deny, match: 'statement.kind'}\n",
+		"bad on_error":    "rules:\n  - {name: a, action: deny, on_error: maybe}\n",
+		"bad glob":        "rules:\n  - {name: a, action: deny, identities: ['[']}\n",
+		"mask no strat":   "masking:\n  - {name: m, columns: [a.b.c]}\n",
+		"mask no cols":    "masking:\n  - {name: m, strategy: redact}\n",
+	}
+	for name, data := range bad {
+		t.Run(name, func(t *testing.T) {
+			if err := Check([]byte(data)); err == nil {
+				t.Errorf("Check accepted %q", data)
+			}
+		})
+	}
+	if err := Check([]byte(DefaultPolicy)); err != nil {
+		t.Errorf("default policy: %v", err)
+	}
+	if err := Check(nil); err != nil {
+		t.Errorf("empty policy: %v", err)
+	}
+}
+
+func TestMaskingSection(t *testing.T) {
+	e, err := New(Options{Data: []byte(`
+masking:
+  - name: cards
+    columns: ["shop.customers.card_number"]
+    strategy: partial
+    keep: 4
+    identities: ["*"]
+    fill: "#"
+`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := e.Masking()
+	if len(m) != 1 || m[0].Name != "cards" || m[0].Strategy != "partial" || m[0].Keep != 4 || m[0].Columns[0] != "shop.customers.card_number" || m[0].Extra["fill"] != "#" {
+		t.Errorf("Masking = %+v", m)
+	}
+}
+
+func writeFile(t *testing.T, path, data string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(data), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestReload(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "policy.yaml")
+	writeFile(t, path, "default: allow\n")
+	var logs bytes.Buffer
+	e, err := New(Options{Path: path, Interval: 20 * time.Millisecond, Log: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var notified atomic.Uint64
+	e.OnReload(func(v uint64) { notified.Store(v) })
+	drop := Input{Statement: Classify("DROP TABLE t", "")}
+	if d := e.Decide(drop); d.Action != ActionAllow {
+		t.Fatalf("before reload: %+v", d)
+	}
+
+	// Valid change via Reload (SIGHUP).
+	writeFile(t, path, "rules:\n  - {name: no-drop, match: 'statement.kind == \"DROP_TABLE\"', action: deny}\n")
+	if err := e.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	if d := e.Decide(drop); d.Rule != "no-drop" || d.Action != ActionDeny {
+		t.Fatalf("after reload: %+v", d)
+	}
+	if e.Version() != 2 || notified.Load() != 2 {
+		t.Errorf("version %d, notified %d, want 2", e.Version(), notified.Load())
+	}
+
+	// Invalid change keeps the old policy.
+	writeFile(t, path, "rules:\n  - {name: broken, match: 'statement.kind ==', action: deny}\n")
+	if err := e.Reload(); err == nil {
+		t.Fatal("Reload accepted an invalid policy")
+	}
+	if d := e.Decide(drop); d.Rule != "no-drop" {
+		t.Fatalf("invalid reload replaced the policy: %+v", d)
+	}
+	if !strings.Contains(logs.String(), "policy reload failed") {
+		t.Errorf("invalid reload not logged: %s", logs.String())
+	}
+
+	// Watch picks up a valid change on its own.
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	e.Watch(ctx)
+	writeFile(t, path, "rules:\n  - {name: approve-drop, match: 'statement.kind == \"DROP_TABLE\"', action: approve}\n")
+	deadline := time.Now().Add(5 * time.Second)
+	for e.Decide(drop).Rule != "approve-drop" {
+		if time.Now().After(deadline) {
+			t.Fatalf("watch did not reload; decision %+v", e.Decide(drop))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if got := e.Version(); got != 3 {
+		t.Errorf("version = %d, want 3", got)
+	}
+	// A removed file keeps the policy too.
+	os.Remove(path)
+	time.Sleep(100 * time.Millisecond)
+	if d := e.Decide(drop); d.Rule != "approve-drop" {
+		t.Errorf("removed file changed the policy: %+v", d)
+	}
+}
+
+func BenchmarkClassifyDecide(b *testing.B) {
+	e, err := Load("")
+	if err != nil {
+		b.Fatal(err)
+	}
+	id := &audit.Identity{Name: "agent-1", Source: "static"}
+	b.ReportAllocs()
+	for b.Loop() {
+		st := Classify("SELECT c FROM sbtest1 WHERE id = 4242", "sbtest")
+		d := e.Decide(Input{Identity: id, Statement: st, Session: Session{ID: "s1", DB: "sbtest", Command: "COM_QUERY"}})
+		if d.Action != ActionAllow {
+			b.Fatal(d)
+		}
+	}
+}
+
+func BenchmarkDecide(b *testing.B) {
+	e, err := Load("")
+	if err != nil {
+		b.Fatal(err)
+	}
+	st := Classify("SELECT c FROM sbtest1 WHERE id = 4242", "sbtest")
+	id := &audit.Identity{Name: "agent-1", Source: "static"}
+	b.ReportAllocs()
+	for b.Loop() {
+		e.Decide(Input{Identity: id, Statement: st})
+	}
+}
