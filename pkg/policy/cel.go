@@ -14,13 +14,13 @@ import (
 
 // The variables a rule's match sees. Field names are the CEL names.
 type celIdentity struct {
-	Name    string         `cel:"name"`
-	Source  string         `cel:"source"` // oidc | static | "" when unknown
-	Subject string         `cel:"subject"`
-	Issuer  string         `cel:"issuer"`
-	Groups  []string       `cel:"groups"`
+	Name    string           `cel:"name"`
+	Source  string           `cel:"source"` // oidc | static | "" when unknown
+	Subject string           `cel:"subject"`
+	Issuer  string           `cel:"issuer"`
+	Groups  []string         `cel:"groups"`
 	Claims  *structpb.Struct `cel:"claims"` // a map in CEL
-	Pod     celPod         `cel:"pod"`
+	Pod     celPod           `cel:"pod"`
 }
 
 type celPod struct {

@@ -8,21 +8,21 @@ import (
 
 func TestClassify(t *testing.T) {
 	tests := []struct {
-		name     string
-		sql      string
-		db       string
-		kind     string
-		kinds    []string
-		ddl      bool
-		read     []string
-		written  []string
-		where    bool
-		limit    bool
-		outfile  bool
-		funcs    []string
-		count    int
-		parsed   bool
-		dynamic  bool
+		name    string
+		sql     string
+		db      string
+		kind    string
+		kinds   []string
+		ddl     bool
+		read    []string
+		written []string
+		where   bool
+		limit   bool
+		outfile bool
+		funcs   []string
+		count   int
+		parsed  bool
+		dynamic bool
 	}{
 		{name: "point select", sql: "SELECT name FROM users WHERE id = 7", db: "shop", kind: "SELECT", read: []string{"shop.users"}, where: true, count: 1, parsed: true},
 		{name: "drop table", sql: "DROP TABLE users", db: "shop", kind: "DROP_TABLE", ddl: true, written: []string{"shop.users"}, count: 1, parsed: true},
