@@ -180,6 +180,11 @@ type Checkpoint struct {
 	Records   uint64 `json:"records"`
 	KeyID     string `json:"key_id"`
 	Signature string `json:"signature"`
+	// Final marks the checkpoint written by a clean Close: nothing follows.
+	Final bool `json:"final,omitempty"`
+	// IntervalMS is the journal's checkpoint interval, so verify can tell a
+	// stale (possibly truncated) tail from a quiet one.
+	IntervalMS int64 `json:"interval_ms,omitempty"`
 }
 
 // U64 and I64 return pointers for the optional numeric fields.

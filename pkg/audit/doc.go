@@ -1,0 +1,2 @@
+// Package audit writes, chains, signs, verifies, reads and ships the tamper-evident statement journal.
+package audit

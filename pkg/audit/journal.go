@@ -1,0 +1,733 @@
+package audit
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"crypto/sha256"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// ErrJournal wraps every error Append returns because the journal could not
+// be written; the proxy refuses the statement when errors.Is(err, ErrJournal).
+var ErrJournal = errors.New("audit journal unavailable")
+
+// ErrClosed is returned by Append after Close.
+var ErrClosed = errors.New("audit journal closed")
+
+// Journal is the append-only, hash-chained, write-ahead audit journal.
+//
+// Append is safe for concurrent use. Records are encoded outside the lock;
+// under the lock they only get their seq and prev_hash spliced in and are
+// hashed into a shared pending buffer. The first waiting appender becomes the
+// writer: it takes the whole pending buffer and issues one write(2) (and, in
+// sync=always, one fsync) for every record that queued up meanwhile, then
+// wakes the others (group commit, no goroutine hand-off on the hot path).
+type Journal struct {
+	cfg    Config
+	log    *slog.Logger
+	key    ed25519.PrivateKey
+	keyID  string
+	lockF  *os.File
+	always bool
+
+	mu   sync.Mutex
+	cond *sync.Cond
+
+	// chain state, under mu
+	seq  uint64
+	head string
+
+	// last record known written, under mu
+	writtenSeq  uint64
+	writtenHead string
+
+	// logical byte offsets (monotonic, never reused), under mu
+	pending  []byte
+	spare    []byte
+	appended int64
+	written  int64 // write(2) resolved (succeeded or failed) up to here
+	synced   int64
+	failed   []span // resolved-but-failed ranges
+	writing  bool
+	closed   bool
+	lastErr  error
+
+	// owned by the writer (writing==true) or, for the fd, by syncMu holders
+	syncMu    sync.Mutex
+	f         *os.File
+	seg       Segment
+	segSize   int64
+	segOpened time.Time
+	broken    bool // current segment may end in a partial write: rotate first
+	rotateDue atomic.Bool
+
+	syncKick chan struct{}
+	done     chan struct{}
+	wg       sync.WaitGroup
+
+	subsMu sync.Mutex
+	subs   []chan struct{}
+
+	shippers []*Shipper
+
+	stats journalCounters
+}
+
+type span struct{ lo, hi int64 } // (lo, hi]
+
+type journalCounters struct {
+	records, bytes, writes, syncs, writeErrors, syncErrors, dropped, checkpoints, segments, recovered atomic.Uint64
+}
+
+// Stats is a snapshot of journal counters for metrics.
+type Stats struct {
+	Records        uint64 // records appended (including checkpoints)
+	Bytes          uint64 // bytes written
+	Writes         uint64 // write(2) calls (records/Writes = group commit factor)
+	Syncs          uint64 // fsync calls
+	WriteErrors    uint64
+	SyncErrors     uint64
+	Dropped        uint64 // records lost because of write errors with FailOpen
+	Checkpoints    uint64
+	Segments       uint64 // segments opened by this process
+	RecoveredTorn  uint64 // torn tails truncated on Open
+	LastSeq        uint64
+	UnsyncedBytes  int64 // written but not yet fsynced
+	PendingBytes   int64 // appended but not yet written
+	Sinks          []SinkStats
+}
+
+// Open opens (or creates) the journal in cfg.Dir, recovers a torn final
+// record left by a crash, loads or creates the checkpoint key, writes an
+// opening checkpoint and starts the background syncer, checkpointer and sinks.
+func Open(c Config) (*Journal, error) {
+	cfg, err := c.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
+		return nil, fmt.Errorf("create audit dir: %w", err)
+	}
+	lockF, err := os.OpenFile(filepath.Join(cfg.Dir, ".lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("open journal lock: %w", err)
+	}
+	if err := syscall.Flock(int(lockF.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		lockF.Close()
+		return nil, fmt.Errorf("lock audit dir %s (another sqlwarden running?): %w", cfg.Dir, err)
+	}
+	j := &Journal{
+		cfg:      cfg,
+		log:      cfg.Log,
+		lockF:    lockF,
+		always:   cfg.Sync == SyncAlways,
+		syncKick: make(chan struct{}, 1),
+		done:     make(chan struct{}),
+	}
+	j.cond = sync.NewCond(&j.mu)
+	ok := false
+	defer func() {
+		if !ok {
+			if j.f != nil {
+				j.f.Close()
+			}
+			lockF.Close()
+		}
+	}()
+	key, created, err := LoadOrCreateKey(cfg.KeyFile)
+	if err != nil {
+		return nil, err
+	}
+	j.key = key
+	j.keyID = KeyID(key.Public().(ed25519.PublicKey))
+	if created {
+		j.log.Info("created checkpoint signing key", "key", cfg.KeyFile, "public_key", cfg.KeyFile+".pub", "key_id", j.keyID)
+	}
+
+	segs, err := ListSegments(cfg.Dir)
+	if err != nil {
+		return nil, err
+	}
+	st, err := readTail(segs)
+	if err != nil {
+		return nil, err
+	}
+	j.seq, j.head = st.lastSeq, st.lastHash
+	j.writtenSeq, j.writtenHead = st.lastSeq, st.lastHash
+	openReason := "open"
+	switch {
+	case st.seg.Path == "":
+		// empty journal: first segment created below
+	case st.conflict:
+		j.log.Error("journal segment has invalid records followed by valid ones; leaving it for audit verify and starting a new segment",
+			"segment", st.seg.Path)
+		openReason = "open: previous segment damaged"
+	case st.tornBytes > 0:
+		tornPath := st.seg.Path + fmt.Sprintf(".torn-%d", cfg.Clock().UnixNano())
+		if err := os.WriteFile(tornPath, st.torn, 0o600); err != nil {
+			j.log.Warn("save torn tail", "err", err)
+		}
+		if err := os.Truncate(st.seg.Path, st.size); err != nil {
+			return nil, fmt.Errorf("truncate torn tail: %w", err)
+		}
+		j.stats.recovered.Add(1)
+		j.log.Warn("recovered torn final record after a crash", "segment", st.seg.Path,
+			"torn_bytes", st.tornBytes, "last_seq", st.lastSeq, "saved", tornPath)
+		openReason = fmt.Sprintf("recovered: truncated torn final record (%d bytes) after seq %d", st.tornBytes, st.lastSeq)
+	}
+	if st.seg.Path != "" && !st.conflict && st.seg.FirstSeq <= st.lastSeq+1 {
+		f, err := os.OpenFile(st.seg.Path, os.O_WRONLY|os.O_APPEND, 0o600)
+		if err != nil {
+			return nil, fmt.Errorf("open segment: %w", err)
+		}
+		j.f, j.seg, j.segSize = f, st.seg, st.size
+		j.segOpened = cfg.Clock()
+		if fi, err := os.Stat(st.seg.Path); err == nil && st.size > 0 {
+			j.segOpened = fi.ModTime() // age counts from the segment's last write at worst
+		}
+	} else if err := j.rotate(); err != nil {
+		return nil, err
+	}
+
+	j.wg.Add(1)
+	go j.background()
+	if err := j.appendCheckpoint(openReason, false); err != nil {
+		close(j.done)
+		j.wg.Wait()
+		return nil, fmt.Errorf("write opening checkpoint: %w", err)
+	}
+	for _, sc := range cfg.Sinks {
+		sh, err := newShipper(j, sc)
+		if err != nil {
+			close(j.done)
+			j.wg.Wait()
+			return nil, err
+		}
+		j.shippers = append(j.shippers, sh)
+	}
+	for _, sh := range j.shippers {
+		sh.start()
+	}
+	ok = true
+	return j, nil
+}
+
+// Config returns the effective configuration (defaults applied).
+func (j *Journal) Config() Config { return j.cfg }
+
+// PublicKey returns the checkpoint verification key.
+func (j *Journal) PublicKey() ed25519.PublicKey { return j.key.Public().(ed25519.PublicKey) }
+
+var bufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+// Append writes r to the journal. It assigns Seq, PrevHash, Hash (and Node
+// and TS if unset) and returns once the record's write(2) has returned, or,
+// with sync=always, once an fsync covering it has returned. A journal
+// failure returns an error wrapping ErrJournal, unless FailOpen is set.
+func (j *Journal) Append(r *Record) error {
+	if r.TS.IsZero() {
+		r.TS = j.cfg.Clock()
+	}
+	r.TS = r.TS.UTC()
+	if r.Node == "" {
+		r.Node = j.cfg.Node
+	}
+	buf := bufPool.Get().(*bytes.Buffer)
+	buf.Reset()
+	body, err := encodeBody(buf, r)
+	if err != nil {
+		bufPool.Put(buf)
+		return fmt.Errorf("%w: %w", ErrJournal, err)
+	}
+	j.mu.Lock()
+	if j.closed {
+		j.mu.Unlock()
+		bufPool.Put(buf)
+		return fmt.Errorf("%w: %w", ErrJournal, ErrClosed)
+	}
+	end, seq, prev, h, err := j.appendLocked(body)
+	bufPool.Put(buf)
+	if err != nil {
+		j.mu.Unlock()
+		return fmt.Errorf("%w: %w", ErrJournal, err)
+	}
+	r.Seq, r.PrevHash, r.Hash = seq, prev, h
+	err = j.commitLocked(end)
+	j.mu.Unlock()
+	if err != nil {
+		if j.cfg.FailOpen {
+			j.stats.dropped.Add(1)
+			return nil
+		}
+		return fmt.Errorf("%w: %w", ErrJournal, err)
+	}
+	return nil
+}
+
+// appendLocked chains body into the pending buffer; returns the record's
+// logical end offset.
+func (j *Journal) appendLocked(body []byte) (end int64, seq uint64, prev, h string, err error) {
+	seq = j.seq + 1
+	prev = j.head
+	start := len(j.pending)
+	j.pending, err = spliceInto(j.pending, body, seq, prev)
+	if err != nil {
+		j.pending = j.pending[:start]
+		return 0, 0, "", "", err
+	}
+	sum := sha256.Sum256(j.pending[start:])
+	j.pending = appendHashSuffix(j.pending, sum)
+	line := j.pending[start:]
+	h = string(line[len(line)-3-64 : len(line)-3]) // before `"}\n`
+	j.seq, j.head = seq, h
+	j.appended += int64(len(line))
+	j.stats.records.Add(1)
+	return j.appended, seq, prev, h, nil
+}
+
+// commitLocked waits (becoming the writer if nobody is) until the record
+// ending at end is written (and synced in sync=always). Called with mu held.
+func (j *Journal) commitLocked(end int64) error {
+	for {
+		if j.written >= end && (!j.always || j.synced >= end || j.isFailed(end)) {
+			if j.isFailed(end) {
+				if j.lastErr != nil {
+					return j.lastErr
+				}
+				return errors.New("write journal: failed")
+			}
+			return nil
+		}
+		if !j.writing {
+			j.writeBatchLocked()
+			continue
+		}
+		j.cond.Wait()
+	}
+}
+
+func (j *Journal) isFailed(end int64) bool {
+	for i := len(j.failed) - 1; i >= 0; i-- {
+		if end > j.failed[i].lo && end <= j.failed[i].hi {
+			return true
+		}
+	}
+	return false
+}
+
+func (j *Journal) markFailed(lo, hi int64) {
+	if hi <= lo {
+		return
+	}
+	if len(j.failed) >= 256 {
+		copy(j.failed, j.failed[128:])
+		j.failed = j.failed[:len(j.failed)-128]
+	}
+	j.failed = append(j.failed, span{lo, hi})
+}
+
+// writeBatchLocked takes the pending buffer, writes it with mu released and
+// publishes the result. Called with mu held and writing == false.
+func (j *Journal) writeBatchLocked() {
+	j.writing = true
+	batch := j.pending
+	j.pending = j.spare[:0]
+	lo, hi := j.written, j.appended
+	lastSeq, lastHead := j.seq, j.head
+	firstSeq := j.writtenSeq + 1
+	j.mu.Unlock()
+
+	werr := j.writeOut(batch, firstSeq)
+	var serr error
+	var synced bool
+	if werr == nil && j.always {
+		serr = j.syncFile()
+		synced = serr == nil
+		if serr != nil {
+			j.broken = true // the page cache may have dropped data: new segment
+		}
+	}
+
+	j.mu.Lock()
+	j.spare = batch[:0]
+	j.writing = false
+	switch {
+	case werr != nil:
+		// The batch and every record chained after it are lost: roll the
+		// chain back to the last written record and fail them all.
+		j.lastErr = werr
+		j.stats.writeErrors.Add(1)
+		j.log.Error("write audit journal", "err", werr, "records_failed", j.seq-j.writtenSeq)
+		j.markFailed(lo, j.appended)
+		j.seq, j.head = j.writtenSeq, j.writtenHead
+		j.pending = j.pending[:0]
+		j.written = j.appended
+		j.synced = max(j.synced, j.appended) // failed bytes count as resolved
+	default:
+		j.written = hi
+		j.writtenSeq, j.writtenHead = lastSeq, lastHead
+		if j.always {
+			if synced {
+				j.synced = hi
+				j.lastErr = nil
+			} else {
+				j.lastErr = serr
+				j.markFailed(lo, hi)
+				j.synced = hi
+			}
+		} else {
+			j.lastErr = nil
+		}
+	}
+	j.cond.Broadcast()
+	if werr == nil {
+		if !j.always && j.cfg.Sync == SyncBatch {
+			select {
+			case j.syncKick <- struct{}{}:
+			default:
+			}
+		}
+		j.notify()
+	}
+}
+
+// writeOut writes one batch to the current segment, rotating first if the
+// segment is full, old or possibly damaged. Runs with mu released, as the
+// single writer.
+func (j *Journal) writeOut(batch []byte, firstSeq uint64) error {
+	if j.broken || j.f == nil || j.segSize >= j.cfg.SegmentMaxBytes || j.rotateDue.Load() {
+		if err := j.rotateAt(firstSeq); err != nil {
+			j.broken = true
+			return err
+		}
+	}
+	if j.cfg.WriteHook != nil {
+		if err := j.cfg.WriteHook(batch); err != nil {
+			return fmt.Errorf("write journal: %w", err)
+		}
+	}
+	n, err := j.f.Write(batch)
+	if err != nil {
+		if n > 0 {
+			if terr := j.f.Truncate(j.segSize); terr != nil {
+				j.broken = true
+			}
+		}
+		return fmt.Errorf("write journal: %w", err)
+	}
+	j.segSize += int64(n)
+	j.stats.writes.Add(1)
+	j.stats.bytes.Add(uint64(n))
+	return nil
+}
+
+func (j *Journal) rotate() error { return j.rotateAt(j.writtenSeq + 1) }
+
+// rotateAt closes the current segment (after an fsync unless sync=none) and
+// opens a new one named after firstSeq.
+func (j *Journal) rotateAt(firstSeq uint64) error {
+	seg := Segment{Path: filepath.Join(j.cfg.Dir, segmentName(firstSeq)), FirstSeq: firstSeq}
+	if j.f != nil && seg.Path == j.seg.Path {
+		// nothing was written since the segment was created (or a failed
+		// write was truncated away); reuse it unless it is damaged
+		if !j.broken {
+			j.rotateDue.Store(false)
+			return nil
+		}
+		// a damaged segment holding no valid record: start a sibling
+		seg.Path = filepath.Join(j.cfg.Dir, fmt.Sprintf("%s%020d-%d%s", segmentPrefix, firstSeq, j.cfg.Clock().UnixNano(), segmentSuffix))
+	}
+	f, err := os.OpenFile(seg.Path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	if err != nil {
+		return fmt.Errorf("create segment: %w", err)
+	}
+	if j.cfg.Sync != SyncNone {
+		if err := syncDir(j.cfg.Dir); err != nil {
+			f.Close()
+			return fmt.Errorf("sync audit dir: %w", err)
+		}
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return fmt.Errorf("stat segment: %w", err)
+	}
+	j.syncMu.Lock()
+	old := j.f
+	j.f, j.seg, j.segSize, j.segOpened = f, seg, fi.Size(), j.cfg.Clock()
+	j.syncMu.Unlock()
+	j.broken = false
+	j.rotateDue.Store(false)
+	j.stats.segments.Add(1)
+	if old != nil {
+		if j.cfg.Sync != SyncNone {
+			if err := old.Sync(); err != nil {
+				j.log.Error("sync rotated segment", "err", err)
+			}
+		}
+		old.Close()
+	}
+	return nil
+}
+
+// syncFile fsyncs the current segment and reports the duration.
+func (j *Journal) syncFile() error {
+	j.syncMu.Lock()
+	f := j.f
+	t0 := time.Now()
+	err := f.Sync()
+	j.syncMu.Unlock()
+	d := time.Since(t0)
+	j.stats.syncs.Add(1)
+	if j.cfg.SyncObserver != nil {
+		j.cfg.SyncObserver(d)
+	}
+	if err != nil {
+		j.stats.syncErrors.Add(1)
+		return fmt.Errorf("sync journal: %w", err)
+	}
+	return nil
+}
+
+// background runs the batch syncer, the checkpoint timer and age rotation.
+func (j *Journal) background() {
+	defer j.wg.Done()
+	cp := time.NewTicker(j.cfg.CheckpointInterval)
+	defer cp.Stop()
+	var syncTimer *time.Timer
+	var syncC <-chan time.Time
+	for {
+		select {
+		case <-j.done:
+			if syncTimer != nil {
+				syncTimer.Stop()
+			}
+			return
+		case <-j.syncKick:
+			if syncC == nil {
+				syncTimer = time.NewTimer(j.cfg.BatchWindow)
+				syncC = syncTimer.C
+			}
+		case <-syncC:
+			syncC = nil
+			j.batchSync()
+		case <-cp.C:
+			if j.cfg.Clock().Sub(j.segOpenedAt()) >= j.cfg.SegmentMaxAge {
+				j.rotateDue.Store(true)
+			}
+			if err := j.appendCheckpoint("", false); err != nil && !errors.Is(err, ErrClosed) {
+				j.log.Error("write checkpoint", "err", err)
+			}
+		}
+	}
+}
+
+func (j *Journal) segOpenedAt() time.Time {
+	j.syncMu.Lock()
+	defer j.syncMu.Unlock()
+	return j.segOpened
+}
+
+// batchSync fsyncs everything written so far (sync=batch).
+func (j *Journal) batchSync() {
+	j.mu.Lock()
+	target := j.written
+	already := j.synced >= target
+	j.mu.Unlock()
+	if already {
+		return
+	}
+	err := j.syncFile()
+	j.mu.Lock()
+	if err != nil {
+		j.lastErr = err
+		j.log.Error("sync audit journal", "err", err)
+		j.rotateDue.Store(true) // the page cache may have dropped data: new segment
+	} else if target > j.synced {
+		j.synced = target
+	}
+	j.mu.Unlock()
+}
+
+// appendCheckpoint writes a signed checkpoint covering the current head.
+func (j *Journal) appendCheckpoint(reason string, final bool) error {
+	ts := j.cfg.Clock().UTC()
+	j.mu.Lock()
+	if j.closed {
+		j.mu.Unlock()
+		return ErrClosed
+	}
+	records, head := j.seq, j.head
+	ivl := j.cfg.CheckpointInterval.Milliseconds()
+	sig := ed25519.Sign(j.key, CheckpointMessage(j.cfg.Node, records, head, ts, final, ivl))
+	r := &Record{
+		TS: ts, Event: EventCheckpoint, Node: j.cfg.Node, Reason: reason,
+		Checkpoint: &Checkpoint{Head: head, Records: records, KeyID: j.keyID,
+			Signature: base64.StdEncoding.EncodeToString(sig), Final: final, IntervalMS: ivl},
+	}
+	var buf bytes.Buffer
+	body, err := encodeBody(&buf, r)
+	if err != nil {
+		j.mu.Unlock()
+		return err
+	}
+	end, _, _, _, err := j.appendLocked(body)
+	if err != nil {
+		j.mu.Unlock()
+		return err
+	}
+	err = j.commitLocked(end)
+	j.mu.Unlock()
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrJournal, err)
+	}
+	j.stats.checkpoints.Add(1)
+	return nil
+}
+
+// Healthy returns nil when the last write (and fsync) succeeded, else the
+// error that made the journal refuse records.
+func (j *Journal) Healthy() error {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.closed {
+		return ErrClosed
+	}
+	if j.lastErr != nil {
+		return fmt.Errorf("%w: %w", ErrJournal, j.lastErr)
+	}
+	return nil
+}
+
+// LastSeq returns the seq of the last record written.
+func (j *Journal) LastSeq() uint64 {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.writtenSeq
+}
+
+// Dir returns the journal directory.
+func (j *Journal) Dir() string { return j.cfg.Dir }
+
+// Stats returns a snapshot of the journal's and its sinks' counters.
+func (j *Journal) Stats() Stats {
+	j.mu.Lock()
+	s := Stats{LastSeq: j.writtenSeq, UnsyncedBytes: j.written - j.synced, PendingBytes: j.appended - j.written}
+	j.mu.Unlock()
+	s.Records = j.stats.records.Load()
+	s.Bytes = j.stats.bytes.Load()
+	s.Writes = j.stats.writes.Load()
+	s.Syncs = j.stats.syncs.Load()
+	s.WriteErrors = j.stats.writeErrors.Load()
+	s.SyncErrors = j.stats.syncErrors.Load()
+	s.Dropped = j.stats.dropped.Load()
+	s.Checkpoints = j.stats.checkpoints.Load()
+	s.Segments = j.stats.segments.Load()
+	s.RecoveredTorn = j.stats.recovered.Load()
+	for _, sh := range j.shippers {
+		s.Sinks = append(s.Sinks, sh.Stats())
+	}
+	return s
+}
+
+// Sync forces an fsync of everything written so far.
+func (j *Journal) Sync() error {
+	j.mu.Lock()
+	for j.writing {
+		j.cond.Wait()
+	}
+	target := j.written
+	j.writing = true // keep writers (and rotation) out while syncing
+	j.mu.Unlock()
+	err := j.syncFile()
+	j.mu.Lock()
+	j.writing = false
+	if err == nil && target > j.synced {
+		j.synced = target
+	}
+	j.cond.Broadcast()
+	j.mu.Unlock()
+	return err
+}
+
+// Close writes a final signed checkpoint, stops the sinks (after they
+// ship what they can within a short grace period), fsyncs and closes.
+func (j *Journal) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	return j.CloseContext(ctx)
+}
+
+// CloseContext is Close with a deadline for the sinks to drain.
+func (j *Journal) CloseContext(ctx context.Context) error {
+	cerr := j.appendCheckpoint("close", true)
+	if errors.Is(cerr, ErrClosed) {
+		return nil
+	}
+	for _, sh := range j.shippers {
+		sh.stop(ctx)
+	}
+	j.mu.Lock()
+	j.closed = true
+	for j.writing {
+		j.cond.Wait()
+	}
+	j.cond.Broadcast()
+	j.mu.Unlock()
+	close(j.done)
+	j.wg.Wait()
+	var errs []error
+	if cerr != nil {
+		errs = append(errs, cerr)
+	}
+	j.syncMu.Lock()
+	if j.f != nil {
+		if j.cfg.Sync != SyncNone {
+			if err := j.f.Sync(); err != nil {
+				errs = append(errs, fmt.Errorf("sync journal: %w", err))
+			}
+		}
+		if err := j.f.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close journal: %w", err))
+		}
+		j.f = nil
+	}
+	j.syncMu.Unlock()
+	j.lockF.Close()
+	j.notify()
+	return errors.Join(errs...)
+}
+
+// subscribe returns a channel that receives a value after new records are
+// written (coalesced).
+func (j *Journal) subscribe() chan struct{} {
+	c := make(chan struct{}, 1)
+	j.subsMu.Lock()
+	j.subs = append(j.subs, c)
+	j.subsMu.Unlock()
+	return c
+}
+
+func (j *Journal) notify() {
+	j.subsMu.Lock()
+	for _, c := range j.subs {
+		select {
+		case c <- struct{}{}:
+		default:
+		}
+	}
+	j.subsMu.Unlock()
+}
+
+var _ io.Closer = (*Journal)(nil)

@@ -1,0 +1,138 @@
+package audit
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+)
+
+// ErrStop can be returned by a ReadAll callback to stop early without error.
+var ErrStop = errors.New("stop reading")
+
+// maxLine bounds one journal line when reading (records carry SQL text and
+// optional result rows; 64 MiB is far beyond any sane record).
+const maxLine = 64 << 20
+
+// lineScanner yields complete (newline-terminated) lines of one segment and
+// reports an unterminated final fragment separately.
+type lineScanner struct {
+	r    *bufio.Reader
+	off  int64 // offset of the next line
+	torn []byte
+}
+
+func newLineScanner(r io.Reader) *lineScanner {
+	return &lineScanner{r: bufio.NewReaderSize(r, 256<<10)}
+}
+
+// next returns the next complete line without its newline, or io.EOF. A
+// final fragment without newline is kept in s.torn and io.EOF returned.
+func (s *lineScanner) next() ([]byte, error) {
+	line, err := s.r.ReadSlice('\n')
+	if err == nil {
+		s.off += int64(len(line))
+		return line[:len(line)-1], nil
+	}
+	if errors.Is(err, bufio.ErrBufferFull) {
+		var big []byte
+		big = append(big, line...)
+		for errors.Is(err, bufio.ErrBufferFull) {
+			if len(big) > maxLine {
+				return nil, fmt.Errorf("read journal: line longer than %d bytes", maxLine)
+			}
+			line, err = s.r.ReadSlice('\n')
+			big = append(big, line...)
+		}
+		if err == nil {
+			s.off += int64(len(big))
+			return big[:len(big)-1], nil
+		}
+		line = big
+	}
+	if errors.Is(err, io.EOF) {
+		if len(line) > 0 {
+			s.torn = append([]byte(nil), line...)
+		}
+		return nil, io.EOF
+	}
+	return nil, fmt.Errorf("read journal: %w", err)
+}
+
+// ReadAll calls fn for every record in dir's journal in order (checkpoints
+// included). Records are decoded without chain verification (use Verify for
+// that); lines that do not decode and an unterminated final line are skipped.
+// fn may return ErrStop to end early.
+func ReadAll(dir string, fn func(*Record) error) error {
+	segs, err := ListSegments(dir)
+	if err != nil {
+		return err
+	}
+	for _, seg := range segs {
+		if err := readSegment(seg.Path, 0, func(line []byte, _ int64) error {
+			if len(bytes.TrimSpace(line)) == 0 {
+				return nil
+			}
+			r, err := DecodeLine(line)
+			if err != nil {
+				return nil
+			}
+			return fn(r)
+		}); err != nil {
+			if errors.Is(err, ErrStop) {
+				return nil
+			}
+			return err
+		}
+	}
+	return nil
+}
+
+// readSegment calls fn for each complete line of a segment from offset
+// start; the offset passed is that of the line's end.
+func readSegment(path string, start int64, fn func(line []byte, end int64) error) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("open segment: %w", err)
+	}
+	defer f.Close()
+	if start > 0 {
+		if _, err := f.Seek(start, io.SeekStart); err != nil {
+			return fmt.Errorf("seek segment: %w", err)
+		}
+	}
+	sc := newLineScanner(f)
+	sc.off = start
+	for {
+		line, err := sc.next()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if err := fn(line, sc.off); err != nil {
+			return err
+		}
+	}
+}
+
+// ReadSession returns the records of one session in journal order.
+func ReadSession(dir, sessionID string) ([]*Record, error) {
+	var out []*Record
+	err := ReadAll(dir, func(r *Record) error {
+		if r.SessionID == sessionID {
+			out = append(out, r)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("read session %s: no records", sessionID)
+	}
+	return out, nil
+}
