@@ -127,10 +127,10 @@ func (v *verifier) classify(err error, res *sigResult) *DeniedError {
 		return deny(ReasonMalformed, err)
 	}
 	var c struct {
-		Iss string     `json:"iss"`
-		Aud audience   `json:"aud"`
-		Exp *jsonNum   `json:"exp"`
-		Nbf *jsonNum   `json:"nbf"`
+		Iss string   `json:"iss"`
+		Aud audience `json:"aud"`
+		Exp *jsonNum `json:"exp"`
+		Nbf *jsonNum `json:"nbf"`
 	}
 	if json.Unmarshal(res.payload, &c) != nil {
 		return deny(ReasonMalformed, err)
