@@ -55,6 +55,10 @@ struct {
 	__type(value, __u64);
 } sw_counters SEC(".maps");
 
+/* One 32-bit context load: clang would otherwise merge neighbouring words into
+ * a 64-bit load, which the verifier rejects for ctx fields. */
+#define CTX_U32(field) (*(volatile __u32 *)&(field))
+
 static __always_inline void count(__u32 idx)
 {
 	__u64 *v = bpf_map_lookup_elem(&sw_counters, &idx);
@@ -243,10 +247,10 @@ int sw_connect6(struct bpf_sock_addr *ctx)
 
 	__u16 dport = bpf_ntohs(ctx->user_port);
 	__u32 dip[4];
-	dip[0] = ctx->user_ip6[0];
-	dip[1] = ctx->user_ip6[1];
-	dip[2] = ctx->user_ip6[2];
-	dip[3] = ctx->user_ip6[3];
+	dip[0] = CTX_U32(ctx->user_ip6[0]);
+	dip[1] = CTX_U32(ctx->user_ip6[1]);
+	dip[2] = CTX_U32(ctx->user_ip6[2]);
+	dip[3] = CTX_U32(ctx->user_ip6[3]);
 	int mapped = is_mapped_v4(dip);
 
 	if (dport == cfg->proxy_port) {
@@ -332,15 +336,15 @@ int sw_sockops(struct bpf_sock_ops *skops)
 		set_mapped(key.dst_ip, skops->remote_ip4);
 	} else {
 		__u32 ip[4];
-		ip[0] = skops->local_ip6[0];
-		ip[1] = skops->local_ip6[1];
-		ip[2] = skops->local_ip6[2];
-		ip[3] = skops->local_ip6[3];
+		ip[0] = CTX_U32(skops->local_ip6[0]);
+		ip[1] = CTX_U32(skops->local_ip6[1]);
+		ip[2] = CTX_U32(skops->local_ip6[2]);
+		ip[3] = CTX_U32(skops->local_ip6[3]);
 		set_ip6(key.src_ip, ip);
-		ip[0] = skops->remote_ip6[0];
-		ip[1] = skops->remote_ip6[1];
-		ip[2] = skops->remote_ip6[2];
-		ip[3] = skops->remote_ip6[3];
+		ip[0] = CTX_U32(skops->remote_ip6[0]);
+		ip[1] = CTX_U32(skops->remote_ip6[1]);
+		ip[2] = CTX_U32(skops->remote_ip6[2]);
+		ip[3] = CTX_U32(skops->remote_ip6[3]);
 		set_ip6(key.dst_ip, ip);
 	}
 	key.src_port = (__u16)skops->local_port;
