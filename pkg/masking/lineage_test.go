@@ -1,0 +1,110 @@
+package masking
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+)
+
+// fakeSchema is an in-memory SchemaSource.
+type fakeSchema struct {
+	tables map[string][]string
+	views  map[string]string
+}
+
+func (f fakeSchema) Columns(_ context.Context, db, table string) ([]string, error) {
+	if c, ok := f.tables[db+"."+table]; ok {
+		return c, nil
+	}
+	return nil, errors.New("no such table")
+}
+
+func (f fakeSchema) View(_ context.Context, db, view string) (string, bool, error) {
+	d, ok := f.views[db+"."+view]
+	return d, ok, nil
+}
+
+var testSchema = fakeSchema{
+	tables: map[string][]string{
+		"shop.customers": {"id", "name", "card", "email", "salary", "birth", "profile"},
+		"shop.orders":    {"id", "customer_id", "total"},
+		"shop.v_cards":   {"cid", "c"},
+	},
+	views: map[string]string{
+		"shop.v_cards": "select `shop`.`customers`.`id` AS `cid`,`shop`.`customers`.`card` AS `c` from `shop`.`customers`",
+	},
+}
+
+var testRules = []Rule{
+	{Name: "cards", Columns: []string{"shop.customers.card"}, Strategy: StrategyPartial, Keep: 4},
+	{Name: "emails", ColumnPatterns: []string{"email"}, Strategy: StrategyHash},
+	{Name: "pay", Columns: []string{"shop.*.salary", "shop.customers.birth", "shop.customers.profile"}, Strategy: StrategyRedact},
+}
+
+func TestLineage(t *testing.T) {
+	m := New(Config{Rules: testRules, HashKey: []byte("k")}, testSchema)
+	tests := []struct {
+		sql    string
+		want   []string // rule and strategy per result column of the first result set, "" = clear
+		denied string   // substring of the denial
+	}{
+		{sql: "SELECT id, name FROM orders", want: nil},
+		{sql: "SELECT id, card FROM customers", want: []string{"", "cards/partial"}},
+		{sql: "SELECT c.card AS x, email FROM shop.customers c", want: []string{"cards/partial", "emails/hash"}},
+		{sql: "SELECT CONCAT('x', card) FROM customers", want: []string{"cards/redact"}},
+		{sql: "SELECT * FROM customers", want: []string{"", "", "cards/partial", "emails/hash", "pay/redact", "pay/redact", "pay/redact"}},
+		{sql: "SELECT o.*, c.name FROM orders o JOIN customers c ON c.id = o.customer_id", want: []string{"", "", "", ""}},
+		{sql: "SELECT x FROM (SELECT card AS x FROM customers) d", want: []string{"cards/partial"}},
+		{sql: "WITH t AS (SELECT email e FROM customers) SELECT e FROM t", want: []string{"emails/hash"}},
+		{sql: "SELECT id FROM orders UNION SELECT card FROM customers", want: []string{"cards/partial"}},
+		{sql: "SELECT c FROM v_cards", want: []string{"cards/partial"}},
+		{sql: "SELECT (SELECT MAX(salary) FROM customers) AS s", want: []string{"pay/redact"}},
+		{sql: "SELECT COUNT(card) FROM customers", want: []string{""}},
+		{sql: "WITH RECURSIVE r(n, v) AS (SELECT 1, '' UNION ALL SELECT n+1, (SELECT card FROM customers LIMIT 1) FROM r WHERE n < 3) SELECT v FROM r", want: []string{"cards/redact"}},
+		{sql: "SELECT id FROM customers WHERE card LIKE '4%'", denied: "WHERE reads masked column"},
+		{sql: "SELECT id FROM customers ORDER BY salary", denied: "ORDER BY"},
+		{sql: "SELECT card FROM customers INTO OUTFILE '/tmp/x'", denied: "INTO"},
+		{sql: "SELECT card INTO OUTFILE '/tmp/x' FROM customers", denied: "masking"},
+		{sql: "SELECT @v := card FROM customers", denied: "variable"},
+		{sql: "INSERT INTO orders (total) SELECT salary FROM customers", denied: "INSERT"},
+		{sql: "CREATE TABLE leak AS SELECT email FROM customers", denied: "CREATE TABLE"},
+		{sql: "UPDATE orders SET total = (SELECT salary FROM customers LIMIT 1)", denied: "UPDATE"},
+		{sql: "SELECT leakfn(id) FROM customers", denied: "cannot tell"},
+		{sql: "SELECT id FROM customers c JOIN orders o USING (id) WHERE o.total > 1", want: []string{""}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.sql, func(t *testing.T) {
+			p, err := m.Plan(context.Background(), "agent", "shop", tt.sql, nil)
+			if tt.denied != "" {
+				var d *DeniedError
+				if !errors.As(err, &d) || !strings.Contains(err.Error(), tt.denied) {
+					t.Fatalf("Plan() = %v, want denial containing %q", err, tt.denied)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("Plan(): %v", err)
+			}
+			var got []string
+			if p != nil && len(p.results) > 0 {
+				for _, l := range p.results[0].cols {
+					s := ""
+					if l.rule != nil {
+						s = l.rule.Name + "/" + l.rule.Strategy
+					}
+					got = append(got, s)
+				}
+			}
+			if tt.want == nil || strings.Join(tt.want, "") == "" {
+				if p != nil && got != nil && strings.Join(got, "") != "" {
+					t.Fatalf("got %q, want nothing masked", got)
+				}
+				return
+			}
+			if strings.Join(got, ",") != strings.Join(tt.want, ",") {
+				t.Fatalf("got %q, want %q", got, tt.want)
+			}
+		})
+	}
+}

@@ -1,0 +1,435 @@
+package masking
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"github.com/pingcap/tidb/pkg/parser"
+	"github.com/pingcap/tidb/pkg/parser/ast"
+	"github.com/pingcap/tidb/pkg/parser/mysql"
+	_ "github.com/pingcap/tidb/pkg/parser/test_driver" // value expressions for the parser
+
+	"github.com/sqlwarden/sqlwarden/pkg/audit"
+	"github.com/sqlwarden/sqlwarden/pkg/mysql/rows"
+)
+
+// SchemaSource answers schema questions from the backend. Masker caches the answers.
+type SchemaSource interface {
+	// Columns lists a table's (or view's) columns in ordinal order (information_schema.COLUMNS).
+	Columns(ctx context.Context, db, table string) ([]string, error)
+	// View returns a view's definition (information_schema.VIEWS); ok is false for a base table.
+	View(ctx context.Context, db, view string) (definition string, ok bool, err error)
+}
+
+// Masker plans masking for statements. It is safe for concurrent use.
+type Masker struct {
+	state  atomic.Pointer[state]
+	schema SchemaSource
+
+	mu    sync.Mutex
+	cols  map[string][]string
+	views map[string]*viewEntry
+
+	parsers sync.Pool
+}
+
+type viewEntry struct {
+	ok   bool
+	stmt ast.StmtNode
+	err  error
+}
+
+// state is one immutable rule set.
+type state struct {
+	cfg      Config
+	rules    []*rule
+	err      error
+	mu       sync.RWMutex
+	byIdent  map[string][]*rule
+	detector bool
+}
+
+// New returns a Masker for cfg; invalid rules make every Plan fail closed.
+func New(cfg Config, schema SchemaSource) *Masker {
+	m := &Masker{schema: schema, cols: map[string][]string{}, views: map[string]*viewEntry{}}
+	m.parsers.New = func() any { return parser.New() }
+	m.SetRules(cfg)
+	return m
+}
+
+// SetRules swaps in a new configuration (hot reload) and forgets cached schema.
+// It returns the error that makes the configuration invalid, if any; an
+// invalid configuration denies every statement of identities with rules.
+func (m *Masker) SetRules(cfg Config) error {
+	st := &state{cfg: cfg}
+	for _, r := range cfg.Rules {
+		c, err := compileRule(r)
+		if err != nil {
+			st.err = err
+			continue
+		}
+		st.rules = append(st.rules, c)
+	}
+	if st.cfg.Unknown == "" {
+		st.cfg.Unknown = Deny
+	}
+	if st.cfg.Probing == "" {
+		st.cfg.Probing = Deny
+	}
+	st.detector = cfg.Detectors.any()
+	m.state.Store(st)
+	m.InvalidateSchema()
+	return st.err
+}
+
+// InvalidateSchema forgets cached table columns and view definitions (call it after DDL).
+func (m *Masker) InvalidateSchema() {
+	m.mu.Lock()
+	m.cols = map[string][]string{}
+	m.views = map[string]*viewEntry{}
+	m.mu.Unlock()
+}
+
+var noRules = []*rule{}
+
+func (st *state) rulesFor(identity string) []*rule {
+	if len(st.rules) == 0 {
+		return nil
+	}
+	st.mu.RLock()
+	rs, ok := st.byIdent[identity]
+	st.mu.RUnlock()
+	if ok {
+		return rs
+	}
+	for _, r := range st.rules {
+		if r.appliesTo(identity) {
+			rs = append(rs, r)
+		}
+	}
+	if rs == nil {
+		rs = noRules
+	}
+	st.mu.Lock()
+	if st.byIdent == nil {
+		st.byIdent = map[string][]*rule{}
+	}
+	st.byIdent[identity] = rs
+	st.mu.Unlock()
+	return rs
+}
+
+// Plan says, for one statement, how each of its result sets is masked.
+type Plan struct {
+	st      *state
+	rules   []*rule
+	hashKey []byte
+	results []*resultPlan
+	// variable is the index from which the number of result sets is unknown (CALL, EXECUTE).
+	variable int
+	mu       sync.Mutex
+	masks    []*colMask
+}
+
+// resultPlan is the lineage of one result set.
+type resultPlan struct {
+	cols    []lineage
+	unknown bool // column count or lineage not known
+	noData  bool // SHOW, EXPLAIN: metadata, not table data
+}
+
+// Plan analyses a statement for identity in session database db. stmts are
+// the statements the proxy parsed (nil: Plan parses sql itself). It returns a
+// nil Plan when nothing can be masked, and a *DeniedError when the statement
+// must be refused.
+func (m *Masker) Plan(ctx context.Context, identity, db, sql string, stmts []ast.StmtNode) (*Plan, error) {
+	st := m.state.Load()
+	rs := st.rulesFor(identity)
+	if len(rs) == 0 && !st.detector && st.err == nil {
+		return nil, nil
+	}
+	if st.err != nil {
+		return nil, &DeniedError{Message: "masking rules are invalid: " + st.err.Error()}
+	}
+	if stmts == nil {
+		var err error
+		stmts, err = m.parse(sql, 0)
+		if err != nil {
+			if len(rs) == 0 || st.cfg.Unknown == Allow {
+				return &Plan{st: st, variable: 0}, nil
+			}
+			return nil, &DeniedError{Message: "statement cannot be parsed, so masked columns cannot be protected"}
+		}
+	}
+	p, err := m.plan(ctx, st, rs, db, sql, stmts)
+	if err != nil {
+		return nil, err
+	}
+	// With ANSI_QUOTES, "x" is an identifier; the session's sql_mode is not
+	// known here, so statements with double quotes are analysed both ways.
+	if strings.IndexByte(sql, '"') >= 0 && len(rs) > 0 {
+		if alt, perr := m.parse(sql, mysql.ModeANSIQuotes); perr == nil {
+			p2, err := m.plan(ctx, st, rs, db, sql, alt)
+			if err != nil {
+				return nil, err
+			}
+			p.merge(p2)
+		}
+	}
+	if !p.needed() {
+		return nil, nil
+	}
+	return p, nil
+}
+
+func (m *Masker) parse(sql string, mode mysql.SQLMode) ([]ast.StmtNode, error) {
+	ps := m.parsers.Get().(*parser.Parser)
+	defer m.parsers.Put(ps)
+	ps.SetSQLMode(mode)
+	ps.SetParserConfig(parser.ParserConfig{EnableWindowFunction: true})
+	stmts, _, err := ps.ParseSQL(sql)
+	if err != nil {
+		return nil, fmt.Errorf("parse statement: %w", err)
+	}
+	return stmts, nil
+}
+
+func (p *Plan) needed() bool {
+	if p.st.detector {
+		return true
+	}
+	if p.variable >= 0 {
+		return true
+	}
+	for _, r := range p.results {
+		if r.unknown {
+			return true
+		}
+		for _, l := range r.cols {
+			if l.rule != nil {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// merge folds another analysis of the same text into p (the stricter wins).
+func (p *Plan) merge(o *Plan) {
+	if len(o.results) != len(p.results) {
+		for _, r := range p.results {
+			r.unknown = true
+		}
+		return
+	}
+	for i, r := range p.results {
+		or := o.results[i]
+		if or.unknown || len(or.cols) != len(r.cols) {
+			r.unknown = r.unknown || or.unknown
+			continue
+		}
+		for j := range r.cols {
+			if r.cols[j].rule == nil && or.cols[j].rule != nil {
+				r.cols[j] = or.cols[j]
+			}
+			r.cols[j].unknown = r.cols[j].unknown || or.cols[j].unknown
+		}
+	}
+	if o.variable >= 0 && (p.variable < 0 || o.variable < p.variable) {
+		p.variable = o.variable
+	}
+}
+
+// RowMasker rewrites the rows of one result set.
+type RowMasker struct {
+	rw    *rows.Rewriter
+	cols  []*colMask
+	types []byte
+}
+
+// ResultSet returns the masker for the index-th result set of the statement,
+// given its raw column-definition payloads, or nil when no column is masked.
+func (p *Plan) ResultSet(index int, columns [][]byte) (*RowMasker, error) {
+	var rp *resultPlan
+	if index < len(p.results) && (p.variable < 0 || index < p.variable) {
+		rp = p.results[index]
+	}
+	if rp != nil && rp.noData {
+		return nil, nil
+	}
+	masks := make([]*colMask, len(columns))
+	types := make([]byte, len(columns))
+	edit := make([]bool, len(columns))
+	any := false
+	mismatch := rp != nil && !rp.unknown && len(rp.cols) != len(columns)
+	for i, def := range columns {
+		col, err := rows.ParseColumn(def)
+		if err != nil {
+			return nil, fmt.Errorf("plan result set %d: %w", index, err)
+		}
+		types[i] = col.Type
+		var r *rule
+		var source string
+		unknown := rp == nil || rp.unknown
+		if rp != nil && !rp.unknown && !mismatch {
+			r, source = rp.cols[i].rule, rp.cols[i].source
+			unknown = rp.cols[i].unknown
+		}
+		if mismatch && len(p.rules) > 0 {
+			// The statement's shape is not what was planned (schema changed
+			// since it was cached): mask every column rather than guess.
+			r, source = &rule{Rule: Rule{Name: "lineage-mismatch", Strategy: StrategyRedact}}, string(col.Name)
+		}
+		if r == nil {
+			// Defence in depth: the server's own origin for the column.
+			if len(col.OrgTable) > 0 && len(col.OrgName) > 0 {
+				db, t, n := strings.ToLower(string(col.Schema)), strings.ToLower(string(col.OrgTable)), strings.ToLower(string(col.OrgName))
+				for _, cand := range p.rules {
+					if cand.matches(db, t, n) {
+						r, source = cand, db+"."+t+"."+n
+						break
+					}
+				}
+			}
+		}
+		var cm *colMask
+		switch {
+		case r != nil:
+			cm = newColMask(col, r)
+			cm.source = source
+			cm.count = new(atomic.Uint64)
+		case p.st.detector && (unknown || p.st.cfg.Detectors.AllColumns):
+			cm = newColMask(col, nil)
+			cm.detect = p.st.cfg.Detectors
+			cm.source = string(col.Name)
+			cm.dcount = new(atomic.Uint64)
+		}
+		if cm != nil {
+			masks[i], edit[i], any = cm, true, true
+		}
+	}
+	if !any {
+		return nil, nil
+	}
+	p.mu.Lock()
+	for _, cm := range masks {
+		if cm != nil {
+			p.masks = append(p.masks, cm)
+		}
+	}
+	p.mu.Unlock()
+	key := p.st.cfg.HashKey
+	e := &editor{cols: masks, hash: newHasher(key)}
+	return &RowMasker{rw: rows.NewRewriter(types, edit, e), cols: masks, types: types}, nil
+}
+
+// Text masks a text-protocol row payload. Unchanged rows come back as row itself.
+func (r *RowMasker) Text(row, dst []byte) ([]byte, bool, error) { return r.rw.Text(row, dst) }
+
+// Binary masks a binary-protocol row payload. Unchanged rows come back as row itself.
+func (r *RowMasker) Binary(row, dst []byte) ([]byte, bool, error) { return r.rw.Binary(row, dst) }
+
+// ColumnDef returns the i-th column definition rewritten to match the masked
+// values (see strategy.go), or def itself when it needs no change.
+func (r *RowMasker) ColumnDef(i int, def []byte) []byte {
+	if i < 0 || i >= len(r.cols) || r.cols[i] == nil {
+		return def
+	}
+	return r.cols[i].columnDef(def)
+}
+
+// Summary reports the masked values since the plan was made or last
+// summarized, per source column and rule, and resets the counts.
+func (p *Plan) Summary() []audit.Masked {
+	if p == nil {
+		return nil
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var out []audit.Masked
+	add := func(col, rule string, n uint64) {
+		if n == 0 {
+			return
+		}
+		for i := range out {
+			if out[i].Column == col && out[i].Rule == rule {
+				out[i].Count += n
+				return
+			}
+		}
+		out = append(out, audit.Masked{Column: col, Rule: rule, Count: n})
+	}
+	for _, cm := range p.masks {
+		if cm.count != nil {
+			add(cm.source, cm.rule.Name, cm.count.Swap(0))
+		}
+		if cm.dcount != nil {
+			add(cm.source, "detector", cm.dcount.Swap(0))
+		}
+	}
+	p.masks = p.masks[:0]
+	return out
+}
+
+var errNoSchema = errors.New("no schema source")
+
+func (m *Masker) columns(ctx context.Context, db, table string) ([]string, error) {
+	key := db + "\x00" + table
+	m.mu.Lock()
+	c, ok := m.cols[key]
+	m.mu.Unlock()
+	if ok {
+		return c, nil
+	}
+	if m.schema == nil {
+		return nil, errNoSchema
+	}
+	c, err := m.schema.Columns(ctx, db, table)
+	if err != nil {
+		return nil, fmt.Errorf("read columns of %s.%s: %w", db, table, err)
+	}
+	for i := range c {
+		c[i] = strings.ToLower(c[i])
+	}
+	m.mu.Lock()
+	m.cols[key] = c
+	m.mu.Unlock()
+	return c, nil
+}
+
+func (m *Masker) view(ctx context.Context, db, name string) *viewEntry {
+	key := db + "\x00" + name
+	m.mu.Lock()
+	v, ok := m.views[key]
+	m.mu.Unlock()
+	if ok {
+		return v
+	}
+	if m.schema == nil {
+		return &viewEntry{err: errNoSchema}
+	}
+	def, isView, err := m.schema.View(ctx, db, name)
+	if err != nil {
+		return &viewEntry{err: fmt.Errorf("read view %s.%s: %w", db, name, err)}
+	}
+	v = &viewEntry{ok: isView}
+	if isView {
+		stmts, err := m.parse(def, 0)
+		switch {
+		case err != nil:
+			v.err = err
+		case len(stmts) != 1:
+			v.err = fmt.Errorf("parse view %s.%s: %d statements", db, name, len(stmts))
+		default:
+			v.stmt = stmts[0]
+		}
+	}
+	m.mu.Lock()
+	m.views[key] = v
+	m.mu.Unlock()
+	return v
+}
