@@ -709,3 +709,116 @@ func (e *env) vethInto(pid int) {
 		}
 	}
 }
+
+func TestFailOpen(t *testing.T) {
+	e := newEnv(t)
+	cfg := e.cfg
+	cfg.FailMode = FailOpen
+	cfg.NodeAddress = netip.Addr{}
+	r, err := Open(cfg)
+	if err != nil {
+		t.Fatalf("open: %v", err)
+	}
+	t.Cleanup(func() { r.Close() })
+	proxy := startProxy(t, r.Lookup, r.ListenAddrs())
+	if err := r.Enroll(e.enrolled, nil); err != nil {
+		t.Fatal(err)
+	}
+	v4 := helperOpts{network: "tcp4", addr: e.orig.String()}
+	if _, res := e.dialOnce(e.enrolled, v4); res.Reply != "ok\n" {
+		t.Fatalf("dial with a live heartbeat: %+v", res)
+	}
+	recv(t, proxy)
+	if st, err := r.Status(); err != nil || st.FailMode != FailOpen {
+		t.Errorf("status %+v, %v", st, err)
+	}
+
+	if err := r.Close(); err != nil {
+		t.Fatal(err)
+	}
+	proxy.close()
+	_, res := e.dialOnce(e.enrolled, v4)
+	if res.Reply != "guard\n" {
+		t.Fatalf("dial in fail-open with the daemon down: %+v, want direct", res)
+	}
+	pinned, err := OpenPinned(e.pinDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pinned.Close()
+	if c, _ := pinned.Counters(); c.SkippedFailOpen != 1 {
+		t.Errorf("skipped_fail_open = %d, want 1", c.SkippedFailOpen)
+	}
+}
+
+// A restart after the attach cgroup was removed and recreated: the pinned
+// links point at a dead cgroup and must be replaced, not reused.
+func TestReattachWhenCgroupRecreated(t *testing.T) {
+	e := newEnv(t)
+	x := filepath.Join(e.root, "x")
+	w := filepath.Join(x, "w")
+	mk := func() {
+		for _, d := range []string{x, w} {
+			if err := os.Mkdir(d, 0o755); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	rm := func() {
+		for _, d := range []string{w, x} {
+			_ = os.Remove(d)
+		}
+	}
+	mk()
+	t.Cleanup(rm)
+	cfg := e.cfg
+	cfg.CgroupRoot = x
+	cfg.NodeAddress = netip.Addr{}
+	r, err := Open(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Close(); err != nil {
+		t.Fatal(err)
+	}
+	rm()
+	mk()
+
+	r, err = Open(cfg)
+	if err != nil {
+		t.Fatalf("reopen at recreated cgroup: %v", err)
+	}
+	t.Cleanup(func() { r.Close() })
+	proxy := startProxy(t, r.Lookup, r.ListenAddrs())
+	if err := r.Enroll(w, nil); err != nil {
+		t.Fatal(err)
+	}
+	_, res := e.dialOnce(w, helperOpts{network: "tcp4", addr: e.orig.String()})
+	if res.Reply != "ok\n" {
+		t.Fatalf("dial: %+v", res)
+	}
+	if got := recv(t, proxy); got.err != nil || got.origin.CgroupID != mustID(t, w) {
+		t.Fatalf("origin %+v, %v", got.origin, got.err)
+	}
+	st, err := r.Status()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The old cgroup's enrollment is stale (no path); the new one resolves.
+	var paths []string
+	for _, en := range st.Enrolled {
+		paths = append(paths, en.Path)
+	}
+	if !slicesContains(paths, w) {
+		t.Errorf("enrolled paths %q, want %s", paths, w)
+	}
+}
+
+func slicesContains(s []string, v string) bool {
+	for _, x := range s {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
