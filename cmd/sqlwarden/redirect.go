@@ -1,0 +1,258 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/sqlwarden/sqlwarden/pkg/config"
+	"github.com/sqlwarden/sqlwarden/pkg/proxy"
+	"github.com/sqlwarden/sqlwarden/redirect"
+)
+
+// originsAdapter gives the proxy the redirect's origins.
+type originsAdapter struct{ r *redirect.Redirector }
+
+func (a originsAdapter) Lookup(remote, local netip.AddrPort) (proxy.Origin, error) {
+	o, err := a.r.Lookup(remote, local)
+	if errors.Is(err, redirect.ErrNoOrigin) {
+		return proxy.Origin{}, proxy.ErrNoOrigin
+	}
+	if err != nil {
+		return proxy.Origin{}, err
+	}
+	return proxy.Origin{Destination: o.Destination, PID: o.PID, UID: o.UID, CgroupID: o.CgroupID, NetnsCookie: o.NetnsCookie}, nil
+}
+
+func redirectConfig(cfg *config.Config) (redirect.Config, error) {
+	listen, err := netip.ParseAddrPort(cfg.Listen)
+	if err != nil {
+		return redirect.Config{}, err
+	}
+	rc := redirect.Config{ProxyAddr: listen, Ports: cfg.Redirect.Ports, FailMode: cfg.Redirect.FailMode,
+		CgroupRoot: cfg.Redirect.CgroupRoot, PinDir: cfg.Redirect.PinDir}
+	if cfg.Redirect.NodeAddress != "" {
+		rc.NodeAddress, err = netip.ParseAddr(cfg.Redirect.NodeAddress)
+		if err != nil {
+			return rc, err
+		}
+	}
+	return rc, nil
+}
+
+func (d *daemon) setupRedirect(opts *proxy.Options) error {
+	cfg := d.cfg
+	if !cfg.Redirect.Enabled {
+		return nil
+	}
+	rc, err := redirectConfig(cfg)
+	if err != nil {
+		return err
+	}
+	rc.Log = d.log.With("component", "redirect")
+	r, err := redirect.Open(rc)
+	if err != nil {
+		return err
+	}
+	// Close keeps the pins: while the daemon is down, enrolled workloads are
+	// refused (fail-closed), never sent around the audit.
+	d.closers = append(d.closers, r.Close)
+	d.redirector = r
+	opts.Origins = originsAdapter{r}
+	opts.DialControl = redirect.MarkControl
+	for _, ap := range r.ListenAddrs() {
+		if ap.String() == cfg.Listen {
+			continue
+		}
+		d.extraListen = append(d.extraListen, ap.String())
+	}
+	return nil
+}
+
+// openRedirect opens the pinned redirect state for the CLI verbs, which work
+// whether or not the daemon runs: if nothing is pinned yet, the programs are
+// loaded, attached and pinned (and stay, fail-closed) as the daemon would.
+func openRedirect(cfgPath string) (*redirect.Redirector, *config.Config, error) {
+	cfg := &config.Config{Redirect: config.Redirect{PinDir: config.DefaultPinDir, CgroupRoot: "auto", FailMode: "closed", Ports: []uint16{3306}}, Listen: config.DefaultListen}
+	if cfgPath != "" {
+		c, err := config.Load(cfgPath)
+		if err != nil {
+			return nil, nil, err
+		}
+		cfg = c
+	}
+	r, err := redirect.OpenPinned(cfg.Redirect.PinDir)
+	if err == nil {
+		return r, cfg, nil
+	}
+	rc, cerr := redirectConfig(cfg)
+	if cerr != nil {
+		return nil, nil, cerr
+	}
+	r, err2 := redirect.Open(rc)
+	if err2 != nil {
+		return nil, nil, fmt.Errorf("open pinned redirect (%v) or install it: %w", err, err2)
+	}
+	return r, cfg, nil
+}
+
+func parsePorts(s string) ([]uint16, error) {
+	if s == "" {
+		return nil, nil
+	}
+	var out []uint16
+	for _, f := range strings.Split(s, ",") {
+		n, err := strconv.ParseUint(strings.TrimSpace(f), 10, 16)
+		if err != nil || n == 0 {
+			return nil, fmt.Errorf("bad port %q", f)
+		}
+		out = append(out, uint16(n))
+	}
+	return out, nil
+}
+
+func newEnrollCmd() *cobra.Command {
+	var cfgPath, cgroup, ports, unit string
+	cmd := &cobra.Command{
+		Use:   "enroll --cgroup PATH [--ports 3306] | --systemd-unit NAME",
+		Short: "Redirect MySQL connections of a cgroup (and everything below it) to the proxy",
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if unit != "" {
+				p, err := systemdUnitCgroup(unit)
+				if err != nil {
+					return err
+				}
+				cgroup = p
+			}
+			if cgroup == "" {
+				return errors.New("enroll: --cgroup or --systemd-unit is required")
+			}
+			pp, err := parsePorts(ports)
+			if err != nil {
+				return err
+			}
+			r, _, err := openRedirect(cfgPath)
+			if err != nil {
+				return err
+			}
+			defer r.Close()
+			if err := r.Enroll(cgroup, pp); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "enrolled %s\n", cgroup)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&cfgPath, "config", "", "configuration file (for pin_dir and defaults)")
+	cmd.Flags().StringVar(&cgroup, "cgroup", "", "cgroup v2 path (absolute, or relative to the cgroup v2 root)")
+	cmd.Flags().StringVar(&unit, "systemd-unit", "", "systemd unit whose cgroup to enroll")
+	cmd.Flags().StringVar(&ports, "ports", "", "comma-separated destination ports (default from config: 3306)")
+	return cmd
+}
+
+func newUnenrollCmd() *cobra.Command {
+	var cfgPath, cgroup string
+	cmd := &cobra.Command{
+		Use:   "unenroll --cgroup PATH",
+		Short: "Stop redirecting a cgroup's connections",
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if cgroup == "" {
+				return errors.New("unenroll: --cgroup is required")
+			}
+			r, _, err := openRedirect(cfgPath)
+			if err != nil {
+				return err
+			}
+			defer r.Close()
+			if err := r.Unenroll(cgroup); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "unenrolled %s\n", cgroup)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&cfgPath, "config", "", "configuration file")
+	cmd.Flags().StringVar(&cgroup, "cgroup", "", "cgroup v2 path")
+	return cmd
+}
+
+func newStatusCmd() *cobra.Command {
+	var cfgPath string
+	cmd := &cobra.Command{
+		Use:   "status",
+		Short: "Show enrolled cgroups, the redirect target and counters",
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg := &config.Config{Redirect: config.Redirect{PinDir: config.DefaultPinDir}}
+			if cfgPath != "" {
+				c, err := config.Load(cfgPath)
+				if err != nil {
+					return err
+				}
+				cfg = c
+			}
+			r, err := redirect.OpenPinned(cfg.Redirect.PinDir)
+			if err != nil {
+				return fmt.Errorf("no redirect installed at %s: %w", cfg.Redirect.PinDir, err)
+			}
+			defer r.Close()
+			st, err := r.Status()
+			if err != nil {
+				return err
+			}
+			w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+			fmt.Fprintf(w, "pins:\t%s\nproxy:\t%s\nnode address:\t%v\nfail mode:\t%s\n", st.PinDir, st.ProxyAddr, st.NodeAddress, st.FailMode)
+			if st.FailMode == "open" {
+				fmt.Fprintf(w, "heartbeat age:\t%s\n", st.Heartbeat.Round(time.Millisecond))
+			}
+			fmt.Fprintf(w, "\nENROLLED CGROUP\tID\tPORTS\n")
+			for _, e := range st.Enrolled {
+				path := e.Path
+				if path == "" {
+					path = "(gone)"
+				}
+				fmt.Fprintf(w, "%s\t%d\t%v\n", path, e.CgroupID, e.Ports)
+			}
+			c := st.Counters
+			fmt.Fprintf(w, "\nredirected\t%d\nskipped (excluded/port/proxy dest/fail-open)\t%d/%d/%d/%d\ndenied\t%d\nlookup misses\t%d\n",
+				c.Redirected, c.SkippedExcluded, c.SkippedPort, c.SkippedProxyDest, c.SkippedFailOpen, c.Denied, c.LookupMisses)
+			return w.Flush()
+		},
+	}
+	cmd.Flags().StringVar(&cfgPath, "config", "", "configuration file")
+	return cmd
+}
+
+func newUninstallCmd() *cobra.Command {
+	var cfgPath string
+	cmd := &cobra.Command{
+		Use:   "uninstall",
+		Short: "Remove every pinned program, map and link and the node address",
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg := &config.Config{Redirect: config.Redirect{PinDir: config.DefaultPinDir}}
+			if cfgPath != "" {
+				c, err := config.Load(cfgPath)
+				if err != nil {
+					return err
+				}
+				cfg = c
+			}
+			var node netip.Addr
+			if cfg.Redirect.NodeAddress != "" {
+				node, _ = netip.ParseAddr(cfg.Redirect.NodeAddress)
+			}
+			if err := redirect.Uninstall(cfg.Redirect.PinDir, node); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "removed %s\n", cfg.Redirect.PinDir)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&cfgPath, "config", "", "configuration file")
+	return cmd
+}

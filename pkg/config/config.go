@@ -1,0 +1,207 @@
+// Package config reads the daemon's YAML configuration file.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Config is the whole configuration file. Sections owned by other packages
+// (identities, audit) are kept as YAML nodes and decoded by those packages,
+// so their keys are documented next to the code that reads them.
+type Config struct {
+	Listen        string        `yaml:"listen"`
+	AdminListen   string        `yaml:"admin_listen"`
+	Node          string        `yaml:"node"`
+	MaxPacketSize int           `yaml:"max_packet_size"`
+	DrainTimeout  time.Duration `yaml:"drain_timeout"`
+	LogLevel      string        `yaml:"log_level"`
+	TLS           TLS           `yaml:"tls"`
+	Redirect      Redirect      `yaml:"redirect"`
+	Backends      []Backend     `yaml:"backends"`
+	Identities    yaml.Node     `yaml:"identities"`
+	Audit         yaml.Node     `yaml:"audit"`
+	Policy        Policy        `yaml:"policy"`
+	Admin         Admin         `yaml:"admin"`
+	ServerVersion string        `yaml:"server_version"`
+}
+
+// TLS is the client-facing TLS configuration.
+type TLS struct {
+	Enabled    *bool  `yaml:"enabled"`     // default true: offer TLS (self-signed when no cert is given)
+	CertFile   string `yaml:"cert_file"`   // PEM certificate chain
+	KeyFile    string `yaml:"key_file"`    // PEM private key
+	RequireTLS bool   `yaml:"require_tls"` // refuse clients that don't upgrade
+}
+
+// Redirect configures the eBPF transparent redirect.
+type Redirect struct {
+	Enabled     bool     `yaml:"enabled"`
+	Ports       []uint16 `yaml:"ports"`
+	FailMode    string   `yaml:"fail_mode"`
+	NodeAddress string   `yaml:"node_address"`
+	CgroupRoot  string   `yaml:"cgroup_root"`
+	PinDir      string   `yaml:"pin_dir"`
+}
+
+// Backend is a database the proxy logs into with credentials only it holds.
+type Backend struct {
+	Name         string     `yaml:"name"`
+	Address      string     `yaml:"address"` // empty: the connection's original destination
+	User         string     `yaml:"user"`
+	Password     string     `yaml:"password"`
+	PasswordFile string     `yaml:"password_file"`
+	TLS          BackendTLS `yaml:"tls"`
+}
+
+// BackendTLS configures TLS toward a backend.
+type BackendTLS struct {
+	Enabled    bool   `yaml:"enabled"`
+	CAFile     string `yaml:"ca_file"`     // verify the server against this CA (system roots when empty)
+	ServerName string `yaml:"server_name"` // expected name in the certificate
+	SkipVerify bool   `yaml:"skip_verify"` // only when configured
+}
+
+// Policy configures guardrails and approvals.
+type Policy struct {
+	File      string    `yaml:"file"` // empty: the built-in default policy
+	Approvals Approvals `yaml:"approvals"`
+}
+
+// Approvals configures human approval of held statements.
+type Approvals struct {
+	Timeout    time.Duration `yaml:"timeout"`
+	WebhookURL string        `yaml:"webhook_url"`
+}
+
+// Admin configures the admin API's authentication.
+type Admin struct {
+	Token     string `yaml:"token"`      // bearer token for /api/v1 (approvers)
+	TokenFile string `yaml:"token_file"` // or read it from a file
+}
+
+// Defaults.
+const (
+	DefaultListen      = "127.0.0.1:15306"
+	DefaultAdminListen = "127.0.0.1:9309"
+	DefaultMaxPacket   = 1 << 30
+	DefaultPinDir      = "/sys/fs/bpf/sqlwarden"
+)
+
+// Load reads and validates a configuration file.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	return Parse(data)
+}
+
+// Parse decodes and validates configuration bytes; unknown keys are errors,
+// so a typo never silently turns a guardrail off.
+func Parse(data []byte) (*Config, error) {
+	var c Config
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("parse config: %w", err)
+	}
+	c.setDefaults()
+	if err := c.validate(); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+func (c *Config) setDefaults() {
+	if c.Listen == "" {
+		c.Listen = DefaultListen
+	}
+	if c.AdminListen == "" {
+		c.AdminListen = DefaultAdminListen
+	}
+	if c.MaxPacketSize == 0 {
+		c.MaxPacketSize = DefaultMaxPacket
+	}
+	if c.DrainTimeout == 0 {
+		c.DrainTimeout = 10 * time.Second
+	}
+	if c.Node == "" {
+		c.Node, _ = os.Hostname()
+	}
+	if len(c.Redirect.Ports) == 0 {
+		c.Redirect.Ports = []uint16{3306}
+	}
+	if c.Redirect.FailMode == "" {
+		c.Redirect.FailMode = "closed"
+	}
+	if c.Redirect.CgroupRoot == "" {
+		c.Redirect.CgroupRoot = "auto"
+	}
+	if c.Redirect.PinDir == "" {
+		c.Redirect.PinDir = DefaultPinDir
+	}
+	if c.Policy.Approvals.Timeout == 0 {
+		c.Policy.Approvals.Timeout = 5 * time.Minute
+	}
+	if c.ServerVersion == "" {
+		c.ServerVersion = "10.11.0-MariaDB-sqlwarden"
+	}
+}
+
+func (c *Config) validate() error {
+	if _, err := netip.ParseAddrPort(c.Listen); err != nil {
+		return fmt.Errorf("config listen %q: %w", c.Listen, err)
+	}
+	if c.Redirect.FailMode != "closed" && c.Redirect.FailMode != "open" {
+		return fmt.Errorf("config redirect.fail_mode %q: want closed or open", c.Redirect.FailMode)
+	}
+	if c.Redirect.NodeAddress != "" {
+		if _, err := netip.ParseAddr(c.Redirect.NodeAddress); err != nil {
+			return fmt.Errorf("config redirect.node_address: %w", err)
+		}
+	}
+	if len(c.Backends) == 0 {
+		return errors.New("config backends: at least one backend is required")
+	}
+	seen := map[string]bool{}
+	for i, b := range c.Backends {
+		if b.Name == "" {
+			return fmt.Errorf("config backends[%d]: name is required", i)
+		}
+		if seen[b.Name] {
+			return fmt.Errorf("config backends[%d]: duplicate name %q", i, b.Name)
+		}
+		seen[b.Name] = true
+		if b.User == "" {
+			return fmt.Errorf("config backends[%d] %s: user is required", i, b.Name)
+		}
+		if b.Address == "" && !c.Redirect.Enabled {
+			return fmt.Errorf("config backends[%d] %s: address is required when redirect is disabled", i, b.Name)
+		}
+	}
+	if c.TLS.RequireTLS && c.TLS.Enabled != nil && !*c.TLS.Enabled {
+		return errors.New("config tls: require_tls with TLS disabled")
+	}
+	return nil
+}
+
+// Backend returns the backend named name.
+func (c *Config) Backend(name string) (*Backend, bool) {
+	for i := range c.Backends {
+		if c.Backends[i].Name == name {
+			return &c.Backends[i], true
+		}
+	}
+	return nil, false
+}
+
+// TLSEnabled reports whether client TLS is offered.
+func (c *Config) TLSEnabled() bool { return c.TLS.Enabled == nil || *c.TLS.Enabled }

@@ -1,0 +1,157 @@
+package mysql
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+)
+
+// MaxPayload is the largest payload of one physical packet; a logical payload
+// of this size or more continues in the following packets.
+const MaxPayload = 1<<24 - 1
+
+// ErrMalformed marks a packet that violates the protocol. The proxy ends the
+// connection that sent it; it never affects another connection.
+var ErrMalformed = errors.New("malformed packet")
+
+// ErrTooLarge marks a logical packet larger than the configured limit.
+var ErrTooLarge = errors.New("packet exceeds max_packet_size")
+
+// Conn frames MySQL packets on one leg of a proxied connection. Reads come
+// from a large buffered reader so a typical packet is sliced out of the
+// buffer without a copy; writes go to a buffered writer flushed once per
+// response.
+type Conn struct {
+	net.Conn
+	R *bufio.Reader
+	W *bufio.Writer
+
+	// Seq is the sequence id of the next packet to write.
+	Seq uint8
+
+	// MaxPacket bounds a logical (multi-packet) payload read with ReadPacket.
+	MaxPacket int
+
+	buf []byte // reassembly buffer for payloads that do not fit in R
+}
+
+// BufferSize is the size of each leg's read and write buffer.
+const BufferSize = 64 << 10
+
+// NewConn wraps c with buffered framing.
+func NewConn(c net.Conn, maxPacket int) *Conn {
+	return &Conn{Conn: c, R: bufio.NewReaderSize(c, BufferSize), W: bufio.NewWriterSize(c, BufferSize), MaxPacket: maxPacket}
+}
+
+// Reset rebinds the framing to a new transport (after a TLS upgrade).
+func (c *Conn) Reset(nc net.Conn) {
+	c.Conn = nc
+	c.R.Reset(nc)
+	c.W.Reset(nc)
+}
+
+// Header is a packet header.
+type Header struct {
+	Len int
+	Seq uint8
+}
+
+// PeekHeader returns the next packet's header without consuming it.
+func (c *Conn) PeekHeader() (Header, error) {
+	h, err := c.R.Peek(4)
+	if err != nil {
+		return Header{}, err
+	}
+	return Header{Len: int(h[0]) | int(h[1])<<8 | int(h[2])<<16, Seq: h[3]}, nil
+}
+
+// ReadPacket reads one logical packet (joining continuation packets) and
+// returns its payload and the sequence id of its last physical packet. The
+// returned slice is valid until the next read on c.
+func (c *Conn) ReadPacket() ([]byte, uint8, error) {
+	h, err := c.PeekHeader()
+	if err != nil {
+		return nil, 0, err
+	}
+	if h.Len < MaxPayload && h.Len+4 <= c.R.Size() {
+		p, err := c.R.Peek(4 + h.Len)
+		if err != nil {
+			return nil, 0, truncated(err)
+		}
+		if _, err := c.R.Discard(4 + h.Len); err != nil {
+			return nil, 0, err
+		}
+		return p[4:], h.Seq, nil
+	}
+	c.buf = c.buf[:0]
+	for {
+		h, err := c.PeekHeader()
+		if err != nil {
+			return nil, 0, truncated(err)
+		}
+		if c.MaxPacket > 0 && len(c.buf)+h.Len > c.MaxPacket {
+			return nil, 0, fmt.Errorf("read packet of %d+ bytes: %w", len(c.buf)+h.Len, ErrTooLarge)
+		}
+		if _, err := c.R.Discard(4); err != nil {
+			return nil, 0, err
+		}
+		n := len(c.buf)
+		c.buf = grow(c.buf, h.Len)
+		if _, err := io.ReadFull(c.R, c.buf[n:n+h.Len]); err != nil {
+			return nil, 0, truncated(err)
+		}
+		if h.Len < MaxPayload {
+			return c.buf, h.Seq, nil
+		}
+	}
+}
+
+func grow(b []byte, n int) []byte {
+	if cap(b)-len(b) >= n {
+		return b[:len(b)+n]
+	}
+	nb := make([]byte, len(b)+n, 2*cap(b)+n)
+	copy(nb, b)
+	return nb
+}
+
+func truncated(err error) error {
+	if errors.Is(err, io.EOF) {
+		return fmt.Errorf("read packet: %w: truncated", ErrMalformed)
+	}
+	return err
+}
+
+// WritePacket frames payload (splitting at MaxPayload) with sequence ids
+// starting at c.Seq, into the write buffer. Call Flush to send.
+func (c *Conn) WritePacket(payload []byte) error {
+	for {
+		n := len(payload)
+		if n > MaxPayload {
+			n = MaxPayload
+		}
+		hdr := [4]byte{byte(n), byte(n >> 8), byte(n >> 16), c.Seq}
+		c.Seq++
+		if _, err := c.W.Write(hdr[:]); err != nil {
+			return err
+		}
+		if _, err := c.W.Write(payload[:n]); err != nil {
+			return err
+		}
+		payload = payload[n:]
+		if n < MaxPayload {
+			return nil
+		}
+	}
+}
+
+// WriteRaw writes already-framed bytes.
+func (c *Conn) WriteRaw(b []byte) error {
+	_, err := c.W.Write(b)
+	return err
+}
+
+// Flush sends buffered packets.
+func (c *Conn) Flush() error { return c.W.Flush() }

@@ -1,0 +1,136 @@
+package mysql
+
+import (
+	"encoding/binary"
+	"fmt"
+)
+
+// Packet type bytes at the start of a reply payload.
+const (
+	OKHeader          = 0x00
+	EOFHeader         = 0xfe
+	ErrHeader         = 0xff
+	LocalInfileHeader = 0xfb
+)
+
+// Error codes sqlwarden sends. They are MySQL codes a client already knows how
+// to treat, so drivers surface them unchanged; the message always starts with
+// "sqlwarden:" and says why.
+const (
+	ErrCodeAccessDenied   uint16 = 1045 // ER_ACCESS_DENIED_ERROR: no verified identity
+	ErrCodeBlocked        uint16 = 1142 // ER_TABLEACCESS_DENIED_ERROR: blocked by policy
+	ErrCodeAuditFailed    uint16 = 1180 // ER_ERROR_DURING_COMMIT family: audit journal unavailable
+	ErrCodeNotSupported   uint16 = 1235 // ER_NOT_SUPPORTED_YET: command refused
+	ErrCodeMalformed      uint16 = 1047 // ER_UNKNOWN_COM_ERROR: malformed command
+	ErrCodeTooLarge       uint16 = 1153 // ER_NET_PACKET_TOO_LARGE
+	ErrCodeBackend        uint16 = 2013 // CR_SERVER_LOST: backend unreachable or gone
+	ErrCodeApprovalDenied uint16 = 1227 // ER_SPECIFIC_ACCESS_DENIED_ERROR: human said no / timeout
+	ErrCodeTLSRequired    uint16 = 3159 // ER_SECURE_TRANSPORT_REQUIRED
+)
+
+// ErrPacket builds an ERR payload (protocol 41).
+func ErrPacket(code uint16, state, msg string) []byte {
+	if state == "" {
+		state = "HY000"
+	}
+	b := make([]byte, 0, 9+len(msg))
+	b = append(b, ErrHeader, byte(code), byte(code>>8), '#')
+	b = append(b, state[:5]...)
+	return append(b, msg...)
+}
+
+// OKPacket builds an OK payload.
+func OKPacket(affected, insertID uint64, status, warnings uint16) []byte {
+	b := []byte{OKHeader}
+	b = AppendLenEncInt(b, affected)
+	b = AppendLenEncInt(b, insertID)
+	return append(b, byte(status), byte(status>>8), byte(warnings), byte(warnings>>8))
+}
+
+// OK is a decoded OK packet (or an EOF-as-OK with CLIENT_DEPRECATE_EOF).
+type OK struct {
+	AffectedRows uint64
+	InsertID     uint64
+	Status       uint16
+	Warnings     uint16
+}
+
+// ParseOK decodes an OK payload.
+func ParseOK(p []byte) (OK, error) {
+	if len(p) < 1 {
+		return OK{}, fmt.Errorf("parse OK: %w: empty", ErrMalformed)
+	}
+	var ok OK
+	pos := 1
+	v, _, n, good := LenEncInt(p[pos:])
+	if !good {
+		return ok, fmt.Errorf("parse OK: %w: affected rows", ErrMalformed)
+	}
+	ok.AffectedRows = v
+	pos += n
+	v, _, n, good = LenEncInt(p[pos:])
+	if !good {
+		return ok, fmt.Errorf("parse OK: %w: insert id", ErrMalformed)
+	}
+	ok.InsertID = v
+	pos += n
+	if pos+4 > len(p) {
+		return ok, fmt.Errorf("parse OK: %w: status", ErrMalformed)
+	}
+	ok.Status = binary.LittleEndian.Uint16(p[pos:])
+	ok.Warnings = binary.LittleEndian.Uint16(p[pos+2:])
+	return ok, nil
+}
+
+// ServerError is a decoded ERR packet.
+type ServerError struct {
+	Code    uint16
+	State   string
+	Message string
+}
+
+func (e *ServerError) Error() string { return fmt.Sprintf("ERROR %d (%s): %s", e.Code, e.State, e.Message) }
+
+// ParseErr decodes an ERR payload.
+func ParseErr(p []byte) (*ServerError, error) {
+	if len(p) < 3 || p[0] != ErrHeader {
+		return nil, fmt.Errorf("parse ERR: %w", ErrMalformed)
+	}
+	e := &ServerError{Code: binary.LittleEndian.Uint16(p[1:])}
+	rest := p[3:]
+	if len(rest) >= 6 && rest[0] == '#' {
+		e.State = string(rest[1:6])
+		rest = rest[6:]
+	}
+	e.Message = string(rest)
+	return e, nil
+}
+
+// ParseEOF returns the status flags of an EOF packet (0xfe, len < 9).
+func ParseEOF(p []byte) (status uint16, ok bool) {
+	if len(p) < 5 || len(p) >= 9 || p[0] != EOFHeader {
+		return 0, false
+	}
+	return binary.LittleEndian.Uint16(p[3:]), true
+}
+
+// IsEOF reports whether p is an EOF packet (as opposed to a row starting with 0xfe).
+func IsEOF(p []byte) bool { return len(p) > 0 && p[0] == EOFHeader && len(p) < 9 }
+
+// ColumnName extracts the name (alias) from a protocol-41 column definition
+// payload without allocating for the skipped fields.
+func ColumnName(def []byte) ([]byte, error) {
+	pos := 0
+	for i := 0; i < 4; i++ { // catalog, schema, table, org_table
+		_, _, n, ok := LenEncString(def[pos:])
+		if !ok {
+			return nil, fmt.Errorf("parse column definition: %w", ErrMalformed)
+		}
+		pos += n
+	}
+	name, _, _, ok := LenEncString(def[pos:])
+	if !ok {
+		return nil, fmt.Errorf("parse column definition: %w", ErrMalformed)
+	}
+	return name, nil
+}

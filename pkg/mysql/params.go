@@ -1,0 +1,253 @@
+package mysql
+
+import (
+	"encoding/binary"
+	"fmt"
+	"math"
+	"strconv"
+
+	gm "github.com/go-mysql-org/go-mysql/mysql"
+)
+
+// Param is one decoded COM_STMT_EXECUTE parameter, as the audit records it.
+type Param struct {
+	Type      string
+	Value     any // nil for NULL; string for text, decimals and temporal values; int64/uint64/float64 for numbers
+	Truncated bool
+	Size      int // original size in bytes when truncated
+}
+
+// MaxParamBytes is how much of a string or blob parameter the audit keeps.
+const MaxParamBytes = 1024
+
+// Execute is a decoded COM_STMT_EXECUTE header.
+type Execute struct {
+	StmtID     uint32
+	Flags      byte
+	Iterations uint32
+	// Types holds the parameter types when the client (re)bound them.
+	Types []byte // 2 bytes per parameter: type, flags (0x80 = unsigned)
+}
+
+// CursorTypeReadOnly is the COM_STMT_EXECUTE flag that opens a cursor.
+const CursorTypeReadOnly = 0x01
+
+// ParseExecute decodes a COM_STMT_EXECUTE payload (including the command
+// byte). numParams comes from the PREPARE reply; prevTypes are the types
+// bound by an earlier execution (clients send them only when they change);
+// longData marks parameters sent with COM_STMT_SEND_LONG_DATA, whose values
+// are not in the packet. It returns the header and the decoded values.
+func ParseExecute(p []byte, numParams int, prevTypes []byte, longData func(i int) (Param, bool)) (Execute, []Param, error) {
+	bad := func(what string) (Execute, []Param, error) {
+		return Execute{}, nil, fmt.Errorf("parse COM_STMT_EXECUTE: %w: %s", ErrMalformed, what)
+	}
+	if len(p) < 10 || p[0] != gm.COM_STMT_EXECUTE {
+		return bad("header")
+	}
+	ex := Execute{StmtID: binary.LittleEndian.Uint32(p[1:]), Flags: p[5], Iterations: binary.LittleEndian.Uint32(p[6:])}
+	if numParams == 0 {
+		return ex, nil, nil
+	}
+	if numParams > 65535 {
+		return bad("parameter count")
+	}
+	pos := 10
+	nb := (numParams + 7) / 8
+	if pos+nb+1 > len(p) {
+		return bad("null bitmap")
+	}
+	nulls := p[pos : pos+nb]
+	pos += nb
+	bound := p[pos]
+	pos++
+	types := prevTypes
+	if bound == 1 {
+		if pos+2*numParams > len(p) {
+			return bad("parameter types")
+		}
+		types = p[pos : pos+2*numParams]
+		pos += 2 * numParams
+	}
+	if len(types) != 2*numParams {
+		return bad("parameter types never bound")
+	}
+	ex.Types = types
+	params := make([]Param, numParams)
+	for i := 0; i < numParams; i++ {
+		typ, flags := types[2*i], types[2*i+1]
+		params[i].Type = TypeName(typ, flags&0x80 != 0)
+		if nulls[i/8]&(1<<(i%8)) != 0 {
+			continue
+		}
+		if longData != nil {
+			if ld, ok := longData(i); ok {
+				ld.Type = params[i].Type
+				params[i] = ld
+				continue
+			}
+		}
+		v, n, err := decodeBinaryValue(p[pos:], typ, flags&0x80 != 0)
+		if err != nil {
+			return Execute{}, nil, fmt.Errorf("parse COM_STMT_EXECUTE: parameter %d: %w", i, err)
+		}
+		pos += n
+		params[i].Value = v
+		if s, ok := v.(string); ok && len(s) > MaxParamBytes {
+			params[i].Value = s[:MaxParamBytes]
+			params[i].Truncated = true
+			params[i].Size = len(s)
+		}
+	}
+	return ex, params, nil
+}
+
+// decodeBinaryValue decodes one binary-protocol value of type typ.
+func decodeBinaryValue(b []byte, typ byte, unsigned bool) (any, int, error) {
+	need := func(n int) error {
+		if len(b) < n {
+			return fmt.Errorf("%w: short value", ErrMalformed)
+		}
+		return nil
+	}
+	switch typ {
+	case gm.MYSQL_TYPE_NULL:
+		return nil, 0, nil
+	case gm.MYSQL_TYPE_TINY:
+		if err := need(1); err != nil {
+			return nil, 0, err
+		}
+		if unsigned {
+			return uint64(b[0]), 1, nil
+		}
+		return int64(int8(b[0])), 1, nil
+	case gm.MYSQL_TYPE_SHORT, gm.MYSQL_TYPE_YEAR:
+		if err := need(2); err != nil {
+			return nil, 0, err
+		}
+		v := binary.LittleEndian.Uint16(b)
+		if unsigned || typ == gm.MYSQL_TYPE_YEAR {
+			return uint64(v), 2, nil
+		}
+		return int64(int16(v)), 2, nil
+	case gm.MYSQL_TYPE_LONG, gm.MYSQL_TYPE_INT24:
+		if err := need(4); err != nil {
+			return nil, 0, err
+		}
+		v := binary.LittleEndian.Uint32(b)
+		if unsigned {
+			return uint64(v), 4, nil
+		}
+		return int64(int32(v)), 4, nil
+	case gm.MYSQL_TYPE_LONGLONG:
+		if err := need(8); err != nil {
+			return nil, 0, err
+		}
+		v := binary.LittleEndian.Uint64(b)
+		if unsigned {
+			return v, 8, nil
+		}
+		return int64(v), 8, nil
+	case gm.MYSQL_TYPE_FLOAT:
+		if err := need(4); err != nil {
+			return nil, 0, err
+		}
+		return float64(math.Float32frombits(binary.LittleEndian.Uint32(b))), 4, nil
+	case gm.MYSQL_TYPE_DOUBLE:
+		if err := need(8); err != nil {
+			return nil, 0, err
+		}
+		return math.Float64frombits(binary.LittleEndian.Uint64(b)), 8, nil
+	case gm.MYSQL_TYPE_DATE, gm.MYSQL_TYPE_DATETIME, gm.MYSQL_TYPE_TIMESTAMP:
+		if err := need(1); err != nil {
+			return nil, 0, err
+		}
+		n := int(b[0])
+		if n != 0 && n != 4 && n != 7 && n != 11 {
+			return nil, 0, fmt.Errorf("%w: datetime length %d", ErrMalformed, n)
+		}
+		if err := need(1 + n); err != nil {
+			return nil, 0, err
+		}
+		return formatDateTime(b[1:1+n], typ == gm.MYSQL_TYPE_DATE), 1 + n, nil
+	case gm.MYSQL_TYPE_TIME:
+		if err := need(1); err != nil {
+			return nil, 0, err
+		}
+		n := int(b[0])
+		if n != 0 && n != 8 && n != 12 {
+			return nil, 0, fmt.Errorf("%w: time length %d", ErrMalformed, n)
+		}
+		if err := need(1 + n); err != nil {
+			return nil, 0, err
+		}
+		return formatTime(b[1 : 1+n]), 1 + n, nil
+	default: // strings, decimals, blobs, JSON, bit, enum, set, geometry
+		s, _, n, ok := LenEncString(b)
+		if !ok {
+			return nil, 0, fmt.Errorf("%w: string value", ErrMalformed)
+		}
+		return string(s), n, nil
+	}
+}
+
+func formatDateTime(b []byte, dateOnly bool) string {
+	if len(b) == 0 {
+		if dateOnly {
+			return "0000-00-00"
+		}
+		return "0000-00-00 00:00:00"
+	}
+	s := fmt.Sprintf("%04d-%02d-%02d", binary.LittleEndian.Uint16(b), b[2], b[3])
+	if dateOnly {
+		return s
+	}
+	var h, m, sec byte
+	if len(b) >= 7 {
+		h, m, sec = b[4], b[5], b[6]
+	}
+	s += fmt.Sprintf(" %02d:%02d:%02d", h, m, sec)
+	if len(b) == 11 {
+		s += fmt.Sprintf(".%06d", binary.LittleEndian.Uint32(b[7:]))
+	}
+	return s
+}
+
+func formatTime(b []byte) string {
+	if len(b) == 0 {
+		return "00:00:00"
+	}
+	sign := ""
+	if b[0] == 1 {
+		sign = "-"
+	}
+	days := binary.LittleEndian.Uint32(b[1:])
+	h := uint64(days)*24 + uint64(b[5])
+	s := sign + strconv.FormatUint(h, 10) + fmt.Sprintf(":%02d:%02d", b[6], b[7])
+	if len(b) == 12 {
+		s += fmt.Sprintf(".%06d", binary.LittleEndian.Uint32(b[8:]))
+	}
+	return s
+}
+
+// TypeName is the audit name of a column/parameter type.
+func TypeName(typ byte, unsigned bool) string {
+	name, ok := typeNames[typ]
+	if !ok {
+		name = "TYPE_" + strconv.Itoa(int(typ))
+	}
+	if unsigned {
+		return name + " UNSIGNED"
+	}
+	return name
+}
+
+var typeNames = map[byte]string{
+	gm.MYSQL_TYPE_DECIMAL: "DECIMAL", gm.MYSQL_TYPE_TINY: "TINYINT", gm.MYSQL_TYPE_SHORT: "SMALLINT",
+	gm.MYSQL_TYPE_LONG: "INT", gm.MYSQL_TYPE_FLOAT: "FLOAT", gm.MYSQL_TYPE_DOUBLE: "DOUBLE", gm.MYSQL_TYPE_NULL: "NULL",
+	gm.MYSQL_TYPE_TIMESTAMP: "TIMESTAMP", gm.MYSQL_TYPE_LONGLONG: "BIGINT", gm.MYSQL_TYPE_INT24: "MEDIUMINT",
+	gm.MYSQL_TYPE_DATE: "DATE", gm.MYSQL_TYPE_TIME: "TIME", gm.MYSQL_TYPE_DATETIME: "DATETIME", gm.MYSQL_TYPE_YEAR: "YEAR",
+	gm.MYSQL_TYPE_VARCHAR: "VARCHAR", gm.MYSQL_TYPE_BIT: "BIT", gm.MYSQL_TYPE_JSON: "JSON", gm.MYSQL_TYPE_NEWDECIMAL: "DECIMAL",
+	gm.MYSQL_TYPE_ENUM: "ENUM", gm.MYSQL_TYPE_SET: "SET", gm.MYSQL_TYPE_TINY_BLOB: "TINYBLOB",
+	gm.MYSQL_TYPE_MEDIUM_BLOB: "MEDIUMBLOB", gm.MYSQL_TYPE_LONG_BLOB: "LONGBLOB", gm.MYSQL_TYPE_BLOB: "BLOB",
+	gm.MYSQL_TYPE_VAR_STRING: "VARCHAR", gm.MYSQL_TYPE_STRING: "CHAR", gm.MYSQL_TYPE_GEOMETRY: "GEOMETRY",
+}

@@ -1,0 +1,172 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"net/netip"
+	"time"
+
+	"github.com/sqlwarden/sqlwarden/pkg/audit"
+	"github.com/sqlwarden/sqlwarden/pkg/mysql"
+)
+
+// The proxy declares the small interfaces it needs; the daemon wires the
+// implementations (redirect, identity, policy, masking, audit).
+
+// Auditor appends journal records. Append returns once the record is as
+// durable as the journal's sync mode promises; an error means the statement
+// must not be forwarded.
+type Auditor interface {
+	Append(r *audit.Record) error
+}
+
+// Origin is what the redirect learned about a connection at connect time.
+type Origin struct {
+	Destination netip.AddrPort
+	PID         uint32
+	UID         uint32
+	CgroupID    uint64
+	NetnsCookie uint64
+}
+
+// ErrNoOrigin means the connection was not redirected (an explicit client).
+var ErrNoOrigin = errors.New("no redirect origin")
+
+// Origins finds where a redirected connection was headed and who made it.
+type Origins interface {
+	Lookup(remote, local netip.AddrPort) (Origin, error)
+}
+
+// Identity is a verified workload identity, as the proxy needs it.
+type Identity struct {
+	Name    string
+	Backend string // backend name from the config
+	Record  *audit.Identity
+	// Attribute derives model / tool call attribution for a statement from
+	// verified claims, pod metadata and the statement's own SQL comment.
+	Attribute func(sql string) *audit.Attribution
+}
+
+// AuthRequest is what an Authenticator sees of a new connection.
+type AuthRequest struct {
+	Conn      *mysql.Conn
+	Handshake *mysql.HandshakeResponse
+	Origin    *Origin // nil for explicit (non-redirected) clients
+	Workload  *audit.Workload
+	Remote    netip.AddrPort
+}
+
+// Authenticator binds a connection to an identity. It may continue the auth
+// exchange on the connection (password verification for explicit clients,
+// a token via mysql_clear_password). A *DeniedError refuses with its reason.
+type Authenticator interface {
+	Authenticate(ctx context.Context, req *AuthRequest) (*Identity, error)
+}
+
+// DeniedError is a refusal whose Reason is safe to tell the client.
+type DeniedError struct{ Reason string }
+
+func (e *DeniedError) Error() string { return "no verified workload identity: " + e.Reason }
+
+// Credential is a backend login.
+type Credential struct {
+	User, Password string
+}
+
+// Statement is the classification of one client statement.
+type Statement struct {
+	Classification *audit.Classification
+	Digest         string
+	Parsed         bool
+	// Opaque is kept by the Policy and Masker implementations (the parsed
+	// AST) between Classify, Decide and Plan.
+	Opaque any
+	// KillTarget is the connection id a KILL statement targets, 0 otherwise.
+	KillTarget uint64
+	// UseDB is the database a USE statement switches to.
+	UseDB string
+	// LocalInfile reports LOAD DATA LOCAL INFILE.
+	LocalInfile bool
+}
+
+// Session is what policy may look at besides the identity and statement.
+type Session struct {
+	ID         string
+	DB         string
+	User       string
+	ClientAddr string
+	Command    string
+}
+
+// Verdict is a policy decision.
+type Verdict struct {
+	Rule    string
+	Action  string // allow | deny | approve
+	Message string
+}
+
+// Policy classifies and decides statements.
+type Policy interface {
+	Classify(sql, db string) *Statement
+	Decide(id *Identity, st *Statement, s Session) Verdict
+}
+
+// Approval is the outcome of a held statement.
+type Approval struct {
+	Approved bool
+	Status   string // approved | denied | timeout | withdrawn
+	Approver string
+	Reason   string
+}
+
+// Approver holds a statement until a human decides. It returns when ctx ends
+// (the client went away) with Status "withdrawn".
+type Approver interface {
+	Request(ctx context.Context, id *Identity, sessionID string, st *Statement, sql, db string, v Verdict) (Approval, error)
+}
+
+// MaskPlan masks the result sets of one statement.
+type MaskPlan interface {
+	ResultSet(index int, columns [][]byte) (RowMasker, error)
+	Summary() []audit.Masked
+}
+
+// RowMasker rewrites rows of one result set. Rows whose changed is false are
+// forwarded as their original bytes.
+type RowMasker interface {
+	Text(row, dst []byte) (out []byte, changed bool, err error)
+	Binary(row, dst []byte) (out []byte, changed bool, err error)
+	ColumnDef(i int, def []byte) []byte
+}
+
+// Masker plans masking for a statement; a nil plan means nothing to mask.
+// A *MaskDenied error refuses the statement.
+type Masker interface {
+	Plan(ctx context.Context, id *Identity, db, sql string, st *Statement) (MaskPlan, error)
+}
+
+// MaskDenied refuses a statement that would leak a masked column.
+type MaskDenied struct{ Rule, Message string }
+
+func (e *MaskDenied) Error() string { return e.Message }
+
+// Observer receives metrics events; every method must be cheap.
+type Observer interface {
+	ConnOpened()
+	ConnClosed(outcome string)
+	Statement(kind, status string, total, added time.Duration)
+	Bytes(toClient, toBackend int)
+	Decision(rule, action string)
+	Masked(n uint64)
+	IdentityFailure(reason string)
+}
+
+type nopObserver struct{}
+
+func (nopObserver) ConnOpened()                                            {}
+func (nopObserver) ConnClosed(string)                                      {}
+func (nopObserver) Statement(string, string, time.Duration, time.Duration) {}
+func (nopObserver) Bytes(int, int)                                         {}
+func (nopObserver) Decision(string, string)                                {}
+func (nopObserver) Masked(uint64)                                          {}
+func (nopObserver) IdentityFailure(string)                                 {}

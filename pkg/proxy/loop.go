@@ -1,0 +1,321 @@
+package proxy
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	gm "github.com/go-mysql-org/go-mysql/mysql"
+
+	"github.com/sqlwarden/sqlwarden/pkg/audit"
+	"github.com/sqlwarden/sqlwarden/pkg/mysql"
+)
+
+// errEnd ends the loop after a clean close.
+var errEnd = errors.New("end of session")
+
+// loop reads client commands until the client quits or a connection fails.
+// It returns the session.end reason.
+func (s *session) loop() string {
+	for {
+		s.mu.Lock()
+		draining := s.draining
+		s.busy = false
+		s.mu.Unlock()
+		if draining {
+			return "shutdown"
+		}
+		p, seq, err := s.client.ReadPacket()
+		if err != nil {
+			s.mu.Lock()
+			draining := s.draining
+			s.mu.Unlock()
+			if draining && errors.Is(err, os.ErrDeadlineExceeded) {
+				return "shutdown"
+			}
+			if isClosed(err) {
+				return "client_closed"
+			}
+			if errors.Is(err, mysql.ErrTooLarge) {
+				s.log.Warn("client packet too large", "err", err)
+				s.writeErrSeq(seq+1, mysql.ErrCodeTooLarge, "08S01", "sqlwarden: packet larger than max_packet_size")
+				s.auditProtocolError("COM_UNKNOWN", err)
+				return "packet_too_large"
+			}
+			s.log.Info("read client", "err", err)
+			s.auditProtocolError("COM_UNKNOWN", err)
+			return "client_error"
+		}
+		s.mu.Lock()
+		s.busy = true
+		s.mu.Unlock()
+		if len(p) == 0 {
+			s.writeErrSeq(seq+1, mysql.ErrCodeMalformed, "08S01", "sqlwarden: malformed packet: empty command")
+			s.auditProtocolError("COM_UNKNOWN", fmt.Errorf("%w: empty command", mysql.ErrMalformed))
+			return "malformed_packet"
+		}
+		if err := s.command(p, seq); err != nil {
+			if errors.Is(err, errEnd) {
+				return "quit"
+			}
+			var pe *protocolError
+			if errors.As(err, &pe) {
+				s.log.Info("protocol error", "side", pe.side, "err", pe.err)
+				return pe.side + "_error"
+			}
+			if isClosed(err) {
+				return "client_closed"
+			}
+			s.log.Info("session error", "err", err)
+			return "error"
+		}
+	}
+}
+
+// protocolError ends a session because one side broke the protocol or
+// went away mid-reply.
+type protocolError struct {
+	side string // client | backend
+	err  error
+}
+
+func (e *protocolError) Error() string { return e.side + ": " + e.err.Error() }
+func (e *protocolError) Unwrap() error { return e.err }
+
+func (s *session) writeErrSeq(seq uint8, code uint16, state, msg string) {
+	s.client.Seq = seq
+	s.writeErr(code, state, msg)
+}
+
+func (s *session) auditProtocolError(command string, err error) {
+	s.statements++
+	id := s.statements
+	_ = s.srv.append(&audit.Record{Event: audit.EventStatement, SessionID: s.id, StatementID: id, Command: command, DB: s.db})
+	_ = s.srv.append(&audit.Record{Event: audit.EventOutcome, SessionID: s.id, StatementID: id, Status: audit.StatusError,
+		Error: &audit.ErrorInfo{Code: mysql.ErrCodeMalformed, Message: "sqlwarden: " + err.Error()}})
+}
+
+// CommandName is the audit name of a command byte.
+func CommandName(b byte) string {
+	if int(b) < len(commandNames) && commandNames[b] != "" {
+		return commandNames[b]
+	}
+	return fmt.Sprintf("COM_UNKNOWN_0x%02x", b)
+}
+
+var commandNames = [...]string{
+	gm.COM_SLEEP: "COM_SLEEP", gm.COM_QUIT: "COM_QUIT", gm.COM_INIT_DB: "COM_INIT_DB", gm.COM_QUERY: "COM_QUERY",
+	gm.COM_FIELD_LIST: "COM_FIELD_LIST", gm.COM_CREATE_DB: "COM_CREATE_DB", gm.COM_DROP_DB: "COM_DROP_DB",
+	gm.COM_REFRESH: "COM_REFRESH", gm.COM_SHUTDOWN: "COM_SHUTDOWN", gm.COM_STATISTICS: "COM_STATISTICS",
+	gm.COM_PROCESS_INFO: "COM_PROCESS_INFO", gm.COM_CONNECT: "COM_CONNECT", gm.COM_PROCESS_KILL: "COM_PROCESS_KILL",
+	gm.COM_DEBUG: "COM_DEBUG", gm.COM_PING: "COM_PING", gm.COM_TIME: "COM_TIME", gm.COM_DELAYED_INSERT: "COM_DELAYED_INSERT",
+	gm.COM_CHANGE_USER: "COM_CHANGE_USER", gm.COM_BINLOG_DUMP: "COM_BINLOG_DUMP", gm.COM_TABLE_DUMP: "COM_TABLE_DUMP",
+	gm.COM_CONNECT_OUT: "COM_CONNECT_OUT", gm.COM_REGISTER_SLAVE: "COM_REGISTER_SLAVE", gm.COM_STMT_PREPARE: "COM_STMT_PREPARE",
+	gm.COM_STMT_EXECUTE: "COM_STMT_EXECUTE", gm.COM_STMT_SEND_LONG_DATA: "COM_STMT_SEND_LONG_DATA",
+	gm.COM_STMT_CLOSE: "COM_STMT_CLOSE", gm.COM_STMT_RESET: "COM_STMT_RESET", gm.COM_SET_OPTION: "COM_SET_OPTION",
+	gm.COM_STMT_FETCH: "COM_STMT_FETCH", gm.COM_DAEMON: "COM_DAEMON", gm.COM_BINLOG_DUMP_GTID: "COM_BINLOG_DUMP_GTID",
+	gm.COM_RESET_CONNECTION: "COM_RESET_CONNECTION",
+}
+
+// command handles one client command. A returned error ends the session.
+func (s *session) command(p []byte, seq uint8) error {
+	cmd := p[0]
+	switch cmd {
+	case gm.COM_QUIT:
+		return errEnd
+	case gm.COM_QUERY:
+		return s.query(p, seq)
+	case gm.COM_INIT_DB:
+		return s.initDB(p, seq)
+	case gm.COM_PING:
+		// Carries nothing and reads nothing: forwarded (so the client learns
+		// whether the backend is alive) but not journaled.
+		return s.forward(p, seq, mysql.ReplyResult, nil)
+	case gm.COM_FIELD_LIST:
+		table, _, _ := strings.Cut(string(p[1:]), "\x00")
+		return s.simple(p, seq, "COM_FIELD_LIST", table, mysql.ReplyFieldList)
+	case gm.COM_STATISTICS:
+		return s.simple(p, seq, "COM_STATISTICS", "", mysql.ReplyRaw)
+	case gm.COM_SET_OPTION:
+		return s.simple(p, seq, "COM_SET_OPTION", "", mysql.ReplyResult)
+	case gm.COM_RESET_CONNECTION:
+		err := s.simple(p, seq, "COM_RESET_CONNECTION", "", mysql.ReplyResult)
+		if err == nil && s.tracker.Err == nil {
+			s.stmts = map[uint32]*prepared{}
+		}
+		return err
+	case gm.COM_PROCESS_KILL:
+		if len(p) < 5 {
+			return s.refuse(seq, CommandName(cmd), "", mysql.ErrCodeMalformed, "sqlwarden: malformed COM_PROCESS_KILL")
+		}
+		target := uint64(p[1]) | uint64(p[2])<<8 | uint64(p[3])<<16 | uint64(p[4])<<24
+		if msg := s.checkKill(target); msg != "" {
+			return s.refuse(seq, "COM_PROCESS_KILL", fmt.Sprintf("KILL %d", target), mysql.ErrCodeBlocked, msg)
+		}
+		return s.simple(p, seq, "COM_PROCESS_KILL", fmt.Sprintf("KILL %d", target), mysql.ReplyResult)
+	case gm.COM_STMT_PREPARE:
+		return s.prepare(p, seq)
+	case gm.COM_STMT_EXECUTE:
+		return s.execute(p, seq)
+	case gm.COM_STMT_SEND_LONG_DATA:
+		return s.longData(p)
+	case gm.COM_STMT_CLOSE:
+		return s.closeStmt(p)
+	case gm.COM_STMT_RESET:
+		return s.resetStmt(p, seq)
+	case gm.COM_STMT_FETCH:
+		return s.fetch(p, seq)
+	case gm.COM_CHANGE_USER:
+		return s.refuse(seq, "COM_CHANGE_USER", "", mysql.ErrCodeNotSupported,
+			"sqlwarden: COM_CHANGE_USER is not supported: a connection's identity is fixed by its workload")
+	case gm.COM_BINLOG_DUMP, gm.COM_BINLOG_DUMP_GTID, gm.COM_REGISTER_SLAVE, gm.COM_TABLE_DUMP:
+		return s.refuse(seq, CommandName(cmd), "", mysql.ErrCodeNotSupported,
+			"sqlwarden: replication commands are not allowed through the proxy")
+	default:
+		return s.refuse(seq, CommandName(cmd), "", mysql.ErrCodeNotSupported,
+			fmt.Sprintf("sqlwarden: command %s is not supported", CommandName(cmd)))
+	}
+}
+
+// checkKill allows KILL only of backend connections of the same identity.
+func (s *session) checkKill(target uint64) string {
+	owner, ok := s.srv.threads.Load(uint32(target))
+	if ok && owner.(string) == s.identity.Name && target <= 0xffffffff {
+		return ""
+	}
+	return fmt.Sprintf("sqlwarden: blocked: KILL %d targets a connection that does not belong to identity %s", target, s.identity.Name)
+}
+
+// refuse answers a command with an ERR and journals why.
+func (s *session) refuse(seq uint8, command, sql string, code uint16, msg string) error {
+	s.statements++
+	id := s.statements
+	rec := &audit.Record{Event: audit.EventStatement, SessionID: s.id, StatementID: id, Command: command, SQL: sql, DB: s.db}
+	if err := s.srv.append(rec); err != nil {
+		s.log.Error("audit refused command", "err", err)
+	}
+	if err := s.srv.append(&audit.Record{Event: audit.EventOutcome, SessionID: s.id, StatementID: id, Status: audit.StatusBlocked,
+		Error: &audit.ErrorInfo{Code: code, Message: msg}, Policy: &audit.Decision{Action: "deny", Rule: "protocol", Message: msg}}); err != nil {
+		s.log.Error("audit refused command", "err", err)
+	}
+	s.writeErrSeq(seq+1, code, "42000", msg)
+	if s.client.W.Buffered() > 0 {
+		return s.client.Flush()
+	}
+	return nil
+}
+
+// simple journals and forwards a command that needs no policy decision.
+func (s *session) simple(p []byte, seq uint8, command, sql string, kind mysql.ReplyKind) error {
+	st := &stmtAudit{command: command, sql: sql}
+	if err := s.begin(st, seq); err != nil {
+		return err
+	}
+	if err := s.forward(p, seq, kind, nil); err != nil {
+		s.finish(st)
+		return err
+	}
+	s.finish(st)
+	return nil
+}
+
+// stmtAudit carries one statement through the pipeline.
+type stmtAudit struct {
+	id      uint64
+	command string
+	sql     string
+	st      *Statement
+	params  []audit.Param
+	verdict *Verdict
+	approve *Approval
+	plan    MaskPlan
+	planned bool // masking already planned (at PREPARE)
+	start   time.Time
+	fwd     time.Time // when forwarding started
+	blocked *audit.ErrorInfo
+}
+
+// begin writes the statement's write-ahead record. On a journal failure the
+// client gets an ERR, the statement is not forwarded, and begin returns nil
+// with st.blocked set so the session continues.
+func (s *session) begin(st *stmtAudit, seq uint8) error {
+	s.statements++
+	st.id = s.statements
+	if st.start.IsZero() {
+		st.start = s.srv.opts.Now()
+	}
+	rec := &audit.Record{Event: audit.EventStatement, SessionID: s.id, StatementID: st.id, Command: st.command,
+		SQL: st.sql, DB: s.db, Params: st.params}
+	if st.st != nil {
+		rec.Digest = st.st.Digest
+		rec.Statement = st.st.Classification
+	}
+	if s.identity != nil && s.identity.Attribute != nil && st.sql != "" {
+		rec.Attribution = s.identity.Attribute(st.sql)
+	}
+	if err := s.srv.append(rec); err != nil {
+		s.log.Error("audit statement", "err", err)
+		st.blocked = &audit.ErrorInfo{Code: mysql.ErrCodeAuditFailed, Message: "sqlwarden: audit journal unavailable, statement refused: " + err.Error()}
+		s.writeErrSeq(seq+1, st.blocked.Code, "HY000", st.blocked.Message)
+		return errAuditRefused
+	}
+	return nil
+}
+
+var errAuditRefused = errors.New("statement refused: audit journal unavailable")
+
+// finish writes the outcome record from the tracker's summary.
+func (s *session) finish(st *stmtAudit) {
+	now := s.srv.opts.Now()
+	t := &s.tracker
+	rec := &audit.Record{Event: audit.EventOutcome, SessionID: s.id, StatementID: st.id,
+		DurationUS: audit.I64(now.Sub(st.start).Microseconds())}
+	switch {
+	case st.blocked != nil:
+		rec.Status = audit.StatusBlocked
+		rec.Error = st.blocked
+	case t.Err != nil:
+		rec.Status = audit.StatusError
+		rec.Error = &audit.ErrorInfo{Code: t.Err.Code, State: t.Err.State, Message: t.Err.Message}
+	default:
+		rec.Status = audit.StatusSuccess
+		rec.Rows = audit.U64(t.Rows)
+		rec.AffectedRows = audit.U64(t.Affected)
+		if len(t.Columns) > 0 {
+			rec.Columns = append([]string(nil), t.Columns...)
+		}
+	}
+	if st.verdict != nil {
+		rec.Policy = &audit.Decision{Rule: st.verdict.Rule, Action: st.verdict.Action, Message: st.verdict.Message}
+		if st.approve != nil {
+			rec.Policy.Approver = st.approve.Approver
+			rec.Policy.Reason = st.approve.Reason
+		}
+	}
+	if st.plan != nil {
+		rec.Masked = st.plan.Summary()
+		var n uint64
+		for _, m := range rec.Masked {
+			n += m.Count
+		}
+		if n > 0 {
+			s.srv.opts.Observer.Masked(n)
+		}
+	}
+	kind := "OTHER"
+	if st.st != nil && st.st.Classification != nil {
+		kind = st.st.Classification.Kind
+	} else if st.command != "COM_QUERY" {
+		kind = st.command
+	}
+	var added time.Duration
+	if !st.fwd.IsZero() {
+		added = st.fwd.Sub(st.start)
+	}
+	s.srv.opts.Observer.Statement(kind, rec.Status, now.Sub(st.start), added)
+	if err := s.srv.append(rec); err != nil {
+		s.log.Error("audit outcome", "err", err)
+	}
+}

@@ -1,0 +1,264 @@
+package proxy
+
+import (
+	"encoding/binary"
+	"fmt"
+
+	"github.com/sqlwarden/sqlwarden/pkg/audit"
+	"github.com/sqlwarden/sqlwarden/pkg/mysql"
+)
+
+// prepared is a server-side prepared statement as the proxy tracks it: the
+// SQL and its classification from PREPARE, the decision enforced at EXECUTE.
+type prepared struct {
+	sql       string
+	st        *Statement
+	plan      MaskPlan
+	numParams int
+	numCols   int
+	types     []byte
+	long      map[int]*longData
+	cursor    *cursorState
+}
+
+type longData struct {
+	buf  []byte
+	size int
+}
+
+// prepare handles COM_STMT_PREPARE: classified and decided now; statements
+// policy denies are refused before the database sees them; those that need
+// approval are held at each EXECUTE, with their parameters.
+func (s *session) prepare(p []byte, seq uint8) error {
+	sql := string(p[1:])
+	st := &stmtAudit{command: "COM_STMT_PREPARE", sql: sql, start: s.srv.opts.Now()}
+	st.st = s.srv.opts.Policy.Classify(sql, s.db)
+	v := s.srv.opts.Policy.Decide(s.identity, st.st, Session{ID: s.id, DB: s.db, User: s.hs.User, ClientAddr: s.raw.RemoteAddr().String(), Command: st.command})
+	if v.Action == "approve" {
+		// Preparing reads nothing and changes nothing: the human is asked at EXECUTE.
+		v = Verdict{Rule: v.Rule, Action: "allow", Message: "approval deferred to execute"}
+	}
+	if v.Action == "deny" {
+		return s.block(st, seq, &v, mysql.ErrCodeBlocked, blockedMsg(v))
+	}
+	if ok, err := s.guardPrepared(st, seq, v); !ok {
+		return err
+	}
+	if err := s.forward(p, seq, mysql.ReplyPrepare, st); err != nil {
+		s.finish(st)
+		return err
+	}
+	t := &s.tracker
+	if t.Err == nil {
+		s.stmts[t.StmtID] = &prepared{sql: sql, st: st.st, plan: st.plan, numParams: int(t.NumParams), numCols: int(t.NumCols)}
+	}
+	s.finish(st)
+	return nil
+}
+
+// guardPrepared is guard for PREPARE with an already-made decision.
+func (s *session) guardPrepared(st *stmtAudit, seq uint8, v Verdict) (bool, error) {
+	st.verdict = &v
+	s.srv.opts.Observer.Decision(v.Rule, v.Action)
+	if s.srv.opts.Masker != nil {
+		plan, err := s.srv.opts.Masker.Plan(s.ctx, s.identity, s.db, st.sql, st.st)
+		if err != nil {
+			rule, msg := "masking", err.Error()
+			if md, ok := err.(*MaskDenied); ok {
+				rule, msg = md.Rule, md.Message
+			}
+			dv := &Verdict{Rule: rule, Action: "deny", Message: msg}
+			return false, s.block(st, seq, dv, mysql.ErrCodeBlocked, blockedMsg(*dv))
+		}
+		st.plan = plan
+	}
+	if err := s.begin(st, seq); err != nil {
+		s.finish(st)
+		return false, s.flushAfterErr()
+	}
+	return true, nil
+}
+
+func stmtID(p []byte) (uint32, bool) {
+	if len(p) < 5 {
+		return 0, false
+	}
+	return binary.LittleEndian.Uint32(p[1:]), true
+}
+
+// execute handles COM_STMT_EXECUTE: the parameters are decoded by type and
+// journaled with the prepared SQL before the database sees them.
+func (s *session) execute(p []byte, seq uint8) error {
+	id, ok := stmtID(p)
+	if !ok {
+		return s.refuse(seq, "COM_STMT_EXECUTE", "", mysql.ErrCodeMalformed, "sqlwarden: malformed COM_STMT_EXECUTE")
+	}
+	ps := s.stmts[id]
+	if ps == nil {
+		// Unknown to us, so unknown to the backend too: let it say so.
+		st := &stmtAudit{command: "COM_STMT_EXECUTE", start: s.srv.opts.Now()}
+		if err := s.begin(st, seq); err != nil {
+			s.finish(st)
+			return s.flushAfterErr()
+		}
+		err := s.forward(p, seq, mysql.ReplyResult, st)
+		s.finish(st)
+		return err
+	}
+	ex, params, err := mysql.ParseExecute(p, ps.numParams, ps.types, func(i int) (mysql.Param, bool) {
+		ld := ps.long[i]
+		if ld == nil {
+			return mysql.Param{}, false
+		}
+		return mysql.Param{Value: string(ld.buf), Truncated: ld.size > len(ld.buf), Size: sizeIfTruncated(ld)}, true
+	})
+	if err != nil {
+		return s.refuse(seq, "COM_STMT_EXECUTE", ps.sql, mysql.ErrCodeMalformed, "sqlwarden: "+err.Error())
+	}
+	ps.types = append(ps.types[:0], ex.Types...)
+	st := &stmtAudit{command: "COM_STMT_EXECUTE", sql: ps.sql, st: ps.st, plan: ps.plan, start: s.srv.opts.Now(), params: auditParams(params)}
+	ps.long = nil
+	// Masking was planned at PREPARE (a denial there refused the PREPARE).
+	st.planned = true
+	proceed, gerr := s.guard(st, seq)
+	if !proceed {
+		return gerr
+	}
+	s.cursorMasker = nil
+	if err := s.forward(p, seq, mysql.ReplyResult, st); err != nil {
+		s.finish(st)
+		return err
+	}
+	if s.tracker.CursorOpen {
+		ps.cursor = &cursorState{cols: ps.numCols, masker: s.cursorMasker}
+	}
+	s.finish(st)
+	return nil
+}
+
+func sizeIfTruncated(ld *longData) int {
+	if ld.size > len(ld.buf) {
+		return ld.size
+	}
+	return 0
+}
+
+func auditParams(ps []mysql.Param) []audit.Param {
+	if len(ps) == 0 {
+		return nil
+	}
+	out := make([]audit.Param, len(ps))
+	for i, p := range ps {
+		out[i] = audit.Param{Type: p.Type, Value: p.Value, Truncated: p.Truncated, Size: p.Size}
+	}
+	return out
+}
+
+// longData handles COM_STMT_SEND_LONG_DATA: forwarded (no reply), and kept
+// (up to MaxParamBytes, with the full size) for the EXECUTE record.
+func (s *session) longData(p []byte) error {
+	if len(p) < 7 {
+		s.auditProtocolError("COM_STMT_SEND_LONG_DATA", fmt.Errorf("%w: short COM_STMT_SEND_LONG_DATA", mysql.ErrMalformed))
+		return &protocolError{side: "client", err: mysql.ErrMalformed}
+	}
+	id := binary.LittleEndian.Uint32(p[1:])
+	param := int(binary.LittleEndian.Uint16(p[5:]))
+	if ps := s.stmts[id]; ps != nil && param < ps.numParams {
+		if ps.long == nil {
+			ps.long = map[int]*longData{}
+		}
+		ld := ps.long[param]
+		if ld == nil {
+			ld = &longData{}
+			ps.long[param] = ld
+		}
+		data := p[7:]
+		ld.size += len(data)
+		if room := mysql.MaxParamBytes - len(ld.buf); room > 0 {
+			if len(data) > room {
+				data = data[:room]
+			}
+			ld.buf = append(ld.buf, data...)
+		}
+	}
+	s.backend.Seq = 0
+	if err := s.backend.WritePacket(p); err != nil {
+		return &protocolError{side: "backend", err: err}
+	}
+	if err := s.backend.Flush(); err != nil {
+		return &protocolError{side: "backend", err: err}
+	}
+	return nil
+}
+
+// closeStmt handles COM_STMT_CLOSE (no reply).
+func (s *session) closeStmt(p []byte) error {
+	id, ok := stmtID(p)
+	if !ok {
+		s.auditProtocolError("COM_STMT_CLOSE", fmt.Errorf("%w: short COM_STMT_CLOSE", mysql.ErrMalformed))
+		return &protocolError{side: "client", err: mysql.ErrMalformed}
+	}
+	sql := ""
+	if ps := s.stmts[id]; ps != nil {
+		sql = ps.sql
+		delete(s.stmts, id)
+	}
+	st := &stmtAudit{command: "COM_STMT_CLOSE", sql: sql, start: s.srv.opts.Now()}
+	if err := s.begin(st, 0); err != nil {
+		return nil // nothing to refuse: CLOSE has no reply; the statement is simply not closed
+	}
+	s.backend.Seq = 0
+	if err := s.backend.WritePacket(p); err != nil {
+		return &protocolError{side: "backend", err: err}
+	}
+	if err := s.backend.Flush(); err != nil {
+		return &protocolError{side: "backend", err: err}
+	}
+	s.tracker.Start(mysql.ReplyNone, false)
+	s.finish(st)
+	return nil
+}
+
+// resetStmt handles COM_STMT_RESET.
+func (s *session) resetStmt(p []byte, seq uint8) error {
+	id, ok := stmtID(p)
+	if !ok {
+		return s.refuse(seq, "COM_STMT_RESET", "", mysql.ErrCodeMalformed, "sqlwarden: malformed COM_STMT_RESET")
+	}
+	sql := ""
+	if ps := s.stmts[id]; ps != nil {
+		sql = ps.sql
+		ps.long = nil
+		ps.cursor = nil
+	}
+	return s.simple(p, seq, "COM_STMT_RESET", sql, mysql.ReplyResult)
+}
+
+// fetch handles COM_STMT_FETCH on an open cursor; rows are masked with the
+// plan of the EXECUTE that opened it.
+func (s *session) fetch(p []byte, seq uint8) error {
+	id, ok := stmtID(p)
+	if !ok {
+		return s.refuse(seq, "COM_STMT_FETCH", "", mysql.ErrCodeMalformed, "sqlwarden: malformed COM_STMT_FETCH")
+	}
+	ps := s.stmts[id]
+	if ps == nil || ps.cursor == nil {
+		return s.simple(p, seq, "COM_STMT_FETCH", "", mysql.ReplyResult)
+	}
+	st := &stmtAudit{command: "COM_STMT_FETCH", sql: ps.sql, st: ps.st, plan: ps.plan, start: s.srv.opts.Now()}
+	if err := s.begin(st, seq); err != nil {
+		s.finish(st)
+		return s.flushAfterErr()
+	}
+	st.fwd = s.srv.opts.Now()
+	s.backend.Seq = seq
+	if err := s.backend.WritePacket(p); err != nil {
+		return s.backendLost(seq+1, err)
+	}
+	if err := s.backend.Flush(); err != nil {
+		return s.backendLost(seq+1, err)
+	}
+	err := s.relay(mysql.ReplyResult, true, seq+1, nil, ps.cursor)
+	s.finish(st)
+	return err
+}

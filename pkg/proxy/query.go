@@ -1,0 +1,378 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"time"
+
+	gm "github.com/go-mysql-org/go-mysql/mysql"
+
+	"github.com/sqlwarden/sqlwarden/pkg/audit"
+	"github.com/sqlwarden/sqlwarden/pkg/mysql"
+)
+
+// query runs a COM_QUERY through the pipeline.
+func (s *session) query(p []byte, seq uint8) error {
+	sql := string(p[1:])
+	st := &stmtAudit{command: "COM_QUERY", sql: sql, start: s.srv.opts.Now()}
+	st.st = s.srv.opts.Policy.Classify(sql, s.db)
+	if st.st.KillTarget != 0 {
+		if msg := s.checkKill(st.st.KillTarget); msg != "" {
+			return s.block(st, seq, &Verdict{Rule: "kill-own-identity", Action: "deny", Message: msg}, mysql.ErrCodeBlocked, msg)
+		}
+	}
+	if ok, err := s.guard(st, seq); !ok {
+		return err
+	}
+	if err := s.forward(p, seq, mysql.ReplyResult, st); err != nil {
+		s.finish(st)
+		return err
+	}
+	if s.tracker.Err == nil && st.st.UseDB != "" {
+		s.db = st.st.UseDB
+	}
+	s.finish(st)
+	return nil
+}
+
+// guard applies policy and masking to a classified statement, writes its
+// write-ahead record and waits for a human when policy says so. It returns
+// false when the statement must not be forwarded (the client has had its
+// ERR; err ends the session when non-nil).
+func (s *session) guard(st *stmtAudit, seq uint8) (bool, error) {
+	srv := s.srv
+	sess := Session{ID: s.id, DB: s.db, User: s.hs.User, ClientAddr: s.raw.RemoteAddr().String(), Command: st.command}
+	v := srv.opts.Policy.Decide(s.identity, st.st, sess)
+	st.verdict = &v
+	srv.opts.Observer.Decision(v.Rule, v.Action)
+	if st.st.LocalInfile && !srv.opts.AllowLocalInfile && v.Action != "deny" {
+		v = Verdict{Rule: "local-infile", Action: "deny", Message: "LOAD DATA LOCAL INFILE is disabled (set allow_local_infile)"}
+		st.verdict = &v
+	}
+	switch v.Action {
+	case "deny":
+		return false, s.block(st, seq, &v, mysql.ErrCodeBlocked, blockedMsg(v))
+	case "allow", "approve":
+	default:
+		return false, s.block(st, seq, &v, mysql.ErrCodeBlocked, fmt.Sprintf("sqlwarden: blocked: unknown policy action %q", v.Action))
+	}
+	if srv.opts.Masker != nil && st.sql != "" && !st.planned {
+		plan, err := srv.opts.Masker.Plan(s.ctx, s.identity, s.db, st.sql, st.st)
+		if err != nil {
+			var md *MaskDenied
+			rule, msg := "masking", err.Error()
+			if errors.As(err, &md) {
+				rule, msg = md.Rule, md.Message
+			}
+			dv := &Verdict{Rule: rule, Action: "deny", Message: msg}
+			return false, s.block(st, seq, dv, mysql.ErrCodeBlocked, blockedMsg(*dv))
+		}
+		st.plan = plan
+	}
+	if err := s.begin(st, seq); err != nil {
+		s.finish(st)
+		return false, s.flushAfterErr()
+	}
+	if v.Action == "approve" {
+		return s.await(st, seq)
+	}
+	return true, nil
+}
+
+func blockedMsg(v Verdict) string {
+	msg := v.Message
+	if msg == "" {
+		msg = "statement not allowed"
+	}
+	return fmt.Sprintf("sqlwarden: blocked by rule %s: %s", v.Rule, msg)
+}
+
+func (s *session) flushAfterErr() error {
+	if s.client.W.Buffered() > 0 {
+		return s.client.Flush()
+	}
+	return nil
+}
+
+// block journals a statement that never reaches the database and tells the
+// client why.
+func (s *session) block(st *stmtAudit, seq uint8, v *Verdict, code uint16, msg string) error {
+	st.verdict = v
+	st.blocked = &audit.ErrorInfo{Code: code, Message: msg}
+	if err := s.begin(st, seq); err != nil {
+		s.finish(st)
+		return s.flushAfterErr()
+	}
+	s.finish(st)
+	s.writeErrSeq(seq+1, code, "42000", msg)
+	return s.flushAfterErr()
+}
+
+// await holds a statement for a human decision. The client connection just
+// idles meanwhile; a client that hangs up withdraws its request.
+func (s *session) await(st *stmtAudit, seq uint8) (bool, error) {
+	if s.srv.opts.Approver == nil {
+		st.blocked = &audit.ErrorInfo{Code: mysql.ErrCodeApprovalDenied, Message: "sqlwarden: statement needs approval but no approver is configured"}
+		s.finish(st)
+		s.writeErrSeq(seq+1, st.blocked.Code, "42000", st.blocked.Message)
+		return false, s.flushAfterErr()
+	}
+	ctx, cancel := context.WithCancel(s.ctx)
+	defer cancel()
+	// Watch for the client going away while we wait.
+	watchDone := make(chan struct{})
+	go func() {
+		defer close(watchDone)
+		if _, err := s.client.R.Peek(1); err != nil && !errors.Is(err, errDeadline) && !isTimeout(err) {
+			cancel()
+		}
+	}()
+	a, err := s.srv.opts.Approver.Request(ctx, s.identity, s.id, st.st, st.sql, s.db, *st.verdict)
+	_ = s.raw.SetReadDeadline(time.Now())
+	<-watchDone
+	_ = s.raw.SetReadDeadline(time.Time{})
+	if err != nil && a.Status == "" {
+		a = Approval{Status: "denied", Reason: err.Error()}
+	}
+	st.approve = &a
+	if a.Approved {
+		return true, nil
+	}
+	var msg string
+	switch a.Status {
+	case "timeout":
+		msg = "sqlwarden: approval timed out: statement not executed"
+	case "withdrawn":
+		st.blocked = &audit.ErrorInfo{Code: mysql.ErrCodeApprovalDenied, Message: "sqlwarden: approval withdrawn: client disconnected"}
+		s.finish(st)
+		return false, &protocolError{side: "client", err: errors.New("disconnected while awaiting approval")}
+	default:
+		msg = fmt.Sprintf("sqlwarden: statement denied by approver %s: %s", orDash(a.Approver), orDash(a.Reason))
+	}
+	st.verdict = &Verdict{Rule: st.verdict.Rule, Action: "approve", Message: a.Status}
+	st.blocked = &audit.ErrorInfo{Code: mysql.ErrCodeApprovalDenied, Message: msg}
+	s.finish(st)
+	s.writeErrSeq(seq+1, mysql.ErrCodeApprovalDenied, "42000", msg)
+	return false, s.flushAfterErr()
+}
+
+var errDeadline = errors.New("deadline")
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+// initDB handles COM_INIT_DB.
+func (s *session) initDB(p []byte, seq uint8) error {
+	db := string(p[1:])
+	st := &stmtAudit{command: "COM_INIT_DB", sql: "USE `" + strings.ReplaceAll(db, "`", "``") + "`", start: s.srv.opts.Now()}
+	st.st = s.srv.opts.Policy.Classify(st.sql, s.db)
+	if ok, err := s.guard(st, seq); !ok {
+		return err
+	}
+	if err := s.forward(p, seq, mysql.ReplyResult, st); err != nil {
+		s.finish(st)
+		return err
+	}
+	if s.tracker.Err == nil {
+		s.db = db
+	}
+	s.finish(st)
+	return nil
+}
+
+// forward sends a command to the backend and streams the reply to the client.
+func (s *session) forward(p []byte, seq uint8, kind mysql.ReplyKind, st *stmtAudit) error {
+	if st != nil {
+		st.fwd = s.srv.opts.Now()
+	}
+	s.backend.Seq = seq
+	if err := s.backend.WritePacket(p); err != nil {
+		return s.backendLost(seq+1, err)
+	}
+	if err := s.backend.Flush(); err != nil {
+		return s.backendLost(seq+1, err)
+	}
+	s.srv.opts.Observer.Bytes(0, len(p)+4)
+	var plan MaskPlan
+	if st != nil {
+		plan = st.plan
+	}
+	binary := p[0] == gm.COM_STMT_EXECUTE
+	return s.relay(kind, binary, seq+1, plan, nil)
+}
+
+// backendLost ends the session after the backend failed; the client gets an
+// ERR at the point of the reply it was waiting for.
+func (s *session) backendLost(seq uint8, err error) error {
+	s.tracker.Err = &mysql.ServerError{Code: mysql.ErrCodeBackend, State: "HY000", Message: "sqlwarden: lost connection to the database: " + err.Error()}
+	s.client.Seq = seq
+	s.writeErr(s.tracker.Err.Code, s.tracker.Err.State, s.tracker.Err.Message)
+	return &protocolError{side: "backend", err: err}
+}
+
+// cursorState remembers how to mask rows fetched later from an open cursor.
+type cursorState struct {
+	cols   int
+	masker RowMasker
+}
+
+// relay streams one reply from the backend to the client, packet by packet.
+// Rows are masked in flight when plan says so; nothing else is buffered
+// except the column definitions of a masked result set.
+func (s *session) relay(kind mysql.ReplyKind, binary bool, seq uint8, plan MaskPlan, cursor *cursorState) error {
+	t := &s.tracker
+	if cursor != nil {
+		t.StartFetch(cursor.cols)
+	} else {
+		t.Start(kind, binary)
+	}
+	s.client.Seq = seq
+	if kind == mysql.ReplyNone {
+		return nil
+	}
+	var rm RowMasker
+	if cursor != nil {
+		rm = cursor.masker
+	}
+	rs := -1
+	holding := false
+	s.cols = s.cols[:0]
+	sent := 0
+	for !t.Done() {
+		pl, _, err := s.backend.ReadPacket()
+		if err != nil {
+			return s.backendLost(s.client.Seq, err)
+		}
+		pk, err := t.Feed(pl)
+		if err != nil {
+			return s.backendLost(s.client.Seq, err)
+		}
+		out := pl
+		switch pk {
+		case mysql.PktColumnCount:
+			rs++
+			rm = nil
+			holding = plan != nil
+			s.cols = s.cols[:0]
+		case mysql.PktColumnDef:
+			if holding {
+				s.cols = append(s.cols, append([]byte(nil), pl...))
+				continue
+			}
+		case mysql.PktEOF:
+			if holding {
+				holding = false
+				m, err := plan.ResultSet(rs, s.cols)
+				if err != nil {
+					return s.backendLost(s.client.Seq, fmt.Errorf("mask result set: %w", err))
+				}
+				rm = m
+				for i, def := range s.cols {
+					if rm != nil {
+						def = rm.ColumnDef(i, def)
+					}
+					if err := s.client.WritePacket(def); err != nil {
+						return &protocolError{side: "client", err: err}
+					}
+				}
+				if t.CursorOpen {
+					s.cursorMasker = rm
+				}
+			}
+		case mysql.PktRow:
+			if rm != nil {
+				var changed bool
+				var merr error
+				if t.Binary {
+					s.outBuf, changed, merr = rm.Binary(pl, s.outBuf[:0])
+				} else {
+					s.outBuf, changed, merr = rm.Text(pl, s.outBuf[:0])
+				}
+				if merr != nil {
+					// Never let an unmaskable row through: end the result with an ERR.
+					return s.backendLost(s.client.Seq, fmt.Errorf("mask row: %w", merr))
+				}
+				if changed {
+					out = s.outBuf
+				}
+			}
+		case mysql.PktLocalInfile:
+			if err := s.localInfile(pl); err != nil {
+				return err
+			}
+			continue
+		}
+		if err := s.client.WritePacket(out); err != nil {
+			return &protocolError{side: "client", err: err}
+		}
+		sent += len(out) + 4
+	}
+	s.srv.opts.Observer.Bytes(sent, 0)
+	if err := s.client.Flush(); err != nil {
+		return &protocolError{side: "client", err: err}
+	}
+	return nil
+}
+
+// localInfile handles the backend's request for a client file. Allowed only
+// when configured and the policy let the statement through; the file always
+// comes from the client, the proxy never reads one of its own.
+func (s *session) localInfile(req []byte) error {
+	if !s.srv.opts.AllowLocalInfile {
+		// Tell the backend the file is empty and the client why nothing loaded.
+		s.backend.Seq = s.client.Seq
+		_ = s.backend.WritePacket(nil)
+		if err := s.backend.Flush(); err != nil {
+			return s.backendLost(s.client.Seq, err)
+		}
+		s.tracker.ResumeAfterInfile()
+		for !s.tracker.Done() {
+			pl, _, err := s.backend.ReadPacket()
+			if err != nil {
+				return s.backendLost(s.client.Seq, err)
+			}
+			if _, err := s.tracker.Feed(pl); err != nil {
+				return s.backendLost(s.client.Seq, err)
+			}
+		}
+		s.tracker.Err = &mysql.ServerError{Code: mysql.ErrCodeBlocked, State: "42000", Message: "sqlwarden: LOAD DATA LOCAL INFILE is refused"}
+		s.writeErr(s.tracker.Err.Code, s.tracker.Err.State, s.tracker.Err.Message)
+		return nil
+	}
+	if err := s.client.WritePacket(req); err != nil {
+		return &protocolError{side: "client", err: err}
+	}
+	if err := s.client.Flush(); err != nil {
+		return &protocolError{side: "client", err: err}
+	}
+	for {
+		data, cseq, err := s.client.ReadPacket()
+		if err != nil {
+			return &protocolError{side: "client", err: err}
+		}
+		s.backend.Seq = cseq
+		if err := s.backend.WritePacket(data); err != nil {
+			return s.backendLost(cseq+1, err)
+		}
+		if len(data) == 0 {
+			if err := s.backend.Flush(); err != nil {
+				return s.backendLost(cseq+1, err)
+			}
+			s.client.Seq = cseq + 1
+			s.tracker.ResumeAfterInfile()
+			return nil
+		}
+	}
+}

@@ -1,0 +1,204 @@
+package proxy
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/sqlwarden/sqlwarden/pkg/audit"
+)
+
+// Backend is where an identity's statements go.
+type Backend struct {
+	Name    string
+	Address string // "" → the origin's destination
+	// Credential returns the current login (secret files are re-read on change).
+	Credential func() (Credential, error)
+	TLS        *tls.Config // nil: plaintext
+}
+
+// Options are the proxy's dependencies, injected in one place.
+type Options struct {
+	Log        *slog.Logger
+	Audit      Auditor
+	Auth       Authenticator
+	Origins    Origins // nil: explicit mode only
+	Policy     Policy
+	Approver   Approver // nil: "approve" verdicts are denied
+	Masker     Masker   // nil: no masking
+	Observer   Observer
+	Backends   map[string]*Backend
+	ClientTLS  *tls.Config // nil: TLS not offered
+	RequireTLS bool
+	// DialControl marks the proxy's own backend sockets so the redirect
+	// never sends them back to the proxy.
+	DialControl func(network, address string, c syscall.RawConn) error
+	// AllowLocalInfile lets policy-approved LOAD DATA LOCAL INFILE through
+	// (the file always comes from the client).
+	AllowLocalInfile bool
+	MaxPacket        int
+	ServerVersion    string
+	Node             string
+	// Clock is injectable for tests.
+	Now func() time.Time
+}
+
+// Server is the proxy.
+type Server struct {
+	opts Options
+	log  *slog.Logger
+
+	nextConn atomic.Uint32
+
+	mu        sync.Mutex
+	listeners []net.Listener
+	sessions  map[*session]struct{}
+	closing   bool
+	wg        sync.WaitGroup
+
+	versionMu sync.RWMutex
+	version   string
+
+	// backend thread id → identity name, for KILL checks.
+	threads sync.Map
+}
+
+// New returns a proxy server.
+func New(opts Options) (*Server, error) {
+	if opts.Audit == nil || opts.Auth == nil || opts.Policy == nil {
+		return nil, errors.New("new proxy: Audit, Auth and Policy are required")
+	}
+	if len(opts.Backends) == 0 {
+		return nil, errors.New("new proxy: no backends")
+	}
+	if opts.Log == nil {
+		opts.Log = slog.Default()
+	}
+	if opts.Observer == nil {
+		opts.Observer = nopObserver{}
+	}
+	if opts.MaxPacket == 0 {
+		opts.MaxPacket = 1 << 30
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.ServerVersion == "" {
+		opts.ServerVersion = "10.11.0-MariaDB-sqlwarden"
+	}
+	return &Server{opts: opts, log: opts.Log, sessions: map[*session]struct{}{}, version: opts.ServerVersion}, nil
+}
+
+// Serve accepts connections on ln until Shutdown. It may be called for
+// several listeners (the plain listen address and the node address).
+func (s *Server) Serve(ln net.Listener) error {
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		return net.ErrClosed
+	}
+	s.listeners = append(s.listeners, ln)
+	s.mu.Unlock()
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			s.mu.Lock()
+			closing := s.closing
+			s.mu.Unlock()
+			if closing || errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				time.Sleep(5 * time.Millisecond)
+				continue
+			}
+			return fmt.Errorf("accept: %w", err)
+		}
+		s.mu.Lock()
+		if s.closing {
+			s.mu.Unlock()
+			c.Close()
+			return nil
+		}
+		sess := newSession(s, c)
+		s.sessions[sess] = struct{}{}
+		s.wg.Add(1)
+		s.mu.Unlock()
+		go func() {
+			defer s.wg.Done()
+			sess.run()
+			s.mu.Lock()
+			delete(s.sessions, sess)
+			s.mu.Unlock()
+		}()
+	}
+}
+
+// Shutdown stops accepting, lets sessions finish their current command and
+// close at their next command boundary, and force-closes what remains when
+// ctx ends.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.closing = true
+	for _, ln := range s.listeners {
+		ln.Close()
+	}
+	for sess := range s.sessions {
+		sess.drain()
+	}
+	s.mu.Unlock()
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		s.mu.Lock()
+		for sess := range s.sessions {
+			sess.kill("shutdown deadline")
+		}
+		s.mu.Unlock()
+		<-done
+		return ctx.Err()
+	}
+}
+
+// Active returns the number of open sessions.
+func (s *Server) Active() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.sessions)
+}
+
+func (s *Server) serverVersion() string {
+	s.versionMu.RLock()
+	defer s.versionMu.RUnlock()
+	return s.version
+}
+
+func (s *Server) learnVersion(v string) {
+	if v == "" {
+		return
+	}
+	s.versionMu.Lock()
+	s.version = v
+	s.versionMu.Unlock()
+}
+
+func (s *Server) append(r *audit.Record) error {
+	if r.TS.IsZero() {
+		r.TS = s.opts.Now().UTC()
+	}
+	if r.Node == "" {
+		r.Node = s.opts.Node
+	}
+	return s.opts.Audit.Append(r)
+}

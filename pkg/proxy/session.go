@@ -1,0 +1,377 @@
+package proxy
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/go-mysql-org/go-mysql/client"
+	gm "github.com/go-mysql-org/go-mysql/mysql"
+	"github.com/pingcap/tidb/pkg/parser/charset"
+
+	"github.com/sqlwarden/sqlwarden/pkg/audit"
+	"github.com/sqlwarden/sqlwarden/pkg/mysql"
+)
+
+// session is one proxied client connection.
+type session struct {
+	srv *Server
+	log *slog.Logger
+	id  string
+
+	raw     net.Conn
+	client  *mysql.Conn
+	backend *mysql.Conn
+	bconn   *client.Conn
+
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	identity *Identity
+	hs       *mysql.HandshakeResponse
+	origin   *Origin
+	db       string
+	threadID uint32
+	caps     uint32 // negotiated with the client
+
+	statements uint64
+	stmts      map[uint32]*prepared
+	tracker    mysql.Tracker
+	outBuf     []byte
+	cols       [][]byte
+	// cursorMasker masks rows of the cursor opened by the current EXECUTE.
+	cursorMasker RowMasker
+
+	mu       sync.Mutex
+	draining bool
+	busy     bool
+}
+
+func newSession(s *Server, c net.Conn) *session {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	id := hex.EncodeToString(b[:])
+	ctx, cancel := context.WithCancel(context.Background())
+	return &session{
+		srv: s, raw: c, id: id, ctx: ctx, cancel: cancel,
+		log:   s.log.With("session", id, "client", c.RemoteAddr().String()),
+		stmts: map[uint32]*prepared{},
+	}
+}
+
+// drain asks the session to end at its next command boundary.
+func (s *session) drain() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.draining = true
+	if !s.busy {
+		// Waiting for a command: wake the read.
+		_ = s.raw.SetReadDeadline(time.Now())
+	}
+}
+
+func (s *session) kill(reason string) {
+	s.log.Warn("closing session", "reason", reason)
+	s.cancel()
+	s.raw.Close()
+	if s.backend != nil {
+		s.backend.Close()
+	}
+}
+
+func addrPort(a net.Addr) netip.AddrPort {
+	if ta, ok := a.(*net.TCPAddr); ok {
+		ap := ta.AddrPort()
+		return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	}
+	ap, _ := netip.ParseAddrPort(a.String())
+	return ap
+}
+
+func (s *session) run() {
+	srv := s.srv
+	srv.opts.Observer.ConnOpened()
+	outcome := "closed"
+	defer func() {
+		if r := recover(); r != nil {
+			// Never on purpose: a bug must cost one connection, not the daemon.
+			s.log.Error("session panic", "panic", fmt.Sprint(r))
+			outcome = "panic"
+		}
+		s.cancel()
+		s.raw.Close()
+		if s.backend != nil {
+			s.backend.Close()
+		}
+		if s.threadID != 0 {
+			srv.threads.Delete(s.threadID)
+		}
+		srv.opts.Observer.ConnClosed(outcome)
+	}()
+	if tc, ok := s.raw.(*net.TCPConn); ok {
+		_ = tc.SetNoDelay(true)
+	}
+	s.client = mysql.NewConn(s.raw, srv.opts.MaxPacket)
+
+	remote, local := addrPort(s.raw.RemoteAddr()), addrPort(s.raw.LocalAddr())
+	workload := &audit.Workload{}
+	if srv.opts.Origins != nil {
+		o, err := srv.opts.Origins.Lookup(remote, local)
+		switch {
+		case err == nil:
+			s.origin = &o
+			workload = describeWorkload(o)
+		case errors.Is(err, ErrNoOrigin):
+		default:
+			s.log.Warn("redirect lookup", "err", err)
+		}
+	}
+
+	_ = s.raw.SetDeadline(time.Now().Add(30 * time.Second))
+	hs, err := mysql.ServerHandshake(s.client, &mysql.Greeting{
+		ServerVersion: srv.serverVersion(),
+		ConnectionID:  srv.nextConn.Add(1),
+		Capabilities:  mysql.ProxyCapabilities,
+		Charset:       45, // utf8mb4_general_ci
+		Status:        gm.SERVER_STATUS_AUTOCOMMIT,
+		TLS:           srv.opts.ClientTLS,
+	})
+	if err != nil {
+		if !isClosed(err) {
+			s.log.Info("handshake", "err", err)
+		}
+		outcome = "handshake_error"
+		return
+	}
+	s.hs = hs
+	s.caps = hs.Capabilities
+	s.db = hs.DB
+	clientInfo := &audit.Client{Addr: remote.String(), User: hs.User, TLS: hs.TLS, Attrs: hs.Attrs}
+
+	if srv.opts.RequireTLS && !hs.TLS {
+		s.deny(workload, clientInfo, nil, "TLS is required", mysql.ErrCodeTLSRequired)
+		outcome = "denied"
+		return
+	}
+
+	id, err := srv.opts.Auth.Authenticate(s.ctx, &AuthRequest{Conn: s.client, Handshake: hs, Origin: s.origin, Workload: workload, Remote: remote})
+	if err != nil {
+		reason := err.Error()
+		var de *DeniedError
+		if errors.As(err, &de) {
+			reason = de.Reason
+		}
+		srv.opts.Observer.IdentityFailure(shortReason(reason))
+		s.deny(workload, clientInfo, nil, reason, mysql.ErrCodeAccessDenied)
+		outcome = "denied"
+		return
+	}
+	s.identity = id
+
+	be, ok := srv.opts.Backends[id.Backend]
+	if !ok {
+		s.deny(workload, clientInfo, id.Record, fmt.Sprintf("identity %s maps to unknown backend %q", id.Name, id.Backend), mysql.ErrCodeAccessDenied)
+		outcome = "denied"
+		return
+	}
+	addr := be.Address
+	if addr == "" {
+		if s.origin == nil {
+			s.deny(workload, clientInfo, id.Record, fmt.Sprintf("backend %s has no address and the connection was not redirected", be.Name), mysql.ErrCodeBackend)
+			outcome = "denied"
+			return
+		}
+		addr = s.origin.Destination.String()
+	}
+	cred, err := be.Credential()
+	if err != nil {
+		s.deny(workload, clientInfo, id.Record, fmt.Sprintf("backend %s credential: %v", be.Name, err), mysql.ErrCodeBackend)
+		outcome = "denied"
+		return
+	}
+	beInfo := &audit.BackendInfo{Name: be.Name, Address: addr, User: cred.User}
+	if err := s.dialBackend(addr, cred, be); err != nil {
+		var se *gm.MyError
+		code, msg := mysql.ErrCodeBackend, fmt.Sprintf("sqlwarden: backend %s at %s: %v", be.Name, addr, err)
+		if errors.As(err, &se) {
+			code, msg = se.Code, se.Message
+		}
+		s.log.Warn("backend connect", "backend", be.Name, "addr", addr, "err", err)
+		s.recordDenied(workload, clientInfo, id.Record, beInfo, "backend connect: "+err.Error())
+		s.writeErr(code, "", msg)
+		outcome = "backend_error"
+		return
+	}
+	_ = s.raw.SetDeadline(time.Time{})
+
+	start := &audit.Record{
+		Event: audit.EventSessionStart, SessionID: s.id,
+		Identity: id.Record, Workload: workload, Client: clientInfo,
+		Backend: beInfo,
+	}
+	if s.origin != nil {
+		start.Destination = s.origin.Destination.String()
+	}
+	if err := srv.append(start); err != nil {
+		s.log.Error("audit session start", "err", err)
+		s.writeErr(mysql.ErrCodeAuditFailed, "", "sqlwarden: audit journal unavailable: "+err.Error())
+		outcome = "audit_error"
+		return
+	}
+	if err := s.client.WritePacket(mysql.OKPacket(0, 0, gm.SERVER_STATUS_AUTOCOMMIT, 0)); err != nil {
+		outcome = "client_error"
+		return
+	}
+	if err := s.client.Flush(); err != nil {
+		outcome = "client_error"
+		return
+	}
+
+	reason := s.loop()
+	s.end(reason)
+	outcome = reason
+}
+
+func shortReason(r string) string {
+	if i := strings.IndexAny(r, ":("); i > 0 {
+		r = r[:i]
+	}
+	if len(r) > 48 {
+		r = r[:48]
+	}
+	return strings.TrimSpace(r)
+}
+
+func (s *session) end(reason string) {
+	if err := s.srv.append(&audit.Record{Event: audit.EventSessionEnd, SessionID: s.id, Reason: reason, Statements: audit.U64(s.statements)}); err != nil {
+		s.log.Error("audit session end", "err", err)
+	}
+}
+
+func describeWorkload(o Origin) *audit.Workload {
+	w := &audit.Workload{PID: o.PID, CgroupID: o.CgroupID, Netns: o.NetnsCookie}
+	uid := o.UID
+	w.UID = &uid
+	if exe, err := os.Readlink("/proc/" + strconv.Itoa(int(o.PID)) + "/exe"); err == nil {
+		w.Exe = exe
+	}
+	if data, err := os.ReadFile("/proc/" + strconv.Itoa(int(o.PID)) + "/cgroup"); err == nil {
+		for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
+			if strings.HasPrefix(line, "0::") {
+				w.Cgroup = strings.TrimPrefix(line, "0::")
+			}
+		}
+	}
+	return w
+}
+
+// deny refuses a connection before it reaches a backend.
+func (s *session) deny(w *audit.Workload, c *audit.Client, id *audit.Identity, reason string, code uint16) {
+	s.log.Info("connection denied", "reason", reason)
+	s.recordDenied(w, c, id, nil, reason)
+	msg := "sqlwarden: " + reason
+	if code == mysql.ErrCodeAccessDenied {
+		msg = "sqlwarden: no verified workload identity: " + strings.TrimPrefix(reason, "no verified workload identity: ")
+	}
+	s.writeErr(code, "28000", msg)
+}
+
+func (s *session) recordDenied(w *audit.Workload, c *audit.Client, id *audit.Identity, be *audit.BackendInfo, reason string) {
+	r := &audit.Record{Event: audit.EventSessionDenied, SessionID: s.id, Identity: id, Workload: w, Client: c, Backend: be, Reason: reason}
+	if s.origin != nil {
+		r.Destination = s.origin.Destination.String()
+	}
+	if err := s.srv.append(r); err != nil {
+		s.log.Error("audit session denied", "err", err)
+	}
+}
+
+func (s *session) writeErr(code uint16, state, msg string) {
+	if err := s.client.WritePacket(mysql.ErrPacket(code, state, msg)); err != nil {
+		return
+	}
+	_ = s.client.Flush()
+}
+
+// backendCaps are the client capabilities the proxy asks of the backend on
+// the client's behalf.
+const backendCaps = gm.CLIENT_FOUND_ROWS | gm.CLIENT_IGNORE_SPACE | gm.CLIENT_MULTI_STATEMENTS |
+	gm.CLIENT_MULTI_RESULTS | gm.CLIENT_PS_MULTI_RESULTS | gm.CLIENT_LOCAL_FILES
+
+func (s *session) dialBackend(addr string, cred Credential, be *Backend) error {
+	dialer := &net.Dialer{Timeout: 10 * time.Second, Control: s.srv.opts.DialControl, KeepAlive: 30 * time.Second}
+	ctx, cancel := context.WithTimeout(s.ctx, 15*time.Second)
+	defer cancel()
+	opt := func(c *client.Conn) error {
+		for _, f := range []uint32{gm.CLIENT_FOUND_ROWS, gm.CLIENT_IGNORE_SPACE, gm.CLIENT_MULTI_STATEMENTS, gm.CLIENT_MULTI_RESULTS, gm.CLIENT_PS_MULTI_RESULTS} {
+			if s.caps&f != 0 {
+				c.SetCapability(f)
+			}
+		}
+		if s.srv.opts.AllowLocalInfile && s.caps&gm.CLIENT_LOCAL_FILES != 0 {
+			c.SetCapability(gm.CLIENT_LOCAL_FILES)
+		}
+		// Never negotiate what the client leg cannot carry.
+		c.UnsetCapability(gm.CLIENT_QUERY_ATTRIBUTES)
+		c.UnsetCapability(gm.CLIENT_COMPRESS)
+		c.UnsetCapability(gm.CLIENT_ZSTD_COMPRESSION_ALGORITHM)
+		c.UnsetCapability(gm.CLIENT_DEPRECATE_EOF)
+		if co, err := charset.GetCollationByID(int(s.hs.Charset)); err == nil && co.ID <= 255 {
+			if err := c.SetCollation(co.Name); err != nil {
+				return err
+			}
+		}
+		if attrs := s.backendAttrs(); len(attrs) > 0 {
+			c.SetAttributes(attrs)
+		}
+		if be.TLS != nil {
+			c.SetTLSConfig(be.TLS)
+		}
+		return nil
+	}
+	bc, err := client.ConnectWithDialer(ctx, "tcp", addr, cred.User, cred.Password, s.db, dialer.DialContext, opt)
+	if err != nil {
+		var me *gm.MyError
+		if errors.As(err, &me) {
+			return me
+		}
+		return err
+	}
+	s.bconn = bc
+	s.threadID = bc.GetConnectionID()
+	s.srv.threads.Store(s.threadID, s.identity.Name)
+	s.srv.learnVersion(bc.GetServerVersion())
+	nc := bc.Conn.Conn
+	if tc, ok := nc.(*net.TCPConn); ok {
+		_ = tc.SetNoDelay(true)
+	}
+	s.backend = mysql.NewConn(nc, s.srv.opts.MaxPacket)
+	return nil
+}
+
+func (s *session) backendAttrs() map[string]string {
+	attrs := map[string]string{"_client_name": "sqlwarden", "sqlwarden_session": s.id}
+	if s.identity != nil {
+		attrs["sqlwarden_identity"] = s.identity.Name
+	}
+	if v := s.hs.Attrs["program_name"]; v != "" {
+		attrs["program_name"] = v
+	}
+	return attrs
+}
+
+func isClosed(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) || errors.Is(err, mysql.ErrClientGone) ||
+		errors.Is(err, io.ErrUnexpectedEOF) || strings.Contains(err.Error(), "connection reset by peer")
+}
