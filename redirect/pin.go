@@ -126,6 +126,13 @@ func attachAll(p *bpfPrograms, cgroup string, cgroupID uint64, pinDir string, lo
 			}
 			log.Debug("attached", "program", a.name, "cgroup", cgroup)
 		}
+		// Pin the program too, for inspection (bpftool prog show pinned ...);
+		// the link is what keeps it attached.
+		progPin := pinPath(pinDir, "prog_"+a.name)
+		_ = os.Remove(progPin)
+		if err := a.program.Pin(progPin); err != nil {
+			log.Warn("pin program", "program", a.name, "err", err)
+		}
 		links = append(links, l)
 	}
 	return links, nil
