@@ -92,20 +92,20 @@ type journalCounters struct {
 
 // Stats is a snapshot of journal counters for metrics.
 type Stats struct {
-	Records        uint64 // records appended (including checkpoints)
-	Bytes          uint64 // bytes written
-	Writes         uint64 // write(2) calls (records/Writes = group commit factor)
-	Syncs          uint64 // fsync calls
-	WriteErrors    uint64
-	SyncErrors     uint64
-	Dropped        uint64 // records lost because of write errors with FailOpen
-	Checkpoints    uint64
-	Segments       uint64 // segments opened by this process
-	RecoveredTorn  uint64 // torn tails truncated on Open
-	LastSeq        uint64
-	UnsyncedBytes  int64 // written but not yet fsynced
-	PendingBytes   int64 // appended but not yet written
-	Sinks          []SinkStats
+	Records       uint64 // records appended (including checkpoints)
+	Bytes         uint64 // bytes written
+	Writes        uint64 // write(2) calls (records/Writes = group commit factor)
+	Syncs         uint64 // fsync calls
+	WriteErrors   uint64
+	SyncErrors    uint64
+	Dropped       uint64 // records lost because of write errors with FailOpen
+	Checkpoints   uint64
+	Segments      uint64 // segments opened by this process
+	RecoveredTorn uint64 // torn tails truncated on Open
+	LastSeq       uint64
+	UnsyncedBytes int64 // written but not yet fsynced
+	PendingBytes  int64 // appended but not yet written
+	Sinks         []SinkStats
 }
 
 // Open opens (or creates) the journal in cfg.Dir, recovers a torn final
