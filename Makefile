@@ -1,0 +1,55 @@
+# sqlwarden — the two commands a new machine needs are `make demo` and `make test`.
+SHELL := /bin/bash
+GO ?= go
+BIN := bin/sqlwarden
+VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+GOFLAGS_BUILD := -trimpath -ldflags "-X main.version=$(VERSION)"
+# Privileged tests (BPF, cgroups, netns) skip without root unless this is 1.
+export SQLWARDEN_REQUIRE_PRIVILEGED ?= 0
+
+.PHONY: all build deps generate test test-unit test-e2e fuzz bench demo clean lint
+
+all: build
+
+deps:
+	@bash scripts/install-deps.sh
+
+build:
+	$(GO) build $(GOFLAGS_BUILD) -o $(BIN) ./cmd/sqlwarden
+
+# Rebuild the eBPF objects and their Go bindings (committed) with clang.
+generate:
+	@bash scripts/install-deps.sh build
+	cd redirect && $(GO) generate ./...
+
+# Every test: unit, fuzz seeds, end to end against the private MariaDB and real clients.
+test: deps build
+	@bash scripts/mariadb.sh start
+	$(GO) vet ./...
+	$(GO) test -count=1 -timeout 14m -p 2 ./...
+
+test-unit:
+	$(GO) test -count=1 ./pkg/... ./redirect/...
+
+test-e2e: deps build
+	@bash scripts/mariadb.sh start
+	$(GO) test -count=1 -timeout 14m ./test/...
+
+# Run each fuzz target for a short while (the seed corpora run in `make test`).
+FUZZTIME ?= 20s
+fuzz:
+	@for pkg in $$($(GO) list ./...); do \
+	  for f in $$($(GO) test -list '^Fuzz' $$pkg 2>/dev/null | grep '^Fuzz'); do \
+	    echo "== $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+	  done; \
+	done
+
+bench: deps build
+	@bash scripts/mariadb.sh start
+	@bash scripts/bench.sh
+
+demo: deps build
+	@bash scripts/demo.sh
+
+clean:
+	rm -rf bin

@@ -1,0 +1,325 @@
+// Package harness runs the real sqlwarden binary against the project's
+// private MariaDB for end-to-end tests: it builds the binary once, writes a
+// config, starts the daemon, waits until it is ready and reads its journal.
+package harness
+
+import (
+	"bufio"
+	"bytes"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/sqlwarden/sqlwarden/internal/testutil"
+	"github.com/sqlwarden/sqlwarden/pkg/audit"
+)
+
+var (
+	buildOnce sync.Once
+	buildPath string
+	buildErr  error
+)
+
+// Binary builds bin/sqlwarden once per test process and returns its path.
+func Binary(t testing.TB) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "sqlwarden-bin-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		buildPath = filepath.Join(dir, "sqlwarden")
+		cmd := exec.Command("go", "build", "-o", buildPath, "./cmd/sqlwarden")
+		cmd.Dir = testutil.RepoRoot()
+		if out, err := cmd.CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return buildPath
+}
+
+// FreePort returns a free TCP port on 127.0.0.1.
+func FreePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// Options shape a daemon's configuration.
+type Options struct {
+	// Extra is YAML appended to the generated config (top-level keys other
+	// than those the harness writes: listen, admin_listen, backends, audit,
+	// identities unless Identities is set).
+	Extra string
+	// Identities replaces the default identities section (an explicit
+	// client "agent" / "agent-secret").
+	Identities string
+	// Audit adds keys under audit: (indented by the harness).
+	Audit string
+	// Backends replaces the default backend list (warden @ private MariaDB).
+	Backends string
+	// Listen overrides the proxy listen address.
+	Listen string
+	Env    []string
+}
+
+// Daemon is a running sqlwarden.
+type Daemon struct {
+	Listen   string
+	Admin    string
+	AuditDir string
+	Dir      string
+	Config   string
+	Maria    testutil.MariaDB
+	cmd      *exec.Cmd
+	log      *lockedBuffer
+	done     chan struct{}
+	bin      string
+	env      []string
+}
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// Client credentials of the default explicit identity.
+const (
+	ClientUser     = "agent"
+	ClientPassword = "agent-secret"
+	Identity       = "test-agent"
+)
+
+// Start writes a config and starts the daemon; it is stopped at cleanup.
+func Start(t testing.TB, o Options) *Daemon {
+	t.Helper()
+	m := testutil.StartMariaDB(t)
+	dir := t.TempDir()
+	d := &Daemon{Dir: dir, AuditDir: filepath.Join(dir, "audit"), Maria: m, bin: Binary(t), env: o.Env}
+	d.Listen = o.Listen
+	if d.Listen == "" {
+		d.Listen = fmt.Sprintf("127.0.0.1:%d", FreePort(t))
+	}
+	d.Admin = fmt.Sprintf("127.0.0.1:%d", FreePort(t))
+	backends := o.Backends
+	if backends == "" {
+		backends = fmt.Sprintf("  - name: default\n    address: %s\n    user: warden\n    password: warden-pass\n", m.Addr)
+	}
+	ids := o.Identities
+	if ids == "" {
+		ids = fmt.Sprintf("  clients:\n    - user: %s\n      password: %s\n      name: %s\n", ClientUser, ClientPassword, Identity)
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "listen: %s\nadmin_listen: %s\nnode: test-node\nlog_level: debug\n", d.Listen, d.Admin)
+	fmt.Fprintf(&b, "backends:\n%s", backends)
+	fmt.Fprintf(&b, "identities:\n%s", ids)
+	fmt.Fprintf(&b, "audit:\n  dir: %s\n", d.AuditDir)
+	for _, line := range strings.Split(strings.TrimRight(o.Audit, "\n"), "\n") {
+		if line != "" {
+			fmt.Fprintf(&b, "  %s\n", line)
+		}
+	}
+	b.WriteString(o.Extra)
+	d.Config = filepath.Join(dir, "config.yaml")
+	if err := os.WriteFile(d.Config, []byte(b.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d.start(t)
+	t.Cleanup(func() {
+		d.Stop(t)
+		if t.Failed() {
+			t.Logf("daemon log:\n%s", d.Log())
+		}
+	})
+	return d
+}
+
+func (d *Daemon) start(t testing.TB) {
+	t.Helper()
+	d.log = &lockedBuffer{}
+	d.cmd = exec.Command(d.bin, "run", "--config", d.Config)
+	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
+	d.cmd.Env = append(os.Environ(), d.env...)
+	d.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := d.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	d.done = make(chan struct{})
+	go func() { _ = d.cmd.Wait(); close(d.done) }()
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		select {
+		case <-d.done:
+			t.Fatalf("sqlwarden exited during start: %v\n%s", d.cmd.ProcessState, d.Log())
+		default:
+		}
+		resp, err := http.Get("http://" + d.Admin + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("sqlwarden not ready after 30s:\n%s", d.Log())
+}
+
+// Restart starts the daemon again with the same config (after Stop or Kill).
+func (d *Daemon) Restart(t testing.TB) { d.start(t) }
+
+// Log returns what the daemon printed.
+func (d *Daemon) Log() string { return d.log.String() }
+
+// PID returns the daemon's process id.
+func (d *Daemon) PID() int { return d.cmd.Process.Pid }
+
+// Stop sends SIGTERM and waits for a drained exit.
+func (d *Daemon) Stop(t testing.TB) {
+	select {
+	case <-d.done:
+		return
+	default:
+	}
+	_ = d.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-d.done:
+	case <-time.After(20 * time.Second):
+		_ = d.cmd.Process.Kill()
+		<-d.done
+		t.Errorf("sqlwarden did not exit within 20s of SIGTERM")
+	}
+}
+
+// Kill sends SIGKILL (a crash) and waits.
+func (d *Daemon) Kill(t testing.TB) {
+	_ = d.cmd.Process.Kill()
+	<-d.done
+}
+
+// Signal sends sig to the daemon.
+func (d *Daemon) Signal(sig os.Signal) error { return d.cmd.Process.Signal(sig) }
+
+// DSN returns a go-sql-driver DSN through the proxy.
+func (d *Daemon) DSN(db string, params string) string {
+	if params == "" {
+		params = "multiStatements=true"
+	}
+	return fmt.Sprintf("%s:%s@tcp(%s)/%s?%s", ClientUser, ClientPassword, d.Listen, db, params)
+}
+
+// Open connects through the proxy with go-sql-driver/mysql.
+func (d *Daemon) Open(t testing.TB, db string) *sql.DB {
+	t.Helper()
+	conn, err := sql.Open("mysql", d.DSN(db, ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return conn
+}
+
+// HostPort splits the listen address.
+func (d *Daemon) HostPort() (string, string) {
+	h, p, _ := net.SplitHostPort(d.Listen)
+	return h, p
+}
+
+// Records reads every journal record, in order.
+func (d *Daemon) Records(t testing.TB) []*audit.Record {
+	t.Helper()
+	var out []*audit.Record
+	files, _ := filepath.Glob(filepath.Join(d.AuditDir, "*.jsonl"))
+	for _, f := range files {
+		fh, err := os.Open(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sc := bufio.NewScanner(fh)
+		sc.Buffer(make([]byte, 1<<20), 64<<20)
+		for sc.Scan() {
+			var r audit.Record
+			if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
+				continue // a torn tail is the journal's business, not the test's
+			}
+			out = append(out, &r)
+		}
+		fh.Close()
+	}
+	return out
+}
+
+// Session returns the records of sessions matching pred on session.start, in
+// journal order, excluding checkpoints.
+func (d *Daemon) SessionRecords(t testing.TB, sessionID string) []*audit.Record {
+	var out []*audit.Record
+	for _, r := range d.Records(t) {
+		if r.SessionID == sessionID {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// WaitFor polls the journal until pred holds for some record.
+func (d *Daemon) WaitFor(t testing.TB, what string, pred func(*audit.Record) bool) *audit.Record {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		for _, r := range d.Records(t) {
+			if pred(r) {
+				return r
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("no audit record %s within 10s", what)
+	return nil
+}
+
+// Statements returns statement/outcome pairs by SQL text for quick checks.
+func (d *Daemon) FindStatement(t testing.TB, sqlText string) (stmt, outcome *audit.Record) {
+	t.Helper()
+	recs := d.Records(t)
+	for i, r := range recs {
+		if r.Event == audit.EventStatement && r.SQL == sqlText {
+			for _, o := range recs[i+1:] {
+				if o.Event == audit.EventOutcome && o.SessionID == r.SessionID && o.StatementID == r.StatementID {
+					return r, o
+				}
+			}
+			return r, nil
+		}
+	}
+	return nil, nil
+}
