@@ -158,6 +158,9 @@ func (m *Masker) Plan(ctx context.Context, identity, db, sql string, stmts []ast
 	if stmts == nil {
 		var err error
 		stmts, err = m.parse(sql, 0)
+		if err != nil && strings.IndexByte(sql, '"') >= 0 {
+			stmts, err = m.parse(sql, mysql.ModeANSIQuotes)
+		}
 		if err != nil {
 			if len(rs) == 0 || st.cfg.Unknown == Allow {
 				return &Plan{st: st, variable: 0}, nil

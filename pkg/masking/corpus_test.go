@@ -1,0 +1,395 @@
+package masking
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/go-mysql-org/go-mysql/client"
+	"github.com/go-mysql-org/go-mysql/mysql"
+	"go.yaml.in/yaml/v3"
+
+	"github.com/sqlwarden/sqlwarden/internal/testutil"
+	"github.com/sqlwarden/sqlwarden/pkg/mysql/rows"
+)
+
+// corpusEntry is one evasion attempt of testdata/evasion.yaml.
+type corpusEntry struct {
+	Name     string   `yaml:"name"`
+	SQL      string   `yaml:"sql"`
+	Steps    []string `yaml:"steps"`
+	Expect   string   `yaml:"expect"`   // mask | deny | any
+	Protocol string   `yaml:"protocol"` // text | binary | both
+}
+
+// corpusRules are the rules the corpus runs under.
+var corpusRules = []Rule{
+	{Name: "cards", Columns: []string{"sw_mask.customers.card"}, Strategy: StrategyPartial, Keep: 4},
+	{Name: "emails", ColumnPatterns: []string{"email"}, Strategy: StrategyHash},
+	{Name: "pay", Columns: []string{"sw_mask.customers.salary", "sw_mask.customers.birth", "sw_mask.customers.profile"}, Strategy: StrategyRedact},
+	{Name: "pins", Columns: []string{"sw_mask.*.pin"}, Strategy: StrategyHash},
+	{Name: "logins", Columns: []string{"sw_mask.customers.last_login"}, Strategy: StrategyNull},
+}
+
+// secrets must never reach the client, in any encoding.
+var secrets = []string{
+	"411111111111", "550000555555", // card digits other than the last four
+	"alice@example.com", "bob@example.org",
+	"98765.43", "12345.67", "1984-03-07", "19840307", "1990-11-23",
+	"top-secret-json", "078-05-1120", "73914", "88231", "2024-05-06 07:08:09",
+}
+
+func leaks(v []byte) string {
+	low := bytes.ToLower(v)
+	for _, s := range secrets {
+		for _, form := range []string{s, reverse(s), hex.EncodeToString([]byte(s))} {
+			if bytes.Contains(low, []byte(strings.ToLower(form))) {
+				return s
+			}
+		}
+	}
+	return ""
+}
+
+func reverse(s string) string {
+	b := []byte(s)
+	for i, j := 0, len(b)-1; i < j; i, j = i+1, j-1 {
+		b[i], b[j] = b[j], b[i]
+	}
+	return string(b)
+}
+
+// sqlSchema is a SchemaSource over a direct connection, as the proxy provides one.
+type sqlSchema struct{ db *sql.DB }
+
+func (s sqlSchema) Columns(ctx context.Context, db, table string) ([]string, error) {
+	rs, err := s.db.QueryContext(ctx, "SELECT COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION", db, table)
+	if err != nil {
+		return nil, err
+	}
+	defer rs.Close()
+	var out []string
+	for rs.Next() {
+		var c string
+		if err := rs.Scan(&c); err != nil {
+			return nil, err
+		}
+		out = append(out, c)
+	}
+	return out, rs.Err()
+}
+
+func (s sqlSchema) View(ctx context.Context, db, view string) (string, bool, error) {
+	var def string
+	err := s.db.QueryRowContext(ctx, "SELECT VIEW_DEFINITION FROM information_schema.VIEWS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?", db, view).Scan(&def)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", false, nil
+	}
+	return def, err == nil, err
+}
+
+func setupFixture(t *testing.T) (testutil.MariaDB, *sql.DB) {
+	t.Helper()
+	maria := testutil.StartMariaDB(t)
+	db := maria.Open(t, "")
+	for _, q := range []string{
+		"DROP DATABASE IF EXISTS sw_mask",
+		"CREATE DATABASE sw_mask",
+		"USE sw_mask",
+		`CREATE TABLE customers (id INT PRIMARY KEY, name VARCHAR(50) NOT NULL, card VARCHAR(19), email VARCHAR(100),
+		  salary DECIMAL(10,2), birth DATE, profile JSON, pin INT NOT NULL, last_login DATETIME NOT NULL)`,
+		`INSERT INTO customers VALUES
+		  (1, 'Alice Smith', '4111111111111111', 'alice@example.com', 98765.43, '1984-03-07', '{"ssn":"078-05-1120","secret":"top-secret-json"}', 73914, '2024-05-06 07:08:09'),
+		  (2, 'Bob Jones', '5500005555555559', 'bob@example.org', 12345.67, '1990-11-23', '{"secret":"top-secret-json"}', 88231, '2024-05-06 07:08:09')`,
+		"CREATE TABLE orders (id INT PRIMARY KEY, customer_id INT, total DECIMAL(10,2))",
+		"INSERT INTO orders VALUES (10, 1, 5.00), (11, 2, 7.50)",
+		"CREATE TABLE scratch (v VARCHAR(200))",
+		"CREATE VIEW v_cards AS SELECT id AS cid, card AS c FROM customers",
+		"CREATE VIEW v_v_cards AS SELECT c AS cc, cid FROM v_cards",
+		"CREATE FUNCTION leakfn(i INT) RETURNS VARCHAR(19) READS SQL DATA RETURN (SELECT card FROM customers WHERE id = i)",
+		"CREATE PROCEDURE leakproc() SELECT card FROM customers",
+	} {
+		if _, err := db.Exec(q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	return maria, db
+}
+
+func loadCorpus(t *testing.T) []corpusEntry {
+	t.Helper()
+	b, err := os.ReadFile("testdata/evasion.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var c []corpusEntry
+	if err := yaml.Unmarshal(b, &c); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// TestEvasionCorpus runs every corpus query against the private MariaDB and
+// applies Plan/RowMasker to the raw rows: each is denied or leaks nothing.
+func TestEvasionCorpus(t *testing.T) {
+	maria, db := setupFixture(t)
+	corpus := loadCorpus(t)
+	if len(corpus) < 40 {
+		t.Fatalf("corpus has %d entries, want at least 40", len(corpus))
+	}
+	m := New(Config{Rules: corpusRules, HashKey: []byte("corpus-key"), Detectors: DetectorConfig{Cards: true, Email: true}}, sqlSchema{db})
+	for _, e := range corpus {
+		steps := e.Steps
+		if e.SQL != "" {
+			steps = []string{e.SQL}
+		}
+		protos := []string{"text"}
+		switch e.Protocol {
+		case "binary":
+			protos = []string{"binary"}
+		case "both":
+			protos = []string{"text", "binary"}
+		}
+		for _, proto := range protos {
+			t.Run(e.Name+"/"+proto, func(t *testing.T) {
+				conn, err := client.Connect(maria.Addr, "root", "", "sw_mask", func(c *client.Conn) error {
+					c.SetCapability(mysql.CLIENT_MULTI_STATEMENTS | mysql.CLIENT_MULTI_RESULTS | mysql.CLIENT_PS_MULTI_RESULTS)
+					return nil
+				})
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer conn.Close()
+				db.Exec("DELETE FROM sw_mask.scratch")
+				db.Exec("DROP TABLE IF EXISTS sw_mask.leak")
+				denied, masked := false, 0
+				for _, step := range steps {
+					p, err := m.Plan(context.Background(), "agent", "sw_mask", step, nil)
+					var d *DeniedError
+					if errors.As(err, &d) {
+						t.Logf("denied: %v", d)
+						denied = true
+						break
+					}
+					if err != nil {
+						t.Fatalf("Plan(%q): %v", step, err)
+					}
+					n, err := runRaw(conn, proto, step, p, func(col string, v []byte) {
+						if s := leaks(v); s != "" {
+							t.Errorf("column %s leaked %q: %q", col, s, v)
+						}
+					})
+					if err != nil {
+						t.Logf("server error (no rows): %v", err)
+					}
+					masked += n
+				}
+				switch e.Expect {
+				case "deny":
+					if !denied {
+						t.Errorf("expected a denial")
+					}
+				case "mask":
+					if denied {
+						t.Errorf("expected masked results, got a denial")
+					}
+				}
+			})
+		}
+	}
+}
+
+// runRaw sends one statement with the raw protocol, masks each row packet
+// with p and calls check with every value the client would receive. It
+// returns the number of rows the masker changed.
+func runRaw(conn *client.Conn, proto, query string, p *Plan, check func(col string, v []byte)) (int, error) {
+	conn.ResetSequence()
+	var err error
+	if proto == "binary" {
+		var id uint32
+		id, err = prepareRaw(conn, query)
+		if err != nil {
+			return 0, err
+		}
+		conn.ResetSequence()
+		// COM_STMT_EXECUTE, statement id, no cursor, iteration count 1, no parameters
+		err = conn.WritePacket([]byte{0, 0, 0, 0, mysql.COM_STMT_EXECUTE, byte(id), byte(id >> 8), byte(id >> 16), byte(id >> 24), 0, 1, 0, 0, 0})
+	} else {
+		err = conn.WritePacket(append([]byte{0, 0, 0, 0, mysql.COM_QUERY}, query...))
+	}
+	if err != nil {
+		return 0, err
+	}
+	changedRows := 0
+	var dst []byte
+	var firstErr error
+	for index := 0; ; index++ {
+		pkt, err := conn.ReadPacket()
+		if err != nil {
+			return changedRows, err
+		}
+		more := false
+		switch pkt[0] {
+		case 0x00: // OK
+			more = okStatus(pkt)&mysql.SERVER_MORE_RESULTS_EXISTS != 0
+			index--
+		case 0xff:
+			if firstErr == nil {
+				firstErr = fmt.Errorf("%s", pkt[9:])
+			}
+			// The server error text is not a row value, but it must not quote secrets either.
+			check("ERR", pkt)
+			return changedRows, firstErr
+		default:
+			n, _, _, err := rows.ReadLenEnc(pkt, 0)
+			if err != nil {
+				return changedRows, err
+			}
+			defs := make([][]byte, n)
+			for i := range defs {
+				if defs[i], err = conn.ReadPacket(); err != nil {
+					return changedRows, err
+				}
+			}
+			if _, err := conn.ReadPacket(); err != nil { // EOF after column definitions
+				return changedRows, err
+			}
+			var rm *RowMasker
+			if p != nil {
+				if rm, err = p.ResultSet(index, defs); err != nil {
+					return changedRows, err
+				}
+			}
+			cols := make([]rows.Column, n)
+			for i, d := range defs {
+				if rm != nil {
+					d = rm.ColumnDef(i, d)
+				}
+				if cols[i], err = rows.ParseColumn(d); err != nil {
+					return changedRows, err
+				}
+			}
+			for {
+				row, err := conn.ReadPacket()
+				if err != nil {
+					return changedRows, err
+				}
+				if row[0] == 0xfe && len(row) < 9 { // EOF
+					more = (uint16(row[3])|uint16(row[4])<<8)&mysql.SERVER_MORE_RESULTS_EXISTS != 0
+					break
+				}
+				if row[0] == 0xff {
+					check("ERR", row)
+					return changedRows, fmt.Errorf("%s", row[9:])
+				}
+				out := row
+				if rm != nil {
+					var changed bool
+					if proto == "binary" {
+						out, changed, err = rm.Binary(row, dst)
+					} else {
+						out, changed, err = rm.Text(row, dst)
+					}
+					if err != nil {
+						return changedRows, err
+					}
+					if changed {
+						changedRows++
+						dst = out
+					}
+				}
+				if err := eachValue(out, proto == "binary", cols, check); err != nil {
+					return changedRows, err
+				}
+			}
+		}
+		if !more {
+			return changedRows, firstErr
+		}
+	}
+}
+
+func okStatus(pkt []byte) uint16 {
+	_, _, pos, err := rows.ReadLenEnc(pkt, 1)
+	if err != nil {
+		return 0
+	}
+	_, _, pos, err = rows.ReadLenEnc(pkt, pos)
+	if err != nil || pos+2 > len(pkt) {
+		return 0
+	}
+	return uint16(pkt[pos]) | uint16(pkt[pos+1])<<8
+}
+
+func prepareRaw(conn *client.Conn, query string) (uint32, error) {
+	if err := conn.WritePacket(append([]byte{0, 0, 0, 0, mysql.COM_STMT_PREPARE}, query...)); err != nil {
+		return 0, err
+	}
+	pkt, err := conn.ReadPacket()
+	if err != nil {
+		return 0, err
+	}
+	if pkt[0] == 0xff {
+		return 0, fmt.Errorf("%s", pkt[9:])
+	}
+	if len(pkt) < 12 {
+		return 0, fmt.Errorf("short prepare response")
+	}
+	id := uint32(pkt[1]) | uint32(pkt[2])<<8 | uint32(pkt[3])<<16 | uint32(pkt[4])<<24
+	ncols := int(pkt[5]) | int(pkt[6])<<8
+	nparams := int(pkt[7]) | int(pkt[8])<<8
+	for _, n := range []int{nparams, ncols} {
+		if n == 0 {
+			continue
+		}
+		for i := 0; i <= n; i++ { // definitions and their EOF
+			if _, err := conn.ReadPacket(); err != nil {
+				return 0, err
+			}
+		}
+	}
+	return id, nil
+}
+
+// eachValue decodes a (masked) row the way a client would and passes every
+// non-NULL value, in text form, to check.
+func eachValue(row []byte, binary bool, cols []rows.Column, check func(string, []byte)) error {
+	if !binary {
+		pos := 0
+		for i := range cols {
+			v, null, next, err := rows.ReadLenEncString(row, pos)
+			if err != nil {
+				return err
+			}
+			if !null {
+				check(string(cols[i].Name), v)
+			}
+			pos = next
+		}
+		return nil
+	}
+	pos := 1 + rows.BitmapLen(len(cols))
+	for i := range cols {
+		bit := i + 2
+		if row[1+bit/8]&(1<<(bit%8)) != 0 {
+			continue
+		}
+		next, err := rows.BinaryValueEnd(row, pos, cols[i].Type)
+		if err != nil {
+			return err
+		}
+		txt, err := rows.AppendText(nil, row[pos:next], &cols[i])
+		if err != nil {
+			return err
+		}
+		check(string(cols[i].Name), txt)
+		pos = next
+	}
+	return nil
+}
