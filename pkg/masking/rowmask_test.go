@@ -43,7 +43,7 @@ func TestTextRows(t *testing.T) {
 		want     []byte
 	}{
 		{"int redact", mysql.MYSQL_TYPE_LONG, 0, 0, StrategyRedact, 0,
-			[]byte{0x01, '7', /* id */ 0x05, '7', '3', '9', '1', '4' /* m_ "73914" */},
+			[]byte{0x01, '7' /* id */, 0x05, '7', '3', '9', '1', '4' /* m_ "73914" */},
 			[]byte{0x01, '7', 0x01, '0' /* "0" */}},
 		{"decimal redact keeps scale", mysql.MYSQL_TYPE_NEWDECIMAL, 0, 2, StrategyRedact, 0,
 			[]byte{0x01, '1', 0x08, '9', '8', '7', '6', '5', '.', '4', '3'},

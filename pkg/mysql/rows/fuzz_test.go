@@ -17,7 +17,9 @@ func (keepEditor) Binary(_ int, _, dst []byte) ([]byte, Action, error) { return 
 // even columns as they were and turns odd ones into NULL.
 type starEditor struct{}
 
-func (starEditor) Text(_ int, _, dst []byte) ([]byte, Action, error) { return append(dst, '*'), Replace, nil }
+func (starEditor) Text(_ int, _, dst []byte) ([]byte, Action, error) {
+	return append(dst, '*'), Replace, nil
+}
 func (starEditor) Binary(col int, enc, dst []byte) ([]byte, Action, error) {
 	if col%2 == 1 {
 		return dst, Null, nil
