@@ -1,0 +1,275 @@
+package policy
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+const testToken = "s3cret-token"
+
+// startAdmin serves the approvals handler on 127.0.0.1.
+func startAdmin(t *testing.T, a *Approvals, auth Authenticator) *Client {
+	t.Helper()
+	srv := httptest.NewServer(a.Handler(auth))
+	t.Cleanup(srv.Close)
+	return &Client{BaseURL: srv.URL, Token: testToken, HTTP: srv.Client()}
+}
+
+type result struct {
+	res ApprovalResult
+	err error
+}
+
+// request runs a.Request in the background.
+func request(ctx context.Context, a *Approvals, req ApprovalRequest) <-chan result {
+	ch := make(chan result, 1)
+	go func() {
+		res, err := a.Request(ctx, req)
+		ch <- result{res, err}
+	}()
+	return ch
+}
+
+// waitPending waits until n requests are pending and returns them.
+func waitPending(t *testing.T, a *Approvals, n int) []PendingApproval {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		p := a.Pending()
+		if len(p) == n {
+			return p
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("pending = %d, want %d", len(p), n)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func wait(t *testing.T, ch <-chan result) ApprovalResult {
+	t.Helper()
+	select {
+	case r := <-ch:
+		if r.err != nil {
+			t.Fatal(r.err)
+		}
+		return r.res
+	case <-time.After(5 * time.Second):
+		t.Fatal("Request did not return")
+	}
+	return ApprovalResult{}
+}
+
+func sampleRequest() ApprovalRequest {
+	return ApprovalRequest{SessionID: "s1", Identity: "agent-1", SQL: "ALTER TABLE shop.users ADD COLUMN x INT", Tables: []string{"shop.users"}, Rule: "ddl-needs-a-human", DB: "shop"}
+}
+
+func TestApproveViaAPI(t *testing.T) {
+	a := NewApprovals(ApprovalConfig{Timeout: time.Minute})
+	c := startAdmin(t, a, StaticToken(testToken))
+	ch := request(context.Background(), a, sampleRequest())
+	waitPending(t, a, 1)
+
+	list, err := c.List(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(list) != 1 || list[0].Identity != "agent-1" || list[0].SQL != sampleRequest().SQL || list[0].Tables[0] != "shop.users" || list[0].ID == "" {
+		t.Fatalf("List = %+v", list)
+	}
+	res, err := c.Decide(context.Background(), list[0].ID, true, DecisionRequest{Reason: "planned migration", Approver: "alice"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Status != StatusApproved {
+		t.Errorf("API result = %+v", res)
+	}
+	got := wait(t, ch)
+	if !got.Approved || got.Status != StatusApproved || got.Approver != "alice" || got.Reason != "planned migration" || got.ID != list[0].ID {
+		t.Errorf("Request result = %+v", got)
+	}
+	// A second decision finds nothing pending.
+	if _, err := c.Decide(context.Background(), list[0].ID, false, DecisionRequest{}); err == nil || !strings.Contains(err.Error(), "404") {
+		t.Errorf("second decision: %v", err)
+	}
+}
+
+func TestDenyViaAPI(t *testing.T) {
+	a := NewApprovals(ApprovalConfig{Timeout: time.Minute})
+	c := startAdmin(t, a, StaticToken(testToken))
+	ch := request(context.Background(), a, sampleRequest())
+	p := waitPending(t, a, 1)
+	if _, err := c.Decide(context.Background(), p[0].ID, false, DecisionRequest{Reason: "not today"}); err != nil {
+		t.Fatal(err)
+	}
+	got := wait(t, ch)
+	if got.Approved || got.Status != StatusDenied || got.Reason != "not today" || got.Approver != "admin-token" {
+		t.Errorf("Request result = %+v", got)
+	}
+}
+
+func TestApprovalTimeout(t *testing.T) {
+	a := NewApprovals(ApprovalConfig{Timeout: 50 * time.Millisecond})
+	got := wait(t, request(context.Background(), a, sampleRequest()))
+	if got.Approved || got.Status != StatusTimeout {
+		t.Errorf("Request result = %+v", got)
+	}
+	if n := len(a.Pending()); n != 0 {
+		t.Errorf("%d still pending", n)
+	}
+}
+
+func TestApprovalWithdrawn(t *testing.T) {
+	a := NewApprovals(ApprovalConfig{Timeout: time.Minute})
+	ctx, cancel := context.WithCancel(context.Background())
+	ch := request(ctx, a, sampleRequest())
+	p := waitPending(t, a, 1)
+	cancel() // the client disconnected
+	got := wait(t, ch)
+	if got.Approved || got.Status != StatusWithdrawn {
+		t.Errorf("Request result = %+v", got)
+	}
+	if _, err := a.Decide(p[0].ID, true, "bob", ""); !errors.Is(err, ErrNotPending) {
+		t.Errorf("Decide after withdrawal: %v", err)
+	}
+}
+
+func TestApprovalShutdown(t *testing.T) {
+	a := NewApprovals(ApprovalConfig{Timeout: time.Minute})
+	ch1 := request(context.Background(), a, sampleRequest())
+	ch2 := request(context.Background(), a, sampleRequest())
+	waitPending(t, a, 2)
+	a.Shutdown()
+	for _, ch := range []<-chan result{ch1, ch2} {
+		got := wait(t, ch)
+		if got.Approved || got.Status != StatusDenied || got.Reason != "daemon shutting down" {
+			t.Errorf("Request result = %+v", got)
+		}
+	}
+	// After shutdown new requests are denied at once.
+	got := wait(t, request(context.Background(), a, sampleRequest()))
+	if got.Status != StatusDenied {
+		t.Errorf("Request after Shutdown = %+v", got)
+	}
+}
+
+func TestApprovalRaces(t *testing.T) {
+	// Decisions, timeouts and withdrawals racing each other: every Request
+	// returns exactly one result and nothing leaks.
+	a := NewApprovals(ApprovalConfig{Timeout: 20 * time.Millisecond})
+	var wg sync.WaitGroup
+	for i := range 50 {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Duration(i%25)*time.Millisecond)
+		ch := request(ctx, a, sampleRequest())
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer cancel()
+			for _, p := range a.Pending() {
+				a.Decide(p.ID, i%2 == 0, "racer", "") //nolint:errcheck
+			}
+			r := <-ch
+			if r.err != nil || r.res.Status == "" {
+				t.Errorf("result %+v", r)
+			}
+		}()
+	}
+	wg.Wait()
+	if n := len(a.Pending()); n != 0 {
+		t.Errorf("%d still pending", n)
+	}
+}
+
+func TestAPIAuth(t *testing.T) {
+	a := NewApprovals(ApprovalConfig{Timeout: time.Minute})
+	srv := httptest.NewServer(a.Handler(StaticToken(testToken)))
+	defer srv.Close()
+	ch := request(context.Background(), a, sampleRequest())
+	p := waitPending(t, a, 1)
+	for _, tc := range []struct {
+		method, path, auth string
+		want               int
+	}{
+		{"GET", "/api/v1/approvals", "", http.StatusUnauthorized},
+		{"GET", "/api/v1/approvals", "Bearer wrong", http.StatusUnauthorized},
+		{"GET", "/api/v1/approvals", "Basic " + testToken, http.StatusUnauthorized},
+		{"POST", "/api/v1/approvals/" + p[0].ID + "/approve", "", http.StatusUnauthorized},
+		{"POST", "/api/v1/approvals/" + p[0].ID + "/approve", "Bearer wrong", http.StatusUnauthorized},
+		{"GET", "/api/v1/approvals", "Bearer " + testToken, http.StatusOK},
+		{"POST", "/api/v1/approvals/" + p[0].ID + "/maybe", "Bearer " + testToken, http.StatusNotFound},
+		{"POST", "/api/v1/approvals/nope/approve", "Bearer " + testToken, http.StatusNotFound},
+		{"DELETE", "/api/v1/approvals", "Bearer " + testToken, http.StatusMethodNotAllowed},
+		{"GET", "/approvals", "", http.StatusOK}, // the page is static; its data needs the token
+	} {
+		req, _ := http.NewRequest(tc.method, srv.URL+tc.path, strings.NewReader("{}"))
+		if tc.auth != "" {
+			req.Header.Set("Authorization", tc.auth)
+		}
+		resp, err := srv.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != tc.want {
+			t.Errorf("%s %s (%q) = %d, want %d: %s", tc.method, tc.path, tc.auth, resp.StatusCode, tc.want, body)
+		}
+	}
+	if len(a.Pending()) != 1 {
+		t.Error("an unauthenticated request decided the approval")
+	}
+	// An empty static token and a nil authenticator accept nothing.
+	for name, auth := range map[string]Authenticator{"empty token": StaticToken(""), "nil": nil} {
+		srv := httptest.NewServer(a.Handler(auth))
+		req, _ := http.NewRequest("GET", srv.URL+"/api/v1/approvals", nil)
+		req.Header.Set("Authorization", "Bearer ")
+		resp, err := srv.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusUnauthorized {
+			t.Errorf("%s: status %d", name, resp.StatusCode)
+		}
+		srv.Close()
+	}
+	a.Shutdown()
+	wait(t, ch)
+}
+
+func TestWebhook(t *testing.T) {
+	got := make(chan map[string]any, 1)
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var m map[string]any
+		json.NewDecoder(r.Body).Decode(&m) //nolint:errcheck
+		got <- m
+	}))
+	defer hook.Close()
+	a := NewApprovals(ApprovalConfig{Timeout: time.Minute, WebhookURL: hook.URL, PageURL: "http://127.0.0.1:9309/approvals"})
+	ch := request(context.Background(), a, sampleRequest())
+	var m map[string]any
+	select {
+	case m = <-got:
+	case <-time.After(5 * time.Second):
+		t.Fatal("no webhook")
+	}
+	text, _ := m["text"].(string)
+	blocks, _ := m["blocks"].([]any)
+	if !strings.Contains(text, "agent-1") || len(blocks) != 1 {
+		t.Errorf("webhook body = %v", m)
+	}
+	b, _ := json.Marshal(blocks)
+	if !strings.Contains(string(b), "ALTER TABLE shop.users") || !strings.Contains(string(b), "/approvals") {
+		t.Errorf("webhook blocks = %s", b)
+	}
+	a.Shutdown()
+	wait(t, ch)
+}
