@@ -63,6 +63,9 @@ type Record struct {
 	Masked       []Masked   `json:"masked,omitempty"`
 	Policy       *Decision  `json:"policy,omitempty"`
 	Results      [][]any    `json:"results,omitempty"` // optional retention, masked values only
+	// ResultDigest is RowDigest over every row the client received (text
+	// form), so replay can detect a changed row without retaining results.
+	ResultDigest string `json:"result_digest,omitempty"`
 
 	// session.end
 	Statements *uint64 `json:"statements,omitempty"`
