@@ -1,8 +1,8 @@
 package identity
 
 import (
+	"fmt"
 	"maps"
-	"net/url"
 	"slices"
 	"strings"
 	"testing"
@@ -48,15 +48,28 @@ func TestParseSQLComment(t *testing.T) {
 	}
 }
 
-// formatSQLComment is the sqlcommenter encoder: sorted keys, values
-// URL-encoded and quoted, meta characters escaped.
+// formatSQLComment is a sqlcommenter encoder: sorted keys, keys and values
+// percent-encoded (all but unreserved characters, so no key can start a
+// MySQL /*! or /*+ comment), values quoted.
 func formatSQLComment(kv map[string]string) string {
 	var parts []string
 	for _, k := range slices.Sorted(maps.Keys(kv)) {
-		v := strings.ReplaceAll(url.PathEscape(kv[k]), "'", `\'`)
-		parts = append(parts, url.PathEscape(k)+"='"+v+"'")
+		parts = append(parts, escapeAll(k)+"='"+escapeAll(kv[k])+"'")
 	}
 	return "/*" + strings.Join(parts, ",") + "*/"
+}
+
+func escapeAll(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.' || c == '~' {
+			b.WriteByte(c)
+		} else {
+			fmt.Fprintf(&b, "%%%02X", c)
+		}
+	}
+	return b.String()
 }
 
 func FuzzParseSQLComment(f *testing.F) {
