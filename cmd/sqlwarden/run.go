@@ -70,6 +70,8 @@ type daemon struct {
 
 	extraListen   []string
 	redirector    *redirect.Redirector
+	backends      map[string]*proxy.Backend
+	auditDir      string
 	adminHandlers []adminHandler
 	ready         chan struct{}
 }
@@ -150,6 +152,8 @@ func runDaemon(ctx context.Context, cfg *config.Config, log *slog.Logger) (err e
 	if err != nil {
 		return err
 	}
+	d.backends = backends
+	d.auditDir = acfg.Dir
 	clientTLS, err := clientTLSConfig(cfg)
 	if err != nil {
 		return err

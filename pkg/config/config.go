@@ -28,6 +28,7 @@ type Config struct {
 	Backends      []Backend     `yaml:"backends"`
 	Identities    yaml.Node     `yaml:"identities"`
 	Audit         yaml.Node     `yaml:"audit"`
+	Masking       yaml.Node     `yaml:"masking"` // engine settings; the rules live in the policy file
 	Policy        Policy        `yaml:"policy"`
 	Admin         Admin         `yaml:"admin"`
 	ServerVersion string        `yaml:"server_version"`

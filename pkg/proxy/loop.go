@@ -41,7 +41,7 @@ func (s *session) loop() string {
 			if errors.Is(err, mysql.ErrTooLarge) {
 				s.log.Warn("client packet too large", "err", err)
 				s.writeErrSeq(seq+1, mysql.ErrCodeTooLarge, "08S01", "sqlwarden: packet larger than max_packet_size")
-				s.auditProtocolError("COM_UNKNOWN", err)
+				s.auditProtocolErrorCode("COM_UNKNOWN", mysql.ErrCodeTooLarge, err)
 				return "packet_too_large"
 			}
 			s.log.Info("read client", "err", err)
@@ -90,11 +90,15 @@ func (s *session) writeErrSeq(seq uint8, code uint16, state, msg string) {
 }
 
 func (s *session) auditProtocolError(command string, err error) {
+	s.auditProtocolErrorCode(command, mysql.ErrCodeMalformed, err)
+}
+
+func (s *session) auditProtocolErrorCode(command string, code uint16, err error) {
 	s.statements++
 	id := s.statements
 	_ = s.srv.append(&audit.Record{Event: audit.EventStatement, SessionID: s.id, StatementID: id, Command: command, DB: s.db})
 	_ = s.srv.append(&audit.Record{Event: audit.EventOutcome, SessionID: s.id, StatementID: id, Status: audit.StatusError,
-		Error: &audit.ErrorInfo{Code: mysql.ErrCodeMalformed, Message: "sqlwarden: " + err.Error()}})
+		Error: &audit.ErrorInfo{Code: code, Message: "sqlwarden: " + err.Error()}})
 }
 
 // CommandName is the audit name of a command byte.

@@ -315,15 +315,21 @@ func (s *session) relay(kind mysql.ReplyKind, binary bool, seq uint8, plan MaskP
 			continue
 		}
 		if err := s.client.WritePacket(out); err != nil {
-			return &protocolError{side: "client", err: err}
+			return s.clientLost(err)
 		}
 		sent += len(out) + 4
 	}
 	s.srv.opts.Observer.Bytes(sent, 0)
 	if err := s.client.Flush(); err != nil {
-		return &protocolError{side: "client", err: err}
+		return s.clientLost(err)
 	}
 	return nil
+}
+
+// clientLost records that the client went away while its reply streamed.
+func (s *session) clientLost(err error) error {
+	s.tracker.Err = &mysql.ServerError{Code: mysql.ErrCodeBackend, State: "08S01", Message: "sqlwarden: client disconnected mid-result: " + err.Error()}
+	return &protocolError{side: "client", err: err}
 }
 
 // localInfile handles the backend's request for a client file. Allowed only

@@ -323,3 +323,60 @@ func (d *Daemon) FindStatement(t testing.TB, sqlText string) (stmt, outcome *aud
 	}
 	return nil, nil
 }
+
+// WaitEnded waits for the session.end record of a session and returns all records.
+func (d *Daemon) WaitEnded(t testing.TB, sessionID string) []*audit.Record {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		recs := d.Records(t)
+		for _, r := range recs {
+			if r.Event == audit.EventSessionEnd && r.SessionID == sessionID {
+				return recs
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("session %s did not end within 10s", sessionID)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// LastSession returns the id of the most recent session.start.
+func (d *Daemon) LastSession(t testing.TB) string {
+	t.Helper()
+	id := ""
+	for _, r := range d.Records(t) {
+		if r.Event == audit.EventSessionStart {
+			id = r.SessionID
+		}
+	}
+	return id
+}
+
+// Settled waits until every session that started has ended (its outcome
+// records are written after the client got its reply, so a test that just
+// closed its client must wait for them) and returns all records.
+func (d *Daemon) Settled(t testing.TB) []*audit.Record {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		recs := d.Records(t)
+		open := map[string]bool{}
+		for _, r := range recs {
+			switch r.Event {
+			case audit.EventSessionStart:
+				open[r.SessionID] = true
+			case audit.EventSessionEnd:
+				delete(open, r.SessionID)
+			}
+		}
+		if len(open) == 0 || time.Now().After(deadline) {
+			if len(open) > 0 {
+				t.Logf("settled: %d sessions still open after 10s", len(open))
+			}
+			return recs
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
