@@ -54,7 +54,7 @@ func TestIdentityFromClaims(t *testing.T) {
 		t.Fatal(err)
 	}
 	if id.Name != "s" || id.Model != "m1" || id.ToolCall != "tc1" || id.TraceID != "5bd66ef5095369c7b0d1f8f4bd33716a" ||
-		!slices.Equal(id.Groups, []string{"solo"}) || id.Pod.UID != "u" || !kc.present || kc.podUID != "u" || id.Backend != DefaultBackend {
+		!slices.Equal(id.Groups, []string{"solo"}) || id.Pod.UID != "u" || !kc.present || kc.podUID != "u" || id.Backend != "" {
 		t.Fatalf("identity %+v kube %+v", id, kc)
 	}
 	if _, _, err := identityFromClaims(&cfg, map[string]any{"sub": " "}); err == nil {

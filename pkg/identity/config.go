@@ -10,9 +10,6 @@ import (
 // DefaultTokenPath is where Kubernetes mounts a pod's default service-account token.
 const DefaultTokenPath = "/var/run/secrets/kubernetes.io/serviceaccount/token"
 
-// DefaultBackend is the backend an identity uses when nothing else names one.
-const DefaultBackend = "default"
-
 // Config is the `identities:` section of the daemon's configuration.
 type Config struct {
 	// OIDC verifies tokens read from the workload (a projected service-account
@@ -51,7 +48,8 @@ type OIDCConfig struct {
 	ToolCallClaim string `yaml:"tool_call_claim"` // attribution: which tool call
 	TraceIDClaim  string `yaml:"trace_id_claim"`  // attribution: a trace id or W3C traceparent
 
-	// Backend is the default backend for OIDC identities (default "default").
+	// Backend is the default backend for OIDC identities; empty leaves the
+	// choice to the daemon (its first backend).
 	Backend string `yaml:"backend"`
 	// RequirePodBinding demands that the token's kubernetes.io pod uid equals
 	// the pod of the connecting process's cgroup. Unset means: required
@@ -65,7 +63,8 @@ type StaticIdentity struct {
 	// Cgroup is a cgroup v2 path, either as mounted
 	// (/sys/fs/cgroup/agents/agent-1) or relative to the hierarchy root
 	// (/agents/agent-1).
-	Cgroup  string `yaml:"cgroup"`
+	Cgroup string `yaml:"cgroup"`
+	// Backend defaults, as for OIDC, to the daemon's choice.
 	Backend string `yaml:"backend"`
 }
 
@@ -95,9 +94,6 @@ func (c *OIDCConfig) withDefaults() OIDCConfig {
 	}
 	if o.NameClaim == "" {
 		o.NameClaim = "sub"
-	}
-	if o.Backend == "" {
-		o.Backend = DefaultBackend
 	}
 	return o
 }

@@ -31,8 +31,9 @@ type Request struct {
 	TLS           bool
 }
 
-// Identity is a verified workload identity. Treat it as read-only: the
-// resolver shares it between connections of the same process.
+// Identity is a verified workload identity. Resolve returns a fresh copy of
+// the struct each time, but Claims, Groups and Pod.Labels are shared with its
+// cache: treat them as read-only.
 type Identity struct {
 	Name    string
 	Source  string // oidc | static
@@ -40,8 +41,8 @@ type Identity struct {
 	Issuer  string
 	Groups  []string
 	Claims  map[string]any // the token's verified claims (nil for static)
-	Backend string
-	Expiry  time.Time // zero for static identities
+	Backend string         // from rules, else the oidc/static default; "" = the daemon's default
+	Expiry  time.Time      // zero for static identities
 	Pod     *audit.Pod
 
 	// Model, ToolCall and TraceID come from the claims named by model_claim,
@@ -86,26 +87,27 @@ func (e *DeniedError) Unwrap() error { return e.Err }
 
 // Reasons a connection is refused. Users see and grep these; keep them stable.
 const (
-	ReasonExpired          = "token expired"
-	ReasonNotYetValid      = "token not yet valid"
-	ReasonNoExpiry         = "token has no expiry"
-	ReasonWrongAudience    = "wrong audience"
-	ReasonWrongIssuer      = "wrong issuer"
-	ReasonSignatureInvalid = "signature invalid"
-	ReasonUnknownKey       = "unknown signing key"
-	ReasonKeysUnavailable  = "issuer keys unavailable"
-	ReasonMalformed        = "token malformed"
-	ReasonInvalid          = "token invalid"
-	ReasonOtherPod         = "token belongs to another pod"
-	ReasonNoPodClaim       = "token names no pod"
-	ReasonTokenMissing     = "token file missing"
-	ReasonTokenUnreadable  = "token file unreadable"
-	ReasonProcessGone      = "process gone"
-	ReasonNoProcess        = "no workload process"
-	ReasonCgroupChanged    = "workload changed cgroup"
-	ReasonNoIdentity       = "no identity configured for this workload"
-	ReasonTokenNeedsTLS    = "token as password needs TLS"
-	ReasonEmptyName        = "token has no name claim"
+	ReasonExpired            = "token expired"
+	ReasonNotYetValid        = "token not yet valid"
+	ReasonNoExpiry           = "token has no expiry"
+	ReasonWrongAudience      = "wrong audience"
+	ReasonWrongIssuer        = "wrong issuer"
+	ReasonSignatureInvalid   = "signature invalid"
+	ReasonUnknownKey         = "unknown signing key"
+	ReasonKeysUnavailable    = "issuer keys unavailable"
+	ReasonMalformed          = "token malformed"
+	ReasonInvalid            = "token invalid"
+	ReasonOtherPod           = "token belongs to another pod"
+	ReasonNoPodClaim         = "token names no pod"
+	ReasonTokenMissing       = "token file missing"
+	ReasonTokenUnreadable    = "token file unreadable"
+	ReasonProcessGone        = "process gone"
+	ReasonNoProcess          = "no workload process"
+	ReasonPodBoundNoWorkload = "pod-bound token without a workload process"
+	ReasonCgroupChanged      = "workload changed cgroup"
+	ReasonNoIdentity         = "no identity configured for this workload"
+	ReasonTokenNeedsTLS      = "token as password needs TLS"
+	ReasonEmptyName          = "token has no name claim"
 )
 
 // reasonUnsupportedAlg is "unsupported algorithm <alg>".

@@ -113,7 +113,7 @@ allow_password_token: true
 		t.Fatalf("%+v %+v", c, c.OIDC)
 	}
 	d := (&OIDCConfig{}).withDefaults()
-	if d.TokenPath != DefaultTokenPath || d.NameClaim != "sub" || len(d.AllowedAlgs) != 2 || d.Backend != "default" {
+	if d.TokenPath != DefaultTokenPath || d.NameClaim != "sub" || len(d.AllowedAlgs) != 2 || d.Backend != "" {
 		t.Fatalf("defaults %+v", d)
 	}
 	for _, bad := range []Config{

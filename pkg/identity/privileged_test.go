@@ -132,7 +132,7 @@ func TestStaticCgroups(t *testing.T) {
 	moveInto(t, two, w2.Process.Pid)
 
 	id, err := r.Resolve(context.Background(), Request{PID: uint32(w1.Process.Pid)})
-	if err != nil || id.Name != "agent-1" || id.Source != SourceStatic || id.Backend != DefaultBackend {
+	if err != nil || id.Name != "agent-1" || id.Source != SourceStatic || id.Backend != "" {
 		t.Fatalf("agent-1: %+v, %v", id, err)
 	}
 	id, err = r.Resolve(context.Background(), Request{PID: uint32(w2.Process.Pid)})

@@ -132,7 +132,13 @@ func (r *Resolver) Resolve(ctx context.Context, req Request) (*Identity, error) 
 			return nil, deny(ReasonProcessGone, err)
 		}
 	}
-	return id, nil
+	// A copy: the cached identity is shared by every connection of the process.
+	out := *id
+	if id.Pod != nil {
+		pod := *id.Pod
+		out.Pod = &pod
+	}
+	return &out, nil
 }
 
 // workloadCgroup is the connection's cgroup v2 path and the pod it names.
@@ -222,7 +228,7 @@ func (r *Resolver) resolve(ctx context.Context, req Request, p *proc, start uint
 		case kc.podUID == "":
 			return nil, deny(ReasonNoPodClaim, errors.New("pod binding required but the token has no kubernetes.io pod uid"))
 		case p == nil && cg == "":
-			return nil, deny(ReasonNoProcess, errors.New("pod binding required but the connection names no process or cgroup"))
+			return nil, deny(ReasonPodBoundNoWorkload, errors.New("pod binding required but the connection names no process or cgroup"))
 		case !strings.EqualFold(kc.podUID, podUID):
 			return nil, deny(ReasonOtherPod, fmt.Errorf("token for pod uid %s, workload cgroup %q names pod %q", kc.podUID, cg, podUID))
 		}
@@ -246,9 +252,6 @@ func tokenDenial(err error) *DeniedError {
 
 func (r *Resolver) staticIdentity(b *staticBinding, podUID string) *Identity {
 	id := &Identity{Name: b.Name, Source: SourceStatic, Backend: b.Backend}
-	if id.Backend == "" {
-		id.Backend = DefaultBackend
-	}
 	if podUID != "" {
 		id.Pod = &audit.Pod{UID: podUID}
 	}

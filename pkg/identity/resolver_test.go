@@ -2,6 +2,7 @@ package identity
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -70,7 +71,7 @@ func TestResolveOIDC(t *testing.T) {
 				t.Fatal(err)
 			}
 			if id.Name != "system:serviceaccount:agents:alpha" || id.Source != SourceOIDC || id.Issuer != iss.url ||
-				id.Backend != DefaultBackend || id.Model != "claude-x" || len(id.Groups) != 2 || id.Expiry.Before(now) {
+				id.Backend != "" || id.Model != "claude-x" || len(id.Groups) != 2 || id.Expiry.Before(now) {
 				t.Fatalf("identity %+v", id)
 			}
 			a := id.Audit()
@@ -267,7 +268,7 @@ func TestPasswordToken(t *testing.T) {
 	wantDenied(t, id, err, ReasonOtherPod)
 
 	id, err = r.Resolve(ctx, Request{PasswordToken: tok, TLS: true})
-	wantDenied(t, id, err, ReasonNoProcess)
+	wantDenied(t, id, err, ReasonPodBoundNoWorkload)
 
 	// Without allow_password_token the password is ignored, never a token.
 	r2 := newResolver(t, Config{OIDC: iss.oidcConfig("/nonexistent/token")})
@@ -327,4 +328,30 @@ func TestStaticOwnCgroup(t *testing.T) {
 	r2 := newResolver(t, Config{Static: []StaticIdentity{{Name: "x", Cgroup: "/no/such/cgroup"}}})
 	id, err = r2.Resolve(context.Background(), Request{PID: uint32(w.Process.Pid)})
 	wantDenied(t, id, err, ReasonNoIdentity)
+}
+
+func TestResolveConcurrent(t *testing.T) {
+	iss := newTestIssuer(t)
+	tokenPath := filepath.Join(t.TempDir(), "token")
+	r := newResolver(t, Config{OIDC: iss.oidcConfig(tokenPath), Rules: []BackendRule{{Name: "alpha", Backend: "b1"}}})
+	w := startWorkload(t)
+	writeToken(t, tokenPath, sign(t, jose.RS256, rsaKey, "rsa-1", iss.claims("alpha")))
+	errs := make(chan error, 16)
+	for range 16 {
+		go func() {
+			id, err := r.Resolve(context.Background(), Request{PID: uint32(w.Process.Pid)})
+			if err == nil {
+				if id.Backend != "b1" {
+					err = errors.New("backend " + id.Backend)
+				}
+				id.Backend = "mutated by a caller"
+			}
+			errs <- err
+		}()
+	}
+	for range 16 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
 }
