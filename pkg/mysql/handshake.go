@@ -123,7 +123,9 @@ func ServerHandshake(c *Conn, g *Greeting) (*HandshakeResponse, error) {
 		if g.TLS == nil {
 			return nil, fmt.Errorf("read handshake response: %w: SSL request but TLS is not offered", ErrMalformed)
 		}
-		tc := tls.Server(c.Conn, g.TLS)
+		// The client may send its ClientHello right behind the SSL request,
+		// so the framing's read buffer can already hold TLS bytes.
+		tc := tls.Server(c.Unbuffered(), g.TLS)
 		if err := tc.Handshake(); err != nil {
 			return nil, fmt.Errorf("tls handshake with client: %w", err)
 		}

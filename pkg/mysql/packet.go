@@ -52,6 +52,33 @@ func (c *Conn) Reset(nc net.Conn) {
 	c.W.Reset(nc)
 }
 
+// Unbuffered returns the transport with whatever the read buffer already
+// holds in front of it, for handing the stream to another protocol (the TLS
+// handshake after an SSL request).
+func (c *Conn) Unbuffered() net.Conn {
+	n := c.R.Buffered()
+	if n == 0 {
+		return c.Conn
+	}
+	pre, _ := c.R.Peek(n)
+	return &prefixConn{Conn: c.Conn, pre: append([]byte(nil), pre...)}
+}
+
+// prefixConn reads pre before the connection itself.
+type prefixConn struct {
+	net.Conn
+	pre []byte
+}
+
+func (p *prefixConn) Read(b []byte) (int, error) {
+	if len(p.pre) > 0 {
+		n := copy(b, p.pre)
+		p.pre = p.pre[n:]
+		return n, nil
+	}
+	return p.Conn.Read(b)
+}
+
 // Header is a packet header.
 type Header struct {
 	Len int

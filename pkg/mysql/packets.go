@@ -89,7 +89,9 @@ type ServerError struct {
 	Message string
 }
 
-func (e *ServerError) Error() string { return fmt.Sprintf("ERROR %d (%s): %s", e.Code, e.State, e.Message) }
+func (e *ServerError) Error() string {
+	return fmt.Sprintf("ERROR %d (%s): %s", e.Code, e.State, e.Message)
+}
 
 // ParseErr decodes an ERR payload.
 func ParseErr(p []byte) (*ServerError, error) {

@@ -146,6 +146,15 @@ func (t *Tracker) Feed(p []byte) (PacketKind, error) {
 			// The client now sends the file, then the server replies OK/ERR:
 			// the proxy handles that exchange and resumes with stFirst.
 			return PktLocalInfile, nil
+		case EOFHeader:
+			// COM_SET_OPTION (and COM_DEBUG) answer with a bare EOF. A column
+			// count never starts with 0xfe in a packet this short.
+			if status, ok := ParseEOF(p); ok {
+				t.Status = status
+				t.state = stDone
+				return PktEOF, nil
+			}
+			return bad("column count")
 		}
 		n, _, _, ok := LenEncInt(p)
 		if !ok || n == 0 || n > 4096 {
