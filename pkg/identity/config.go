@@ -40,6 +40,11 @@ type OIDCConfig struct {
 	// CAFile holds the PEM CA(s) the issuer's TLS certificate chains to; empty
 	// uses the system pool.
 	CAFile string `yaml:"ca_file"`
+	// IssuerTokenFile holds a bearer token the daemon presents to the
+	// issuer's discovery and JWKS endpoints: in-cluster, its own
+	// service-account token when anonymous discovery is not allowed. Re-read
+	// on every fetch, so rotation needs nothing.
+	IssuerTokenFile string `yaml:"issuer_token_file"`
 
 	// Claim mappings; dotted paths reach into objects ("kubernetes.io.pod.name").
 	NameClaim     string `yaml:"name_claim"`      // default "sub"

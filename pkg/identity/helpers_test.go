@@ -56,7 +56,8 @@ type testIssuer struct {
 	url    string
 	caFile string
 	mu     sync.Mutex
-	jwks   int // JWKS fetches
+	jwks   int    // JWKS fetches
+	bearer string // if set, required on every request
 }
 
 func newTestIssuer(t *testing.T) *testIssuer {
@@ -84,7 +85,16 @@ func newTestIssuer(t *testing.T) *testIssuer {
 			{Key: ecKey.Public(), KeyID: "ec-1", Algorithm: "ES256", Use: "sig"},
 		}})
 	})
-	iss.srv = httptest.NewTLSServer(mux) // listens on 127.0.0.1
+	iss.srv = httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		iss.mu.Lock()
+		want := iss.bearer
+		iss.mu.Unlock()
+		if want != "" && r.Header.Get("Authorization") != "Bearer "+want {
+			http.Error(w, "unauthorized", http.StatusUnauthorized)
+			return
+		}
+		mux.ServeHTTP(w, r)
+	})) // listens on 127.0.0.1
 	t.Cleanup(iss.srv.Close)
 	iss.url = iss.srv.URL
 	iss.caFile = filepath.Join(t.TempDir(), "ca.pem")

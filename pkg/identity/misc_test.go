@@ -81,6 +81,7 @@ oidc:
   token_path: /var/run/secrets/sqlwarden/token
   allowed_algs: [RS256]
   ca_file: /var/run/secrets/kubernetes.io/serviceaccount/ca.crt
+  issuer_token_file: /var/run/secrets/kubernetes.io/serviceaccount/token
   name_claim: sub
   groups_claim: groups
   model_claim: sqlwarden.io/model

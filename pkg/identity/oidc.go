@@ -37,7 +37,7 @@ type verifier struct {
 	now  func() time.Time
 }
 
-func newHTTPClient(caFile string) (*http.Client, error) {
+func newHTTPClient(caFile, tokenFile string) (*http.Client, error) {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	if caFile != "" {
 		pem, err := os.ReadFile(caFile)
@@ -50,11 +50,31 @@ func newHTTPClient(caFile string) (*http.Client, error) {
 		}
 		tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 	}
-	return &http.Client{Transport: tr, Timeout: 10 * time.Second}, nil
+	var rt http.RoundTripper = tr
+	if tokenFile != "" {
+		rt = &bearerTransport{base: tr, file: tokenFile}
+	}
+	return &http.Client{Transport: rt, Timeout: 10 * time.Second}, nil
+}
+
+// bearerTransport adds the token in file to every request.
+type bearerTransport struct {
+	base http.RoundTripper
+	file string
+}
+
+func (b *bearerTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	tok, err := os.ReadFile(b.file)
+	if err != nil {
+		return nil, fmt.Errorf("read issuer_token_file: %w", err)
+	}
+	req = req.Clone(req.Context())
+	req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(tok)))
+	return b.base.RoundTrip(req)
 }
 
 func newVerifier(ctx context.Context, cfg OIDCConfig, now func() time.Time) (*verifier, error) {
-	client, err := newHTTPClient(cfg.CAFile)
+	client, err := newHTTPClient(cfg.CAFile, cfg.IssuerTokenFile)
 	if err != nil {
 		return nil, err
 	}

@@ -113,6 +113,11 @@ func TestPodBindingCgroups(t *testing.T) {
 			writeToken(t, tokenPath, sign(t, jose.RS256, rsaKey, "rsa-1", kubeClaimsFor(iss, podA)))
 			id, err = r.Resolve(ctx, Request{PID: uint32(w.Process.Pid), CgroupID: cgid + 1})
 			wantDenied(t, id, err, ReasonCgroupChanged)
+			id, err = r.Resolve(ctx, Request{PID: uint32(w.Process.Pid), CgroupID: cgid + 1, CgroupPath: rel})
+			wantDenied(t, id, err, ReasonCgroupChanged)
+			if _, err = r.Resolve(ctx, Request{PID: uint32(w.Process.Pid), CgroupID: cgid, CgroupPath: cgdir}); err != nil {
+				t.Fatalf("mounted cgroup path form: %v", err)
+			}
 		})
 	}
 }

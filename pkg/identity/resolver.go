@@ -156,17 +156,19 @@ func (r *Resolver) workloadCgroup(p *proc, req Request) (cg, podUID string, err 
 	if pcg != "" {
 		pcg = path.Clean(pcg)
 	}
-	switch {
-	case cg != "" && pcg != "" && cg != pcg:
+	if cg != "" && pcg != "" && cg != pcg {
 		return "", "", deny(ReasonCgroupChanged, fmt.Errorf("connection in %s, process in %s", cg, pcg))
-	case cg == "" && pcg != "" && req.CgroupID != 0 && r.mount != "":
-		var st unix.Stat_t
-		if unix.Stat(r.mount+pcg, &st) == nil && st.Ino != req.CgroupID {
-			return "", "", deny(ReasonCgroupChanged, fmt.Errorf("connection in cgroup id %d, process in %s (id %d)", req.CgroupID, pcg, st.Ino))
-		}
 	}
 	if cg == "" {
 		cg = pcg
+	}
+	// The cgroup id the kernel gave the connection is the inode of its
+	// cgroup directory: the process must still be there.
+	if cg != "" && req.CgroupID != 0 && r.mount != "" {
+		var st unix.Stat_t
+		if unix.Stat(path.Join(r.mount, cg), &st) == nil && st.Ino != req.CgroupID {
+			return "", "", deny(ReasonCgroupChanged, fmt.Errorf("connection in cgroup id %d, process in %s (id %d)", req.CgroupID, cg, st.Ino))
+		}
 	}
 	if u := PodUIDFromCgroup(cg); u != "" {
 		ppod = u

@@ -355,3 +355,23 @@ func TestResolveConcurrent(t *testing.T) {
 		}
 	}
 }
+
+func TestIssuerAccess(t *testing.T) {
+	iss := newTestIssuer(t)
+	iss.bearer = "daemon-token"
+	ctx := context.Background()
+	cfg := iss.oidcConfig("/token")
+	if _, err := NewResolver(ctx, Config{OIDC: cfg}, nil); err == nil {
+		t.Fatal("discovery without the issuer token succeeded")
+	}
+	cfg.IssuerTokenFile = filepath.Join(t.TempDir(), "daemon-token")
+	os.WriteFile(cfg.IssuerTokenFile, []byte("daemon-token\n"), 0o600)
+	if _, err := NewResolver(ctx, Config{OIDC: cfg}, nil); err != nil {
+		t.Fatal(err)
+	}
+	// The issuer's TLS certificate must chain to ca_file.
+	cfg.CAFile = ""
+	if _, err := NewResolver(ctx, Config{OIDC: cfg}, nil); err == nil {
+		t.Fatal("untrusted issuer certificate accepted")
+	}
+}
