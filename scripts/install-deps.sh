@@ -43,6 +43,11 @@ if [[ " ${groups[*]} " =~ " test " || " ${groups[*]} " =~ " all " ]] && ! comman
   apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
 fi
 
+# The Node client of the e2e client matrix: mysql2 from the committed lock file.
+if [[ " ${groups[*]} " =~ " test " || " ${groups[*]} " =~ " all " ]]; then
+  bash "$(dirname "$0")/../test/clients/node/install.sh"
+fi
+
 # Debian's mariadb-server package may start the machine-wide service; our tests use
 # a private instance (scripts/mariadb.sh) and never depend on it.
 echo "install-deps: ok (${groups[*]})"
