@@ -186,3 +186,5 @@ func hostname() string {
 	}
 	return h
 }
+
+func sha256Sum(b []byte) [32]byte { return sha256.Sum256(b) }
