@@ -74,6 +74,8 @@ type Options struct {
 	Identities string
 	// Audit adds keys under audit: (indented by the harness).
 	Audit string
+	// AuditDir overrides where the journal lives.
+	AuditDir string
 	// Backends replaces the default backend list (warden @ private MariaDB).
 	Backends string
 	// Listen overrides the proxy listen address.
@@ -126,6 +128,9 @@ func Start(t testing.TB, o Options) *Daemon {
 	m := testutil.StartMariaDB(t)
 	dir := t.TempDir()
 	d := &Daemon{Dir: dir, AuditDir: filepath.Join(dir, "audit"), Maria: m, bin: Binary(t), env: o.Env}
+	if o.AuditDir != "" {
+		d.AuditDir = o.AuditDir
+	}
 	d.Listen = o.Listen
 	if d.Listen == "" {
 		d.Listen = fmt.Sprintf("127.0.0.1:%d", FreePort(t))

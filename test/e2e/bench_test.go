@@ -1,0 +1,95 @@
+package e2e
+
+import (
+	"database/sql"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/sqlwarden/sqlwarden/internal/testutil"
+	"github.com/sqlwarden/sqlwarden/test/harness"
+)
+
+// runPointSelects runs n point selects over workers connections and returns
+// the elapsed time.
+func runPointSelects(b *testing.B, db *sql.DB, n, workers int) time.Duration {
+	b.Helper()
+	db.SetMaxOpenConns(workers)
+	db.SetMaxIdleConns(workers)
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	start := time.Now()
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var v string
+			for next.Add(1) <= int64(n) {
+				id := next.Load()%1000 + 1
+				if err := db.QueryRow("SELECT c FROM bench.sbtest WHERE id = ?", id).Scan(&v); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return time.Since(start)
+}
+
+func benchFixture(b *testing.B) (direct, proxied *sql.DB) {
+	m := testutil.StartMariaDB(b)
+	root := m.Open(b, "")
+	for _, q := range []string{
+		"CREATE DATABASE IF NOT EXISTS bench",
+		"CREATE TABLE IF NOT EXISTS bench.sbtest (id INT PRIMARY KEY, c CHAR(120))",
+		"INSERT IGNORE INTO bench.sbtest SELECT seq, REPEAT('c', 120) FROM test.seq_1_to_1000",
+	} {
+		if _, err := root.Exec(q); err != nil {
+			b.Fatal(err)
+		}
+	}
+	d := harness.Start(b, harness.Options{})
+	var err error
+	direct, err = sql.Open("mysql", m.DSN("warden", "warden-pass", "bench")+"&interpolateParams=true")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { direct.Close() })
+	proxied, err = sql.Open("mysql", d.DSN("bench", "interpolateParams=true"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { proxied.Close() })
+	return direct, proxied
+}
+
+// BenchmarkPointSelect compares point selects (text protocol) directly
+// against MariaDB and through sqlwarden (audit with the default batch sync,
+// the built-in policy), at 1 and 8 client threads. It reports each path's
+// QPS and the proxy/direct ratio; `make bench` has the sysbench comparison
+// with HAProxy.
+func BenchmarkPointSelect(b *testing.B) {
+	direct, proxied := benchFixture(b)
+	for _, workers := range []int{1, 8} {
+		b.Run(map[int]string{1: "threads=1", 8: "threads=8"}[workers], func(b *testing.B) {
+			n := b.N
+			if n < 200 {
+				n = 200
+			}
+			runPointSelects(b, direct, 200, workers) // warm both pools
+			runPointSelects(b, proxied, 200, workers)
+			b.ResetTimer()
+			dd := runPointSelects(b, direct, n, workers)
+			pd := runPointSelects(b, proxied, n, workers)
+			b.StopTimer()
+			dq := float64(n) / dd.Seconds()
+			pq := float64(n) / pd.Seconds()
+			b.ReportMetric(dq, "direct_qps")
+			b.ReportMetric(pq, "proxy_qps")
+			b.ReportMetric(pq/dq, "proxy/direct")
+			b.ReportMetric(float64(pd-dd)/float64(n)*float64(workers)/1e3, "added_us/query")
+		})
+	}
+}
