@@ -163,6 +163,7 @@ func runDaemon(ctx context.Context, cfg *config.Config, log *slog.Logger) (err e
 		Log: log, Audit: j, Auth: auth, Policy: policyAdapter{pe}, Backends: backends,
 		ClientTLS: clientTLS, RequireTLS: cfg.TLS.RequireTLS,
 		MaxPacket: cfg.MaxPacketSize, ServerVersion: cfg.ServerVersion, Node: cfg.Node,
+		ClientAuthPlugin: cfg.ClientAuthPlugin, AllowLocalInfile: cfg.AllowLocalInfile,
 	}
 	if err := d.setupOptional(ctx, &opts); err != nil {
 		return err

@@ -32,6 +32,15 @@ type Config struct {
 	Policy        Policy        `yaml:"policy"`
 	Admin         Admin         `yaml:"admin"`
 	ServerVersion string        `yaml:"server_version"`
+	// ClientAuthPlugin is the authentication plugin the proxy's greeting
+	// offers first: mysql_native_password (default) or caching_sha2_password
+	// (MySQL 8 clients then skip an auth switch). Clients may answer with
+	// either.
+	ClientAuthPlugin string `yaml:"client_auth_plugin"`
+	// AllowLocalInfile lets LOAD DATA LOCAL INFILE through when policy
+	// allows the statement; the file always comes from the client, never
+	// from the proxy's host. Default false: refused with a clear error.
+	AllowLocalInfile bool `yaml:"allow_local_infile"`
 }
 
 // TLS is the client-facing TLS configuration.
@@ -187,6 +196,11 @@ func (c *Config) validate() error {
 		if b.Address == "" && !c.Redirect.Enabled {
 			return fmt.Errorf("config backends[%d] %s: address is required when redirect is disabled", i, b.Name)
 		}
+	}
+	switch c.ClientAuthPlugin {
+	case "", "mysql_native_password", "caching_sha2_password":
+	default:
+		return fmt.Errorf("config client_auth_plugin %q: want mysql_native_password or caching_sha2_password", c.ClientAuthPlugin)
 	}
 	if c.TLS.RequireTLS && c.TLS.Enabled != nil && !*c.TLS.Enabled {
 		return errors.New("config tls: require_tls with TLS disabled")

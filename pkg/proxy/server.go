@@ -43,6 +43,9 @@ type Options struct {
 	// AllowLocalInfile lets policy-approved LOAD DATA LOCAL INFILE through
 	// (the file always comes from the client).
 	AllowLocalInfile bool
+	// ClientAuthPlugin is offered first in the greeting ("" means
+	// mysql_native_password).
+	ClientAuthPlugin string
 	MaxPacket        int
 	ServerVersion    string
 	Node             string

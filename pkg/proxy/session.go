@@ -145,6 +145,7 @@ func (s *session) run() {
 		Capabilities:  mysql.ProxyCapabilities,
 		Charset:       45, // utf8mb4_general_ci
 		Status:        gm.SERVER_STATUS_AUTOCOMMIT,
+		AuthPlugin:    srv.opts.ClientAuthPlugin,
 		TLS:           srv.opts.ClientTLS,
 	})
 	if err != nil {
