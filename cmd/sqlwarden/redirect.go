@@ -206,7 +206,11 @@ func newStatusCmd() *cobra.Command {
 				return err
 			}
 			w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-			fmt.Fprintf(w, "pins:\t%s\nproxy:\t%s\nnode address:\t%v\nfail mode:\t%s\n", st.PinDir, st.ProxyAddr, st.NodeAddress, st.FailMode)
+			node := "none"
+			if st.NodeAddress.IsValid() {
+				node = st.NodeAddress.String()
+			}
+			fmt.Fprintf(w, "pins:\t%s\nproxy:\t%s\nnode address:\t%s\nfail mode:\t%s\n", st.PinDir, st.ProxyAddr, node, st.FailMode)
 			if st.FailMode == "open" {
 				fmt.Fprintf(w, "heartbeat age:\t%s\n", st.Heartbeat.Round(time.Millisecond))
 			}
