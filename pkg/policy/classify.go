@@ -35,13 +35,13 @@ type Statement struct {
 	TablesWritten []string
 	HasWhere      bool // a WHERE that mentions no column (WHERE 1, WHERE true) counts as none
 	HasLimit      bool
-	IntoOutfile   bool     // SELECT ... INTO OUTFILE or DUMPFILE
-	Functions     []string // upper-case, deduplicated
-	DynamicSQL    bool     // PREPARE ... FROM @variable: the text is unknown until EXECUTE
-	Count         int      // statements in a multi-statement
-	Digest        string   // normalized text, literals replaced by ?
-	Parsed        bool
-	Err           string
+	IntoOutfile   bool           // SELECT ... INTO OUTFILE or DUMPFILE
+	Functions     []string       // upper-case, deduplicated
+	DynamicSQL    bool           // PREPARE ... FROM @variable: the text is unknown until EXECUTE
+	Count         int            // statements in a multi-statement
+	Digest        string         // normalized text, literals replaced by ?
+	Parsed        bool           // false also when the text of a PREPARE ... FROM 'text' is unreadable
+	Err           string         // why it is not Parsed
 	Nodes         []ast.StmtNode // the parsed statements, for masking lineage; do not modify
 }
 
@@ -152,7 +152,9 @@ func (c *classifier) merge(in *Statement) {
 		if r := kindRank(KindUnparsed); r > c.maxRank {
 			c.maxRank, c.st.Kind = r, KindUnparsed
 		}
-		c.st.Err = in.Err
+		// The text to be prepared cannot be judged: the whole is unparsed.
+		c.st.Parsed = false
+		c.st.Err = "prepared text: " + in.Err
 		return
 	}
 	if r := kindRank(in.Kind); r > c.maxRank {

@@ -1,0 +1,65 @@
+package policy
+
+import (
+	"testing"
+)
+
+func FuzzClassify(f *testing.F) {
+	for _, s := range []string{
+		"SELECT 1", "DELETE FROM t", "SELECT 1; DROP TABLE t", "/*!50000 DROP TABLE t */",
+		"UPDATE a x JOIN b y ON x.id=y.id SET x.v=1", "WITH c AS (SELECT 1) SELECT * FROM c",
+		"PREPARE s FROM 'PREPARE t FROM ''DELETE FROM u'''", "SELECT * FROM t INTO OUTFILE '/x'",
+		"select sleep(1)", "\x00\xff'", "SELECT '", "-- only a comment",
+	} {
+		f.Add(s, "db")
+	}
+	e, err := Load("")
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, sql, db string) {
+		s := Classify(sql, db)
+		if s == nil || s.Kind == "" {
+			t.Fatalf("Classify(%q) = %+v", sql, s)
+		}
+		if s.Parsed != (s.Err == "") {
+			t.Fatalf("Parsed but Err: %+v", s)
+		}
+		if len(s.Nodes) > 0 && len(s.Kinds) != s.Count {
+			t.Fatalf("Kinds %q but Count %d", s.Kinds, s.Count)
+		}
+		d := e.Decide(Input{Statement: s})
+		if !validAction(d.Action) {
+			t.Fatalf("Decide = %+v", d)
+		}
+		if !s.Parsed && d.Action != ActionDeny {
+			t.Fatalf("unparsed %q decided %+v", sql, d)
+		}
+		// Whatever the parser reads as DROP or TRUNCATE is denied.
+		for _, k := range s.Kinds {
+			if (k == "DROP_TABLE" || k == "TRUNCATE") && d.Action != ActionDeny {
+				t.Fatalf("%q (%s) decided %+v", sql, k, d)
+			}
+		}
+	})
+}
+
+func FuzzPolicyFile(f *testing.F) {
+	f.Add([]byte(DefaultPolicy))
+	f.Add([]byte("default: deny\nrules:\n  - {name: a, match: 'identity.name == \"x\"', action: allow}\n"))
+	f.Add([]byte("masking:\n  - {name: m, columns: [a.b.c], strategy: hash}\n"))
+	f.Add([]byte("rules: [{name: a, action: approve, identities: ['agent-*'], on_error: skip}]"))
+	f.Add([]byte("rules:\n  - {name: a, action: deny, match: 'statement.tables.exists(t, t.matches(\"^shop\\\\.\"))'}\n"))
+	f.Add([]byte("{"))
+	in := Input{Statement: Classify("DELETE FROM t WHERE id = 1", "shop")}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		e, err := New(Options{Data: data})
+		if err != nil {
+			return
+		}
+		if d := e.Decide(in); !validAction(d.Action) {
+			t.Fatalf("Decide = %+v", d)
+		}
+		_ = e.Masking()
+	})
+}
