@@ -217,7 +217,7 @@ func replayOne(ctx context.Context, conn *sql.Conn, opt Options, p *pair, curDB 
 			affected, err = exec(ctx, conn, st.SQL, nil)
 		}
 		if err == nil && isUse(st.SQL) {
-			*curDB = strings.Trim(strings.TrimSpace(st.SQL)[4:], " `;")
+			*curDB = strings.Trim(strings.TrimSpace(st.SQL)[4:], " `;\t\n")
 		}
 	case "COM_INIT_DB":
 		name := st.DB
@@ -293,8 +293,8 @@ func wantsRows(out *audit.Record) bool {
 }
 
 func isUse(s string) bool {
-	s = strings.TrimSpace(s)
-	return len(s) > 4 && strings.EqualFold(s[:4], "use ") && !strings.Contains(s, ";"+" ")
+	s = strings.TrimRight(strings.TrimSpace(s), "; ")
+	return len(s) > 4 && strings.EqualFold(s[:4], "use ") && !strings.Contains(s, ";")
 }
 
 func quoteIdent(s string) string { return "`" + strings.ReplaceAll(s, "`", "``") + "`" }
