@@ -18,7 +18,13 @@ func (d *daemon) setupOptional(ctx context.Context, opts *proxy.Options) error {
 	if err := d.setupRedirect(opts); err != nil {
 		return err
 	}
+	if err := d.setupMetrics(opts); err != nil {
+		return err
+	}
 	if err := d.setupMasking(opts, d.auditDir); err != nil {
+		return err
+	}
+	if err := d.setupApprovals(ctx, opts); err != nil {
 		return err
 	}
 	return nil

@@ -93,8 +93,18 @@ type Approvals struct {
 
 // Admin configures the admin API's authentication.
 type Admin struct {
-	Token     string `yaml:"token"`      // bearer token for /api/v1 (approvers)
-	TokenFile string `yaml:"token_file"` // or read it from a file
+	Token     string     `yaml:"token"`      // bearer token for /api/v1 (approvers)
+	TokenFile string     `yaml:"token_file"` // or read it from a file
+	OIDC      *AdminOIDC `yaml:"oidc"`       // or approvers' OIDC ID tokens
+}
+
+// AdminOIDC lets approvers authenticate with their own OIDC ID tokens.
+type AdminOIDC struct {
+	Issuer    string   `yaml:"issuer"`
+	ClientID  string   `yaml:"client_id"`  // the expected audience
+	NameClaim string   `yaml:"name_claim"` // default email, then sub
+	Approvers []string `yaml:"approvers"`  // allowed names (empty: any verified user in Groups)
+	Groups    []string `yaml:"groups"`     // allowed groups
 }
 
 // Defaults.
