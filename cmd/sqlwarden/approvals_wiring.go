@@ -38,7 +38,7 @@ func (d *daemon) setupApprovals(ctx context.Context, opts *proxy.Options) error 
 		Log:        d.log.With("component", "approvals"),
 	})
 	// A restart ends pending approvals as denied, audited by their sessions.
-	d.closers = append(d.closers, func() error { a.Shutdown(); return nil })
+	d.beforeDrain = append(d.beforeDrain, a.Shutdown)
 	opts.Approver = approverAdapter{a}
 	if m := daemonMetrics.Load(); m != nil {
 		m.SetPendingApprovals(func() int { return len(a.Pending()) })

@@ -67,6 +67,9 @@ type daemon struct {
 	proxy   *proxy.Server
 	admin   *http.Server
 	closers []func() error
+	// beforeDrain runs when shutdown starts, before sessions drain (e.g.
+	// ending pending approvals so their clients get an answer).
+	beforeDrain []func()
 
 	extraListen   []string
 	redirector    *redirect.Redirector
@@ -223,6 +226,9 @@ func runDaemon(ctx context.Context, cfg *config.Config, log *slog.Logger) (err e
 		break
 	}
 	log.Info("shutting down", "drain_timeout", cfg.DrainTimeout, "sessions", srv.Active())
+	for _, f := range d.beforeDrain {
+		f()
+	}
 	dctx, cancel := context.WithTimeout(context.Background(), cfg.DrainTimeout)
 	defer cancel()
 	if err := srv.Shutdown(dctx); err != nil {
