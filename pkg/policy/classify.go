@@ -28,21 +28,21 @@ const KindUnparsed = "unparsed"
 // IsDDL are true if any statement has them, and the table and function lists
 // are unions.
 type Statement struct {
-	Kind          string
-	Kinds         []string
-	IsDDL         bool
-	TablesRead    []string // db.table when qualified or the database is known
-	TablesWritten []string
-	HasWhere      bool // a WHERE that mentions no column (WHERE 1, WHERE true) counts as none
-	HasLimit      bool
-	IntoOutfile   bool           // SELECT ... INTO OUTFILE or DUMPFILE
-	Functions     []string       // upper-case, deduplicated
-	DynamicSQL    bool           // PREPARE ... FROM @variable: the text is unknown until EXECUTE
-	Count         int            // statements in a multi-statement
-	Digest        string         // normalized text, literals replaced by ?
-	Parsed        bool           // false also when the text of a PREPARE ... FROM 'text' is unreadable
-	Err           string         // why it is not Parsed
-	Nodes         []ast.StmtNode // the parsed statements, for masking lineage; do not modify
+	Kind          string         `json:"kind"`
+	Kinds         []string       `json:"kinds,omitempty"`
+	IsDDL         bool           `json:"is_ddl"`
+	TablesRead    []string       `json:"tables_read,omitempty"` // db.table when qualified or the database is known
+	TablesWritten []string       `json:"tables_written,omitempty"`
+	HasWhere      bool           `json:"has_where"` // a WHERE that mentions no column (WHERE 1, WHERE true) counts as none
+	HasLimit      bool           `json:"has_limit"`
+	IntoOutfile   bool           `json:"into_outfile,omitempty"` // SELECT ... INTO OUTFILE or DUMPFILE
+	Functions     []string       `json:"functions,omitempty"`    // upper-case, deduplicated
+	DynamicSQL    bool           `json:"dynamic_sql,omitempty"`  // PREPARE ... FROM @variable: the text is unknown until EXECUTE
+	Count         int            `json:"count"`                  // statements in a multi-statement
+	Digest        string         `json:"digest"`                 // normalized text, literals replaced by ?
+	Parsed        bool           `json:"parsed"`                 // false also when the text of a PREPARE ... FROM 'text' is unreadable
+	Err           string         `json:"error,omitempty"`        // why it is not Parsed
+	Nodes         []ast.StmtNode `json:"-"`                      // the parsed statements, for masking lineage; do not modify
 }
 
 var parserPool = sync.Pool{New: func() any { return parser.New() }}

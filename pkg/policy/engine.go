@@ -36,9 +36,9 @@ type Session struct {
 
 // Decision is the verdict on one statement.
 type Decision struct {
-	Rule    string // the rule that matched, or "default"
-	Action  string // allow | deny | approve
-	Message string
+	Rule    string `json:"rule"`   // the rule that matched, or "default"
+	Action  string `json:"action"` // allow | deny | approve
+	Message string `json:"message,omitempty"`
 }
 
 // RuleDefault names the decision taken when no rule matched.

@@ -1,0 +1,172 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/sqlwarden/sqlwarden/pkg/config"
+	"github.com/sqlwarden/sqlwarden/pkg/policy"
+)
+
+type approvalsOpts struct {
+	admin    string
+	token    string
+	config   string
+	reason   string
+	approver string
+	json     bool
+	timeout  time.Duration
+}
+
+func newApprovalsCmd() *cobra.Command {
+	var o approvalsOpts
+	cmd := &cobra.Command{
+		Use:   "approvals",
+		Short: "List, approve and deny statements held for a human",
+		Long: `Talk to a running daemon's admin API.
+
+The address comes from --admin, else $SQLWARDEN_ADMIN_URL, else admin_listen in
+--config, else http://127.0.0.1:9309. The bearer token comes from --token, else
+$SQLWARDEN_ADMIN_TOKEN, else admin.token / admin.token_file in --config.`,
+	}
+	pf := cmd.PersistentFlags()
+	pf.StringVar(&o.admin, "admin", "", "admin API base URL")
+	pf.StringVar(&o.token, "token", "", "admin bearer token (or an approver OIDC ID token)")
+	pf.StringVar(&o.config, "config", "", "daemon config file to take the address and token from")
+	pf.DurationVar(&o.timeout, "timeout", 10*time.Second, "request timeout")
+
+	list := &cobra.Command{
+		Use:   "list",
+		Short: "List pending approvals",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := o.client()
+			if err != nil {
+				return err
+			}
+			ctx, cancel := context.WithTimeout(cmd.Context(), o.timeout)
+			defer cancel()
+			ps, err := c.List(ctx)
+			if err != nil {
+				return err
+			}
+			return printApprovals(cmd.OutOrStdout(), ps, o.json)
+		},
+	}
+	list.Flags().BoolVar(&o.json, "json", false, "print JSON")
+
+	decide := func(approve bool) *cobra.Command {
+		verb := "deny"
+		if approve {
+			verb = "approve"
+		}
+		c := &cobra.Command{
+			Use:   verb + " ID",
+			Short: strings.ToUpper(verb[:1]) + verb[1:] + " a pending statement",
+			Args:  cobra.ExactArgs(1),
+			RunE: func(cmd *cobra.Command, args []string) error {
+				c, err := o.client()
+				if err != nil {
+					return err
+				}
+				ctx, cancel := context.WithTimeout(cmd.Context(), o.timeout)
+				defer cancel()
+				res, err := c.Decide(ctx, args[0], approve, policy.DecisionRequest{Reason: o.reason, Approver: o.approver})
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "%s %s by %s\n", res.ID, res.Status, res.Approver)
+				return nil
+			},
+		}
+		c.Flags().StringVar(&o.reason, "reason", "", "why (recorded in the audit trail)")
+		c.Flags().StringVar(&o.approver, "approver", defaultApprover(), "who decides (an OIDC token's own name wins)")
+		return c
+	}
+	cmd.AddCommand(list, decide(true), decide(false))
+	return cmd
+}
+
+func defaultApprover() string {
+	for _, k := range []string{"SUDO_USER", "USER", "LOGNAME"} {
+		if v := os.Getenv(k); v != "" {
+			return v
+		}
+	}
+	return ""
+}
+
+// client resolves the admin address and token.
+func (o *approvalsOpts) client() (*policy.Client, error) {
+	base, token := o.admin, o.token
+	if base == "" {
+		base = os.Getenv("SQLWARDEN_ADMIN_URL")
+	}
+	if token == "" {
+		token = os.Getenv("SQLWARDEN_ADMIN_TOKEN")
+	}
+	if o.config != "" && (base == "" || token == "") {
+		cfg, err := config.Load(o.config)
+		if err != nil {
+			return nil, err
+		}
+		if base == "" && cfg.AdminListen != "" {
+			base = cfg.AdminListen
+		}
+		if token == "" {
+			token = cfg.Admin.Token
+			if cfg.Admin.TokenFile != "" {
+				b, err := os.ReadFile(cfg.Admin.TokenFile)
+				if err != nil {
+					return nil, fmt.Errorf("read admin token: %w", err)
+				}
+				token = strings.TrimSpace(string(b))
+			}
+		}
+	}
+	if base == "" {
+		base = "http://127.0.0.1:9309"
+	}
+	if !strings.Contains(base, "://") {
+		base = "http://" + base
+	}
+	if token == "" {
+		return nil, errors.New("no admin token: use --token, SQLWARDEN_ADMIN_TOKEN or --config")
+	}
+	return &policy.Client{BaseURL: base, Token: token}, nil
+}
+
+func printApprovals(w io.Writer, ps []policy.PendingApproval, asJSON bool) error {
+	if asJSON {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(ps)
+	}
+	if len(ps) == 0 {
+		fmt.Fprintln(w, "no pending approvals")
+		return nil
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tAGE\tIDENTITY\tSESSION\tRULE\tTABLES\tSQL")
+	for _, p := range ps {
+		sql := strings.Join(strings.Fields(p.SQL), " ")
+		if len(sql) > 80 {
+			sql = sql[:77] + "..."
+		}
+		tables := strings.Join(p.Tables, ",")
+		if tables == "" {
+			tables = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", p.ID, time.Duration(p.AgeSeconds*float64(time.Second)).Round(time.Second), p.Identity, p.SessionID, p.Rule, tables, sql)
+	}
+	return tw.Flush()
+}

@@ -1,0 +1,154 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/sqlwarden/sqlwarden/pkg/audit"
+	"github.com/sqlwarden/sqlwarden/pkg/policy"
+)
+
+func init() { subcommands = append(subcommands, newPolicyCmd, newApprovalsCmd) }
+
+// Exit statuses of `policy test`.
+const (
+	exitAllow   = 0
+	exitDeny    = 1
+	exitApprove = 2
+	exitInvalid = 3 // the policy file or the arguments are invalid
+)
+
+func newPolicyCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "policy",
+		Short: "Check policy files and see how they decide",
+	}
+	cmd.AddCommand(newPolicyTestCmd(), newPolicyCheckCmd())
+	return cmd
+}
+
+type policyTestOpts struct {
+	file     string
+	identity string
+	groups   []string
+	db       string
+	user     string
+	command  string
+	json     bool
+}
+
+func newPolicyTestCmd() *cobra.Command {
+	var o policyTestOpts
+	cmd := &cobra.Command{
+		Use:   "test [--policy FILE] [--identity NAME] SQL",
+		Short: "Classify a statement and show which rule decides it",
+		Long: `Classify SQL with the same parser the proxy uses, run it through the policy
+(the built-in default when --policy is not given) and print the classification,
+the matching rule and the action.
+
+Exit status: 0 allow, 1 deny, 2 approve (held for a human), 3 invalid policy or arguments.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			code, err := runPolicyTest(cmd.OutOrStdout(), o, args[0])
+			if err != nil {
+				fmt.Fprintln(cmd.ErrOrStderr(), "sqlwarden:", err)
+			}
+			if code != exitAllow {
+				return exitCode(code)
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.file, "policy", "", "policy file (default: the built-in policy)")
+	f.StringVar(&o.identity, "identity", "", "identity name the statement comes from")
+	f.StringSliceVar(&o.groups, "group", nil, "identity groups (repeatable)")
+	f.StringVar(&o.db, "db", "", "current database, to qualify table names")
+	f.StringVar(&o.user, "user", "", "the user name the client typed (session.user)")
+	f.StringVar(&o.command, "command", "COM_QUERY", "protocol command (session.command)")
+	f.BoolVar(&o.json, "json", false, "print JSON")
+	return cmd
+}
+
+// runPolicyTest prints the verdict and returns the exit status.
+func runPolicyTest(w io.Writer, o policyTestOpts, sql string) (int, error) {
+	e, err := policy.Load(o.file)
+	if err != nil {
+		return exitInvalid, err
+	}
+	st := policy.Classify(sql, o.db)
+	var id *audit.Identity
+	if o.identity != "" || len(o.groups) > 0 {
+		id = &audit.Identity{Name: o.identity, Source: "static", Groups: o.groups}
+	}
+	d := e.Decide(policy.Input{Identity: id, Statement: st, Session: policy.Session{ID: "policy-test", DB: o.db, User: o.user, Command: o.command}})
+	code := exitAllow
+	switch d.Action {
+	case policy.ActionDeny:
+		code = exitDeny
+	case policy.ActionApprove:
+		code = exitApprove
+	}
+	if o.json {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		st.Nodes = nil
+		return code, enc.Encode(struct {
+			Statement *policy.Statement `json:"classification"`
+			Decision  policy.Decision   `json:"decision"`
+		}{st, d})
+	}
+	list := func(s []string) string {
+		if len(s) == 0 {
+			return "-"
+		}
+		return strings.Join(s, ", ")
+	}
+	fmt.Fprintf(w, "kind:            %s\n", st.Kind)
+	if st.Count > 1 || (len(st.Kinds) == 1 && st.Kinds[0] != st.Kind) {
+		fmt.Fprintf(w, "statements:      %d (%s)\n", st.Count, list(st.Kinds))
+	}
+	if !st.Parsed {
+		fmt.Fprintf(w, "parse error:     %s\n", st.Err)
+	}
+	fmt.Fprintf(w, "ddl:             %v\n", st.IsDDL)
+	fmt.Fprintf(w, "tables read:     %s\n", list(st.TablesRead))
+	fmt.Fprintf(w, "tables written:  %s\n", list(st.TablesWritten))
+	fmt.Fprintf(w, "where / limit:   %v / %v\n", st.HasWhere, st.HasLimit)
+	if st.IntoOutfile {
+		fmt.Fprintf(w, "into outfile:    true\n")
+	}
+	if st.DynamicSQL {
+		fmt.Fprintf(w, "dynamic sql:     true\n")
+	}
+	fmt.Fprintf(w, "functions:       %s\n", list(st.Functions))
+	fmt.Fprintf(w, "digest:          %s\n", st.Digest)
+	fmt.Fprintf(w, "rule:            %s\n", d.Rule)
+	fmt.Fprintf(w, "action:          %s\n", d.Action)
+	if d.Message != "" {
+		fmt.Fprintf(w, "message:         %s\n", d.Message)
+	}
+	return code, nil
+}
+
+func newPolicyCheckCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "check FILE",
+		Short: "Check that a policy file is valid (exit 3 if not)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			e, err := policy.Load(args[0])
+			if err != nil {
+				fmt.Fprintln(cmd.ErrOrStderr(), "sqlwarden:", err)
+				return exitCode(exitInvalid)
+			}
+			p := e.Policy()
+			fmt.Fprintf(cmd.OutOrStdout(), "%s: ok (%d rules, default %s, %d masking rules)\n", args[0], len(p.Rules), p.Default, len(p.Masking))
+			return nil
+		},
+	}
+}
