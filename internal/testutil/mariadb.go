@@ -79,3 +79,30 @@ func (m MariaDB) Open(t testing.TB, db string) *sql.DB {
 	}
 	return conn
 }
+
+var (
+	secondOnce sync.Once
+	secondErr  error
+	second     MariaDB
+)
+
+// StartSecondMariaDB starts (idempotently) another private MariaDB, on its
+// own port and data directory, for tests that need a second server (replay
+// targets).
+func StartSecondMariaDB(t testing.TB) MariaDB {
+	t.Helper()
+	secondOnce.Do(func() {
+		dir := "/tmp/sqlwarden-mariadb-2"
+		cmd := exec.Command("bash", filepath.Join(RepoRoot(), "scripts", "mariadb.sh"), "start")
+		cmd.Env = append(os.Environ(), "SQLWARDEN_MARIADB_PORT=13307", "SQLWARDEN_MARIADB_DIR="+dir)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			secondErr = fmt.Errorf("second mariadb: %v\n%s", err, out)
+			return
+		}
+		second = MariaDB{Addr: "127.0.0.1:13307", Socket: filepath.Join(dir, "mysqld.sock"), Root: "root"}
+	})
+	if secondErr != nil {
+		t.Fatal(secondErr)
+	}
+	return second
+}

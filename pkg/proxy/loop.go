@@ -290,6 +290,9 @@ func (s *session) finish(st *stmtAudit) {
 		if len(t.Columns) > 0 {
 			rec.Columns = append([]string(nil), t.Columns...)
 		}
+		if t.Rows > 0 && s.digest.Rows() == t.Rows {
+			rec.ResultDigest = s.digest.Sum()
+		}
 	}
 	if st.verdict != nil {
 		rec.Policy = &audit.Decision{Rule: st.verdict.Rule, Action: st.verdict.Action, Message: st.verdict.Message}

@@ -251,7 +251,7 @@ func (s *session) fetch(p []byte, seq uint8) error {
 		return s.flushAfterErr()
 	}
 	st.fwd = s.srv.opts.Now()
-	s.backend.Seq = seq
+	s.backend.Seq = mysql.FirstSeq(seq, len(p))
 	if err := s.backend.WritePacket(p); err != nil {
 		return s.backendLost(seq+1, err)
 	}

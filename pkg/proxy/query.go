@@ -197,7 +197,9 @@ func (s *session) forward(p []byte, seq uint8, kind mysql.ReplyKind, st *stmtAud
 	if st != nil {
 		st.fwd = s.srv.opts.Now()
 	}
-	s.backend.Seq = seq
+	// seq is the last physical packet's: a command of 16 MiB or more
+	// started earlier.
+	s.backend.Seq = mysql.FirstSeq(seq, len(p))
 	if err := s.backend.WritePacket(p); err != nil {
 		return s.backendLost(seq+1, err)
 	}
@@ -246,6 +248,7 @@ func (s *session) relay(kind mysql.ReplyKind, binary bool, seq uint8, plan MaskP
 	if cursor != nil {
 		rm = cursor.masker
 	}
+	s.digest.Reset()
 	rs := -1
 	holding := false
 	s.cols = s.cols[:0]
@@ -314,6 +317,11 @@ func (s *session) relay(kind mysql.ReplyKind, binary bool, seq uint8, plan MaskP
 			}
 			continue
 		}
+		if pk == mysql.PktRow && !t.Binary {
+			// What the client received, row by row: provable later, and
+			// comparable by `sqlwarden replay`.
+			s.digest.AddTextRow(out)
+		}
 		if err := s.client.WritePacket(out); err != nil {
 			return s.clientLost(err)
 		}
@@ -368,7 +376,7 @@ func (s *session) localInfile(req []byte) error {
 		if err != nil {
 			return &protocolError{side: "client", err: err}
 		}
-		s.backend.Seq = cseq
+		s.backend.Seq = mysql.FirstSeq(cseq, len(data))
 		if err := s.backend.WritePacket(data); err != nil {
 			return s.backendLost(cseq+1, err)
 		}

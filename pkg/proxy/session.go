@@ -52,6 +52,7 @@ type session struct {
 	cols       [][]byte
 	// cursorMasker masks rows of the cursor opened by the current EXECUTE.
 	cursorMasker RowMasker
+	digest       *audit.RowDigest
 
 	mu       sync.Mutex
 	draining bool
@@ -65,8 +66,9 @@ func newSession(s *Server, c net.Conn) *session {
 	ctx, cancel := context.WithCancel(context.Background())
 	return &session{
 		srv: s, raw: c, id: id, ctx: ctx, cancel: cancel,
-		log:   s.log.With("session", id, "client", c.RemoteAddr().String()),
-		stmts: map[uint32]*prepared{},
+		log:    s.log.With("session", id, "client", c.RemoteAddr().String()),
+		stmts:  map[uint32]*prepared{},
+		digest: audit.NewRowDigest(),
 	}
 }
 

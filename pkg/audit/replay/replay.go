@@ -220,9 +220,13 @@ func replayOne(ctx context.Context, conn *sql.Conn, opt Options, p *pair, curDB 
 			*curDB = strings.Trim(strings.TrimSpace(st.SQL)[4:], " `;\t\n")
 		}
 	case "COM_INIT_DB":
+		// The proxy records COM_INIT_DB as "USE `name`"; a bare name is accepted too.
 		name := st.DB
 		if st.SQL != "" {
 			name = st.SQL
+			if isUse(name) {
+				name = unquoteIdent(strings.TrimSpace(name)[4:])
+			}
 		}
 		_, err = conn.ExecContext(ctx, "USE "+quoteIdent(name))
 		if err == nil {
@@ -298,6 +302,14 @@ func isUse(s string) bool {
 }
 
 func quoteIdent(s string) string { return "`" + strings.ReplaceAll(s, "`", "``") + "`" }
+
+func unquoteIdent(s string) string {
+	s = strings.TrimRight(strings.TrimSpace(s), "; ")
+	if len(s) >= 2 && s[0] == '`' && s[len(s)-1] == '`' {
+		return strings.ReplaceAll(s[1:len(s)-1], "``", "`")
+	}
+	return s
+}
 
 func exec(ctx context.Context, conn *sql.Conn, q string, args []any) (uint64, error) {
 	var (
