@@ -79,6 +79,14 @@ func (p *prefixConn) Read(b []byte) (int, error) {
 	return p.Conn.Read(b)
 }
 
+// FirstSeq returns the sequence id of the first physical packet of a logical
+// packet of payloadLen bytes whose last physical packet had sequence id last
+// (what ReadPacket returns). A payload of n*MaxPayload bytes or more spans
+// n+1 physical packets.
+func FirstSeq(last uint8, payloadLen int) uint8 {
+	return last - uint8(payloadLen/MaxPayload)
+}
+
 // Header is a packet header.
 type Header struct {
 	Len int

@@ -1,0 +1,455 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"crypto/md5"
+	"database/sql"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/go-mysql-org/go-mysql/client"
+	gm "github.com/go-mysql-org/go-mysql/mysql"
+	gomysql "github.com/go-sql-driver/mysql"
+
+	"github.com/sqlwarden/sqlwarden/pkg/audit"
+	"github.com/sqlwarden/sqlwarden/pkg/mysql"
+	"github.com/sqlwarden/sqlwarden/test/harness"
+)
+
+// permissive writes a policy file that allows everything (no rules), for
+// tests about the protocol rather than guardrails.
+func permissive(t *testing.T) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "policy.yaml")
+	if err := os.WriteFile(p, []byte("default: allow\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return "policy:\n  file: " + p + "\n"
+}
+
+func randomText(n int, seed uint64) []byte {
+	const alphabet = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+	r := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = alphabet[r.IntN(len(alphabet))]
+	}
+	return b
+}
+
+func md5hex(b []byte) string {
+	s := md5.Sum(b)
+	return hex.EncodeToString(s[:])
+}
+
+// TestBigPackets: a 20 MiB query, a 20 MiB row (text and binary protocol)
+// and a 20 MiB parameter sent as COM_STMT_SEND_LONG_DATA cross the proxy
+// byte-exact. Each is more than one 16 MiB physical packet.
+func TestBigPackets(t *testing.T) {
+	const size = 20 << 20
+	d := harness.Start(t, harness.Options{})
+	root := d.Maria.Open(t, "")
+	mustExec(t, root, "DROP DATABASE IF EXISTS bigp")
+	mustExec(t, root, "CREATE DATABASE bigp")
+	mustExec(t, root, "CREATE TABLE bigp.blobs (id INT PRIMARY KEY, b LONGBLOB)")
+
+	db, err := sql.Open("mysql", d.DSN("bigp", "interpolateParams=false&maxAllowedPacket=67108864"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+
+	// Client → backend: one 20 MiB COM_QUERY.
+	data := randomText(size, 1)
+	q := "INSERT INTO blobs VALUES (1, '" + string(data) + "')"
+	if _, err := db.Exec(q); err != nil {
+		t.Fatal(err)
+	}
+	var sum string
+	var n int
+	if err := root.QueryRow("SELECT MD5(b), LENGTH(b) FROM bigp.blobs WHERE id = 1").Scan(&sum, &n); err != nil {
+		t.Fatal(err)
+	}
+	if n != size || sum != md5hex(data) {
+		t.Fatalf("backend holds %d bytes md5 %s; sent %d md5 %s", n, sum, size, md5hex(data))
+	}
+
+	// Backend → client: the 20 MiB row, text protocol then binary.
+	var got []byte
+	if err := db.QueryRow("SELECT b FROM blobs WHERE id = 1").Scan(&got); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, data) {
+		t.Fatalf("text row: %d bytes md5 %s, want %d md5 %s", len(got), md5hex(got), size, md5hex(data))
+	}
+	got = nil
+	if err := db.QueryRow("SELECT b FROM blobs WHERE id = ?", 1).Scan(&got); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, data) {
+		t.Fatalf("binary row: %d bytes, want %d", len(got), size)
+	}
+
+	// Long data: with a 1 MiB max packet the driver streams the parameter
+	// with COM_STMT_SEND_LONG_DATA in chunks before the EXECUTE.
+	ldb, err := sql.Open("mysql", d.DSN("bigp", "interpolateParams=false&maxAllowedPacket=1048576"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ldb.Close()
+	long := randomText(size, 2)
+	if _, err := ldb.Exec("INSERT INTO blobs VALUES (?, ?)", 2, long); err != nil {
+		t.Fatal(err)
+	}
+	if err := root.QueryRow("SELECT MD5(b), LENGTH(b) FROM bigp.blobs WHERE id = 2").Scan(&sum, &n); err != nil {
+		t.Fatal(err)
+	}
+	if n != size || sum != md5hex(long) {
+		t.Fatalf("long data: backend holds %d bytes md5 %s; want %d md5 %s", n, sum, size, md5hex(long))
+	}
+
+	recs := d.Records(t)
+	_, out := pair(t, recs, "SELECT b FROM blobs WHERE id = 1")
+	if out.Status != audit.StatusSuccess || *out.Rows != 1 {
+		t.Errorf("big row outcome %+v", out)
+	}
+	var bigQuery bool
+	for _, r := range recs {
+		if r.Event == audit.EventStatement && r.Command == "COM_QUERY" && len(r.SQL) == len(q) {
+			bigQuery = r.SQL == q
+		}
+	}
+	if !bigQuery {
+		t.Error("the 20 MiB COM_QUERY is not journaled whole")
+	}
+	ex, out := pairCommand(t, recs, "COM_STMT_EXECUTE", "INSERT INTO blobs VALUES (?, ?)")
+	if out.Status != audit.StatusSuccess || len(ex.Params) != 2 {
+		t.Fatalf("long data execute: %+v / %+v", ex, out)
+	}
+	p := ex.Params[1]
+	if !p.Truncated || p.Size != size || p.Value != string(long[:mysql.MaxParamBytes]) {
+		t.Errorf("long data param: truncated=%v size=%d value %d bytes", p.Truncated, p.Size, len(fmt.Sprint(p.Value)))
+	}
+	if fmt.Sprint(ex.Params[0].Value) != "2" {
+		t.Errorf("id param %+v", ex.Params[0])
+	}
+}
+
+// rawCommand sends one command payload with go-mysql's client and returns
+// the first reply packet.
+func rawCommand(t *testing.T, c *client.Conn, payload ...byte) []byte {
+	t.Helper()
+	c.ResetSequence()
+	if err := c.WritePacket(append(make([]byte, 4), payload...)); err != nil {
+		t.Fatal(err)
+	}
+	p, err := c.ReadPacket()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func connID(t *testing.T, c *client.Conn) uint32 {
+	t.Helper()
+	r, err := c.Execute("SELECT CONNECTION_ID()")
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, _ := r.GetUint(0, 0)
+	return uint32(v)
+}
+
+func killPacket(id uint32) []byte {
+	return binary.LittleEndian.AppendUint32([]byte{gm.COM_PROCESS_KILL}, id)
+}
+
+func wantErr(t *testing.T, what string, p []byte, code uint16, substr string) {
+	t.Helper()
+	if len(p) == 0 || p[0] != mysql.ErrHeader {
+		t.Fatalf("%s: got % x, want ERR %d", what, p[:min(len(p), 32)], code)
+	}
+	e, _ := mysql.ParseErr(p)
+	if e.Code != code || !strings.Contains(e.Message, substr) {
+		t.Fatalf("%s: %v, want %d containing %q", what, e, code, substr)
+	}
+}
+
+// TestCommands: the commands besides queries and prepared statements, each
+// handled or refused with a clear ERR, and each audited.
+func TestCommands(t *testing.T) {
+	ids := fmt.Sprintf("  clients:\n    - user: %s\n      password: %s\n      name: %s\n    - user: agent2\n      password: second-secret\n      name: agent-two\n",
+		harness.ClientUser, harness.ClientPassword, harness.Identity)
+	d := harness.Start(t, harness.Options{Identities: ids})
+	multi := func(c *client.Conn) error { c.SetCapability(gm.CLIENT_MULTI_STATEMENTS); return nil }
+	c1, err := client.Connect(d.Listen, harness.ClientUser, harness.ClientPassword, "test", multi)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c1.Close()
+	c1b, err := client.Connect(d.Listen, harness.ClientUser, harness.ClientPassword, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c1b.Close()
+	c2, err := client.Connect(d.Listen, "agent2", "second-secret", "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Close()
+
+	// COM_STATISTICS: one raw string packet.
+	if p := rawCommand(t, c1, gm.COM_STATISTICS); !bytes.HasPrefix(p, []byte("Uptime: ")) {
+		t.Fatalf("COM_STATISTICS reply %q", p)
+	}
+
+	// COM_SET_OPTION: multi-statements off, then on again (each an EOF reply).
+	if p := rawCommand(t, c1, gm.COM_SET_OPTION, 1, 0); !mysql.IsEOF(p) {
+		t.Fatalf("COM_SET_OPTION off: % x", p)
+	}
+	if _, err := c1.Execute("SELECT 1; SELECT 2"); err == nil {
+		t.Fatal("multi-statement ran with MULTI_STATEMENTS_OFF")
+	}
+	if p := rawCommand(t, c1, gm.COM_SET_OPTION, 0, 0); !mysql.IsEOF(p) {
+		t.Fatalf("COM_SET_OPTION on: % x", p)
+	}
+	var sets int
+	if _, err := c1.ExecuteMultiple("SELECT 1; SELECT 2", func(r *gm.Result, err error) {
+		if err == nil {
+			sets++
+		}
+	}); err != nil || sets != 2 {
+		t.Fatalf("multi-statement after MULTI_STATEMENTS_ON: %d results, %v", sets, err)
+	}
+
+	// COM_RESET_CONNECTION: session state is gone, prepared statements too.
+	if _, err := c1.Execute("SET @sw_x = 42"); err != nil {
+		t.Fatal(err)
+	}
+	st, err := c1.Prepare("SELECT ? + 1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := rawCommand(t, c1, gm.COM_RESET_CONNECTION); p[0] != mysql.OKHeader {
+		t.Fatalf("COM_RESET_CONNECTION: % x", p)
+	}
+	r, err := c1.Execute("SELECT @sw_x IS NULL")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, _ := r.GetInt(0, 0); v != 1 {
+		t.Fatal("user variable survived COM_RESET_CONNECTION")
+	}
+	if _, err := st.Execute(1); err == nil {
+		t.Fatal("prepared statement survived COM_RESET_CONNECTION")
+	}
+
+	// COM_PROCESS_KILL: never another identity's connection, its own yes.
+	other, own := connID(t, c2), connID(t, c1b)
+	wantErr(t, "KILL of another identity", rawCommand(t, c1, killPacket(other)...), mysql.ErrCodeBlocked, "does not belong to identity "+harness.Identity)
+	if _, err := c1.Execute(fmt.Sprintf("KILL %d", other)); err == nil || !strings.Contains(err.Error(), "does not belong") {
+		t.Fatalf("SQL KILL of another identity: %v", err)
+	}
+	if _, err := c2.Execute("SELECT 1"); err != nil {
+		t.Fatalf("other identity's connection was harmed: %v", err)
+	}
+	if p := rawCommand(t, c1, killPacket(own)...); p[0] != mysql.OKHeader {
+		t.Fatalf("KILL of own connection: % x", p)
+	}
+	if _, err := c1b.Execute("SELECT 1"); err == nil {
+		t.Fatal("own connection still alive after KILL")
+	}
+
+	// Refused outright.
+	changeUser := append([]byte{gm.COM_CHANGE_USER}, "root\x00\x00\x00"...)
+	wantErr(t, "COM_CHANGE_USER", rawCommand(t, c1, changeUser...), mysql.ErrCodeNotSupported, "COM_CHANGE_USER is not supported")
+	dump := []byte{gm.COM_BINLOG_DUMP, 4, 0, 0, 0, 0, 0, 1, 0, 0, 0}
+	dump = append(dump, "mysql-bin.000001"...)
+	wantErr(t, "COM_BINLOG_DUMP", rawCommand(t, c1, dump...), mysql.ErrCodeNotSupported, "replication")
+	wantErr(t, "COM_REGISTER_SLAVE", rawCommand(t, c1, gm.COM_REGISTER_SLAVE, 1, 0, 0, 0), mysql.ErrCodeNotSupported, "replication")
+	wantErr(t, "COM_SHUTDOWN", rawCommand(t, c1, gm.COM_SHUTDOWN), mysql.ErrCodeNotSupported, "COM_SHUTDOWN")
+	// The session still works after each refusal.
+	if _, err := c1.Execute("SELECT 'still-here'"); err != nil {
+		t.Fatal(err)
+	}
+	c1.Close()
+
+	recs := d.Records(t)
+	type want struct{ command, status string }
+	var seen []want
+	for i, r := range recs {
+		if r.Event != audit.EventStatement {
+			continue
+		}
+		for _, o := range recs[i+1:] {
+			if o.Event == audit.EventOutcome && o.SessionID == r.SessionID && o.StatementID == r.StatementID {
+				seen = append(seen, want{r.Command, o.Status})
+				break
+			}
+		}
+	}
+	for _, w := range []want{
+		{"COM_STATISTICS", audit.StatusSuccess}, {"COM_SET_OPTION", audit.StatusSuccess},
+		{"COM_RESET_CONNECTION", audit.StatusSuccess}, {"COM_PROCESS_KILL", audit.StatusBlocked},
+		{"COM_PROCESS_KILL", audit.StatusSuccess}, {"COM_CHANGE_USER", audit.StatusBlocked},
+		{"COM_BINLOG_DUMP", audit.StatusBlocked}, {"COM_REGISTER_SLAVE", audit.StatusBlocked},
+		{"COM_SHUTDOWN", audit.StatusBlocked},
+	} {
+		found := false
+		for _, s := range seen {
+			found = found || s == w
+		}
+		if !found {
+			t.Errorf("no %s record with outcome %s", w.command, w.status)
+		}
+	}
+	st2, out := pairCommand(t, recs, "COM_QUERY", fmt.Sprintf("KILL %d", other))
+	if out.Status != audit.StatusBlocked || out.Error == nil || out.Error.Code != mysql.ErrCodeBlocked {
+		t.Errorf("SQL KILL records %+v / %+v", st2, out)
+	}
+	st2, out = pairCommand(t, recs, "COM_PROCESS_KILL", fmt.Sprintf("KILL %d", own))
+	if out.Status != audit.StatusSuccess {
+		t.Errorf("own KILL records %+v / %+v", st2, out)
+	}
+}
+
+// TestLocalInfile: LOAD DATA LOCAL INFILE is refused by default and the
+// table is unchanged; with allow_local_infile the rows come from the
+// client's reader (a name that is no file at all on the proxy's host).
+func TestLocalInfile(t *testing.T) {
+	gomysql.RegisterReaderHandler("sw-rows", func() io.Reader { return strings.NewReader("10,fig,100\n11,kiwi,110\n") })
+	defer gomysql.DeregisterReaderHandler("sw-rows")
+	load := "LOAD DATA LOCAL INFILE 'Reader::sw-rows' INTO TABLE items FIELDS TERMINATED BY ','"
+	count := func(root *sql.DB, db string) int {
+		var n int
+		if err := root.QueryRow("SELECT COUNT(*) FROM " + db + ".items").Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+
+	t.Run("refused", func(t *testing.T) {
+		d := harness.Start(t, harness.Options{Extra: permissive(t)})
+		root := setupDB(t, d.Maria, "infile_off")
+		db, err := sql.Open("mysql", d.DSN("infile_off", "allowAllFiles=true"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close()
+		_, err = db.Exec(load)
+		var me *gomysql.MySQLError
+		if !errors.As(err, &me) || me.Number != mysql.ErrCodeBlocked || !strings.Contains(me.Message, "LOCAL INFILE") {
+			t.Fatalf("LOAD DATA LOCAL: %v, want ERR %d about LOCAL INFILE", err, mysql.ErrCodeBlocked)
+		}
+		if n := count(root, "infile_off"); n != 3 {
+			t.Fatalf("table has %d rows after a refused load", n)
+		}
+		// The mariadb CLI, asking for local-infile, gets the same answer.
+		host, port := d.HostPort()
+		f := filepath.Join(t.TempDir(), "rows.csv")
+		if err := os.WriteFile(f, []byte("12,plum,120\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		out, err := exec.Command("mariadb", "-h", host, "-P", port, "-u", harness.ClientUser, "-p"+harness.ClientPassword, "--skip-ssl",
+			"--local-infile=1", "-D", "infile_off", "-e", "LOAD DATA LOCAL INFILE '"+f+"' INTO TABLE items FIELDS TERMINATED BY ','").CombinedOutput()
+		if err == nil || !strings.Contains(string(out), "LOCAL INFILE") {
+			t.Fatalf("mariadb LOAD DATA LOCAL: %v\n%s", err, out)
+		}
+		if n := count(root, "infile_off"); n != 3 {
+			t.Fatalf("table has %d rows after a refused CLI load", n)
+		}
+		_, o := pair(t, d.Records(t), load)
+		if o.Status != audit.StatusBlocked || o.Error == nil || o.Error.Code != mysql.ErrCodeBlocked {
+			t.Errorf("refused load outcome %+v", o)
+		}
+	})
+
+	t.Run("allowed", func(t *testing.T) {
+		d := harness.Start(t, harness.Options{Extra: permissive(t) + "allow_local_infile: true\n"})
+		root := setupDB(t, d.Maria, "infile_on")
+		db, err := sql.Open("mysql", d.DSN("infile_on", "allowAllFiles=true"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close()
+		res, err := db.Exec(load)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n, _ := res.RowsAffected(); n != 2 {
+			t.Fatalf("loaded %d rows, want 2", n)
+		}
+		var name string
+		if err := root.QueryRow("SELECT name FROM infile_on.items WHERE id = 11").Scan(&name); err != nil || name != "kiwi" {
+			t.Fatalf("loaded row: %q %v", name, err)
+		}
+		// The session goes on normally after the upload.
+		var c int
+		if err := db.QueryRow("SELECT COUNT(*) FROM items").Scan(&c); err != nil || c != 5 {
+			t.Fatalf("count after load: %d %v", c, err)
+		}
+		_, o := pair(t, d.Records(t), load)
+		if o.Status != audit.StatusSuccess || o.AffectedRows == nil || *o.AffectedRows != 2 {
+			t.Errorf("allowed load outcome %+v", o)
+		}
+	})
+}
+
+// TestCompressionDeclined: the proxy does not advertise CLIENT_COMPRESS;
+// clients that ask for compression fall back to plain packets and work.
+func TestCompressionDeclined(t *testing.T) {
+	d := harness.Start(t, harness.Options{})
+	setupDB(t, d.Maria, "compress_db")
+	nc, err := net.DialTimeout("tcp", d.Listen, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, _, err := mysql.NewConn(nc, 0).ReadPacket()
+	nc.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	end := bytes.IndexByte(g[1:], 0) + 1
+	pos := end + 1 + 4 + 8 + 1
+	caps := uint32(binary.LittleEndian.Uint16(g[pos:])) | uint32(binary.LittleEndian.Uint16(g[pos+5:]))<<16
+	if caps&gm.CLIENT_COMPRESS != 0 {
+		t.Fatalf("greeting advertises CLIENT_COMPRESS (caps %#x)", caps)
+	}
+	if caps&gm.CLIENT_PROTOCOL_41 == 0 || caps&gm.CLIENT_PLUGIN_AUTH == 0 {
+		t.Fatalf("greeting capabilities %#x parsed wrong", caps)
+	}
+
+	host, port := d.HostPort()
+	out, err := exec.Command("mariadb", "--compress", "-h", host, "-P", port, "-u", harness.ClientUser, "-p"+harness.ClientPassword,
+		"--skip-ssl", "-D", "compress_db", "--batch", "--skip-column-names", "-e", "SELECT name FROM items WHERE id = 3 AND 'cli' = 'cli'").CombinedOutput()
+	if err != nil || strings.TrimSpace(string(out)) != "plum" {
+		t.Fatalf("mariadb --compress: %v\n%s", err, out)
+	}
+	db, err := sql.Open("mysql", d.DSN("compress_db", "compress=true"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var name string
+	if err := db.QueryRowContext(context.Background(), "SELECT name FROM items WHERE id = 2 AND 'go' = 'go'").Scan(&name); err != nil || name != "pear" {
+		t.Fatalf("go-sql-driver compress=true: %q %v", name, err)
+	}
+	recs := d.Records(t)
+	for _, q := range []string{"SELECT name FROM items WHERE id = 3 AND 'cli' = 'cli'", "SELECT name FROM items WHERE id = 2 AND 'go' = 'go'"} {
+		if _, o := pair(t, recs, q); o.Status != audit.StatusSuccess || *o.Rows != 1 {
+			t.Errorf("%s: outcome %+v", q, o)
+		}
+	}
+}
