@@ -2,10 +2,16 @@ package e2e
 
 import (
 	"database/sql"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/go-mysql-org/go-mysql/client"
 
 	"github.com/sqlwarden/sqlwarden/internal/testutil"
 	"github.com/sqlwarden/sqlwarden/test/harness"
@@ -91,5 +97,47 @@ func BenchmarkPointSelect(b *testing.B) {
 			b.ReportMetric(pq/dq, "proxy/direct")
 			b.ReportMetric(float64(pd-dd)/float64(n)*float64(workers)/1e3, "added_us/query")
 		})
+	}
+}
+
+// rssKB reads a process's resident set size.
+func rssKB(b *testing.B, pid int) int {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if strings.HasPrefix(line, "VmRSS:") {
+			kb, _ := strconv.Atoi(strings.Fields(line)[1])
+			return kb
+		}
+	}
+	b.Fatal("no VmRSS")
+	return 0
+}
+
+// BenchmarkIdleConnections opens 1,000 connections through sqlwarden, each
+// with its backend connection, and reports the daemon's resident memory per
+// idle connection.
+func BenchmarkIdleConnections(b *testing.B) {
+	const n = 1000
+	d := harness.Start(b, harness.Options{})
+	for i := 0; i < b.N; i++ {
+		before := rssKB(b, d.PID())
+		conns := make([]*client.Conn, 0, n)
+		for j := 0; j < n; j++ {
+			c, err := client.Connect(d.Listen, harness.ClientUser, harness.ClientPassword, "")
+			if err != nil {
+				b.Fatalf("connection %d: %v", j, err)
+			}
+			conns = append(conns, c)
+		}
+		time.Sleep(500 * time.Millisecond)
+		after := rssKB(b, d.PID())
+		b.ReportMetric(float64(after)/1024, "rss_MB")
+		b.ReportMetric(float64(after-before)/n, "KB/conn")
+		for _, c := range conns {
+			c.Close()
+		}
 	}
 }
