@@ -3,7 +3,7 @@ SHELL := /bin/bash
 GO ?= go
 BIN := bin/sqlwarden
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
-GOFLAGS_BUILD := -trimpath -ldflags "-X main.version=$(VERSION)"
+GOFLAGS_BUILD := -ldflags "-X main.version=$(VERSION)"
 # Privileged tests (BPF, cgroups, netns) skip without root unless this is 1.
 export SQLWARDEN_REQUIRE_PRIVILEGED ?= 0
 
