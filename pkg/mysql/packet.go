@@ -97,6 +97,9 @@ type Header struct {
 func (c *Conn) PeekHeader() (Header, error) {
 	h, err := c.R.Peek(4)
 	if err != nil {
+		if len(h) > 0 { // the stream ended inside a header
+			return Header{}, truncated(err)
+		}
 		return Header{}, err
 	}
 	return Header{Len: int(h[0]) | int(h[1])<<8 | int(h[2])<<16, Seq: h[3]}, nil

@@ -1,0 +1,197 @@
+package mysql
+
+import (
+	"bytes"
+	"errors"
+	"net"
+	"testing"
+)
+
+// pipeConn is a net.Conn reading from a fixed byte stream and writing to a
+// buffer.
+type pipeConn struct {
+	net.Conn
+	r *bytes.Reader
+	w bytes.Buffer
+}
+
+func (p *pipeConn) Read(b []byte) (int, error)  { return p.r.Read(b) }
+func (p *pipeConn) Write(b []byte) (int, error) { return p.w.Write(b) }
+func (p *pipeConn) Close() error                { return nil }
+
+func connOver(stream []byte, maxPacket int) (*Conn, *pipeConn) {
+	pc := &pipeConn{r: bytes.NewReader(stream)}
+	return NewConn(pc, maxPacket), pc
+}
+
+// frame builds one physical packet.
+func frame(seq uint8, payload []byte) []byte {
+	n := len(payload)
+	return append([]byte{byte(n), byte(n >> 8), byte(n >> 16), seq}, payload...)
+}
+
+func TestReadPacket(t *testing.T) {
+	big := bytes.Repeat([]byte{'q'}, MaxPayload)
+	tests := []struct {
+		name    string
+		stream  []byte
+		max     int
+		payload []byte
+		seq     uint8
+		first   uint8 // sequence id of the first physical packet
+		err     error
+	}{
+		{
+			name: "COM_PING",
+			stream: []byte{
+				0x01, 0x00, 0x00, // payload length 1
+				0x00, // sequence id
+				0x0e, // COM_PING
+			},
+			payload: []byte{0x0e}, seq: 0,
+		},
+		{
+			name: "COM_QUERY SELECT 1",
+			stream: []byte{
+				0x09, 0x00, 0x00, // length 9
+				0x00,                                   // sequence id
+				0x03,                                   // COM_QUERY
+				'S', 'E', 'L', 'E', 'C', 'T', ' ', '1', // query text
+			},
+			payload: []byte("\x03SELECT 1"), seq: 0,
+		},
+		{
+			name: "empty payload",
+			stream: []byte{
+				0x00, 0x00, 0x00, // length 0
+				0x05, // sequence id
+			},
+			payload: []byte{}, seq: 5, first: 5,
+		},
+		{
+			name: "exactly MaxPayload is followed by an empty packet",
+			stream: append(frame(0, big), 0x00, 0x00, 0x00, // length 0: end of the logical packet
+				0x01), // sequence id 1
+			payload: big, seq: 1,
+		},
+		{
+			name:    "MaxPayload plus 3 bytes spans two packets",
+			stream:  append(frame(0, big), frame(1, []byte("end"))...),
+			payload: append(append([]byte(nil), big...), "end"...), seq: 1,
+		},
+		{
+			name:   "truncated header",
+			stream: []byte{0x05, 0x00},
+			err:    ErrMalformed,
+		},
+		{
+			name: "truncated payload",
+			stream: []byte{
+				0x05, 0x00, 0x00, // length 5
+				0x00,      // sequence id
+				0x03, 'S', // only 2 of 5 bytes
+			},
+			err: ErrMalformed,
+		},
+		{
+			name:   "continuation missing",
+			stream: frame(0, big),
+			err:    ErrMalformed,
+		},
+		{
+			name:   "larger than max_packet_size",
+			stream: append(frame(0, big), frame(1, []byte("end"))...),
+			max:    MaxPayload,
+			err:    ErrTooLarge,
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c, _ := connOver(tc.stream, tc.max)
+			p, seq, err := c.ReadPacket()
+			if tc.err != nil {
+				if !errors.Is(err, tc.err) {
+					t.Fatalf("err = %v, want %v", err, tc.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(p, tc.payload) || seq != tc.seq {
+				t.Fatalf("got %d bytes seq %d, want %d bytes seq %d", len(p), seq, len(tc.payload), tc.seq)
+			}
+			if FirstSeq(seq, len(p)) != tc.first {
+				t.Fatalf("FirstSeq(%d, %d) = %d, want %d", seq, len(p), FirstSeq(seq, len(p)), tc.first)
+			}
+		})
+	}
+}
+
+func TestWritePacketSplits(t *testing.T) {
+	for _, n := range []int{0, 1, MaxPayload - 1, MaxPayload, MaxPayload + 1, 2 * MaxPayload} {
+		c, pc := connOver(nil, 0)
+		c.Seq = 3
+		payload := bytes.Repeat([]byte{'x'}, n)
+		if err := c.WritePacket(payload); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		wantPackets := n/MaxPayload + 1
+		if got := int(c.Seq - 3); got != wantPackets {
+			t.Errorf("%d bytes: %d packets, want %d", n, got, wantPackets)
+		}
+		r, _ := connOver(pc.w.Bytes(), 0)
+		p, seq, err := r.ReadPacket()
+		if err != nil || !bytes.Equal(p, payload) || seq != c.Seq-1 || FirstSeq(seq, len(p)) != 3 {
+			t.Errorf("%d bytes: read back %d bytes seq %d err %v", n, len(p), seq, err)
+		}
+	}
+}
+
+func TestUnbufferedKeepsReadAhead(t *testing.T) {
+	stream := append(frame(1, []byte("ssl-request")), "client-hello"...)
+	c, _ := connOver(stream, 0)
+	if _, _, err := c.ReadPacket(); err != nil {
+		t.Fatal(err)
+	}
+	rest := make([]byte, 64)
+	n, _ := c.Unbuffered().Read(rest)
+	if string(rest[:n]) != "client-hello" {
+		t.Fatalf("bytes behind the packet: %q", rest[:n])
+	}
+}
+
+// FuzzReadPacket reads packets from arbitrary bytes until an error: no
+// panic, no payload over the limit, and every payload re-frames to itself.
+func FuzzReadPacket(f *testing.F) {
+	f.Add([]byte{0x01, 0x00, 0x00, 0x00, 0x0e})
+	f.Add([]byte{0x09, 0x00, 0x00, 0x00, 0x03, 'S', 'E', 'L', 'E', 'C', 'T', ' ', '1'})
+	f.Add([]byte{0xff, 0xff, 0xff, 0x00, 0x01})
+	f.Add([]byte{0x00, 0x00, 0x00, 0x00, 0x02, 0x00, 0x00, 0x01, 'a'})
+	f.Fuzz(func(t *testing.T, stream []byte) {
+		c, _ := connOver(stream, 1<<20)
+		for i := 0; i < 64; i++ {
+			p, seq, err := c.ReadPacket()
+			if err != nil {
+				return
+			}
+			if len(p) > 1<<20 {
+				t.Fatalf("payload of %d bytes over the limit", len(p))
+			}
+			w, pc := connOver(nil, 0)
+			w.Seq = FirstSeq(seq, len(p))
+			if err := w.WritePacket(p); err != nil {
+				t.Fatal(err)
+			}
+			_ = w.Flush()
+			r, _ := connOver(pc.w.Bytes(), 0)
+			q, qseq, err := r.ReadPacket()
+			if err != nil || !bytes.Equal(p, q) || qseq != seq {
+				t.Fatalf("round trip: %v seq %d/%d", err, qseq, seq)
+			}
+		}
+	})
+}
