@@ -25,6 +25,7 @@ type Config struct {
 	LogLevel      string        `yaml:"log_level"`
 	TLS           TLS           `yaml:"tls"`
 	Redirect      Redirect      `yaml:"redirect"`
+	Kubernetes    Kubernetes    `yaml:"kubernetes"`
 	Backends      []Backend     `yaml:"backends"`
 	Identities    yaml.Node     `yaml:"identities"`
 	Audit         yaml.Node     `yaml:"audit"`
@@ -59,6 +60,17 @@ type Redirect struct {
 	NodeAddress string   `yaml:"node_address"`
 	CgroupRoot  string   `yaml:"cgroup_root"`
 	PinDir      string   `yaml:"pin_dir"`
+}
+
+// Kubernetes configures per-pod enrollment: the daemon watches the pods of
+// its node and enrolls the pod cgroup of those annotated
+// sqlwarden.io/intercept: "true" (see pkg/k8s).
+type Kubernetes struct {
+	Enabled      bool   `yaml:"enabled"`
+	Kubeconfig   string `yaml:"kubeconfig"`    // empty: in-cluster service account
+	NodeName     string `yaml:"node_name"`     // empty: $NODE_NAME, then the host name
+	CgroupDriver string `yaml:"cgroup_driver"` // the kubelet's: systemd | cgroupfs | "" (whichever layout exists)
+	CgroupPrefix string `yaml:"cgroup_prefix"` // the kubelet's own cgroup when it runs nested (kind); default "/"
 }
 
 // Backend is a database the proxy logs into with credentials only it holds.
@@ -187,6 +199,14 @@ func (c *Config) validate() error {
 		if _, err := netip.ParseAddr(c.Redirect.NodeAddress); err != nil {
 			return fmt.Errorf("config redirect.node_address: %w", err)
 		}
+	}
+	if c.Kubernetes.Enabled && !c.Redirect.Enabled {
+		return errors.New("config kubernetes.enabled: per-pod enrollment needs redirect.enabled")
+	}
+	switch c.Kubernetes.CgroupDriver {
+	case "", "systemd", "cgroupfs":
+	default:
+		return fmt.Errorf("config kubernetes.cgroup_driver %q: want systemd, cgroupfs or empty", c.Kubernetes.CgroupDriver)
 	}
 	if len(c.Backends) == 0 {
 		return errors.New("config backends: at least one backend is required")
