@@ -2,7 +2,7 @@ package e2e
 
 import (
 	"context"
-		"fmt"
+	"fmt"
 	"io"
 	"log/slog"
 	"math/rand/v2"
