@@ -1,32 +1,22 @@
 package masking
 
 import (
-	"bytes"
 	"context"
 	"database/sql"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"os"
-	"strings"
 	"testing"
 
 	"github.com/go-mysql-org/go-mysql/client"
 	"github.com/go-mysql-org/go-mysql/mysql"
-	"go.yaml.in/yaml/v3"
 
+	"github.com/sqlwarden/sqlwarden/internal/maskfixture"
 	"github.com/sqlwarden/sqlwarden/internal/testutil"
 	"github.com/sqlwarden/sqlwarden/pkg/mysql/rows"
 )
 
 // corpusEntry is one evasion attempt of testdata/evasion.yaml.
-type corpusEntry struct {
-	Name     string   `yaml:"name"`
-	SQL      string   `yaml:"sql"`
-	Steps    []string `yaml:"steps"`
-	Expect   string   `yaml:"expect"`   // mask | deny | any
-	Protocol string   `yaml:"protocol"` // text | binary | both
-}
+type corpusEntry = maskfixture.Entry
 
 // corpusRules are the rules the corpus runs under.
 var corpusRules = []Rule{
@@ -37,33 +27,7 @@ var corpusRules = []Rule{
 	{Name: "logins", Columns: []string{"sw_mask.customers.last_login"}, Strategy: StrategyNull},
 }
 
-// secrets must never reach the client, in any encoding.
-var secrets = []string{
-	"411111111111", "550000555555", // card digits other than the last four
-	"alice@example.com", "bob@example.org",
-	"98765.43", "12345.67", "1984-03-07", "19840307", "1990-11-23",
-	"top-secret-json", "078-05-1120", "73914", "88231", "2024-05-06 07:08:09",
-}
-
-func leaks(v []byte) string {
-	low := bytes.ToLower(v)
-	for _, s := range secrets {
-		for _, form := range []string{s, reverse(s), hex.EncodeToString([]byte(s))} {
-			if bytes.Contains(low, []byte(strings.ToLower(form))) {
-				return s
-			}
-		}
-	}
-	return ""
-}
-
-func reverse(s string) string {
-	b := []byte(s)
-	for i, j := 0, len(b)-1; i < j; i, j = i+1, j-1 {
-		b[i], b[j] = b[j], b[i]
-	}
-	return string(b)
-}
+func leaks(v []byte) string { return maskfixture.Leak(v) }
 
 // sqlSchema is a SchemaSource over a direct connection, as the proxy provides one.
 type sqlSchema struct{ db *sql.DB }
@@ -98,23 +62,7 @@ func setupFixture(t *testing.T) (testutil.MariaDB, *sql.DB) {
 	t.Helper()
 	maria := testutil.StartMariaDB(t)
 	db := maria.Open(t, "")
-	for _, q := range []string{
-		"DROP DATABASE IF EXISTS sw_mask",
-		"CREATE DATABASE sw_mask",
-		"USE sw_mask",
-		`CREATE TABLE customers (id INT PRIMARY KEY, name VARCHAR(50) NOT NULL, card VARCHAR(19), email VARCHAR(100),
-		  salary DECIMAL(10,2), birth DATE, profile JSON, pin INT NOT NULL, last_login DATETIME NOT NULL)`,
-		`INSERT INTO customers VALUES
-		  (1, 'Alice Smith', '4111111111111111', 'alice@example.com', 98765.43, '1984-03-07', '{"ssn":"078-05-1120","secret":"top-secret-json"}', 73914, '2024-05-06 07:08:09'),
-		  (2, 'Bob Jones', '5500005555555559', 'bob@example.org', 12345.67, '1990-11-23', '{"secret":"top-secret-json"}', 88231, '2024-05-06 07:08:09')`,
-		"CREATE TABLE orders (id INT PRIMARY KEY, customer_id INT, total DECIMAL(10,2))",
-		"INSERT INTO orders VALUES (10, 1, 5.00), (11, 2, 7.50)",
-		"CREATE TABLE scratch (v VARCHAR(200))",
-		"CREATE VIEW v_cards AS SELECT id AS cid, card AS c FROM customers",
-		"CREATE VIEW v_v_cards AS SELECT c AS cc, cid FROM v_cards",
-		"CREATE FUNCTION leakfn(i INT) RETURNS VARCHAR(19) READS SQL DATA RETURN (SELECT card FROM customers WHERE id = i)",
-		"CREATE PROCEDURE leakproc() SELECT card FROM customers",
-	} {
+	for _, q := range maskfixture.DDL {
 		if _, err := db.Exec(q); err != nil {
 			t.Fatalf("%s: %v", q, err)
 		}
@@ -124,12 +72,8 @@ func setupFixture(t *testing.T) (testutil.MariaDB, *sql.DB) {
 
 func loadCorpus(t *testing.T) []corpusEntry {
 	t.Helper()
-	b, err := os.ReadFile("testdata/evasion.yaml")
+	c, err := maskfixture.LoadCorpus()
 	if err != nil {
-		t.Fatal(err)
-	}
-	var c []corpusEntry
-	if err := yaml.Unmarshal(b, &c); err != nil {
 		t.Fatal(err)
 	}
 	return c
