@@ -453,3 +453,164 @@ func TestCompressionDeclined(t *testing.T) {
 		}
 	}
 }
+
+// TestMultiResultsAndCursors: a stored procedure's several result sets
+// (SERVER_MORE_RESULTS_EXISTS) through the text and the binary protocol, and
+// a read-only cursor opened by EXECUTE and read with COM_STMT_FETCH.
+func TestMultiResultsAndCursors(t *testing.T) {
+	d := harness.Start(t, harness.Options{Extra: permissive(t)})
+	root := setupDB(t, d.Maria, "multi")
+	mustExec(t, root, `CREATE PROCEDURE multi.p(IN n INT) BEGIN
+		SELECT id, name FROM items WHERE id <= n ORDER BY id;
+		SELECT COUNT(*) FROM items;
+		UPDATE items SET qty = qty + 1 WHERE id = n;
+	END`)
+
+	db, err := sql.Open("mysql", d.DSN("multi", "interpolateParams=false"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	read := func(rows *sql.Rows, err error) []string {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rows.Close()
+		var got []string
+		for {
+			cols, _ := rows.Columns()
+			for rows.Next() {
+				vals := make([]sql.RawBytes, len(cols))
+				ptrs := make([]any, len(cols))
+				for i := range vals {
+					ptrs[i] = &vals[i]
+				}
+				if err := rows.Scan(ptrs...); err != nil {
+					t.Fatal(err)
+				}
+				var parts []string
+				for _, v := range vals {
+					parts = append(parts, string(v))
+				}
+				got = append(got, strings.Join(parts, ":"))
+			}
+			if !rows.NextResultSet() {
+				break
+			}
+		}
+		if err := rows.Err(); err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+	if got := strings.Join(read(db.Query("CALL p(2)")), ","); got != "1:apple,2:pear,3" {
+		t.Fatalf("CALL as text: %s", got)
+	}
+	if got := strings.Join(read(db.Query("CALL p(?)", 3)), ","); got != "1:apple,2:pear,3:plum,3" {
+		t.Fatalf("CALL prepared: %s", got)
+	}
+	// The connection is still in step after both.
+	var n int
+	if err := db.QueryRow("SELECT qty FROM items WHERE id = 3").Scan(&n); err != nil || n != 31 {
+		t.Fatalf("after CALLs: %d %v", n, err)
+	}
+	recs := d.Records(t)
+	_, out := pair(t, recs, "CALL p(2)")
+	if out.Status != audit.StatusSuccess || *out.Rows != 3 || *out.AffectedRows != 1 {
+		t.Errorf("CALL text outcome %+v rows %v affected %v", out, *out.Rows, *out.AffectedRows)
+	}
+	ex, out := pairCommand(t, recs, "COM_STMT_EXECUTE", "CALL p(?)")
+	if out.Status != audit.StatusSuccess || *out.Rows != 4 || len(ex.Params) != 1 {
+		t.Errorf("CALL prepared records %+v / %+v", ex, out)
+	}
+
+	// A cursor, by hand: PREPARE, EXECUTE with CURSOR_TYPE_READ_ONLY, FETCH 2, FETCH 2.
+	c, err := client.Connect(d.Listen, harness.ClientUser, harness.ClientPassword, "multi")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	const q = "SELECT id FROM items WHERE id < ? ORDER BY id"
+	p := rawCommand(t, c, append([]byte{gm.COM_STMT_PREPARE}, q...)...)
+	if p[0] != mysql.OKHeader || len(p) < 12 {
+		t.Fatalf("prepare: % x", p)
+	}
+	id := binary.LittleEndian.Uint32(p[1:])
+	readUntilEOF := func(what string) (rows [][]byte, status uint16) {
+		t.Helper()
+		for {
+			p, err := c.ReadPacket()
+			if err != nil {
+				t.Fatalf("%s: %v", what, err)
+			}
+			if st, ok := mysql.ParseEOF(p); ok {
+				return rows, st
+			}
+			if p[0] == mysql.ErrHeader {
+				e, _ := mysql.ParseErr(p)
+				t.Fatalf("%s: %v", what, e)
+			}
+			rows = append(rows, p)
+		}
+	}
+	readUntilEOF("param definitions")
+	readUntilEOF("column definitions")
+	exec := binary.LittleEndian.AppendUint32([]byte{gm.COM_STMT_EXECUTE}, id)
+	exec = append(exec,
+		mysql.CursorTypeReadOnly, // flags: open a cursor
+		1, 0, 0, 0, // iterations
+		0x00,       // NULL bitmap
+		0x01,       // types bound
+		0x03, 0x00, // MYSQL_TYPE_LONG
+		10, 0, 0, 0) // 10
+	if p := rawCommand(t, c, exec...); p[0] != 1 { // column count
+		t.Fatalf("execute: % x", p)
+	}
+	if defs, st := readUntilEOF("execute columns"); len(defs) != 1 || st&gm.SERVER_STATUS_CURSOR_EXISTS == 0 {
+		t.Fatalf("execute: %d definitions, status %#x", len(defs), st)
+	}
+	fetch := func() ([]int32, uint16) {
+		first := rawCommand(t, c, binary.LittleEndian.AppendUint32(binary.LittleEndian.AppendUint32([]byte{gm.COM_STMT_FETCH}, id), 2)...)
+		var ids []int32
+		if st, ok := mysql.ParseEOF(first); ok {
+			return ids, st
+		}
+		rows, st := readUntilEOF("fetch")
+		for _, r := range append([][]byte{first}, rows...) {
+			ids = append(ids, int32(binary.LittleEndian.Uint32(r[2:]))) // header, NULL bitmap, LONG
+		}
+		return ids, st
+	}
+	if ids, st := fetch(); fmt.Sprint(ids) != "[1 2]" || st&gm.SERVER_STATUS_LAST_ROW_SEND != 0 {
+		t.Fatalf("first fetch %v status %#x", ids, st)
+	}
+	if ids, st := fetch(); fmt.Sprint(ids) != "[3]" || st&gm.SERVER_STATUS_LAST_ROW_SEND == 0 {
+		t.Fatalf("second fetch %v status %#x", ids, st)
+	}
+	if r, err := c.Execute("SELECT 'after-cursor'"); err != nil {
+		t.Fatal(err)
+	} else if v, _ := r.GetString(0, 0); v != "after-cursor" {
+		t.Fatalf("after cursor: %q", v)
+	}
+	c.Close()
+	recs = d.Records(t)
+	var fetched []uint64
+	for i, r := range recs {
+		if r.Event == audit.EventStatement && r.Command == "COM_STMT_FETCH" && r.SQL == q {
+			for _, o := range recs[i+1:] {
+				if o.Event == audit.EventOutcome && o.SessionID == r.SessionID && o.StatementID == r.StatementID && o.Rows != nil {
+					fetched = append(fetched, *o.Rows)
+					break
+				}
+			}
+		}
+	}
+	if fmt.Sprint(fetched) != "[2 1]" {
+		t.Errorf("COM_STMT_FETCH outcomes rows %v, want [2 1]", fetched)
+	}
+	ex, _ = pairCommand(t, recs, "COM_STMT_EXECUTE", q)
+	if len(ex.Params) != 1 || fmt.Sprint(ex.Params[0].Value) != "10" {
+		t.Errorf("cursor execute params %+v", ex.Params)
+	}
+}
