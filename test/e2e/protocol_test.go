@@ -559,7 +559,7 @@ func TestMultiResultsAndCursors(t *testing.T) {
 	exec := binary.LittleEndian.AppendUint32([]byte{gm.COM_STMT_EXECUTE}, id)
 	exec = append(exec,
 		mysql.CursorTypeReadOnly, // flags: open a cursor
-		1, 0, 0, 0, // iterations
+		1, 0, 0, 0,               // iterations
 		0x00,       // NULL bitmap
 		0x01,       // types bound
 		0x03, 0x00, // MYSQL_TYPE_LONG
