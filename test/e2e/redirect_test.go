@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"fmt"
@@ -103,7 +104,21 @@ func newGuard(t *testing.T, addr string) *guardListener {
 }
 
 func newRedirectEnv(t *testing.T, extra string) *redirectEnv {
+	return newRedirectEnvWith(t, redirectOptions{Extra: extra})
+}
+
+// redirectOptions shape newRedirectEnvWith's daemon.
+type redirectOptions struct {
+	Extra string // top-level YAML appended to the config
+	// Identities and Backends, when set, replace the static identity of the
+	// agent cgroup and the default backend (YAML under identities: and
+	// backends:, indented as the harness expects).
+	Identities, Backends string
+}
+
+func newRedirectEnvWith(t *testing.T, o redirectOptions) *redirectEnv {
 	testutil.RequirePrivileged(t)
+	extra := o.Extra
 	v2, err := redirect.CgroupV2Root()
 	if err != nil {
 		t.Fatal(err)
@@ -155,8 +170,8 @@ func newRedirectEnv(t *testing.T, extra string) *redirectEnv {
 		Listen: fmt.Sprintf("127.0.0.1:%d", port),
 		Extra: fmt.Sprintf("redirect:\n  enabled: true\n  ports: [3306]\n  node_address: %s\n  cgroup_root: %s\n  pin_dir: %s\n%s",
 			e.nodeAddr, e.root, e.pinDir, extra),
-		Identities: fmt.Sprintf("  static:\n    - name: agent-cgroup\n      cgroup: %s\n      backend: default\n", rel),
-		Backends:   fmt.Sprintf("  - name: default\n    address: %s\n    user: warden\n    password: warden-pass\n", m.Addr),
+		Identities: cmp.Or(o.Identities, fmt.Sprintf("  static:\n    - name: agent-cgroup\n      cgroup: %s\n      backend: default\n", rel)),
+		Backends:   cmp.Or(o.Backends, fmt.Sprintf("  - name: default\n    address: %s\n    user: warden\n    password: warden-pass\n", m.Addr)),
 	})
 	t.Cleanup(func() {
 		out, err := exec.Command(harness.Binary(t), "uninstall", "--config", e.d.Config).CombinedOutput()
