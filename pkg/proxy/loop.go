@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
@@ -97,7 +98,7 @@ func (s *session) auditProtocolErrorCode(command string, code uint16, err error)
 	s.statements++
 	id := s.statements
 	_ = s.srv.append(&audit.Record{Event: audit.EventStatement, SessionID: s.id, StatementID: id, Command: command, DB: s.db})
-	_ = s.srv.append(&audit.Record{Event: audit.EventOutcome, SessionID: s.id, StatementID: id, Status: audit.StatusError,
+	_ = s.srv.appendAsync(&audit.Record{Event: audit.EventOutcome, SessionID: s.id, StatementID: id, Status: audit.StatusError,
 		Error: &audit.ErrorInfo{Code: code, Message: "sqlwarden: " + err.Error()}})
 }
 
@@ -155,10 +156,12 @@ func (s *session) command(p []byte, seq uint8) error {
 			return s.refuse(seq, CommandName(cmd), "", mysql.ErrCodeMalformed, "sqlwarden: malformed COM_PROCESS_KILL")
 		}
 		target := uint64(p[1]) | uint64(p[2])<<8 | uint64(p[3])<<16 | uint64(p[4])<<24
-		if msg := s.checkKill(target); msg != "" {
+		thread, msg := s.resolveKill(target)
+		if msg != "" {
 			return s.refuse(seq, "COM_PROCESS_KILL", fmt.Sprintf("KILL %d", target), mysql.ErrCodeBlocked, msg)
 		}
-		return s.simple(p, seq, "COM_PROCESS_KILL", fmt.Sprintf("KILL %d", target), mysql.ReplyResult)
+		p = binary.LittleEndian.AppendUint32([]byte{gm.COM_PROCESS_KILL}, thread)
+		return s.simple(p, seq, "COM_PROCESS_KILL", fmt.Sprintf("KILL %d", thread), mysql.ReplyResult)
 	case gm.COM_STMT_PREPARE:
 		return s.prepare(p, seq)
 	case gm.COM_STMT_EXECUTE:
@@ -183,15 +186,6 @@ func (s *session) command(p []byte, seq uint8) error {
 	}
 }
 
-// checkKill allows KILL only of backend connections of the same identity.
-func (s *session) checkKill(target uint64) string {
-	owner, ok := s.srv.threads.Load(uint32(target))
-	if ok && owner.(string) == s.identity.Name && target <= 0xffffffff {
-		return ""
-	}
-	return fmt.Sprintf("sqlwarden: blocked: KILL %d targets a connection that does not belong to identity %s", target, s.identity.Name)
-}
-
 // refuse answers a command with an ERR and journals why.
 func (s *session) refuse(seq uint8, command, sql string, code uint16, msg string) error {
 	s.statements++
@@ -200,7 +194,7 @@ func (s *session) refuse(seq uint8, command, sql string, code uint16, msg string
 	if err := s.srv.append(rec); err != nil {
 		s.log.Error("audit refused command", "err", err)
 	}
-	if err := s.srv.append(&audit.Record{Event: audit.EventOutcome, SessionID: s.id, StatementID: id, Status: audit.StatusBlocked,
+	if err := s.srv.appendAsync(&audit.Record{Event: audit.EventOutcome, SessionID: s.id, StatementID: id, Status: audit.StatusBlocked,
 		Error: &audit.ErrorInfo{Code: code, Message: msg}, Policy: &audit.Decision{Action: "deny", Rule: "protocol", Message: msg}}); err != nil {
 		s.log.Error("audit refused command", "err", err)
 	}
@@ -322,7 +316,7 @@ func (s *session) finish(st *stmtAudit) {
 		added = st.fwd.Sub(st.start)
 	}
 	s.srv.opts.Observer.Statement(kind, rec.Status, now.Sub(st.start), added)
-	if err := s.srv.append(rec); err != nil {
+	if err := s.srv.appendAsync(rec); err != nil {
 		s.log.Error("audit outcome", "err", err)
 	}
 }

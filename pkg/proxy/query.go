@@ -19,10 +19,13 @@ func (s *session) query(p []byte, seq uint8) error {
 	sql := string(p[1:])
 	st := &stmtAudit{command: "COM_QUERY", sql: sql, start: s.srv.opts.Now()}
 	st.st = s.srv.opts.Policy.Classify(sql, s.db)
-	if st.st.KillTarget != 0 {
-		if msg := s.checkKill(st.st.KillTarget); msg != "" {
-			return s.block(st, seq, &Verdict{Rule: "kill-own-identity", Action: "deny", Message: msg}, mysql.ErrCodeBlocked, msg)
-		}
+	if rewritten, msg := s.checkKillSQL(sql, st.st); msg != "" {
+		return s.block(st, seq, &Verdict{Rule: "kill-own-identity", Action: "deny", Message: msg}, mysql.ErrCodeBlocked, msg)
+	} else if rewritten != "" {
+		// The client killed the id its greeting gave it: the backend knows
+		// that connection by its own thread id.
+		sql, st.sql = rewritten, rewritten
+		p = append([]byte{gm.COM_QUERY}, rewritten...)
 	}
 	if ok, err := s.guard(st, seq); !ok {
 		return err
@@ -38,14 +41,40 @@ func (s *session) query(p []byte, seq uint8) error {
 	return nil
 }
 
+// verdictKey identifies a cacheable decision within a session: the
+// identity and the session's other attributes are fixed for its lifetime.
+type verdictKey struct{ digest, db, command string }
+
+// decide asks the policy, reusing this session's verdict for a statement
+// of the same shape (digest) when its classification says that is exact.
+func (s *session) decide(st *stmtAudit) Verdict {
+	pol := s.srv.opts.Policy
+	cacheable := st.st.Cacheable && st.st.Digest != ""
+	var key verdictKey
+	if cacheable {
+		if ver := pol.Version(); ver != s.verdictVer || s.verdicts == nil || len(s.verdicts) > 512 {
+			s.verdicts = make(map[verdictKey]Verdict)
+			s.verdictVer = ver
+		}
+		key = verdictKey{st.st.Digest, s.db, st.command}
+		if v, ok := s.verdicts[key]; ok {
+			return v
+		}
+	}
+	v := pol.Decide(s.identity, st.st, Session{ID: s.id, DB: s.db, User: s.hs.User, ClientAddr: s.raw.RemoteAddr().String(), Command: st.command})
+	if cacheable {
+		s.verdicts[key] = v
+	}
+	return v
+}
+
 // guard applies policy and masking to a classified statement, writes its
 // write-ahead record and waits for a human when policy says so. It returns
 // false when the statement must not be forwarded (the client has had its
 // ERR; err ends the session when non-nil).
 func (s *session) guard(st *stmtAudit, seq uint8) (bool, error) {
 	srv := s.srv
-	sess := Session{ID: s.id, DB: s.db, User: s.hs.User, ClientAddr: s.raw.RemoteAddr().String(), Command: st.command}
-	v := srv.opts.Policy.Decide(s.identity, st.st, sess)
+	v := s.decide(st)
 	st.verdict = &v
 	srv.opts.Observer.Decision(v.Rule, v.Action)
 	if st.st.LocalInfile && !srv.opts.AllowLocalInfile && v.Action != "deny" {

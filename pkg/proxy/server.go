@@ -69,8 +69,11 @@ type Server struct {
 	versionMu sync.RWMutex
 	version   string
 
-	// backend thread id → identity name, for KILL checks.
+	// threadKey (backend, thread id) → identity name, for KILL checks.
 	threads sync.Map
+	// greeting connection id → threadKey: clients KILL the id the greeting
+	// gave them (mysql_thread_id()), which the proxy maps to the backend's.
+	conns sync.Map
 }
 
 // New returns a proxy server.
@@ -96,7 +99,9 @@ func New(opts Options) (*Server, error) {
 	if opts.ServerVersion == "" {
 		opts.ServerVersion = "10.11.0-MariaDB-sqlwarden"
 	}
-	return &Server{opts: opts, log: opts.Log, sessions: map[*session]struct{}{}, version: opts.ServerVersion}, nil
+	srv := &Server{opts: opts, log: opts.Log, sessions: map[*session]struct{}{}, version: opts.ServerVersion}
+	srv.nextConn.Store(proxyConnIDBase)
+	return srv, nil
 }
 
 // Serve accepts connections on ln until Shutdown. It may be called for
@@ -197,11 +202,21 @@ func (s *Server) learnVersion(v string) {
 }
 
 func (s *Server) append(r *audit.Record) error {
+	s.stamp(r)
+	return s.opts.Audit.Append(r)
+}
+
+// appendAsync journals a record nothing waits for (outcome, session end).
+func (s *Server) appendAsync(r *audit.Record) error {
+	s.stamp(r)
+	return s.opts.Audit.AppendAsync(r)
+}
+
+func (s *Server) stamp(r *audit.Record) {
 	if r.TS.IsZero() {
 		r.TS = s.opts.Now().UTC()
 	}
 	if r.Node == "" {
 		r.Node = s.opts.Node
 	}
-	return s.opts.Audit.Append(r)
 }

@@ -43,6 +43,8 @@ type session struct {
 	origin   *Origin
 	db       string
 	threadID uint32
+	connID   uint32 // the id the greeting gave the client
+	beName   string // the backend's name
 	caps     uint32 // negotiated with the client
 
 	statements uint64
@@ -53,6 +55,8 @@ type session struct {
 	// cursorMasker masks rows of the cursor opened by the current EXECUTE.
 	cursorMasker RowMasker
 	digest       *audit.RowDigest
+	verdicts     map[verdictKey]Verdict
+	verdictVer   uint64
 
 	mu       sync.Mutex
 	draining bool
@@ -117,7 +121,8 @@ func (s *session) run() {
 			s.backend.Close()
 		}
 		if s.threadID != 0 {
-			srv.threads.Delete(s.threadID)
+			srv.threads.Delete(threadKey{s.beName, s.threadID})
+			srv.conns.Delete(s.connID)
 		}
 		srv.opts.Observer.ConnClosed(outcome)
 	}()
@@ -141,9 +146,10 @@ func (s *session) run() {
 	}
 
 	_ = s.raw.SetDeadline(time.Now().Add(30 * time.Second))
+	s.connID = srv.nextConn.Add(1)
 	hs, err := mysql.ServerHandshake(s.client, &mysql.Greeting{
 		ServerVersion: srv.serverVersion(),
-		ConnectionID:  srv.nextConn.Add(1),
+		ConnectionID:  s.connID,
 		Capabilities:  mysql.ProxyCapabilities,
 		Charset:       45, // utf8mb4_general_ci
 		Status:        gm.SERVER_STATUS_AUTOCOMMIT,
@@ -204,6 +210,7 @@ func (s *session) run() {
 		return
 	}
 	beInfo := &audit.BackendInfo{Name: be.Name, Address: addr, User: cred.User}
+	s.beName = be.Name
 	if err := s.dialBackend(addr, cred, be); err != nil {
 		var se *gm.MyError
 		code, msg := mysql.ErrCodeBackend, fmt.Sprintf("sqlwarden: backend %s at %s: %v", be.Name, addr, err)
@@ -257,7 +264,7 @@ func shortReason(r string) string {
 }
 
 func (s *session) end(reason string) {
-	if err := s.srv.append(&audit.Record{Event: audit.EventSessionEnd, SessionID: s.id, Reason: reason, Statements: audit.U64(s.statements)}); err != nil {
+	if err := s.srv.appendAsync(&audit.Record{Event: audit.EventSessionEnd, SessionID: s.id, Reason: reason, Statements: audit.U64(s.statements)}); err != nil {
 		s.log.Error("audit session end", "err", err)
 	}
 }
@@ -353,7 +360,8 @@ func (s *session) dialBackend(addr string, cred Credential, be *Backend) error {
 	}
 	s.bconn = bc
 	s.threadID = bc.GetConnectionID()
-	s.srv.threads.Store(s.threadID, s.identity.Name)
+	s.srv.threads.Store(threadKey{s.beName, s.threadID}, s.identity.Name)
+	s.srv.conns.Store(s.connID, threadKey{s.beName, s.threadID})
 	s.srv.learnVersion(bc.GetServerVersion())
 	nc := bc.Conn.Conn
 	if tc, ok := nc.(*net.TCPConn); ok {

@@ -272,6 +272,48 @@ func TestCommands(t *testing.T) {
 		t.Fatal("own connection still alive after KILL")
 	}
 
+	// Clients also KILL the id the greeting gave them (the mariadb CLI's
+	// Ctrl-C, Connector/J's cancel()): the proxy maps it to the backend's.
+	c1c, err := client.Connect(d.Listen, harness.ClientUser, harness.ClientPassword, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c1c.Close()
+	greetID, backendID := c1c.GetConnectionID(), connID(t, c1c)
+	if greetID < 1<<30 || greetID == backendID {
+		t.Fatalf("greeting id %d, backend thread %d: they must not collide", greetID, backendID)
+	}
+	wantErr(t, "KILL of another identity's greeting id", rawCommand(t, c1, killPacket(c2.GetConnectionID())...), mysql.ErrCodeBlocked, "does not belong")
+	slept := make(chan error, 1)
+	start := time.Now()
+	go func() { _, err := c1c.Execute("SELECT SLEEP(20) AS sw_sleep"); slept <- err }()
+	d.WaitFor(t, "for the sleeping statement", func(r *audit.Record) bool { return r.SQL == "SELECT SLEEP(20) AS sw_sleep" })
+	time.Sleep(200 * time.Millisecond)
+	if _, err := c1.Execute(fmt.Sprintf("KILL QUERY %d", greetID)); err != nil {
+		t.Fatalf("KILL QUERY of own greeting id: %v", err)
+	}
+	select {
+	case <-slept:
+		if time.Since(start) > 15*time.Second {
+			t.Fatal("KILL QUERY did not interrupt the sleep")
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("KILL QUERY did not interrupt the sleep")
+	}
+	if _, err := c1c.Execute("SELECT 1"); err != nil {
+		t.Fatalf("KILL QUERY ended the whole connection: %v", err)
+	}
+	// Forms the proxy cannot check, and KILL hidden in a multi-statement.
+	if _, err := c1.Execute("KILL USER warden"); err == nil || !strings.Contains(err.Error(), "cannot check") {
+		t.Fatalf("KILL USER: %v", err)
+	}
+	if _, err := c1.Execute(fmt.Sprintf("SELECT 1; KILL %d", other)); err == nil || !strings.Contains(err.Error(), "only statement") {
+		t.Fatalf("KILL in a multi-statement: %v", err)
+	}
+	if _, err := c2.Execute("SELECT 1"); err != nil {
+		t.Fatalf("other identity's connection was harmed: %v", err)
+	}
+
 	// Refused outright.
 	changeUser := append([]byte{gm.COM_CHANGE_USER}, "root\x00\x00\x00"...)
 	wantErr(t, "COM_CHANGE_USER", rawCommand(t, c1, changeUser...), mysql.ErrCodeNotSupported, "COM_CHANGE_USER is not supported")
@@ -322,6 +364,13 @@ func TestCommands(t *testing.T) {
 	st2, out = pairCommand(t, recs, "COM_PROCESS_KILL", fmt.Sprintf("KILL %d", own))
 	if out.Status != audit.StatusSuccess {
 		t.Errorf("own KILL records %+v / %+v", st2, out)
+	}
+	// The translated KILL is journaled as the database ran it.
+	if _, out = pairCommand(t, recs, "COM_QUERY", fmt.Sprintf("KILL QUERY %d", backendID)); out.Status != audit.StatusSuccess {
+		t.Errorf("translated KILL QUERY outcome %+v", out)
+	}
+	if _, out = pairCommand(t, recs, "COM_QUERY", "KILL USER warden"); out.Status != audit.StatusBlocked {
+		t.Errorf("KILL USER outcome %+v", out)
 	}
 }
 
