@@ -140,6 +140,7 @@ func (m *Masker) plan(ctx context.Context, st *state, rs []*rule, db, sql string
 			r.cols[i] = r.cols[i].final()
 		}
 	}
+	p.touched = a.touched
 	return p, nil
 }
 

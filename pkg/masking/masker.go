@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"regexp"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -131,8 +132,10 @@ type Plan struct {
 	results []*resultPlan
 	// variable is the index from which the number of result sets is unknown (CALL, EXECUTE).
 	variable int
-	mu       sync.Mutex
-	masks    []*colMask
+	// touched: the statement reads a table with masked columns.
+	touched bool
+	mu      sync.Mutex
+	masks   []*colMask
 }
 
 // resultPlan is the lineage of one result set.
@@ -155,11 +158,18 @@ func (m *Masker) Plan(ctx context.Context, identity, db, sql string, stmts []ast
 	if st.err != nil {
 		return nil, &DeniedError{Message: "masking rules are invalid: " + st.err.Error()}
 	}
+	parseSQL := sql
+	if mariaExec.MatchString(sql) {
+		// MariaDB runs /*M!NNNNNN ... */ as SQL; the parser (and so the
+		// statements the proxy parsed) takes it for a comment. Analyse the
+		// text with those comments in the /*! ... */ form the parser runs.
+		parseSQL, stmts = mariaExec.ReplaceAllString(sql, "/*! "), nil
+	}
 	if stmts == nil {
 		var err error
-		stmts, err = m.parse(sql, 0)
+		stmts, err = m.parse(parseSQL, 0)
 		if err != nil && strings.IndexByte(sql, '"') >= 0 {
-			stmts, err = m.parse(sql, mysql.ModeANSIQuotes)
+			stmts, err = m.parse(parseSQL, mysql.ModeANSIQuotes)
 		}
 		if err != nil {
 			if len(rs) == 0 || st.cfg.Unknown == Allow {
@@ -175,7 +185,7 @@ func (m *Masker) Plan(ctx context.Context, identity, db, sql string, stmts []ast
 	// With ANSI_QUOTES, "x" is an identifier; the session's sql_mode is not
 	// known here, so statements with double quotes are analysed both ways.
 	if strings.IndexByte(sql, '"') >= 0 && len(rs) > 0 {
-		if alt, perr := m.parse(sql, mysql.ModeANSIQuotes); perr == nil {
+		if alt, perr := m.parse(parseSQL, mysql.ModeANSIQuotes); perr == nil {
 			p2, err := m.plan(ctx, st, rs, db, sql, alt)
 			if err != nil {
 				return nil, err
@@ -202,7 +212,10 @@ func (m *Masker) parse(sql string, mode mysql.SQLMode) ([]ast.StmtNode, error) {
 }
 
 func (p *Plan) needed() bool {
-	if p.st.detector {
+	if p.st.detector || p.touched {
+		// A statement reading a masked table keeps its plan even when no
+		// result column is derived from a masked one: the result's own
+		// column origins and shape are checked again as it streams.
 		return true
 	}
 	if p.variable >= 0 {
@@ -242,10 +255,14 @@ func (p *Plan) merge(o *Plan) {
 			r.cols[j].unknown = r.cols[j].unknown || or.cols[j].unknown
 		}
 	}
+	p.touched = p.touched || o.touched
 	if o.variable >= 0 && (p.variable < 0 || o.variable < p.variable) {
 		p.variable = o.variable
 	}
 }
+
+// mariaExec finds MariaDB's executable comments, /*M! with an optional version.
+var mariaExec = regexp.MustCompile(`(?i)/\*M!\d{0,6}`)
 
 // RowMasker rewrites the rows of one result set.
 type RowMasker struct {

@@ -97,10 +97,19 @@ func redactConst(c *rows.Column) (text, bin []byte) {
 		return []byte{}, []byte{0}
 	}
 	t := []byte(redactText)
-	if c.IsJSON() {
+	if c.IsJSON() || mayBeJSON(c) {
 		t = []byte(`"` + redactText + `"`)
 	}
 	return t, rows.AppendLenEncString(nil, t)
+}
+
+// mayBeJSON reports a column that may be JSON without saying so: MariaDB
+// declares JSON columns as LONGTEXT and marks them only in extended metadata,
+// which clients (and so the proxy) rarely negotiate. Redacting every
+// LONGTEXT to the JSON string "****" keeps JSON columns valid JSON and is as
+// good a constant for any other long text.
+func mayBeJSON(c *rows.Column) bool {
+	return c.Type == mysql.MYSQL_TYPE_BLOB && c.Length == math.MaxUint32 && c.Charset != 63
 }
 
 func appendZeroFrac(b []byte, decimals byte) []byte {
