@@ -569,6 +569,53 @@ func TestIdentityOIDCAccepted(t *testing.T) {
 		}
 	})
 
+	t.Run("own-network-namespace", func(t *testing.T) {
+		// A pod-like workload: its own netns behind a veth; its database
+		// "lives" at the host end, an address this test assigns.
+		ns := fmt.Sprintf("swid%d", os.Getpid()%100000)
+		third := 200 + int(time.Now().UnixNano()%50)
+		hostIP, peerIP := fmt.Sprintf("169.254.%d.1", third), fmt.Sprintf("169.254.%d.2", third)
+		veth := fmt.Sprintf("swi%d", os.Getpid()%100000)
+		ipCmd := func(args ...string) {
+			t.Helper()
+			if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+				t.Fatalf("ip %s: %v\n%s", strings.Join(args, " "), err, out)
+			}
+		}
+		ipCmd("netns", "add", ns)
+		t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", ns).Run() })
+		ipCmd("link", "add", veth, "type", "veth", "peer", "name", veth+"p")
+		t.Cleanup(func() { _ = exec.Command("ip", "link", "del", veth).Run() })
+		ipCmd("addr", "add", hostIP+"/30", "dev", veth)
+		ipCmd("link", "set", veth, "up")
+		ipCmd("link", "set", veth+"p", "netns", ns)
+		ipCmd("-n", ns, "addr", "add", peerIP+"/30", "dev", veth+"p")
+		ipCmd("-n", ns, "link", "set", veth+"p", "up")
+		ipCmd("-n", ns, "link", "set", "lo", "up")
+		ipCmd("-n", ns, "route", "add", "default", "via", hostIP)
+		orig := net.JoinHostPort(hostIP, "3306")
+		guard := newGuard(t, orig)
+
+		dir := ie.tokenDir(t, "netns", signJWT(t, jose.ES256, idEC, "ec-1", iss.claims("agent-b", nil)))
+		// The cgroup is joined before `ip netns exec`, which remounts /sys;
+		// its private mount namespace inherits the token's bind mount.
+		cmd := ie.workload(ie.agentB, dir, "ip", "netns", "exec", ns, "mariadb", "-h", hostIP, "-P", "3306",
+			"-u", "whoever", "-pwrong", "--skip-ssl", "--connect-timeout=5", "--batch", "--skip-column-names", "-e", "SELECT CURRENT_USER()")
+		out, err := cmd.CombinedOutput()
+		if err != nil || strings.TrimSpace(string(out)) != "warden_b@%" {
+			t.Fatalf("workload in its own netns: %v\n%s", err, out)
+		}
+		if guard.count.Load() != 0 {
+			t.Fatal("the netns connection reached its original destination directly")
+		}
+		st := ie.d.WaitFor(t, "netns session.start", func(r *audit.Record) bool {
+			return r.Event == audit.EventSessionStart && r.Destination == orig
+		})
+		if st.Identity == nil || st.Identity.Name != "agent-b" || st.Workload.Netns == 0 || !strings.HasPrefix(st.Client.Addr, peerIP+":") {
+			t.Errorf("netns session.start: identity %+v workload %+v client %+v", st.Identity, st.Workload, st.Client)
+		}
+	})
+
 	t.Run("rotation", func(t *testing.T) {
 		// One long-lived client process: it reconnects after its token file
 		// was rotated, and the new token (new claims) binds the new session.
