@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
+
+	"github.com/pingcap/tidb/pkg/parser"
 
 	"github.com/pingcap/tidb/pkg/parser/ast"
 
@@ -17,15 +20,69 @@ import (
 // The adapters below connect the packages to the small interfaces the proxy
 // declares, so the proxy never imports policy, masking or identity.
 
-type policyAdapter struct{ engine *policy.Engine }
+type policyAdapter struct {
+	engine *policy.Engine
+	cache  *classCache
+}
+
+// cacheableKinds are statement kinds whose classification depends only on
+// the normalized text (literals replaced) and the current database: plain
+// reads and writes, the bulk of what agents send. KILL, USE, PREPARE and
+// the rest carry meaning in their literals or identifiers and are parsed
+// every time.
+var cacheableKinds = map[string]bool{"SELECT": true, "INSERT": true, "UPDATE": true, "DELETE": true, "REPLACE": true}
+
+// classCache maps (db, normalized SQL) to a classification. It is cleared
+// when full rather than evicting one by one: cheap, and bounded.
+type classCache struct {
+	mu sync.RWMutex
+	m  map[string]*proxy.Statement
+}
+
+const classCacheMax = 8192
+
+func newClassCache() *classCache { return &classCache{m: make(map[string]*proxy.Statement)} }
+
+func (c *classCache) get(k string) *proxy.Statement {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.m[k]
+}
+
+func (c *classCache) put(k string, st *proxy.Statement) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.m) >= classCacheMax {
+		clear(c.m)
+	}
+	c.m[k] = st
+}
+
+func (p policyAdapter) Version() uint64 { return p.engine.Version() }
 
 func (p policyAdapter) Classify(sql, db string) *proxy.Statement {
+	var key string
+	if p.cache != nil {
+		key = db + "\x00" + parser.Normalize(sql, "ON")
+		if st := p.cache.get(key); st != nil {
+			return st
+		}
+	}
+	st := p.classify(sql, db)
+	if p.cache != nil && st.Parsed && st.Cacheable {
+		p.cache.put(key, st)
+	}
+	return st
+}
+
+func (p policyAdapter) classify(sql, db string) *proxy.Statement {
 	st := policy.Classify(sql, db)
 	out := &proxy.Statement{
 		Classification: &audit.Classification{Kind: st.Kind, TablesRead: st.TablesRead, TablesWrite: st.TablesWritten, Statements: st.Count},
 		Digest:         st.Digest,
 		Parsed:         st.Parsed,
 		Opaque:         st,
+		Cacheable:      st.Count == 1 && cacheableKinds[st.Kind] && !st.DynamicSQL,
 	}
 	if len(st.Kinds) > 1 {
 		out.Classification.Kinds = st.Kinds

@@ -40,9 +40,7 @@ func (d *daemon) setupApprovals(ctx context.Context, opts *proxy.Options) error 
 	// A restart ends pending approvals as denied, audited by their sessions.
 	d.beforeDrain = append(d.beforeDrain, a.Shutdown)
 	opts.Approver = approverAdapter{a}
-	if m := daemonMetrics.Load(); m != nil {
-		m.SetPendingApprovals(func() int { return len(a.Pending()) })
-	}
+	setPendingApprovals(func() int { return len(a.Pending()) })
 
 	var auths []policy.Authenticator
 	token := cfg.Admin.Token

@@ -18,6 +18,9 @@ func (d *daemon) setupOptional(ctx context.Context, opts *proxy.Options) error {
 	if err := d.setupRedirect(opts); err != nil {
 		return err
 	}
+	if err := d.setupPods(ctx); err != nil {
+		return err
+	}
 	if err := d.setupMetrics(opts); err != nil {
 		return err
 	}

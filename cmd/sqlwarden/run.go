@@ -15,6 +15,7 @@ import (
 	"math/big"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"strings"
@@ -115,6 +116,7 @@ func runDaemon(ctx context.Context, cfg *config.Config, log *slog.Logger) (err e
 		acfg.Node = cfg.Node
 	}
 	acfg.Log = log.With("component", "audit")
+	acfg.SyncObserver = observeJournalSync
 	j, err := audit.Open(acfg)
 	if err != nil {
 		return err
@@ -141,6 +143,10 @@ func runDaemon(ctx context.Context, cfg *config.Config, log *slog.Logger) (err e
 		if err != nil {
 			return err
 		}
+		if cfg.Kubernetes.Enabled {
+			// Pod labels and sqlwarden.io/* annotations for attribution.
+			resolver.SetPodMetadata(podMetadata{})
+		}
 	}
 	rsaKey, err := rsa.GenerateKey(rand.Reader, 2048)
 	if err != nil {
@@ -163,7 +169,7 @@ func runDaemon(ctx context.Context, cfg *config.Config, log *slog.Logger) (err e
 	}
 
 	opts := proxy.Options{
-		Log: log, Audit: j, Auth: auth, Policy: policyAdapter{pe}, Backends: backends,
+		Log: log, Audit: j, Auth: auth, Policy: policyAdapter{engine: pe, cache: newClassCache()}, Backends: backends,
 		ClientTLS: clientTLS, RequireTLS: cfg.TLS.RequireTLS,
 		MaxPacket: cfg.MaxPacketSize, ServerVersion: cfg.ServerVersion, Node: cfg.Node,
 		ClientAuthPlugin: cfg.ClientAuthPlugin, AllowLocalInfile: cfg.AllowLocalInfile,
@@ -336,6 +342,12 @@ func (d *daemon) startAdmin() error {
 			http.Error(w, "starting", http.StatusServiceUnavailable)
 		}
 	})
+	if d.cfg.Admin.Pprof {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
 	for _, h := range d.adminHandlers {
 		mux.Handle(h.pattern, h.handler)
 	}

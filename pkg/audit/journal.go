@@ -73,8 +73,11 @@ type Journal struct {
 	rotateDue atomic.Bool
 
 	syncKick chan struct{}
-	done     chan struct{}
-	wg       sync.WaitGroup
+	// flushKick asks the background loop to write records appended with
+	// AppendAsync that no synchronous Append has carried out yet.
+	flushKick chan struct{}
+	done      chan struct{}
+	wg        sync.WaitGroup
 
 	subsMu sync.Mutex
 	subs   []chan struct{}
@@ -128,12 +131,13 @@ func Open(c Config) (*Journal, error) {
 		return nil, fmt.Errorf("lock audit dir %s (another sqlwarden running?): %w", cfg.Dir, err)
 	}
 	j := &Journal{
-		cfg:      cfg,
-		log:      cfg.Log,
-		lockF:    lockF,
-		always:   cfg.Sync == SyncAlways,
-		syncKick: make(chan struct{}, 1),
-		done:     make(chan struct{}),
+		cfg:       cfg,
+		log:       cfg.Log,
+		lockF:     lockF,
+		always:    cfg.Sync == SyncAlways,
+		syncKick:  make(chan struct{}, 1),
+		flushKick: make(chan struct{}, 1),
+		done:      make(chan struct{}),
 	}
 	j.cond = sync.NewCond(&j.mu)
 	ok := false
@@ -298,6 +302,67 @@ func (j *Journal) appendLocked(body []byte) (end int64, seq uint64, prev, h stri
 
 // commitLocked waits (becoming the writer if nobody is) until the record
 // ending at end is written (and synced in sync=always). Called with mu held.
+// AppendAsync chains r into the journal like Append but does not wait for
+// its write(2): it goes out with the next record that waits, or from the
+// background loop within BatchWindow. It is for records nothing is held back
+// for (outcomes, session ends): a crash can lose the last BatchWindow of
+// them, never a record written with Append. Errors are only encoding
+// errors; a failed write of an async record is counted, logged and, as for
+// every failed write, rolls the chain back so it stays verifiable.
+func (j *Journal) AppendAsync(r *Record) error {
+	if r.TS.IsZero() {
+		r.TS = j.cfg.Clock()
+	}
+	r.TS = r.TS.UTC()
+	if r.Node == "" {
+		r.Node = j.cfg.Node
+	}
+	buf := bufPool.Get().(*bytes.Buffer)
+	buf.Reset()
+	body, err := encodeBody(buf, r)
+	if err != nil {
+		bufPool.Put(buf)
+		return fmt.Errorf("%w: %w", ErrJournal, err)
+	}
+	j.mu.Lock()
+	if j.closed {
+		j.mu.Unlock()
+		bufPool.Put(buf)
+		return fmt.Errorf("%w: %w", ErrJournal, ErrClosed)
+	}
+	_, seq, prev, h, err := j.appendLocked(body)
+	bufPool.Put(buf)
+	if err == nil {
+		r.Seq, r.PrevHash, r.Hash = seq, prev, h
+	}
+	big := len(j.pending) >= 256<<10
+	if big && !j.writing {
+		j.writeBatchLocked()
+	}
+	j.mu.Unlock()
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrJournal, err)
+	}
+	select {
+	case j.flushKick <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+// flushPending writes records appended asynchronously.
+func (j *Journal) flushPending() {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	for len(j.pending) > 0 && !j.closed {
+		if j.writing {
+			j.cond.Wait()
+			continue
+		}
+		j.writeBatchLocked()
+	}
+}
+
 func (j *Journal) commitLocked(end int64) error {
 	for {
 		if j.written >= end && (!j.always || j.synced >= end || j.isFailed(end)) {
@@ -505,15 +570,26 @@ func (j *Journal) background() {
 	defer j.wg.Done()
 	cp := time.NewTicker(j.cfg.CheckpointInterval)
 	defer cp.Stop()
-	var syncTimer *time.Timer
-	var syncC <-chan time.Time
+	var syncTimer, flushTimer *time.Timer
+	var syncC, flushC <-chan time.Time
 	for {
 		select {
 		case <-j.done:
 			if syncTimer != nil {
 				syncTimer.Stop()
 			}
+			if flushTimer != nil {
+				flushTimer.Stop()
+			}
 			return
+		case <-j.flushKick:
+			if flushC == nil {
+				flushTimer = time.NewTimer(j.cfg.BatchWindow)
+				flushC = flushTimer.C
+			}
+		case <-flushC:
+			flushC = nil
+			j.flushPending()
 		case <-j.syncKick:
 			if syncC == nil {
 				syncTimer = time.NewTimer(j.cfg.BatchWindow)

@@ -108,6 +108,9 @@ type Admin struct {
 	Token     string     `yaml:"token"`      // bearer token for /api/v1 (approvers)
 	TokenFile string     `yaml:"token_file"` // or read it from a file
 	OIDC      *AdminOIDC `yaml:"oidc"`       // or approvers' OIDC ID tokens
+	// Pprof serves Go's /debug/pprof on the admin listener (off by default:
+	// it exposes internals to whoever can reach admin_listen).
+	Pprof bool `yaml:"pprof"`
 }
 
 // AdminOIDC lets approvers authenticate with their own OIDC ID tokens.

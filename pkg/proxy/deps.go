@@ -15,9 +15,11 @@ import (
 
 // Auditor appends journal records. Append returns once the record is as
 // durable as the journal's sync mode promises; an error means the statement
-// must not be forwarded.
+// must not be forwarded. AppendAsync chains a record without waiting for
+// its write: for outcomes and session ends, which nothing is held back for.
 type Auditor interface {
 	Append(r *audit.Record) error
+	AppendAsync(r *audit.Record) error
 }
 
 // Origin is what the redirect learned about a connection at connect time.
@@ -87,6 +89,11 @@ type Statement struct {
 	UseDB string
 	// LocalInfile reports LOAD DATA LOCAL INFILE.
 	LocalInfile bool
+	// Cacheable says the statement's classification and verdict depend only
+	// on its digest, the database and the identity (plain reads and writes),
+	// so a session may reuse a verdict for the same digest. Shared between
+	// sessions: never modified after Classify.
+	Cacheable bool
 }
 
 // Session is what policy may look at besides the identity and statement.
@@ -105,10 +112,12 @@ type Verdict struct {
 	Message string
 }
 
-// Policy classifies and decides statements.
+// Policy classifies and decides statements. Version changes whenever the
+// policy does (hot reload), so cached verdicts can be dropped.
 type Policy interface {
 	Classify(sql, db string) *Statement
 	Decide(id *Identity, st *Statement, s Session) Verdict
+	Version() uint64
 }
 
 // Approval is the outcome of a held statement.
