@@ -117,6 +117,12 @@ func short(h string) string {
 func encodeBody(buf *bytes.Buffer, r *Record) ([]byte, error) {
 	seq, prev, h := r.Seq, r.PrevHash, r.Hash
 	r.Seq, r.PrevHash, r.Hash = 0, "", ""
+	// The hot records (statement, outcome, session.end) skip reflection.
+	if b, ok := appendRecordJSON(buf.AvailableBuffer(), r); ok {
+		r.Seq, r.PrevHash, r.Hash = seq, prev, h
+		buf.Write(b)
+		return buf.Bytes(), nil
+	}
 	enc := json.NewEncoder(buf)
 	enc.SetEscapeHTML(false)
 	err := enc.Encode(r)

@@ -1,0 +1,77 @@
+package audit
+
+import (
+	"bytes"
+	"encoding/json"
+	"testing"
+	"time"
+)
+
+func stdEncode(t testing.TB, r *Record) []byte {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(r); err != nil {
+		t.Fatal(err)
+	}
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
+}
+
+func fastRecords() []*Record {
+	ts := time.Date(2026, 11, 26, 1, 2, 3, 456789000, time.UTC)
+	return []*Record{
+		{TS: ts, Event: EventStatement, SessionID: "abc", Node: "n1", StatementID: 7, Command: "COM_QUERY",
+			SQL: "SELECT '\"x\"\\\n\t\r\b\f\x01<>&\u2028\u2029 é 😀 \xff'", Digest: "select ?", DB: "shop",
+			Statement:   &Classification{Kind: "SELECT", Kinds: []string{"SELECT", "DELETE"}, TablesRead: []string{"shop.a"}, TablesWrite: []string{"shop.b"}, Statements: 2},
+			Attribution: &Attribution{Model: &Attributed{Value: "m", Source: "claim"}, TraceID: &Attributed{Value: "t", Source: "comment"}}},
+		{TS: ts, Event: EventStatement, SessionID: "abc", StatementID: 8, Command: "COM_STMT_EXECUTE", SQL: "SELECT ?",
+			Params: []Param{{Type: "BIGINT", Value: int64(-5)}, {Type: "BIGINT UNSIGNED", Value: uint64(5)}, {Type: "NULL"}, {Type: "BLOB", Value: "xx", Truncated: true, Size: 9000}}},
+		{TS: ts, Event: EventOutcome, SessionID: "abc", StatementID: 7, Status: StatusSuccess, Rows: U64(3), AffectedRows: U64(0),
+			DurationUS: I64(120), Columns: []string{"a", "b"}, Masked: []Masked{{Column: "card", Rule: "cards", Count: 3}},
+			Policy: &Decision{Rule: "default", Action: "allow"}, ResultDigest: "ff00"},
+		{TS: ts, Event: EventOutcome, Status: StatusBlocked, Error: &ErrorInfo{Code: 1142, State: "42000", Message: "sqlwarden: blocked"},
+			Policy: &Decision{Action: "approve", Message: "m", Approver: "alice", Reason: "ok"}},
+		{TS: ts, Event: EventSessionEnd, SessionID: "abc", Reason: "quit", Statements: U64(0)},
+		{TS: ts, Event: EventSessionDenied, Reason: "token expired", Destination: "127.0.0.1:3306"},
+		{TS: ts.In(time.FixedZone("x", 3600)), Event: EventOutcome, Attribution: &Attribution{}},
+	}
+}
+
+func TestFastJSONMatchesEncodingJSON(t *testing.T) {
+	for i, r := range fastRecords() {
+		got, ok := appendRecordJSON(nil, r)
+		if !ok {
+			t.Fatalf("record %d: fast path refused", i)
+		}
+		if want := stdEncode(t, r); !bytes.Equal(got, want) {
+			t.Errorf("record %d:\n fast %s\n json %s", i, got, want)
+		}
+	}
+	// Fields the fast path leaves to encoding/json.
+	for _, r := range []*Record{
+		{Event: EventSessionStart, Identity: &Identity{Name: "x"}},
+		{Event: EventStatement, Params: []Param{{Type: "DOUBLE", Value: 1.5}}},
+	} {
+		if _, ok := appendRecordJSON(nil, r); ok {
+			t.Errorf("fast path took %+v", r)
+		}
+	}
+}
+
+func FuzzFastJSON(f *testing.F) {
+	f.Add("SELECT 1", "db", "kind", "msg", uint64(1), int64(2))
+	f.Add("\xff\x00\u2028\"\\", "", "", "", uint64(0), int64(-1))
+	f.Fuzz(func(t *testing.T, sql, db, kind, msg string, n uint64, d int64) {
+		r := &Record{TS: time.Unix(0, d).UTC(), Event: EventOutcome, SQL: sql, DB: db, Rows: &n, DurationUS: &d,
+			Statement: &Classification{Kind: kind, TablesRead: []string{db, sql}},
+			Error:     &ErrorInfo{Code: uint16(n), Message: msg}, Columns: []string{msg},
+			Params: []Param{{Type: kind, Value: sql}, {Type: "INT", Value: d}}}
+		got, ok := appendRecordJSON(nil, r)
+		if !ok {
+			return
+		}
+		if want := stdEncode(t, r); !bytes.Equal(got, want) {
+			t.Fatalf("\n fast %s\n json %s", got, want)
+		}
+	})
+}
