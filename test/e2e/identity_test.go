@@ -417,6 +417,18 @@ func TestIdentityOIDCRefusals(t *testing.T) {
 		out, pid, err := ie.mariadb(ie.agent, dir, "whoever", "x", "SELECT 'must-not-run'")
 		ie.wantRefused(t, out, pid, err, "token file unreadable")
 	})
+	t.Run("fifo", func(t *testing.T) {
+		// A FIFO planted at the path must neither hang the daemon nor pass.
+		dir := filepath.Join(ie.tmp, "w-fifo")
+		if err := os.Mkdir(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := unix.Mkfifo(filepath.Join(dir, idTokenFile), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		out, pid, err := ie.mariadb(ie.agent, dir, "whoever", "x", "SELECT 'must-not-run'")
+		ie.wantRefused(t, out, pid, err, "token file unreadable")
+	})
 	t.Run("symlink-escape", func(t *testing.T) {
 		// An absolute symlink is resolved inside the workload's root: it
 		// cannot make the daemon read a good token the workload cannot see.
