@@ -31,6 +31,9 @@ func TestMain(m *testing.M) {
 	if dsn := os.Getenv("SQLWARDEN_E2E_GOCLIENT"); dsn != "" {
 		os.Exit(peerClient(dsn, os.Getenv("SQLWARDEN_E2E_QUERY")))
 	}
+	if dsn := os.Getenv("SQLWARDEN_E2E_LOADER"); dsn != "" {
+		os.Exit(loader(dsn, os.Getenv("SQLWARDEN_E2E_STOPFILE")))
+	}
 	os.Exit(m.Run())
 }
 
@@ -438,3 +441,5 @@ func TestRedirectBackendNotLooped(t *testing.T) {
 		t.Fatalf("%d sessions for one client connection: the backend dial looped through the proxy", starts)
 	}
 }
+
+func (e *redirectEnv) cliBinary() string { return harness.Binary(e.t) }
