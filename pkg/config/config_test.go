@@ -1,0 +1,55 @@
+package config
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+const minimal = `
+backends:
+  - name: default
+    address: 127.0.0.1:3306
+    user: warden
+`
+
+func TestDefaults(t *testing.T) {
+	c, err := Parse([]byte(minimal))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Listen != DefaultListen || c.AdminListen != DefaultAdminListen || c.MaxPacketSize != DefaultMaxPacket ||
+		c.DrainTimeout != 10*time.Second || c.Redirect.FailMode != "closed" || c.Redirect.PinDir != DefaultPinDir ||
+		len(c.Redirect.Ports) != 1 || c.Redirect.Ports[0] != 3306 || !c.TLSEnabled() || c.Policy.Approvals.Timeout != 5*time.Minute {
+		t.Fatalf("defaults: %+v", c)
+	}
+	if b, ok := c.Backend("default"); !ok || b.User != "warden" {
+		t.Fatalf("Backend(default) = %+v %v", b, ok)
+	}
+}
+
+func TestInvalid(t *testing.T) {
+	for name, tc := range map[string]struct{ yaml, want string }{
+		"unknown key":        {minimal + "listne: 1.2.3.4:5\n", "field listne not found"},
+		"bad listen":         {minimal + "listen: nowhere\n", "config listen"},
+		"bad fail mode":      {minimal + "redirect:\n  fail_mode: sometimes\n", "fail_mode"},
+		"bad node address":   {minimal + "redirect:\n  node_address: 999.1.1.1\n", "node_address"},
+		"no backends":        {"listen: 127.0.0.1:1\n", "at least one backend"},
+		"unnamed backend":    {"backends:\n  - address: a:1\n    user: u\n", "name is required"},
+		"duplicate backend":  {minimal + "  - name: default\n    address: b:1\n    user: u\n", "duplicate name"},
+		"no user":            {"backends:\n  - name: x\n    address: a:1\n", "user is required"},
+		"no address no bpf":  {"backends:\n  - name: x\n    user: u\n", "address is required"},
+		"require tls w/o it": {minimal + "tls:\n  enabled: false\n  require_tls: true\n", "require_tls"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, err := Parse([]byte(tc.yaml))
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("got %v, want an error containing %q", err, tc.want)
+			}
+		})
+	}
+	// A backend without an address is fine when the redirect supplies the destination.
+	if _, err := Parse([]byte("redirect:\n  enabled: true\nbackends:\n  - name: x\n    user: u\n")); err != nil {
+		t.Fatal(err)
+	}
+}
