@@ -4,10 +4,13 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha1"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/binary"
+	"encoding/pem"
 	"errors"
 	"math/big"
 	"net"
@@ -245,4 +248,139 @@ func TestServerHandshakeTLSReadAhead(t *testing.T) {
 	if !r.r.TLS || r.r.User != "agent" {
 		t.Fatalf("response %+v", r.r)
 	}
+}
+
+// memCache is a SHA2Cache for tests.
+type memCache map[string]string
+
+func (m memCache) Known(u, p string) bool { return m[u] == p }
+func (m memCache) Remember(u, p string)   { m[u] = p }
+
+// authPeer runs VerifyPassword on one end of a pipe while the test plays
+// the client on the other.
+func authPeer(t *testing.T, r *HandshakeResponse, password string, key *rsa.PrivateKey, cache SHA2Cache) (*Conn, chan error) {
+	t.Helper()
+	a, b := net.Pipe()
+	t.Cleanup(func() { a.Close(); b.Close() })
+	done := make(chan error, 1)
+	go func() {
+		sc := NewConn(a, 0)
+		sc.Seq = 2
+		err := VerifyPassword(sc, r, password, key, cache)
+		if err == nil {
+			err = sc.Flush()
+		}
+		a.Close()
+		done <- err
+	}()
+	return NewConn(b, 0), done
+}
+
+func TestVerifyPassword(t *testing.T) {
+	scramble := []byte("abcdefghij0123456789")
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp := func(plugin string, auth []byte, tls bool) *HandshakeResponse {
+		return &HandshakeResponse{User: "agent", AuthPlugin: plugin, AuthResponse: auth, Scramble: scramble, TLS: tls}
+	}
+	read := func(t *testing.T, c *Conn) []byte {
+		t.Helper()
+		p, seq, err := c.ReadPacket()
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Seq = seq + 1
+		return append([]byte(nil), p...)
+	}
+	write := func(t *testing.T, c *Conn, p []byte) {
+		t.Helper()
+		if err := c.WritePacket(p); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Flush(); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	t.Run("mysql_native_password", func(t *testing.T) {
+		_, done := authPeer(t, resp(gm.AUTH_NATIVE_PASSWORD, gm.CalcPassword(scramble, []byte("pw")), false), "pw", nil, nil)
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		_, done = authPeer(t, resp(gm.AUTH_NATIVE_PASSWORD, gm.CalcPassword(scramble, []byte("nope")), false), "pw", nil, nil)
+		if err := <-done; !errors.Is(err, ErrAuthFailed) {
+			t.Fatalf("wrong password: %v", err)
+		}
+	})
+
+	t.Run("auth switch from an unknown plugin", func(t *testing.T) {
+		c, done := authPeer(t, resp("sha256_password", []byte{1}, false), "pw", nil, nil)
+		p := read(t, c)
+		want := append([]byte{0xfe}, "mysql_native_password\x00"...) // auth switch request, plugin
+		want = append(append(want, scramble...), 0)                  // nonce, NUL
+		if string(p) != string(want) {
+			t.Fatalf("auth switch request % x", p)
+		}
+		write(t, c, gm.CalcPassword(scramble, []byte("pw")))
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	})
+
+	t.Run("caching_sha2 full auth over RSA, then fast auth", func(t *testing.T) {
+		cache := memCache{}
+		c, done := authPeer(t, resp(gm.AUTH_CACHING_SHA2_PASSWORD, gm.CalcCachingSha2Password(scramble, "pw"), false), "pw", key, cache)
+		if p := read(t, c); string(p) != "\x01\x04" { // more data: perform full authentication
+			t.Fatalf("got % x", p)
+		}
+		write(t, c, []byte{0x02}) // request public key
+		p := read(t, c)
+		if p[0] != 0x01 {
+			t.Fatalf("public key packet % x", p[:8])
+		}
+		block, _ := pem.Decode(p[1:])
+		pub, err := x509.ParsePKIXPublicKey(block.Bytes)
+		if err != nil {
+			t.Fatal(err)
+		}
+		plain := append([]byte("pw"), 0)
+		for i := range plain {
+			plain[i] ^= scramble[i%len(scramble)]
+		}
+		enc, err := rsa.EncryptOAEP(sha1.New(), rand.Reader, pub.(*rsa.PublicKey), plain, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		write(t, c, enc)
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		if !cache.Known("agent", "pw") {
+			t.Fatal("full authentication not remembered")
+		}
+		c, done = authPeer(t, resp(gm.AUTH_CACHING_SHA2_PASSWORD, gm.CalcCachingSha2Password(scramble, "pw"), false), "pw", key, cache)
+		if p := read(t, c); string(p) != "\x01\x03" { // fast authentication success
+			t.Fatalf("got % x", p)
+		}
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	})
+
+	t.Run("caching_sha2 full auth: cleartext only inside TLS", func(t *testing.T) {
+		c, done := authPeer(t, resp(gm.AUTH_CACHING_SHA2_PASSWORD, gm.CalcCachingSha2Password(scramble, "pw"), true), "pw", nil, memCache{})
+		read(t, c)
+		write(t, c, []byte("pw\x00"))
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		c, done = authPeer(t, resp(gm.AUTH_CACHING_SHA2_PASSWORD, gm.CalcCachingSha2Password(scramble, "pw"), false), "pw", key, memCache{})
+		read(t, c)
+		write(t, c, []byte("pw\x00"))
+		if err := <-done; !errors.Is(err, ErrAuthFailed) {
+			t.Fatalf("cleartext without TLS: %v", err)
+		}
+	})
 }
