@@ -171,7 +171,7 @@ func runDaemon(ctx context.Context, cfg *config.Config, log *slog.Logger) (err e
 	opts := proxy.Options{
 		Log: log, Audit: j, Auth: auth, Policy: policyAdapter{engine: pe, cache: newClassCache()}, Backends: backends,
 		ClientTLS: clientTLS, RequireTLS: cfg.TLS.RequireTLS,
-		MaxPacket: cfg.MaxPacketSize, ServerVersion: cfg.ServerVersion, Node: cfg.Node,
+		MaxPacket: cfg.MaxPacketSize, ServerVersion: cfg.ServerVersion, Node: cfg.Node, Results: acfg.Results,
 		ClientAuthPlugin: cfg.ClientAuthPlugin, AllowLocalInfile: cfg.AllowLocalInfile,
 	}
 	if err := d.setupOptional(ctx, &opts); err != nil {

@@ -287,6 +287,10 @@ func (s *session) finish(st *stmtAudit) {
 		if t.Rows > 0 && s.digest.Rows() == t.Rows {
 			rec.ResultDigest = s.digest.Sum()
 		}
+		if s.results != nil {
+			s.results.Apply(rec)
+			s.results = nil
+		}
 	}
 	if st.verdict != nil {
 		rec.Policy = &audit.Decision{Rule: st.verdict.Rule, Action: st.verdict.Action, Message: st.verdict.Message}

@@ -278,6 +278,11 @@ func (s *session) relay(kind mysql.ReplyKind, binary bool, seq uint8, plan MaskP
 		rm = cursor.masker
 	}
 	s.digest.Reset()
+	if s.srv.opts.Results.Enabled && cursor == nil {
+		s.results = s.srv.opts.Results.NewCollector()
+	} else {
+		s.results = nil
+	}
 	rs := -1
 	holding := false
 	s.cols = s.cols[:0]
@@ -325,23 +330,19 @@ func (s *session) relay(kind mysql.ReplyKind, binary bool, seq uint8, plan MaskP
 			}
 		case mysql.PktRow:
 			if rm != nil {
-				var masked []byte
 				var changed bool
 				var merr error
 				if t.Binary {
-					masked, changed, merr = rm.Binary(pl, s.outBuf[:0])
+					s.outBuf, changed, merr = rm.Binary(pl, s.outBuf[:0])
 				} else {
-					masked, changed, merr = rm.Text(pl, s.outBuf[:0])
+					s.outBuf, changed, merr = rm.Text(pl, s.outBuf[:0])
 				}
 				if merr != nil {
 					// Never let an unmaskable row through: end the result with an ERR.
 					return s.backendLost(s.client.Seq, fmt.Errorf("mask row: %w", merr))
 				}
 				if changed {
-					// Only a rewritten row is ours to reuse: an unchanged one is pl
-					// itself, which lives in the backend reader's buffer, and
-					// masking the next row into it would corrupt the stream.
-					out, s.outBuf = masked, masked
+					out = s.outBuf
 				}
 			}
 		case mysql.PktLocalInfile:
@@ -354,6 +355,9 @@ func (s *session) relay(kind mysql.ReplyKind, binary bool, seq uint8, plan MaskP
 			// What the client received, row by row: provable later, and
 			// comparable by `sqlwarden replay`.
 			s.digest.AddTextRow(out)
+			if s.results.Want() {
+				s.results.Add(textValues(out))
+			}
 		}
 		if err := s.client.WritePacket(out); err != nil {
 			return s.clientLost(err)
@@ -365,6 +369,24 @@ func (s *session) relay(kind mysql.ReplyKind, binary bool, seq uint8, plan MaskP
 		return s.clientLost(err)
 	}
 	return nil
+}
+
+// textValues decodes a text-protocol row for result retention.
+func textValues(row []byte) []any {
+	var vals []any
+	for len(row) > 0 {
+		v, null, n, ok := mysql.LenEncString(row)
+		if !ok {
+			return vals
+		}
+		if null {
+			vals = append(vals, nil)
+		} else {
+			vals = append(vals, string(v))
+		}
+		row = row[n:]
+	}
+	return vals
 }
 
 // clientLost records that the client went away while its reply streamed.

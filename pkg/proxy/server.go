@@ -49,6 +49,9 @@ type Options struct {
 	MaxPacket        int
 	ServerVersion    string
 	Node             string
+	// Results keeps the first rows of each text-protocol result (as the
+	// client received them, masked) in the outcome record; off by default.
+	Results audit.Results
 	// Clock is injectable for tests.
 	Now func() time.Time
 }

@@ -55,6 +55,7 @@ type session struct {
 	// cursorMasker masks rows of the cursor opened by the current EXECUTE.
 	cursorMasker RowMasker
 	digest       *audit.RowDigest
+	results      *audit.ResultCollector // rows kept for the current statement's outcome
 	verdicts     map[verdictKey]Verdict
 	verdictVer   uint64
 
