@@ -330,19 +330,23 @@ func (s *session) relay(kind mysql.ReplyKind, binary bool, seq uint8, plan MaskP
 			}
 		case mysql.PktRow:
 			if rm != nil {
+				var masked []byte
 				var changed bool
 				var merr error
 				if t.Binary {
-					s.outBuf, changed, merr = rm.Binary(pl, s.outBuf[:0])
+					masked, changed, merr = rm.Binary(pl, s.outBuf[:0])
 				} else {
-					s.outBuf, changed, merr = rm.Text(pl, s.outBuf[:0])
+					masked, changed, merr = rm.Text(pl, s.outBuf[:0])
 				}
 				if merr != nil {
 					// Never let an unmaskable row through: end the result with an ERR.
 					return s.backendLost(s.client.Seq, fmt.Errorf("mask row: %w", merr))
 				}
 				if changed {
-					out = s.outBuf
+					// Only a rewritten row is ours to reuse: an unchanged one is pl
+					// itself, which lives in the backend reader's buffer, and
+					// masking the next row into it would corrupt the stream.
+					out, s.outBuf = masked, masked
 				}
 			}
 		case mysql.PktLocalInfile:
