@@ -3,6 +3,7 @@ package policy
 import (
 	"fmt"
 	"reflect"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -47,6 +48,9 @@ type Statement struct {
 
 var parserPool = sync.Pool{New: func() any { return parser.New() }}
 
+// mariaExec finds MariaDB's executable comments, /*M! with an optional version.
+var mariaExec = regexp.MustCompile(`(?i)/\*M!\d{0,6}`)
+
 // Classify parses sql (one statement or several separated by ';') with the
 // TiDB parser. currentDB qualifies unqualified table names; a USE inside the
 // text changes it for the statements after it. Classify never panics: a
@@ -59,7 +63,15 @@ func Classify(sql, currentDB string) (st *Statement) {
 		}
 	}()
 	p := parserPool.Get().(*parser.Parser)
-	nodes, _, err := p.Parse(sql, "", "")
+	parseSQL := sql
+	if strings.Contains(sql, "/*") && mariaExec.MatchString(sql) {
+		// MariaDB runs /*M!NNNNNN ... */ as SQL; the parser would take it for
+		// a comment, and a DROP hidden in one would pass as a harmless
+		// statement. Judge it in the /*! ... */ form the parser executes,
+		// whatever its version (the backend may well run it).
+		parseSQL = mariaExec.ReplaceAllString(sql, "/*! ")
+	}
+	nodes, _, err := p.Parse(parseSQL, "", "")
 	// The parser reuses its result slice; keep our own copy.
 	nodes = slices.Clone(nodes)
 	parserPool.Put(p)

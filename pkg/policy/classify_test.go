@@ -36,6 +36,8 @@ func TestClassify(t *testing.T) {
 		{name: "delete where true", sql: "DELETE FROM users WHERE TRUE LIMIT 10", db: "shop", kind: "DELETE", written: []string{"shop.users"}, limit: true, count: 1, parsed: true},
 		{name: "delete with comments and odd casing", sql: "/* harmless */ dElEtE -- really\n FrOm `Users`", db: "shop", kind: "DELETE", written: []string{"shop.Users"}, count: 1, parsed: true},
 		{name: "executable comment", sql: "/*!50000 DROP TABLE t */", db: "x", kind: "DROP_TABLE", ddl: true, written: []string{"x.t"}, count: 1, parsed: true},
+		{name: "mariadb executable comment", sql: "/*M!100000 DROP TABLE t */", db: "x", kind: "DROP_TABLE", ddl: true, written: []string{"x.t"}, count: 1, parsed: true},
+		{name: "mariadb executable comment hiding a second statement", sql: "SELECT 1 /*m! ; DROP TABLE t */", db: "x", kind: "DROP_TABLE", kinds: []string{"SELECT", "DROP_TABLE"}, ddl: true, written: []string{"x.t"}, count: 2, parsed: true},
 		{name: "multi-statement hides delete", sql: "SELECT 1; DELETE FROM users", db: "shop", kind: "DELETE", kinds: []string{"SELECT", "DELETE"}, written: []string{"shop.users"}, count: 2, parsed: true},
 		{name: "multi-statement one delete lacks where", sql: "DELETE FROM a WHERE id=1; DELETE FROM b", kind: "DELETE", kinds: []string{"DELETE", "DELETE"}, written: []string{"a", "b"}, count: 2, parsed: true},
 		{name: "multi-statement drop wins", sql: "insert into t values (1); drop table t", kind: "DROP_TABLE", kinds: []string{"INSERT", "DROP_TABLE"}, ddl: true, written: []string{"t"}, count: 2, parsed: true},
