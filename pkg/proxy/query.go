@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"regexp"
 	"strings"
 	"time"
 
@@ -298,6 +299,13 @@ func (s *session) relay(kind mysql.ReplyKind, binary bool, seq uint8, plan MaskP
 		}
 		out := pl
 		switch pk {
+		case mysql.PktErr:
+			if plan != nil {
+				// A server error can quote a value (a failed cast, a
+				// duplicate key): in a statement over masked data, quoted
+				// values never reach the client or the journal.
+				out = redactErr(pl, t)
+			}
 		case mysql.PktColumnCount:
 			rs++
 			rm = nil
@@ -373,6 +381,19 @@ func (s *session) relay(kind mysql.ReplyKind, binary bool, seq uint8, plan MaskP
 		return s.clientLost(err)
 	}
 	return nil
+}
+
+// quoted matches what MySQL error messages quote: '...' and "..." values.
+var quoted = regexp.MustCompile(`'(?:[^'\\]|\\.|'')*'|"(?:[^"\\]|\\.)*"`)
+
+// redactErr replaces every quoted value in an ERR packet's message (and in
+// the tracker's copy, which the outcome record uses) with '***'.
+func redactErr(pl []byte, t *mysql.Tracker) []byte {
+	if t.Err == nil || !quoted.MatchString(t.Err.Message) {
+		return pl
+	}
+	t.Err.Message = quoted.ReplaceAllString(t.Err.Message, "'***'") + " (values redacted by sqlwarden masking)"
+	return mysql.ErrPacket(t.Err.Code, t.Err.State, t.Err.Message)
 }
 
 // textValues decodes a text-protocol row for result retention.
