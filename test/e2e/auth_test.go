@@ -193,7 +193,7 @@ func TestCachingSha2TowardClient(t *testing.T) {
 		t.Fatalf("agent2 after TLS full auth: %+v, want fast auth", r)
 	}
 
-	recs := d.Records(t)
+	recs := settled(t, d)
 	starts := map[string]*audit.Record{}
 	denied := 0
 	for _, r := range recs {
@@ -354,7 +354,7 @@ func TestCachingSha2Backend(t *testing.T) {
 	if b.conns != 4 || b.tlsConns != 2 {
 		t.Errorf("backend saw %d connections, %d over TLS; want 4 and 2", b.conns, b.tlsConns)
 	}
-	recs := d.Records(t)
+	recs := settled(t, d)
 	st, out := pair(t, recs, "SELECT 'via-tls'")
 	if out.Status != audit.StatusSuccess || *out.Rows != 1 {
 		t.Errorf("outcome %+v", out)

@@ -306,7 +306,7 @@ func TestClientMatrix(t *testing.T) {
 
 func checkClientAudit(t *testing.T, d *harness.Daemon, c clientCase) {
 	t.Helper()
-	recs := d.Records(t)
+	recs := settled(t, d)
 	starts := map[string]*audit.Record{}
 	for _, r := range recs {
 		if r.Event == audit.EventSessionStart {
@@ -397,4 +397,29 @@ func pairCommand(t *testing.T, recs []*audit.Record, command, sqlText string) (*
 	}
 	t.Fatalf("no %s record for %q", command, sqlText)
 	return nil, nil
+}
+
+// settled returns the journal once every statement record has its outcome:
+// outcomes are journaled without holding the client's reply back, so they
+// may land a moment after the client has its answer.
+func settled(t *testing.T, d *harness.Daemon) []*audit.Record {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		recs := d.Records(t)
+		open := map[[2]any]bool{}
+		for _, r := range recs {
+			k := [2]any{r.SessionID, r.StatementID}
+			switch r.Event {
+			case audit.EventStatement:
+				open[k] = true
+			case audit.EventOutcome:
+				delete(open, k)
+			}
+		}
+		if len(open) == 0 || time.Now().After(deadline) {
+			return recs
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }

@@ -120,7 +120,7 @@ func TestBigPackets(t *testing.T) {
 		t.Fatalf("long data: backend holds %d bytes md5 %s; want %d md5 %s", n, sum, size, md5hex(long))
 	}
 
-	recs := d.Records(t)
+	recs := settled(t, d)
 	_, out := pair(t, recs, "SELECT b FROM blobs WHERE id = 1")
 	if out.Status != audit.StatusSuccess || *out.Rows != 1 {
 		t.Errorf("big row outcome %+v", out)
@@ -328,7 +328,7 @@ func TestCommands(t *testing.T) {
 	}
 	c1.Close()
 
-	recs := d.Records(t)
+	recs := settled(t, d)
 	type want struct{ command, status string }
 	var seen []want
 	for i, r := range recs {
@@ -419,7 +419,7 @@ func TestLocalInfile(t *testing.T) {
 		if n := count(root, "infile_off"); n != 3 {
 			t.Fatalf("table has %d rows after a refused CLI load", n)
 		}
-		_, o := pair(t, d.Records(t), load)
+		_, o := pair(t, settled(t, d), load)
 		if o.Status != audit.StatusBlocked || o.Error == nil || o.Error.Code != mysql.ErrCodeBlocked {
 			t.Errorf("refused load outcome %+v", o)
 		}
@@ -449,7 +449,7 @@ func TestLocalInfile(t *testing.T) {
 		if err := db.QueryRow("SELECT COUNT(*) FROM items").Scan(&c); err != nil || c != 5 {
 			t.Fatalf("count after load: %d %v", c, err)
 		}
-		_, o := pair(t, d.Records(t), load)
+		_, o := pair(t, settled(t, d), load)
 		if o.Status != audit.StatusSuccess || o.AffectedRows == nil || *o.AffectedRows != 2 {
 			t.Errorf("allowed load outcome %+v", o)
 		}
@@ -495,7 +495,7 @@ func TestCompressionDeclined(t *testing.T) {
 	if err := db.QueryRowContext(context.Background(), "SELECT name FROM items WHERE id = 2 AND 'go' = 'go'").Scan(&name); err != nil || name != "pear" {
 		t.Fatalf("go-sql-driver compress=true: %q %v", name, err)
 	}
-	recs := d.Records(t)
+	recs := settled(t, d)
 	for _, q := range []string{"SELECT name FROM items WHERE id = 3 AND 'cli' = 'cli'", "SELECT name FROM items WHERE id = 2 AND 'go' = 'go'"} {
 		if _, o := pair(t, recs, q); o.Status != audit.StatusSuccess || *o.Rows != 1 {
 			t.Errorf("%s: outcome %+v", q, o)
@@ -564,7 +564,7 @@ func TestMultiResultsAndCursors(t *testing.T) {
 	if err := db.QueryRow("SELECT qty FROM items WHERE id = 3").Scan(&n); err != nil || n != 31 {
 		t.Fatalf("after CALLs: %d %v", n, err)
 	}
-	recs := d.Records(t)
+	recs := settled(t, d)
 	_, out := pair(t, recs, "CALL p(2)")
 	if out.Status != audit.StatusSuccess || *out.Rows != 3 || *out.AffectedRows != 1 {
 		t.Errorf("CALL text outcome %+v rows %v affected %v", out, *out.Rows, *out.AffectedRows)
@@ -643,7 +643,7 @@ func TestMultiResultsAndCursors(t *testing.T) {
 		t.Fatalf("after cursor: %q", v)
 	}
 	c.Close()
-	recs = d.Records(t)
+	recs = settled(t, d)
 	var fetched []uint64
 	for i, r := range recs {
 		if r.Event == audit.EventStatement && r.Command == "COM_STMT_FETCH" && r.SQL == q {
