@@ -151,6 +151,8 @@ func TestBigPackets(t *testing.T) {
 // the first reply packet.
 func rawCommand(t *testing.T, c *client.Conn, payload ...byte) []byte {
 	t.Helper()
+	_ = c.SetDeadline(time.Now().Add(30 * time.Second)) // a missing reply fails, never hangs
+	defer c.SetDeadline(time.Time{})
 	c.ResetSequence()
 	if err := c.WritePacket(append(make([]byte, 4), payload...)); err != nil {
 		t.Fatal(err)
