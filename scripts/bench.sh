@@ -20,8 +20,8 @@ rm -rf "$WORK"; mkdir -p "$WORK"
 
 bash scripts/install-deps.sh bench >/dev/null
 bash scripts/mariadb.sh start >/dev/null
-mariadb --protocol=socket -S "$SOCK" -uroot -e "DROP DATABASE IF EXISTS sbtest; CREATE DATABASE sbtest"
-sb_common=(--mysql-user=warden --mysql-password=warden-pass --mysql-db=sbtest --tables=1 --table-size=10000)
+mariadb --protocol=socket -S "$SOCK" -uroot -e "DROP DATABASE IF EXISTS sqlwarden_bench; CREATE DATABASE sqlwarden_bench"
+sb_common=(--mysql-user=warden --mysql-password=warden-pass --mysql-db=sqlwarden_bench --tables=1 --table-size=10000)
 sysbench oltp_read_only --mysql-host=127.0.0.1 --mysql-port="$MPORT" "${sb_common[@]}" prepare >/dev/null
 
 # HAProxy, TCP mode: the reference L4 relay.
