@@ -71,6 +71,7 @@ type Server struct {
 
 	versionMu sync.RWMutex
 	version   string
+	probeOnce sync.Once
 
 	// threadKey (backend, thread id) → identity name, for KILL checks.
 	threads sync.Map
@@ -117,6 +118,7 @@ func (s *Server) Serve(ln net.Listener) error {
 	}
 	s.listeners = append(s.listeners, ln)
 	s.mu.Unlock()
+	s.probeOnce.Do(func() { go s.probeVersion() })
 	for {
 		c, err := ln.Accept()
 		if err != nil {
