@@ -9,6 +9,7 @@ import (
 	"database/sql"
 	"encoding/binary"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"math/big"
 	"net"
@@ -395,4 +396,63 @@ func TestCachingSha2Backend(t *testing.T) {
 		}
 	}
 	t.Error("no session.start for the TLS backend session")
+}
+
+// TestTLSPolicies: require_tls refuses a plaintext client with ER_SECURE_TRANSPORT_REQUIRED;
+// toward the backend the certificate is verified against ca_file, and
+// skip_verify is needed (and enough) to accept one signed by another CA.
+func TestTLSPolicies(t *testing.T) {
+	b := startSha2Backend(t, "sha2user", "sha2-pass")
+	certDir := t.TempDir()
+	cert, key := writeCert(t, certDir) // the proxy's client-facing cert: not the backend's CA
+	backends := fmt.Sprintf("  - name: wrongca\n    address: %s\n    user: sha2user\n    password: sha2-pass\n    tls:\n      enabled: true\n      ca_file: %s\n"+
+		"  - name: skipverify\n    address: %s\n    user: sha2user\n    password: sha2-pass\n    tls:\n      enabled: true\n      skip_verify: true\n",
+		b.addr, cert, b.addr)
+	ids := fmt.Sprintf("  clients:\n    - user: %s\n      password: %s\n      name: %s\n      backend: wrongca\n"+
+		"    - user: agent2\n      password: second-secret\n      name: agent-two\n      backend: skipverify\n",
+		harness.ClientUser, harness.ClientPassword, harness.Identity)
+	d := harness.Start(t, harness.Options{Backends: backends, Identities: ids,
+		Extra: fmt.Sprintf("tls:\n  cert_file: %s\n  key_file: %s\n  require_tls: true\n", cert, key)})
+
+	pool := x509.NewCertPool()
+	pemBytes, _ := os.ReadFile(cert)
+	pool.AppendCertsFromPEM(pemBytes)
+	if err := gomysql.RegisterTLSConfig("sqlwarden-policies", &tls.Config{RootCAs: pool, ServerName: "127.0.0.1"}); err != nil {
+		t.Fatal(err)
+	}
+	open := func(user, pass, params string) error {
+		db, err := sql.Open("mysql", fmt.Sprintf("%s:%s@tcp(%s)/?%s", user, pass, d.Listen, params))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close()
+		var v string
+		return db.QueryRow("SELECT 'tls-policy'").Scan(&v)
+	}
+	var me *gomysql.MySQLError
+	if err := open("agent2", "second-secret", "tls=false"); !errors.As(err, &me) || me.Number != mysql.ErrCodeTLSRequired {
+		t.Fatalf("plaintext client with require_tls: %v, want ERR %d", err, mysql.ErrCodeTLSRequired)
+	}
+	if err := open("agent2", "second-secret", "tls=sqlwarden-policies"); err != nil {
+		t.Fatalf("TLS client, skip_verify backend: %v", err)
+	}
+	err := open(harness.ClientUser, harness.ClientPassword, "tls=sqlwarden-policies")
+	if !errors.As(err, &me) || !strings.Contains(me.Message, "certificate") {
+		t.Fatalf("backend with a certificate from another CA: %v, want a certificate error", err)
+	}
+	b.mu.Lock()
+	queries := strings.Join(b.queries, ",")
+	b.mu.Unlock()
+	if queries != "SELECT 'tls-policy'" {
+		t.Fatalf("backend ran %q; only the skip_verify session should reach it", queries)
+	}
+	var reasons []string
+	for _, r := range settled(t, d) {
+		if r.Event == audit.EventSessionDenied {
+			reasons = append(reasons, r.Reason)
+		}
+	}
+	if len(reasons) != 2 || !strings.Contains(reasons[0], "TLS is required") || !strings.Contains(reasons[1], "certificate") {
+		t.Fatalf("session.denied reasons %q", reasons)
+	}
 }
