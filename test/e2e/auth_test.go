@@ -25,6 +25,7 @@ import (
 	"github.com/go-mysql-org/go-mysql/server"
 	gomysql "github.com/go-sql-driver/mysql"
 
+	"github.com/sqlwarden/sqlwarden/internal/testutil"
 	"github.com/sqlwarden/sqlwarden/pkg/audit"
 	"github.com/sqlwarden/sqlwarden/pkg/mysql"
 	"github.com/sqlwarden/sqlwarden/test/harness"
@@ -454,5 +455,39 @@ func TestTLSPolicies(t *testing.T) {
 	}
 	if len(reasons) != 2 || !strings.Contains(reasons[0], "TLS is required") || !strings.Contains(reasons[1], "certificate") {
 		t.Fatalf("session.denied reasons %q", reasons)
+	}
+}
+
+// TestEd25519Backend: a MariaDB account that authenticates with ed25519;
+// the proxy's backend login answers whatever plugin the backend asks for.
+func TestEd25519Backend(t *testing.T) {
+	m := testutil.StartMariaDB(t)
+	root := m.Open(t, "")
+	var n int
+	if err := root.QueryRow("SELECT COUNT(*) FROM information_schema.PLUGINS WHERE PLUGIN_NAME = 'ed25519' AND PLUGIN_STATUS = 'ACTIVE'").Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if n == 0 {
+		mustExec(t, root, "INSTALL SONAME 'auth_ed25519'")
+	}
+	mustExec(t, root, "DROP USER IF EXISTS 'sw_ed'@'%'")
+	mustExec(t, root, "CREATE USER 'sw_ed'@'%' IDENTIFIED VIA ed25519 USING PASSWORD('ed-secret')")
+	mustExec(t, root, "GRANT SELECT ON *.* TO 'sw_ed'@'%'")
+	d := harness.Start(t, harness.Options{Backends: fmt.Sprintf("  - name: default\n    address: %s\n    user: sw_ed\n    password: ed-secret\n", m.Addr)})
+	c, err := client.Connect(d.Listen, harness.ClientUser, harness.ClientPassword, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	r, err := c.Execute("SELECT CURRENT_USER()")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, _ := r.GetString(0, 0); v != "sw_ed@%" {
+		t.Fatalf("backend user %q", v)
+	}
+	var plugin string
+	if err := root.QueryRow("SELECT plugin FROM mysql.user WHERE user = 'sw_ed'").Scan(&plugin); err != nil || plugin != "ed25519" {
+		t.Fatalf("account plugin %q %v", plugin, err)
 	}
 }
