@@ -423,3 +423,38 @@ func settled(t *testing.T, d *harness.Daemon) []*audit.Record {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// TestGeneratedCertificate: with no certificate configured the proxy offers
+// TLS with a self-signed one it generates; clients that do not verify use it.
+func TestGeneratedCertificate(t *testing.T) {
+	d := harness.Start(t, harness.Options{})
+	host, port := d.HostPort()
+	out, err := exec.Command("mariadb", "-h", host, "-P", port, "-u", harness.ClientUser, "-p"+harness.ClientPassword,
+		"--ssl", "--skip-ssl-verify-server-cert", "--batch", "--skip-column-names", "-e", "SELECT 'cli-selfsigned'").CombinedOutput()
+	if err != nil || strings.TrimSpace(string(out)) != "cli-selfsigned" {
+		t.Fatalf("mariadb --ssl: %v\n%s", err, out)
+	}
+	db, err := sql.Open("mysql", d.DSN("", "tls=skip-verify"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var v string
+	if err := db.QueryRow("SELECT 'go-selfsigned'").Scan(&v); err != nil || v != "go-selfsigned" {
+		t.Fatalf("go-sql-driver tls=skip-verify: %q %v", v, err)
+	}
+	db.Close()
+	recs := settled(t, d)
+	starts := map[string]*audit.Record{}
+	for _, r := range recs {
+		if r.Event == audit.EventSessionStart {
+			starts[r.SessionID] = r
+		}
+	}
+	for _, q := range []string{"SELECT 'cli-selfsigned'", "SELECT 'go-selfsigned'"} {
+		st, _ := pair(t, recs, q)
+		if s := starts[st.SessionID]; s == nil || !s.Client.TLS {
+			t.Errorf("%s: session.start %+v", q, s)
+		}
+	}
+}
