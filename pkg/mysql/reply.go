@@ -103,6 +103,14 @@ func (t *Tracker) Feed(p []byte) (PacketKind, error) {
 	case stFirst:
 		if t.kind == ReplyRaw {
 			t.state = stDone
+			if p[0] == ErrHeader { // the statistics text never starts with 0xff
+				e, err := ParseErr(p)
+				if err != nil {
+					return 0, err
+				}
+				t.Err = e
+				return PktErr, nil
+			}
 			return PktRaw, nil
 		}
 		switch p[0] {

@@ -138,6 +138,12 @@ func TestTracker(t *testing.T) {
 		{name: "COM_FIELD_LIST", kind: ReplyFieldList, packets: [][]byte{pktColID, pktColID, pktEOF},
 			kinds: []PacketKind{PktColumnDef, PktColumnDef, PktEOF}},
 		{name: "COM_STATISTICS", kind: ReplyRaw, packets: [][]byte{[]byte("Uptime: 5  Threads: 1")}, kinds: []PacketKind{PktRaw}},
+		{name: "COM_STATISTICS refused", kind: ReplyRaw, packets: [][]byte{pktErr}, kinds: []PacketKind{PktErr},
+			check: func(t *testing.T, tr *Tracker) {
+				if tr.Err == nil || tr.Err.Code != 1146 {
+					t.Errorf("err %+v", tr.Err)
+				}
+			}},
 		{name: "LOCAL INFILE request", kind: ReplyResult, packets: [][]byte{pktInfile}, kinds: []PacketKind{PktLocalInfile}},
 		{name: "empty packet", kind: ReplyResult, packets: [][]byte{{}}, err: true},
 		{name: "column count 0", kind: ReplyResult, packets: [][]byte{{0x00 + 0x00}}, err: true},
