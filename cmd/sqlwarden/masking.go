@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"crypto/rand"
 	"database/sql"
 	"encoding/hex"
@@ -104,10 +103,6 @@ func loadOrCreateKey(path string) ([]byte, error) {
 	return k, nil
 }
 
-// sqlSchema answers the masker's schema questions from information_schema
-// through a small pool of the daemon's own backend connections.
-type sqlSchema struct{ db *sql.DB }
-
 func (d *daemon) schemaSource(name string) (masking.SchemaSource, error) {
 	var be *proxy.Backend
 	for _, b := range d.cfg.Backends {
@@ -139,31 +134,5 @@ func (d *daemon) schemaSource(name string) (masking.SchemaSource, error) {
 	db := sql.OpenDB(connector)
 	db.SetMaxOpenConns(2)
 	d.closers = append(d.closers, db.Close)
-	return sqlSchema{db}, nil
-}
-
-func (s sqlSchema) Columns(ctx context.Context, db, table string) ([]string, error) {
-	rs, err := s.db.QueryContext(ctx, "SELECT COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION", db, table)
-	if err != nil {
-		return nil, err
-	}
-	defer rs.Close()
-	var out []string
-	for rs.Next() {
-		var c string
-		if err := rs.Scan(&c); err != nil {
-			return nil, err
-		}
-		out = append(out, c)
-	}
-	return out, rs.Err()
-}
-
-func (s sqlSchema) View(ctx context.Context, db, view string) (string, bool, error) {
-	var def string
-	err := s.db.QueryRowContext(ctx, "SELECT VIEW_DEFINITION FROM information_schema.VIEWS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?", db, view).Scan(&def)
-	if errors.Is(err, sql.ErrNoRows) {
-		return "", false, nil
-	}
-	return def, err == nil, err
+	return masking.SQLSchema{DB: db}, nil
 }

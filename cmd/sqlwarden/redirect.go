@@ -79,13 +79,9 @@ func (d *daemon) setupRedirect(opts *proxy.Options) error {
 // whether or not the daemon runs: if nothing is pinned yet, the programs are
 // loaded, attached and pinned (and stay, fail-closed) as the daemon would.
 func openRedirect(cfgPath string) (*redirect.Redirector, *config.Config, error) {
-	cfg := &config.Config{Redirect: config.Redirect{PinDir: config.DefaultPinDir, CgroupRoot: "auto", FailMode: "closed", Ports: []uint16{3306}}, Listen: config.DefaultListen}
-	if cfgPath != "" {
-		c, err := config.Load(cfgPath)
-		if err != nil {
-			return nil, nil, err
-		}
-		cfg = c
+	cfg, err := loadConfigOrDefaults(cfgPath)
+	if err != nil {
+		return nil, nil, err
 	}
 	r, err := redirect.OpenPinned(cfg.Redirect.PinDir)
 	if err == nil {
@@ -100,6 +96,16 @@ func openRedirect(cfgPath string) (*redirect.Redirector, *config.Config, error) 
 		return nil, nil, fmt.Errorf("open pinned redirect (%v) or install it: %w", err, err2)
 	}
 	return r, cfg, nil
+}
+
+// loadConfigOrDefaults reads the config file when one is given, else the
+// defaults the CLI needs (pin dir, cgroup root, ports).
+func loadConfigOrDefaults(cfgPath string) (*config.Config, error) {
+	if cfgPath != "" {
+		return config.Load(cfgPath)
+	}
+	return &config.Config{Listen: config.DefaultListen, Redirect: config.Redirect{
+		PinDir: config.DefaultPinDir, CgroupRoot: "auto", FailMode: "closed", Ports: []uint16{3306}}}, nil
 }
 
 func parsePorts(s string) ([]uint16, error) {
@@ -188,13 +194,9 @@ func newStatusCmd() *cobra.Command {
 		Use:   "status",
 		Short: "Show enrolled cgroups, the redirect target and counters",
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg := &config.Config{Redirect: config.Redirect{PinDir: config.DefaultPinDir}}
-			if cfgPath != "" {
-				c, err := config.Load(cfgPath)
-				if err != nil {
-					return err
-				}
-				cfg = c
+			cfg, err := loadConfigOrDefaults(cfgPath)
+			if err != nil {
+				return err
 			}
 			r, err := redirect.OpenPinned(cfg.Redirect.PinDir)
 			if err != nil {
@@ -238,13 +240,9 @@ func newUninstallCmd() *cobra.Command {
 		Use:   "uninstall",
 		Short: "Remove every pinned program, map and link and the node address",
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg := &config.Config{Redirect: config.Redirect{PinDir: config.DefaultPinDir}}
-			if cfgPath != "" {
-				c, err := config.Load(cfgPath)
-				if err != nil {
-					return err
-				}
-				cfg = c
+			cfg, err := loadConfigOrDefaults(cfgPath)
+			if err != nil {
+				return err
 			}
 			var node netip.Addr
 			if cfg.Redirect.NodeAddress != "" {

@@ -240,33 +240,10 @@ var bufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 // with sync=always, once an fsync covering it has returned. A journal
 // failure returns an error wrapping ErrJournal, unless FailOpen is set.
 func (j *Journal) Append(r *Record) error {
-	if r.TS.IsZero() {
-		r.TS = j.cfg.Clock()
-	}
-	r.TS = r.TS.UTC()
-	if r.Node == "" {
-		r.Node = j.cfg.Node
-	}
-	buf := bufPool.Get().(*bytes.Buffer)
-	buf.Reset()
-	body, err := encodeBody(buf, r)
+	end, err := j.chain(r)
 	if err != nil {
-		bufPool.Put(buf)
-		return fmt.Errorf("%w: %w", ErrJournal, err)
+		return err
 	}
-	j.mu.Lock()
-	if j.closed {
-		j.mu.Unlock()
-		bufPool.Put(buf)
-		return fmt.Errorf("%w: %w", ErrJournal, ErrClosed)
-	}
-	end, seq, prev, h, err := j.appendLocked(body)
-	bufPool.Put(buf)
-	if err != nil {
-		j.mu.Unlock()
-		return fmt.Errorf("%w: %w", ErrJournal, err)
-	}
-	r.Seq, r.PrevHash, r.Hash = seq, prev, h
 	err = j.commitLocked(end)
 	j.mu.Unlock()
 	if err != nil {
@@ -277,6 +254,37 @@ func (j *Journal) Append(r *Record) error {
 		return fmt.Errorf("%w: %w", ErrJournal, err)
 	}
 	return nil
+}
+
+// chain stamps and encodes r and chains it into the pending buffer. On
+// success it returns the record's logical end offset with j.mu held.
+func (j *Journal) chain(r *Record) (int64, error) {
+	if r.TS.IsZero() {
+		r.TS = j.cfg.Clock()
+	}
+	r.TS = r.TS.UTC()
+	if r.Node == "" {
+		r.Node = j.cfg.Node
+	}
+	buf := bufPool.Get().(*bytes.Buffer)
+	defer bufPool.Put(buf)
+	buf.Reset()
+	body, err := encodeBody(buf, r)
+	if err != nil {
+		return 0, fmt.Errorf("%w: %w", ErrJournal, err)
+	}
+	j.mu.Lock()
+	if j.closed {
+		j.mu.Unlock()
+		return 0, fmt.Errorf("%w: %w", ErrJournal, ErrClosed)
+	}
+	end, seq, prev, h, err := j.appendLocked(body)
+	if err != nil {
+		j.mu.Unlock()
+		return 0, fmt.Errorf("%w: %w", ErrJournal, err)
+	}
+	r.Seq, r.PrevHash, r.Hash = seq, prev, h
+	return end, nil
 }
 
 // appendLocked chains body into the pending buffer; returns the record's
@@ -300,8 +308,6 @@ func (j *Journal) appendLocked(body []byte) (end int64, seq uint64, prev, h stri
 	return j.appended, seq, prev, h, nil
 }
 
-// commitLocked waits (becoming the writer if nobody is) until the record
-// ending at end is written (and synced in sync=always). Called with mu held.
 // AppendAsync chains r into the journal like Append but does not wait for
 // its write(2): it goes out with the next record that waits, or from the
 // background loop within BatchWindow. It is for records nothing is held back
@@ -310,39 +316,13 @@ func (j *Journal) appendLocked(body []byte) (end int64, seq uint64, prev, h stri
 // errors; a failed write of an async record is counted, logged and, as for
 // every failed write, rolls the chain back so it stays verifiable.
 func (j *Journal) AppendAsync(r *Record) error {
-	if r.TS.IsZero() {
-		r.TS = j.cfg.Clock()
+	if _, err := j.chain(r); err != nil {
+		return err
 	}
-	r.TS = r.TS.UTC()
-	if r.Node == "" {
-		r.Node = j.cfg.Node
-	}
-	buf := bufPool.Get().(*bytes.Buffer)
-	buf.Reset()
-	body, err := encodeBody(buf, r)
-	if err != nil {
-		bufPool.Put(buf)
-		return fmt.Errorf("%w: %w", ErrJournal, err)
-	}
-	j.mu.Lock()
-	if j.closed {
-		j.mu.Unlock()
-		bufPool.Put(buf)
-		return fmt.Errorf("%w: %w", ErrJournal, ErrClosed)
-	}
-	_, seq, prev, h, err := j.appendLocked(body)
-	bufPool.Put(buf)
-	if err == nil {
-		r.Seq, r.PrevHash, r.Hash = seq, prev, h
-	}
-	big := len(j.pending) >= 256<<10
-	if big && !j.writing {
+	if len(j.pending) >= 256<<10 && !j.writing {
 		j.writeBatchLocked()
 	}
 	j.mu.Unlock()
-	if err != nil {
-		return fmt.Errorf("%w: %w", ErrJournal, err)
-	}
 	select {
 	case j.flushKick <- struct{}{}:
 	default:
@@ -363,6 +343,8 @@ func (j *Journal) flushPending() {
 	}
 }
 
+// commitLocked waits (becoming the writer if nobody is) until the record
+// ending at end is written (and synced in sync=always). Called with mu held.
 func (j *Journal) commitLocked(end int64) error {
 	for {
 		if j.written >= end && (!j.always || j.synced >= end || j.isFailed(end)) {

@@ -29,35 +29,6 @@ var corpusRules = []Rule{
 
 func leaks(v []byte) string { return maskfixture.Leak(v) }
 
-// sqlSchema is a SchemaSource over a direct connection, as the proxy provides one.
-type sqlSchema struct{ db *sql.DB }
-
-func (s sqlSchema) Columns(ctx context.Context, db, table string) ([]string, error) {
-	rs, err := s.db.QueryContext(ctx, "SELECT COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION", db, table)
-	if err != nil {
-		return nil, err
-	}
-	defer rs.Close()
-	var out []string
-	for rs.Next() {
-		var c string
-		if err := rs.Scan(&c); err != nil {
-			return nil, err
-		}
-		out = append(out, c)
-	}
-	return out, rs.Err()
-}
-
-func (s sqlSchema) View(ctx context.Context, db, view string) (string, bool, error) {
-	var def string
-	err := s.db.QueryRowContext(ctx, "SELECT VIEW_DEFINITION FROM information_schema.VIEWS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?", db, view).Scan(&def)
-	if errors.Is(err, sql.ErrNoRows) {
-		return "", false, nil
-	}
-	return def, err == nil, err
-}
-
 func setupFixture(t *testing.T) (testutil.MariaDB, *sql.DB) {
 	t.Helper()
 	maria := testutil.StartMariaDB(t)
@@ -87,7 +58,7 @@ func TestEvasionCorpus(t *testing.T) {
 	if len(corpus) < 40 {
 		t.Fatalf("corpus has %d entries, want at least 40", len(corpus))
 	}
-	m := New(Config{Rules: corpusRules, HashKey: []byte("corpus-key"), Detectors: DetectorConfig{Cards: true, Email: true}}, sqlSchema{db})
+	m := New(Config{Rules: corpusRules, HashKey: []byte("corpus-key"), Detectors: DetectorConfig{Cards: true, Email: true}}, SQLSchema{DB: db})
 	for _, e := range corpus {
 		steps := e.Steps
 		if e.SQL != "" {

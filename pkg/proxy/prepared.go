@@ -60,17 +60,8 @@ func (s *session) prepare(p []byte, seq uint8) error {
 func (s *session) guardPrepared(st *stmtAudit, seq uint8, v Verdict) (bool, error) {
 	st.verdict = &v
 	s.srv.opts.Observer.Decision(v.Rule, v.Action)
-	if s.srv.opts.Masker != nil {
-		plan, err := s.srv.opts.Masker.Plan(s.ctx, s.identity, s.db, st.sql, st.st)
-		if err != nil {
-			rule, msg := "masking", err.Error()
-			if md, ok := err.(*MaskDenied); ok {
-				rule, msg = md.Rule, md.Message
-			}
-			dv := &Verdict{Rule: rule, Action: "deny", Message: msg}
-			return false, s.block(st, seq, dv, mysql.ErrCodeBlocked, blockedMsg(*dv))
-		}
-		st.plan = plan
+	if ok, err := s.planMasking(st, seq); !ok {
+		return false, err
 	}
 	if err := s.begin(st, seq); err != nil {
 		s.finish(st)

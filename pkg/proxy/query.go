@@ -89,18 +89,10 @@ func (s *session) guard(st *stmtAudit, seq uint8) (bool, error) {
 	default:
 		return false, s.block(st, seq, &v, mysql.ErrCodeBlocked, fmt.Sprintf("sqlwarden: blocked: unknown policy action %q", v.Action))
 	}
-	if srv.opts.Masker != nil && st.sql != "" && !st.planned {
-		plan, err := srv.opts.Masker.Plan(s.ctx, s.identity, s.db, st.sql, st.st)
-		if err != nil {
-			var md *MaskDenied
-			rule, msg := "masking", err.Error()
-			if errors.As(err, &md) {
-				rule, msg = md.Rule, md.Message
-			}
-			dv := &Verdict{Rule: rule, Action: "deny", Message: msg}
-			return false, s.block(st, seq, dv, mysql.ErrCodeBlocked, blockedMsg(*dv))
+	if !st.planned {
+		if ok, err := s.planMasking(st, seq); !ok {
+			return false, err
 		}
-		st.plan = plan
 	}
 	if err := s.begin(st, seq); err != nil {
 		s.finish(st)
@@ -109,6 +101,26 @@ func (s *session) guard(st *stmtAudit, seq uint8) (bool, error) {
 	if v.Action == "approve" {
 		return s.await(st, seq)
 	}
+	return true, nil
+}
+
+// planMasking asks the masker how to mask the statement's results; a
+// statement that would leak a masked column is refused (and journaled) here.
+func (s *session) planMasking(st *stmtAudit, seq uint8) (bool, error) {
+	if s.srv.opts.Masker == nil || st.sql == "" {
+		return true, nil
+	}
+	plan, err := s.srv.opts.Masker.Plan(s.ctx, s.identity, s.db, st.sql, st.st)
+	if err != nil {
+		var md *MaskDenied
+		rule, msg := "masking", err.Error()
+		if errors.As(err, &md) {
+			rule, msg = md.Rule, md.Message
+		}
+		dv := &Verdict{Rule: rule, Action: "deny", Message: msg}
+		return false, s.block(st, seq, dv, mysql.ErrCodeBlocked, blockedMsg(*dv))
+	}
+	st.plan = plan
 	return true, nil
 }
 
