@@ -102,34 +102,20 @@ func nodeDeps(t *testing.T) {
 	}
 }
 
-// javaClasses compiles the Connector/J client once into a temporary dir.
-var (
-	javaOnce sync.Once
-	javaDir  string
-	javaErr  error
-)
-
 const connectorJ = "/usr/share/java/mariadb-java-client.jar"
 
+// javaClient compiles the Connector/J client into a temporary directory.
 func javaClient(t *testing.T) string {
-	javaOnce.Do(func() {
-		if _, err := os.Stat(connectorJ); err != nil {
-			javaErr = fmt.Errorf("MariaDB Connector/J missing (libmariadb-java; run scripts/install-deps.sh): %w", err)
-			return
-		}
-		javaDir, javaErr = os.MkdirTemp("", "sqlwarden-java-")
-		if javaErr != nil {
-			return
-		}
-		out, err := exec.Command("javac", "-cp", connectorJ, "-d", javaDir, filepath.Join(clientsDir(), "java", "Client.java")).CombinedOutput()
-		if err != nil {
-			javaErr = fmt.Errorf("javac: %v\n%s", err, out)
-		}
-	})
-	if javaErr != nil {
-		t.Fatal(javaErr)
+	t.Helper()
+	if _, err := os.Stat(connectorJ); err != nil {
+		t.Fatalf("MariaDB Connector/J missing (libmariadb-java; run scripts/install-deps.sh): %v", err)
 	}
-	return javaDir
+	dir := t.TempDir()
+	out, err := exec.Command("javac", "-cp", connectorJ, "-d", dir, filepath.Join(clientsDir(), "java", "Client.java")).CombinedOutput()
+	if err != nil {
+		t.Fatalf("javac: %v\n%s", err, out)
+	}
+	return dir
 }
 
 // goClient is go-sql-driver/mysql with real server-side prepares.
