@@ -47,6 +47,10 @@ rules:
     match: statement.kind in ["DROP_TABLE", "DROP_DATABASE", "TRUNCATE"]
     action: deny
     message: dropping data is not something an agent does
+  - name: ddl-needs-a-human
+    match: statement.is_ddl
+    action: approve
+    message: schema changes need a human
 masking:
   - name: cards
     columns: ["shop.customers.card_number"]
@@ -75,6 +79,10 @@ audit:
   dir: $WORK/audit
 policy:
   file: $WORK/policy.yaml
+  approvals:
+    timeout: 2m
+admin:
+  token: demo-approver-token
 $( [ "$CAN_REDIRECT" = 1 ] && printf 'redirect:\n  enabled: true\n  ports: [3306]\n  cgroup_root: %s\n  pin_dir: %s\n' "$CG_ROOT" "/sys/fs/bpf/sqlwarden-demo" )
 YAML
 
@@ -108,6 +116,18 @@ q "SELECT name, CONCAT('card:', card_number) AS c FROM customers WHERE id = 1"
 q "UPDATE customers SET salary = salary * 1.1 WHERE id = 2"
 q "DELETE FROM customers"
 q "SELECT COUNT(*) AS still_there FROM customers"
+
+say "a schema change waits for a human; approved with the CLI"
+q "ALTER TABLE customers ADD COLUMN note VARCHAR(64)" &
+CLIENT=$!
+for _ in $(seq 1 50); do
+  ID=$("$BIN" approvals list --config "$WORK/config.yaml" --json 2>/dev/null | sed -n 's/.*"id": *"\([^"]*\)".*/\1/p' | head -1)
+  [ -n "$ID" ] && break; sleep 0.1
+done
+"$BIN" approvals list --config "$WORK/config.yaml"
+"$BIN" approvals approve "$ID" --config "$WORK/config.yaml" --approver demo-dba --reason "planned migration"
+wait "$CLIENT"
+q "SELECT COUNT(*) AS note_column FROM information_schema.COLUMNS WHERE TABLE_SCHEMA='shop' AND TABLE_NAME='customers' AND COLUMN_NAME='note'"
 
 if [ "$CAN_REDIRECT" = 1 ]; then
   say "transparent: enroll a cgroup; its client dials 127.0.0.42:3306 (no DSN change, wrong password)"
