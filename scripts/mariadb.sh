@@ -28,6 +28,10 @@ start() {
     mariadb-install-db --no-defaults --user=root --datadir="$DATA" --auth-root-authentication-method=normal \
       --skip-test-db >"$DIR/install.log" 2>&1 || { cat "$DIR/install.log"; exit 1; }
   fi
+  # The general log (tests read it) only grows; start each run with a fresh one.
+  if [ -f "$DIR/general.log" ] && [ "$(stat -c %s "$DIR/general.log")" -gt $((128 << 20)) ]; then
+    rm -f "$DIR/general.log"
+  fi
   # --user=root: tests run as root in CI; the instance is private to this data dir.
   nohup /usr/sbin/mariadbd --no-defaults --user=root --datadir="$DATA" --socket="$SOCK" \
     --pid-file="$PIDF" --port="$PORT" --bind-address=127.0.0.1 --skip-name-resolve \
