@@ -43,7 +43,6 @@ type authenticator struct {
 	clients  map[string]*clientUser
 	rsaKey   *rsa.PrivateKey
 	sha2     sha2Cache
-	pods     func(uid string) map[string]string // pod labels for attribution, if known
 	defaultB string
 }
 

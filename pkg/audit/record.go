@@ -1,9 +1,6 @@
 package audit
 
-import (
-	"encoding/json"
-	"time"
-)
+import "time"
 
 // Event names. Users script against these strings; see DESIGN.md.
 const (
@@ -193,7 +190,3 @@ type Checkpoint struct {
 // U64 and I64 return pointers for the optional numeric fields.
 func U64(v uint64) *uint64 { return &v }
 func I64(v int64) *int64   { return &v }
-
-// MarshalJSON is the default encoding; kept explicit so the canonical form
-// used for hashing lives next to the type (see chain.go).
-func (r *Record) marshal() ([]byte, error) { return json.Marshal(r) }

@@ -321,7 +321,7 @@ func TestSyslogSinkTCP(t *testing.T) {
 		case m := <-msgs:
 			// <134>1 TS node-a sqlwarden PID statement [sqlwarden@32473 seq="2" hash="..."] {json}
 			f := strings.SplitN(m, " ", 9)
-			if f[0] != "<134>1" || f[2] != "node-a" || f[3] != "sqlwarden" || f[6] != fmt.Sprintf(`[sqlwarden@32473`) || f[7] != fmt.Sprintf(`seq="%d"`, want) {
+			if f[0] != "<134>1" || f[2] != "node-a" || f[3] != "sqlwarden" || f[6] != `[sqlwarden@32473` || f[7] != fmt.Sprintf(`seq="%d"`, want) {
 				t.Fatalf("bad syslog message %q", m)
 			}
 			body := f[8][strings.Index(f[8], "] ")+2:]

@@ -311,7 +311,7 @@ func (k *keySet) VerifySignature(ctx context.Context, raw string) ([]byte, error
 }
 
 func (k *keySet) verify(ctx context.Context, raw string) ([]byte, *DeniedError) {
-	jws, err := jose.ParseSigned(raw, k.algs)
+	jws, err := jose.ParseSignedCompact(raw, k.algs)
 	if err != nil {
 		return nil, deny(ReasonMalformed, fmt.Errorf("parse token: %w", err))
 	}

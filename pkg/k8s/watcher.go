@@ -85,7 +85,6 @@ type Watcher struct {
 	o      Options
 	log    *slog.Logger
 	mount  string
-	ports  map[string][]uint16
 	synced func() bool
 
 	mu    sync.RWMutex

@@ -128,7 +128,6 @@ func (st *state) rulesFor(identity string) []*rule {
 type Plan struct {
 	st      *state
 	rules   []*rule
-	hashKey []byte
 	results []*resultPlan
 	// variable is the index from which the number of result sets is unknown (CALL, EXECUTE).
 	variable int

@@ -168,7 +168,9 @@ func (s *session) await(st *stmtAudit, seq uint8) (bool, error) {
 	watchDone := make(chan struct{})
 	go func() {
 		defer close(watchDone)
-		if _, err := s.client.R.Peek(1); err != nil && !errors.Is(err, errDeadline) && !isTimeout(err) {
+		// Peek returns when the client sends something (pipelining: fine),
+		// hangs up (withdraw), or the deadline set below ends the watch.
+		if _, err := s.client.R.Peek(1); err != nil && !isTimeout(err) {
 			cancel()
 		}
 	}()
@@ -200,8 +202,6 @@ func (s *session) await(st *stmtAudit, seq uint8) (bool, error) {
 	s.writeErrSeq(seq+1, mysql.ErrCodeApprovalDenied, "42000", msg)
 	return false, s.flushAfterErr()
 }
-
-var errDeadline = errors.New("deadline")
 
 func isTimeout(err error) bool {
 	var ne net.Error

@@ -315,11 +315,6 @@ func (s *session) writeErr(code uint16, state, msg string) {
 	_ = s.client.Flush()
 }
 
-// backendCaps are the client capabilities the proxy asks of the backend on
-// the client's behalf.
-const backendCaps = gm.CLIENT_FOUND_ROWS | gm.CLIENT_IGNORE_SPACE | gm.CLIENT_MULTI_STATEMENTS |
-	gm.CLIENT_MULTI_RESULTS | gm.CLIENT_PS_MULTI_RESULTS | gm.CLIENT_LOCAL_FILES
-
 func (s *session) dialBackend(addr string, cred Credential, be *Backend) error {
 	dialer := &net.Dialer{Timeout: 10 * time.Second, Control: s.srv.opts.DialControl, KeepAlive: 30 * time.Second}
 	ctx, cancel := context.WithTimeout(s.ctx, 15*time.Second)

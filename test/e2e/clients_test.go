@@ -183,7 +183,7 @@ func cliClient(t *testing.T, e clientEnv) string {
 		t.Fatalf("mariadb: %v\n%s", err, o)
 	}
 	fmt.Fprintln(&out, "text", strings.TrimSpace(o))
-	o, err = run([]string{"--skip-ssl"}, fmt.Sprintf("PREPARE s FROM 'SELECT name, qty FROM items WHERE id = ? AND name = ? AND 1 = 1'; SET @a = 2, @b = 'pear'; EXECUTE s USING @a, @b"))
+	o, err = run([]string{"--skip-ssl"}, "PREPARE s FROM 'SELECT name, qty FROM items WHERE id = ? AND name = ? AND 1 = 1'; SET @a = 2, @b = 'pear'; EXECUTE s USING @a, @b")
 	if err != nil {
 		t.Fatalf("mariadb: %v\n%s", err, o)
 	}

@@ -224,17 +224,12 @@ func (l podsLog) Write(p []byte) (int, error) {
 
 func podsFreePort(t *testing.T) int {
 	t.Helper()
-	for range 50 {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		port := ln.Addr().(*net.TCPAddr).Port
-		ln.Close()
-		return port
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("no free port: %v", err)
 	}
-	t.Fatal("no free port")
-	return 0
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
 }
 
 // podsListen serves greeting to every connection on addr (default: a random

@@ -97,7 +97,6 @@ func TestGracefulRestartUnderLoad(t *testing.T) {
 	}
 
 	var ok, fail, okAfter int
-	var okMarkers []string
 	for _, l := range all {
 		f := strings.Fields(l)
 		if len(f) != 3 {
@@ -108,7 +107,6 @@ func TestGracefulRestartUnderLoad(t *testing.T) {
 		switch f[0] {
 		case "ok":
 			ok++
-			okMarkers = append(okMarkers, f[2])
 			if at.After(restartEnd) {
 				okAfter++
 			}
