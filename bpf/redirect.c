@@ -15,10 +15,17 @@
 #include <linux/types.h>
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
+#include <bpf/bpf_core_read.h>
 
 #include "redirect.h"
 
 char __license[] SEC("license") = "Dual MIT/GPL";
+
+/* Just the fields we read, relocated against the running kernel's BTF. */
+struct task_struct___sw {
+	struct task_struct___sw *group_leader;
+	__u64 start_boottime;
+} __attribute__((preserve_access_index));
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -175,6 +182,10 @@ static __always_inline enum verdict decide(struct bpf_sock_addr *ctx, const stru
 	o->netns_cookie = netns;
 	o->dst_port = dport;
 	o->sock_cookie = bpf_get_socket_cookie(ctx);
+	/* The start time tells a reused pid from the process that connected. */
+	struct task_struct___sw *task = (struct task_struct___sw *)bpf_get_current_task();
+	struct task_struct___sw *leader = BPF_CORE_READ(task, group_leader);
+	o->start_boottime_ns = BPF_CORE_READ(leader, start_boottime);
 	return V_REDIRECT;
 }
 

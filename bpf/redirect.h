@@ -60,6 +60,7 @@ struct origin {
 	__u64 cgroup_id;
 	__u64 netns_cookie;
 	__u64 sock_cookie;
+	__u64 start_boottime_ns; /* the process's start (task->group_leader->start_boottime) */
 };
 
 /* The redirected connection as the proxy sees it: src = client, dst = proxy. */

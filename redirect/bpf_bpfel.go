@@ -37,17 +37,18 @@ type bpfEnrollment struct {
 }
 
 type bpfOrigin struct {
-	_           structs.HostLayout
-	DstIp       [16]uint8
-	DstPort     uint16
-	Family      uint8
-	Pad0        uint8
-	Pid         uint32
-	Uid         uint32
-	Pad1        uint32
-	CgroupId    uint64
-	NetnsCookie uint64
-	SockCookie  uint64
+	_               structs.HostLayout
+	DstIp           [16]uint8
+	DstPort         uint16
+	Family          uint8
+	Pad0            uint8
+	Pid             uint32
+	Uid             uint32
+	Pad1            uint32
+	CgroupId        uint64
+	NetnsCookie     uint64
+	SockCookie      uint64
+	StartBoottimeNs uint64
 }
 
 type bpfSockState struct {

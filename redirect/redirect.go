@@ -79,6 +79,10 @@ type Origin struct {
 	UID         uint32
 	CgroupID    uint64 // the connecting process's cgroup v2 id
 	NetnsCookie uint64
+	// StartTime is the connecting process's start, in clock ticks since
+	// boot as /proc/PID/stat reports it: a pid reused after the connect
+	// has another.
+	StartTime uint64
 }
 
 // Enrollment is one enrolled cgroup.
@@ -549,8 +553,13 @@ func originFrom(o bpfOrigin) Origin {
 		UID:         o.Uid,
 		CgroupID:    o.CgroupId,
 		NetnsCookie: o.NetnsCookie,
+		StartTime:   o.StartBoottimeNs / nsPerClockTick,
 	}
 }
+
+// nsPerClockTick converts the kernel's start_boottime (ns) to the clock
+// ticks of /proc/PID/stat's starttime field (USER_HZ is 100 on Linux).
+const nsPerClockTick = 1e9 / 100
 
 func tupleKey(remote, local netip.AddrPort) bpfTuple {
 	return bpfTuple{

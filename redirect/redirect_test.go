@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -346,7 +347,12 @@ func TestRedirect(t *testing.T) {
 		if got.err != nil {
 			t.Fatalf("lookup: %v", got.err)
 		}
-		want := Origin{Destination: e.orig, PID: uint32(pid), UID: 0, CgroupID: mustID(t, e.enrolled), NetnsCookie: got.origin.NetnsCookie}
+		// The connecting child started after this test process and before now.
+		if st := got.origin.StartTime; st < selfStartTicks(t) || st > uptimeTicks(t) {
+			t.Errorf("start time %d ticks, want between this process's start %d and now %d", st, selfStartTicks(t), uptimeTicks(t))
+		}
+		want := Origin{Destination: e.orig, PID: uint32(pid), UID: 0, CgroupID: mustID(t, e.enrolled),
+			NetnsCookie: got.origin.NetnsCookie, StartTime: got.origin.StartTime}
 		if got.origin != want {
 			t.Fatalf("origin = %+v, want %+v", got.origin, want)
 		}
@@ -821,4 +827,34 @@ func slicesContains(s []string, v string) bool {
 		}
 	}
 	return false
+}
+
+// selfStartTicks is this process's start time (/proc/self/stat field 22).
+func selfStartTicks(t *testing.T) uint64 {
+	t.Helper()
+	b, err := os.ReadFile("/proc/self/stat")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+	v, err := strconv.ParseUint(f[19], 10, 64) // field 22 overall; 3 is f[0]
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+// uptimeTicks is the time since boot in clock ticks.
+func uptimeTicks(t *testing.T) uint64 {
+	t.Helper()
+	b, err := os.ReadFile("/proc/uptime")
+	if err != nil {
+		t.Fatal(err)
+	}
+	secs, err := strconv.ParseFloat(strings.Fields(string(b))[0], 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return uint64(secs*100) + 1
 }

@@ -72,7 +72,7 @@ func (a *authenticator) Authenticate(ctx context.Context, req *proxy.AuthRequest
 			return nil, &proxy.DeniedError{Reason: "no identity source is configured (identities.oidc or identities.static)"}
 		}
 		id, err := a.resolver.Resolve(ctx, identity.Request{
-			PID: req.Origin.PID, CgroupID: req.Origin.CgroupID, CgroupPath: req.Workload.Cgroup,
+			PID: req.Origin.PID, StartTime: req.Origin.StartTime, CgroupID: req.Origin.CgroupID, CgroupPath: req.Workload.Cgroup,
 			NetnsCookie: req.Origin.NetnsCookie, ClientUser: hs.User, TLS: hs.TLS,
 		})
 		if err != nil {

@@ -27,7 +27,7 @@ func (a originsAdapter) Lookup(remote, local netip.AddrPort) (proxy.Origin, erro
 	if err != nil {
 		return proxy.Origin{}, err
 	}
-	return proxy.Origin{Destination: o.Destination, PID: o.PID, UID: o.UID, CgroupID: o.CgroupID, NetnsCookie: o.NetnsCookie}, nil
+	return proxy.Origin{Destination: o.Destination, PID: o.PID, UID: o.UID, CgroupID: o.CgroupID, NetnsCookie: o.NetnsCookie, StartTime: o.StartTime}, nil
 }
 
 func redirectConfig(cfg *config.Config) (redirect.Config, error) {

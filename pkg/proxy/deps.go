@@ -29,6 +29,7 @@ type Origin struct {
 	UID         uint32
 	CgroupID    uint64
 	NetnsCookie uint64
+	StartTime   uint64 // process start in clock ticks since boot (0: unknown)
 }
 
 // ErrNoOrigin means the connection was not redirected (an explicit client).
