@@ -7,7 +7,7 @@ GOFLAGS_BUILD := -ldflags "-X main.version=$(VERSION)"
 # Privileged tests (BPF, cgroups, netns) skip without root unless this is 1.
 export SQLWARDEN_REQUIRE_PRIVILEGED ?= 0
 
-.PHONY: all build deps generate test test-unit test-e2e fuzz bench demo clean lint
+.PHONY: all build deps generate check-generate test test-unit test-e2e fuzz bench demo clean
 
 all: build
 
@@ -22,8 +22,15 @@ generate:
 	@bash scripts/install-deps.sh build
 	cd redirect && $(GO) generate ./...
 
+# The committed bpf2go output must be what the C sources build to.
+check-generate:
+	@cd redirect && $(GO) generate ./...
+	@if git rev-parse --git-dir >/dev/null 2>&1 && ! git diff --quiet -- redirect/; then \
+	  echo "redirect/: the bpf2go output differs from bpf/*.c; commit the regenerated files:"; \
+	  git diff --stat -- redirect/; exit 1; fi
+
 # Every test: unit, fuzz seeds, end to end against the private MariaDB and real clients.
-test: deps build
+test: deps build check-generate
 	@bash scripts/mariadb.sh start
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 14m -p 2 ./...
