@@ -358,7 +358,7 @@ func TestResolveConcurrent(t *testing.T) {
 
 func TestIssuerAccess(t *testing.T) {
 	iss := newTestIssuer(t)
-	iss.bearer = "daemon-token"
+	iss.RequireBearer("daemon-token")
 	ctx := context.Background()
 	cfg := iss.oidcConfig("/token")
 	if _, err := NewResolver(ctx, Config{OIDC: cfg}, nil); err == nil {

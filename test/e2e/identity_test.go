@@ -5,22 +5,13 @@ import (
 	"context"
 	"crypto"
 	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/hmac"
-	"crypto/rand"
 	"crypto/rsa"
-	"crypto/sha256"
-	"crypto/x509"
 	"database/sql"
-	"encoding/base64"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
 	"net"
-	"net/http"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -33,6 +24,7 @@ import (
 	gomysql "github.com/go-sql-driver/mysql"
 	"golang.org/x/sys/unix"
 
+	"github.com/sqlwarden/sqlwarden/internal/testoidc"
 	"github.com/sqlwarden/sqlwarden/internal/testutil"
 	"github.com/sqlwarden/sqlwarden/pkg/audit"
 )
@@ -46,134 +38,46 @@ import (
 const idAudience = "sqlwarden"
 
 var (
-	idKeysOnce      sync.Once
-	idRSA, idRogue  *rsa.PrivateKey
-	idEC            *ecdsa.PrivateKey
 	idTraceparent   = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 	idTraceID       = "4bf92f3577b34da6a3ce929d0e0e4736"
 	idDeniedMessage = "ERROR 1045 (28000): sqlwarden: no verified workload identity: "
+	// The issuer's keys (internal/testoidc): RSA and EC are published, Rogue never is.
+	idRSA, idRogue, idEC = func() (*rsa.PrivateKey, *rsa.PrivateKey, *ecdsa.PrivateKey) {
+		k := testoidc.TestKeys()
+		return k.RSA, k.Rogue, k.EC
+	}()
 )
-
-func idKeys() {
-	idKeysOnce.Do(func() {
-		var err error
-		if idRSA, err = rsa.GenerateKey(rand.Reader, 2048); err != nil {
-			panic(err)
-		}
-		if idRogue, err = rsa.GenerateKey(rand.Reader, 2048); err != nil {
-			panic(err)
-		}
-		if idEC, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader); err != nil {
-			panic(err)
-		}
-	})
-}
 
 // e2eIssuer serves OIDC discovery and a JWKS (one RSA, one EC key) over
 // loopback TLS; its CA certificate is in caFile.
 type e2eIssuer struct {
+	*testoidc.Issuer
 	url    string
 	caFile string
 }
 
 func newE2EIssuer(t *testing.T) *e2eIssuer {
 	t.Helper()
-	idKeys()
-	iss := &e2eIssuer{}
-	mux := http.NewServeMux()
-	mux.HandleFunc("/.well-known/openid-configuration", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(map[string]any{
-			"issuer":                                iss.url,
-			"jwks_uri":                              iss.url + "/openid/v1/jwks",
-			"response_types_supported":              []string{"id_token"},
-			"subject_types_supported":               []string{"public"},
-			"id_token_signing_alg_values_supported": []string{"RS256", "ES256"},
-		})
-	})
-	mux.HandleFunc("/openid/v1/jwks", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{
-			{Key: idRSA.Public(), KeyID: "rsa-1", Algorithm: "RS256", Use: "sig"},
-			{Key: idEC.Public(), KeyID: "ec-1", Algorithm: "ES256", Use: "sig"},
-		}})
-	})
-	srv := httptest.NewTLSServer(mux) // 127.0.0.1
-	t.Cleanup(srv.Close)
-	iss.url = srv.URL
-	iss.caFile = filepath.Join(t.TempDir(), "issuer-ca.pem")
-	if err := os.WriteFile(iss.caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return iss
+	iss := testoidc.New(t)
+	return &e2eIssuer{Issuer: iss, url: iss.URL, caFile: iss.CAFile}
 }
 
 // claims are good claims for sub, with extra merged in (nil deletes a key).
 func (iss *e2eIssuer) claims(sub string, extra map[string]any) map[string]any {
-	now := time.Now()
-	c := map[string]any{
-		"iss": iss.url,
-		"aud": []string{idAudience},
-		"sub": sub,
-		"iat": now.Add(-time.Minute).Unix(),
-		"nbf": now.Add(-time.Minute).Unix(),
-		"exp": now.Add(time.Hour).Unix(),
-	}
-	for k, v := range extra {
-		if v == nil {
-			delete(c, k)
-		} else {
-			c[k] = v
-		}
-	}
-	return c
+	return iss.Claims(sub, idAudience, extra)
 }
 
 func signJWT(t *testing.T, alg jose.SignatureAlgorithm, key crypto.Signer, kid string, claims map[string]any) string {
-	t.Helper()
-	opts := (&jose.SignerOptions{}).WithType("JWT")
-	if kid != "" {
-		opts = opts.WithHeader("kid", kid)
-	}
-	s, err := jose.NewSigner(jose.SigningKey{Algorithm: alg, Key: key}, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	payload, _ := json.Marshal(claims)
-	obj, err := s.Sign(payload)
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := obj.CompactSerialize()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
-
-func b64JSON(v any) string {
-	b, _ := json.Marshal(v)
-	return base64.RawURLEncoding.EncodeToString(b)
+	return testoidc.Sign(t, alg, key, kid, claims)
 }
 
 // algNoneJWT is an unsigned token.
-func algNoneJWT(claims map[string]any) string {
-	return b64JSON(map[string]any{"alg": "none", "typ": "JWT"}) + "." + b64JSON(claims) + "."
-}
+func algNoneJWT(claims map[string]any) string { return testoidc.AlgNone(claims) }
 
 // hs256PublicKeyJWT is the key-confusion forgery: HMAC keyed with the
 // issuer's public key, which anyone can fetch from the JWKS.
 func hs256PublicKeyJWT(t *testing.T, claims map[string]any) string {
-	t.Helper()
-	der, err := x509.MarshalPKIXPublicKey(idRSA.Public())
-	if err != nil {
-		t.Fatal(err)
-	}
-	key := pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})
-	in := b64JSON(map[string]any{"alg": "HS256", "typ": "JWT", "kid": "rsa-1"}) + "." + b64JSON(claims)
-	m := hmac.New(sha256.New, key)
-	m.Write([]byte(in))
-	return in + "." + base64.RawURLEncoding.EncodeToString(m.Sum(nil))
+	return testoidc.HS256WithPublicKey(t, "rsa-1", claims)
 }
 
 // idEnv is a redirect environment whose daemon verifies OIDC tokens.
