@@ -87,6 +87,7 @@ type Approvals struct {
 	mu       sync.Mutex
 	pending  map[string]*pendingApproval
 	shutdown bool
+	stop     chan struct{}  // closed by Shutdown: webhook retries give up
 	wg       sync.WaitGroup // webhook posts
 }
 
@@ -107,7 +108,7 @@ func NewApprovals(cfg ApprovalConfig) *Approvals {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Approvals{cfg: cfg, log: log, pending: map[string]*pendingApproval{}}
+	return &Approvals{cfg: cfg, log: log, pending: map[string]*pendingApproval{}, stop: make(chan struct{})}
 }
 
 func newID() string {
@@ -146,9 +147,7 @@ func (a *Approvals) Request(ctx context.Context, req ApprovalRequest) (ApprovalR
 		a.wg.Add(1)
 		go func() {
 			defer a.wg.Done()
-			if err := a.notify(req); err != nil {
-				log.Warn("approval webhook failed", "err", err)
-			}
+			a.notifyWithRetry(req, log)
 		}()
 	}
 
@@ -221,6 +220,9 @@ func (a *Approvals) Pending() []PendingApproval {
 // and refuses new ones, then waits for webhook posts in flight.
 func (a *Approvals) Shutdown() {
 	a.mu.Lock()
+	if !a.shutdown {
+		close(a.stop)
+	}
 	a.shutdown = true
 	ps := a.pending
 	a.pending = map[string]*pendingApproval{}
@@ -233,6 +235,36 @@ func (a *Approvals) Shutdown() {
 }
 
 // notify posts a Slack-compatible message about req to the webhook.
+// webhookBackoff is the wait before each retry of a failed notification.
+var webhookBackoff = []time.Duration{500 * time.Millisecond, 2 * time.Second, 5 * time.Second, 15 * time.Second}
+
+// notifyWithRetry posts the notification, retrying with backoff while the
+// request is still pending: a webhook hiccup must not leave approvers unaware.
+func (a *Approvals) notifyWithRetry(req ApprovalRequest, log *slog.Logger) {
+	for attempt := 0; ; attempt++ {
+		err := a.notify(req)
+		if err == nil {
+			return
+		}
+		if attempt == len(webhookBackoff) {
+			log.Warn("approval webhook failed; giving up", "err", err, "attempts", attempt+1)
+			return
+		}
+		log.Warn("approval webhook failed; retrying", "err", err, "in", webhookBackoff[attempt])
+		select {
+		case <-time.After(webhookBackoff[attempt]):
+		case <-a.stop:
+			return
+		}
+		a.mu.Lock()
+		_, pending := a.pending[req.ID]
+		a.mu.Unlock()
+		if !pending {
+			return
+		}
+	}
+}
+
 func (a *Approvals) notify(req ApprovalRequest) error {
 	sql := req.SQL
 	if len(sql) > 1500 {

@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -269,6 +270,34 @@ func TestWebhook(t *testing.T) {
 	b, _ := json.Marshal(blocks)
 	if !strings.Contains(string(b), "ALTER TABLE shop.users") || !strings.Contains(string(b), "/approvals") {
 		t.Errorf("webhook blocks = %s", b)
+	}
+	a.Shutdown()
+	wait(t, ch)
+}
+
+func TestWebhookRetried(t *testing.T) {
+	saved := webhookBackoff
+	webhookBackoff = []time.Duration{10 * time.Millisecond, 10 * time.Millisecond, 10 * time.Millisecond}
+	defer func() { webhookBackoff = saved }()
+	var calls atomic.Int32
+	delivered := make(chan struct{})
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if calls.Add(1) <= 2 {
+			http.Error(w, "busy", http.StatusServiceUnavailable)
+			return
+		}
+		close(delivered)
+	}))
+	defer hook.Close()
+	a := NewApprovals(ApprovalConfig{Timeout: time.Minute, WebhookURL: hook.URL})
+	ch := request(context.Background(), a, sampleRequest())
+	select {
+	case <-delivered:
+	case <-time.After(5 * time.Second):
+		t.Fatalf("webhook not delivered after failures (%d calls)", calls.Load())
+	}
+	if n := calls.Load(); n != 3 {
+		t.Errorf("webhook calls = %d, want 3 (two failures, then success)", n)
 	}
 	a.Shutdown()
 	wait(t, ch)
