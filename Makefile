@@ -1,5 +1,7 @@
 # sqlwarden — the two commands a new machine needs are `make demo` and `make test`.
 SHELL := /bin/bash
+# Go from /usr/local/go when the shell has not put it on PATH.
+export PATH := $(PATH):/usr/local/go/bin
 GO ?= go
 BIN := bin/sqlwarden
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
