@@ -13,6 +13,7 @@ import (
 	"github.com/sqlwarden/sqlwarden/pkg/audit"
 	"github.com/sqlwarden/sqlwarden/pkg/identity"
 	"github.com/sqlwarden/sqlwarden/pkg/masking"
+	swmysql "github.com/sqlwarden/sqlwarden/pkg/mysql"
 	"github.com/sqlwarden/sqlwarden/pkg/policy"
 	"github.com/sqlwarden/sqlwarden/pkg/proxy"
 )
@@ -63,7 +64,9 @@ func (p policyAdapter) Version() uint64 { return p.engine.Version() }
 func (p policyAdapter) Classify(sql, db string) *proxy.Statement {
 	var key string
 	if p.cache != nil {
-		key = db + "\x00" + parser.Normalize(sql, "ON")
+		// Key on the text as the server runs it: the normalizer drops
+		// comments, and a MariaDB /*M! ... */ one is SQL.
+		key = db + "\x00" + parser.Normalize(swmysql.Executable(sql), "ON")
 		if st := p.cache.get(key); st != nil {
 			return st
 		}

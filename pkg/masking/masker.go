@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"regexp"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -15,6 +14,7 @@ import (
 	_ "github.com/pingcap/tidb/pkg/parser/test_driver" // value expressions for the parser
 
 	"github.com/sqlwarden/sqlwarden/pkg/audit"
+	sqldialect "github.com/sqlwarden/sqlwarden/pkg/mysql"
 	"github.com/sqlwarden/sqlwarden/pkg/mysql/rows"
 )
 
@@ -158,11 +158,11 @@ func (m *Masker) Plan(ctx context.Context, identity, db, sql string, stmts []ast
 		return nil, &DeniedError{Message: "masking rules are invalid: " + st.err.Error()}
 	}
 	parseSQL := sql
-	if mariaExec.MatchString(sql) {
+	if exec := sqldialect.Executable(sql); exec != sql {
 		// MariaDB runs /*M!NNNNNN ... */ as SQL; the parser (and so the
 		// statements the proxy parsed) takes it for a comment. Analyse the
 		// text with those comments in the /*! ... */ form the parser runs.
-		parseSQL, stmts = mariaExec.ReplaceAllString(sql, "/*! "), nil
+		parseSQL, stmts = exec, nil
 	}
 	if stmts == nil {
 		var err error
@@ -259,9 +259,6 @@ func (p *Plan) merge(o *Plan) {
 		p.variable = o.variable
 	}
 }
-
-// mariaExec finds MariaDB's executable comments, /*M! with an optional version.
-var mariaExec = regexp.MustCompile(`(?i)/\*M!\d{0,6}`)
 
 // RowMasker rewrites the rows of one result set.
 type RowMasker struct {

@@ -3,7 +3,6 @@ package policy
 import (
 	"fmt"
 	"reflect"
-	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -12,6 +11,8 @@ import (
 	"github.com/pingcap/tidb/pkg/parser"
 	"github.com/pingcap/tidb/pkg/parser/ast"
 	_ "github.com/pingcap/tidb/pkg/parser/test_driver" // value expressions for the parser
+
+	"github.com/sqlwarden/sqlwarden/pkg/mysql"
 )
 
 // KindUnparsed is the Kind of a statement the parser cannot read.
@@ -48,14 +49,14 @@ type Statement struct {
 
 var parserPool = sync.Pool{New: func() any { return parser.New() }}
 
-// mariaExec finds MariaDB's executable comments, /*M! with an optional version.
-var mariaExec = regexp.MustCompile(`(?i)/\*M!\d{0,6}`)
-
 // Classify parses sql (one statement or several separated by ';') with the
 // TiDB parser. currentDB qualifies unqualified table names; a USE inside the
 // text changes it for the statements after it. Classify never panics: a
 // parser panic yields an unparsed Statement.
 func Classify(sql, currentDB string) (st *Statement) {
+	// Judge (and digest) the text as the server runs it: MariaDB executes
+	// /*M! ... */ comments that the parser and normalizer would skip.
+	sql = mysql.Executable(sql)
 	st = &Statement{Digest: normalize(sql)}
 	defer func() {
 		if r := recover(); r != nil {
@@ -63,15 +64,7 @@ func Classify(sql, currentDB string) (st *Statement) {
 		}
 	}()
 	p := parserPool.Get().(*parser.Parser)
-	parseSQL := sql
-	if strings.Contains(sql, "/*") && mariaExec.MatchString(sql) {
-		// MariaDB runs /*M!NNNNNN ... */ as SQL; the parser would take it for
-		// a comment, and a DROP hidden in one would pass as a harmless
-		// statement. Judge it in the /*! ... */ form the parser executes,
-		// whatever its version (the backend may well run it).
-		parseSQL = mariaExec.ReplaceAllString(sql, "/*! ")
-	}
-	nodes, _, err := p.Parse(parseSQL, "", "")
+	nodes, _, err := p.Parse(sql, "", "")
 	// The parser reuses its result slice; keep our own copy.
 	nodes = slices.Clone(nodes)
 	parserPool.Put(p)
