@@ -17,6 +17,7 @@ import (
 // durable as the journal's sync mode promises; an error means the statement
 // must not be forwarded. AppendAsync chains a record without waiting for
 // its write: for outcomes and session ends, which nothing is held back for.
+// Neither keeps r (or slices it points to) after it returns.
 type Auditor interface {
 	Append(r *audit.Record) error
 	AppendAsync(r *audit.Record) error

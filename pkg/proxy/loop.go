@@ -281,9 +281,9 @@ func (s *session) finish(st *stmtAudit) {
 		rec.Status = audit.StatusSuccess
 		rec.Rows = audit.U64(t.Rows)
 		rec.AffectedRows = audit.U64(t.Affected)
-		if len(t.Columns) > 0 {
-			rec.Columns = append([]string(nil), t.Columns...)
-		}
+		// The journal encodes the record before Append returns, so the
+		// tracker's slice can be lent, not copied.
+		rec.Columns = t.Columns
 		if t.Rows > 0 && s.digest.Rows() == t.Rows {
 			rec.ResultDigest = s.digest.Sum()
 		}
