@@ -12,14 +12,17 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	gomysql "github.com/go-sql-driver/mysql"
+	"go.yaml.in/yaml/v3"
 
 	"github.com/sqlwarden/sqlwarden/internal/maskfixture"
 	"github.com/sqlwarden/sqlwarden/pkg/audit"
+	"github.com/sqlwarden/sqlwarden/pkg/policy"
 	"github.com/sqlwarden/sqlwarden/test/harness"
 )
 
@@ -29,26 +32,20 @@ const maskDB = "sw_mask_e2e"
 
 // maskPolicy is the policy the masking tests run under: the built-in
 // guardrails minus the approval for DDL (so masking itself must refuse
-// CREATE TABLE ... AS SELECT), plus the fixture's masking rules.
-const maskPolicy = `default: allow
-rules:
-  - name: unparsed
-    match: '!statement.parsed'
-    action: deny
-    message: the statement could not be parsed, so policy cannot judge it
-  - name: dynamic-sql
-    match: statement.dynamic_sql
-    action: deny
-    message: PREPARE from a variable hides the statement from policy
-  - name: no-drop-or-truncate
-    match: statement.kind in ["DROP_TABLE", "DROP_DATABASE", "TRUNCATE"]
-    action: deny
-    message: DROP and TRUNCATE are not allowed
-  - name: no-unbounded-writes
-    match: (statement.kind in ["DELETE", "UPDATE"] || statement.kinds.exists(k, k in ["DELETE", "UPDATE"])) && !statement.has_where
-    action: deny
-    message: UPDATE and DELETE need a WHERE clause
-`
+// CREATE TABLE ... AS SELECT); the fixture's masking rules are appended.
+var maskPolicy = func() string {
+	var f policy.File
+	if err := yaml.Unmarshal([]byte(policy.DefaultPolicy), &f); err != nil {
+		panic(err)
+	}
+	f.Rules = slices.DeleteFunc(f.Rules, func(r policy.Rule) bool { return r.Action == policy.ActionApprove })
+	f.Masking = nil
+	b, err := yaml.Marshal(f)
+	if err != nil {
+		panic(err)
+	}
+	return strings.Replace(string(b), "masking: []\n", "", 1)
+}()
 
 func forMaskDB(s string) string { return strings.ReplaceAll(s, maskfixture.DB, maskDB) }
 
