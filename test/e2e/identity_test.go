@@ -488,27 +488,7 @@ func TestIdentityOIDCAccepted(t *testing.T) {
 	t.Run("own-network-namespace", func(t *testing.T) {
 		// A pod-like workload: its own netns behind a veth; its database
 		// "lives" at the host end, an address this test assigns.
-		ns := fmt.Sprintf("swid%d", os.Getpid()%100000)
-		third := 200 + int(time.Now().UnixNano()%50)
-		hostIP, peerIP := fmt.Sprintf("169.254.%d.1", third), fmt.Sprintf("169.254.%d.2", third)
-		veth := fmt.Sprintf("swi%d", os.Getpid()%100000)
-		ipCmd := func(args ...string) {
-			t.Helper()
-			if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
-				t.Fatalf("ip %s: %v\n%s", strings.Join(args, " "), err, out)
-			}
-		}
-		ipCmd("netns", "add", ns)
-		t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", ns).Run() })
-		ipCmd("link", "add", veth, "type", "veth", "peer", "name", veth+"p")
-		t.Cleanup(func() { _ = exec.Command("ip", "link", "del", veth).Run() })
-		ipCmd("addr", "add", hostIP+"/30", "dev", veth)
-		ipCmd("link", "set", veth, "up")
-		ipCmd("link", "set", veth+"p", "netns", ns)
-		ipCmd("-n", ns, "addr", "add", peerIP+"/30", "dev", veth+"p")
-		ipCmd("-n", ns, "link", "set", veth+"p", "up")
-		ipCmd("-n", ns, "link", "set", "lo", "up")
-		ipCmd("-n", ns, "route", "add", "default", "via", hostIP)
+		ns, hostIP, peerIP := newPodNetns(t)
 		orig := net.JoinHostPort(hostIP, "3306")
 		guard := newGuard(t, orig)
 

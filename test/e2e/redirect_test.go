@@ -311,11 +311,14 @@ func TestRedirectEnrolledWorkload(t *testing.T) {
 	}
 }
 
-func TestRedirectFromOwnNetworkNamespace(t *testing.T) {
-	e := newRedirectEnv(t, "")
-	ns := fmt.Sprintf("swe2e%d", rand.IntN(1e6))
+// newPodNetns makes a pod-like network namespace behind a veth pair, with
+// link-local addresses the test assigns (host end, namespace end) and a
+// default route to the host. Everything is removed at cleanup.
+func newPodNetns(t *testing.T) (ns, hostIP, peerIP string) {
+	t.Helper()
+	ns = fmt.Sprintf("swe2e%d", rand.IntN(1e6))
 	third := 200 + rand.IntN(50)
-	hostIP, peerIP := fmt.Sprintf("169.254.%d.1", third), fmt.Sprintf("169.254.%d.2", third)
+	hostIP, peerIP = fmt.Sprintf("169.254.%d.1", third), fmt.Sprintf("169.254.%d.2", third)
 	veth := fmt.Sprintf("swv%d", rand.IntN(1e6))
 	run := func(args ...string) {
 		t.Helper()
@@ -334,6 +337,12 @@ func TestRedirectFromOwnNetworkNamespace(t *testing.T) {
 	run("-n", ns, "link", "set", veth+"p", "up")
 	run("-n", ns, "link", "set", "lo", "up")
 	run("-n", ns, "route", "add", "default", "via", hostIP)
+	return ns, hostIP, peerIP
+}
+
+func TestRedirectFromOwnNetworkNamespace(t *testing.T) {
+	e := newRedirectEnv(t, "")
+	ns, hostIP, peerIP := newPodNetns(t)
 
 	// The workload's database "lives" at the host end of its veth, an
 	// address this test assigned; the redirect sends it to node_address.
