@@ -209,7 +209,8 @@ func (s *session) refuse(seq uint8, command, sql string, code uint16, msg string
 func (s *session) simple(p []byte, seq uint8, command, sql string, kind mysql.ReplyKind) error {
 	st := &stmtAudit{command: command, sql: sql}
 	if err := s.begin(st, seq); err != nil {
-		return err
+		s.finish(st)
+		return s.flushAfterErr()
 	}
 	if err := s.forward(p, seq, kind, nil); err != nil {
 		s.finish(st)
@@ -233,11 +234,16 @@ type stmtAudit struct {
 	start   time.Time
 	fwd     time.Time // when forwarding started
 	blocked *audit.ErrorInfo
+	// noReply marks a command the server never answers (COM_STMT_CLOSE):
+	// a refusal is journaled but nothing is written to the client, whose
+	// next read belongs to its next command.
+	noReply bool
 }
 
 // begin writes the statement's write-ahead record. On a journal failure the
-// client gets an ERR, the statement is not forwarded, and begin returns nil
-// with st.blocked set so the session continues.
+// statement is not forwarded, st.blocked says why, the client gets an ERR
+// (unless the command has no reply) and begin returns errAuditRefused; the
+// caller finishes the statement and the session continues.
 func (s *session) begin(st *stmtAudit, seq uint8) error {
 	s.statements++
 	st.id = s.statements
@@ -256,7 +262,9 @@ func (s *session) begin(st *stmtAudit, seq uint8) error {
 	if err := s.srv.append(rec); err != nil {
 		s.log.Error("audit statement", "err", err)
 		st.blocked = &audit.ErrorInfo{Code: mysql.ErrCodeAuditFailed, Message: "sqlwarden: audit journal unavailable, statement refused: " + err.Error()}
-		s.writeErrSeq(seq+1, st.blocked.Code, "HY000", st.blocked.Message)
+		if !st.noReply {
+			s.writeErrSeq(seq+1, st.blocked.Code, "HY000", st.blocked.Message)
+		}
 		return errAuditRefused
 	}
 	return nil

@@ -4,6 +4,8 @@ import (
 	"encoding/binary"
 	"fmt"
 
+	gm "github.com/go-mysql-org/go-mysql/mysql"
+
 	"github.com/sqlwarden/sqlwarden/pkg/audit"
 	"github.com/sqlwarden/sqlwarden/pkg/mysql"
 )
@@ -96,6 +98,7 @@ func (s *session) execute(p []byte, seq uint8) error {
 		s.finish(st)
 		return err
 	}
+	sentLong := ps.long != nil
 	ex, params, err := mysql.ParseExecute(p, ps.numParams, ps.types, func(i int) (mysql.Param, bool) {
 		ld := ps.long[i]
 		if ld == nil {
@@ -104,7 +107,11 @@ func (s *session) execute(p []byte, seq uint8) error {
 		return mysql.Param{Value: string(ld.buf), Truncated: ld.size > len(ld.buf), Size: sizeIfTruncated(ld)}, true
 	})
 	if err != nil {
-		return s.refuse(seq, "COM_STMT_EXECUTE", ps.sql, mysql.ErrCodeMalformed, "sqlwarden: "+err.Error())
+		ps.long = nil
+		if rerr := s.refuse(seq, "COM_STMT_EXECUTE", ps.sql, mysql.ErrCodeMalformed, "sqlwarden: "+err.Error()); rerr != nil || !sentLong {
+			return rerr
+		}
+		return s.resetLongData(id)
 	}
 	ps.types = append(ps.types[:0], ex.Types...)
 	st := &stmtAudit{command: "COM_STMT_EXECUTE", sql: ps.sql, st: ps.st, plan: ps.plan, start: s.srv.opts.Now(), params: auditParams(params)}
@@ -113,6 +120,9 @@ func (s *session) execute(p []byte, seq uint8) error {
 	st.planned = true
 	proceed, gerr := s.guard(st, seq)
 	if !proceed {
+		if gerr == nil && sentLong {
+			return s.resetLongData(id)
+		}
 		return gerr
 	}
 	s.cursorMasker = nil
@@ -182,7 +192,10 @@ func (s *session) longData(p []byte) error {
 	return nil
 }
 
-// closeStmt handles COM_STMT_CLOSE (no reply).
+// closeStmt handles COM_STMT_CLOSE. The server never answers it, so
+// nothing is ever written to the client here: a refusal (the journal is
+// unavailable) is only journaled and logged, and the statement stays open on
+// the backend, as the proxy's table still says.
 func (s *session) closeStmt(p []byte) error {
 	id, ok := stmtID(p)
 	if !ok {
@@ -192,12 +205,13 @@ func (s *session) closeStmt(p []byte) error {
 	sql := ""
 	if ps := s.stmts[id]; ps != nil {
 		sql = ps.sql
-		delete(s.stmts, id)
 	}
-	st := &stmtAudit{command: "COM_STMT_CLOSE", sql: sql, start: s.srv.opts.Now()}
+	st := &stmtAudit{command: "COM_STMT_CLOSE", sql: sql, start: s.srv.opts.Now(), noReply: true}
 	if err := s.begin(st, 0); err != nil {
-		return nil // nothing to refuse: CLOSE has no reply; the statement is simply not closed
+		s.finish(st)
+		return nil
 	}
+	delete(s.stmts, id)
 	s.backend.Seq = 0
 	if err := s.backend.WritePacket(p); err != nil {
 		return &protocolError{side: "backend", err: err}
@@ -207,6 +221,28 @@ func (s *session) closeStmt(p []byte) error {
 	}
 	s.tracker.Start(mysql.ReplyNone, false)
 	s.finish(st)
+	return nil
+}
+
+// resetLongData clears what the backend holds from COM_STMT_SEND_LONG_DATA
+// for a statement whose EXECUTE was refused before reaching it. MariaDB
+// appends long data until an EXECUTE or COM_STMT_RESET, so the client's next
+// execution would otherwise run with both uploads joined. The reset's reply
+// is the proxy's own: the client already has its ERR.
+func (s *session) resetLongData(id uint32) error {
+	s.backend.Seq = 0
+	if err := s.backend.WritePacket(binary.LittleEndian.AppendUint32([]byte{gm.COM_STMT_RESET}, id)); err != nil {
+		return &protocolError{side: "backend", err: err}
+	}
+	if err := s.backend.Flush(); err != nil {
+		return &protocolError{side: "backend", err: err}
+	}
+	if _, _, err := s.backend.ReadPacket(); err != nil {
+		return &protocolError{side: "backend", err: err}
+	}
+	if ps := s.stmts[id]; ps != nil {
+		ps.cursor = nil // a reset closes the statement's cursor too
+	}
 	return nil
 }
 
