@@ -61,6 +61,12 @@ func (c *classCache) put(k string, st *proxy.Statement) {
 
 func (p policyAdapter) Version() uint64 { return p.engine.Version() }
 
+// Limits resolves an identity's limits; policy.EffectiveLimits and
+// proxy.Limits have the same layout, so the compiler checks they agree.
+func (p policyAdapter) Limits(identity string) proxy.Limits {
+	return proxy.Limits(p.engine.LimitsFor(identity))
+}
+
 func (p policyAdapter) Classify(sql, db string) *proxy.Statement {
 	var key string
 	if p.cache != nil {

@@ -44,16 +44,25 @@ type policyTestOpts struct {
 func newPolicyTestCmd() *cobra.Command {
 	var o policyTestOpts
 	cmd := &cobra.Command{
-		Use:   "test [--policy FILE] [--identity NAME] SQL",
-		Short: "Classify a statement and show which rule decides it",
+		Use:   "test [--policy FILE] [--identity NAME] [SQL]",
+		Short: "Classify a statement and show which rule decides it, and an identity's limits",
 		Long: `Classify SQL with the same parser the proxy uses, run it through the policy
 (the built-in default when --policy is not given) and print the classification,
-the matching rule and the action.
+the matching rule and the action. With --identity, also print the limits in
+force for that identity and which limits entry set each. Without SQL, print
+only the limits (--identity is then required).
 
 Exit status: 0 allow, 1 deny, 2 approve (held for a human), 3 invalid policy or arguments.`,
-		Args: cobra.ExactArgs(1),
+		Args: cobra.RangeArgs(0, 1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			code, err := runPolicyTest(cmd.OutOrStdout(), o, args[0])
+			sql := ""
+			if len(args) == 1 {
+				sql = args[0]
+			} else if o.identity == "" {
+				fmt.Fprintln(cmd.ErrOrStderr(), "sqlwarden: policy test needs SQL, --identity, or both")
+				return exitCode(exitInvalid)
+			}
+			code, err := runPolicyTest(cmd.OutOrStdout(), o, sql)
 			if err != nil {
 				fmt.Fprintln(cmd.ErrOrStderr(), "sqlwarden:", err)
 			}
@@ -74,11 +83,79 @@ Exit status: 0 allow, 1 deny, 2 approve (held for a human), 3 invalid policy or 
 	return cmd
 }
 
-// runPolicyTest prints the verdict and returns the exit status.
+// limitRow is one limit in force, as `policy test` shows it.
+type limitRow struct {
+	Kind     string `json:"kind"`
+	Value    any    `json:"value"`
+	Limit    string `json:"limit"` // the entry that set it
+	OnExceed string `json:"on_exceed,omitempty"`
+}
+
+func limitRows(l policy.EffectiveLimits) []limitRow {
+	rows := []limitRow{}
+	for k := policy.LimitKind(0); k < policy.NumLimitKinds; k++ {
+		if !l.IsSet(k) {
+			continue
+		}
+		r := limitRow{Kind: k.String(), Value: l.Value(k), Limit: l.By[k]}
+		switch k {
+		case policy.LimitMaxRows:
+			r.OnExceed = onExceed(l.TruncateRows)
+		case policy.LimitMaxResultBytes:
+			r.OnExceed = onExceed(l.TruncateBytes)
+		}
+		rows = append(rows, r)
+	}
+	return rows
+}
+
+func onExceed(truncate bool) string {
+	if truncate {
+		return policy.OnExceedTruncate
+	}
+	return policy.OnExceedError
+}
+
+func printLimits(w io.Writer, identity string, rows []limitRow) {
+	if len(rows) == 0 {
+		fmt.Fprintf(w, "limits:          none for identity %q\n", identity)
+		return
+	}
+	fmt.Fprintf(w, "limits:          for identity %q\n", identity)
+	for _, r := range rows {
+		v := fmt.Sprint(r.Value)
+		if r.Kind == policy.LimitMaxResultBytes.String() {
+			v = fmt.Sprintf("%v (%s)", r.Value, policy.ByteSize(r.Value.(uint64)))
+		}
+		if r.OnExceed != "" {
+			v += ", on_exceed " + r.OnExceed
+		}
+		fmt.Fprintf(w, "  %-26s %s  [%s]\n", r.Kind+":", v, r.Limit)
+	}
+}
+
+// runPolicyTest prints the verdict (and, with an identity, its limits) and
+// returns the exit status. An empty sql prints only the limits.
 func runPolicyTest(w io.Writer, o policyTestOpts, sql string) (int, error) {
 	e, err := policy.Load(o.file)
 	if err != nil {
 		return exitInvalid, err
+	}
+	var limits []limitRow
+	if o.identity != "" {
+		limits = limitRows(e.LimitsFor(o.identity))
+	}
+	if sql == "" {
+		if o.json {
+			enc := json.NewEncoder(w)
+			enc.SetIndent("", "  ")
+			return exitAllow, enc.Encode(struct {
+				Identity string     `json:"identity"`
+				Limits   []limitRow `json:"limits"`
+			}{o.identity, limits})
+		}
+		printLimits(w, o.identity, limits)
+		return exitAllow, nil
 	}
 	st := policy.Classify(sql, o.db)
 	var id *audit.Identity
@@ -100,7 +177,8 @@ func runPolicyTest(w io.Writer, o policyTestOpts, sql string) (int, error) {
 		return code, enc.Encode(struct {
 			Statement *policy.Statement `json:"classification"`
 			Decision  policy.Decision   `json:"decision"`
-		}{st, d})
+			Limits    []limitRow        `json:"limits,omitempty"`
+		}{st, d, limits})
 	}
 	list := func(s []string) string {
 		if len(s) == 0 {
@@ -132,6 +210,9 @@ func runPolicyTest(w io.Writer, o policyTestOpts, sql string) (int, error) {
 	if d.Message != "" {
 		fmt.Fprintf(w, "message:         %s\n", d.Message)
 	}
+	if o.identity != "" {
+		printLimits(w, o.identity, limits)
+	}
 	return code, nil
 }
 
@@ -147,7 +228,7 @@ func newPolicyCheckCmd() *cobra.Command {
 				return exitCode(exitInvalid)
 			}
 			p := e.Policy()
-			fmt.Fprintf(cmd.OutOrStdout(), "%s: ok (%d rules, default %s, %d masking rules)\n", args[0], len(p.Rules), p.Default, len(p.Masking))
+			fmt.Fprintf(cmd.OutOrStdout(), "%s: ok (%d rules, default %s, %d masking rules, %d limits)\n", args[0], len(p.Rules), p.Default, len(p.Masking), len(p.Limits))
 			return nil
 		},
 	}

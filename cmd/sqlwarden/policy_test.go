@@ -23,6 +23,16 @@ rules:
   - name: ddl-needs-a-human
     match: statement.is_ddl
     action: approve
+limits:
+  - name: agents
+    identities: ["agent-*"]
+    max_rows: 1000
+    max_result_bytes: 4MiB
+    on_exceed: truncate
+    statement_timeout: 5s
+  - name: everyone
+    max_rows: 5000
+    max_connections: 16
 `), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -40,6 +50,15 @@ rules:
 		{"built-in", policyTestOpts{}, "TRUNCATE t", exitDeny, []string{"rule:            no-drop-or-truncate"}},
 		{"json", policyTestOpts{json: true}, "DROP TABLE t", exitDeny, []string{`"kind": "DROP_TABLE"`, `"rule": "no-drop-or-truncate"`}},
 		{"unparsed", policyTestOpts{}, "DELET FROM t", exitDeny, []string{"parse error:", "rule:            unparsed"}},
+		{"limits only", policyTestOpts{file: file, identity: "agent-7"}, "", exitAllow, []string{
+			`limits:          for identity "agent-7"`,
+			"max_rows:                  1000, on_exceed truncate  [agents]",
+			"max_result_bytes:          4194304 (4MiB), on_exceed truncate  [agents]",
+			"statement_timeout:         5s  [agents]",
+			"max_connections:           16  [everyone]"}},
+		{"limits with sql", policyTestOpts{file: file, identity: "human"}, "SELECT 1", exitAllow, []string{"rule:            default", "max_rows:                  5000, on_exceed error  [everyone]"}},
+		{"no limits", policyTestOpts{identity: "x"}, "", exitAllow, []string{`limits:          none for identity "x"`}},
+		{"limits json", policyTestOpts{file: file, identity: "agent-7", json: true}, "", exitAllow, []string{`"kind": "statement_timeout"`, `"value": "5s"`, `"limit": "agents"`, `"on_exceed": "truncate"`}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var out bytes.Buffer

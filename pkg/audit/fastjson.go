@@ -127,6 +127,33 @@ func appendRecordJSON(b []byte, r *Record) ([]byte, bool) {
 		b = optString(b, `,"reason":`, p.Reason)
 		b = append(b, '}')
 	}
+	if l := r.Limit; l != nil {
+		b = append(b, `,"limit":{"name":`...)
+		b = appendJSONString(b, l.Name)
+		b = append(b, `,"kind":`...)
+		b = appendJSONString(b, l.Kind)
+		b = append(b, `,"value":`...)
+		switch v := l.Value.(type) {
+		case nil:
+			b = append(b, "null"...)
+		case string:
+			b = appendJSONString(b, v)
+		case int:
+			b = strconv.AppendInt(b, int64(v), 10)
+		case int64:
+			b = strconv.AppendInt(b, v, 10)
+		case uint64:
+			b = strconv.AppendUint(b, v, 10)
+		case bool:
+			b = strconv.AppendBool(b, v)
+		default:
+			return b, false
+		}
+		b = append(b, '}')
+	}
+	if r.Truncated {
+		b = append(b, `,"truncated":true`...)
+	}
 	b = optString(b, `,"result_digest":`, r.ResultDigest)
 	if r.Statements != nil {
 		b = append(b, `,"statements":`...)

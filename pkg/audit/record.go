@@ -59,7 +59,11 @@ type Record struct {
 	Columns      []string   `json:"columns,omitempty"`
 	Masked       []Masked   `json:"masked,omitempty"`
 	Policy       *Decision  `json:"policy,omitempty"`
-	Results      [][]any    `json:"results,omitempty"` // optional retention, masked values only
+	// Limit is the per-identity limit that fired on this statement.
+	Limit *LimitHit `json:"limit,omitempty"`
+	// Truncated marks a result cut short by a limit in truncate mode.
+	Truncated bool    `json:"truncated,omitempty"`
+	Results   [][]any `json:"results,omitempty"` // optional retention, masked values only
 	// ResultDigest is RowDigest over every row the client received (text
 	// form), so replay can detect a changed row without retaining results.
 	ResultDigest string `json:"result_digest,omitempty"`
@@ -172,6 +176,16 @@ type Decision struct {
 	Message  string `json:"message,omitempty"`
 	Approver string `json:"approver,omitempty"`
 	Reason   string `json:"reason,omitempty"`
+}
+
+// LimitHit names the per-identity limit that refused, stopped or truncated a
+// statement: the limits entry, the limit's key and its value (a number for
+// counts and sizes, a duration string for statement_timeout, a bool for
+// read_only).
+type LimitHit struct {
+	Name  string `json:"name"`
+	Kind  string `json:"kind"`
+	Value any    `json:"value"`
 }
 
 // Checkpoint is a signed statement over the chain head.

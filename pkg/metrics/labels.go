@@ -38,6 +38,10 @@ var statementStatuses = set("success", "error", "blocked")
 // connOutcomes are how a proxied connection ends.
 var connOutcomes = set("closed", "denied", "handshake_error", "backend_error", "audit_error", "panic")
 
+// limitKinds are the keys of a policy limits entry that can fire.
+var limitKinds = set("max_rows", "max_result_bytes", "statement_timeout", "max_statements_per_second",
+	"max_concurrent_statements", "max_connections", "read_only", "max_affected_rows")
+
 // policyActions are the policy decisions.
 var policyActions = set("allow", "deny", "approve", "mask")
 

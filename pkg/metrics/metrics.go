@@ -64,6 +64,8 @@ type Metrics struct {
 	rules       *capped
 	identity    *prometheus.CounterVec
 	syncs       prometheus.Histogram
+	limitHits   *prometheus.CounterVec
+	limitNames  *capped
 
 	pending atomic.Pointer[func() int]
 }
@@ -73,7 +75,7 @@ func New(o Options) *Metrics {
 	if o.MaxRules <= 0 {
 		o.MaxRules = 256
 	}
-	m := &Metrics{reg: prometheus.NewRegistry(), rules: newCapped(o.MaxRules)}
+	m := &Metrics{reg: prometheus.NewRegistry(), rules: newCapped(o.MaxRules), limitNames: newCapped(o.MaxRules)}
 	m.connsActive = prometheus.NewGauge(prometheus.GaugeOpts{
 		Namespace: Namespace, Subsystem: SubsystemProxy, Name: "connections_active",
 		Help: "Client connections open on the proxy.",
@@ -128,6 +130,10 @@ func New(o Options) *Metrics {
 		Help:    "Duration of one fsync of the audit journal.",
 		Buckets: SyncBuckets,
 	})
+	m.limitHits = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: Namespace, Name: "limit_hits_total",
+		Help: "Per-identity limits that refused, stopped or truncated a statement or refused a connection, by limits entry and limit.",
+	}, []string{"limit", "kind"})
 	build := prometheus.NewGauge(prometheus.GaugeOpts{
 		Namespace: Namespace, Name: "build_info",
 		Help:        "Always 1; the version label names the running build.",
@@ -135,7 +141,7 @@ func New(o Options) *Metrics {
 	})
 	build.Set(1)
 	m.reg.MustRegister(m.connsActive, m.conns, m.statements, m.duration, m.added, m.bytes,
-		m.masked, m.decisions, pending, m.identity, m.syncs, build)
+		m.masked, m.decisions, pending, m.identity, m.syncs, m.limitHits, build)
 	if !o.NoRuntime {
 		m.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	}
@@ -204,6 +210,12 @@ func (m *Metrics) Masked(n uint64) {
 // the reason is mapped to a fixed set (see IdentityReason).
 func (m *Metrics) IdentityFailure(reason string) {
 	m.identity.WithLabelValues(IdentityReason(reason)).Inc()
+}
+
+// LimitHit counts a per-identity limit firing. Entry names come from the
+// policy file (capped like rule names); kinds from a fixed set.
+func (m *Metrics) LimitHit(limit, kind string) {
+	m.limitHits.WithLabelValues(m.limitNames.value(limit), known(limitKinds, kind, "other")).Inc()
 }
 
 // ObserveSync records one journal fsync; use it as audit.Config.SyncObserver.

@@ -43,6 +43,9 @@ func TestObserverSeries(t *testing.T) {
 	m.IdentityFailure("token expired")
 	m.IdentityFailure(`password for explicit client "mallory" does not match`)
 	m.IdentityFailure("something nobody planned for")
+	m.LimitHit("agents", "max_rows")
+	m.LimitHit("agents", "max_rows")
+	m.LimitHit("agents", "no_such_kind")
 
 	want := `
 # HELP sqlwarden_proxy_connections_active Client connections open on the proxy.
@@ -75,6 +78,10 @@ sqlwarden_policy_decisions_total{action="deny",rule="no-unbounded-writes"} 1
 sqlwarden_identity_failures_total{reason="other"} 1
 sqlwarden_identity_failures_total{reason="password_mismatch"} 1
 sqlwarden_identity_failures_total{reason="token_expired"} 1
+# HELP sqlwarden_limit_hits_total Per-identity limits that refused, stopped or truncated a statement or refused a connection, by limits entry and limit.
+# TYPE sqlwarden_limit_hits_total counter
+sqlwarden_limit_hits_total{kind="max_rows",limit="agents"} 2
+sqlwarden_limit_hits_total{kind="other",limit="agents"} 1
 # HELP sqlwarden_build_info Always 1; the version label names the running build.
 # TYPE sqlwarden_build_info gauge
 sqlwarden_build_info{version="v1.2.3"} 1
@@ -82,7 +89,7 @@ sqlwarden_build_info{version="v1.2.3"} 1
 	if err := testutil.GatherAndCompare(m.Registry(), strings.NewReader(want),
 		"sqlwarden_proxy_connections_active", "sqlwarden_proxy_connections_total", "sqlwarden_proxy_statements_total",
 		"sqlwarden_proxy_bytes_total", "sqlwarden_masking_values_masked_total", "sqlwarden_policy_decisions_total",
-		"sqlwarden_identity_failures_total", "sqlwarden_build_info"); err != nil {
+		"sqlwarden_identity_failures_total", "sqlwarden_limit_hits_total", "sqlwarden_build_info"); err != nil {
 		t.Fatal(err)
 	}
 	if n := testutil.CollectAndCount(m.duration); n != 5 {

@@ -308,7 +308,7 @@ func (e *Engine) reload(always bool) (bool, error) {
 	e.badHash = [32]byte{}
 	c.version, c.source = old.version+1, source
 	e.cur.Store(c)
-	e.log.Info("policy reloaded", "source", source, "version", c.version, "rules", len(c.rules), "masking_rules", len(c.file.Masking))
+	e.log.Info("policy reloaded", "source", source, "version", c.version, "rules", len(c.rules), "masking_rules", len(c.file.Masking), "limits", len(c.file.Limits))
 	for _, fn := range e.onReload {
 		fn(c.version)
 	}

@@ -18,12 +18,13 @@ const (
 	ActionApprove = "approve"
 )
 
-// File is the policy file as written: ordered rules, a default action and the
-// masking section (interpreted by pkg/masking).
+// File is the policy file as written: ordered rules, a default action, the
+// masking section (interpreted by pkg/masking) and per-identity limits.
 type File struct {
 	Default string     `yaml:"default"`
 	Rules   []Rule     `yaml:"rules"`
 	Masking []MaskRule `yaml:"masking"`
+	Limits  []Limit    `yaml:"limits"`
 }
 
 // Rule is one ordered policy rule. The first rule whose Match is true (and
@@ -144,6 +145,9 @@ func parseFile(data []byte) (*File, error) {
 		if m.Keep < 0 {
 			return nil, fmt.Errorf("check masking rule %q: keep must not be negative", m.Name)
 		}
+	}
+	if err := checkLimits(f.Limits); err != nil {
+		return nil, err
 	}
 	return &f, nil
 }

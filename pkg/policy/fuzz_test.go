@@ -50,6 +50,8 @@ func FuzzPolicyFile(f *testing.F) {
 	f.Add([]byte("masking:\n  - {name: m, columns: [a.b.c], strategy: hash}\n"))
 	f.Add([]byte("rules: [{name: a, action: approve, identities: ['agent-*'], on_error: skip}]"))
 	f.Add([]byte("rules:\n  - {name: a, action: deny, match: 'statement.tables.exists(t, t.matches(\"^shop\\\\.\"))'}\n"))
+	f.Add([]byte("limits:\n  - {name: a, identities: ['agent-*'], max_rows: 10, max_result_bytes: 4MiB, on_exceed: truncate}\n  - {name: b, statement_timeout: 1500ms, max_connections: 2, read_only: true}\n"))
+	f.Add([]byte("limits: [{name: x, max_result_bytes: '18446744073709551615', max_statements_per_second: 0}]"))
 	f.Add([]byte("{"))
 	in := Input{Statement: Classify("DELETE FROM t WHERE id = 1", "shop")}
 	f.Fuzz(func(t *testing.T, data []byte) {
@@ -61,5 +63,29 @@ func FuzzPolicyFile(f *testing.F) {
 			t.Fatalf("Decide = %+v", d)
 		}
 		_ = e.Masking()
+		for _, name := range []string{"", "agent-1", "x"} {
+			l := e.LimitsFor(name)
+			for k := LimitKind(0); k < NumLimitKinds; k++ {
+				if l.IsSet(k) == (l.Value(k) == nil) {
+					t.Fatalf("limit %s: set %v but value %v", k, l.IsSet(k), l.Value(k))
+				}
+			}
+		}
+	})
+}
+
+func FuzzByteSize(f *testing.F) {
+	for _, s := range []string{"4MiB", "512KB", "1000", " 7 k ", "1GiB", "0", "18446744073709551615", "17179869184GiB", "x", "-1", "1.5MB", ""} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		b, err := ParseByteSize(s)
+		if err != nil {
+			return
+		}
+		// What String prints parses back to the same size.
+		if b2, err := ParseByteSize(b.String()); err != nil || b2 != b {
+			t.Fatalf("ParseByteSize(%q) = %d, String %q parses to %d, %v", s, b, b.String(), b2, err)
+		}
 	})
 }
