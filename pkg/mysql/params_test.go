@@ -200,6 +200,69 @@ func TestParseExecute(t *testing.T) {
 	}
 }
 
+// TestParseExecuteMaxParams: 65,535 parameters (an 8,192-byte NULL bitmap),
+// alternately NULL and the empty string, and strings whose length takes
+// the 0xfc and 0xfd forms.
+func TestParseExecuteMaxParams(t *testing.T) {
+	const n = 65535
+	p := []byte{
+		0x17,                   // COM_STMT_EXECUTE
+		0x01, 0x00, 0x00, 0x00, // statement id 1
+		0x00,                   // flags
+		0x01, 0x00, 0x00, 0x00, // iterations
+	}
+	bitmap := make([]byte, (n+7)/8)
+	for i := 0; i < n; i += 2 {
+		bitmap[i/8] |= 1 << (i % 8) // even parameters are NULL
+	}
+	p = append(p, bitmap...)
+	p = append(p, 0x01) // new params bound
+	for i := 0; i < n; i++ {
+		p = append(p, 0xfd, 0x00) // MYSQL_TYPE_VAR_STRING
+	}
+	for i := 1; i < n; i += 2 {
+		switch i {
+		case 1:
+			p = append(p, 0xfc, 0x2c, 0x01) // 300 bytes, 0xfc form
+			p = append(p, bytes.Repeat([]byte("x"), 300)...)
+		case 3:
+			p = append(p, 0xfd, 0x00, 0x00, 0x01) // 65,536 bytes, 0xfd form
+			p = append(p, bytes.Repeat([]byte("y"), 1<<16)...)
+		default:
+			p = append(p, 0x00) // the empty string
+		}
+	}
+	_, got, err := ParseExecute(p, n, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != n {
+		t.Fatalf("%d params", len(got))
+	}
+	for i, q := range got {
+		var want any
+		switch {
+		case i%2 == 0:
+			want = nil
+		case i == 1:
+			want = strings.Repeat("x", 300)
+		case i == 3:
+			want = strings.Repeat("y", MaxParamBytes)
+		default:
+			want = ""
+		}
+		if q.Value != want || q.Type != "VARCHAR" {
+			t.Fatalf("param %d = %+v", i, q)
+		}
+	}
+	if !got[3].Truncated || got[3].Size != 1<<16 {
+		t.Fatalf("0xfd-length param: %+v", got[3])
+	}
+	if _, _, err := ParseExecute(p[:len(p)-1], n, nil, nil); !errors.Is(err, ErrMalformed) {
+		t.Fatalf("one byte short: %v", err)
+	}
+}
+
 // FuzzParseExecute: arbitrary EXECUTE packets never panic; decoded string
 // values respect the audit limit; the types returned are the bound ones.
 func FuzzParseExecute(f *testing.F) {
@@ -209,8 +272,12 @@ func FuzzParseExecute(f *testing.F) {
 	f.Add([]byte{0x17, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0x00, 0x01, 0x0c, 0x00, 0x0b, 0xe8, 0x07, 2, 29, 23, 59, 58, 0x40, 0xe2, 1, 0}, uint16(1), []byte(nil))
 	f.Add([]byte{0x17, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0x00, 0x01, 0x0b, 0x00, 0x0c, 1, 1, 0, 0, 0, 2, 3, 4, 0x40, 0xe2, 1, 0}, uint16(1), []byte(nil))
 	f.Add([]byte{0x17, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0x00, 0x01, 0xfe, 0x00, 0xfe, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f}, uint16(1), []byte(nil))
+	// String values whose length takes the 0xfc and 0xfd forms.
+	f.Add(append([]byte{0x17, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0x00, 0x01, 0xfd, 0x00, 0xfc, 0xfb, 0x00}, bytes.Repeat([]byte("a"), 251)...), uint16(1), []byte(nil))
+	f.Add(append([]byte{0x17, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0x00, 0x01, 0xfc, 0x00, 0xfd, 0x00, 0x00, 0x01}, bytes.Repeat([]byte("b"), 1<<16)...), uint16(1), []byte(nil))
+	f.Add([]byte{0x17, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0x00, 0x01, 0xfd, 0x00, 0xfc, 0xff}, uint16(1), []byte(nil))
 	f.Fuzz(func(t *testing.T, p []byte, numParams uint16, prev []byte) {
-		n := int(numParams % 300)
+		n := int(numParams)
 		ex, params, err := ParseExecute(p, n, prev, func(i int) (Param, bool) { return Param{Value: "ld"}, i == 1 })
 		if err != nil {
 			if !errors.Is(err, ErrMalformed) {

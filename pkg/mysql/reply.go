@@ -3,6 +3,7 @@ package mysql
 import (
 	"encoding/binary"
 	"fmt"
+	"math"
 
 	gm "github.com/go-mysql-org/go-mysql/mysql"
 )
@@ -155,17 +156,21 @@ func (t *Tracker) Feed(p []byte) (PacketKind, error) {
 			// the proxy handles that exchange and resumes with stFirst.
 			return PktLocalInfile, nil
 		case EOFHeader:
-			// COM_SET_OPTION (and COM_DEBUG) answer with a bare EOF. A column
-			// count never starts with 0xfe in a packet this short.
+			// COM_SET_OPTION (and COM_DEBUG) answer with a bare EOF (under 9
+			// bytes); a 9-byte packet is the 0xfe form of a column count.
 			if status, ok := ParseEOF(p); ok {
 				t.Status = status
 				t.state = stDone
 				return PktEOF, nil
 			}
-			return bad("column count")
 		}
-		n, _, _, ok := LenEncInt(p)
-		if !ok || n == 0 || n > 4096 {
+		// The count is length-encoded: 0xfc and 0xfd forms from 251
+		// columns on. A server sends more than 65,535 for a wide enough
+		// select list (prepared statements stop there: their count is 16
+		// bits); nothing here is sized by it, so only 0 and counts past 32
+		// bits are refused.
+		n, null, _, ok := LenEncInt(p)
+		if !ok || null || n == 0 || n > math.MaxUint32 {
 			return bad("column count")
 		}
 		t.ResultSets++

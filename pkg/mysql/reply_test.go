@@ -191,6 +191,77 @@ func TestTracker(t *testing.T) {
 	}
 }
 
+// wideReply builds a text result set of n columns named c0..: the column
+// count, n definitions, EOF, one row of n empty strings, EOF.
+func wideReply(count []byte, n int) [][]byte {
+	ps := [][]byte{count}
+	for i := 0; i < n; i++ {
+		ps = append(ps, pktColID)
+	}
+	return append(ps, pktEOF, make([]byte, n), pktEOF)
+}
+
+// TestTrackerWide: column counts in each length-encoded form, the ones a
+// server sends from 251 columns on among them.
+func TestTrackerWide(t *testing.T) {
+	tests := []struct {
+		name  string
+		count []byte
+		n     int
+	}{
+		{"250, one byte", []byte{0xfa}, 250},
+		{"251, 0xfc form", []byte{0xfc, 0xfb, 0x00}, 251},
+		{"300, 0xfc form", []byte{0xfc, 0x2c, 0x01}, 300},
+		{"4097, 0xfc form", []byte{0xfc, 0x01, 0x10}, 4097},
+		{"65535, 0xfc form", []byte{0xfc, 0xff, 0xff}, 65535},
+		{"65536, 0xfd form", []byte{0xfd, 0x00, 0x00, 0x01}, 65536},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var tr Tracker
+			tr.Start(ReplyResult, false)
+			ps := wideReply(tc.count, tc.n)
+			for i, p := range ps {
+				k, err := tr.Feed(p)
+				if err != nil {
+					t.Fatalf("packet %d: %v", i, err)
+				}
+				want := PktColumnDef
+				switch {
+				case i == 0:
+					want = PktColumnCount
+				case i == tc.n+1 || i == tc.n+3:
+					want = PktEOF
+				case i == tc.n+2:
+					want = PktRow
+				}
+				if k != want {
+					t.Fatalf("packet %d is %v, want %v", i, k, want)
+				}
+			}
+			if !tr.Done() || tr.Cols() != tc.n || tr.Rows != 1 || len(tr.Columns) != min(tc.n, 512) {
+				t.Fatalf("done %v cols %d rows %d names %d", tr.Done(), tr.Cols(), tr.Rows, len(tr.Columns))
+			}
+		})
+	}
+	// The 0xfe form is nine bytes; a shorter 0xfe packet is an EOF.
+	var tr Tracker
+	tr.Start(ReplyResult, false)
+	if k, err := tr.Feed([]byte{0xfe, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00}); err != nil || k != PktColumnCount || tr.Cols() != 1<<24 {
+		t.Fatalf("0xfe column count: %v %v cols %d", k, err, tr.Cols())
+	}
+	for _, bad := range [][]byte{
+		{0xfc, 0x2c},                   // truncated 0xfc form
+		{0xfd, 0x00, 0x00},             // truncated 0xfd form
+		{0xfe, 0, 0, 0, 0, 1, 0, 0, 0}, // 2^32 columns
+	} {
+		tr.Start(ReplyResult, false)
+		if _, err := tr.Feed(bad); !errors.Is(err, ErrMalformed) {
+			t.Errorf("column count % x: err %v, want ErrMalformed", bad, err)
+		}
+	}
+}
+
 func TestTrackerLocalInfileResumes(t *testing.T) {
 	var tr Tracker
 	tr.Start(ReplyResult, false)
@@ -235,6 +306,12 @@ func FuzzTracker(f *testing.F) {
 	f.Add(seq(0x10, pktCount1, pktColID, pktEOFCursor))
 	f.Add(seq(0, pktInfile, pktOK))
 	f.Add(seq(0, pktEOF))
+	// Column counts in the 0xfc, 0xfd and 0xfe forms.
+	f.Add(seq(0, []byte{0xfc, 0x01, 0x01}, pktColID, pktColID, pktEOF))
+	f.Add(seq(0, []byte{0xfc, 0xfb, 0x00}, pktColID, pktEOF, pktTextRow, pktEOF))
+	f.Add(seq(0x10, []byte{0xfd, 0x00, 0x00, 0x01}, pktColID, pktEOF, pktBinRow))
+	f.Add(seq(0, []byte{0xfe, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00}, pktColID))
+	f.Add(seq(0, []byte{0xfc, 0xff}))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		if len(b) == 0 {
 			return
