@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 
 	"github.com/pingcap/tidb/pkg/parser"
@@ -13,9 +14,9 @@ import (
 	"github.com/sqlwarden/sqlwarden/pkg/audit"
 	"github.com/sqlwarden/sqlwarden/pkg/identity"
 	"github.com/sqlwarden/sqlwarden/pkg/masking"
-	swmysql "github.com/sqlwarden/sqlwarden/pkg/mysql"
 	"github.com/sqlwarden/sqlwarden/pkg/policy"
 	"github.com/sqlwarden/sqlwarden/pkg/proxy"
+	"github.com/sqlwarden/sqlwarden/pkg/sqltext"
 )
 
 // The adapters below connect the packages to the small interfaces the proxy
@@ -33,8 +34,8 @@ type policyAdapter struct {
 // every time.
 var cacheableKinds = map[string]bool{"SELECT": true, "INSERT": true, "UPDATE": true, "DELETE": true, "REPLACE": true}
 
-// classCache maps (db, normalized SQL) to a classification. It is cleared
-// when full rather than evicting one by one: cheap, and bounded.
+// classCache maps (db, dialect, normalized SQL) to a classification. It is
+// cleared when full rather than evicting one by one: cheap, and bounded.
 type classCache struct {
 	mu sync.RWMutex
 	m  map[string]*proxy.Statement
@@ -67,31 +68,59 @@ func (p policyAdapter) Limits(identity string) proxy.Limits {
 	return proxy.Limits(p.engine.LimitsFor(identity))
 }
 
-func (p policyAdapter) Classify(sql, db string) *proxy.Statement {
+func (p policyAdapter) Classify(sql, db string, d sqltext.Dialect) *proxy.Statement {
 	var key string
-	if p.cache != nil {
-		// Key on the text as the server runs it: the normalizer drops
-		// comments, and a MariaDB /*M! ... */ one is SQL.
-		key = db + "\x00" + parser.Normalize(swmysql.Executable(sql), "ON")
-		if st := p.cache.get(key); st != nil {
-			return st
+	// The normalizer knows no sql_mode: under ANSI_QUOTES or
+	// NO_BACKSLASH_ESCAPES it reads strings and identifiers differently from
+	// the server and can give two different statements one shape. Nothing is
+	// cached then.
+	if p.cache != nil && d.Mode&sqltext.LexMode == 0 {
+		// Key on the text as the server runs it (the normalizer drops
+		// comments, and executable ones are SQL), the server and the flags
+		// that change the parse.
+		if text, err := sqltext.Executable(sql, d); err == nil {
+			key = cacheKey(db, d, parser.Normalize(text, "ON"))
+			if st := p.cache.get(key); st != nil {
+				return st
+			}
 		}
 	}
-	st := p.classify(sql, db)
-	if p.cache != nil && st.Parsed && st.Cacheable {
+	st := p.classify(sql, db, d)
+	if key != "" && st.Parsed && st.Cacheable {
 		p.cache.put(key, st)
 	}
 	return st
 }
 
-func (p policyAdapter) classify(sql, db string) *proxy.Statement {
-	st := policy.Classify(sql, db)
+// cacheKey is db, the dialect and the normalized text, in one allocation.
+func cacheKey(db string, d sqltext.Dialect, norm string) string {
+	var b strings.Builder
+	b.Grow(len(db) + len(norm) + 9)
+	b.WriteString(db)
+	b.WriteByte(0)
+	b.WriteByte(byte(d.Flavor))
+	b.WriteByte(byte(d.Mode))
+	b.WriteByte(byte(d.Charset))
+	for v := d.Version; ; v >>= 8 {
+		b.WriteByte(byte(v))
+		if v < 256 {
+			break
+		}
+	}
+	b.WriteByte(0)
+	b.WriteString(norm)
+	return b.String()
+}
+
+func (p policyAdapter) classify(sql, db string, d sqltext.Dialect) *proxy.Statement {
+	st := policy.ClassifyAs(sql, db, d)
 	out := &proxy.Statement{
 		Classification: &audit.Classification{Kind: st.Kind, TablesRead: st.TablesRead, TablesWrite: st.TablesWritten, Statements: st.Count},
 		Digest:         st.Digest,
 		Parsed:         st.Parsed,
 		Opaque:         st,
-		Cacheable:      st.Count == 1 && cacheableKinds[st.Kind] && !st.DynamicSQL,
+		Cacheable:      st.Count == 1 && cacheableKinds[st.Kind] && !st.DynamicSQL && d.Mode&sqltext.LexMode == 0,
+		Refused:        st.Refused,
 	}
 	if len(st.Kinds) > 1 {
 		out.Classification.Kinds = st.Kinds
@@ -129,10 +158,11 @@ type maskerAdapter struct{ m *masking.Masker }
 
 func (a maskerAdapter) Plan(ctx context.Context, id *proxy.Identity, db, sql string, st *proxy.Statement) (proxy.MaskPlan, error) {
 	var nodes []ast.StmtNode
+	d := sqltext.Dialect{Server: sqltext.DefaultServer}
 	if pst, ok := st.Opaque.(*policy.Statement); ok {
-		nodes = pst.Nodes
+		nodes, d = pst.Nodes, pst.Dialect
 	}
-	plan, err := a.m.Plan(ctx, id.Name, db, sql, nodes)
+	plan, err := a.m.Plan(ctx, id.Name, db, sql, d, nodes)
 	if err != nil {
 		var de *masking.DeniedError
 		if errors.As(err, &de) {

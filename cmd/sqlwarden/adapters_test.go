@@ -5,6 +5,7 @@ import (
 
 	"github.com/sqlwarden/sqlwarden/pkg/policy"
 	"github.com/sqlwarden/sqlwarden/pkg/proxy"
+	"github.com/sqlwarden/sqlwarden/pkg/sqltext"
 )
 
 // TestClassifyCacheSeesExecutableComments: the classification cache keys on
@@ -18,18 +19,19 @@ func TestClassifyCacheSeesExecutableComments(t *testing.T) {
 	}
 	p := policyAdapter{engine: pe, cache: newClassCache()}
 	decide := func(sql string) (*proxy.Statement, proxy.Verdict) {
-		st := p.Classify(sql, "shop")
+		st := p.Classify(sql, "shop", sqltext.Dialect{Server: sqltext.Server{Flavor: sqltext.MariaDB, Version: 101119}})
 		return st, p.Decide(&proxy.Identity{Name: "agent"}, st, proxy.Session{Command: "COM_QUERY"})
 	}
 	if st, v := decide("SELECT 1"); st.Classification.Kind != "SELECT" || v.Action != "allow" {
 		t.Fatalf("SELECT 1: %s %s", st.Classification.Kind, v.Action)
 	}
-	if st, _ := decide("SELECT 2"); !st.Cacheable || p.cache.get("shop\x00select ?") == nil {
+	if st, _ := decide("SELECT 2"); !st.Cacheable || len(p.cache.m) != 1 {
 		t.Fatalf("plain selects are not cached: %+v", st)
 	}
 	for _, q := range []string{
 		"SELECT 1 /*M! ; DROP TABLE t */",
-		"SELECT 1 /*m!100000 ; DROP TABLE t */",
+		"SELECT 1 /*M!100000 ; DROP TABLE t */",
+		"SELECT 1 /*!50699 ; DROP TABLE t */",
 	} {
 		st, v := decide(q)
 		if st.Classification.Kind != "DROP_TABLE" || v.Action != "deny" {
@@ -48,5 +50,41 @@ func TestLimitKindsAgree(t *testing.T) {
 		if a, b := proxy.LimitKind(k).String(), policy.LimitKind(k).String(); a != b {
 			t.Errorf("limit %d: proxy %q, policy %q", k, a, b)
 		}
+	}
+}
+
+// TestClassifyCacheKeysOnDialect: the cache key holds the server and the
+// sql_mode flags; under flags that change how strings and identifiers lex,
+// nothing is cached (the normalizer does not know them).
+func TestClassifyCacheKeysOnDialect(t *testing.T) {
+	pe, err := policy.New(policy.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := policyAdapter{engine: pe, cache: newClassCache()}
+	maria := sqltext.Dialect{Server: sqltext.Server{Flavor: sqltext.MariaDB, Version: 101119}}
+	mysql := sqltext.Dialect{Server: sqltext.Server{Flavor: sqltext.MySQL, Version: 80036}}
+	// One text, two servers: MySQL runs the 5.7 comment, MariaDB does not.
+	q := "DELETE FROM t /*!50700 WHERE id = 1 */"
+	a := p.Classify(q, "shop", maria)
+	b := p.Classify(q, "shop", mysql)
+	if a.Opaque.(*policy.Statement).HasWhere || !b.Opaque.(*policy.Statement).HasWhere {
+		t.Errorf("has_where: MariaDB %v, MySQL %v; want false, true", a.Opaque.(*policy.Statement).HasWhere, b.Opaque.(*policy.Statement).HasWhere)
+	}
+	n := len(p.cache.m)
+	for _, m := range []sqltext.Mode{sqltext.NoBackslashEscapes, sqltext.ANSIQuotes} {
+		d := maria
+		d.Mode = m
+		st := p.Classify(`SELECT "a" FROM t WHERE v = '\'`, "shop", d)
+		if st.Cacheable || len(p.cache.m) != n {
+			t.Errorf("%s: cacheable %v, cache grew from %d to %d", d, st.Cacheable, n, len(p.cache.m))
+		}
+	}
+	d := maria
+	d.Mode = sqltext.PipesAsConcat
+	p.Classify("SELECT a || b FROM t", "shop", d)
+	p.Classify("SELECT a || b FROM t", "shop", maria)
+	if len(p.cache.m) != n+2 {
+		t.Errorf("PIPES_AS_CONCAT and the default mode share a cache entry: %d entries, want %d", len(p.cache.m), n+2)
 	}
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/sqlwarden/sqlwarden/pkg/audit"
 	"github.com/sqlwarden/sqlwarden/pkg/policy"
+	"github.com/sqlwarden/sqlwarden/pkg/sqltext"
 )
 
 func init() { subcommands = append(subcommands, newPolicyCmd, newApprovalsCmd) }
@@ -39,6 +40,8 @@ type policyTestOpts struct {
 	user     string
 	command  string
 	json     bool
+	server   string
+	sqlMode  string
 }
 
 func newPolicyTestCmd() *cobra.Command {
@@ -80,6 +83,8 @@ Exit status: 0 allow, 1 deny, 2 approve (held for a human), 3 invalid policy or 
 	f.StringVar(&o.user, "user", "", "the user name the client typed (session.user)")
 	f.StringVar(&o.command, "command", "COM_QUERY", "protocol command (session.command)")
 	f.BoolVar(&o.json, "json", false, "print JSON")
+	f.StringVar(&o.server, "server-version", "10.11.0-MariaDB", "the server's version string, as its handshake gives it (decides executable comments)")
+	f.StringVar(&o.sqlMode, "sql-mode", "", "the session's sql_mode (ANSI_QUOTES, NO_BACKSLASH_ESCAPES, ... change how the text reads)")
 	return cmd
 }
 
@@ -157,12 +162,19 @@ func runPolicyTest(w io.Writer, o policyTestOpts, sql string) (int, error) {
 		printLimits(w, o.identity, limits)
 		return exitAllow, nil
 	}
-	st := policy.Classify(sql, o.db)
+	dialect := sqltext.Dialect{Server: sqltext.ParseServerVersion(o.server)}
+	if dialect.Mode, err = sqltext.ParseSQLMode(o.sqlMode); err != nil {
+		return exitInvalid, err
+	}
+	st := policy.ClassifyAs(sql, o.db, dialect)
 	var id *audit.Identity
 	if o.identity != "" || len(o.groups) > 0 {
 		id = &audit.Identity{Name: o.identity, Source: "static", Groups: o.groups}
 	}
 	d := e.Decide(policy.Input{Identity: id, Statement: st, Session: policy.Session{ID: "policy-test", DB: o.db, User: o.user, Command: o.command}})
+	if st.Refused != "" {
+		d = policy.Decision{Rule: "sql-text", Action: policy.ActionDeny, Message: st.Refused}
+	}
 	code := exitAllow
 	switch d.Action {
 	case policy.ActionDeny:
@@ -190,7 +202,9 @@ func runPolicyTest(w io.Writer, o policyTestOpts, sql string) (int, error) {
 	if st.Count > 1 || (len(st.Kinds) == 1 && st.Kinds[0] != st.Kind) {
 		fmt.Fprintf(w, "statements:      %d (%s)\n", st.Count, list(st.Kinds))
 	}
-	if !st.Parsed {
+	if st.Refused != "" {
+		fmt.Fprintf(w, "refused:         %s (the proxy refuses it whatever the policy says)\n", st.Refused)
+	} else if !st.Parsed {
 		fmt.Fprintf(w, "parse error:     %s\n", st.Err)
 	}
 	fmt.Fprintf(w, "ddl:             %v\n", st.IsDDL)

@@ -13,6 +13,7 @@ import (
 	"github.com/sqlwarden/sqlwarden/internal/maskfixture"
 	"github.com/sqlwarden/sqlwarden/internal/testutil"
 	"github.com/sqlwarden/sqlwarden/pkg/mysql/rows"
+	"github.com/sqlwarden/sqlwarden/pkg/sqltext"
 )
 
 // corpusEntry is one evasion attempt of testdata/evasion.yaml.
@@ -84,8 +85,10 @@ func TestEvasionCorpus(t *testing.T) {
 				db.Exec("DELETE FROM sw_mask.scratch")
 				db.Exec("DROP TABLE IF EXISTS sw_mask.leak")
 				denied, masked := false, 0
+				// The session's dialect, followed as the proxy follows it.
+				dialect := sqltext.Dialect{Server: sqltext.ParseServerVersion(conn.GetServerVersion())}
 				for _, step := range steps {
-					p, err := m.Plan(context.Background(), "agent", "sw_mask", step, nil)
+					p, err := m.Plan(context.Background(), "agent", "sw_mask", step, dialect, nil)
 					var d *DeniedError
 					if errors.As(err, &d) {
 						t.Logf("denied: %v", d)
@@ -104,6 +107,14 @@ func TestEvasionCorpus(t *testing.T) {
 						t.Logf("server error (no rows): %v", err)
 					}
 					masked += n
+					r, err := conn.Execute("SELECT @@session.sql_mode")
+					if err != nil {
+						t.Fatal(err)
+					}
+					mode, _ := r.GetString(0, 0)
+					if dialect.Mode, err = sqltext.ParseSQLMode(mode); err != nil {
+						t.Fatal(err)
+					}
 				}
 				switch e.Expect {
 				case "deny":

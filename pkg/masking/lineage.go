@@ -6,6 +6,8 @@ import (
 	"strings"
 
 	"github.com/pingcap/tidb/pkg/parser/ast"
+
+	"github.com/sqlwarden/sqlwarden/pkg/sqltext"
 )
 
 // lineage is what feeds one result column (or one expression): the strictest
@@ -91,8 +93,9 @@ type analyzer struct {
 	st      *state
 	rules   []*rule
 	db      string
-	touched bool   // a table with masked columns is read
-	unknown string // first reason lineage could not be determined
+	dialect sqltext.Dialect // how the server reads the statement and PREPARE texts
+	touched bool            // a table with masked columns is read
+	unknown string          // first reason lineage could not be determined
 	denied  *DeniedError
 	depth   int
 }
@@ -123,9 +126,9 @@ func (a *analyzer) ruleFor(db, table, col string) *rule {
 	return nil
 }
 
-func (m *Masker) plan(ctx context.Context, st *state, rs []*rule, db, sql string, stmts []ast.StmtNode) (*Plan, error) {
+func (m *Masker) plan(ctx context.Context, st *state, rs []*rule, db string, d sqltext.Dialect, stmts []ast.StmtNode) (*Plan, error) {
 	p := &Plan{st: st, rules: rs, variable: -1}
-	a := &analyzer{ctx: ctx, m: m, st: st, rules: rs, db: strings.ToLower(db)}
+	a := &analyzer{ctx: ctx, m: m, st: st, rules: rs, db: strings.ToLower(db), dialect: d}
 	for _, s := range stmts {
 		a.statement(p, s)
 		if a.denied != nil {
@@ -216,7 +219,12 @@ func (a *analyzer) statement(p *Plan, s ast.StmtNode) {
 			}
 			return
 		}
-		stmts, err := a.m.parse(s.SQLText, 0)
+		// The server reads the prepared text as it reads a statement.
+		text, err := sqltext.Executable(s.SQLText, a.dialect)
+		var stmts []ast.StmtNode
+		if err == nil {
+			stmts, err = a.m.parse(text, a.dialect.Mode)
+		}
 		if err != nil {
 			a.touched = true
 			a.noteUnknown("PREPARE text does not parse")

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"strings"
 	"testing"
+
+	"github.com/sqlwarden/sqlwarden/pkg/sqltext"
 )
 
 // fakeSchema is an in-memory SchemaSource.
@@ -75,7 +77,7 @@ func TestLineage(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.sql, func(t *testing.T) {
-			p, err := m.Plan(context.Background(), "agent", "shop", tt.sql, nil)
+			p, err := m.Plan(context.Background(), "agent", "shop", tt.sql, testDialect, nil)
 			if tt.denied != "" {
 				var d *DeniedError
 				if !errors.As(err, &d) || !strings.Contains(err.Error(), tt.denied) {
@@ -108,3 +110,5 @@ func TestLineage(t *testing.T) {
 		})
 	}
 }
+
+var testDialect = sqltext.Dialect{Server: sqltext.DefaultServer}

@@ -10,12 +10,11 @@ import (
 
 	"github.com/pingcap/tidb/pkg/parser"
 	"github.com/pingcap/tidb/pkg/parser/ast"
-	"github.com/pingcap/tidb/pkg/parser/mysql"
 	_ "github.com/pingcap/tidb/pkg/parser/test_driver" // value expressions for the parser
 
 	"github.com/sqlwarden/sqlwarden/pkg/audit"
-	sqldialect "github.com/sqlwarden/sqlwarden/pkg/mysql"
 	"github.com/sqlwarden/sqlwarden/pkg/mysql/rows"
+	"github.com/sqlwarden/sqlwarden/pkg/sqltext"
 )
 
 // SchemaSource answers schema questions from the backend. Masker caches the answers.
@@ -144,11 +143,12 @@ type resultPlan struct {
 	noData  bool // SHOW, EXPLAIN: metadata, not table data
 }
 
-// Plan analyses a statement for identity in session database db. stmts are
-// the statements the proxy parsed (nil: Plan parses sql itself). It returns a
-// nil Plan when nothing can be masked, and a *DeniedError when the statement
-// must be refused.
-func (m *Masker) Plan(ctx context.Context, identity, db, sql string, stmts []ast.StmtNode) (*Plan, error) {
+// Plan analyses a statement for identity in session database db, as a
+// server of dialect d reads it (executable comments, sql_mode). stmts are
+// the statements the proxy parsed from the same text in the same dialect
+// (nil: Plan parses sql itself). It returns a nil Plan when nothing can be
+// masked, and a *DeniedError when the statement must be refused.
+func (m *Masker) Plan(ctx context.Context, identity, db, sql string, d sqltext.Dialect, stmts []ast.StmtNode) (*Plan, error) {
 	st := m.state.Load()
 	rs := st.rulesFor(identity)
 	if len(rs) == 0 && !st.detector && st.err == nil {
@@ -157,18 +157,10 @@ func (m *Masker) Plan(ctx context.Context, identity, db, sql string, stmts []ast
 	if st.err != nil {
 		return nil, &DeniedError{Message: "masking rules are invalid: " + st.err.Error()}
 	}
-	parseSQL := sql
-	if exec := sqldialect.Executable(sql); exec != sql {
-		// MariaDB runs /*M!NNNNNN ... */ as SQL; the parser (and so the
-		// statements the proxy parsed) takes it for a comment. Analyse the
-		// text with those comments in the /*! ... */ form the parser runs.
-		parseSQL, stmts = exec, nil
-	}
 	if stmts == nil {
-		var err error
-		stmts, err = m.parse(parseSQL, 0)
-		if err != nil && strings.IndexByte(sql, '"') >= 0 {
-			stmts, err = m.parse(parseSQL, mysql.ModeANSIQuotes)
+		text, err := sqltext.Executable(sql, d)
+		if err == nil {
+			stmts, err = m.parse(text, d.Mode)
 		}
 		if err != nil {
 			if len(rs) == 0 || st.cfg.Unknown == Allow {
@@ -177,20 +169,9 @@ func (m *Masker) Plan(ctx context.Context, identity, db, sql string, stmts []ast
 			return nil, &DeniedError{Message: "statement cannot be parsed, so masked columns cannot be protected"}
 		}
 	}
-	p, err := m.plan(ctx, st, rs, db, sql, stmts)
+	p, err := m.plan(ctx, st, rs, db, d, stmts)
 	if err != nil {
 		return nil, err
-	}
-	// With ANSI_QUOTES, "x" is an identifier; the session's sql_mode is not
-	// known here, so statements with double quotes are analysed both ways.
-	if strings.IndexByte(sql, '"') >= 0 && len(rs) > 0 {
-		if alt, perr := m.parse(parseSQL, mysql.ModeANSIQuotes); perr == nil {
-			p2, err := m.plan(ctx, st, rs, db, sql, alt)
-			if err != nil {
-				return nil, err
-			}
-			p.merge(p2)
-		}
 	}
 	if !p.needed() {
 		return nil, nil
@@ -198,10 +179,10 @@ func (m *Masker) Plan(ctx context.Context, identity, db, sql string, stmts []ast
 	return p, nil
 }
 
-func (m *Masker) parse(sql string, mode mysql.SQLMode) ([]ast.StmtNode, error) {
+func (m *Masker) parse(sql string, mode sqltext.Mode) ([]ast.StmtNode, error) {
 	ps := m.parsers.Get().(*parser.Parser)
 	defer m.parsers.Put(ps)
-	ps.SetSQLMode(mode)
+	ps.SetSQLMode(mode.ParserMode())
 	ps.SetParserConfig(parser.ParserConfig{EnableWindowFunction: true})
 	stmts, _, err := ps.ParseSQL(sql)
 	if err != nil {
@@ -231,33 +212,6 @@ func (p *Plan) needed() bool {
 		}
 	}
 	return false
-}
-
-// merge folds another analysis of the same text into p (the stricter wins).
-func (p *Plan) merge(o *Plan) {
-	if len(o.results) != len(p.results) {
-		for _, r := range p.results {
-			r.unknown = true
-		}
-		return
-	}
-	for i, r := range p.results {
-		or := o.results[i]
-		if or.unknown || len(or.cols) != len(r.cols) {
-			r.unknown = r.unknown || or.unknown
-			continue
-		}
-		for j := range r.cols {
-			if r.cols[j].rule == nil && or.cols[j].rule != nil {
-				r.cols[j] = or.cols[j]
-			}
-			r.cols[j].unknown = r.cols[j].unknown || or.cols[j].unknown
-		}
-	}
-	p.touched = p.touched || o.touched
-	if o.variable >= 0 && (p.variable < 0 || o.variable < p.variable) {
-		p.variable = o.variable
-	}
 }
 
 // RowMasker rewrites the rows of one result set.

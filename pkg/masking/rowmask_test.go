@@ -199,7 +199,7 @@ func TestPassThroughAllocs(t *testing.T) {
 		t.Fatalf("masking allocates %v per row", n)
 	}
 	m := New(Config{Rules: []Rule{{Name: "r", Columns: []string{"a.b.c"}, Identities: []string{"other"}}}}, nil)
-	if n := testing.AllocsPerRun(100, func() { m.Plan(context.Background(), "agent", "db", "SELECT 1", nil) }); n != 0 {
+	if n := testing.AllocsPerRun(100, func() { m.Plan(context.Background(), "agent", "db", "SELECT 1", testDialect, nil) }); n != 0 {
 		t.Fatalf("fast path allocates %v per statement", n)
 	}
 }

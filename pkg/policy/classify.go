@@ -12,7 +12,7 @@ import (
 	"github.com/pingcap/tidb/pkg/parser/ast"
 	_ "github.com/pingcap/tidb/pkg/parser/test_driver" // value expressions for the parser
 
-	"github.com/sqlwarden/sqlwarden/pkg/mysql"
+	"github.com/sqlwarden/sqlwarden/pkg/sqltext"
 )
 
 // KindUnparsed is the Kind of a statement the parser cannot read.
@@ -30,41 +30,62 @@ const KindUnparsed = "unparsed"
 // IsDDL are true if any statement has them, and the table and function lists
 // are unions.
 type Statement struct {
-	Kind          string         `json:"kind"`
-	Kinds         []string       `json:"kinds,omitempty"`
-	IsDDL         bool           `json:"is_ddl"`
-	TablesRead    []string       `json:"tables_read,omitempty"` // db.table when qualified or the database is known
-	TablesWritten []string       `json:"tables_written,omitempty"`
-	HasWhere      bool           `json:"has_where"` // a WHERE that mentions no column (WHERE 1, WHERE true) counts as none
-	HasLimit      bool           `json:"has_limit"`
-	IntoOutfile   bool           `json:"into_outfile,omitempty"` // SELECT ... INTO OUTFILE or DUMPFILE
-	Functions     []string       `json:"functions,omitempty"`    // upper-case, deduplicated
-	DynamicSQL    bool           `json:"dynamic_sql,omitempty"`  // PREPARE ... FROM @variable: the text is unknown until EXECUTE
-	Count         int            `json:"count"`                  // statements in a multi-statement
-	Digest        string         `json:"digest"`                 // normalized text, literals replaced by ?
-	Parsed        bool           `json:"parsed"`                 // false also when the text of a PREPARE ... FROM 'text' is unreadable
-	Err           string         `json:"error,omitempty"`        // why it is not Parsed
-	Nodes         []ast.StmtNode `json:"-"`                      // the parsed statements, for masking lineage; do not modify
+	Kind          string   `json:"kind"`
+	Kinds         []string `json:"kinds,omitempty"`
+	IsDDL         bool     `json:"is_ddl"`
+	TablesRead    []string `json:"tables_read,omitempty"` // db.table when qualified or the database is known
+	TablesWritten []string `json:"tables_written,omitempty"`
+	HasWhere      bool     `json:"has_where"` // a WHERE that mentions no column (WHERE 1, WHERE true) counts as none
+	HasLimit      bool     `json:"has_limit"`
+	IntoOutfile   bool     `json:"into_outfile,omitempty"` // SELECT ... INTO OUTFILE or DUMPFILE
+	Functions     []string `json:"functions,omitempty"`    // upper-case, deduplicated
+	DynamicSQL    bool     `json:"dynamic_sql,omitempty"`  // PREPARE ... FROM @variable: the text is unknown until EXECUTE
+	Count         int      `json:"count"`                  // statements in a multi-statement
+	Digest        string   `json:"digest"`                 // normalized text, literals replaced by ?
+	Parsed        bool     `json:"parsed"`                 // false also when the text of a PREPARE ... FROM 'text' is unreadable
+	Err           string   `json:"error,omitempty"`        // why it is not Parsed
+	// Refused says why the text cannot be judged at all (sqltext could not
+	// decide how the server reads it): the statement must not run, whatever
+	// the policy says. Kind is then unparsed.
+	Refused string         `json:"refused,omitempty"`
+	Nodes   []ast.StmtNode `json:"-"` // the parsed statements, for masking lineage; do not modify
+	// Text is what was parsed: the statement as the server runs it
+	// (sqltext.Executable), for analyses that need the text itself.
+	Text    string          `json:"-"`
+	Dialect sqltext.Dialect `json:"-"`
 }
 
 var parserPool = sync.Pool{New: func() any { return parser.New() }}
 
-// Classify parses sql (one statement or several separated by ';') with the
-// TiDB parser. currentDB qualifies unqualified table names; a USE inside the
-// text changes it for the statements after it. Classify never panics: a
-// parser panic yields an unparsed Statement.
-func Classify(sql, currentDB string) (st *Statement) {
-	// Judge (and digest) the text as the server runs it: MariaDB executes
-	// /*M! ... */ comments that the parser and normalizer would skip.
-	sql = mysql.Executable(sql)
-	st = &Statement{Digest: normalize(sql)}
+// Classify is ClassifyAs for sqltext.DefaultServer and the default sql_mode.
+func Classify(sql, currentDB string) *Statement {
+	return ClassifyAs(sql, currentDB, sqltext.Dialect{Server: sqltext.DefaultServer})
+}
+
+// ClassifyAs parses sql (one statement or several separated by ';') with
+// the TiDB parser, as server d reads it: the text is first made what the
+// server runs (sqltext.Executable: executable comments by the server's
+// version, others removed) and parsed with the session's sql_mode flags.
+// currentDB qualifies unqualified table names; a USE inside the text changes
+// it for the statements after it. ClassifyAs never panics: a parser panic
+// yields an unparsed Statement.
+func ClassifyAs(sql, currentDB string, d sqltext.Dialect) (st *Statement) {
+	text, err := sqltext.Executable(sql, d)
+	if err != nil {
+		return &Statement{Kind: KindUnparsed, Count: 1, Err: err.Error(), Refused: err.Error(), Dialect: d}
+	}
+	// The digest is of the text the server runs; the normalizer knows no
+	// sql_mode, so under ANSI_QUOTES or NO_BACKSLASH_ESCAPES it can merge
+	// statements that differ (callers must not key caches on it there).
+	st = &Statement{Digest: normalize(text), Text: text, Dialect: d}
 	defer func() {
 		if r := recover(); r != nil {
-			*st = Statement{Kind: KindUnparsed, Count: 1, Digest: st.Digest, Err: fmt.Sprintf("parser panic: %v", r)}
+			*st = Statement{Kind: KindUnparsed, Count: 1, Digest: st.Digest, Err: fmt.Sprintf("parser panic: %v", r), Text: text, Dialect: d}
 		}
 	}()
 	p := parserPool.Get().(*parser.Parser)
-	nodes, _, err := p.Parse(sql, "", "")
+	p.SetSQLMode(d.Mode.ParserMode())
+	nodes, _, err := p.Parse(text, "", "")
 	// The parser reuses its result slice; keep our own copy.
 	nodes = slices.Clone(nodes)
 	parserPool.Put(p)
@@ -79,7 +100,7 @@ func Classify(sql, currentDB string) (st *Statement) {
 	st.Parsed = true
 	st.Nodes = nodes
 	st.Count = len(nodes)
-	c := classifier{db: currentDB, st: st}
+	c := classifier{db: currentDB, st: st, dialect: d}
 	for _, n := range nodes {
 		c.statement(n, 0)
 	}
@@ -104,8 +125,9 @@ func firstLine(s string) string {
 }
 
 type classifier struct {
-	db string
-	st *Statement
+	db      string
+	st      *Statement
+	dialect sqltext.Dialect
 
 	read, written map[string]bool
 	funcs         map[string]bool
@@ -144,7 +166,8 @@ func (c *classifier) statement(n ast.StmtNode, depth int) {
 			c.st.DynamicSQL = true
 		}
 		if x.SQLText != "" && depth < maxDepth {
-			inner := Classify(x.SQLText, c.db)
+			// The server reads the prepared text as it reads a statement.
+			inner := ClassifyAs(x.SQLText, c.db, c.dialect)
 			c.merge(inner)
 		}
 	}
@@ -160,6 +183,9 @@ func (c *classifier) merge(in *Statement) {
 		// The text to be prepared cannot be judged: the whole is unparsed.
 		c.st.Parsed = false
 		c.st.Err = "prepared text: " + in.Err
+		if in.Refused != "" && c.st.Refused == "" {
+			c.st.Refused = "prepared text: " + in.Refused
+		}
 		return
 	}
 	if r := kindRank(in.Kind); r > c.maxRank {

@@ -4,6 +4,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/sqlwarden/sqlwarden/pkg/sqltext"
 )
 
 func TestClassify(t *testing.T) {
@@ -37,7 +39,13 @@ func TestClassify(t *testing.T) {
 		{name: "delete with comments and odd casing", sql: "/* harmless */ dElEtE -- really\n FrOm `Users`", db: "shop", kind: "DELETE", written: []string{"shop.Users"}, count: 1, parsed: true},
 		{name: "executable comment", sql: "/*!50000 DROP TABLE t */", db: "x", kind: "DROP_TABLE", ddl: true, written: []string{"x.t"}, count: 1, parsed: true},
 		{name: "mariadb executable comment", sql: "/*M!100000 DROP TABLE t */", db: "x", kind: "DROP_TABLE", ddl: true, written: []string{"x.t"}, count: 1, parsed: true},
-		{name: "mariadb executable comment hiding a second statement", sql: "SELECT 1 /*m! ; DROP TABLE t */", db: "x", kind: "DROP_TABLE", kinds: []string{"SELECT", "DROP_TABLE"}, ddl: true, written: []string{"x.t"}, count: 2, parsed: true},
+		{name: "mariadb executable comment hiding a second statement", sql: "SELECT 1 /*M! ; DROP TABLE t */", db: "x", kind: "DROP_TABLE", kinds: []string{"SELECT", "DROP_TABLE"}, ddl: true, written: []string{"x.t"}, count: 2, parsed: true},
+		{name: "lower-case m is a plain comment to mariadb", sql: "SELECT 1 /*m! ; DROP TABLE t */", db: "x", kind: "SELECT", count: 1, parsed: true},
+		{name: "mysql 5.7 version comment is ignored by mariadb", sql: "DELETE FROM t /*!50700 WHERE id=1 */", kind: "DELETE", written: []string{"t"}, count: 1, parsed: true},
+		{name: "older version comment runs", sql: "DELETE FROM t /*!50000 WHERE id=1 */", kind: "DELETE", written: []string{"t"}, where: true, count: 1, parsed: true},
+		{name: "mariadb comment newer than the server is ignored", sql: "DELETE FROM t /*M!999999 WHERE id=1 */", kind: "DELETE", written: []string{"t"}, count: 1, parsed: true},
+		{name: "tidb comment is ignored", sql: "DELETE FROM t /*T![clustered_index] WHERE id=1 */", kind: "DELETE", written: []string{"t"}, count: 1, parsed: true},
+		{name: "prepared text judged the same way", sql: "PREPARE s FROM 'DELETE FROM t /*!50700 WHERE id=1 */'", kind: "DELETE", kinds: []string{"PREPARE"}, written: []string{"t"}, count: 1, parsed: true},
 		{name: "multi-statement hides delete", sql: "SELECT 1; DELETE FROM users", db: "shop", kind: "DELETE", kinds: []string{"SELECT", "DELETE"}, written: []string{"shop.users"}, count: 2, parsed: true},
 		{name: "multi-statement one delete lacks where", sql: "DELETE FROM a WHERE id=1; DELETE FROM b", kind: "DELETE", kinds: []string{"DELETE", "DELETE"}, written: []string{"a", "b"}, count: 2, parsed: true},
 		{name: "multi-statement drop wins", sql: "insert into t values (1); drop table t", kind: "DROP_TABLE", kinds: []string{"INSERT", "DROP_TABLE"}, ddl: true, written: []string{"t"}, count: 2, parsed: true},
@@ -158,6 +166,43 @@ func TestClassifyConcurrent(t *testing.T) {
 	for range 4 {
 		if !<-done {
 			t.Error("concurrent Classify returned a wrong result")
+		}
+	}
+}
+
+// TestClassifyAs: the same text means different statements under different
+// sql_modes and servers; the classification follows the server.
+func TestClassifyAs(t *testing.T) {
+	maria := sqltext.Dialect{Server: sqltext.Server{Flavor: sqltext.MariaDB, Version: 101119}}
+	with := func(m sqltext.Mode) sqltext.Dialect { d := maria; d.Mode = m; return d }
+	for _, tt := range []struct {
+		name  string
+		sql   string
+		d     sqltext.Dialect
+		kinds []string
+		where bool
+		read  []string
+	}{
+		{"backslash escapes: a WHERE", `UPDATE t SET v='1\' -- ' WHERE id=1`, maria, []string{"UPDATE"}, true, nil},
+		{"no backslash escapes: no WHERE", `UPDATE t SET v='1\' -- ' WHERE id=1`, with(sqltext.NoBackslashEscapes), []string{"UPDATE"}, false, nil},
+		{"no backslash escapes: a second statement", `SELECT '\'; DROP TABLE t2; -- '`, with(sqltext.NoBackslashEscapes), []string{"SELECT", "DROP_TABLE"}, false, nil},
+		{"ansi quotes: an identifier", `SELECT "a\" -- " FROM t`, with(sqltext.ANSIQuotes), []string{"SELECT"}, false, nil},
+		{"ansi quotes: the table is read", `SELECT "a\", card, "x" FROM cust -- "`, with(sqltext.ANSIQuotes), []string{"SELECT"}, false, []string{"cust"}},
+		{"pipes as concat", `DELETE FROM t WHERE 'a' || 'b'`, with(sqltext.PipesAsConcat), []string{"DELETE"}, false, nil},
+		{"mysql runs 5.7 comments", "DELETE FROM t /*!50700 WHERE id=1 */", sqltext.Dialect{Server: sqltext.Server{Flavor: sqltext.MySQL, Version: 80036}}, []string{"DELETE"}, true, nil},
+		{"mysql ignores M comments", "DELETE FROM t /*M! WHERE id=1 */", sqltext.Dialect{Server: sqltext.Server{Flavor: sqltext.MySQL, Version: 80036}}, []string{"DELETE"}, false, nil},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			s := ClassifyAs(tt.sql, "", tt.d)
+			if !s.Parsed || !slices.Equal(s.Kinds, tt.kinds) || s.HasWhere != tt.where || !slices.Equal(s.TablesRead, tt.read) {
+				t.Errorf("%s: parsed %v (%s), kinds %q, where %v, read %q; want kinds %q, where %v, read %q",
+					tt.d, s.Parsed, s.Err, s.Kinds, s.HasWhere, s.TablesRead, tt.kinds, tt.where, tt.read)
+			}
+		})
+	}
+	for _, sql := range []string{"SELECT 1 /*! x /* y */ */", "PREPARE s FROM 'SELECT 1 /*! /* */ */'", "SELECT 'unterminated"} {
+		if s := ClassifyAs(sql, "", maria); s.Refused == "" || s.Parsed || s.Kind != KindUnparsed {
+			t.Errorf("ClassifyAs(%q): refused %q, parsed %v, kind %s; want a refusal", sql, s.Refused, s.Parsed, s.Kind)
 		}
 	}
 }

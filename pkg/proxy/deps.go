@@ -8,6 +8,7 @@ import (
 
 	"github.com/sqlwarden/sqlwarden/pkg/audit"
 	"github.com/sqlwarden/sqlwarden/pkg/mysql"
+	"github.com/sqlwarden/sqlwarden/pkg/sqltext"
 )
 
 // The proxy declares the small interfaces it needs; the daemon wires the
@@ -92,10 +93,13 @@ type Statement struct {
 	// LocalInfile reports LOAD DATA LOCAL INFILE.
 	LocalInfile bool
 	// Cacheable says the statement's classification and verdict depend only
-	// on its digest, the database and the identity (plain reads and writes),
-	// so a session may reuse a verdict for the same digest. Shared between
-	// sessions: never modified after Classify.
+	// on its digest, the database, the session's dialect and the identity
+	// (plain reads and writes), so a session may reuse a verdict for the same
+	// digest. Shared between sessions: never modified after Classify.
 	Cacheable bool
+	// Refused says why the text cannot be judged (how the server reads it
+	// cannot be decided): the statement is refused whatever the policy says.
+	Refused string
 }
 
 // Session is what policy may look at besides the identity and statement.
@@ -116,9 +120,10 @@ type Verdict struct {
 
 // Policy classifies and decides statements and says which per-identity
 // limits apply. Version changes whenever the policy does (hot reload), so
-// cached verdicts and resolved limits can be dropped.
+// cached verdicts and resolved limits can be dropped. Classify reads sql as
+// a server of dialect d does (flavour, version, sql_mode).
 type Policy interface {
-	Classify(sql, db string) *Statement
+	Classify(sql, db string, d sqltext.Dialect) *Statement
 	Decide(id *Identity, st *Statement, s Session) Verdict
 	// Limits resolves the limits of an identity; the proxy calls it once per
 	// session and again after Version changes, never per statement.

@@ -34,7 +34,10 @@ type longData struct {
 func (s *session) prepare(p []byte, seq uint8) error {
 	sql := string(p[1:])
 	st := &stmtAudit{command: "COM_STMT_PREPARE", sql: sql, start: s.srv.opts.Now()}
-	st.st = s.srv.opts.Policy.Classify(sql, s.db)
+	st.st = s.srv.opts.Policy.Classify(sql, s.db, s.dialect)
+	if st.st.Refused != "" {
+		return s.refuseText(st, seq)
+	}
 	v := s.srv.opts.Policy.Decide(s.identity, st.st, Session{ID: s.id, DB: s.db, User: s.hs.User, ClientAddr: s.raw.RemoteAddr().String(), Command: st.command})
 	if v.Action == "approve" {
 		// Preparing reads nothing and changes nothing: the human is asked at EXECUTE.

@@ -13,13 +13,14 @@ import (
 
 	"github.com/sqlwarden/sqlwarden/pkg/audit"
 	"github.com/sqlwarden/sqlwarden/pkg/mysql"
+	"github.com/sqlwarden/sqlwarden/pkg/sqltext"
 )
 
 // query runs a COM_QUERY through the pipeline.
 func (s *session) query(p []byte, seq uint8) error {
 	sql := string(p[1:])
 	st := &stmtAudit{command: "COM_QUERY", sql: sql, start: s.srv.opts.Now()}
-	st.st = s.srv.opts.Policy.Classify(sql, s.db)
+	st.st = s.srv.opts.Policy.Classify(sql, s.db, s.dialect)
 	if rewritten, msg := s.checkKillSQL(sql, st.st); msg != "" {
 		return s.block(st, seq, &Verdict{Rule: "kill-own-identity", Action: "deny", Message: msg}, mysql.ErrCodeBlocked, msg)
 	} else if rewritten != "" {
@@ -43,8 +44,12 @@ func (s *session) query(p []byte, seq uint8) error {
 }
 
 // verdictKey identifies a cacheable decision within a session: the
-// identity and the session's other attributes are fixed for its lifetime.
-type verdictKey struct{ digest, db, command string }
+// identity and the session's other attributes are fixed for its lifetime;
+// the sql_mode is not.
+type verdictKey struct {
+	digest, db, command string
+	mode                sqltext.Mode
+}
 
 // decide asks the policy, reusing this session's verdict for a statement
 // of the same shape (digest) when its classification says that is exact.
@@ -57,7 +62,7 @@ func (s *session) decide(st *stmtAudit) Verdict {
 			s.verdicts = make(map[verdictKey]Verdict)
 			s.verdictVer = ver
 		}
-		key = verdictKey{st.st.Digest, s.db, st.command}
+		key = verdictKey{st.st.Digest, s.db, st.command, s.dialect.Mode}
 		if v, ok := s.verdicts[key]; ok {
 			return v
 		}
@@ -75,6 +80,9 @@ func (s *session) decide(st *stmtAudit) Verdict {
 // ERR; err ends the session when non-nil).
 func (s *session) guard(st *stmtAudit, seq uint8) (bool, error) {
 	srv := s.srv
+	if st.st != nil && st.st.Refused != "" {
+		return false, s.refuseText(st, seq)
+	}
 	v := s.decide(st)
 	st.verdict = &v
 	srv.opts.Observer.Decision(v.Rule, v.Action)
@@ -122,6 +130,13 @@ func (s *session) planMasking(st *stmtAudit, seq uint8) (bool, error) {
 	}
 	st.plan = plan
 	return true, nil
+}
+
+// refuseText journals and refuses a statement whose text cannot be judged
+// (sqltext could not decide how the server reads it).
+func (s *session) refuseText(st *stmtAudit, seq uint8) error {
+	msg := "sqlwarden: statement refused: " + st.st.Refused
+	return s.block(st, seq, &Verdict{Rule: "sql-text", Action: "deny", Message: st.st.Refused}, mysql.ErrCodeNotSupported, msg)
 }
 
 func blockedMsg(v Verdict) string {
@@ -219,7 +234,7 @@ func orDash(s string) string {
 func (s *session) initDB(p []byte, seq uint8) error {
 	db := string(p[1:])
 	st := &stmtAudit{command: "COM_INIT_DB", sql: "USE `" + strings.ReplaceAll(db, "`", "``") + "`", start: s.srv.opts.Now()}
-	st.st = s.srv.opts.Policy.Classify(st.sql, s.db)
+	st.st = s.srv.opts.Policy.Classify(st.sql, s.db, s.dialect)
 	if ok, err := s.guard(st, seq); !ok {
 		return err
 	}

@@ -22,6 +22,7 @@ import (
 
 	"github.com/sqlwarden/sqlwarden/pkg/audit"
 	"github.com/sqlwarden/sqlwarden/pkg/mysql"
+	"github.com/sqlwarden/sqlwarden/pkg/sqltext"
 )
 
 // session is one proxied client connection.
@@ -46,6 +47,9 @@ type session struct {
 	connID   uint32 // the id the greeting gave the client
 	beName   string // the backend's name
 	caps     uint32 // negotiated with the client
+	// dialect is how the backend reads this session's SQL: its flavour and
+	// version, and the session's sql_mode flags and client character set.
+	dialect sqltext.Dialect
 
 	statements uint64
 	stmts      map[uint32]*prepared
@@ -174,6 +178,13 @@ func (s *session) run() {
 		outcome = "denied"
 		return
 	}
+	if co, err := charset.GetCollationByID(int(hs.Charset)); err == nil {
+		if _, err := sqltext.ClientCharset(co.CharsetName); err != nil {
+			s.deny(workload, clientInfo, nil, err.Error(), mysql.ErrCodeNotSupported)
+			outcome = "denied"
+			return
+		}
+	}
 
 	id, err := srv.opts.Auth.Authenticate(s.ctx, &AuthRequest{Conn: s.client, Handshake: hs, Origin: s.origin, Workload: workload, Remote: remote})
 	if err != nil {
@@ -214,9 +225,13 @@ func (s *session) run() {
 	s.beName = be.Name
 	if err := s.dialBackend(addr, cred, be); err != nil {
 		var se *gm.MyError
+		var re *sqltext.RefusedError
 		code, msg := mysql.ErrCodeBackend, fmt.Sprintf("sqlwarden: backend %s at %s: %v", be.Name, addr, err)
-		if errors.As(err, &se) {
+		switch {
+		case errors.As(err, &se):
 			code, msg = se.Code, se.Message
+		case errors.As(err, &re):
+			code, msg = mysql.ErrCodeNotSupported, "sqlwarden: session refused: "+re.Reason
 		}
 		s.log.Warn("backend connect", "backend", be.Name, "addr", addr, "err", err)
 		s.recordDenied(workload, clientInfo, id.Record, beInfo, "backend connect: "+err.Error())
@@ -359,11 +374,44 @@ func (s *session) dialBackend(addr string, cred Credential, be *Backend) error {
 	s.srv.threads.Store(threadKey{s.beName, s.threadID}, s.identity.Name)
 	s.srv.conns.Store(s.connID, threadKey{s.beName, s.threadID})
 	s.srv.learnVersion(bc.GetServerVersion())
+	if err := s.learnDialect(bc); err != nil {
+		bc.Close()
+		return err
+	}
 	nc := bc.Conn.Conn
 	if tc, ok := nc.(*net.TCPConn); ok {
 		_ = tc.SetNoDelay(true)
 	}
 	s.backend = mysql.NewConn(nc, s.srv.opts.MaxPacket)
+	return nil
+}
+
+// learnDialect reads how the backend will read this session's statements:
+// its version from the handshake, the sql_mode and client character set the
+// login left (the client's collation, IGNORE_SPACE, the server's defaults).
+// A mode the parser cannot follow or a character set it cannot read safely
+// refuses the session (a *sqltext.RefusedError).
+func (s *session) learnDialect(bc *client.Conn) error {
+	s.dialect = sqltext.Dialect{Server: sqltext.ParseServerVersion(bc.GetServerVersion())}
+	r, err := bc.Execute("SELECT @@session.sql_mode, @@session.character_set_client")
+	if err != nil {
+		return fmt.Errorf("read session sql_mode: %w", err)
+	}
+	defer r.Close()
+	mode, err := r.GetString(0, 0)
+	if err != nil {
+		return fmt.Errorf("read session sql_mode: %w", err)
+	}
+	cs, err := r.GetString(0, 1)
+	if err != nil {
+		return fmt.Errorf("read session character set: %w", err)
+	}
+	if s.dialect.Mode, err = sqltext.ParseSQLMode(mode); err != nil {
+		return &sqltext.RefusedError{Reason: err.Error()}
+	}
+	if s.dialect.Charset, err = sqltext.ClientCharset(cs); err != nil {
+		return &sqltext.RefusedError{Reason: err.Error()}
+	}
 	return nil
 }
 
