@@ -242,6 +242,15 @@ type sha2Handler struct {
 func (h sha2Handler) UseDB(string) error { return nil }
 
 func (h sha2Handler) HandleQuery(q string) (*gm.Result, error) {
+	if strings.HasPrefix(q, "SELECT @@session.sql_mode") {
+		// What the proxy reads at login: how the session's SQL is lexed.
+		rs, err := gm.BuildSimpleTextResultset([]string{"sql_mode", "character_set_client"},
+			[][]any{{"ONLY_FULL_GROUP_BY,STRICT_TRANS_TABLES,NO_ZERO_IN_DATE,NO_ZERO_DATE,ERROR_FOR_DIVISION_BY_ZERO,NO_ENGINE_SUBSTITUTION", "utf8mb4"}})
+		if err != nil {
+			return nil, err
+		}
+		return gm.NewResult(rs), nil
+	}
 	h.b.mu.Lock()
 	h.b.queries = append(h.b.queries, q)
 	h.b.mu.Unlock()
