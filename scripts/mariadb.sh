@@ -3,6 +3,8 @@
 # and socket, never the machine's shared instance.
 #   scripts/mariadb.sh start|stop|status
 # Env: SQLWARDEN_MARIADB_PORT (13306), SQLWARDEN_MARIADB_DIR (/tmp/sqlwarden-mariadb)
+# performance_schema is on: tests read session_connect_attrs and the processlist
+# as the server sees them. An instance started before that needs stop + start.
 set -euo pipefail
 PORT=${SQLWARDEN_MARIADB_PORT:-13306}
 DIR=${SQLWARDEN_MARIADB_DIR:-/tmp/sqlwarden-mariadb}
@@ -37,6 +39,7 @@ start() {
     --pid-file="$PIDF" --port="$PORT" --bind-address=127.0.0.1 --skip-name-resolve \
     --general-log=1 --general-log-file="$DIR/general.log" --max-allowed-packet=256M \
     --max-connections=2000 --innodb-buffer-pool-size=256M --innodb-flush-log-at-trx-commit=2 \
+    --performance-schema=ON --performance-schema-session-connect-attrs-size=16384 \
     --log-error="$LOG" >/dev/null 2>&1 &
   for _ in $(seq 1 200); do
     if ping; then break; fi

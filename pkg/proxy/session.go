@@ -353,8 +353,12 @@ func (s *session) dialBackend(addr string, cred Credential, be *Backend) error {
 				return err
 			}
 		}
-		if attrs := s.backendAttrs(); len(attrs) > 0 {
-			c.SetAttributes(attrs)
+		identity := ""
+		if s.identity != nil {
+			identity = s.identity.Name
+		}
+		if err := setAttributes(c, backendAttrs(s.hs.Attrs, identity, s.id)); err != nil {
+			s.log.Warn("backend login attributes", "err", err)
 		}
 		if be.TLS != nil {
 			c.SetTLSConfig(be.TLS)
@@ -413,17 +417,6 @@ func (s *session) learnDialect(bc *client.Conn) error {
 		return &sqltext.RefusedError{Reason: err.Error()}
 	}
 	return nil
-}
-
-func (s *session) backendAttrs() map[string]string {
-	attrs := map[string]string{"_client_name": "sqlwarden", "sqlwarden_session": s.id}
-	if s.identity != nil {
-		attrs["sqlwarden_identity"] = s.identity.Name
-	}
-	if v := s.hs.Attrs["program_name"]; v != "" {
-		attrs["program_name"] = v
-	}
-	return attrs
 }
 
 func isClosed(err error) bool {

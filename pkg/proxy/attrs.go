@@ -1,0 +1,98 @@
+package proxy
+
+import (
+	"errors"
+	"reflect"
+	"slices"
+	"strings"
+	"unicode/utf8"
+	"unsafe"
+
+	"github.com/go-mysql-org/go-mysql/client"
+)
+
+// maxAttrBytes bounds the connection-attribute block of a login: MariaDB and
+// MySQL refuse a login whose attributes take more than 64 KiB.
+const maxAttrBytes = 65535
+
+// Attributes sqlwarden adds to every backend login. A client cannot set them.
+const (
+	attrIdentity = "sqlwarden_identity"
+	attrSession  = "sqlwarden_session"
+)
+
+// backendAttrs returns the connection attributes of the backend login: the
+// client's own, unchanged (so the server's processlist, performance_schema
+// and audit plugins name the agent's program and library), and sqlwarden's.
+// Client attributes that would take the block past maxAttrBytes are cut: the
+// first that does not fit whole keeps what fits of its value, later ones
+// (in name order) are dropped. A cut never fails the login.
+func backendAttrs(clientAttrs map[string]string, identity, session string) map[string]string {
+	out := map[string]string{attrSession: session}
+	if identity != "" {
+		out[attrIdentity] = identity
+	}
+	room := maxAttrBytes
+	for k, v := range out {
+		room -= attrLen(k, v)
+	}
+	keys := make([]string, 0, len(clientAttrs))
+	for k := range clientAttrs {
+		if !strings.HasPrefix(k, "sqlwarden_") {
+			keys = append(keys, k)
+		}
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		v := clientAttrs[k]
+		if n := attrLen(k, v); n <= room {
+			out[k] = v
+			room -= n
+			continue
+		}
+		// Keep what fits of the value, on a character boundary.
+		keep := room - attrLen(k, "") - 2 // a cut value of 251+ bytes has a 3-byte length
+		if keep <= 0 {
+			break
+		}
+		v = v[:min(keep, len(v))]
+		for len(v) > 0 && !utf8.ValidString(v) {
+			v = v[:len(v)-1]
+		}
+		out[k] = v
+		break
+	}
+	return out
+}
+
+// attrLen is the size of one attribute in the login packet: two
+// length-encoded strings.
+func attrLen(k, v string) int { return lenEncLen(len(k)) + len(k) + lenEncLen(len(v)) + len(v) }
+
+func lenEncLen(n int) int {
+	switch {
+	case n < 251:
+		return 1
+	case n <= 0xffff:
+		return 3
+	case n <= 0xffffff:
+		return 4
+	}
+	return 9
+}
+
+// setAttributes makes attrs the whole attribute set of c's login. go-mysql's
+// client starts every connection with attributes of its own (_client_name
+// go-mysql, _os, _platform, _runtime_version, _client_version) and its
+// SetAttributes only adds to them, so the map is replaced in place; go.mod
+// pins the go-mysql release whose layout this relies on, and
+// TestSetAttributesReplacesDefaults checks the login carries attrs alone.
+func setAttributes(c *client.Conn, attrs map[string]string) error {
+	f := reflect.ValueOf(c).Elem().FieldByName("attributes")
+	if !f.IsValid() || f.Type() != reflect.TypeOf(attrs) {
+		c.SetAttributes(attrs)
+		return errors.New("set connection attributes: go-mysql's client has no attribute map to replace; its own defaults stay")
+	}
+	reflect.NewAt(f.Type(), unsafe.Pointer(f.UnsafeAddr())).Elem().Set(reflect.ValueOf(attrs))
+	return nil
+}

@@ -1,0 +1,102 @@
+package proxy
+
+import (
+	"context"
+	"maps"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/go-mysql-org/go-mysql/client"
+
+	"github.com/sqlwarden/sqlwarden/pkg/mysql"
+)
+
+func TestBackendAttrs(t *testing.T) {
+	libmariadb := map[string]string{"_client_name": "libmariadb", "_client_version": "3.3.20", "_os": "Linux",
+		"_pid": "4242", "_platform": "x86_64", "_server_host": "127.0.0.1", "program_name": "mysql"}
+	got := backendAttrs(libmariadb, "agent-a", "s1")
+	want := maps.Clone(libmariadb)
+	want[attrIdentity], want[attrSession] = "agent-a", "s1"
+	if !maps.Equal(got, want) {
+		t.Fatalf("attrs %v, want %v", got, want)
+	}
+
+	// A client cannot speak for sqlwarden.
+	got = backendAttrs(map[string]string{attrIdentity: "root", attrSession: "x", "sqlwarden_other": "y"}, "agent-a", "s1")
+	if !maps.Equal(got, map[string]string{attrIdentity: "agent-a", attrSession: "s1"}) {
+		t.Fatalf("client's sqlwarden_ attributes kept: %v", got)
+	}
+
+	// Over the limit: sqlwarden's own stay, the client's are cut to fit.
+	big := map[string]string{"a": strings.Repeat("x", 40000), "b": strings.Repeat("é", 20000), "c": "small", "program_name": "agent"}
+	got = backendAttrs(big, "agent-a", "s1")
+	total := 0
+	for k, v := range got {
+		total += attrLen(k, v)
+	}
+	if total > maxAttrBytes {
+		t.Fatalf("attribute block of %d bytes", total)
+	}
+	if got[attrIdentity] != "agent-a" || got[attrSession] != "s1" || got["a"] != big["a"] {
+		t.Fatalf("cut attrs: identity %q session %q a %d bytes", got[attrIdentity], got[attrSession], len(got["a"]))
+	}
+	if b := got["b"]; len(b) == 0 || len(b) >= len(big["b"]) || !strings.HasPrefix(big["b"], b) || strings.Count(b, "é")*2 != len(b) {
+		t.Fatalf("the attribute crossing the limit keeps %d bytes", len(b))
+	}
+	if _, ok := got["c"]; ok {
+		t.Fatalf("an attribute after the cut was kept")
+	}
+	if maxAttrBytes-total > 3 {
+		t.Fatalf("cut left %d bytes unused", maxAttrBytes-total)
+	}
+}
+
+// TestSetAttributesReplacesDefaults logs in with go-mysql's client to a
+// listener that reads the login with the proxy's own handshake parser: the
+// attributes are exactly the ones set, none of go-mysql's defaults.
+func TestSetAttributesReplacesDefaults(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	got := make(chan map[string]string, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			got <- nil
+			return
+		}
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+		mc := mysql.NewConn(c, 1<<20)
+		hs, err := mysql.ServerHandshake(mc, &mysql.Greeting{ServerVersion: "10.11.0-MariaDB", ConnectionID: 1,
+			Capabilities: mysql.ProxyCapabilities, Charset: 45})
+		if err != nil {
+			got <- nil
+			return
+		}
+		got <- hs.Attrs
+		_ = mc.WritePacket(mysql.OKPacket(0, 0, 2, 0))
+		_ = mc.Flush()
+	}()
+	want := map[string]string{"_client_name": "libmariadb", attrSession: "s1", "program_name": "mysql"}
+	var setErr error
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := client.ConnectWithDialer(ctx, "tcp", ln.Addr().String(), "u", "", "", (&net.Dialer{}).DialContext, func(c *client.Conn) error {
+		setErr = setAttributes(c, maps.Clone(want))
+		return nil
+	})
+	if err == nil {
+		c.Close()
+	}
+	if setErr != nil {
+		t.Fatal(setErr)
+	}
+	if a := <-got; !maps.Equal(a, want) {
+		t.Fatalf("login attributes %v, want %v", a, want)
+	}
+}
