@@ -3,6 +3,8 @@ package redirect
 import (
 	"net/netip"
 	"testing"
+
+	"github.com/sqlwarden/sqlwarden/internal/testutil"
 )
 
 func TestEncodeEnrollment(t *testing.T) {
@@ -95,7 +97,7 @@ func TestEnsurePinDirRefusesNonBPFFS(t *testing.T) {
 func TestCgroupV2RootAndID(t *testing.T) {
 	root, err := CgroupV2Root()
 	if err != nil {
-		t.Skipf("no cgroup v2 here: %v", err)
+		testutil.PrivilegedUnavailable(t, "no cgroup v2 here: %v", err)
 	}
 	id, err := CgroupID(root)
 	if err != nil || id == 0 {

@@ -194,6 +194,9 @@ func newAuditTailCmd() *cobra.Command {
 			if !follow {
 				return nil
 			}
+			// On stderr, so --json output stays records only: from here on
+			// every record written is printed.
+			fmt.Fprintf(cmd.ErrOrStderr(), "audit tail: following %s after seq %d\n", acfg.Dir, fl.After())
 			ctx := cmd.Context()
 			for {
 				batch, err := fl.Next(4096, 16<<20)

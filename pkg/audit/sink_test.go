@@ -20,6 +20,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/sqlwarden/sqlwarden/internal/testutil"
 )
 
 func freePort(t *testing.T) int {
@@ -42,14 +44,7 @@ type natsServer struct {
 
 func startNATS(t *testing.T) *natsServer {
 	t.Helper()
-	bin, err := exec.LookPath("nats-server")
-	if err != nil {
-		if _, serr := os.Stat("/usr/sbin/nats-server"); serr == nil {
-			bin = "/usr/sbin/nats-server"
-		} else {
-			t.Skip("nats-server not installed (scripts/install-deps.sh test)")
-		}
-	}
+	bin := testutil.RequireTool(t, "nats-server", "/usr/sbin/nats-server")
 	s := &natsServer{t: t, port: freePort(t), store: t.TempDir()}
 	s.start(bin)
 	t.Cleanup(s.stop)

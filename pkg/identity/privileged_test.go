@@ -32,7 +32,7 @@ func makeCgroup(t *testing.T, rel string) (dir string, id uint64) {
 	t.Helper()
 	mount := CgroupV2Mount()
 	if mount == "" {
-		t.Skip("no cgroup v2 hierarchy at /sys/fs/cgroup or /sys/fs/cgroup/unified")
+		testutil.PrivilegedUnavailable(t, "no cgroup v2 hierarchy at /sys/fs/cgroup or /sys/fs/cgroup/unified")
 	}
 	dir = filepath.Join(mount, rel)
 	top := filepath.Join(mount, strings.Split(strings.TrimPrefix(rel, "/"), "/")[0])
@@ -155,9 +155,7 @@ func TestStaticCgroups(t *testing.T) {
 // path: only in-root resolution finds the workload's token.
 func TestWorkloadRoot(t *testing.T) {
 	testutil.RequirePrivileged(t)
-	if _, err := exec.LookPath("unshare"); err != nil {
-		t.Skip("unshare not installed")
-	}
+	testutil.RequireTool(t, "unshare")
 	iss := newTestIssuer(t)
 	uniq := randName("sqlwarden-test-")
 	root := filepath.Join(t.TempDir(), "root")

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
+
+	"github.com/sqlwarden/sqlwarden/internal/testutil"
 )
 
 func TestResolveOIDC(t *testing.T) {
@@ -311,7 +313,7 @@ func TestStaticOwnCgroup(t *testing.T) {
 	}
 	own, _ := parseProcCgroup(string(b))
 	if own == "" {
-		t.Skip("no cgroup v2 membership")
+		testutil.PrivilegedUnavailable(t, "this process is in no cgroup v2 hierarchy")
 	}
 	r := newResolver(t, Config{
 		Static: []StaticIdentity{{Name: "agent-1", Cgroup: own, Backend: "reporting"}},

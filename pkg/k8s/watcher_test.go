@@ -73,7 +73,7 @@ func newTestTree(t *testing.T) *testTree {
 	testutil.RequirePrivileged(t)
 	mount, err := CgroupV2Mount()
 	if err != nil {
-		t.Skip(err)
+		testutil.PrivilegedUnavailable(t, "%v", err)
 	}
 	tr := &testTree{t: t, mount: mount, prefix: fmt.Sprintf("/sqlwarden-test-%d-%d", os.Getpid(), rand.IntN(1<<30))}
 	tr.mkdir(tr.prefix)

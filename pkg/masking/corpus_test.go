@@ -84,7 +84,8 @@ func TestEvasionCorpus(t *testing.T) {
 				defer conn.Close()
 				db.Exec("DELETE FROM sw_mask.scratch")
 				db.Exec("DROP TABLE IF EXISTS sw_mask.leak")
-				denied, masked := false, 0
+				denied, served := false, 0
+				var serverErr error
 				// The session's dialect, followed as the proxy follows it.
 				dialect := sqltext.Dialect{Server: sqltext.ParseServerVersion(conn.GetServerVersion())}
 				for _, step := range steps {
@@ -98,15 +99,18 @@ func TestEvasionCorpus(t *testing.T) {
 					if err != nil {
 						t.Fatalf("Plan(%q): %v", step, err)
 					}
-					n, err := runRaw(conn, proto, step, p, func(col string, v []byte) {
+					_, n, err := runRaw(conn, proto, step, p, func(col string, v []byte) {
 						if s := leaks(v); s != "" {
 							t.Errorf("column %s leaked %q: %q", col, s, v)
 						}
 					})
 					if err != nil {
-						t.Logf("server error (no rows): %v", err)
+						t.Logf("server error: %v", err)
+						if serverErr == nil {
+							serverErr = err
+						}
 					}
-					masked += n
+					served += n
 					r, err := conn.Execute("SELECT @@session.sql_mode")
 					if err != nil {
 						t.Fatal(err)
@@ -122,8 +126,16 @@ func TestEvasionCorpus(t *testing.T) {
 						t.Errorf("expected a denial")
 					}
 				case "mask":
+					// An entry that expects masking proves nothing unless the
+					// server ran it and rows went through the masker.
 					if denied {
 						t.Errorf("expected masked results, got a denial")
+					}
+					if serverErr != nil {
+						t.Errorf("expected masked results, the server refused: %v", serverErr)
+					}
+					if served == 0 {
+						t.Errorf("expected masked results, no rows were served")
 					}
 				}
 			})
@@ -133,15 +145,14 @@ func TestEvasionCorpus(t *testing.T) {
 
 // runRaw sends one statement with the raw protocol, masks each row packet
 // with p and calls check with every value the client would receive. It
-// returns the number of rows the masker changed.
-func runRaw(conn *client.Conn, proto, query string, p *Plan, check func(col string, v []byte)) (int, error) {
+// returns the number of rows the masker changed and the number of rows read.
+func runRaw(conn *client.Conn, proto, query string, p *Plan, check func(col string, v []byte)) (changedRows, rowsRead int, err error) {
 	conn.ResetSequence()
-	var err error
 	if proto == "binary" {
 		var id uint32
 		id, err = prepareRaw(conn, query)
 		if err != nil {
-			return 0, err
+			return 0, 0, err
 		}
 		conn.ResetSequence()
 		// COM_STMT_EXECUTE, statement id, no cursor, iteration count 1, no parameters
@@ -150,15 +161,14 @@ func runRaw(conn *client.Conn, proto, query string, p *Plan, check func(col stri
 		err = conn.WritePacket(append([]byte{0, 0, 0, 0, mysql.COM_QUERY}, query...))
 	}
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
-	changedRows := 0
 	var dst []byte
 	var firstErr error
 	for index := 0; ; index++ {
 		pkt, err := conn.ReadPacket()
 		if err != nil {
-			return changedRows, err
+			return changedRows, rowsRead, err
 		}
 		more := false
 		switch pkt[0] {
@@ -171,25 +181,25 @@ func runRaw(conn *client.Conn, proto, query string, p *Plan, check func(col stri
 			}
 			// The server error text is not a row value, but it must not quote secrets either.
 			check("ERR", pkt)
-			return changedRows, firstErr
+			return changedRows, rowsRead, firstErr
 		default:
 			n, _, _, err := rows.ReadLenEnc(pkt, 0)
 			if err != nil {
-				return changedRows, err
+				return changedRows, rowsRead, err
 			}
 			defs := make([][]byte, n)
 			for i := range defs {
 				if defs[i], err = conn.ReadPacket(); err != nil {
-					return changedRows, err
+					return changedRows, rowsRead, err
 				}
 			}
 			if _, err := conn.ReadPacket(); err != nil { // EOF after column definitions
-				return changedRows, err
+				return changedRows, rowsRead, err
 			}
 			var rm *RowMasker
 			if p != nil {
 				if rm, err = p.ResultSet(index, defs); err != nil {
-					return changedRows, err
+					return changedRows, rowsRead, err
 				}
 			}
 			cols := make([]rows.Column, n)
@@ -198,13 +208,13 @@ func runRaw(conn *client.Conn, proto, query string, p *Plan, check func(col stri
 					d = rm.ColumnDef(i, d)
 				}
 				if cols[i], err = rows.ParseColumn(d); err != nil {
-					return changedRows, err
+					return changedRows, rowsRead, err
 				}
 			}
 			for {
 				row, err := conn.ReadPacket()
 				if err != nil {
-					return changedRows, err
+					return changedRows, rowsRead, err
 				}
 				if row[0] == 0xfe && len(row) < 9 { // EOF
 					more = (uint16(row[3])|uint16(row[4])<<8)&mysql.SERVER_MORE_RESULTS_EXISTS != 0
@@ -212,8 +222,9 @@ func runRaw(conn *client.Conn, proto, query string, p *Plan, check func(col stri
 				}
 				if row[0] == 0xff {
 					check("ERR", row)
-					return changedRows, fmt.Errorf("%s", row[9:])
+					return changedRows, rowsRead, fmt.Errorf("%s", row[9:])
 				}
+				rowsRead++
 				out := row
 				if rm != nil {
 					var changed bool
@@ -223,7 +234,7 @@ func runRaw(conn *client.Conn, proto, query string, p *Plan, check func(col stri
 						out, changed, err = rm.Text(row, dst)
 					}
 					if err != nil {
-						return changedRows, err
+						return changedRows, rowsRead, err
 					}
 					if changed {
 						changedRows++
@@ -231,12 +242,12 @@ func runRaw(conn *client.Conn, proto, query string, p *Plan, check func(col stri
 					}
 				}
 				if err := eachValue(out, proto == "binary", cols, check); err != nil {
-					return changedRows, err
+					return changedRows, rowsRead, err
 				}
 			}
 		}
 		if !more {
-			return changedRows, firstErr
+			return changedRows, rowsRead, firstErr
 		}
 	}
 }

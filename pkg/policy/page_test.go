@@ -10,10 +10,12 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+
+	"github.com/sqlwarden/sqlwarden/internal/testutil"
 )
 
-// chromium returns the browser for page tests, skipping when it is absent
-// unless SQLWARDEN_REQUIRE_BROWSER says the environment must have one.
+// chromium returns the browser for page tests; without one the test fails in
+// CI or when SQLWARDEN_REQUIRE_BROWSER is set, and skips elsewhere.
 func chromium(t *testing.T) string {
 	t.Helper()
 	for _, p := range []string{os.Getenv("SQLWARDEN_CHROMIUM"), "/usr/bin/chromium", "/usr/bin/chromium-browser"} {
@@ -27,8 +29,7 @@ func chromium(t *testing.T) string {
 	if os.Getenv("SQLWARDEN_REQUIRE_BROWSER") != "" {
 		t.Fatal("chromium not found and SQLWARDEN_REQUIRE_BROWSER is set (run scripts/install-deps.sh test)")
 	}
-	t.Skip("chromium not found (run scripts/install-deps.sh test)")
-	return ""
+	return testutil.RequireTool(t, "chromium", "/usr/bin/chromium-browser")
 }
 
 // browser starts a fresh headless Chromium for t.

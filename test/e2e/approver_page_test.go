@@ -11,10 +11,12 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/sqlwarden/sqlwarden/pkg/audit"
+
+	"github.com/sqlwarden/sqlwarden/internal/testutil"
 )
 
-// chromiumPath finds Debian's chromium; without it the test fails when the
-// environment requires a browser (CI) and skips otherwise.
+// chromiumPath finds Debian's chromium; without it the test fails in CI or
+// when SQLWARDEN_REQUIRE_BROWSER is set, and skips otherwise.
 func chromiumPath(t *testing.T) string {
 	t.Helper()
 	for _, p := range []string{os.Getenv("SQLWARDEN_CHROMIUM"), "/usr/bin/chromium"} {
@@ -28,8 +30,7 @@ func chromiumPath(t *testing.T) string {
 	if os.Getenv("SQLWARDEN_REQUIRE_BROWSER") != "" {
 		t.Fatal("chromium not found (scripts/install-deps.sh test installs it)")
 	}
-	t.Skip("chromium not found (run scripts/install-deps.sh test)")
-	return ""
+	return testutil.RequireTool(t, "chromium", "/usr/bin/chromium-browser")
 }
 
 // TestApproverPageReleasesWaitingClient: a MySQL client blocks on a DDL

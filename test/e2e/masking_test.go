@@ -410,6 +410,7 @@ func TestMaskingEvasionCorpus(t *testing.T) {
 				defer conn.Close()
 				defer conn.Raw(func(any) error { return driver.ErrBadConn }) // session state stays with the entry
 				denied, served := false, 0
+				var dbErr error
 				for _, step := range e.Statements() {
 					step = strings.ReplaceAll(step, maskfixture.DB+".", maskDB+".")
 					n, err := corpusStep(ctx, t, conn, proto, step)
@@ -427,6 +428,9 @@ func TestMaskingEvasionCorpus(t *testing.T) {
 							break
 						}
 						t.Logf("%q: database error: %v", step, err)
+						if dbErr == nil {
+							dbErr = err
+						}
 					}
 				}
 				if e.Expect == "mask" && policyRefuses[e.Name] != "" {
@@ -442,8 +446,16 @@ func TestMaskingEvasionCorpus(t *testing.T) {
 						t.Errorf("expected sqlwarden to refuse a step (%d rows served)", served)
 					}
 				case "mask":
+					// Masking is only exercised when the server ran every
+					// step and rows came back through the proxy.
 					if denied {
 						t.Errorf("expected masked results, got a refusal")
+					}
+					if dbErr != nil {
+						t.Errorf("expected masked results, the database refused: %v", dbErr)
+					}
+					if served == 0 {
+						t.Errorf("expected masked results, no rows were served")
 					}
 				}
 			})

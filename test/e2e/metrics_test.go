@@ -17,20 +17,16 @@ import (
 	"time"
 
 	"github.com/sqlwarden/sqlwarden/test/harness"
+
+	"github.com/sqlwarden/sqlwarden/internal/testutil"
 )
 
 // TestMetricsPrometheus runs statements through the real daemon, has a real
 // Prometheus (Debian package) scrape its admin endpoint, reads the series
 // back through Prometheus' HTTP API and checks the exposition with promtool.
 func TestMetricsPrometheus(t *testing.T) {
-	promBin, err := exec.LookPath("prometheus")
-	if err != nil {
-		t.Skip("prometheus not installed (scripts/install-deps.sh test)")
-	}
-	promtool, err := exec.LookPath("promtool")
-	if err != nil {
-		t.Skip("promtool not installed")
-	}
+	promBin := testutil.RequireTool(t, "prometheus")
+	promtool := testutil.RequireTool(t, "promtool")
 	d := harness.Start(t, harness.Options{})
 	root := d.Maria.Open(t, "")
 	for _, q := range []string{

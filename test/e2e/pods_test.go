@@ -35,9 +35,7 @@ import (
 // its containers connect directly again.
 func TestPodEnrollmentRedirects(t *testing.T) {
 	testutil.RequirePrivileged(t)
-	if _, err := exec.LookPath("bash"); err != nil {
-		t.Skip("bash not installed")
-	}
+	testutil.RequireTool(t, "bash")
 	mount, err := k8s.CgroupV2Mount()
 	if err != nil {
 		t.Fatal(err)

@@ -290,7 +290,9 @@ func TestCommands(t *testing.T) {
 	start := time.Now()
 	go func() { _, err := c1c.Execute("SELECT SLEEP(20) AS sw_sleep"); slept <- err }()
 	d.WaitFor(t, "for the sleeping statement", func(r *audit.Record) bool { return r.SQL == "SELECT SLEEP(20) AS sw_sleep" })
-	time.Sleep(200 * time.Millisecond)
+	// The record is written before the statement goes to the backend: wait
+	// until MariaDB shows it running on c1c's backend thread.
+	waitRunning(t, d.Maria.Open(t, ""), backendID, "SELECT SLEEP(20) AS sw_sleep")
 	if _, err := c1.Execute(fmt.Sprintf("KILL QUERY %d", greetID)); err != nil {
 		t.Fatalf("KILL QUERY of own greeting id: %v", err)
 	}
@@ -663,5 +665,26 @@ func TestMultiResultsAndCursors(t *testing.T) {
 	ex, _ = pairCommand(t, recs, "COM_STMT_EXECUTE", q)
 	if len(ex.Params) != 1 || fmt.Sprint(ex.Params[0].Value) != "10" {
 		t.Errorf("cursor execute params %+v", ex.Params)
+	}
+}
+
+// waitRunning waits until MariaDB's processlist shows query running on
+// thread id.
+func waitRunning(t *testing.T, root *sql.DB, id uint32, query string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var n int
+		err := root.QueryRow("SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE ID = ? AND COMMAND = 'Query' AND INFO = ?", id, query).Scan(&n)
+		if err != nil {
+			t.Fatalf("read processlist: %v", err)
+		}
+		if n == 1 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%q is not running on thread %d after 10s", query, id)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }

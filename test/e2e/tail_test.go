@@ -3,6 +3,7 @@ package e2e
 import (
 	"bufio"
 	"encoding/json"
+	"io"
 	"os/exec"
 	"strings"
 	"testing"
@@ -13,12 +14,16 @@ import (
 )
 
 // TestAuditTailFollow: `sqlwarden audit tail --follow --json` prints records
-// as the daemon writes them, including the statement of a query run after
-// the tail started.
+// as the daemon writes them, including the statement of a query run once the
+// tail says (on stderr) that it is following.
 func TestAuditTailFollow(t *testing.T) {
 	d := harness.Start(t, harness.Options{})
 	cmd := exec.Command(harness.Binary(t), "audit", "tail", "--follow", "--json", "-n", "0", "--dir", d.AuditDir)
 	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -38,7 +43,22 @@ func TestAuditTailFollow(t *testing.T) {
 			}
 		}
 	}()
-	time.Sleep(300 * time.Millisecond)
+	following := make(chan struct{})
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			if strings.HasPrefix(sc.Text(), "audit tail: following ") {
+				close(following)
+				break
+			}
+		}
+		_, _ = io.Copy(io.Discard, stderr)
+	}()
+	select {
+	case <-following:
+	case <-time.After(10 * time.Second):
+		t.Fatal("audit tail --follow did not start following within 10s")
+	}
 	db := d.Open(t, "test")
 	var v string
 	if err := db.QueryRow("SELECT 'followed'").Scan(&v); err != nil {
