@@ -9,12 +9,13 @@ GOFLAGS_BUILD := -ldflags "-X main.version=$(VERSION)"
 # Privileged tests (BPF, cgroups, netns) skip without root unless this is 1.
 export SQLWARDEN_REQUIRE_PRIVILEGED ?= 0
 
-.PHONY: all build deps generate check-generate test test-unit test-e2e fuzz bench demo clean
+.PHONY: all build deps deps-test generate check-generate test test-unit test-e2e fuzz bench demo clean
 
 all: build
 
+# Every group of scripts/install-deps.sh; each target below installs only its own.
 deps:
-	@bash scripts/install-deps.sh
+	@bash scripts/install-deps.sh all
 
 build:
 	$(GO) build $(GOFLAGS_BUILD) -o $(BIN) ./cmd/sqlwarden
@@ -32,7 +33,7 @@ check-generate:
 	  git diff --stat -- redirect/; exit 1; fi
 
 # Every test: unit, fuzz seeds, end to end against the private MariaDB and real clients.
-test: deps build check-generate
+test: deps-test build check-generate
 	@bash scripts/mariadb.sh start
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 14m -p 2 ./...
@@ -40,7 +41,7 @@ test: deps build check-generate
 test-unit:
 	$(GO) test -count=1 ./pkg/... ./redirect/...
 
-test-e2e: deps build
+test-e2e: deps-test build
 	@bash scripts/mariadb.sh start
 	$(GO) test -count=1 -timeout 14m ./test/...
 
@@ -53,12 +54,22 @@ fuzz:
 	  done; \
 	done
 
-bench: deps build
+bench: build
+	@bash scripts/install-deps.sh demo bench
 	@bash scripts/mariadb.sh start
 	@bash scripts/bench.sh
 
-demo: deps build
-	@bash scripts/demo.sh
+deps-test:
+	@bash scripts/install-deps.sh demo build test
+
+# Only what the demo needs (MariaDB server and client; the eBPF objects are
+# committed), then the demo; says how long each part took.
+demo:
+	@t0=$$(date +%s.%N); bash scripts/install-deps.sh demo; \
+	t1=$$(date +%s.%N); $(MAKE) --no-print-directory build; \
+	t2=$$(date +%s.%N); bash scripts/demo.sh; \
+	t3=$$(date +%s.%N); \
+	awk -v a=$$t0 -v b=$$t1 -v c=$$t2 -v d=$$t3 'BEGIN { printf "\nmake demo: %.1fs (install %.1fs, build %.1fs, demo %.1fs)\n", d-a, b-a, c-b, d-c }'
 
 clean:
 	rm -rf bin
