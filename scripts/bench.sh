@@ -2,23 +2,43 @@
 # make bench: sysbench point-select and read-only, text and prepared, at 1 and 8
 # threads — direct to MariaDB, through HAProxy in TCP mode (the reference relay),
 # through sqlwarden explicitly, and through sqlwarden via the eBPF redirect —
-# then audit throughput and the memory of 1,000 idle connections. Prints a
-# table and writes it, with the machine it ran on, to docs/bench.md.
+# then audit throughput and the memory of 1,000 idle connections.
+# Each figure is the median of BENCH_RUNS (default 3, at least 3) runs; the
+# targets of one configuration run in turn, in a rotating order, so drift of a
+# shared machine spreads over all of them. Prints the table and writes it into
+# the generated regions of docs/bench.md (scripts/splice.sh), keeping the
+# hand-written analysis around them.
+#   BENCH_TIME   seconds per sysbench run (5)
+#   BENCH_RUNS   runs per figure (3)
+#   BENCH_QUICK=1  check the script: one configuration, 1 s runs, no Go
+#                benchmarks, written to a copy under the work dir unless
+#                BENCH_OUT is set
 # Only loopback addresses are used.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BIN:-bin/sqlwarden}
+QUICK=${BENCH_QUICK:-0}
 TIME=${BENCH_TIME:-5}
+RUNS=${BENCH_RUNS:-3}
 WORK=${SQLWARDEN_BENCH_DIR:-/tmp/sqlwarden-bench}
 MPORT=${SQLWARDEN_MARIADB_PORT:-13306}
 SOCK=${SQLWARDEN_MARIADB_DIR:-/tmp/sqlwarden-mariadb}/mysqld.sock
-HAPORT=13401
-SWPORT=13402
-ADMIN=127.0.0.1:13403
+PORT_BASE=${SQLWARDEN_BENCH_PORT_BASE:-13401}
+HAPORT=$PORT_BASE
+SWPORT=$((PORT_BASE + 1))
+ADMIN=127.0.0.1:$((PORT_BASE + 2))
 OUT=${BENCH_OUT:-docs/bench.md}
+workloads=(oltp_point_select oltp_read_only); modes=(disable auto); threadsets=(1 8)
+if [ "$QUICK" = 1 ]; then
+  TIME=${BENCH_TIME:-1}
+  workloads=(oltp_point_select); modes=(disable); threadsets=(1)
+  OUT=${BENCH_OUT:-$WORK/bench.md}
+fi
+if [ "$RUNS" -lt 3 ]; then echo "bench: BENCH_RUNS must be at least 3 (a median of fewer is one run)" >&2; exit 2; fi
 rm -rf "$WORK"; mkdir -p "$WORK"
+if [ "$QUICK" = 1 ] && [ -z "${BENCH_OUT:-}" ]; then cp docs/bench.md "$OUT"; fi
 
-bash scripts/install-deps.sh bench >/dev/null
+bash scripts/install-deps.sh demo bench >/dev/null
 bash scripts/mariadb.sh start >/dev/null
 mariadb --protocol=socket -S "$SOCK" -uroot -e "DROP DATABASE IF EXISTS sqlwarden_bench; CREATE DATABASE sqlwarden_bench"
 sb_common=(--mysql-user=warden --mysql-password=warden-pass --mysql-db=sqlwarden_bench --tables=1 --table-size=10000)
@@ -95,62 +115,75 @@ run_sb() {
   esac
   local out
   out=$("${pre[@]}" sysbench "$test" --mysql-host="$host" --mysql-port="$port" "${sb_common[@]}" \
-        --db-ps-mode="$mode" --threads="$threads" --time="$TIME" --report-interval=0 --skip-trx=on run 2>&1) || { echo "0 0"; return; }
+        --db-ps-mode="$mode" --threads="$threads" --time="$TIME" --report-interval=0 --skip-trx=on run 2>&1) || { echo "bench: sysbench $test via $target failed:" >&2; echo "$out" >&2; return 1; }
   local qps lat
   qps=$(echo "$out" | awk '/queries:/{gsub(/[(]/,"",$3); print $3; exit}')
   lat=$(echo "$out" | awk '/avg:/{print $2; exit}')
   echo "${qps:-0} ${lat:-0}"
 }
 
+# median of the numbers on stdin
+median() { sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) { print 0; exit } if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+
 targets=(direct haproxy sqlwarden)
 [ "$EBPF" = 1 ] && targets+=(sqlwarden-ebpf)
 {
-echo "# sqlwarden benchmarks"
-echo
 echo "Run by \`make bench\` on $(date -u +%Y-%m-%dT%H:%MZ): $(nproc) cores ($(awk -F: '/model name/{print $2; exit}' /proc/cpuinfo | sed 's/^ //')),"
 echo "$(free -g | awk '/Mem:/{print $2}') GiB, kernel $(uname -r), $(mariadbd --version | awk '{print $3}'), $(haproxy -v | head -1 | awk '{print $1, $2, $3}'),"
 echo "sysbench $(sysbench --version | awk '{print $2}'), ${TIME}s per run, 1 table × 10,000 rows, client and servers on the same machine."
+echo "Each figure is the median of $RUNS runs; the targets of a row group ran in turn, in a rotating order."
 echo "sqlwarden: default policy, audit \`sync: batch\`. QPS ratio and added average latency are against direct."
 echo
 echo "| workload | ps-mode | threads | target | QPS | × direct | × haproxy | avg ms | added µs |"
 echo "|---|---|---|---|---:|---:|---:|---:|---:|"
 } > "$WORK/table.md"
-for test in oltp_point_select oltp_read_only; do
-  for mode in disable auto; do
-    for threads in 1 8; do
-      declare -A qps=() lat=()
+for test in "${workloads[@]}"; do
+  for mode in "${modes[@]}"; do
+    for threads in "${threadsets[@]}"; do
+      declare -A qps=() lat=() qs=() ls=()
+      n=${#targets[@]}
+      for ((r = 0; r < RUNS; r++)); do
+        for ((i = 0; i < n; i++)); do
+          tg=${targets[$(((i + r) % n))]}
+          res=$(run_sb "$tg" "$test" "$mode" "$threads") || exit 1
+          read -r q l <<<"$res"
+          qs[$tg]+="$q "; ls[$tg]+="$l "
+        done
+      done
       for tg in "${targets[@]}"; do
-        read -r q l < <(run_sb "$tg" "$test" "$mode" "$threads")
-        qps[$tg]=$q; lat[$tg]=$l
+        qps[$tg]=$(tr ' ' '\n' <<<"${qs[$tg]}" | grep . | median)
+        lat[$tg]=$(tr ' ' '\n' <<<"${ls[$tg]}" | grep . | median)
+        echo "bench: $test $mode $threads $tg: QPS ${qs[$tg]}-> ${qps[$tg]}; avg ms ${ls[$tg]}-> ${lat[$tg]}" >&2
       done
       for tg in "${targets[@]}"; do
         awk -v w="$test" -v m="$mode" -v th="$threads" -v tg="$tg" -v q="${qps[$tg]}" -v dq="${qps[direct]}" -v hq="${qps[haproxy]}" \
             -v l="${lat[$tg]}" -v dl="${lat[direct]}" \
           'BEGIN{ printf "| %s | %s | %s | %s | %.0f | %.2f | %.2f | %.3f | %+.0f |\n", w, (m=="disable"?"text":"prepared"), th, tg, q, (dq>0?q/dq:0), (hq>0?q/hq:0), l, (l-dl)*1000 }' >> "$WORK/table.md"
       done
-      unset qps lat
+      unset qps lat qs ls
     done
   done
 done
+cat "$WORK/table.md"
+bash scripts/splice.sh "$OUT" table < "$WORK/table.md"
 
 # Audit throughput (durable records per second, per sync mode) and idle-connection memory.
-{
+if [ "$QUICK" != 1 ]; then
+  {
+  echo "## Audit journal: records per second (16 concurrent appenders)"
+  echo
+  echo '```'
+  go test -run '^$' -bench 'BenchmarkAppend' -benchtime 2s ./pkg/audit/ 2>&1 | grep -E '^Benchmark' || true
+  echo '```'
+  echo
+  echo "## Memory with 1,000 idle connections through sqlwarden"
+  echo
+  echo '```'
+  go test -run '^$' -bench 'BenchmarkIdleConnections' -benchtime 1x ./test/e2e/ 2>&1 | grep -E '^Benchmark' || true
+  echo '```'
+  } > "$WORK/micro.md"
+  cat "$WORK/micro.md"
+  bash scripts/splice.sh "$OUT" micro < "$WORK/micro.md"
+fi
 echo
-echo "## Audit journal: records per second (16 concurrent appenders)"
-echo
-echo '```'
-go test -run '^$' -bench 'BenchmarkAppend' -benchtime 2s ./pkg/audit/ 2>&1 | grep -E '^Benchmark' || true
-echo '```'
-echo
-echo "## Memory with 1,000 idle connections through sqlwarden"
-echo
-echo '```'
-go test -run '^$' -bench 'BenchmarkIdleConnections' -benchtime 1x ./test/e2e/ 2>&1 | grep -E '^Benchmark' || true
-echo '```'
-} >> "$WORK/table.md"
-
-cat "$WORK/table.md"
-mkdir -p "$(dirname "$OUT")"
-cp "$WORK/table.md" "$OUT"
-echo
-echo "written to $OUT"
+echo "written to $OUT (the generated regions; the rest is kept)"
