@@ -151,7 +151,7 @@ func (p policyAdapter) Decide(id *proxy.Identity, st *proxy.Statement, s proxy.S
 	}
 	d := p.engine.Decide(policy.Input{Identity: rec, Statement: pst, Session: policy.Session{
 		ID: s.ID, DB: s.DB, User: s.User, ClientAddr: s.ClientAddr, Command: s.Command}})
-	return proxy.Verdict{Rule: d.Rule, Action: d.Action, Message: d.Message}
+	return proxy.Verdict{Rule: d.Rule, Action: d.Action, Message: d.Message, ApprovalMode: d.ApprovalMode}
 }
 
 type maskerAdapter struct{ m *masking.Masker }

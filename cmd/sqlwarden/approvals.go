@@ -24,6 +24,7 @@ type approvalsOpts struct {
 	reason   string
 	approver string
 	json     bool
+	all      bool
 	timeout  time.Duration
 }
 
@@ -55,14 +56,18 @@ $SQLWARDEN_ADMIN_TOKEN, else admin.token / admin.token_file in --config.`,
 			}
 			ctx, cancel := context.WithTimeout(cmd.Context(), o.timeout)
 			defer cancel()
-			ps, err := c.List(ctx)
+			pl, err := c.ListAll(ctx)
 			if err != nil {
 				return err
 			}
-			return printApprovals(cmd.OutOrStdout(), ps, o.json)
+			if !o.all {
+				pl.Recent = nil
+			}
+			return printApprovals(cmd.OutOrStdout(), pl, o.json)
 		},
 	}
 	list.Flags().BoolVar(&o.json, "json", false, "print JSON")
+	list.Flags().BoolVarP(&o.all, "all", "a", false, "also list requests no longer pending (decided, expired, used), newest first")
 
 	decide := func(approve bool) *cobra.Command {
 		verb := "deny"
@@ -85,6 +90,9 @@ $SQLWARDEN_ADMIN_TOKEN, else admin.token / admin.token_file in --config.`,
 					return err
 				}
 				fmt.Fprintf(cmd.OutOrStdout(), "%s %s by %s\n", res.ID, res.Status, res.Approver)
+				if res.Approved && !res.ValidUntil.IsZero() {
+					fmt.Fprintf(cmd.OutOrStdout(), "retry mode: the identical statement runs once when re-sent before %s\n", res.ValidUntil.Local().Format(time.RFC3339))
+				}
 				return nil
 			},
 		}
@@ -145,18 +153,22 @@ func (o *approvalsOpts) client() (*policy.Client, error) {
 	return &policy.Client{BaseURL: base, Token: token}, nil
 }
 
-func printApprovals(w io.Writer, ps []policy.PendingApproval, asJSON bool) error {
+func printApprovals(w io.Writer, pl policy.PendingList, asJSON bool) error {
 	if asJSON {
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
-		return enc.Encode(ps)
+		if pl.Recent == nil {
+			return enc.Encode(pl.Approvals)
+		}
+		return enc.Encode(pl)
 	}
+	ps := append(pl.Approvals, pl.Recent...)
 	if len(ps) == 0 {
 		fmt.Fprintln(w, "no pending approvals")
 		return nil
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tAGE\tIDENTITY\tSESSION\tRULE\tTABLES\tSQL")
+	fmt.Fprintln(tw, "ID\tSTATUS\tMODE\tAGE\tNODE\tIDENTITY\tSESSION\tRULE\tTABLES\tSQL")
 	for _, p := range ps {
 		sql := strings.Join(strings.Fields(p.SQL), " ")
 		if len(sql) > 80 {
@@ -166,7 +178,29 @@ func printApprovals(w io.Writer, ps []policy.PendingApproval, asJSON bool) error
 		if tables == "" {
 			tables = "-"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", p.ID, time.Duration(p.AgeSeconds*float64(time.Second)).Round(time.Second), p.Identity, p.SessionID, p.Rule, tables, sql)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", p.ID, statusText(p), orDash(p.Mode),
+			time.Duration(p.AgeSeconds*float64(time.Second)).Round(time.Second), orDash(p.Node), p.Identity, p.SessionID, p.Rule, tables, sql)
 	}
 	return tw.Flush()
+}
+
+// statusText says where a request stands, with who decided and until when
+// an approved retry-mode request can be used.
+func statusText(p policy.PendingApproval) string {
+	switch {
+	case p.Status == policy.StatusApproved && p.Mode == policy.ModeRetry:
+		return fmt.Sprintf("approved by %s, awaiting retry until %s", orDash(p.Approver), p.ValidUntil.Local().Format(time.TimeOnly))
+	case p.Approver != "" && p.Status != policy.StatusPending:
+		return p.Status + " by " + p.Approver
+	case p.Status == "":
+		return policy.StatusPending
+	}
+	return p.Status
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
 }

@@ -3,18 +3,26 @@ package main
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"strings"
+	"time"
 
+	"github.com/sqlwarden/sqlwarden/pkg/audit"
 	"github.com/sqlwarden/sqlwarden/pkg/policy"
 	"github.com/sqlwarden/sqlwarden/pkg/proxy"
 )
 
-// approverAdapter lets the proxy hold statements with the policy package's broker.
+// approverAdapter lets the proxy ask for approvals with the policy package's broker.
 type approverAdapter struct{ a *policy.Approvals }
 
-func (ad approverAdapter) Request(ctx context.Context, id *proxy.Identity, sessionID string, st *proxy.Statement, sql, db string, v proxy.Verdict) (proxy.Approval, error) {
-	req := policy.ApprovalRequest{SessionID: sessionID, SQL: sql, DB: db, Rule: v.Rule, Message: v.Message}
+func (ad approverAdapter) Request(ctx context.Context, id *proxy.Identity, sessionID string, st *proxy.Statement, sql, db string, params []audit.Param, v proxy.Verdict) (proxy.Approval, error) {
+	mode := v.ApprovalMode
+	if mode == "" {
+		mode = ad.a.Mode()
+	}
+	req := policy.ApprovalRequest{SessionID: sessionID, SQL: sql, DB: db, Rule: v.Rule, Message: v.Message, Mode: mode,
+		Params: append([]audit.Param(nil), params...)}
 	if id != nil {
 		req.Identity = id.Name
 	}
@@ -23,7 +31,8 @@ func (ad approverAdapter) Request(ctx context.Context, id *proxy.Identity, sessi
 		req.Tables = append(append([]string(nil), c.TablesWrite...), c.TablesRead...)
 	}
 	res, err := ad.a.Request(ctx, req)
-	return proxy.Approval{Approved: res.Approved, Status: res.Status, Approver: res.Approver, Reason: res.Reason}, err
+	return proxy.Approval{ID: res.ID, Mode: mode, Approved: res.Approved, Status: res.Status, Approver: res.Approver,
+		Reason: res.Reason, RetryValid: policy.ShortDuration(res.RetryTTL)}, err
 }
 
 // setupApprovals starts the approval broker and mounts its API and page on
@@ -31,16 +40,38 @@ func (ad approverAdapter) Request(ctx context.Context, id *proxy.Identity, sessi
 // and/or OIDC for approvers (admin.oidc).
 func (d *daemon) setupApprovals(ctx context.Context, opts *proxy.Options) error {
 	cfg := d.cfg
+	ac := cfg.Policy.Approvals
+	log := d.log.With("component", "approvals")
+	store, err := d.approvalStore(log)
+	if err != nil {
+		return err
+	}
 	a := policy.NewApprovals(policy.ApprovalConfig{
-		Timeout:    cfg.Policy.Approvals.Timeout,
-		WebhookURL: cfg.Policy.Approvals.WebhookURL,
+		Timeout:    ac.Timeout,
+		Mode:       ac.Mode,
+		RetryTTL:   ac.RetryTTL,
+		Node:       cfg.Node,
+		Store:      store,
+		WebhookURL: ac.WebhookURL,
 		PageURL:    "http://" + cfg.AdminListen + "/approvals",
-		Log:        d.log.With("component", "approvals"),
+		Log:        log,
+		Journal: func(r *audit.Record) {
+			if err := d.journal.AppendAsync(r); err != nil {
+				log.Error("audit approval", "err", err)
+			}
+		},
 	})
 	// A restart ends pending approvals as denied, audited by their sessions.
 	d.beforeDrain = append(d.beforeDrain, a.Shutdown)
 	opts.Approver = approverAdapter{a}
 	setPendingApprovals(func() int { return len(a.Pending()) })
+	setApprovalStoreUp(ac.Store, func() bool { return a.StoreErr() == nil })
+	d.readyChecks = append(d.readyChecks, func() error {
+		if err := a.StoreErr(); err != nil {
+			return fmt.Errorf("approval store: %w", err)
+		}
+		return nil
+	})
 
 	var auths []policy.Authenticator
 	token := cfg.Admin.Token
@@ -67,4 +98,27 @@ func (d *daemon) setupApprovals(ctx context.Context, opts *proxy.Options) error 
 	h := a.Handler(policy.AnyOf(auths...))
 	d.adminHandlers = append(d.adminHandlers, adminHandler{"/api/v1/approvals", h}, adminHandler{"/api/v1/approvals/", h}, adminHandler{"/approvals", h})
 	return nil
+}
+
+// approvalStore opens the configured store: memory, or the fleet's NATS
+// JetStream bucket (connected in the background: until it is reachable,
+// statements that need an approval are refused, others are not).
+func (d *daemon) approvalStore(log *slog.Logger) (policy.Store, error) {
+	ac := d.cfg.Policy.Approvals
+	if ac.Store != "nats" {
+		return policy.NewMemoryStore(), nil
+	}
+	t := ac.NATS.TLS
+	tc, err := audit.TLSConfig{Enabled: t.Enabled, CAFile: t.CAFile, CertFile: t.CertFile, KeyFile: t.KeyFile,
+		ServerName: t.ServerName, InsecureSkipVerify: t.InsecureSkipVerify}.Build()
+	if err != nil {
+		return nil, fmt.Errorf("config policy.approvals.nats.tls: %w", err)
+	}
+	s, err := policy.NewNATSStore(policy.NATSStoreConfig{URL: ac.NATS.URL, Bucket: ac.NATS.Bucket, CredsFile: ac.NATS.CredsFile,
+		TLS: tc, Node: d.cfg.Node, TTL: ac.Timeout + ac.RetryTTL + 24*time.Hour, Log: log})
+	if err != nil {
+		return nil, err
+	}
+	d.closers = append(d.closers, s.Close)
+	return s, nil
 }

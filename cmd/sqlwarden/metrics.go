@@ -1,6 +1,7 @@
 package main
 
 import (
+	"log/slog"
 	"sync/atomic"
 	"time"
 
@@ -26,6 +27,16 @@ func observeJournalSync(d time.Duration) {
 func setPendingApprovals(f func() int) {
 	if m := daemonMetrics.Load(); m != nil {
 		m.SetPendingApprovals(f)
+	}
+}
+
+// setApprovalStoreUp exports the approval store's state; safe to call
+// without metrics.
+func setApprovalStoreUp(store string, up func() bool) {
+	if m := daemonMetrics.Load(); m != nil {
+		if err := m.RegisterApprovalStore(store, up); err != nil {
+			slog.Warn("register approval store metric", "err", err)
+		}
 	}
 }
 

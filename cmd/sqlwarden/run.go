@@ -77,7 +77,10 @@ type daemon struct {
 	backends      map[string]*proxy.Backend
 	auditDir      string
 	adminHandlers []adminHandler
-	ready         chan struct{}
+	// readyChecks are asked by /readyz after the journal (e.g. the shared
+	// approval store).
+	readyChecks []func() error
+	ready       chan struct{}
 }
 
 // decodeNode decodes a config section kept as a YAML node, strictly.
@@ -334,6 +337,12 @@ func (d *daemon) startAdmin() error {
 		if err := d.journal.Healthy(); err != nil {
 			http.Error(w, "audit journal: "+err.Error(), http.StatusServiceUnavailable)
 			return
+		}
+		for _, check := range d.readyChecks {
+			if err := check(); err != nil {
+				http.Error(w, err.Error(), http.StatusServiceUnavailable)
+				return
+			}
 		}
 		select {
 		case <-d.ready:

@@ -14,7 +14,7 @@ import (
 // encodings are checked against each other by tests and a fuzz target.
 func appendRecordJSON(b []byte, r *Record) ([]byte, bool) {
 	if r.Identity != nil || r.Workload != nil || r.Client != nil || r.Backend != nil ||
-		r.Checkpoint != nil || r.Results != nil || r.TS.Year() < 0 || r.TS.Year() > 9999 {
+		r.Checkpoint != nil || r.Results != nil || r.Approval != nil || r.TS.Year() < 0 || r.TS.Year() > 9999 {
 		return b, false
 	}
 	b = append(b, `{"ts":"`...)
@@ -125,6 +125,7 @@ func appendRecordJSON(b []byte, r *Record) ([]byte, bool) {
 		b = optString(b, `,"message":`, p.Message)
 		b = optString(b, `,"approver":`, p.Approver)
 		b = optString(b, `,"reason":`, p.Reason)
+		b = optString(b, `,"approval_id":`, p.ApprovalID)
 		b = append(b, '}')
 	}
 	if l := r.Limit; l != nil {

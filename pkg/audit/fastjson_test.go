@@ -30,7 +30,7 @@ func fastRecords() []*Record {
 			DurationUS: I64(120), Columns: []string{"a", "b"}, Masked: []Masked{{Column: "card", Rule: "cards", Count: 3}},
 			Policy: &Decision{Rule: "default", Action: "allow"}, ResultDigest: "ff00"},
 		{TS: ts, Event: EventOutcome, Status: StatusBlocked, Error: &ErrorInfo{Code: 1142, State: "42000", Message: "sqlwarden: blocked"},
-			Policy: &Decision{Action: "approve", Message: "m", Approver: "alice", Reason: "ok"}},
+			Policy: &Decision{Action: "approve", Message: "m", Approver: "alice", Reason: "ok", ApprovalID: "0123abcd"}},
 		{TS: ts, Event: EventOutcome, Status: StatusError, Error: &ErrorInfo{Code: 1226, State: "42000", Message: "sqlwarden: limit agents: result exceeds max_rows 10"},
 			Limit: &LimitHit{Name: "agents", Kind: "max_rows", Value: uint64(10)}},
 		{TS: ts, Event: EventOutcome, Status: StatusSuccess, Rows: U64(10), Truncated: true, Limit: &LimitHit{Name: "a\"b", Kind: "statement_timeout", Value: "1.5s"}},

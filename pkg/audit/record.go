@@ -10,6 +10,10 @@ const (
 	EventStatement     = "statement"
 	EventOutcome       = "outcome"
 	EventCheckpoint    = "checkpoint"
+	// EventApproval records a change of an approval request that no
+	// statement's outcome carries: a decision, an expiry, a retry-mode
+	// approval used or left unused.
+	EventApproval = "approval"
 )
 
 // Outcome statuses.
@@ -70,6 +74,9 @@ type Record struct {
 
 	// session.end
 	Statements *uint64 `json:"statements,omitempty"`
+
+	// approval
+	Approval *ApprovalInfo `json:"approval,omitempty"`
 
 	// checkpoint (written by the journal itself)
 	Checkpoint *Checkpoint `json:"checkpoint,omitempty"`
@@ -176,6 +183,27 @@ type Decision struct {
 	Message  string `json:"message,omitempty"`
 	Approver string `json:"approver,omitempty"`
 	Reason   string `json:"reason,omitempty"`
+	// ApprovalID names the approval request a held or retried statement
+	// belongs to.
+	ApprovalID string `json:"approval_id,omitempty"`
+}
+
+// ApprovalInfo is one approval request's new state (event "approval").
+type ApprovalInfo struct {
+	ID       string `json:"id"`
+	Status   string `json:"status"` // approved | denied | timeout | withdrawn | used | expired
+	Mode     string `json:"mode"`   // hold | retry
+	Identity string `json:"identity,omitempty"`
+	Rule     string `json:"rule,omitempty"`
+	SQL      string `json:"sql,omitempty"`
+	DB       string `json:"db,omitempty"`
+	// Node is the node whose client asked (it may differ from the node that
+	// writes the record: any node of a fleet decides and expires).
+	Node     string `json:"node,omitempty"`
+	Approver string `json:"approver,omitempty"`
+	Reason   string `json:"reason,omitempty"`
+	// UsedBy is the session that ran a retry-mode approval.
+	UsedBy string `json:"used_by,omitempty"`
 }
 
 // LimitHit names the per-identity limit that refused, stopped or truncated a

@@ -99,9 +99,42 @@ type Policy struct {
 
 // Approvals configures human approval of held statements.
 type Approvals struct {
+	// Timeout is how long a request stays pending (both modes); default 5m.
 	Timeout    time.Duration `yaml:"timeout"`
 	WebhookURL string        `yaml:"webhook_url"`
+	// Mode is hold (default: the client waits for the decision) or retry
+	// (refused at once with the request id; the identical statement re-sent
+	// once approved runs once). A rule's approval_mode overrides it.
+	Mode string `yaml:"mode"`
+	// RetryTTL is how long an approved retry-mode request may be used;
+	// default 15m.
+	RetryTTL time.Duration `yaml:"retry_ttl"`
+	// Store is where requests and decisions live: memory (default, this
+	// daemon only) or nats (a JetStream key-value bucket every node shares).
+	Store string        `yaml:"store"`
+	NATS  ApprovalsNATS `yaml:"nats"`
 }
+
+// ApprovalsNATS locates the shared approval bucket.
+type ApprovalsNATS struct {
+	URL       string  `yaml:"url"`
+	Bucket    string  `yaml:"bucket"`     // default SQLWARDEN_APPROVALS
+	CredsFile string  `yaml:"creds_file"` // NATS user credentials (JWT + nkey)
+	TLS       NATSTLS `yaml:"tls"`
+}
+
+// NATSTLS is TLS toward NATS (the same keys as the audit sink's tls).
+type NATSTLS struct {
+	Enabled            bool   `yaml:"enabled"`
+	CAFile             string `yaml:"ca_file"`
+	CertFile           string `yaml:"cert_file"`
+	KeyFile            string `yaml:"key_file"`
+	ServerName         string `yaml:"server_name"`
+	InsecureSkipVerify bool   `yaml:"insecure_skip_verify"`
+}
+
+// DefaultApprovalsBucket is the JetStream key-value bucket of shared approvals.
+const DefaultApprovalsBucket = "SQLWARDEN_APPROVALS"
 
 // Admin configures the admin API's authentication.
 type Admin struct {
@@ -183,8 +216,21 @@ func (c *Config) setDefaults() {
 	if c.Redirect.PinDir == "" {
 		c.Redirect.PinDir = DefaultPinDir
 	}
-	if c.Policy.Approvals.Timeout == 0 {
-		c.Policy.Approvals.Timeout = 5 * time.Minute
+	ap := &c.Policy.Approvals
+	if ap.Timeout == 0 {
+		ap.Timeout = 5 * time.Minute
+	}
+	if ap.Mode == "" {
+		ap.Mode = "hold"
+	}
+	if ap.RetryTTL == 0 {
+		ap.RetryTTL = 15 * time.Minute
+	}
+	if ap.Store == "" {
+		ap.Store = "memory"
+	}
+	if ap.NATS.Bucket == "" {
+		ap.NATS.Bucket = DefaultApprovalsBucket
 	}
 	if c.ServerVersion == "" {
 		c.ServerVersion = "10.11.0-MariaDB-sqlwarden"
@@ -202,6 +248,22 @@ func (c *Config) validate() error {
 		if _, err := netip.ParseAddr(c.Redirect.NodeAddress); err != nil {
 			return fmt.Errorf("config redirect.node_address: %w", err)
 		}
+	}
+	ap := c.Policy.Approvals
+	if ap.Mode != "hold" && ap.Mode != "retry" {
+		return fmt.Errorf("config policy.approvals.mode %q: want hold or retry", ap.Mode)
+	}
+	if ap.Timeout < 0 || ap.RetryTTL < 0 {
+		return errors.New("config policy.approvals: timeout and retry_ttl must be positive")
+	}
+	switch ap.Store {
+	case "memory":
+	case "nats":
+		if ap.NATS.URL == "" {
+			return errors.New("config policy.approvals.nats.url: required with store nats")
+		}
+	default:
+		return fmt.Errorf("config policy.approvals.store %q: want memory or nats", ap.Store)
 	}
 	if c.Kubernetes.Enabled && !c.Redirect.Enabled {
 		return errors.New("config kubernetes.enabled: per-pod enrollment needs redirect.enabled")

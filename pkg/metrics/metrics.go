@@ -238,3 +238,19 @@ func orDefault(s, d string) string {
 	}
 	return s
 }
+
+// RegisterApprovalStore exports sqlwarden_policy_approval_store_up{store}:
+// 1 while the approval store (memory, or the fleet's NATS bucket) can be
+// used, 0 while statements that need an approval are refused for want of it.
+func (m *Metrics) RegisterApprovalStore(store string, up func() bool) error {
+	return m.reg.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Namespace: Namespace, Subsystem: SubsystemPolicy, Name: "approval_store_up",
+		Help:        "1 while the approval store is reachable; 0 while approval-needing statements are refused.",
+		ConstLabels: prometheus.Labels{"store": store},
+	}, func() float64 {
+		if up() {
+			return 1
+		}
+		return 0
+	}))
+}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -14,24 +15,63 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/sqlwarden/sqlwarden/pkg/audit"
+)
+
+// Approval modes.
+const (
+	// ModeHold keeps the client waiting until a human decides.
+	ModeHold = "hold"
+	// ModeRetry refuses at once with the request's id; the identical
+	// statement, re-sent by the same identity once approved, runs once.
+	ModeRetry = "retry"
 )
 
 // Approval statuses.
 const (
+	StatusPending   = "pending"
 	StatusApproved  = "approved"
 	StatusDenied    = "denied"
-	StatusTimeout   = "timeout"
+	StatusTimeout   = "timeout"   // nobody decided within the timeout
 	StatusWithdrawn = "withdrawn" // the client went away while waiting
+	StatusUsed      = "used"      // a retry-mode approval ran its statement
+	StatusExpired   = "expired"   // a retry-mode approval was not used within retry_ttl
+	// StatusUnavailable is a request that could not be stored (the shared
+	// store is down): the statement is refused.
+	StatusUnavailable = "unavailable"
 )
 
 // ErrNotPending is returned when deciding an approval that is not (or no
 // longer) waiting.
 var ErrNotPending = errors.New("approval not pending")
 
+// ErrDecided is returned when deciding an approval someone else decided
+// first: a decision is made once.
+var ErrDecided = errors.New("approval already decided")
+
 // ApprovalConfig configures the approval broker.
 type ApprovalConfig struct {
-	// Timeout is how long a statement waits for a human; default 5 minutes.
+	// Timeout is how long a request stays pending; default 5 minutes.
 	Timeout time.Duration
+	// Mode is the default for rules that do not set approval_mode: hold
+	// (default) or retry.
+	Mode string
+	// RetryTTL is how long an approved retry-mode request may be used, and
+	// how long a denied one answers retries with its denial; default 15m.
+	RetryTTL time.Duration
+	// Node names this daemon in requests it creates.
+	Node string
+	// Store keeps requests and decisions; default a new MemoryStore.
+	Store Store
+	// KeepEnded is how long an ended request stays listed (and in the
+	// store); default 10 minutes.
+	KeepEnded time.Duration
+	// OpTimeout bounds one store operation; default 3s.
+	OpTimeout time.Duration
+	// Journal, when set, receives an "approval" record for each decision,
+	// expiry and use (each written by the one node whose write won).
+	Journal func(*audit.Record)
 	// WebhookURL, when set, receives a Slack-compatible JSON message for each
 	// new request.
 	WebhookURL string
@@ -46,70 +86,129 @@ type ApprovalConfig struct {
 
 // ApprovalRequest is a statement held for a human.
 type ApprovalRequest struct {
-	ID        string    `json:"id"` // assigned by Request when empty
-	SessionID string    `json:"session_id"`
-	Identity  string    `json:"identity"`
-	SQL       string    `json:"sql"`
-	Kind      string    `json:"kind,omitempty"`
-	Tables    []string  `json:"tables,omitempty"`
-	DB        string    `json:"db,omitempty"`
-	Rule      string    `json:"rule"`
-	Message   string    `json:"message,omitempty"`
-	Created   time.Time `json:"created"` // set by Request
-	Expires   time.Time `json:"expires"` // set by Request
+	ID        string        `json:"id"` // assigned by Request
+	SessionID string        `json:"session_id"`
+	Identity  string        `json:"identity"`
+	SQL       string        `json:"sql"`
+	Params    []audit.Param `json:"params,omitempty"` // of a prepared statement's execution
+	Kind      string        `json:"kind,omitempty"`
+	Tables    []string      `json:"tables,omitempty"`
+	DB        string        `json:"db,omitempty"`
+	Rule      string        `json:"rule"`
+	Message   string        `json:"message,omitempty"`
+	Mode      string        `json:"mode"`           // hold | retry; empty: the configured default
+	Node      string        `json:"node,omitempty"` // set by Request
+	Created   time.Time     `json:"created"`        // set by Request
+	Expires   time.Time     `json:"expires"`        // set by Request
 }
 
-// ApprovalResult is how a request ended.
+// ApprovalResult is how a request ended, or (retry mode) where it stands.
 type ApprovalResult struct {
 	ID       string `json:"id"`
 	Approved bool   `json:"approved"`
-	Status   string `json:"status"` // approved | denied | timeout | withdrawn
+	Status   string `json:"status"` // approved | denied | timeout | withdrawn | pending | unavailable
 	Approver string `json:"approver,omitempty"`
 	Reason   string `json:"reason,omitempty"`
+	// ValidUntil is when an approved retry-mode request stops being usable.
+	ValidUntil time.Time `json:"valid_until,omitzero"`
+	// RetryTTL is the configured retry validity (retry mode).
+	RetryTTL time.Duration `json:"-"`
 }
 
-// Approvals is an in-memory broker between connections waiting for a human
-// and the approvers deciding through the admin API, the CLI or the web page.
+// ApprovalEntry is a request and its state as the store keeps it.
+type ApprovalEntry struct {
+	ApprovalRequest
+	Status     string    `json:"status"`
+	Approver   string    `json:"approver,omitempty"`
+	Reason     string    `json:"reason,omitempty"`
+	Decided    time.Time `json:"decided,omitzero"`
+	ValidUntil time.Time `json:"valid_until,omitzero"` // approved retry-mode requests
+	Ended      time.Time `json:"ended,omitzero"`       // left pending or approved for good
+	UsedBy     string    `json:"used_by,omitempty"`    // the session that ran a retry approval
+
+	key string
+	rev uint64
+}
+
+// PendingApproval is a request as listed to approvers.
+type PendingApproval struct {
+	ApprovalEntry
+	AgeSeconds float64 `json:"age_seconds"`
+}
+
+// Approvals is the broker between connections that need a human and the
+// approvers deciding through the admin API, the CLI or the web page. Its
+// state lives in a Store: in memory for one daemon, or in a NATS JetStream
+// key-value bucket shared by a fleet, where any node lists and decides any
+// node's requests and the node holding a statement learns of the decision
+// from a watch.
 //
-// While a statement waits, its client connection simply idles: the proxy
-// neither reads nor writes it, MySQL clients have no protocol-level
-// keep-alive to answer, and TCP keep-alive (if enabled) is handled by the
-// kernel. Clients with a read timeout shorter than ApprovalConfig.Timeout
-// give up first; the proxy then sees the connection close, cancels the
-// Request context and the request is withdrawn.
-//
-// Pending requests live only in memory: Shutdown ends them all as denied,
-// so a restart never leaves a client waiting silently.
+// In hold mode the client connection simply idles while its statement
+// waits: the proxy neither reads nor writes it. Clients with a read timeout
+// shorter than the timeout give up first; the proxy then sees the
+// connection close and the request is withdrawn. In retry mode the
+// statement is refused at once with the request's id and nothing is held.
 type Approvals struct {
-	cfg ApprovalConfig
-	log *slog.Logger
+	cfg   ApprovalConfig
+	log   *slog.Logger
+	store Store
 
 	mu       sync.Mutex
-	pending  map[string]*pendingApproval
+	entries  map[string]*ApprovalEntry // store key → latest known entry
+	byID     map[string]string         // request id → store key
+	waiters  map[string]chan struct{}  // local hold requests, woken on a change
 	shutdown bool
-	stop     chan struct{}  // closed by Shutdown: webhook retries give up
-	wg       sync.WaitGroup // webhook posts
+
+	stop    chan struct{}      // closed by Shutdown
+	cancel  context.CancelFunc // ends the watch and the janitor
+	holding sync.WaitGroup     // local hold requests
+	wg      sync.WaitGroup     // webhook posts, janitor
 }
 
-type pendingApproval struct {
-	req  ApprovalRequest
-	done chan ApprovalResult // buffered 1; written once, by whoever removes it from the map
-}
-
-// NewApprovals returns a broker.
+// NewApprovals returns a broker and starts watching its store.
 func NewApprovals(cfg ApprovalConfig) *Approvals {
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 5 * time.Minute
 	}
+	if cfg.RetryTTL <= 0 {
+		cfg.RetryTTL = 15 * time.Minute
+	}
+	if cfg.Mode == "" {
+		cfg.Mode = ModeHold
+	}
+	if cfg.KeepEnded <= 0 {
+		cfg.KeepEnded = 10 * time.Minute
+	}
+	if cfg.OpTimeout <= 0 {
+		cfg.OpTimeout = 3 * time.Second
+	}
 	if cfg.HTTPClient == nil {
 		cfg.HTTPClient = &http.Client{Timeout: 10 * time.Second}
+	}
+	if cfg.Store == nil {
+		cfg.Store = NewMemoryStore()
 	}
 	log := cfg.Log
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Approvals{cfg: cfg, log: log, pending: map[string]*pendingApproval{}, stop: make(chan struct{})}
+	ctx, cancel := context.WithCancel(context.Background())
+	a := &Approvals{cfg: cfg, log: log, store: cfg.Store, entries: map[string]*ApprovalEntry{},
+		byID: map[string]string{}, waiters: map[string]chan struct{}{}, stop: make(chan struct{}), cancel: cancel}
+	a.store.Watch(ctx, a.apply)
+	a.wg.Add(1)
+	go func() {
+		defer a.wg.Done()
+		a.janitor(ctx)
+	}()
+	return a
 }
+
+// Mode returns the default mode.
+func (a *Approvals) Mode() string { return a.cfg.Mode }
+
+// StoreErr reports why the store is unusable now, or nil.
+func (a *Approvals) StoreErr() error { return a.store.Err() }
 
 func newID() string {
 	var b [8]byte
@@ -117,126 +216,554 @@ func newID() string {
 	return hex.EncodeToString(b[:])
 }
 
-// Request holds req until an approver decides, the timeout passes, ctx is
-// cancelled (the client disconnected: withdrawn) or the broker shuts down
-// (denied). The error is non-nil only for a request that could not be
-// queued (a duplicate ID); every other ending is an ApprovalResult.
-func (a *Approvals) Request(ctx context.Context, req ApprovalRequest) (ApprovalResult, error) {
-	if req.ID == "" {
-		req.ID = newID()
+// retryKey is the store key of the retry-mode request for one statement:
+// the same identity sending the same SQL bytes (and parameters) to the same
+// database.
+func retryKey(req *ApprovalRequest) string {
+	h := sha256.New()
+	for _, s := range []string{req.Identity, req.DB, req.SQL} {
+		h.Write([]byte(s))
+		h.Write([]byte{0})
 	}
+	if len(req.Params) > 0 {
+		json.NewEncoder(h).Encode(req.Params) //nolint:errcheck // hashing never fails
+	}
+	return "r." + hex.EncodeToString(h.Sum(nil)[:16])
+}
+
+// apply installs a store change in the local view and wakes a local
+// request waiting on it.
+func (a *Approvals) apply(se StoreEntry) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	cur := a.entries[se.Key]
+	if cur != nil && se.Revision <= cur.rev {
+		return
+	}
+	if se.Deleted {
+		if cur != nil {
+			delete(a.entries, se.Key)
+			if a.byID[cur.ID] == se.Key {
+				delete(a.byID, cur.ID)
+			}
+		}
+		return
+	}
+	var e ApprovalEntry
+	if err := json.Unmarshal(se.Value, &e); err != nil || e.ID == "" {
+		a.log.Warn("ignoring an unreadable approval entry", "key", se.Key, "err", err)
+		return
+	}
+	e.key, e.rev = se.Key, se.Revision
+	if cur != nil && cur.ID != e.ID && a.byID[cur.ID] == se.Key {
+		delete(a.byID, cur.ID)
+	}
+	a.entries[se.Key] = &e
+	a.byID[e.ID] = se.Key
+	if w := a.waiters[e.ID]; w != nil && e.Status != StatusPending {
+		select {
+		case w <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// forget drops a key the store no longer has.
+func (a *Approvals) forget(key string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if cur := a.entries[key]; cur != nil {
+		delete(a.entries, key)
+		if a.byID[cur.ID] == key {
+			delete(a.byID, cur.ID)
+		}
+	}
+}
+
+func (a *Approvals) opCtx() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), a.cfg.OpTimeout)
+}
+
+// get reads key's current entry from the store.
+func (a *Approvals) get(key string) (*ApprovalEntry, error) {
+	ctx, cancel := a.opCtx()
+	defer cancel()
+	se, err := a.store.Get(ctx, key)
+	if errors.Is(err, ErrKeyNotFound) {
+		a.forget(key)
+		return nil, err
+	}
+	if err != nil {
+		return nil, err
+	}
+	a.apply(se)
+	var e ApprovalEntry
+	if err := json.Unmarshal(se.Value, &e); err != nil {
+		return nil, fmt.Errorf("decode approval %s: %w", key, err)
+	}
+	e.key, e.rev = se.Key, se.Revision
+	return &e, nil
+}
+
+// create stores a new entry under key (the key must be free).
+func (a *Approvals) create(e *ApprovalEntry) error {
+	b, err := json.Marshal(e)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := a.opCtx()
+	defer cancel()
+	rev, err := a.store.Create(ctx, e.key, b)
+	if err != nil {
+		return err
+	}
+	a.apply(StoreEntry{Key: e.key, Value: b, Revision: rev})
+	return nil
+}
+
+// update replaces e's stored value if it is still at e.rev.
+func (a *Approvals) update(e *ApprovalEntry) error {
+	b, err := json.Marshal(e)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := a.opCtx()
+	defer cancel()
+	rev, err := a.store.Update(ctx, e.key, b, e.rev)
+	if err != nil {
+		return err
+	}
+	e.rev = rev
+	a.apply(StoreEntry{Key: e.key, Value: b, Revision: rev})
+	return nil
+}
+
+// unavailable is the answer when the store cannot take a request.
+func unavailable(id string, err error) (ApprovalResult, error) {
+	return ApprovalResult{ID: id, Status: StatusUnavailable, Reason: err.Error()},
+		fmt.Errorf("queue approval: %w: %w", ErrStoreUnavailable, err)
+}
+
+func (a *Approvals) newEntry(req ApprovalRequest, mode string) *ApprovalEntry {
+	req.ID = newID()
+	req.Mode = mode
+	req.Node = a.cfg.Node
 	req.Created = time.Now().UTC()
 	req.Expires = req.Created.Add(a.cfg.Timeout)
-	p := &pendingApproval{req: req, done: make(chan ApprovalResult, 1)}
+	e := &ApprovalEntry{ApprovalRequest: req, Status: StatusPending}
+	if mode == ModeHold {
+		e.key = "h." + req.ID
+	} else {
+		e.key = retryKey(&req)
+	}
+	return e
+}
 
+// Request asks for a human's decision on req. In hold mode (req.Mode, else
+// the configured default) it returns once an approver decides, the timeout
+// passes, ctx is cancelled (the client disconnected: withdrawn) or the
+// broker shuts down (denied). In retry mode it returns at once: approved
+// (exactly once per approval), pending with the id to tell the client, or
+// denied. The error is non-nil when the request could not be stored; the
+// result then has Status unavailable.
+func (a *Approvals) Request(ctx context.Context, req ApprovalRequest) (ApprovalResult, error) {
+	mode := req.Mode
+	if mode == "" {
+		mode = a.cfg.Mode
+	}
+	a.mu.Lock()
+	down := a.shutdown
+	a.mu.Unlock()
+	if down {
+		return ApprovalResult{Status: StatusDenied, Reason: "daemon shutting down"}, nil
+	}
+	if err := a.store.Err(); err != nil {
+		return unavailable("", err)
+	}
+	if mode == ModeRetry {
+		return a.retry(req)
+	}
+	return a.hold(ctx, req)
+}
+
+func (a *Approvals) hold(ctx context.Context, req ApprovalRequest) (ApprovalResult, error) {
+	e := a.newEntry(req, ModeHold)
+	wake := make(chan struct{}, 1)
 	a.mu.Lock()
 	if a.shutdown {
 		a.mu.Unlock()
-		return ApprovalResult{ID: req.ID, Status: StatusDenied, Reason: "daemon shutting down"}, nil
+		return ApprovalResult{Status: StatusDenied, Reason: "daemon shutting down"}, nil
 	}
-	if _, dup := a.pending[req.ID]; dup {
-		a.mu.Unlock()
-		return ApprovalResult{}, fmt.Errorf("queue approval %s: duplicate id", req.ID)
-	}
-	a.pending[req.ID] = p
+	a.waiters[e.ID] = wake
+	a.holding.Add(1)
 	a.mu.Unlock()
-
-	log := a.log.With("approval", req.ID, "session", req.SessionID)
-	log.Info("approval requested", "identity", req.Identity, "rule", req.Rule)
-	if a.cfg.WebhookURL != "" {
-		a.wg.Add(1)
-		go func() {
-			defer a.wg.Done()
-			a.notifyWithRetry(req, log)
-		}()
+	defer func() {
+		a.mu.Lock()
+		delete(a.waiters, e.ID)
+		a.mu.Unlock()
+		a.holding.Done()
+	}()
+	if err := a.create(e); err != nil {
+		return unavailable(e.ID, err)
 	}
+	log := a.log.With("approval", e.ID, "session", e.SessionID)
+	log.Info("approval requested", "identity", e.Identity, "rule", e.Rule, "mode", ModeHold)
+	a.notifyAsync(e.ApprovalRequest, log)
 
-	timer := time.NewTimer(a.cfg.Timeout)
+	timer := time.NewTimer(time.Until(e.Expires))
 	defer timer.Stop()
-	select {
-	case res := <-p.done:
-		return res, nil
-	case <-timer.C:
-		return a.finish(p, ApprovalResult{Status: StatusTimeout, Reason: "no decision within " + a.cfg.Timeout.String()}), nil
-	case <-ctx.Done():
-		return a.finish(p, ApprovalResult{Status: StatusWithdrawn, Reason: "client went away"}), nil
+	for {
+		select {
+		case <-wake:
+			a.mu.Lock()
+			cur := a.entries[e.key]
+			a.mu.Unlock()
+			if cur != nil && cur.ID == e.ID && cur.Status != StatusPending {
+				return resultOf(cur), nil
+			}
+		case <-timer.C:
+			return a.end(e.key, e.ID, StatusTimeout, "no decision within "+a.cfg.Timeout.String()), nil
+		case <-ctx.Done():
+			return a.end(e.key, e.ID, StatusWithdrawn, "client went away"), nil
+		case <-a.stop:
+			return a.end(e.key, e.ID, StatusDenied, "daemon shutting down"), nil
+		}
 	}
 }
 
-// finish ends p with res unless someone else ended it first, in which case
-// their result wins.
-func (a *Approvals) finish(p *pendingApproval, res ApprovalResult) ApprovalResult {
-	a.mu.Lock()
-	if a.pending[p.req.ID] == p {
-		delete(a.pending, p.req.ID)
-		a.mu.Unlock()
-		res.ID = p.req.ID
-		a.log.Info("approval ended", "approval", res.ID, "status", res.Status, "reason", res.Reason)
-		return res
-	}
-	a.mu.Unlock()
-	return <-p.done
+func resultOf(e *ApprovalEntry) ApprovalResult {
+	return ApprovalResult{ID: e.ID, Approved: e.Status == StatusApproved || e.Status == StatusUsed, Status: e.Status,
+		Approver: e.Approver, Reason: e.Reason, ValidUntil: e.ValidUntil}
 }
 
-// Decide approves or denies a pending request.
+// end moves a pending request to status unless someone decided it first, in
+// which case their decision is the result. When the store cannot be
+// written, the request ends here all the same (the statement does not run).
+func (a *Approvals) end(key, id, status, reason string) ApprovalResult {
+	for range 5 {
+		e, err := a.get(key)
+		if err != nil || e.ID != id {
+			break
+		}
+		if e.Status != StatusPending {
+			return resultOf(e)
+		}
+		e.Status, e.Reason, e.Ended = status, reason, time.Now().UTC()
+		if status == StatusDenied {
+			e.Approver = "sqlwarden"
+		}
+		err = a.update(e)
+		if errors.Is(err, ErrRevision) {
+			continue
+		}
+		if err == nil {
+			a.log.Info("approval ended", "approval", id, "status", status, "reason", reason)
+			a.journal(e)
+		}
+		break
+	}
+	return ApprovalResult{ID: id, Status: status, Reason: reason}
+}
+
+// retry answers a retry-mode statement from the request kept for it.
+func (a *Approvals) retry(req ApprovalRequest) (ApprovalResult, error) {
+	key := retryKey(&req)
+	for range 8 {
+		cur, err := a.get(key)
+		if errors.Is(err, ErrKeyNotFound) {
+			e := a.newEntry(req, ModeRetry)
+			err := a.create(e)
+			if errors.Is(err, ErrKeyExists) {
+				continue
+			}
+			if err != nil {
+				return unavailable("", err)
+			}
+			a.requested(e)
+			return a.pendingResult(e), nil
+		}
+		if err != nil {
+			return unavailable("", err)
+		}
+		now := time.Now()
+		switch cur.Status {
+		case StatusPending:
+			if now.Before(cur.Expires) {
+				return a.pendingResult(cur), nil
+			}
+		case StatusApproved:
+			if now.Before(cur.ValidUntil) {
+				used := *cur
+				used.Status, used.Ended, used.UsedBy = StatusUsed, now.UTC(), req.SessionID
+				err := a.update(&used)
+				if errors.Is(err, ErrRevision) {
+					continue // someone else used it, or it changed: look again
+				}
+				if err != nil {
+					return unavailable(cur.ID, err)
+				}
+				a.log.Info("approval used", "approval", cur.ID, "session", req.SessionID)
+				a.journal(&used)
+				return resultOf(&used), nil
+			}
+		case StatusDenied:
+			if now.Before(cur.Decided.Add(a.cfg.RetryTTL)) {
+				return resultOf(cur), nil
+			}
+		}
+		// Whatever was kept is over: a fresh request replaces it.
+		old := *cur
+		e := a.newEntry(req, ModeRetry)
+		e.rev = cur.rev
+		err = a.update(e)
+		if errors.Is(err, ErrRevision) {
+			continue
+		}
+		if err != nil {
+			return unavailable("", err)
+		}
+		switch old.Status {
+		case StatusPending:
+			old.Status, old.Reason, old.Ended = StatusTimeout, "no decision within "+a.cfg.Timeout.String(), now.UTC()
+			a.journal(&old)
+		case StatusApproved:
+			old.Status, old.Ended = StatusExpired, now.UTC()
+			a.journal(&old)
+		}
+		a.requested(e)
+		return a.pendingResult(e), nil
+	}
+	return unavailable("", errors.New("request kept changing under concurrent writers"))
+}
+
+func (a *Approvals) pendingResult(e *ApprovalEntry) ApprovalResult {
+	return ApprovalResult{ID: e.ID, Status: StatusPending, RetryTTL: a.cfg.RetryTTL}
+}
+
+func (a *Approvals) requested(e *ApprovalEntry) {
+	log := a.log.With("approval", e.ID, "session", e.SessionID)
+	log.Info("approval requested", "identity", e.Identity, "rule", e.Rule, "mode", ModeRetry)
+	a.notifyAsync(e.ApprovalRequest, log)
+}
+
+// journal writes the "approval" record of e's new state.
+func (a *Approvals) journal(e *ApprovalEntry) {
+	if a.cfg.Journal == nil {
+		return
+	}
+	a.cfg.Journal(&audit.Record{Event: audit.EventApproval, SessionID: e.SessionID, Approval: &audit.ApprovalInfo{
+		ID: e.ID, Status: e.Status, Mode: e.Mode, Identity: e.Identity, Rule: e.Rule, SQL: e.SQL, DB: e.DB,
+		Node: e.Node, Approver: e.Approver, Reason: e.Reason, UsedBy: e.UsedBy}})
+}
+
+// Decide approves or denies a pending request. A request someone else
+// decided first gets ErrDecided (with their decision as the result); an
+// unknown, ended or expired one ErrNotPending.
 func (a *Approvals) Decide(id string, approve bool, approver, reason string) (ApprovalResult, error) {
 	a.mu.Lock()
-	p := a.pending[id]
-	if p == nil {
-		a.mu.Unlock()
+	key := a.byID[id]
+	a.mu.Unlock()
+	if key == "" {
 		return ApprovalResult{}, fmt.Errorf("decide approval %s: %w", id, ErrNotPending)
 	}
-	delete(a.pending, id)
-	a.mu.Unlock()
-	res := ApprovalResult{ID: id, Approved: approve, Status: StatusDenied, Approver: approver, Reason: reason}
-	if approve {
-		res.Status = StatusApproved
+	for range 5 {
+		e, err := a.get(key)
+		if errors.Is(err, ErrKeyNotFound) || (err == nil && e.ID != id) {
+			return ApprovalResult{}, fmt.Errorf("decide approval %s: %w", id, ErrNotPending)
+		}
+		if err != nil {
+			return ApprovalResult{}, fmt.Errorf("decide approval %s: %w: %w", id, ErrStoreUnavailable, err)
+		}
+		if e.Status != StatusPending {
+			if e.Decided.IsZero() { // timed out, withdrawn: nobody decided
+				return ApprovalResult{}, fmt.Errorf("decide approval %s: %w: %s", id, ErrNotPending, e.Status)
+			}
+			return resultOf(e), fmt.Errorf("decide approval %s: %w: %s by %s", id, ErrDecided, e.Status, orDash(e.Approver))
+		}
+		now := time.Now().UTC()
+		if now.After(e.Expires) {
+			return ApprovalResult{}, fmt.Errorf("decide approval %s: %w: expired at %s", id, ErrNotPending, e.Expires.Format(time.RFC3339))
+		}
+		e.Approver, e.Reason, e.Decided = approver, reason, now
+		if approve {
+			e.Status = StatusApproved
+			if e.Mode == ModeRetry {
+				e.ValidUntil = now.Add(a.cfg.RetryTTL)
+			} else {
+				e.Ended = now
+			}
+		} else {
+			e.Status, e.Ended = StatusDenied, now
+		}
+		err = a.update(e)
+		if errors.Is(err, ErrRevision) {
+			continue
+		}
+		if err != nil {
+			return ApprovalResult{}, fmt.Errorf("decide approval %s: %w: %w", id, ErrStoreUnavailable, err)
+		}
+		a.log.Info("approval decided", "approval", id, "status", e.Status, "approver", approver, "reason", reason, "mode", e.Mode)
+		a.journal(e)
+		return resultOf(e), nil
 	}
-	a.log.Info("approval decided", "approval", id, "status", res.Status, "approver", approver, "reason", reason)
-	p.done <- res
-	return res, nil
+	return ApprovalResult{}, fmt.Errorf("decide approval %s: %w: it kept changing", id, ErrDecided)
 }
 
-// PendingApproval is a waiting request as listed to approvers.
-type PendingApproval struct {
-	ApprovalRequest
-	AgeSeconds float64 `json:"age_seconds"`
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
 }
 
-// Pending lists waiting requests, oldest first.
+// Pending lists waiting requests of every node sharing the store, oldest
+// first.
 func (a *Approvals) Pending() []PendingApproval {
+	return a.list(func(e *ApprovalEntry) bool { return e.Status == StatusPending })
+}
+
+// Recent lists requests that are no longer waiting but still kept: decided,
+// expired, used, and approved retry-mode requests not yet used; newest
+// first.
+func (a *Approvals) Recent() []PendingApproval {
+	out := a.list(func(e *ApprovalEntry) bool { return e.Status != StatusPending })
+	slices.Reverse(out)
+	return out
+}
+
+func (a *Approvals) list(keep func(*ApprovalEntry) bool) []PendingApproval {
 	now := time.Now()
 	a.mu.Lock()
-	out := make([]PendingApproval, 0, len(a.pending))
-	for _, p := range a.pending {
-		out = append(out, PendingApproval{ApprovalRequest: p.req, AgeSeconds: now.Sub(p.req.Created).Seconds()})
+	out := make([]PendingApproval, 0, len(a.entries))
+	for _, e := range a.entries {
+		if keep(e) {
+			out = append(out, PendingApproval{ApprovalEntry: *e, AgeSeconds: now.Sub(e.Created).Seconds()})
+		}
 	}
 	a.mu.Unlock()
 	slices.SortFunc(out, func(x, y PendingApproval) int { return x.Created.Compare(y.Created) })
 	return out
 }
 
-// Shutdown ends every pending request as denied ("daemon shutting down")
-// and refuses new ones, then waits for webhook posts in flight.
+// janitorEvery is how often each node looks for requests to expire or drop.
+var janitorEvery = time.Second
+
+// holdGrace is how long past its expiry a hold request held by another node
+// (or by none: a node that died) is left to its holder before any node
+// expires it.
+const holdGrace = 2 * time.Second
+
+// janitor expires requests nobody decided, unused approvals, and drops
+// ended requests once they have been listed for KeepEnded. Every node runs
+// one; compare-and-set makes each change happen once.
+func (a *Approvals) janitor(ctx context.Context) {
+	t := time.NewTicker(janitorEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if a.store.Err() != nil {
+			continue
+		}
+		now := time.Now()
+		a.mu.Lock()
+		var due []ApprovalEntry
+		for _, e := range a.entries {
+			if a.waiters[e.ID] != nil {
+				continue // its holder here ends it
+			}
+			if a.dueAt(e).Before(now) {
+				due = append(due, *e)
+			}
+		}
+		a.mu.Unlock()
+		for i := range due {
+			a.tidy(&due[i], now)
+		}
+	}
+}
+
+// dueAt is when the janitor next has something to do with e.
+func (a *Approvals) dueAt(e *ApprovalEntry) time.Time {
+	switch e.Status {
+	case StatusPending:
+		if e.Mode == ModeHold {
+			return e.Expires.Add(holdGrace)
+		}
+		return e.Expires
+	case StatusApproved:
+		if e.Mode == ModeRetry {
+			return e.ValidUntil
+		}
+	case StatusDenied:
+		if e.Mode == ModeRetry {
+			return e.Decided.Add(a.cfg.RetryTTL + a.cfg.KeepEnded)
+		}
+	}
+	end := e.Ended
+	if end.IsZero() {
+		end = e.Decided
+	}
+	if end.IsZero() {
+		end = e.Expires
+	}
+	return end.Add(a.cfg.KeepEnded)
+}
+
+func (a *Approvals) tidy(e *ApprovalEntry, now time.Time) {
+	switch {
+	case e.Status == StatusPending:
+		a.end(e.key, e.ID, StatusTimeout, "no decision within "+a.cfg.Timeout.String())
+	case e.Status == StatusApproved && e.Mode == ModeRetry:
+		e.Status, e.Ended = StatusExpired, now.UTC()
+		e.Reason = "approval not used within " + a.cfg.RetryTTL.String()
+		if err := a.update(e); err == nil {
+			a.log.Info("approval expired unused", "approval", e.ID)
+			a.journal(e)
+		}
+	default:
+		ctx, cancel := a.opCtx()
+		err := a.store.Delete(ctx, e.key, e.rev)
+		cancel()
+		if err == nil {
+			a.apply(StoreEntry{Key: e.key, Deleted: true, Revision: e.rev + 1})
+		} else if errors.Is(err, ErrRevision) {
+			a.get(e.key) //nolint:errcheck // refreshes or forgets the local view
+		}
+	}
+}
+
+// Shutdown ends this node's held requests as denied ("daemon shutting
+// down"), refuses new ones, and stops the watch, the janitor and webhook
+// retries. The store stays open (its owner closes it).
 func (a *Approvals) Shutdown() {
 	a.mu.Lock()
 	if !a.shutdown {
 		close(a.stop)
 	}
 	a.shutdown = true
-	ps := a.pending
-	a.pending = map[string]*pendingApproval{}
 	a.mu.Unlock()
-	for id, p := range ps {
-		a.log.Info("approval ended", "approval", id, "status", StatusDenied, "reason", "daemon shutting down")
-		p.done <- ApprovalResult{ID: id, Status: StatusDenied, Reason: "daemon shutting down"}
-	}
+	a.holding.Wait()
+	a.cancel()
 	a.wg.Wait()
 }
 
-// notify posts a Slack-compatible message about req to the webhook.
 // webhookBackoff is the wait before each retry of a failed notification.
 var webhookBackoff = []time.Duration{500 * time.Millisecond, 2 * time.Second, 5 * time.Second, 15 * time.Second}
+
+func (a *Approvals) notifyAsync(req ApprovalRequest, log *slog.Logger) {
+	if a.cfg.WebhookURL == "" {
+		return
+	}
+	a.wg.Add(1)
+	go func() {
+		defer a.wg.Done()
+		a.notifyWithRetry(req, log)
+	}()
+}
 
 // notifyWithRetry posts the notification, retrying with backoff while the
 // request is still pending: a webhook hiccup must not leave approvers unaware.
@@ -257,7 +784,9 @@ func (a *Approvals) notifyWithRetry(req ApprovalRequest, log *slog.Logger) {
 			return
 		}
 		a.mu.Lock()
-		_, pending := a.pending[req.ID]
+		key := a.byID[req.ID]
+		e := a.entries[key]
+		pending := e != nil && e.Status == StatusPending
 		a.mu.Unlock()
 		if !pending {
 			return
@@ -265,6 +794,7 @@ func (a *Approvals) notifyWithRetry(req ApprovalRequest, log *slog.Logger) {
 	}
 }
 
+// notify posts a Slack-compatible message about req to the webhook.
 func (a *Approvals) notify(req ApprovalRequest) error {
 	sql := req.SQL
 	if len(sql) > 1500 {
@@ -274,6 +804,12 @@ func (a *Approvals) notify(req ApprovalRequest) error {
 	text := fmt.Sprintf("sqlwarden: %s wants to run a statement that rule %s holds for approval (id %s)", req.Identity, req.Rule, req.ID)
 	detail := fmt.Sprintf("*%s* wants to run (rule *%s*%s):\n```%s```\nid `%s`, expires %s",
 		req.Identity, req.Rule, optional(": ", req.Message), sql, req.ID, req.Expires.Format(time.RFC3339))
+	if req.Mode == ModeRetry {
+		detail += fmt.Sprintf("\nretry mode: the client was refused and re-runs the statement once approved (usable once, for %s)", shortDuration(a.cfg.RetryTTL))
+	}
+	if req.Node != "" {
+		detail += "\nnode: " + req.Node
+	}
 	if len(req.Tables) > 0 {
 		detail += "\ntables: " + strings.Join(req.Tables, ", ")
 	}
@@ -282,12 +818,15 @@ func (a *Approvals) notify(req ApprovalRequest) error {
 	} else {
 		detail += fmt.Sprintf("\n`sqlwarden approvals approve %s` or `deny %s`", req.ID, req.ID)
 	}
-	body, err := json.Marshal(map[string]any{
+	msg := map[string]any{
 		"text": text,
 		"blocks": []any{
 			map[string]any{"type": "section", "text": map[string]string{"type": "mrkdwn", "text": detail}},
 		},
-	})
+		"approval": map[string]any{"id": req.ID, "mode": req.Mode, "node": req.Node, "identity": req.Identity,
+			"rule": req.Rule, "page_url": a.cfg.PageURL, "expires": req.Expires},
+	}
+	body, err := json.Marshal(msg)
 	if err != nil {
 		return fmt.Errorf("encode webhook: %w", err)
 	}
@@ -301,6 +840,22 @@ func (a *Approvals) notify(req ApprovalRequest) error {
 	}
 	return nil
 }
+
+// shortDuration prints 15m rather than 15m0s.
+func shortDuration(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = s[:len(s)-2]
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = s[:len(s)-2]
+	}
+	return s
+}
+
+// ShortDuration prints a duration the way the retry message does (15m,
+// 1h, 90s).
+func ShortDuration(d time.Duration) string { return shortDuration(d) }
 
 func optional(prefix, s string) string {
 	if s == "" {

@@ -97,8 +97,8 @@ func TestApproveViaAPI(t *testing.T) {
 	if !got.Approved || got.Status != StatusApproved || got.Approver != "alice" || got.Reason != "planned migration" || got.ID != list[0].ID {
 		t.Errorf("Request result = %+v", got)
 	}
-	// A second decision finds nothing pending.
-	if _, err := c.Decide(context.Background(), list[0].ID, false, DecisionRequest{}); err == nil || !strings.Contains(err.Error(), "404") {
+	// A second decision loses to the first: a conflict naming the winner.
+	if _, err := c.Decide(context.Background(), list[0].ID, false, DecisionRequest{}); err == nil || !strings.Contains(err.Error(), "409") || !strings.Contains(err.Error(), "approved by alice") {
 		t.Errorf("second decision: %v", err)
 	}
 }

@@ -20,11 +20,17 @@ type Client struct {
 
 // List returns the pending approvals.
 func (c *Client) List(ctx context.Context) ([]PendingApproval, error) {
+	out, err := c.ListAll(ctx)
+	return out.Approvals, err
+}
+
+// ListAll returns the pending approvals and the recently ended ones.
+func (c *Client) ListAll(ctx context.Context) (PendingList, error) {
 	var out PendingList
 	if err := c.do(ctx, http.MethodGet, "/api/v1/approvals", nil, &out); err != nil {
-		return nil, fmt.Errorf("list approvals: %w", err)
+		return PendingList{}, fmt.Errorf("list approvals: %w", err)
 	}
-	return out.Approvals, nil
+	return out, nil
 }
 
 // Decide approves or denies the pending approval id.

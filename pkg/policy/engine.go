@@ -39,6 +39,9 @@ type Decision struct {
 	Rule    string `json:"rule"`   // the rule that matched, or "default"
 	Action  string `json:"action"` // allow | deny | approve
 	Message string `json:"message,omitempty"`
+	// ApprovalMode is the matching rule's approval_mode (empty: the
+	// configured default).
+	ApprovalMode string `json:"approval_mode,omitempty"`
 }
 
 // RuleDefault names the decision taken when no rule matched.
@@ -194,7 +197,7 @@ func (e *Engine) Decide(in Input) Decision {
 			continue
 		}
 		if r.prg == nil {
-			return Decision{Rule: r.Name, Action: r.Action, Message: r.Message}
+			return Decision{Rule: r.Name, Action: r.Action, Message: r.Message, ApprovalMode: r.ApprovalMode}
 		}
 		if vars == nil {
 			vars = map[string]any{
@@ -211,7 +214,7 @@ func (e *Engine) Decide(in Input) Decision {
 			return Decision{Rule: r.Name, Action: ActionDeny, Message: "rule could not be evaluated: " + err.Error()}
 		}
 		if matched {
-			return Decision{Rule: r.Name, Action: r.Action, Message: r.Message}
+			return Decision{Rule: r.Name, Action: r.Action, Message: r.Message, ApprovalMode: r.ApprovalMode}
 		}
 	}
 	return Decision{Rule: RuleDefault, Action: c.file.Default, Message: defaultMessage(c.file.Default)}

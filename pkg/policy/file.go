@@ -43,6 +43,10 @@ type Rule struct {
 	// (the default: the rule matches and denies) or "skip" (the rule does not
 	// match).
 	OnError string `yaml:"on_error,omitempty"`
+	// ApprovalMode overrides policy.approvals.mode for an approve rule:
+	// hold (the client waits) or retry (refused at once; the identical
+	// statement re-sent once approved runs once).
+	ApprovalMode string `yaml:"approval_mode,omitempty"`
 }
 
 // MaskRule is one entry of the masking section. pkg/policy only parses and
@@ -119,6 +123,15 @@ func parseFile(data []byte) (*File, error) {
 		case ActionDeny, "skip":
 		default:
 			return nil, fmt.Errorf("check rule %q: on_error %q: want deny or skip", r.Name, r.OnError)
+		}
+		switch r.ApprovalMode {
+		case "":
+		case ModeHold, ModeRetry:
+			if r.Action != ActionApprove {
+				return nil, fmt.Errorf("check rule %q: approval_mode needs action approve", r.Name)
+			}
+		default:
+			return nil, fmt.Errorf("check rule %q: approval_mode %q: want hold or retry", r.Name, r.ApprovalMode)
 		}
 		for _, p := range r.Identities {
 			if _, err := path.Match(p, ""); err != nil {

@@ -26,18 +26,34 @@ type DecisionRequest struct {
 
 // PendingList is the body of GET /api/v1/approvals.
 type PendingList struct {
+	// Approvals are the requests waiting for a decision, oldest first.
 	Approvals []PendingApproval `json:"approvals"`
+	// Recent are requests no longer waiting that are still kept: decided,
+	// timed out, withdrawn, and retry-mode approvals used, expired or
+	// still waiting for the client's retry; newest first.
+	Recent []PendingApproval `json:"recent"`
 }
 
 type apiError struct {
 	Error string `json:"error"`
 }
 
+// conflict answers a decision that lost to an earlier one.
+type conflict struct {
+	Error    string         `json:"error"`
+	Decision ApprovalResult `json:"decision"`
+}
+
 // Handler serves the approval admin API and the approver page:
 //
-//	GET  /api/v1/approvals                   pending requests (PendingList)
+//	GET  /api/v1/approvals                   pending and recent requests (PendingList)
 //	POST /api/v1/approvals/{id}/approve      body DecisionRequest → ApprovalResult
 //	POST /api/v1/approvals/{id}/deny         body DecisionRequest → ApprovalResult
+//
+// A decision on a request someone decided first answers 409 Conflict with
+// their decision; an unknown or ended request 404; a store that cannot be
+// reached 503.
+//
 //	GET  /approvals                          the approver web page
 //
 // The API needs a credential auth accepts (401 otherwise; nil auth rejects
@@ -47,7 +63,7 @@ type apiError struct {
 func (a *Approvals) Handler(auth Authenticator) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /api/v1/approvals", a.authed(auth, func(w http.ResponseWriter, r *http.Request, _ Principal) {
-		writeJSON(w, http.StatusOK, PendingList{Approvals: a.Pending()})
+		writeJSON(w, http.StatusOK, PendingList{Approvals: a.Pending(), Recent: a.Recent()})
 	}))
 	mux.HandleFunc("POST /api/v1/approvals/{id}/{verb}", a.authed(auth, a.serveDecide))
 	mux.HandleFunc("GET /approvals", servePage)
@@ -94,7 +110,14 @@ func (a *Approvals) serveDecide(w http.ResponseWriter, r *http.Request, p Princi
 		approver = "admin-" + p.Method
 	}
 	res, err := a.Decide(r.PathValue("id"), approve, approver, body.Reason)
-	if err != nil {
+	switch {
+	case errors.Is(err, ErrDecided):
+		writeJSON(w, http.StatusConflict, conflict{Error: err.Error(), Decision: res})
+		return
+	case errors.Is(err, ErrStoreUnavailable):
+		writeJSON(w, http.StatusServiceUnavailable, apiError{err.Error()})
+		return
+	case err != nil:
 		writeJSON(w, http.StatusNotFound, apiError{err.Error()})
 		return
 	}

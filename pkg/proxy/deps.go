@@ -116,6 +116,9 @@ type Verdict struct {
 	Rule    string
 	Action  string // allow | deny | approve
 	Message string
+	// ApprovalMode is how an approve verdict asks: hold | retry (empty: the
+	// approver's default).
+	ApprovalMode string
 }
 
 // Policy classifies and decides statements and says which per-identity
@@ -206,18 +209,27 @@ func (l *Limits) Hit(k LimitKind) *audit.LimitHit {
 	return h
 }
 
-// Approval is the outcome of a held statement.
+// Approval is the outcome of a statement that needs a human.
 type Approval struct {
+	ID       string // the approval request
+	Mode     string // hold | retry
 	Approved bool
-	Status   string // approved | denied | timeout | withdrawn
+	// Status is approved | denied | timeout | withdrawn, or in retry mode
+	// pending (refused now, ID tells the client what to wait for), or
+	// unavailable (the approval store cannot be reached: refused).
+	Status   string
 	Approver string
 	Reason   string
+	// RetryValid is how long a retry-mode approval stays usable (for the
+	// pending message).
+	RetryValid string
 }
 
-// Approver holds a statement until a human decides. It returns when ctx ends
-// (the client went away) with Status "withdrawn".
+// Approver asks a human about a statement. In hold mode it returns once
+// they decide, or when ctx ends (the client went away) with Status
+// "withdrawn"; in retry mode it returns at once.
 type Approver interface {
-	Request(ctx context.Context, id *Identity, sessionID string, st *Statement, sql, db string, v Verdict) (Approval, error)
+	Request(ctx context.Context, id *Identity, sessionID string, st *Statement, sql, db string, params []audit.Param, v Verdict) (Approval, error)
 }
 
 // MaskPlan masks the result sets of one statement.

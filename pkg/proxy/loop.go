@@ -305,6 +305,7 @@ func (s *session) finish(st *stmtAudit) {
 		if st.approve != nil {
 			rec.Policy.Approver = st.approve.Approver
 			rec.Policy.Reason = st.approve.Reason
+			rec.Policy.ApprovalID = st.approve.ID
 		}
 	}
 	if st.plan != nil {

@@ -189,7 +189,7 @@ func (s *session) await(st *stmtAudit, seq uint8) (bool, error) {
 			cancel()
 		}
 	}()
-	a, err := s.srv.opts.Approver.Request(ctx, s.identity, s.id, st.st, st.sql, s.db, *st.verdict)
+	a, err := s.srv.opts.Approver.Request(ctx, s.identity, s.id, st.st, st.sql, s.db, st.params, *st.verdict)
 	_ = s.raw.SetReadDeadline(time.Now())
 	<-watchDone
 	_ = s.raw.SetReadDeadline(time.Time{})
@@ -208,10 +208,18 @@ func (s *session) await(st *stmtAudit, seq uint8) (bool, error) {
 		st.blocked = &audit.ErrorInfo{Code: mysql.ErrCodeApprovalDenied, Message: "sqlwarden: approval withdrawn: client disconnected"}
 		s.finish(st)
 		return false, &protocolError{side: "client", err: errors.New("disconnected while awaiting approval")}
+	case "pending":
+		msg = fmt.Sprintf("sqlwarden: approval required: request %s pending; re-run the identical statement once approved (valid %s)", a.ID, a.RetryValid)
+	case "unavailable":
+		msg = "sqlwarden: approval store unavailable"
 	default:
-		msg = fmt.Sprintf("sqlwarden: statement denied by approver %s: %s", orDash(a.Approver), orDash(a.Reason))
+		if a.Mode == "retry" {
+			msg = fmt.Sprintf("sqlwarden: approval request %s denied by %s: %s", a.ID, orDash(a.Approver), orDash(a.Reason))
+		} else {
+			msg = fmt.Sprintf("sqlwarden: statement denied by approver %s: %s", orDash(a.Approver), orDash(a.Reason))
+		}
 	}
-	st.verdict = &Verdict{Rule: st.verdict.Rule, Action: "approve", Message: a.Status}
+	st.verdict = &Verdict{Rule: st.verdict.Rule, Action: "approve", Message: a.Status, ApprovalMode: a.Mode}
 	st.blocked = &audit.ErrorInfo{Code: mysql.ErrCodeApprovalDenied, Message: msg}
 	s.finish(st)
 	s.writeErrSeq(seq+1, mysql.ErrCodeApprovalDenied, "42000", msg)

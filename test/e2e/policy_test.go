@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -102,12 +103,19 @@ func TestGuardrailsBuiltInPolicy(t *testing.T) {
 	}
 }
 
+type pendingEntry struct {
+	ID       string `json:"id"`
+	SQL      string `json:"sql"`
+	Identity string `json:"identity"`
+	Status   string `json:"status"`
+	Mode     string `json:"mode"`
+	Node     string `json:"node"`
+	Approver string `json:"approver"`
+}
+
 type pendingList struct {
-	Approvals []struct {
-		ID       string `json:"id"`
-		SQL      string `json:"sql"`
-		Identity string `json:"identity"`
-	} `json:"approvals"`
+	Approvals []pendingEntry `json:"approvals"`
+	Recent    []pendingEntry `json:"recent"`
 }
 
 func adminCall(t *testing.T, d *harness.Daemon, method, path string, body any) (*http.Response, []byte) {
@@ -262,11 +270,16 @@ func TestApprovalWithdrawnAndRestart(t *testing.T) {
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		_, body := adminCall(t, d, "GET", "/api/v1/approvals", nil)
-		if !strings.Contains(string(body), "gone INT") {
+		var pl pendingList
+		if err := json.Unmarshal(body, &pl); err != nil {
+			t.Fatal(err)
+		}
+		if !slices.ContainsFunc(pl.Approvals, func(p pendingEntry) bool { return p.SQL == q }) &&
+			slices.ContainsFunc(pl.Recent, func(p pendingEntry) bool { return p.SQL == q && p.Status == "withdrawn" }) {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatal("the disconnected client's request is still pending")
+			t.Fatal("the disconnected client's request is still pending, or not listed as withdrawn")
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
