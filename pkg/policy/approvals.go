@@ -82,6 +82,8 @@ type ApprovalConfig struct {
 	HTTPClient *http.Client
 	// Log receives webhook failures and decisions; nil discards.
 	Log *slog.Logger
+
+	sweepEvery time.Duration // how often the janitor runs (tests shorten it)
 }
 
 // ApprovalRequest is a statement held for a human.
@@ -178,6 +180,9 @@ func NewApprovals(cfg ApprovalConfig) *Approvals {
 	}
 	if cfg.KeepEnded <= 0 {
 		cfg.KeepEnded = 10 * time.Minute
+	}
+	if cfg.sweepEvery <= 0 {
+		cfg.sweepEvery = time.Second // how often each node looks for requests to expire or drop
 	}
 	if cfg.OpTimeout <= 0 {
 		cfg.OpTimeout = 3 * time.Second
@@ -530,10 +535,26 @@ func (a *Approvals) retry(req ApprovalRequest) (ApprovalResult, error) {
 			old.Status, old.Ended = StatusExpired, now.UTC()
 			a.journal(&old)
 		}
+		a.archive(&old)
 		a.requested(e)
 		return a.pendingResult(e), nil
 	}
 	return unavailable("", errors.New("request kept changing under concurrent writers"))
+}
+
+// archive keeps a replaced retry-mode request listed until KeepEnded
+// passes (best effort: the journal has its story either way).
+func (a *Approvals) archive(old *ApprovalEntry) {
+	if old.Ended.IsZero() {
+		old.Ended = time.Now().UTC()
+	}
+	if time.Since(old.Ended) >= a.cfg.KeepEnded {
+		return
+	}
+	old.key, old.rev = "e."+old.ID, 0
+	if err := a.create(old); err != nil && !errors.Is(err, ErrKeyExists) {
+		a.log.Debug("archive replaced approval", "approval", old.ID, "err", err)
+	}
 }
 
 func (a *Approvals) pendingResult(e *ApprovalEntry) ApprovalResult {
@@ -645,9 +666,6 @@ func (a *Approvals) list(keep func(*ApprovalEntry) bool) []PendingApproval {
 	return out
 }
 
-// janitorEvery is how often each node looks for requests to expire or drop.
-var janitorEvery = time.Second
-
 // holdGrace is how long past its expiry a hold request held by another node
 // (or by none: a node that died) is left to its holder before any node
 // expires it.
@@ -657,7 +675,7 @@ const holdGrace = 2 * time.Second
 // ended requests once they have been listed for KeepEnded. Every node runs
 // one; compare-and-set makes each change happen once.
 func (a *Approvals) janitor(ctx context.Context) {
-	t := time.NewTicker(janitorEvery)
+	t := time.NewTicker(a.cfg.sweepEvery)
 	defer t.Stop()
 	for {
 		select {
@@ -699,7 +717,7 @@ func (a *Approvals) dueAt(e *ApprovalEntry) time.Time {
 			return e.ValidUntil
 		}
 	case StatusDenied:
-		if e.Mode == ModeRetry {
+		if e.Mode == ModeRetry && strings.HasPrefix(e.key, "r.") {
 			return e.Decided.Add(a.cfg.RetryTTL + a.cfg.KeepEnded)
 		}
 	}

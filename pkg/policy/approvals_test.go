@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/sqlwarden/sqlwarden/pkg/audit"
 )
 
 const testToken = "s3cret-token"
@@ -302,3 +304,127 @@ func TestWebhookRetried(t *testing.T) {
 	a.Shutdown()
 	wait(t, ch)
 }
+
+// TestRetryModeExactlyOnce: a retry-mode request is answered at once; after
+// approval, of many identical retries racing, exactly one is approved, and
+// the next one opens a new request.
+func TestRetryModeExactlyOnce(t *testing.T) {
+	var mu sync.Mutex
+	var events []string
+	a := NewApprovals(ApprovalConfig{Timeout: time.Minute, RetryTTL: time.Minute, Mode: ModeRetry,
+		Journal: func(r *audit.Record) { mu.Lock(); events = append(events, r.Approval.Status); mu.Unlock() }})
+	defer a.Shutdown()
+	req := sampleRequest()
+	res, err := a.Request(context.Background(), req)
+	if err != nil || res.Status != StatusPending || res.ID == "" || res.RetryTTL != time.Minute {
+		t.Fatalf("first ask = %+v, %v", res, err)
+	}
+	again, _ := a.Request(context.Background(), req)
+	if again.ID != res.ID || again.Status != StatusPending {
+		t.Fatalf("second ask = %+v", again)
+	}
+	other := req
+	other.Params = []audit.Param{{Type: "LONG", Value: int64(2)}}
+	if o, _ := a.Request(context.Background(), other); o.ID == res.ID {
+		t.Fatal("different parameters share a request")
+	}
+	if _, err := a.Decide(res.ID, true, "alice", "ok"); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	var approved atomic.Int32
+	for range 20 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r, err := a.Request(context.Background(), req)
+			if err != nil {
+				t.Error(err)
+			}
+			if r.Approved {
+				approved.Add(1)
+				if r.ID != res.ID || r.Approver != "alice" {
+					t.Errorf("approved result %+v", r)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if approved.Load() != 1 {
+		t.Fatalf("%d retries approved, want 1", approved.Load())
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if strings.Join(events, ",") != "approved,used" {
+		t.Fatalf("journal: %v", events)
+	}
+}
+
+// TestRetryModeDeniedAndExpiry: a denied request answers retries with the
+// denial; a pending one expires on its own (the janitor) and an unused
+// approval too.
+func TestRetryModeDeniedAndExpiry(t *testing.T) {
+	a := NewApprovals(ApprovalConfig{Timeout: 100 * time.Millisecond, RetryTTL: 150 * time.Millisecond, Mode: ModeRetry, sweepEvery: 10 * time.Millisecond})
+	defer a.Shutdown()
+	req := sampleRequest()
+	res, _ := a.Request(context.Background(), req)
+	if _, err := a.Decide(res.ID, false, "bob", "no"); err != nil {
+		t.Fatal(err)
+	}
+	if r, _ := a.Request(context.Background(), req); r.Status != StatusDenied || r.Approver != "bob" || r.Reason != "no" || r.ID != res.ID {
+		t.Fatalf("retry of denied = %+v", r)
+	}
+	// Pending, nobody decides: timeout.
+	req2 := req
+	req2.SQL = "ALTER TABLE shop.users ADD COLUMN y INT"
+	p, _ := a.Request(context.Background(), req2)
+	waitStatus(t, a, p.ID, StatusTimeout)
+	if _, err := a.Decide(p.ID, true, "x", ""); !errors.Is(err, ErrNotPending) {
+		t.Fatalf("deciding an expired request: %v", err)
+	}
+	// Approved, never used: expired.
+	p2, _ := a.Request(context.Background(), req2)
+	if p2.ID == p.ID || p2.Status != StatusPending {
+		t.Fatalf("ask after expiry = %+v", p2)
+	}
+	if _, err := a.Decide(p2.ID, true, "x", ""); err != nil {
+		t.Fatal(err)
+	}
+	waitStatus(t, a, p2.ID, StatusExpired)
+	if r, _ := a.Request(context.Background(), req2); r.Approved {
+		t.Fatalf("an expired approval was used: %+v", r)
+	}
+}
+
+func waitStatus(t *testing.T, a *Approvals, id, status string) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		for _, p := range a.Recent() {
+			if p.ID == id && p.Status == status {
+				return
+			}
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	t.Fatalf("request %s never %s; recent %+v", id, status, a.Recent())
+}
+
+// TestStoreUnavailable: a store that cannot be reached refuses requests
+// with ErrStoreUnavailable (the proxy's "approval store unavailable").
+func TestStoreUnavailable(t *testing.T) {
+	a := NewApprovals(ApprovalConfig{Store: downStore{NewMemoryStore()}})
+	defer a.Shutdown()
+	for _, mode := range []string{ModeHold, ModeRetry} {
+		req := sampleRequest()
+		req.Mode = mode
+		res, err := a.Request(context.Background(), req)
+		if !errors.Is(err, ErrStoreUnavailable) || res.Status != StatusUnavailable || res.Approved {
+			t.Fatalf("%s: %+v %v", mode, res, err)
+		}
+	}
+}
+
+type downStore struct{ *MemoryStore }
+
+func (downStore) Err() error { return errors.New("nats: connection closed") }
