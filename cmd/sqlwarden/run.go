@@ -257,7 +257,7 @@ func buildBackends(cfg *config.Config) (map[string]*proxy.Backend, error) {
 		if _, err := src.Get(); err != nil {
 			return nil, fmt.Errorf("backend %s credential: %w", b.Name, err)
 		}
-		be := &proxy.Backend{Name: b.Name, Address: b.Address, Credential: func() (proxy.Credential, error) {
+		be := &proxy.Backend{Name: b.Name, Address: b.Address, ConnectTimeout: b.ConnectTimeout, Credential: func() (proxy.Credential, error) {
 			c, err := src.Get()
 			return proxy.Credential{User: c.User, Password: c.Password}, err
 		}}

@@ -81,7 +81,13 @@ type Backend struct {
 	Password     string     `yaml:"password"`
 	PasswordFile string     `yaml:"password_file"`
 	TLS          BackendTLS `yaml:"tls"`
+	// ConnectTimeout bounds a login to this backend (connecting, greeting,
+	// TLS, authentication); past it the client gets a clean ERR.
+	ConnectTimeout time.Duration `yaml:"connect_timeout"`
 }
+
+// DefaultConnectTimeout is a backend's connect_timeout when unset.
+const DefaultConnectTimeout = 5 * time.Second
 
 // BackendTLS configures TLS toward a backend.
 type BackendTLS struct {
@@ -235,6 +241,11 @@ func (c *Config) setDefaults() {
 	if c.ServerVersion == "" {
 		c.ServerVersion = "10.11.0-MariaDB-sqlwarden"
 	}
+	for i := range c.Backends {
+		if c.Backends[i].ConnectTimeout == 0 {
+			c.Backends[i].ConnectTimeout = DefaultConnectTimeout
+		}
+	}
 }
 
 func (c *Config) validate() error {
@@ -287,6 +298,9 @@ func (c *Config) validate() error {
 		seen[b.Name] = true
 		if b.User == "" {
 			return fmt.Errorf("config backends[%d] %s: user is required", i, b.Name)
+		}
+		if b.ConnectTimeout < 0 {
+			return fmt.Errorf("config backends[%d] %s: connect_timeout %s is negative", i, b.Name, b.ConnectTimeout)
 		}
 		if b.Address == "" && !c.Redirect.Enabled {
 			return fmt.Errorf("config backends[%d] %s: address is required when redirect is disabled", i, b.Name)

@@ -23,8 +23,15 @@ func TestDefaults(t *testing.T) {
 		len(c.Redirect.Ports) != 1 || c.Redirect.Ports[0] != 3306 || !c.TLSEnabled() || c.Policy.Approvals.Timeout != 5*time.Minute {
 		t.Fatalf("defaults: %+v", c)
 	}
-	if b, ok := c.Backend("default"); !ok || b.User != "warden" {
+	if b, ok := c.Backend("default"); !ok || b.User != "warden" || b.ConnectTimeout != DefaultConnectTimeout {
 		t.Fatalf("Backend(default) = %+v %v", b, ok)
+	}
+	c, err = Parse([]byte(minimal + "    connect_timeout: 1500ms\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := c.Backend("default"); b.ConnectTimeout != 1500*time.Millisecond {
+		t.Fatalf("connect_timeout = %s", b.ConnectTimeout)
 	}
 }
 
@@ -39,6 +46,7 @@ func TestInvalid(t *testing.T) {
 		"duplicate backend":  {minimal + "  - name: default\n    address: b:1\n    user: u\n", "duplicate name"},
 		"no user":            {"backends:\n  - name: x\n    address: a:1\n", "user is required"},
 		"no address no bpf":  {"backends:\n  - name: x\n    user: u\n", "address is required"},
+		"negative timeout":   {minimal + "    connect_timeout: -1s\n", "connect_timeout"},
 		"require tls w/o it": {minimal + "tls:\n  enabled: false\n  require_tls: true\n", "require_tls"},
 	} {
 		t.Run(name, func(t *testing.T) {

@@ -22,6 +22,9 @@ type Backend struct {
 	// Credential returns the current login (secret files are re-read on change).
 	Credential func() (Credential, error)
 	TLS        *tls.Config // nil: plaintext
+	// ConnectTimeout bounds a login: connecting, the greeting, TLS and
+	// authentication (0: DefaultConnectTimeout).
+	ConnectTimeout time.Duration
 }
 
 // Options are the proxy's dependencies, injected in one place.

@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/go-mysql-org/go-mysql/client"
@@ -209,7 +210,7 @@ func (s *session) run() {
 	addr := be.Address
 	if addr == "" {
 		if s.origin == nil {
-			s.deny(workload, clientInfo, id.Record, fmt.Sprintf("backend %s has no address and the connection was not redirected", be.Name), mysql.ErrCodeBackend)
+			s.backendDenied(workload, clientInfo, id.Record, nil, fmt.Sprintf("backend %s has no address and the connection was not redirected", be.Name))
 			outcome = "denied"
 			return
 		}
@@ -217,25 +218,17 @@ func (s *session) run() {
 	}
 	cred, err := be.Credential()
 	if err != nil {
-		s.deny(workload, clientInfo, id.Record, fmt.Sprintf("backend %s credential: %v", be.Name, err), mysql.ErrCodeBackend)
+		s.backendDenied(workload, clientInfo, id.Record, nil, fmt.Sprintf("backend %s credential: %v", be.Name, err))
 		outcome = "denied"
 		return
 	}
 	beInfo := &audit.BackendInfo{Name: be.Name, Address: addr, User: cred.User}
 	s.beName = be.Name
 	if err := s.dialBackend(addr, cred, be); err != nil {
-		var se *gm.MyError
-		var re *sqltext.RefusedError
-		code, msg := mysql.ErrCodeBackend, fmt.Sprintf("sqlwarden: backend %s at %s: %v", be.Name, addr, err)
-		switch {
-		case errors.As(err, &se):
-			code, msg = se.Code, se.Message
-		case errors.As(err, &re):
-			code, msg = mysql.ErrCodeNotSupported, "sqlwarden: session refused: "+re.Reason
-		}
+		code, state, msg := loginFailure(be.Name, addr, err)
 		s.log.Warn("backend connect", "backend", be.Name, "addr", addr, "err", err)
-		s.recordDenied(workload, clientInfo, id.Record, beInfo, "backend connect: "+err.Error())
-		s.writeErr(code, "", msg)
+		s.recordDenied(workload, clientInfo, id.Record, beInfo, strings.TrimPrefix(msg, "sqlwarden: "))
+		s.writeErr(code, state, msg) // the sequence id continues the client's auth exchange
 		outcome = "backend_error"
 		return
 	}
@@ -313,6 +306,15 @@ func (s *session) deny(w *audit.Workload, c *audit.Client, id *audit.Identity, r
 	s.writeErr(code, "28000", msg)
 }
 
+// backendDenied refuses a verified client whose backend cannot be used.
+// The code is 1045 (SQLSTATE 08S01), never a client-range 2xxx code, which
+// libmariadb-based clients read as a malformed packet.
+func (s *session) backendDenied(w *audit.Workload, c *audit.Client, id *audit.Identity, be *audit.BackendInfo, reason string) {
+	s.log.Info("connection denied", "reason", reason)
+	s.recordDenied(w, c, id, be, reason)
+	s.writeErr(mysql.ErrCodeAccessDenied, "08S01", "sqlwarden: "+reason)
+}
+
 func (s *session) recordDenied(w *audit.Workload, c *audit.Client, id *audit.Identity, be *audit.BackendInfo, reason string) {
 	r := &audit.Record{Event: audit.EventSessionDenied, SessionID: s.id, Identity: id, Workload: w, Client: c, Backend: be, Reason: reason}
 	if s.origin != nil {
@@ -330,10 +332,44 @@ func (s *session) writeErr(code uint16, state, msg string) {
 	_ = s.client.Flush()
 }
 
+// DefaultConnectTimeout bounds a backend login when the backend sets none.
+const DefaultConnectTimeout = 5 * time.Second
+
 func (s *session) dialBackend(addr string, cred Credential, be *Backend) error {
-	dialer := &net.Dialer{Timeout: 10 * time.Second, Control: s.srv.opts.DialControl, KeepAlive: 30 * time.Second}
-	ctx, cancel := context.WithTimeout(s.ctx, 15*time.Second)
+	timeout := be.ConnectTimeout
+	if timeout <= 0 {
+		timeout = DefaultConnectTimeout
+	}
+	// Connecting, the greeting, TLS, authentication and the session reads
+	// after it all end by one deadline; the client leg stays open long
+	// enough to be told.
+	deadline := time.Now().Add(timeout)
+	_ = s.raw.SetDeadline(deadline.Add(5 * time.Second))
+	ctx, cancel := context.WithDeadline(s.ctx, deadline)
 	defer cancel()
+	dialer := &net.Dialer{Control: s.srv.opts.DialControl, KeepAlive: 30 * time.Second}
+	dial := func(ctx context.Context, network, address string) (net.Conn, error) {
+		c, err := dialer.DialContext(ctx, network, address)
+		if err == nil {
+			_ = c.SetDeadline(deadline)
+		}
+		return c, err
+	}
+	bc, err := s.loginBackend(ctx, dial, addr, cred, be)
+	if err != nil {
+		var me *gm.MyError
+		var re *sqltext.RefusedError
+		if errors.As(err, &me) || errors.As(err, &re) {
+			return err
+		}
+		return &unreachableError{err: err, timeout: timeout, timedOut: !time.Now().Before(deadline)}
+	}
+	_ = bc.Conn.Conn.SetDeadline(time.Time{})
+	return nil
+}
+
+// loginBackend logs into the backend and reads what the session needs.
+func (s *session) loginBackend(ctx context.Context, dial client.Dialer, addr string, cred Credential, be *Backend) (*client.Conn, error) {
 	opt := func(c *client.Conn) error {
 		for _, f := range []uint32{gm.CLIENT_FOUND_ROWS, gm.CLIENT_IGNORE_SPACE, gm.CLIENT_MULTI_STATEMENTS, gm.CLIENT_MULTI_RESULTS, gm.CLIENT_PS_MULTI_RESULTS} {
 			if s.caps&f != 0 {
@@ -365,13 +401,13 @@ func (s *session) dialBackend(addr string, cred Credential, be *Backend) error {
 		}
 		return nil
 	}
-	bc, err := client.ConnectWithDialer(ctx, "tcp", addr, cred.User, cred.Password, s.db, dialer.DialContext, opt)
+	bc, err := client.ConnectWithDialer(ctx, "tcp", addr, cred.User, cred.Password, s.db, dial, opt)
 	if err != nil {
 		var me *gm.MyError
 		if errors.As(err, &me) {
-			return me
+			return nil, me
 		}
-		return err
+		return nil, err
 	}
 	s.bconn = bc
 	s.threadID = bc.GetConnectionID()
@@ -380,14 +416,14 @@ func (s *session) dialBackend(addr string, cred Credential, be *Backend) error {
 	s.srv.learnVersion(bc.GetServerVersion())
 	if err := s.learnDialect(bc); err != nil {
 		bc.Close()
-		return err
+		return nil, err
 	}
 	nc := bc.Conn.Conn
 	if tc, ok := nc.(*net.TCPConn); ok {
 		_ = tc.SetNoDelay(true)
 	}
 	s.backend = mysql.NewConn(nc, s.srv.opts.MaxPacket)
-	return nil
+	return bc, nil
 }
 
 // learnDialect reads how the backend will read this session's statements:
@@ -422,4 +458,58 @@ func (s *session) learnDialect(bc *client.Conn) error {
 func isClosed(err error) bool {
 	return errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) || errors.Is(err, mysql.ErrClientGone) ||
 		errors.Is(err, io.ErrUnexpectedEOF) || strings.Contains(err.Error(), "connection reset by peer")
+}
+
+// unreachableError is a backend login that failed for want of a database
+// answering: nothing listening, a connection closed or left silent.
+type unreachableError struct {
+	err      error
+	timeout  time.Duration
+	timedOut bool
+}
+
+func (e *unreachableError) Error() string { return e.reason() }
+func (e *unreachableError) Unwrap() error { return e.err }
+
+// reason says briefly why, without the wrapping layers' noise.
+func (e *unreachableError) reason() string {
+	if e.timedOut || errors.Is(e.err, context.DeadlineExceeded) || isTimeout(e.err) {
+		return fmt.Sprintf("no answer within %s", e.timeout)
+	}
+	var errno syscall.Errno
+	if errors.As(e.err, &errno) {
+		return errno.Error()
+	}
+	if errors.Is(e.err, gm.ErrBadConn) || errors.Is(e.err, io.EOF) || errors.Is(e.err, io.ErrUnexpectedEOF) {
+		return "connection closed during login"
+	}
+	err := e.err
+	for u := errors.Unwrap(err); u != nil; u = errors.Unwrap(err) {
+		err = u
+	}
+	return err.Error()
+}
+
+// loginFailure is the ERR a client gets when its backend login failed. A
+// server error in the client range (2000-2999, CR_*) is never sent:
+// libmariadb-based clients read one as a malformed packet, so an
+// unreachable backend is 1045 with SQLSTATE 08S01 (a connection failure,
+// which pools retry).
+func loginFailure(name, addr string, err error) (code uint16, state, msg string) {
+	var me *gm.MyError
+	var re *sqltext.RefusedError
+	var ue *unreachableError
+	switch {
+	case errors.As(err, &me):
+		code, state = me.Code, me.State
+		if code >= 2000 && code < 3000 {
+			code = mysql.ErrCodeAccessDenied
+		}
+		return code, state, fmt.Sprintf("sqlwarden: backend %s at %s refused the login: %s", name, addr, me.Message)
+	case errors.As(err, &re):
+		return mysql.ErrCodeNotSupported, "", "sqlwarden: session refused: " + re.Reason
+	case errors.As(err, &ue):
+		return mysql.ErrCodeAccessDenied, "08S01", fmt.Sprintf("sqlwarden: backend %s at %s unreachable: %s", name, addr, ue.reason())
+	}
+	return mysql.ErrCodeAccessDenied, "08S01", fmt.Sprintf("sqlwarden: backend %s at %s unreachable: %v", name, addr, err)
 }

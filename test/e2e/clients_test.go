@@ -39,6 +39,9 @@ import (
 // clientEnv is what a client script needs to reach the proxy.
 type clientEnv struct {
 	host, port, user, pass, db, tag, ca string
+	// failLogin: the login is expected to fail; the client's output (its
+	// error message) is returned instead of the four steps' lines.
+	failLogin bool
 }
 
 func (e clientEnv) environ() []string {
@@ -80,6 +83,12 @@ func runClient(t *testing.T, e clientEnv, dir string, name string, args ...strin
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
+	if e.failLogin {
+		if err == nil {
+			t.Fatalf("%s %v succeeded; want a failed login\nstdout:\n%s", name, args, out)
+		}
+		return string(out) + stderr.String()
+	}
 	if err != nil {
 		t.Fatalf("%s %v: %v\nstdout:\n%s\nstderr:\n%s", name, args, err, out, stderr.String())
 	}
@@ -136,6 +145,13 @@ func goClient(t *testing.T, e clientEnv) string {
 		t.Fatal(err)
 	}
 	defer db.Close()
+	if e.failLogin {
+		err := db.Ping()
+		if err == nil {
+			t.Fatal("go-sql-driver login succeeded; want a failed login")
+		}
+		return err.Error()
+	}
 	var name string
 	var qty int
 	if err := db.QueryRow(fmt.Sprintf("SELECT name FROM items WHERE id = 1 AND '%s' = '%s'", e.tag, e.tag)).Scan(&name); err != nil {
@@ -179,6 +195,12 @@ func cliClient(t *testing.T, e clientEnv) string {
 		return string(b), err
 	}
 	o, err := run([]string{"--skip-ssl"}, fmt.Sprintf("SELECT name FROM items WHERE id = 1 AND '%s' = '%s'", e.tag, e.tag))
+	if e.failLogin {
+		if err == nil {
+			t.Fatalf("mariadb login succeeded; want a failed login\n%s", o)
+		}
+		return o
+	}
 	if err != nil {
 		t.Fatalf("mariadb: %v\n%s", err, o)
 	}
