@@ -26,6 +26,16 @@ const (
 	ErrCodeBackend        uint16 = 2013 // CR_SERVER_LOST: backend unreachable or gone
 	ErrCodeApprovalDenied uint16 = 1227 // ER_SPECIFIC_ACCESS_DENIED_ERROR: human said no / timeout
 	ErrCodeTLSRequired    uint16 = 3159 // ER_SECURE_TRANSPORT_REQUIRED
+	ErrCodeLimit          uint16 = 1226 // ER_USER_LIMIT_REACHED: a per-identity limit (SQLSTATE 42000)
+	ErrCodeTimeout        uint16 = 1969 // ER_STATEMENT_TIMEOUT: statement_timeout (SQLSTATE 70100)
+)
+
+// Server error codes the proxy reacts to.
+const (
+	ErrCodeQueryInterrupted  uint16 = 1317 // ER_QUERY_INTERRUPTED: KILL QUERY landed
+	ErrCodeConnKilled        uint16 = 1927 // ER_CONNECTION_KILLED (MariaDB)
+	ErrCodeUnknownThread     uint16 = 1094 // ER_NO_SUCH_THREAD: KILL of a thread that is gone
+	ErrCodeMySQLQueryTimeout uint16 = 3024 // MySQL ER_QUERY_TIMEOUT (max_execution_time)
 )
 
 // ErrPacket builds an ERR payload (protocol 41).
@@ -37,6 +47,11 @@ func ErrPacket(code uint16, state, msg string) []byte {
 	b = append(b, ErrHeader, byte(code), byte(code>>8), '#')
 	b = append(b, state[:5]...)
 	return append(b, msg...)
+}
+
+// EOFPacket builds an EOF payload (protocol 41).
+func EOFPacket(warnings, status uint16) []byte {
+	return []byte{EOFHeader, byte(warnings), byte(warnings >> 8), byte(status), byte(status >> 8)}
 }
 
 // OKPacket builds an OK payload.

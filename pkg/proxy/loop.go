@@ -126,6 +126,9 @@ var commandNames = [...]string{
 
 // command handles one client command. A returned error ends the session.
 func (s *session) command(p []byte, seq uint8) error {
+	if v := s.srv.opts.Policy.Version(); v != s.limVer {
+		s.refreshLimits(v)
+	}
 	cmd := p[0]
 	switch cmd {
 	case gm.COM_QUIT:
@@ -149,6 +152,9 @@ func (s *session) command(p []byte, seq uint8) error {
 		err := s.simple(p, seq, "COM_RESET_CONNECTION", "", mysql.ReplyResult)
 		if err == nil && s.tracker.Err == nil {
 			s.stmts = map[uint32]*prepared{}
+			// The reset restored the server's default statement time limit;
+			// the next forward sets statement_timeout's again.
+			s.mstApplied = 0
 		}
 		return err
 	case gm.COM_PROCESS_KILL:
@@ -238,6 +244,7 @@ type stmtAudit struct {
 	// a refusal is journaled but nothing is written to the client, whose
 	// next read belongs to its next command.
 	noReply bool
+	slot    bool // holds a max_concurrent_statements slot (released in finish)
 }
 
 // begin writes the statement's write-ahead record. On a journal failure the
@@ -278,6 +285,14 @@ func (s *session) finish(st *stmtAudit) {
 	t := &s.tracker
 	rec := &audit.Record{Event: audit.EventOutcome, SessionID: s.id, StatementID: st.id,
 		DurationUS: audit.I64(now.Sub(st.start).Microseconds())}
+	if st.slot {
+		s.ident.inflight.Add(-1)
+		st.slot = false
+	}
+	if s.limHit != nil {
+		rec.Limit, rec.Truncated = s.limHit, s.truncated
+		s.limHit, s.truncated = nil, false
+	}
 	switch {
 	case st.blocked != nil:
 		rec.Status = audit.StatusBlocked

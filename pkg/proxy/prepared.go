@@ -68,6 +68,11 @@ func (s *session) guardPrepared(st *stmtAudit, seq uint8, v Verdict) (bool, erro
 	if ok, err := s.planMasking(st, seq); !ok {
 		return false, err
 	}
+	if s.admitOn {
+		if msg, ok := s.admit(st); !ok {
+			return false, s.refuseLimit(st, seq, msg)
+		}
+	}
 	if err := s.begin(st, seq); err != nil {
 		s.finish(st)
 		return false, s.flushAfterErr()
@@ -134,7 +139,7 @@ func (s *session) execute(p []byte, seq uint8) error {
 		return err
 	}
 	if s.tracker.CursorOpen {
-		ps.cursor = &cursorState{cols: ps.numCols, masker: s.cursorMasker}
+		ps.cursor = &cursorState{cols: ps.numCols, masker: s.cursorMasker, id: id, status: s.tracker.Status}
 	}
 	s.finish(st)
 	return nil
@@ -288,7 +293,16 @@ func (s *session) fetch(p []byte, seq uint8) error {
 	if err := s.backend.Flush(); err != nil {
 		return s.backendLost(seq+1, err)
 	}
+	if s.lim.StatementTimeout > 0 {
+		s.armWatchdog()
+	}
 	err := s.relay(mysql.ReplyResult, true, seq+1, nil, ps.cursor)
+	if s.lim.StatementTimeout > 0 {
+		s.disarmWatchdog()
+	}
+	if ps.cursor != nil && ps.cursor.done {
+		ps.cursor = nil
+	}
 	s.finish(st)
 	return err
 }

@@ -102,6 +102,11 @@ func (s *session) guard(st *stmtAudit, seq uint8) (bool, error) {
 			return false, err
 		}
 	}
+	if s.admitOn {
+		if msg, ok := s.admit(st); !ok {
+			return false, s.refuseLimit(st, seq, msg)
+		}
+	}
 	if err := s.begin(st, seq); err != nil {
 		s.finish(st)
 		return false, s.flushAfterErr()
@@ -262,6 +267,11 @@ func (s *session) forward(p []byte, seq uint8, kind mysql.ReplyKind, st *stmtAud
 	if st != nil {
 		st.fwd = s.srv.opts.Now()
 	}
+	if s.lim.StatementTimeout != s.mstApplied {
+		if err := s.syncTimeout(); err != nil {
+			return s.backendLost(seq+1, err)
+		}
+	}
 	// seq is the last physical packet's: a command of 16 MiB or more
 	// started earlier.
 	s.backend.Seq = mysql.FirstSeq(seq, len(p))
@@ -277,6 +287,12 @@ func (s *session) forward(p []byte, seq uint8, kind mysql.ReplyKind, st *stmtAud
 		plan = st.plan
 	}
 	binary := p[0] == gm.COM_STMT_EXECUTE
+	if st != nil && s.lim.StatementTimeout > 0 {
+		s.armWatchdog()
+		err := s.relay(kind, binary, seq+1, plan, nil)
+		s.disarmWatchdog()
+		return err
+	}
 	return s.relay(kind, binary, seq+1, plan, nil)
 }
 
@@ -289,10 +305,17 @@ func (s *session) backendLost(seq uint8, err error) error {
 	return &protocolError{side: "backend", err: err}
 }
 
-// cursorState remembers how to mask rows fetched later from an open cursor.
+// cursorState remembers how to mask rows fetched later from an open cursor,
+// and what its fetches have returned so far (max_rows / max_result_bytes
+// count over the whole cursor).
 type cursorState struct {
 	cols   int
 	masker RowMasker
+	id     uint32
+	status uint16 // server status when the cursor opened
+	rows   uint64
+	bytes  uint64
+	done   bool // a cap ended it; the server cursor is closed
 }
 
 // relay streams one reply from the backend to the client, packet by packet.
@@ -323,6 +346,13 @@ func (s *session) relay(kind mysql.ReplyKind, binary bool, seq uint8, plan MaskP
 	holding := false
 	s.cols = s.cols[:0]
 	sent := 0
+	// max_rows / max_result_bytes: rows and row bytes the client received.
+	capOn := s.capOn && kind == mysql.ReplyResult
+	var capRows, capBytes uint64
+	var status uint16 // of the current result set, from its column EOF
+	if cursor != nil {
+		capRows, capBytes = cursor.rows, cursor.bytes
+	}
 	for !t.Done() {
 		pl, _, err := s.backend.ReadPacket()
 		if err != nil {
@@ -335,6 +365,9 @@ func (s *session) relay(kind mysql.ReplyKind, binary bool, seq uint8, plan MaskP
 		out := pl
 		switch pk {
 		case mysql.PktErr:
+			if s.lim.StatementTimeout > 0 {
+				out = s.timeoutErr(out, t)
+			}
 			if plan != nil {
 				// A server error can quote a value (a failed cast, a
 				// duplicate key): in a statement over masked data, quoted
@@ -352,6 +385,9 @@ func (s *session) relay(kind mysql.ReplyKind, binary bool, seq uint8, plan MaskP
 				continue
 			}
 		case mysql.PktEOF:
+			if capOn && t.InRows() {
+				status, _ = mysql.ParseEOF(pl)
+			}
 			if holding {
 				holding = false
 				m, err := plan.ResultSet(rs, s.cols)
@@ -398,6 +434,14 @@ func (s *session) relay(kind mysql.ReplyKind, binary bool, seq uint8, plan MaskP
 			}
 			continue
 		}
+		if capOn && pk == mysql.PktRow {
+			capRows++
+			capBytes += uint64(len(out))
+			if k, over := s.overCap(capRows, capBytes); over {
+				s.srv.opts.Observer.Bytes(sent, 0)
+				return s.capExceeded(k, t.Rows-1, status, cursor)
+			}
+		}
 		if pk == mysql.PktRow && !t.Binary {
 			// What the client received, row by row: provable later, and
 			// comparable by `sqlwarden replay`.
@@ -410,6 +454,9 @@ func (s *session) relay(kind mysql.ReplyKind, binary bool, seq uint8, plan MaskP
 			return s.clientLost(err)
 		}
 		sent += len(out) + 4
+	}
+	if cursor != nil {
+		cursor.rows, cursor.bytes = capRows, capBytes
 	}
 	s.srv.opts.Observer.Bytes(sent, 0)
 	if err := s.client.Flush(); err != nil {

@@ -81,6 +81,13 @@ type Server struct {
 	// greeting connection id → threadKey: clients KILL the id the greeting
 	// gave them (mysql_thread_id()), which the proxy maps to the backend's.
 	conns sync.Map
+
+	// Per-identity limit state on this node (limits.go).
+	limMu  sync.Mutex
+	idents map[string]*identState
+	// Control connections for KILL QUERY (control.go).
+	ctlMu    sync.Mutex
+	controls map[controlKey]*controlConn
 }
 
 // New returns a proxy server.
@@ -173,6 +180,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Unlock()
 	done := make(chan struct{})
 	go func() { s.wg.Wait(); close(done) }()
+	defer s.closeControls()
 	select {
 	case <-done:
 		return nil

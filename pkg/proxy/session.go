@@ -64,6 +64,25 @@ type session struct {
 	verdicts     map[verdictKey]Verdict
 	verdictVer   uint64
 
+	// Per-identity limits (limits.go), resolved at login and again when the
+	// policy version changes.
+	be          *Backend
+	beAddr      string // the backend address dialed
+	lim         Limits
+	limVer      uint64
+	capOn       bool // max_rows or max_result_bytes set
+	admitOn     bool // a limit checked before forwarding a statement
+	ident       *identState
+	connCounted bool
+	limHit      *audit.LimitHit // the limit that fired on the current statement
+	truncated   bool            // the current statement's result was truncated
+	mstApplied  time.Duration   // the backend session's statement time limit (0: server default)
+	wd          *time.Timer     // statement_timeout watchdog
+	wdMu        sync.Mutex
+	wdGen       uint64 // statements the watchdog was armed for
+	wdArmed     uint64 // wdGen of the statement being watched, 0 when none
+	wdFired     uint64 // wdGen of the statement the watchdog killed
+
 	mu       sync.Mutex
 	draining bool
 	busy     bool
@@ -129,6 +148,15 @@ func (s *session) run() {
 		if s.threadID != 0 {
 			srv.threads.Delete(threadKey{s.beName, s.threadID})
 			srv.conns.Delete(s.connID)
+		}
+		if s.wd != nil {
+			s.disarmWatchdog()
+		}
+		if s.ident != nil {
+			if s.connCounted {
+				s.ident.conns.Add(-1)
+			}
+			srv.releaseIdent(s.ident)
 		}
 		srv.opts.Observer.ConnClosed(outcome)
 	}()
@@ -207,6 +235,16 @@ func (s *session) run() {
 		outcome = "denied"
 		return
 	}
+	// Limits: resolved once here, again only when the policy changes.
+	s.ident = srv.acquireIdent(id.Name)
+	s.refreshLimits(srv.opts.Policy.Version())
+	if msg, ok := s.admitConnection(); !ok {
+		s.log.Info("connection denied", "reason", msg)
+		s.recordDenied(workload, clientInfo, id.Record, nil, strings.TrimPrefix(msg, "sqlwarden: "))
+		s.writeErr(mysql.ErrCodeLimit, "42000", msg)
+		outcome = "denied"
+		return
+	}
 	addr := be.Address
 	if addr == "" {
 		if s.origin == nil {
@@ -223,7 +261,7 @@ func (s *session) run() {
 		return
 	}
 	beInfo := &audit.BackendInfo{Name: be.Name, Address: addr, User: cred.User}
-	s.beName = be.Name
+	s.beName, s.be, s.beAddr = be.Name, be, addr
 	if err := s.dialBackend(addr, cred, be); err != nil {
 		code, state, msg := loginFailure(be.Name, addr, err)
 		s.log.Warn("backend connect", "backend", be.Name, "addr", addr, "err", err)
@@ -231,6 +269,15 @@ func (s *session) run() {
 		s.writeErr(code, state, msg) // the sequence id continues the client's auth exchange
 		outcome = "backend_error"
 		return
+	}
+	if s.lim.StatementTimeout > 0 {
+		if err := s.syncTimeout(); err != nil {
+			s.log.Warn("backend session setup", "backend", be.Name, "err", err)
+			s.recordDenied(workload, clientInfo, id.Record, beInfo, "backend session setup: "+err.Error())
+			s.writeErr(mysql.ErrCodeBackend, "", fmt.Sprintf("sqlwarden: backend %s at %s: %v", be.Name, addr, err))
+			outcome = "backend_error"
+			return
+		}
 	}
 	_ = s.raw.SetDeadline(time.Time{})
 
@@ -316,7 +363,7 @@ func (s *session) backendDenied(w *audit.Workload, c *audit.Client, id *audit.Id
 }
 
 func (s *session) recordDenied(w *audit.Workload, c *audit.Client, id *audit.Identity, be *audit.BackendInfo, reason string) {
-	r := &audit.Record{Event: audit.EventSessionDenied, SessionID: s.id, Identity: id, Workload: w, Client: c, Backend: be, Reason: reason}
+	r := &audit.Record{Event: audit.EventSessionDenied, SessionID: s.id, Identity: id, Workload: w, Client: c, Backend: be, Reason: reason, Limit: s.limHit}
 	if s.origin != nil {
 		r.Destination = s.origin.Destination.String()
 	}

@@ -1,0 +1,150 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/go-mysql-org/go-mysql/client"
+	gm "github.com/go-mysql-org/go-mysql/mysql"
+
+	"github.com/sqlwarden/sqlwarden/pkg/mysql"
+)
+
+// Control connections: the daemon's own connection to a backend, with the
+// backend's credential, used to stop a session's running statement (KILL
+// QUERY) when a limit fires. The session's own connection is busy streaming
+// the reply, and reading it to the end would take as long as the statement.
+// One per backend address, opened on first use, reused, and serialized: a
+// KILL takes a round trip, so one connection serves a node's firings.
+
+// controlTimeout bounds a control connection's dial and each KILL.
+const controlTimeout = 5 * time.Second
+
+// maxControls bounds the control connections a node keeps (one per
+// backend address; redirect-mode backends may have many addresses).
+const maxControls = 64
+
+type controlConn struct {
+	mu       sync.Mutex
+	be       *Backend
+	addr     string
+	conn     *client.Conn
+	lastUsed time.Time
+}
+
+type controlKey struct{ backend, addr string }
+
+// control returns the control connection slot for a backend address.
+func (s *Server) control(be *Backend, addr string) *controlConn {
+	s.ctlMu.Lock()
+	defer s.ctlMu.Unlock()
+	if s.controls == nil {
+		s.controls = map[controlKey]*controlConn{}
+	}
+	k := controlKey{be.Name, addr}
+	if c := s.controls[k]; c != nil {
+		return c
+	}
+	if len(s.controls) >= maxControls {
+		// Close the least recently used idle one.
+		var oldK controlKey
+		var old *controlConn
+		for k, c := range s.controls {
+			if c.mu.TryLock() {
+				if old == nil || c.lastUsed.Before(old.lastUsed) {
+					if old != nil {
+						old.mu.Unlock()
+					}
+					oldK, old = k, c
+				} else {
+					c.mu.Unlock()
+				}
+			}
+		}
+		if old != nil {
+			old.close()
+			old.mu.Unlock()
+			delete(s.controls, oldK)
+		}
+	}
+	c := &controlConn{be: be, addr: addr}
+	s.controls[k] = c
+	return c
+}
+
+// closeControls closes every control connection (at shutdown).
+func (s *Server) closeControls() {
+	s.ctlMu.Lock()
+	defer s.ctlMu.Unlock()
+	for k, c := range s.controls {
+		c.mu.Lock()
+		c.close()
+		c.mu.Unlock()
+		delete(s.controls, k)
+	}
+}
+
+func (c *controlConn) close() {
+	if c.conn != nil {
+		_ = c.conn.Close()
+		c.conn = nil
+	}
+}
+
+// killQuery stops the statement backend thread `thread` is running. A
+// thread with nothing running (the statement just ended) is left alone by
+// the server; one that is gone is not an error.
+func (s *Server) killQuery(be *Backend, addr string, thread uint32) error {
+	c := s.control(be, addr)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.lastUsed = time.Now()
+	q := "KILL QUERY " + strconv.FormatUint(uint64(thread), 10)
+	var err error
+	for attempt := 0; attempt < 2; attempt++ {
+		if c.conn == nil {
+			if c.conn, err = s.dialControl(be, addr); err != nil {
+				return fmt.Errorf("open control connection to %s: %w", addr, err)
+			}
+		}
+		// ReadTimeout and WriteTimeout bound the exchange.
+		_, err = c.conn.Execute(q)
+		if err == nil {
+			return nil
+		}
+		var me *gm.MyError
+		if errors.As(err, &me) {
+			if me.Code == mysql.ErrCodeUnknownThread {
+				return nil
+			}
+			return fmt.Errorf("kill query %d: %w", thread, err)
+		}
+		// A broken connection (the server restarted, an idle timeout): once more
+		// on a fresh one.
+		c.close()
+	}
+	return fmt.Errorf("kill query %d: %w", thread, err)
+}
+
+func (s *Server) dialControl(be *Backend, addr string) (*client.Conn, error) {
+	cred, err := be.Credential()
+	if err != nil {
+		return nil, fmt.Errorf("backend %s credential: %w", be.Name, err)
+	}
+	dialer := &net.Dialer{Timeout: controlTimeout, Control: s.opts.DialControl, KeepAlive: 30 * time.Second}
+	ctx, cancel := context.WithTimeout(context.Background(), controlTimeout)
+	defer cancel()
+	return client.ConnectWithDialer(ctx, "tcp", addr, cred.User, cred.Password, "", dialer.DialContext, func(c *client.Conn) error {
+		c.ReadTimeout, c.WriteTimeout = controlTimeout, controlTimeout
+		c.SetAttributes(map[string]string{"_client_name": "sqlwarden", "program_name": "sqlwarden-control"})
+		if be.TLS != nil {
+			c.SetTLSConfig(be.TLS)
+		}
+		return nil
+	})
+}
