@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # make bench: sysbench point-select and read-only, text and prepared, at 1 and 8
 # threads — direct to MariaDB, through HAProxy in TCP mode (the reference relay),
-# through sqlwarden explicitly, and through sqlwarden via the eBPF redirect —
+# through sqlwarden explicitly, through sqlwarden via the eBPF redirect, and
+# through sqlwarden with per-identity limits: limits-off (the built-in policy
+# plus an empty limits section) and limits-on (every limit set, none firing) —
 # then audit throughput and the memory of 1,000 idle connections.
 # Each figure is the median of BENCH_RUNS (default 3, at least 3) runs; the
 # targets of one configuration run in turn, in a rotating order, so drift of a
@@ -27,6 +29,8 @@ PORT_BASE=${SQLWARDEN_BENCH_PORT_BASE:-13401}
 HAPORT=$PORT_BASE
 SWPORT=$((PORT_BASE + 1))
 ADMIN=127.0.0.1:$((PORT_BASE + 2))
+# limits-off and limits-on daemons: listen and admin ports after those.
+declare -A LIMPORT=([limits-off]=$((PORT_BASE + 3)) [limits-on]=$((PORT_BASE + 5)))
 OUT=${BENCH_OUT:-docs/bench.md}
 workloads=(oltp_point_select oltp_read_only); modes=(disable auto); threadsets=(1 8)
 if [ "$QUICK" = 1 ]; then
@@ -91,7 +95,52 @@ $( [ "$EBPF" = 1 ] && printf 'redirect:\n  enabled: true\n  ports: [3306]\n  cgr
 YAML
 "$BIN" run --config "$WORK/config.yaml" >"$WORK/daemon.log" 2>&1 &
 SWPID=$!
+
+# The limits rows: the same daemon with a policy file — the built-in policy
+# plus an empty limits section, or plus every limit set for the client (high
+# enough never to fire).
+"$BIN" policy default > "$WORK/limits-off.yaml"
+printf 'limits: []\n' >> "$WORK/limits-off.yaml"
+"$BIN" policy default > "$WORK/limits-on.yaml"
+cat >> "$WORK/limits-on.yaml" <<'YAML'
+limits:
+  - name: bench
+    max_rows: 1000000
+    max_result_bytes: 1GiB
+    statement_timeout: 60s
+    max_statements_per_second: 1000000
+    max_concurrent_statements: 1024
+    max_connections: 1024
+    read_only: true
+    max_affected_rows: 1000000
+YAML
+LIMPIDS=()
+for v in limits-off limits-on; do
+  port=${LIMPORT[$v]}; admin=127.0.0.1:$((port + 1))
+  cat > "$WORK/$v.config.yaml" <<YAML
+listen: 127.0.0.1:$port
+admin_listen: $admin
+log_level: warn
+backends:
+  - name: default
+    address: 127.0.0.1:$MPORT
+    user: warden
+    password: warden-pass
+identities:
+  clients:
+    - user: warden
+      password: warden-pass
+      name: sysbench
+audit:
+  dir: $WORK/audit-$v
+policy:
+  file: $WORK/$v.yaml
+YAML
+  "$BIN" run --config "$WORK/$v.config.yaml" >"$WORK/daemon-$v.log" 2>&1 &
+  LIMPIDS+=($!)
+done
 cleanup() {
+  for p in "${LIMPIDS[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
   kill "$SWPID" 2>/dev/null || true; wait "$SWPID" 2>/dev/null || true
   [ -f "$WORK/haproxy.pid" ] && kill "$(cat "$WORK/haproxy.pid")" 2>/dev/null || true
   if [ "$EBPF" = 1 ]; then
@@ -101,7 +150,9 @@ cleanup() {
   fi
 }
 trap cleanup EXIT
-for _ in $(seq 1 100); do curl -fsS "http://$ADMIN/readyz" >/dev/null 2>&1 && break; sleep 0.1; done
+for a in "$ADMIN" "127.0.0.1:$((LIMPORT[limits-off] + 1))" "127.0.0.1:$((LIMPORT[limits-on] + 1))"; do
+  for _ in $(seq 1 100); do curl -fsS "http://$a/readyz" >/dev/null 2>&1 && break; sleep 0.1; done
+done
 [ "$EBPF" = 1 ] && "$BIN" enroll --config "$WORK/config.yaml" --cgroup "$CG" >/dev/null
 
 # run_sb TARGET TEST MODE THREADS → "qps avg_ms"
@@ -111,6 +162,7 @@ run_sb() {
     direct) host=127.0.0.1; port=$MPORT ;;
     haproxy) host=127.0.0.1; port=$HAPORT ;;
     sqlwarden) host=127.0.0.1; port=$SWPORT ;;
+    limits-off|limits-on) host=127.0.0.1; port=${LIMPORT[$target]} ;;
     sqlwarden-ebpf) host=127.0.0.77; port=3306; pre=(sh -c 'echo $$ > "$0/cgroup.procs" && shift && exec "$@"' "$CG" _) ;;
   esac
   local out
@@ -127,15 +179,18 @@ median() { sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) { print 0; exit } if
 
 targets=(direct haproxy sqlwarden)
 [ "$EBPF" = 1 ] && targets+=(sqlwarden-ebpf)
+targets+=(limits-off limits-on)
 {
 echo "Run by \`make bench\` on $(date -u +%Y-%m-%dT%H:%MZ): $(nproc) cores ($(awk -F: '/model name/{print $2; exit}' /proc/cpuinfo | sed 's/^ //')),"
 echo "$(free -g | awk '/Mem:/{print $2}') GiB, kernel $(uname -r), $(mariadbd --version | awk '{print $3}'), $(haproxy -v | head -1 | awk '{print $1, $2, $3}'),"
 echo "sysbench $(sysbench --version | awk '{print $2}'), ${TIME}s per run, 1 table × 10,000 rows, client and servers on the same machine."
 echo "Each figure is the median of $RUNS runs; the targets of a row group ran in turn, in a rotating order."
 echo "sqlwarden: default policy, audit \`sync: batch\`. QPS ratio and added average latency are against direct."
+echo "limits-off: the default policy plus \`limits: []\`; limits-on: every per-identity limit set for the client, none firing;"
+echo "× sqlwarden compares them with the plain sqlwarden row."
 echo
-echo "| workload | ps-mode | threads | target | QPS | × direct | × haproxy | avg ms | added µs |"
-echo "|---|---|---|---|---:|---:|---:|---:|---:|"
+echo "| workload | ps-mode | threads | target | QPS | × direct | × haproxy | × sqlwarden | avg ms | added µs |"
+echo "|---|---|---|---|---:|---:|---:|---:|---:|---:|"
 } > "$WORK/table.md"
 for test in "${workloads[@]}"; do
   for mode in "${modes[@]}"; do
@@ -157,8 +212,8 @@ for test in "${workloads[@]}"; do
       done
       for tg in "${targets[@]}"; do
         awk -v w="$test" -v m="$mode" -v th="$threads" -v tg="$tg" -v q="${qps[$tg]}" -v dq="${qps[direct]}" -v hq="${qps[haproxy]}" \
-            -v l="${lat[$tg]}" -v dl="${lat[direct]}" \
-          'BEGIN{ printf "| %s | %s | %s | %s | %.0f | %.2f | %.2f | %.3f | %+.0f |\n", w, (m=="disable"?"text":"prepared"), th, tg, q, (dq>0?q/dq:0), (hq>0?q/hq:0), l, (l-dl)*1000 }' >> "$WORK/table.md"
+            -v sq="${qps[sqlwarden]}" -v l="${lat[$tg]}" -v dl="${lat[direct]}" \
+          'BEGIN{ printf "| %s | %s | %s | %s | %.0f | %.2f | %.2f | %.2f | %.3f | %+.0f |\n", w, (m=="disable"?"text":"prepared"), th, tg, q, (dq>0?q/dq:0), (hq>0?q/hq:0), (sq>0?q/sq:0), l, (l-dl)*1000 }' >> "$WORK/table.md"
       done
       unset qps lat qs ls
     done

@@ -28,8 +28,20 @@ func newPolicyCmd() *cobra.Command {
 		Use:   "policy",
 		Short: "Check policy files and see how they decide",
 	}
-	cmd.AddCommand(newPolicyTestCmd(), newPolicyCheckCmd())
+	cmd.AddCommand(newPolicyTestCmd(), newPolicyCheckCmd(), newPolicyDefaultCmd())
 	return cmd
+}
+
+func newPolicyDefaultCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "default",
+		Short: "Print the built-in policy (what runs when no policy file is configured), to start a file from",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			_, err := io.WriteString(cmd.OutOrStdout(), policy.DefaultPolicy)
+			return err
+		},
+	}
 }
 
 type policyTestOpts struct {

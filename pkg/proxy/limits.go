@@ -3,8 +3,8 @@ package proxy
 import (
 	"errors"
 	"fmt"
-	"regexp"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -135,15 +135,33 @@ func (s *session) hit(k LimitKind) *audit.LimitHit {
 	return h
 }
 
-// timeoutVars finds statements that name the server's statement-time
-// variables; for an identity under statement_timeout, any statement that
-// could set them (anything but a read) is refused.
-var timeoutVars = regexp.MustCompile(`(?i)max_(?:statement|execution)_time`)
+// mentionsTimeoutVar reports whether sql names max_statement_time or
+// max_execution_time (in any case, quoted or not). It finds '_' with
+// IndexByte and compares around it, so the common statement, which has
+// few underscores, costs little.
+func mentionsTimeoutVar(sql string) bool {
+	for i := 0; ; {
+		j := strings.IndexByte(sql[i:], '_')
+		if j < 0 {
+			return false
+		}
+		i += j
+		// i is at an underscore: is it the one before "time"?
+		if i+5 <= len(sql) && strings.EqualFold(sql[i+1:i+5], "time") {
+			for _, v := range [...]string{"max_statement", "max_execution"} {
+				if i >= len(v) && strings.EqualFold(sql[i-len(v):i], v) {
+					return true
+				}
+			}
+		}
+		i++
+	}
+}
 
 var readKinds = map[string]bool{"SELECT": true, "SHOW": true, "EXPLAIN": true, "DESCRIBE": true}
 
 func setsTimeout(sql string, st *Statement) bool {
-	if !timeoutVars.MatchString(sql) {
+	if !mentionsTimeoutVar(sql) {
 		return false
 	}
 	if st == nil || st.Classification == nil || !st.Parsed {

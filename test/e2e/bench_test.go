@@ -4,6 +4,7 @@ import (
 	"database/sql"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -14,6 +15,7 @@ import (
 	"github.com/go-mysql-org/go-mysql/client"
 
 	"github.com/sqlwarden/sqlwarden/internal/testutil"
+	"github.com/sqlwarden/sqlwarden/pkg/policy"
 	"github.com/sqlwarden/sqlwarden/test/harness"
 )
 
@@ -45,6 +47,19 @@ func runPointSelects(b *testing.B, db *sql.DB, n, workers int) time.Duration {
 }
 
 func benchFixture(b *testing.B) (direct, proxied *sql.DB) {
+	direct = benchTable(b)
+	d := harness.Start(b, harness.Options{})
+	var err error
+	proxied, err = sql.Open("mysql", d.DSN("bench", "interpolateParams=true"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { proxied.Close() })
+	return direct, proxied
+}
+
+// benchTable creates bench.sbtest and returns a direct connection pool.
+func benchTable(b *testing.B) *sql.DB {
 	m := testutil.StartMariaDB(b)
 	root := m.Open(b, "")
 	for _, q := range []string{
@@ -56,19 +71,69 @@ func benchFixture(b *testing.B) (direct, proxied *sql.DB) {
 			b.Fatal(err)
 		}
 	}
-	d := harness.Start(b, harness.Options{})
-	var err error
-	direct, err = sql.Open("mysql", m.DSN("warden", "warden-pass", "bench")+"&interpolateParams=true")
+	direct, err := sql.Open("mysql", m.DSN("warden", "warden-pass", "bench")+"&interpolateParams=true")
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { direct.Close() })
-	proxied, err = sql.Open("mysql", d.DSN("bench", "interpolateParams=true"))
-	if err != nil {
-		b.Fatal(err)
+	return direct
+}
+
+// benchLimitsOn sets every per-identity limit, high enough never to fire.
+const benchLimitsOn = `limits:
+  - name: bench
+    max_rows: 1000000
+    max_result_bytes: 1GiB
+    statement_timeout: 60s
+    max_statements_per_second: 1000000
+    max_concurrent_statements: 1024
+    max_connections: 1024
+    read_only: true
+    max_affected_rows: 1000000
+`
+
+// BenchmarkPointSelectLimits compares point selects through sqlwarden with
+// the built-in policy (the baseline), the same policy with an empty limits
+// section (limits-off) and with every limit set (limits-on), at 1 and 8
+// client threads, and reports each one's QPS relative to the baseline.
+func BenchmarkPointSelectLimits(b *testing.B) {
+	benchTable(b)
+	open := func(extraPolicy string) *sql.DB {
+		o := harness.Options{}
+		if extraPolicy != "" {
+			p := filepath.Join(b.TempDir(), "policy.yaml")
+			if err := os.WriteFile(p, []byte(policy.DefaultPolicy+extraPolicy), 0o644); err != nil {
+				b.Fatal(err)
+			}
+			o.Extra = "policy:\n  file: " + p + "\n"
+		}
+		d := harness.Start(b, o)
+		db, err := sql.Open("mysql", d.DSN("bench", "interpolateParams=true"))
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { db.Close() })
+		return db
 	}
-	b.Cleanup(func() { proxied.Close() })
-	return direct, proxied
+	base, off, on := open(""), open("limits: []\n"), open(benchLimitsOn)
+	for _, workers := range []int{1, 8} {
+		b.Run(map[int]string{1: "threads=1", 8: "threads=8"}[workers], func(b *testing.B) {
+			n := max(b.N, 200)
+			for _, db := range []*sql.DB{base, off, on} {
+				runPointSelects(b, db, 200, workers) // warm the pools
+			}
+			b.ResetTimer()
+			bd := runPointSelects(b, base, n, workers)
+			od := runPointSelects(b, off, n, workers)
+			nd := runPointSelects(b, on, n, workers)
+			b.StopTimer()
+			b.ReportMetric(float64(n)/bd.Seconds(), "proxy_qps")
+			b.ReportMetric(float64(n)/od.Seconds(), "limits_off_qps")
+			b.ReportMetric(float64(n)/nd.Seconds(), "limits_on_qps")
+			b.ReportMetric(bd.Seconds()/od.Seconds(), "limits_off/proxy")
+			b.ReportMetric(bd.Seconds()/nd.Seconds(), "limits_on/proxy")
+		})
+	}
 }
 
 // BenchmarkPointSelect compares point selects (text protocol) directly
