@@ -20,7 +20,7 @@ export DEBIAN_FRONTEND=noninteractive
 
 demo_pkgs=(mariadb-server mariadb-client curl)
 build_pkgs=(clang llvm libbpf-dev iproute2 make gcc)
-test_pkgs=(python3-pymysql python3-mysqldb libmariadb-java default-jdk-headless libdbd-mariadb-perl
+test_pkgs=(python3-pymysql python3-mysqldb libmariadb3 libmariadb-java default-jdk-headless libdbd-mariadb-perl
            php-cli php-mysql sysbench nats-server prometheus chromium systemd util-linux)
 bench_pkgs=(sysbench haproxy)
 soak_pkgs=(gnuplot-nox)

@@ -28,6 +28,8 @@ const (
 	ErrCodeTLSRequired    uint16 = 3159 // ER_SECURE_TRANSPORT_REQUIRED
 	ErrCodeLimit          uint16 = 1226 // ER_USER_LIMIT_REACHED: a per-identity limit (SQLSTATE 42000)
 	ErrCodeTimeout        uint16 = 1969 // ER_STATEMENT_TIMEOUT: statement_timeout (SQLSTATE 70100)
+	ErrCodeUnknownStmt    uint16 = 1243 // ER_UNKNOWN_STMT_HANDLER: no such prepared statement
+	ErrCodeNoCursor       uint16 = 1421 // ER_STMT_HAS_NO_OPEN_CURSOR
 )
 
 // Server error codes the proxy reacts to.

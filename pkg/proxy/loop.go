@@ -155,6 +155,7 @@ func (s *session) command(p []byte, seq uint8) error {
 			// The reset restored the server's default statement time limit;
 			// the next forward sets statement_timeout's again.
 			s.mstApplied = 0
+			s.hasLast = false
 		}
 		return err
 	case gm.COM_PROCESS_KILL:
@@ -194,6 +195,11 @@ func (s *session) command(p []byte, seq uint8) error {
 
 // refuse answers a command with an ERR and journals why.
 func (s *session) refuse(seq uint8, command, sql string, code uint16, msg string) error {
+	return s.refuseState(seq, command, sql, code, "42000", msg)
+}
+
+// refuseState is refuse with the ERR's SQLSTATE.
+func (s *session) refuseState(seq uint8, command, sql string, code uint16, state, msg string) error {
 	s.statements++
 	id := s.statements
 	rec := &audit.Record{Event: audit.EventStatement, SessionID: s.id, StatementID: id, Command: command, SQL: sql, DB: s.db}
@@ -204,7 +210,7 @@ func (s *session) refuse(seq uint8, command, sql string, code uint16, msg string
 		Error: &audit.ErrorInfo{Code: code, Message: msg}, Policy: &audit.Decision{Action: "deny", Rule: "protocol", Message: msg}}); err != nil {
 		s.log.Error("audit refused command", "err", err)
 	}
-	s.writeErrSeq(seq+1, code, "42000", msg)
+	s.writeErrSeq(seq+1, code, state, msg)
 	if s.client.W.Buffered() > 0 {
 		return s.client.Flush()
 	}

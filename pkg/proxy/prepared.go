@@ -32,6 +32,11 @@ type longData struct {
 // policy denies are refused before the database sees them; those that need
 // approval are held at each EXECUTE, with their parameters.
 func (s *session) prepare(p []byte, seq uint8) error {
+	// Whatever happens below, the server's "statement prepared last" is
+	// this one only if it is prepared: a refused or failed PREPARE leaves
+	// none, so a pipelined EXECUTE of id 0xFFFFFFFF can never run an
+	// earlier statement in its place.
+	s.hasLast = false
 	sql := string(p[1:])
 	st := &stmtAudit{command: "COM_STMT_PREPARE", sql: sql, start: s.srv.opts.Now()}
 	st.st = s.srv.opts.Policy.Classify(sql, s.db, s.dialect)
@@ -54,8 +59,9 @@ func (s *session) prepare(p []byte, seq uint8) error {
 		return err
 	}
 	t := &s.tracker
-	if t.Err == nil {
+	if t.Err == nil && t.StmtID != lastStmtID {
 		s.stmts[t.StmtID] = &prepared{sql: sql, st: st.st, plan: st.plan, numParams: int(t.NumParams), numCols: int(t.NumCols)}
+		s.lastID, s.hasLast = t.StmtID, true
 	}
 	s.finish(st)
 	return nil
@@ -87,24 +93,74 @@ func stmtID(p []byte) (uint32, bool) {
 	return binary.LittleEndian.Uint32(p[1:]), true
 }
 
+// lastStmtID is the statement id MariaDB reads as "the statement prepared
+// last" (LAST_STMT_ID in its sql_prepare.cc) in every COM_STMT_* command:
+// the last COM_STMT_PREPARE that succeeded; none after one that failed.
+const lastStmtID = 0xFFFFFFFF
+
+// resolveStmt finds the statement a COM_STMT_* command names. Id
+// 0xFFFFFFFF is resolved to the last prepared statement and rewritten in
+// p to its real id, so the backend runs exactly the statement judged here
+// whatever it believes was prepared last. A nil result is an id the proxy
+// does not know: such a command is never forwarded.
+func (s *session) resolveStmt(p []byte) (uint32, *prepared) {
+	id := binary.LittleEndian.Uint32(p[1:])
+	if id == lastStmtID {
+		if !s.hasLast {
+			return id, nil
+		}
+		id = s.lastID
+		binary.LittleEndian.PutUint32(p[1:], id)
+	}
+	return id, s.stmts[id]
+}
+
+// forget drops a closed statement.
+func (s *session) forget(id uint32) {
+	delete(s.stmts, id)
+	if s.hasLast && s.lastID == id {
+		s.hasLast = false
+	}
+}
+
+// unknownStmt refuses a command that names a statement the proxy does not
+// know, with the server's own error code for it.
+func (s *session) unknownStmt(seq uint8, command string, id uint32) error {
+	return s.refuseState(seq, command, "", mysql.ErrCodeUnknownStmt, "HY000", unknownStmtMsg(command, id))
+}
+
+func unknownStmtMsg(command string, id uint32) string {
+	if id == lastStmtID {
+		return fmt.Sprintf("sqlwarden: %s names the last prepared statement (id %d) but none is prepared", command, id)
+	}
+	return fmt.Sprintf("sqlwarden: unknown prepared statement id %d given to %s", id, command)
+}
+
+// dropUnknown journals a reply-less command (COM_STMT_CLOSE,
+// COM_STMT_SEND_LONG_DATA) that names a statement the proxy does not know:
+// it is not forwarded, and the client, which waits for no reply, gets none.
+func (s *session) dropUnknown(command string, id uint32) {
+	s.statements++
+	n := s.statements
+	msg := unknownStmtMsg(command, id)
+	if err := s.srv.append(&audit.Record{Event: audit.EventStatement, SessionID: s.id, StatementID: n, Command: command, DB: s.db}); err != nil {
+		s.log.Error("audit dropped command", "err", err)
+	}
+	if err := s.srv.appendAsync(&audit.Record{Event: audit.EventOutcome, SessionID: s.id, StatementID: n, Status: audit.StatusBlocked,
+		Error: &audit.ErrorInfo{Code: mysql.ErrCodeUnknownStmt, Message: msg}, Policy: &audit.Decision{Action: "deny", Rule: "protocol", Message: msg}}); err != nil {
+		s.log.Error("audit dropped command", "err", err)
+	}
+}
+
 // execute handles COM_STMT_EXECUTE: the parameters are decoded by type and
 // journaled with the prepared SQL before the database sees them.
 func (s *session) execute(p []byte, seq uint8) error {
-	id, ok := stmtID(p)
-	if !ok {
+	if _, ok := stmtID(p); !ok {
 		return s.refuse(seq, "COM_STMT_EXECUTE", "", mysql.ErrCodeMalformed, "sqlwarden: malformed COM_STMT_EXECUTE")
 	}
-	ps := s.stmts[id]
+	id, ps := s.resolveStmt(p)
 	if ps == nil {
-		// Unknown to us, so unknown to the backend too: let it say so.
-		st := &stmtAudit{command: "COM_STMT_EXECUTE", start: s.srv.opts.Now()}
-		if err := s.begin(st, seq); err != nil {
-			s.finish(st)
-			return s.flushAfterErr()
-		}
-		err := s.forward(p, seq, mysql.ReplyResult, st)
-		s.finish(st)
-		return err
+		return s.unknownStmt(seq, "COM_STMT_EXECUTE", id)
 	}
 	sentLong := ps.long != nil
 	ex, params, err := mysql.ParseExecute(p, ps.numParams, ps.types, func(i int) (mysql.Param, bool) {
@@ -134,6 +190,8 @@ func (s *session) execute(p []byte, seq uint8) error {
 		return gerr
 	}
 	s.cursorMasker = nil
+	// The server closes a statement's open cursor when it runs it again.
+	ps.cursor = nil
 	if err := s.forward(p, seq, mysql.ReplyResult, st); err != nil {
 		s.finish(st)
 		return err
@@ -170,9 +228,13 @@ func (s *session) longData(p []byte) error {
 		s.auditProtocolError("COM_STMT_SEND_LONG_DATA", fmt.Errorf("%w: short COM_STMT_SEND_LONG_DATA", mysql.ErrMalformed))
 		return &protocolError{side: "client", err: mysql.ErrMalformed}
 	}
-	id := binary.LittleEndian.Uint32(p[1:])
+	id, ps := s.resolveStmt(p)
+	if ps == nil {
+		s.dropUnknown("COM_STMT_SEND_LONG_DATA", id)
+		return nil
+	}
 	param := int(binary.LittleEndian.Uint16(p[5:]))
-	if ps := s.stmts[id]; ps != nil && param < ps.numParams {
+	if param < ps.numParams {
 		if ps.long == nil {
 			ps.long = map[int]*longData{}
 		}
@@ -205,21 +267,21 @@ func (s *session) longData(p []byte) error {
 // unavailable) is only journaled and logged, and the statement stays open on
 // the backend, as the proxy's table still says.
 func (s *session) closeStmt(p []byte) error {
-	id, ok := stmtID(p)
-	if !ok {
+	if _, ok := stmtID(p); !ok {
 		s.auditProtocolError("COM_STMT_CLOSE", fmt.Errorf("%w: short COM_STMT_CLOSE", mysql.ErrMalformed))
 		return &protocolError{side: "client", err: mysql.ErrMalformed}
 	}
-	sql := ""
-	if ps := s.stmts[id]; ps != nil {
-		sql = ps.sql
+	id, ps := s.resolveStmt(p)
+	if ps == nil {
+		s.dropUnknown("COM_STMT_CLOSE", id)
+		return nil
 	}
-	st := &stmtAudit{command: "COM_STMT_CLOSE", sql: sql, start: s.srv.opts.Now(), noReply: true}
+	st := &stmtAudit{command: "COM_STMT_CLOSE", sql: ps.sql, start: s.srv.opts.Now(), noReply: true}
 	if err := s.begin(st, 0); err != nil {
 		s.finish(st)
 		return nil
 	}
-	delete(s.stmts, id)
+	s.forget(id)
 	s.backend.Seq = 0
 	if err := s.backend.WritePacket(p); err != nil {
 		return &protocolError{side: "backend", err: err}
@@ -256,29 +318,32 @@ func (s *session) resetLongData(id uint32) error {
 
 // resetStmt handles COM_STMT_RESET.
 func (s *session) resetStmt(p []byte, seq uint8) error {
-	id, ok := stmtID(p)
-	if !ok {
+	if _, ok := stmtID(p); !ok {
 		return s.refuse(seq, "COM_STMT_RESET", "", mysql.ErrCodeMalformed, "sqlwarden: malformed COM_STMT_RESET")
 	}
-	sql := ""
-	if ps := s.stmts[id]; ps != nil {
-		sql = ps.sql
-		ps.long = nil
-		ps.cursor = nil
+	id, ps := s.resolveStmt(p)
+	if ps == nil {
+		return s.unknownStmt(seq, "COM_STMT_RESET", id)
 	}
-	return s.simple(p, seq, "COM_STMT_RESET", sql, mysql.ReplyResult)
+	ps.long = nil
+	ps.cursor = nil
+	return s.simple(p, seq, "COM_STMT_RESET", ps.sql, mysql.ReplyResult)
 }
 
 // fetch handles COM_STMT_FETCH on an open cursor; rows are masked with the
 // plan of the EXECUTE that opened it.
 func (s *session) fetch(p []byte, seq uint8) error {
-	id, ok := stmtID(p)
-	if !ok {
+	if _, ok := stmtID(p); !ok {
 		return s.refuse(seq, "COM_STMT_FETCH", "", mysql.ErrCodeMalformed, "sqlwarden: malformed COM_STMT_FETCH")
 	}
-	ps := s.stmts[id]
-	if ps == nil || ps.cursor == nil {
-		return s.simple(p, seq, "COM_STMT_FETCH", "", mysql.ReplyResult)
+	id, ps := s.resolveStmt(p)
+	if ps == nil {
+		return s.unknownStmt(seq, "COM_STMT_FETCH", id)
+	}
+	if ps.cursor == nil {
+		// Rows only ever come from a cursor an EXECUTE judged here opened.
+		return s.refuseState(seq, "COM_STMT_FETCH", ps.sql, mysql.ErrCodeNoCursor, "HY000",
+			fmt.Sprintf("sqlwarden: prepared statement %d has no open cursor", id))
 	}
 	st := &stmtAudit{command: "COM_STMT_FETCH", sql: ps.sql, st: ps.st, plan: ps.plan, start: s.srv.opts.Now()}
 	if err := s.begin(st, seq); err != nil {

@@ -54,6 +54,8 @@ type session struct {
 
 	statements uint64
 	stmts      map[uint32]*prepared
+	lastID     uint32 // the statement MariaDB's id 0xFFFFFFFF means, when hasLast
+	hasLast    bool
 	tracker    mysql.Tracker
 	outBuf     []byte
 	cols       [][]byte
