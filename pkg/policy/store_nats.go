@@ -74,8 +74,8 @@ func NewNATSStore(cfg NATSStoreConfig) (*NATSStore, error) {
 		nats.ReconnectBufSize(-1),
 		nats.Timeout(cfg.Timeout),
 		nats.RetryOnFailedConnect(true),
-		nats.ConnectHandler(func(*nats.Conn) { s.bump("connected") }),
-		nats.ReconnectHandler(func(*nats.Conn) { s.bump("reconnected") }),
+		nats.ConnectHandler(func(c *nats.Conn) { s.bump(c, "connected") }),
+		nats.ReconnectHandler(func(c *nats.Conn) { s.bump(c, "reconnected") }),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			log.Warn("approval store disconnected: approval-needing statements are refused until it is back", "err", err)
 		}),
@@ -95,7 +95,9 @@ func NewNATSStore(cfg NATSStoreConfig) (*NATSStore, error) {
 		nc.Close()
 		return nil, fmt.Errorf("open jetstream: %w", err)
 	}
+	s.mu.Lock()
 	s.nc, s.js = nc, js
+	s.mu.Unlock()
 	go s.binder()
 	s.kickBinder()
 	return s, nil
@@ -103,12 +105,14 @@ func NewNATSStore(cfg NATSStoreConfig) (*NATSStore, error) {
 
 // bump tells watchers to start over (the server may have restarted) and
 // the binder to bind the bucket if it has not yet.
-func (s *NATSStore) bump(why string) {
-	s.log.Info("approval store "+why, "url", s.nc.ConnectedUrlRedacted())
-	s.mu.Lock()
-	close(s.changed)
-	s.changed = make(chan struct{})
-	s.mu.Unlock()
+func (s *NATSStore) bump(c *nats.Conn, why string) {
+	s.log.Info("approval store "+why, "url", c.ConnectedUrlRedacted())
+	if why == "reconnected" {
+		s.mu.Lock()
+		close(s.changed)
+		s.changed = make(chan struct{})
+		s.mu.Unlock()
+	}
 	s.kickBinder()
 }
 

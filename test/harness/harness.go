@@ -80,7 +80,9 @@ type Options struct {
 	Backends string
 	// Listen overrides the proxy listen address.
 	Listen string
-	Env    []string
+	// Node names the daemon (default test-node).
+	Node string
+	Env  []string
 }
 
 // Daemon is a running sqlwarden.
@@ -145,7 +147,11 @@ func Start(t testing.TB, o Options) *Daemon {
 		ids = fmt.Sprintf("  clients:\n    - user: %s\n      password: %s\n      name: %s\n", ClientUser, ClientPassword, Identity)
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "listen: %s\nadmin_listen: %s\nnode: test-node\nlog_level: debug\n", d.Listen, d.Admin)
+	node := o.Node
+	if node == "" {
+		node = "test-node"
+	}
+	fmt.Fprintf(&b, "listen: %s\nadmin_listen: %s\nnode: %s\nlog_level: debug\n", d.Listen, d.Admin, node)
 	fmt.Fprintf(&b, "backends:\n%s", backends)
 	fmt.Fprintf(&b, "identities:\n%s", ids)
 	fmt.Fprintf(&b, "audit:\n  dir: %s\n", d.AuditDir)
