@@ -2,8 +2,10 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 	"time"
 
@@ -58,6 +60,22 @@ func (f *auditFlags) auditConfig() (audit.Config, error) {
 	return acfg, nil
 }
 
+// natsFlags point the audit verbs at the stream the nats sink writes.
+type natsFlags struct {
+	src audit.NATSSource
+}
+
+func (n *natsFlags) register(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&n.src.URL, "nats", "", "read the fleet's records from this NATS server's JetStream stream instead of a local journal")
+	cmd.Flags().StringVar(&n.src.Stream, "stream", audit.DefaultStream, "JetStream stream the nats sink writes")
+	cmd.Flags().StringVar(&n.src.SubjectPrefix, "subject-prefix", "sqlwarden.audit", "subject prefix of the nats sink (records of node N are on PREFIX.N)")
+	cmd.Flags().StringVar(&n.src.CredsFile, "nats-creds", "", "NATS user credentials file")
+	cmd.Flags().BoolVar(&n.src.TLS.Enabled, "nats-tls", false, "connect to NATS with TLS")
+	cmd.Flags().StringVar(&n.src.TLS.CAFile, "nats-ca", "", "CA file for NATS TLS")
+}
+
+func (n *natsFlags) on() bool { return n.src.URL != "" }
+
 func newAuditCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "audit",
@@ -70,13 +88,14 @@ func newAuditCmd() *cobra.Command {
 func newAuditVerifyCmd() *cobra.Command {
 	var (
 		af         auditFlags
+		nf         natsFlags
 		pubPath    string
 		node       string
 		asJSON     bool
 		staleAfter time.Duration
 	)
 	cmd := &cobra.Command{
-		Use:   "verify [--dir DIR] [--pubkey FILE]",
+		Use:   "verify [--dir DIR] [--pubkey FILE] [--nats URL --stream NAME --node NODE]",
 		Short: "Verify the hash chain and signed checkpoints; exit 1 on any tampering, deletion, splice or truncation",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -86,6 +105,12 @@ func newAuditVerifyCmd() *cobra.Command {
 			}
 			out := cmd.OutOrStdout()
 			opt := audit.VerifyOptions{Node: node, StaleAfter: staleAfter}
+			if nf.on() && node == "" {
+				return errors.New("verify audit: --nats needs --node (whose records to verify)")
+			}
+			if nf.on() && af.dir == "" && pubPath == "" {
+				return errors.New("verify audit: from the stream alone (no --dir), --pubkey is required")
+			}
 			if pubPath == "" {
 				pubPath = acfg.KeyFile + ".pub"
 				fmt.Fprintf(cmd.ErrOrStderr(), "note: using the public key next to the journal (%s); pass --pubkey with a copy kept off the node for real assurance\n", pubPath)
@@ -95,7 +120,13 @@ func newAuditVerifyCmd() *cobra.Command {
 				return err
 			}
 			opt.PublicKey = pub
-			rep, err := audit.VerifyWith(acfg.Dir, opt)
+			dir := acfg.Dir
+			var rep *audit.Report
+			if nf.on() {
+				rep, dir, err = verifyAgainstStream(cmd, nf.src, af.dir, opt)
+			} else {
+				rep, err = audit.VerifyWith(acfg.Dir, opt)
+			}
 			if err != nil {
 				return err
 			}
@@ -106,7 +137,7 @@ func newAuditVerifyCmd() *cobra.Command {
 					return err
 				}
 			} else {
-				printReport(out, rep, acfg.Dir)
+				printReport(out, rep, dir)
 			}
 			if !rep.OK {
 				return exitCode(1)
@@ -116,7 +147,8 @@ func newAuditVerifyCmd() *cobra.Command {
 	}
 	af.register(cmd)
 	cmd.Flags().StringVar(&pubPath, "pubkey", "", "ed25519 public key that signs checkpoints (default: <key_file>.pub next to the journal)")
-	cmd.Flags().StringVar(&node, "node", "", "node the journal must belong to (default: the node of its first record)")
+	cmd.Flags().StringVar(&node, "node", "", "node the journal must belong to (default: the node of its first record; required with --nats)")
+	nf.register(cmd)
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the report as JSON")
 	cmd.Flags().DurationVar(&staleAfter, "stale-after", 0, "report truncation when the last checkpoint is older than this and no clean shutdown follows (default 2 checkpoint intervals + 30s; negative disables)")
 	return cmd
@@ -153,13 +185,15 @@ func printReport(w io.Writer, rep *audit.Report, dir string) {
 
 func newAuditTailCmd() *cobra.Command {
 	var (
-		af     auditFlags
-		asJSON bool
-		follow bool
-		n      int
+		af       auditFlags
+		nf       natsFlags
+		tailNode string
+		asJSON   bool
+		follow   bool
+		n        int
 	)
 	cmd := &cobra.Command{
-		Use:   "tail [--dir DIR] [--json] [--follow] [-n N]",
+		Use:   "tail [--dir DIR | --nats URL [--stream NAME] [--node N]] [--json] [--follow] [-n N]",
 		Short: "Print the newest audit records (pretty by default, newest last)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -168,6 +202,9 @@ func newAuditTailCmd() *cobra.Command {
 				return err
 			}
 			out := cmd.OutOrStdout()
+			if nf.on() {
+				return tailStream(cmd, nf.src, tailNode, n, follow, asJSON)
+			}
 			fl := audit.NewFollower(acfg.Dir, 0)
 			defer fl.Close()
 			var ring [][]byte
@@ -220,6 +257,8 @@ func newAuditTailCmd() *cobra.Command {
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print raw JSON lines")
 	cmd.Flags().BoolVarP(&follow, "follow", "f", false, "keep printing records as they are written")
 	cmd.Flags().IntVarP(&n, "lines", "n", 20, "number of records to print (-1: all)")
+	cmd.Flags().StringVar(&tailNode, "node", "", "with --nats: only this node's records")
+	nf.register(cmd)
 	return cmd
 }
 
@@ -240,12 +279,13 @@ func printLine(w io.Writer, line []byte, asJSON bool) {
 func newAuditSearchCmd() *cobra.Command {
 	var (
 		af           auditFlags
+		nf           natsFlags
 		f            audit.Filter
 		since, until string
 		asJSON       bool
 	)
 	cmd := &cobra.Command{
-		Use:   "search [--identity NAME] [--since T] [--until T] [--status S] [--table T] [--digest D] [--session ID]",
+		Use:   "search [--identity NAME] [--since T] [--until T] [--status S] [--table T] [--digest D] [--session ID] [--node N] [--nats URL]",
 		Short: "Find audit records by identity, time range, status, table, digest or session",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -269,7 +309,11 @@ func newAuditSearchCmd() *cobra.Command {
 			enc := json.NewEncoder(out)
 			enc.SetEscapeHTML(false)
 			count := 0
-			err = audit.Search(acfg.Dir, f, func(r *audit.Record) error {
+			search := func(fn func(*audit.Record) error) error { return audit.Search(acfg.Dir, f, fn) }
+			if nf.on() {
+				search = func(fn func(*audit.Record) error) error { return audit.SearchNATS(cmd.Context(), nf.src, f, fn) }
+			}
+			err = search(func(r *audit.Record) error {
 				count++
 				if asJSON {
 					return enc.Encode(r)
@@ -295,6 +339,8 @@ func newAuditSearchCmd() *cobra.Command {
 	cmd.Flags().StringVar(&f.Status, "status", "", "outcome status: success | error | blocked")
 	cmd.Flags().StringVar(&f.Table, "table", "", "table read or written (table or db.table)")
 	cmd.Flags().StringVar(&f.Digest, "digest", "", "statement digest")
+	cmd.Flags().StringVar(&f.Node, "node", "", "node that wrote the record")
+	nf.register(cmd)
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON lines")
 	return cmd
 }
@@ -312,4 +358,86 @@ func parseWhen(s string, now time.Time) (time.Time, error) {
 		}
 	}
 	return time.Time{}, fmt.Errorf("parse time %q: want RFC 3339, a date, or a duration like 90m", s)
+}
+
+// tailStream is audit tail over the stream: the last n records of every
+// node (or one), then, with follow, each record as it arrives.
+func tailStream(cmd *cobra.Command, src audit.NATSSource, node string, n int, follow, asJSON bool) error {
+	out := cmd.OutOrStdout()
+	var ring [][]byte
+	var last uint64 // stream sequence of the newest message read
+	err := audit.ReadNATS(cmd.Context(), src, node, 0, false, func(m audit.NATSMsg) error {
+		last = m.StreamSeq
+		if n > 0 && len(ring) == n {
+			ring = ring[1:]
+		}
+		if n != 0 {
+			ring = append(ring, append([]byte(nil), m.Line...))
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, l := range ring {
+		printLine(out, l, asJSON)
+	}
+	if !follow {
+		return nil
+	}
+	fmt.Fprintf(cmd.ErrOrStderr(), "audit tail: following stream %s (%s) after stream seq %d\n", src.Stream, src.Subject(node), last)
+	return audit.ReadNATS(cmd.Context(), src, node, last, true, func(m audit.NATSMsg) error {
+		printLine(out, m.Line, asJSON)
+		return nil
+	})
+}
+
+// verifyAgainstStream verifies a node's chain as the stream holds it and,
+// with a local journal dir, that the local chain holds everything the stream
+// does (same head sequence and hash).
+func verifyAgainstStream(cmd *cobra.Command, src audit.NATSSource, dir string, opt audit.VerifyOptions) (*audit.Report, string, error) {
+	tmp, err := os.MkdirTemp("", "sqlwarden-verify-")
+	if err != nil {
+		return nil, "", err
+	}
+	defer os.RemoveAll(tmp)
+	n, err := audit.StreamCopy(cmd.Context(), src, opt.Node, tmp)
+	if err != nil {
+		return nil, "", err
+	}
+	where := fmt.Sprintf("stream %s (%s)", src.Stream, src.Subject(opt.Node))
+	if dir == "" {
+		if n == 0 {
+			return &audit.Report{Node: opt.Node, Problems: []audit.Problem{{Kind: audit.ProblemMissingStart, Segment: where,
+				Reason: "the stream holds no record of this node"}}}, where, nil
+		}
+		rep, err := audit.VerifyWith(tmp, opt)
+		return rep, where, err
+	}
+	rep, err := audit.VerifyWith(dir, opt)
+	if err != nil {
+		return nil, "", err
+	}
+	var head audit.StreamHead
+	if n > 0 {
+		// The stream's own chain must hold too; its findings are the
+		// stream's, not the local journal's.
+		srep, err := audit.VerifyWith(tmp, audit.VerifyOptions{PublicKey: opt.PublicKey, Node: opt.Node, Now: opt.Now, StaleAfter: -1})
+		if err != nil {
+			return nil, "", err
+		}
+		for _, p := range srep.Problems {
+			if p.Kind == audit.ProblemMissingStart {
+				continue // a stream with limits may have dropped the oldest records
+			}
+			p.Segment = where
+			rep.Problems = append(rep.Problems, p)
+		}
+		head = audit.HeadOf(srep)
+	}
+	if err := audit.CompareWithStream(dir, head, rep, where); err != nil {
+		return nil, "", err
+	}
+	rep.OK = len(rep.Problems) == 0
+	return rep, dir + " against " + where, nil
 }

@@ -19,6 +19,7 @@ type Filter struct {
 	Status   string // success | error | blocked
 	Table    string // table or db.table, read or written
 	Digest   string
+	Node     string // the node that wrote the record
 }
 
 func (f Filter) statementLevel() bool { return f.Status != "" || f.Table != "" || f.Digest != "" }
@@ -32,10 +33,16 @@ type stmtKey struct {
 // statement is delivered right before its outcome when statement-level
 // filters are set).
 func Search(dir string, f Filter, fn func(*Record) error) error {
+	return searchRecords(func(each func(*Record) error) error { return ReadAll(dir, each) }, f, fn)
+}
+
+// searchRecords is Search over any record source: read calls each with
+// every record in order.
+func searchRecords(read func(each func(*Record) error) error, f Filter, fn func(*Record) error) error {
 	idents := map[string]*Identity{}
 	pending := map[stmtKey]*Record{}
 	var last *Record
-	err := ReadAll(dir, func(r *Record) error {
+	err := read(func(r *Record) error {
 		last = r
 		if r.Identity != nil && r.SessionID != "" {
 			idents[r.SessionID] = r.Identity
@@ -87,6 +94,9 @@ func Search(dir string, f Filter, fn func(*Record) error) error {
 }
 
 func (f Filter) matchCommon(r *Record, idents map[string]*Identity) bool {
+	if f.Node != "" && r.Node != f.Node {
+		return false
+	}
 	if f.Session != "" && r.SessionID != f.Session {
 		return false
 	}

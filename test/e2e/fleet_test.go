@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"database/sql"
 	"encoding/json"
 	"errors"
@@ -8,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -15,6 +17,8 @@ import (
 	"time"
 
 	gomysql "github.com/go-sql-driver/mysql"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/sqlwarden/sqlwarden/internal/testutil"
 	"github.com/sqlwarden/sqlwarden/pkg/audit"
@@ -111,7 +115,7 @@ func fleetCounter(t *testing.T, root *sql.DB, id int) int {
 	return n
 }
 
-func columnExists(t *testing.T, root *sql.DB, col string) bool {
+func fleetColumn(t *testing.T, root *sql.DB, col string) bool {
 	t.Helper()
 	var n int
 	if err := root.QueryRow("SELECT COUNT(*) FROM information_schema.COLUMNS WHERE TABLE_SCHEMA='fleet' AND TABLE_NAME='t' AND COLUMN_NAME=?", col).Scan(&n); err != nil {
@@ -159,7 +163,7 @@ func TestFleetApprovals(t *testing.T) {
 	if lag := time.Since(decided); lag > time.Second {
 		t.Fatalf("node a's client proceeded %v after the approval on node b, want < 1s", lag)
 	}
-	if !columnExists(t, root, "held_on_a") {
+	if !fleetColumn(t, root, "held_on_a") {
 		t.Fatal("the approved ALTER did not run")
 	}
 
@@ -250,8 +254,8 @@ func TestFleetApprovals(t *testing.T) {
 	if _, err := onA.Exec(q4); err != nil {
 		t.Fatalf("retry after NATS came back: %v", err)
 	}
-	if n := fleetCounter(t, root, 2); n != 1 || columnExists(t, root, "no_store") {
-		t.Fatalf("counter 2 = %d (want 1), no_store column %v", n, columnExists(t, root, "no_store"))
+	if n := fleetCounter(t, root, 2); n != 1 || fleetColumn(t, root, "no_store") {
+		t.Fatalf("counter 2 = %d (want 1), no_store column %v", n, fleetColumn(t, root, "no_store"))
 	}
 
 	onA.Close()
@@ -310,4 +314,205 @@ func grepLines(s, sub string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// runCLI runs the sqlwarden binary and returns its output and exit error.
+func runCLI(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	out, err := exec.Command(harness.Binary(t), args...).CombinedOutput()
+	return string(out), err
+}
+
+// TestFleetAudit: two nodes ship their journals to one JetStream stream;
+// audit search and tail read every node's records from it, and audit
+// verify proves a local journal holds everything the stream holds for its
+// node — a local copy cut by the last shipped record fails at once, and so
+// does the stream alone once one of the node's messages is deleted.
+func TestFleetAudit(t *testing.T) {
+	ns := testutil.StartNATS(t)
+	a := fleetNode(t, ns, "a")
+	b := fleetNode(t, ns, "b")
+	onA, onB := a.Open(t, ""), b.Open(t, "")
+	mustExec(t, onA, "SELECT 'fleet-from-a'")
+	mustExec(t, onB, "SELECT 'fleet-from-b'")
+	url := ns.URL()
+
+	// Both nodes' statements, once shipped, with the local command's filters.
+	var out string
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		var err error
+		out, err = runCLI(t, "audit", "search", "--nats", url, "--stream", "SQLWARDEN_AUDIT", "--status", "success", "--identity", harness.Identity, "--since", "10m", "--json")
+		if err != nil {
+			t.Fatalf("audit search --nats: %v\n%s", err, out)
+		}
+		if strings.Contains(out, "fleet-from-a") && strings.Contains(out, "fleet-from-b") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("audit search --nats did not return both nodes' statements:\n%s", out)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		var r audit.Record
+		if err := json.Unmarshal([]byte(line), &r); err != nil {
+			t.Fatalf("search --json line %q: %v", line, err)
+		}
+		if r.Event != audit.EventStatement && (r.Event != audit.EventOutcome || r.Status != audit.StatusSuccess) {
+			t.Fatalf("--status success returned %s %s", r.Event, r.Status)
+		}
+	}
+	out, err := runCLI(t, "audit", "search", "--nats", url, "--node", "b", "--status", "success")
+	if err != nil || !strings.Contains(out, "fleet-from-b") || strings.Contains(out, "fleet-from-a") {
+		t.Fatalf("audit search --nats --node b: %v\n%s", err, out)
+	}
+
+	// tail --follow prints a statement made after it started.
+	cmd := exec.Command(harness.Binary(t), "audit", "tail", "--nats", url, "--node", "a", "--follow", "--json", "-n", "1")
+	stdout, _ := cmd.StdoutPipe()
+	stderr, _ := cmd.StderrPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	following := make(chan struct{})
+	go func() {
+		buf := make([]byte, 4096)
+		var seen strings.Builder
+		for {
+			n, err := stderr.Read(buf)
+			seen.Write(buf[:n])
+			if strings.Contains(seen.String(), "following stream") {
+				close(following)
+				_, _ = io.Copy(io.Discard, stderr)
+				return
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	select {
+	case <-following:
+	case <-time.After(10 * time.Second):
+		t.Fatal("audit tail --nats --follow did not start following")
+	}
+	mustExec(t, onA, "SELECT 'fleet-followed'")
+	got := make(chan bool, 1)
+	go func() {
+		buf := make([]byte, 64<<10)
+		var seen strings.Builder
+		for {
+			n, err := stdout.Read(buf)
+			seen.Write(buf[:n])
+			if strings.Contains(seen.String(), "fleet-followed") {
+				got <- true
+				return
+			}
+			if err != nil {
+				got <- false
+				return
+			}
+		}
+	}()
+	select {
+	case ok := <-got:
+		if !ok {
+			t.Fatal("audit tail --follow ended without the new statement")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("audit tail --nats --follow did not print the new statement")
+	}
+
+	// verify: the untouched journal of node a holds everything shipped.
+	onA.Close()
+	a.Stop(t)
+	pub := filepath.Join(a.AuditDir, "checkpoint.key.pub")
+	verify := func(args ...string) (string, error) {
+		return runCLI(t, append([]string{"audit", "verify", "--nats", url, "--stream", "SQLWARDEN_AUDIT", "--node", "a", "--pubkey", pub}, args...)...)
+	}
+	if out, err := verify("--dir", a.AuditDir); err != nil {
+		t.Fatalf("verify --dir --nats on the untouched journal: %v\n%s", err, out)
+	}
+	streamOnly, err := verify("--json")
+	if err != nil {
+		t.Fatalf("verify from the stream alone: %v\n%s", err, streamOnly)
+	}
+	var srep audit.Report
+	if err := json.Unmarshal([]byte(streamOnly), &srep); err != nil || srep.LastSeq < 3 {
+		t.Fatalf("stream report %v: %s", err, streamOnly)
+	}
+
+	// A local copy without the last record the stream holds: reported.
+	cut := filepath.Join(t.TempDir(), "audit")
+	copyJournalUpTo(t, a.AuditDir, cut, srep.LastSeq-1)
+	if out, err := runCLI(t, "audit", "verify", "--dir", cut, "--pubkey", pub, "--node", "a"); err != nil {
+		t.Fatalf("the cut copy verifies locally (the case the stream comparison exists for): %v\n%s", err, out)
+	}
+	out, err = verify("--dir", cut)
+	if err == nil || !strings.Contains(out, "FAILED") || !strings.Contains(out, "truncated") || !strings.Contains(out, fmt.Sprint(srep.LastSeq)) {
+		t.Fatalf("verify --nats on a copy cut by one record: %v\n%s", err, out)
+	}
+
+	// One of node a's messages deleted from the stream: the stream alone fails.
+	var victim uint64
+	n := 0
+	if err := audit.ReadNATS(context.Background(), audit.NATSSource{URL: url}, "a", 0, false, func(m audit.NATSMsg) error {
+		if n++; n == 3 {
+			victim = m.StreamSeq
+		}
+		return nil
+	}); err != nil || victim == 0 {
+		t.Fatalf("find a message of node a: %v", err)
+	}
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	st, err := js.Stream(context.Background(), "SQLWARDEN_AUDIT")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.DeleteMsg(context.Background(), victim); err != nil {
+		t.Fatal(err)
+	}
+	out, err = verify()
+	if err == nil || !strings.Contains(out, "FAILED") || !strings.Contains(out, "deleted") {
+		t.Fatalf("verify from the stream alone after a deletion: %v\n%s", err, out)
+	}
+}
+
+// copyJournalUpTo copies a journal, keeping the records up to seq last.
+func copyJournalUpTo(t *testing.T, from, to string, last uint64) {
+	t.Helper()
+	if err := os.MkdirAll(to, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	segs, err := audit.ListSegments(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range segs {
+		if s.FirstSeq > last {
+			continue
+		}
+		data, err := os.ReadFile(s.Path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var keep []byte
+		for _, line := range strings.SplitAfter(string(data), "\n") {
+			r, err := audit.DecodeLine([]byte(strings.TrimSuffix(line, "\n")))
+			if err != nil || r.Seq > last {
+				break
+			}
+			keep = append(keep, line...)
+		}
+		if err := os.WriteFile(filepath.Join(to, filepath.Base(s.Path)), keep, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
 }
