@@ -7,7 +7,7 @@ import (
 
 	"github.com/pingcap/tidb/pkg/parser/ast"
 
-	"github.com/sqlwarden/sqlwarden/pkg/mysql"
+	"github.com/sqlwarden/sqlwarden/pkg/sqltext"
 )
 
 // ReadOnlyReason says why a statement might change something — a table, a
@@ -32,10 +32,10 @@ func ReadOnlyReason(sql string, st *Statement, prepared func(name string) (strin
 		}
 		return "statement could not be parsed"
 	}
-	if r := lexicalCall(sql); r != "" {
+	if r := lexicalCall(sql, st.Dialect); r != "" {
 		return r
 	}
-	j := roJudge{prepared: prepared}
+	j := roJudge{prepared: prepared, dialect: st.Dialect}
 	for _, n := range st.Nodes {
 		if r := j.statement(n, 0); r != "" {
 			return r
@@ -46,6 +46,7 @@ func ReadOnlyReason(sql string, st *Statement, prepared func(name string) (strin
 
 type roJudge struct {
 	prepared func(string) (string, bool)
+	dialect  sqltext.Dialect
 	// local holds what earlier statements of the same text prepared.
 	local map[string]string
 }
@@ -128,11 +129,11 @@ func (j *roJudge) statement(n ast.StmtNode, depth int) string {
 
 // text judges the text of a PREPARE.
 func (j *roJudge) text(sql string, depth int) string {
-	st := Classify(sql, "")
+	st := ClassifyAs(sql, "", j.dialect)
 	if !st.Parsed || len(st.Nodes) == 0 {
 		return ReadOnlyReason(sql, st, nil)
 	}
-	if r := lexicalCall(sql); r != "" {
+	if r := lexicalCall(sql, j.dialect); r != "" {
 		return r
 	}
 	for _, n := range st.Nodes {
@@ -362,15 +363,23 @@ var (
 )
 
 // lexicalCall finds calls the parser reads as builtins but MariaDB may
-// resolve to stored functions. Fail-closed: a string literal that merely
-// looks like such a call is refused too.
-func lexicalCall(sql string) string {
-	sql = mysql.Executable(sql)
+// resolve to stored functions, in the text as the server runs it.
+// Fail-closed: a string literal that merely looks like such a call is
+// refused too.
+func lexicalCall(sql string, d sqltext.Dialect) string {
 	if !strings.Contains(sql, "(") {
 		return ""
 	}
-	if m := spacedCall.FindStringSubmatch(sql); m != nil {
-		return "function " + strings.ToUpper(m[1]) + " called with a space before \"(\" names a stored function, which may write"
+	sql, err := sqltext.Executable(sql, d)
+	if err != nil {
+		return err.Error()
+	}
+	// Under IGNORE_SPACE the function keywords are reserved: a space does
+	// not make them a stored function's name.
+	if d.Mode&sqltext.IgnoreSpace == 0 {
+		if m := spacedCall.FindStringSubmatch(sql); m != nil {
+			return "function " + strings.ToUpper(m[1]) + " called with a space before \"(\" names a stored function, which may write"
+		}
 	}
 	if m := quotedCall.FindStringSubmatch(sql); m != nil {
 		return "quoted name " + m[1] + " called as a function may name a stored function, which may write"

@@ -78,7 +78,7 @@ func TestReadOnlyReason(t *testing.T) {
 		{"SELECT f(1)", "function F is not a builtin"},
 		{"SELECT shop.f(1)", "stored function"},
 		{"SELECT * FROM t WHERE id IN (SELECT writer())", "WRITER"},
-		{"SELECT 1 /*!99999 , f() */", "function F"},
+		{"SELECT 1 /*!50000 , f() */", "function F"}, {"SELECT 1 /*M!100000 , f() */", "function F"}, {"SELECT 1 /*!99999 , f() */", ""}, // MariaDB skips MySQL 5.7+ comments
 		{"SET @a = f(1)", "function F"},
 		{"SHOW TABLES WHERE f(1)", "function F"},
 		{"EXPLAIN SELECT f(1)", "function F"},
