@@ -68,6 +68,29 @@ func (p policyAdapter) Limits(identity string) proxy.Limits {
 	return proxy.Limits(p.engine.LimitsFor(identity))
 }
 
+func (p policyAdapter) ReadOnly(sql string, st *proxy.Statement, db string, prepared func(string) (string, bool)) (string, []proxy.TableRef) {
+	pst, _ := st.Opaque.(*policy.Statement)
+	why, tables := policy.ReadOnly(sql, pst, db, prepared)
+	return why, toTableRefs(tables)
+}
+
+func toTableRefs(ts []policy.TableRef) []proxy.TableRef {
+	if len(ts) == 0 {
+		return nil
+	}
+	out := make([]proxy.TableRef, len(ts))
+	for i, t := range ts {
+		out[i] = proxy.TableRef{Schema: t.Schema, Name: t.Name}
+	}
+	return out
+}
+
+func (p policyAdapter) BoundWrite(st *proxy.Statement, db string) proxy.BoundedWrite {
+	pst, _ := st.Opaque.(*policy.Statement)
+	b := policy.BoundWrite(pst, db)
+	return proxy.BoundedWrite{Write: b.Write, Tables: toTableRefs(b.Tables), Execute: b.Execute, Refuse: b.Refuse}
+}
+
 func (p policyAdapter) Classify(sql, db string, d sqltext.Dialect) *proxy.Statement {
 	var key string
 	// The normalizer knows no sql_mode: under ANSI_QUOTES or
@@ -135,6 +158,10 @@ func (p policyAdapter) classify(sql, db string, d sqltext.Dialect) *proxy.Statem
 			if n.FileLocRef == ast.FileLocClient {
 				out.LocalInfile = true
 			}
+		case *ast.PrepareStmt:
+			out.Prepares = append(out.Prepares, proxy.SQLPrepare{Name: strings.ToLower(n.Name), Text: n.SQLText, Dynamic: n.SQLVar != nil})
+		case *ast.DeallocateStmt:
+			out.Deallocates = append(out.Deallocates, strings.ToLower(n.Name))
 		}
 	}
 	return out

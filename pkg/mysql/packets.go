@@ -153,3 +153,24 @@ func ColumnName(def []byte) ([]byte, error) {
 	}
 	return name, nil
 }
+
+// SetOKStatus rewrites the status flags of an OK payload in place; it
+// reports false (and changes nothing) when p is not a well-formed OK.
+func SetOKStatus(p []byte, status uint16) bool {
+	if len(p) < 1 || p[0] != OKHeader {
+		return false
+	}
+	pos := 1
+	for range 2 { // affected rows, insert id
+		_, _, n, ok := LenEncInt(p[pos:])
+		if !ok {
+			return false
+		}
+		pos += n
+	}
+	if pos+2 > len(p) {
+		return false
+	}
+	binary.LittleEndian.PutUint16(p[pos:], status)
+	return true
+}

@@ -26,43 +26,61 @@ import (
 // few that change how the server logs or reports (SET GLOBAL never); PREPARE
 // of literal text that itself passes, EXECUTE of such, DEALLOCATE.
 func ReadOnlyReason(sql string, st *Statement, prepared func(name string) (string, bool)) string {
+	r, _ := ReadOnly(sql, st, "", prepared)
+	return r
+}
+
+// ReadOnly is ReadOnlyReason that also lists the tables an admitted
+// statement reads (db qualifies unqualified names): a view among them runs
+// its definition, which must pass too, and only the server knows which
+// tables are views.
+func ReadOnly(sql string, st *Statement, db string, prepared func(name string) (string, bool)) (string, []TableRef) {
 	if st == nil || !st.Parsed || len(st.Nodes) == 0 {
 		if st != nil && st.Err != "" {
-			return "statement could not be parsed: " + st.Err
+			return "statement could not be parsed: " + st.Err, nil
 		}
-		return "statement could not be parsed"
+		return "statement could not be parsed", nil
 	}
 	if r := lexicalCall(sql, st.Dialect); r != "" {
-		return r
+		return r, nil
 	}
-	j := roJudge{prepared: prepared, dialect: st.Dialect}
+	j := roJudge{prepared: prepared, dialect: st.Dialect, db: db}
 	for _, n := range st.Nodes {
 		if r := j.statement(n, 0); r != "" {
-			return r
+			return r, nil
 		}
 	}
-	return ""
+	return "", j.tables
 }
 
 type roJudge struct {
 	prepared func(string) (string, bool)
 	dialect  sqltext.Dialect
+	db       string
+	tables   []TableRef
 	// local holds what earlier statements of the same text prepared.
 	local map[string]string
 }
 
 func (j *roJudge) statement(n ast.StmtNode, depth int) string {
 	switch x := n.(type) {
-	case *ast.SelectStmt, *ast.SetOprStmt, *ast.DoStmt, *ast.ShowStmt, *ast.HelpStmt:
+	case *ast.SelectStmt, *ast.SetOprStmt, *ast.DoStmt:
+		j.collect(x)
+		return pureTree(x)
+	case *ast.ShowStmt, *ast.HelpStmt:
 		return pureTree(x)
 	case *ast.ExplainStmt:
 		if x.Analyze {
 			return "EXPLAIN ANALYZE runs the statement"
 		}
 		// EXPLAIN does not run the statement, but the optimizer may evaluate
-		// constant expressions: they must be pure too.
+		// constant expressions (views included): they must be pure too.
+		j.collect(x)
 		return functionsPure(x)
-	case *ast.ExplainForStmt, *ast.UseStmt, *ast.CommitStmt, *ast.RollbackStmt,
+	case *ast.UseStmt:
+		j.db = x.DBName
+		return ""
+	case *ast.ExplainForStmt, *ast.CommitStmt, *ast.RollbackStmt,
 		*ast.SavepointStmt, *ast.ReleaseSavepointStmt, *ast.UnlockTablesStmt:
 		return ""
 	case *ast.BeginStmt:
@@ -72,6 +90,7 @@ func (j *roJudge) statement(n ast.StmtNode, depth int) string {
 		}
 		return ""
 	case *ast.SetStmt:
+		j.collect(x)
 		for _, v := range x.Variables {
 			if r := setVariable(v); r != "" {
 				return r
@@ -129,7 +148,7 @@ func (j *roJudge) statement(n ast.StmtNode, depth int) string {
 
 // text judges the text of a PREPARE.
 func (j *roJudge) text(sql string, depth int) string {
-	st := ClassifyAs(sql, "", j.dialect)
+	st := ClassifyAs(sql, j.db, j.dialect)
 	if !st.Parsed || len(st.Nodes) == 0 {
 		return ReadOnlyReason(sql, st, nil)
 	}
@@ -142,6 +161,22 @@ func (j *roJudge) text(sql string, depth int) string {
 		}
 	}
 	return ""
+}
+
+// collect notes the tables a statement names (CTEs aside).
+func (j *roJudge) collect(n ast.Node) {
+	w := &walker{ctes: map[string]bool{}, aliases: map[string]*ast.TableName{}}
+	n.Accept(w)
+	for _, t := range w.names {
+		if t.Schema.L == "" && w.ctes[t.Name.L] {
+			continue
+		}
+		r := TableRef{Schema: t.Schema.O, Name: t.Name.O}
+		if r.Schema == "" {
+			r.Schema = j.db
+		}
+		j.tables = append(j.tables, r)
+	}
 }
 
 // Session variables a read-only session may not set: the transaction access

@@ -100,6 +100,37 @@ type Statement struct {
 	// Refused says why the text cannot be judged (how the server reads it
 	// cannot be decided): the statement is refused whatever the policy says.
 	Refused string
+	// Prepares are the SQL-level PREPAREs of the text, in order, so the
+	// session knows what a later EXECUTE runs; Deallocates the names it drops.
+	Prepares    []SQLPrepare
+	Deallocates []string
+}
+
+// SQLPrepare is one PREPARE name FROM ...: Text is the statement prepared,
+// empty when it comes from a variable (Dynamic).
+type SQLPrepare struct {
+	Name    string
+	Text    string
+	Dynamic bool
+}
+
+// TableRef is a table a statement names (Schema "" when unqualified and no
+// database was current).
+type TableRef struct {
+	Schema, Name string
+}
+
+// BoundedWrite is how a max_affected_rows limit sees a statement.
+type BoundedWrite struct {
+	// Write is a single INSERT, REPLACE, UPDATE, DELETE or LOAD DATA, run in
+	// a transaction or savepoint and rolled back past the limit.
+	Write bool
+	// Tables are the tables a Write changes.
+	Tables []TableRef
+	// Execute names the SQL-level prepared statement an EXECUTE runs.
+	Execute string
+	// Refuse says why the rows the statement changes cannot be bounded.
+	Refuse string
 }
 
 // Session is what policy may look at besides the identity and statement.
@@ -131,6 +162,14 @@ type Policy interface {
 	// Limits resolves the limits of an identity; the proxy calls it once per
 	// session and again after Version changes, never per statement.
 	Limits(identity string) Limits
+	// ReadOnly says why a statement might change something, "" when it
+	// provably cannot (the read_only limit), and which tables an admitted
+	// one reads (db qualifies unqualified names): views among them must
+	// pass too. prepared returns the text of a statement the session
+	// prepared with SQL PREPARE (name in lower case).
+	ReadOnly(sql string, st *Statement, db string, prepared func(name string) (string, bool)) (string, []TableRef)
+	// BoundWrite says how a max_affected_rows limit treats a statement.
+	BoundWrite(st *Statement, db string) BoundedWrite
 	Version() uint64
 }
 

@@ -156,6 +156,7 @@ func (s *session) command(p []byte, seq uint8) error {
 			// the next forward sets statement_timeout's again.
 			s.mstApplied = 0
 			s.hasLast = false
+			err = s.afterReset()
 		}
 		return err
 	case gm.COM_PROCESS_KILL:

@@ -43,6 +43,9 @@ func (s *session) prepare(p []byte, seq uint8) error {
 	if st.st.Refused != "" {
 		return s.refuseText(st, seq)
 	}
+	if ok, _, err := s.checkLimits(st, seq); !ok {
+		return err
+	}
 	v := s.srv.opts.Policy.Decide(s.identity, st.st, Session{ID: s.id, DB: s.db, User: s.hs.User, ClientAddr: s.raw.RemoteAddr().String(), Command: st.command})
 	if v.Action == "approve" {
 		// Preparing reads nothing and changes nothing: the human is asked at EXECUTE.
@@ -182,7 +185,10 @@ func (s *session) execute(p []byte, seq uint8) error {
 	ps.long = nil
 	// Masking was planned at PREPARE (a denial there refused the PREPARE).
 	st.planned = true
-	proceed, gerr := s.guard(st, seq)
+	proceed, run, gerr := s.checkLimits(st, seq)
+	if proceed {
+		proceed, gerr = s.guard(st, seq)
+	}
 	if !proceed {
 		if gerr == nil && sentLong {
 			return s.resetLongData(id)
@@ -192,7 +198,12 @@ func (s *session) execute(p []byte, seq uint8) error {
 	s.cursorMasker = nil
 	// The server closes a statement's open cursor when it runs it again.
 	ps.cursor = nil
-	if err := s.forward(p, seq, mysql.ReplyResult, st); err != nil {
+	if run != nil {
+		err = s.forwardBounded(p, seq, st, run)
+	} else {
+		err = s.forward(p, seq, mysql.ReplyResult, st)
+	}
+	if err != nil {
 		s.finish(st)
 		return err
 	}

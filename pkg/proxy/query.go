@@ -29,13 +29,23 @@ func (s *session) query(p []byte, seq uint8) error {
 		sql, st.sql = rewritten, rewritten
 		p = append([]byte{gm.COM_QUERY}, rewritten...)
 	}
+	ok, run, err := s.checkLimits(st, seq)
+	if !ok {
+		return err
+	}
 	if ok, err := s.guard(st, seq); !ok {
 		return err
 	}
-	if err := s.forward(p, seq, mysql.ReplyResult, st); err != nil {
+	if run != nil {
+		err = s.forwardBounded(p, seq, st, run)
+	} else {
+		err = s.forward(p, seq, mysql.ReplyResult, st)
+	}
+	if err != nil {
 		s.finish(st)
 		return err
 	}
+	s.notePrepares(st.st, s.tracker.Err != nil)
 	if s.tracker.Err == nil && st.st.UseDB != "" {
 		s.db = st.st.UseDB
 	}
@@ -332,6 +342,8 @@ func (s *session) relay(kind mysql.ReplyKind, binary bool, seq uint8, plan MaskP
 	if kind == mysql.ReplyNone {
 		return nil
 	}
+	// Until the reply ends normally, the transaction state is unknown.
+	s.txKnown = false
 	var rm RowMasker
 	if cursor != nil {
 		rm = cursor.masker
@@ -459,6 +471,15 @@ func (s *session) relay(kind mysql.ReplyKind, binary bool, seq uint8, plan MaskP
 		cursor.rows, cursor.bytes = capRows, capBytes
 	}
 	s.srv.opts.Observer.Bytes(sent, 0)
+	if kind == mysql.ReplyResult {
+		// What a bounded write needs to know: is a transaction open? An
+		// error may have ended one without saying.
+		if t.Err != nil {
+			s.txKnown = false
+		} else {
+			s.noteStatus(t.Status)
+		}
+	}
 	if err := s.client.Flush(); err != nil {
 		return s.clientLost(err)
 	}

@@ -88,6 +88,9 @@ type Server struct {
 	// Control connections for KILL QUERY (control.go).
 	ctlMu    sync.Mutex
 	controls map[controlKey]*controlConn
+	// tables caches table metadata (engines, view definitions) for the
+	// read_only and max_affected_rows limits.
+	tables tables
 }
 
 // New returns a proxy server.

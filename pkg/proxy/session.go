@@ -85,6 +85,17 @@ type session struct {
 	wdArmed     uint64 // wdGen of the statement being watched, 0 when none
 	wdFired     uint64 // wdGen of the statement the watchdog killed
 
+	// roApplied: the backend session is in READ ONLY transaction mode
+	// (read_only).
+	roApplied bool
+	// sqlPrep is the text of each SQL-level PREPARE, by lower-case name.
+	sqlPrep map[string]string
+	// txStatus is the backend's last reported status (autocommit, in a
+	// transaction), for max_affected_rows; txKnown is false after an error,
+	// which may have changed it.
+	txStatus uint16
+	txKnown  bool
+
 	mu       sync.Mutex
 	draining bool
 	busy     bool
@@ -269,6 +280,16 @@ func (s *session) run() {
 		s.log.Warn("backend connect", "backend", be.Name, "addr", addr, "err", err)
 		s.recordDenied(workload, clientInfo, id.Record, beInfo, strings.TrimPrefix(msg, "sqlwarden: "))
 		s.writeErr(code, state, msg) // the sequence id continues the client's auth exchange
+		outcome = "backend_error"
+		return
+	}
+	if err := s.syncReadOnly(); err != nil {
+		// A read-only identity never gets a session the server would let write.
+		s.hit(LimitReadOnly)
+		msg := kindMsg(&s.lim, LimitReadOnly, "cannot put the database session in read-only mode: "+err.Error())
+		s.log.Warn("read-only mode", "err", err)
+		s.recordDenied(workload, clientInfo, id.Record, beInfo, strings.TrimPrefix(msg, "sqlwarden: "))
+		s.writeErr(mysql.ErrCodeLimit, "42000", msg)
 		outcome = "backend_error"
 		return
 	}
@@ -467,6 +488,14 @@ func (s *session) loginBackend(ctx context.Context, dial client.Dialer, addr str
 		bc.Close()
 		return nil, err
 	}
+	var status uint16
+	if bc.IsAutoCommit() {
+		status |= gm.SERVER_STATUS_AUTOCOMMIT
+	}
+	if bc.IsInTransaction() {
+		status |= gm.SERVER_STATUS_IN_TRANS
+	}
+	s.noteStatus(status)
 	nc := bc.Conn.Conn
 	if tc, ok := nc.(*net.TCPConn); ok {
 		_ = tc.SetNoDelay(true)

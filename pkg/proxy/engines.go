@@ -1,0 +1,111 @@
+package proxy
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	gm "github.com/go-mysql-org/go-mysql/mysql"
+)
+
+// engineTTL is how long what information_schema said about a table is
+// remembered.
+const engineTTL = 5 * time.Second
+
+// tableInfo is what information_schema.TABLES says about a table.
+type tableInfo struct {
+	found  bool   // false: no such base table or view (a temporary table, or none)
+	engine string // InnoDB, MyISAM, ...
+	view   bool
+	// definition is a view's SELECT as the server stores it ("" when the
+	// daemon's account may not see it).
+	definition string
+}
+
+// transactional reports a storage engine whose writes a ROLLBACK undoes.
+func transactional(engine string) bool {
+	switch strings.ToLower(engine) {
+	case "innodb", "xtradb", "rocksdb", "tokudb":
+		return true
+	}
+	return false
+}
+
+type tableKey struct{ backend, addr, schema, table string }
+
+type tableEntry struct {
+	info tableInfo
+	at   time.Time
+}
+
+// tables caches table metadata looked up through the daemon's control
+// connections (never a session's own: its client did not send the query).
+type tables struct {
+	mu    sync.Mutex
+	cache map[tableKey]tableEntry
+}
+
+// tableInfo looks a table up on the backend (be, addr), through the cache.
+func (s *Server) tableInfo(be *Backend, addr, schema, table string) (tableInfo, error) {
+	key := tableKey{be.Name, addr, schema, table}
+	now := s.opts.Now()
+	s.tables.mu.Lock()
+	if ent, ok := s.tables.cache[key]; ok && now.Sub(ent.at) < engineTTL {
+		s.tables.mu.Unlock()
+		return ent.info, nil
+	}
+	s.tables.mu.Unlock()
+
+	info, err := s.lookupTable(be, addr, schema, table)
+	if err != nil {
+		return info, err
+	}
+	s.tables.mu.Lock()
+	if s.tables.cache == nil || len(s.tables.cache) > 4096 {
+		s.tables.cache = map[tableKey]tableEntry{}
+	}
+	s.tables.cache[key] = tableEntry{info: info, at: now}
+	s.tables.mu.Unlock()
+	return info, nil
+}
+
+func (s *Server) lookupTable(be *Backend, addr, schema, table string) (tableInfo, error) {
+	c := s.control(be, addr)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.lastUsed = time.Now()
+	var info tableInfo
+	var err error
+	for attempt := 0; attempt < 2; attempt++ {
+		if c.conn == nil {
+			if c.conn, err = s.dialControl(be, addr); err != nil {
+				return info, fmt.Errorf("open control connection to %s: %w", addr, err)
+			}
+		}
+		r, qerr := c.conn.Execute("SELECT t.ENGINE, t.TABLE_TYPE, v.VIEW_DEFINITION FROM information_schema.TABLES t "+
+			"LEFT JOIN information_schema.VIEWS v ON v.TABLE_SCHEMA = t.TABLE_SCHEMA AND v.TABLE_NAME = t.TABLE_NAME "+
+			"WHERE t.TABLE_SCHEMA = ? AND t.TABLE_NAME = ?", schema, table)
+		if qerr == nil {
+			defer r.Close()
+			if r.RowNumber() == 0 {
+				return info, nil
+			}
+			info.found = true
+			info.engine, _ = r.GetString(0, 0)
+			typ, _ := r.GetString(0, 1)
+			if info.view = typ == "VIEW"; info.view {
+				info.definition, _ = r.GetString(0, 2)
+			}
+			return info, nil
+		}
+		err = qerr
+		var me *gm.MyError
+		if errors.As(qerr, &me) {
+			break
+		}
+		c.close() // a broken connection: once more on a fresh one
+	}
+	return info, fmt.Errorf("look up table %s.%s: %w", schema, table, err)
+}
