@@ -8,8 +8,6 @@ import (
 	"github.com/sqlwarden/sqlwarden/pkg/mysql"
 )
 
-
-
 // kindMsg is the client's text for limit k refusing: "sqlwarden: limit
 // <entry>: <kind>: <reason>".
 func kindMsg(l *Limits, k LimitKind, reason string) string {
@@ -22,8 +20,6 @@ func (s *session) refuseKind(st *stmtAudit, seq uint8, k LimitKind, reason strin
 	s.hit(k)
 	return s.refuseLimit(st, seq, kindMsg(&s.lim, k, reason))
 }
-
-
 
 // checkLimits applies read_only and max_affected_rows to a classified
 // statement before policy sees it. It returns false when the statement was
