@@ -398,6 +398,21 @@ func TestConfigMap(t *testing.T) {
 		}
 	}
 
+	// The fleet shares approvals and ships the journal through NATS, with
+	// credentials from the Secret.
+	ap := c.Policy.Approvals
+	if ap.Store != "nats" || ap.NATS.URL == "" || ap.NATS.Bucket != "SQLWARDEN_APPROVALS" {
+		t.Errorf("policy.approvals: store %q url %q bucket %q: the DaemonSet's nodes must share approvals", ap.Store, ap.NATS.URL, ap.NATS.Bucket)
+	}
+	for _, f := range []string{ap.NATS.CredsFile} {
+		_, sv, key := d.fileVolume(t, f)
+		if sv.Secret == nil || sv.Secret.SecretName != d.secret.Name {
+			t.Errorf("nats creds_file %s is not in the Secret volume", f)
+		} else if _, ok := d.secret.StringData[key]; !ok {
+			t.Errorf("Secret %s has no key %s for the NATS credentials", d.secret.Name, key)
+		}
+	}
+
 	// The sections other packages decode, decoded as strictly as the daemon does.
 	var ids struct {
 		identity.Config `yaml:",inline"`
@@ -411,6 +426,15 @@ func TestConfigMap(t *testing.T) {
 	decodeStrict(t, &c.Audit, &acfg)
 	if _, av, _ := d.fileVolume(t, acfg.Dir+"/x"); av.HostPath == nil {
 		t.Errorf("audit.dir %s is not on a hostPath volume: the journal must outlive the pod", acfg.Dir)
+	}
+	var shipped bool
+	for _, s := range acfg.Sinks {
+		if s.Type == "nats" && s.NATS.Stream == "SQLWARDEN_AUDIT" && s.NATS.CredsFile == ap.NATS.CredsFile {
+			shipped = true
+		}
+	}
+	if !shipped {
+		t.Error("audit.sinks: no nats sink to the SQLWARDEN_AUDIT stream with the Secret's credentials")
 	}
 
 	// The agent example mounts its token where the daemon reads it.

@@ -231,6 +231,12 @@ if [ "$QUICK" != 1 ]; then
   go test -run '^$' -bench 'BenchmarkAppend' -benchtime 2s ./pkg/audit/ 2>&1 | grep -E '^Benchmark' || true
   echo '```'
   echo
+  echo "## Approvals: approve→proceed latency and decisions per second (memory store; NATS store, two nodes)"
+  echo
+  echo '```'
+  go test -run '^$' -bench 'BenchmarkApproval' -benchtime 500x ./pkg/policy/ 2>&1 | grep -E '^Benchmark' || true
+  echo '```'
+  echo
   echo "## Memory with 1,000 idle connections through sqlwarden"
   echo
   echo '```'
