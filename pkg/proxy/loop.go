@@ -22,17 +22,23 @@ var errEnd = errors.New("end of session")
 func (s *session) loop() string {
 	for {
 		s.mu.Lock()
-		draining := s.draining
+		draining, gone := s.draining, s.backendGone
 		s.busy = false
 		s.mu.Unlock()
+		if gone {
+			return "backend_closed"
+		}
 		if draining {
 			return "shutdown"
 		}
 		p, seq, err := s.client.ReadPacket()
 		if err != nil {
 			s.mu.Lock()
-			draining := s.draining
+			draining, gone := s.draining, s.backendGone
 			s.mu.Unlock()
+			if gone && errors.Is(err, os.ErrDeadlineExceeded) {
+				return "backend_closed"
+			}
 			if draining && errors.Is(err, os.ErrDeadlineExceeded) {
 				return "shutdown"
 			}
@@ -64,6 +70,9 @@ func (s *session) loop() string {
 			var pe *protocolError
 			if errors.As(err, &pe) {
 				s.log.Info("protocol error", "side", pe.side, "err", pe.err)
+				if pe.side == "backend" && s.hungUp(pe.err) {
+					return "backend_closed"
+				}
 				return pe.side + "_error"
 			}
 			if isClosed(err) {
@@ -73,6 +82,15 @@ func (s *session) loop() string {
 			return "error"
 		}
 	}
+}
+
+// hungUp reports whether a backend failure is the backend closing the
+// session (as opposed to breaking the protocol).
+func (s *session) hungUp(err error) bool {
+	s.mu.Lock()
+	gone := s.backendGone
+	s.mu.Unlock()
+	return gone || isClosed(err)
 }
 
 // protocolError ends a session because one side broke the protocol or

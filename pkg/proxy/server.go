@@ -66,6 +66,10 @@ type Server struct {
 
 	nextConn atomic.Uint32
 
+	// watch notices backends that close idle sessions (nil: not available).
+	watch     *backendWatch
+	closeOnce sync.Once
+
 	mu        sync.Mutex
 	listeners []net.Listener
 	sessions  map[*session]struct{}
@@ -118,6 +122,12 @@ func New(opts Options) (*Server, error) {
 	}
 	srv := &Server{opts: opts, log: opts.Log, sessions: map[*session]struct{}{}, version: opts.ServerVersion}
 	srv.nextConn.Store(proxyConnIDBase)
+	w, err := newBackendWatch(opts.Log)
+	if err != nil {
+		opts.Log.Warn("backends closing idle sessions are noticed only at the next command", "err", err)
+	} else {
+		srv.watch = w
+	}
 	return srv, nil
 }
 
@@ -184,6 +194,11 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	done := make(chan struct{})
 	go func() { s.wg.Wait(); close(done) }()
 	defer s.closeControls()
+	defer s.closeOnce.Do(func() {
+		if s.watch != nil {
+			s.watch.close()
+		}
+	})
 	select {
 	case <-done:
 		return nil

@@ -99,6 +99,9 @@ type session struct {
 	mu       sync.Mutex
 	draining bool
 	busy     bool
+	// backendGone: the backend hung up (noticed by the server's watch).
+	backendGone bool
+	watchKey    uint64
 }
 
 func newSession(s *Server, c net.Conn) *session {
@@ -121,6 +124,18 @@ func (s *session) drain() {
 	s.draining = true
 	if !s.busy {
 		// Waiting for a command: wake the read.
+		_ = s.raw.SetReadDeadline(time.Now())
+	}
+}
+
+// backendClosed is the watch's news that the backend hung up. An idle
+// session ends at once (its client read is woken, as by drain); a busy one
+// sees the close on its reply path and ends after the command.
+func (s *session) backendClosed() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.backendGone = true
+	if !s.busy {
 		_ = s.raw.SetReadDeadline(time.Now())
 	}
 }
@@ -156,6 +171,9 @@ func (s *session) run() {
 		s.cancel()
 		s.raw.Close()
 		if s.backend != nil {
+			if srv.watch != nil {
+				srv.watch.remove(s.watchKey, s.backend.Conn)
+			}
 			s.backend.Close()
 		}
 		if s.threadID != 0 {
@@ -297,10 +315,14 @@ func (s *session) run() {
 		if err := s.syncTimeout(); err != nil {
 			s.log.Warn("backend session setup", "backend", be.Name, "err", err)
 			s.recordDenied(workload, clientInfo, id.Record, beInfo, "backend session setup: "+err.Error())
-			s.writeErr(mysql.ErrCodeBackend, "", fmt.Sprintf("sqlwarden: backend %s at %s: %v", be.Name, addr, err))
+			// Never a client-range 2xxx code at login: libmariadb reads it as a malformed packet.
+			s.writeErr(mysql.ErrCodeAccessDenied, "08S01", fmt.Sprintf("sqlwarden: backend %s at %s: %v", be.Name, addr, err))
 			outcome = "backend_error"
 			return
 		}
+	}
+	if srv.watch != nil {
+		s.watchKey = srv.watch.add(s, s.backend.Conn)
 	}
 	_ = s.raw.SetDeadline(time.Time{})
 
