@@ -9,8 +9,8 @@ import (
 
 // Sync modes for Config.Sync.
 const (
-	SyncAlways = "always" // fsync (group commit) before Append returns
-	SyncBatch  = "batch"  // fsync in the background within BatchWindow (+ one fsync)
+	SyncAlways = "always" // fdatasync (group commit) before Append returns
+	SyncBatch  = "batch"  // fdatasync in the background within BatchWindow (+ one fdatasync)
 	SyncNone   = "none"   // leave it to the OS page cache
 )
 
@@ -30,7 +30,8 @@ type Config struct {
 	// default) the checkpoint key.
 	Dir string `yaml:"dir"`
 	// Sync is always | batch | none (default batch). In every mode Append
-	// returns only after the record's write(2) returned.
+	// returns only after the record is in the page cache (written into the
+	// live segment), so a process crash does not lose it.
 	Sync string `yaml:"sync"`
 	// BatchWindow bounds how long a written record may stay un-fsynced in
 	// batch mode (the bound is BatchWindow plus one fsync). Default 10ms.
@@ -60,8 +61,8 @@ type Config struct {
 	// SyncObserver, when set, is called with the duration of every fsync
 	// (metrics hook).
 	SyncObserver func(time.Duration) `yaml:"-"`
-	// WriteHook, when set, is called before every write(2) with the bytes
-	// about to be written; a non-nil error is treated as a failed write
+	// WriteHook, when set, is called before every batch is written with
+	// the bytes about to be written; a non-nil error is treated as a failed write
 	// (test hook: makes the journal refuse statements).
 	WriteHook func(p []byte) error `yaml:"-"`
 	// Clock returns the current time (default time.Now); for tests.

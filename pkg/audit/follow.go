@@ -24,7 +24,7 @@ type Follower struct {
 	after uint64 // last seq returned
 	seg   Segment
 	f     *os.File
-	off   int64
+	off   int64  // offset in f of the first byte not yet read into buf
 	buf   []byte // unconsumed bytes read from f
 	chunk []byte
 	// Skipped counts lines that were not valid records (never shipped).
@@ -63,22 +63,24 @@ func (fl *Follower) Next(max int, maxBytes int) ([]Entry, error) {
 		}
 		nl := bytes.IndexByte(fl.buf, '\n')
 		if nl < 0 {
-			n, err := fl.f.Read(fl.chunk)
+			n, err := fl.fill()
+			if err != nil {
+				return out, err
+			}
 			if n > 0 {
-				fl.buf = append(fl.buf, fl.chunk[:n]...)
 				continue
 			}
-			if err != nil && !errors.Is(err, io.EOF) {
-				return out, fmt.Errorf("read segment: %w", err)
-			}
-			// at the end of this segment: move on only if a newer one exists
-			// (then this one is complete; re-check for a last write first)
+			// at the end of this segment's records: move on only if a newer
+			// one exists (then this one is complete; re-check for a last
+			// write first)
 			newer, err := fl.newerSegment()
 			if err != nil || newer == nil {
 				return out, err
 			}
-			if n, _ := fl.f.Read(fl.chunk); n > 0 {
-				fl.buf = append(fl.buf, fl.chunk[:n]...)
+			if n, err = fl.fill(); err != nil {
+				return out, err
+			}
+			if n > 0 {
 				continue
 			}
 			fl.f.Close()
@@ -121,6 +123,21 @@ func (fl *Follower) openNext() (bool, error) {
 	}
 	fl.seg = pick
 	return true, fl.open(pick)
+}
+
+// fill reads what was written after fl.off into fl.buf, up to the records'
+// end (see recordsEnd): zero bytes are space allocated ahead of the records,
+// never consumed. It returns how many bytes it added.
+func (fl *Follower) fill() (int, error) {
+	n, err := fl.f.ReadAt(fl.chunk, fl.off)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return 0, fmt.Errorf("read segment: %w", err)
+	}
+	data := fl.chunk[:n]
+	data = data[:recordsEnd(data)]
+	fl.buf = append(fl.buf, data...)
+	fl.off += int64(len(data))
+	return len(data), nil
 }
 
 func (fl *Follower) open(s Segment) error {

@@ -30,9 +30,10 @@ var ErrClosed = errors.New("audit journal closed")
 // Append is safe for concurrent use. Records are encoded outside the lock;
 // under the lock they only get their seq and prev_hash spliced in and are
 // hashed into a shared pending buffer. The first waiting appender becomes the
-// writer: it takes the whole pending buffer and issues one write(2) (and, in
-// sync=always, one fsync) for every record that queued up meanwhile, then
-// wakes the others (group commit, no goroutine hand-off on the hot path).
+// writer: it takes the whole pending buffer and writes it to the live
+// segment — a copy into its mapping, or in sync=always one pwrite and one
+// fdatasync — for every record that queued up meanwhile, then wakes the
+// others (group commit, no goroutine hand-off on the hot path).
 type Journal struct {
 	cfg    Config
 	log    *slog.Logger
@@ -56,18 +57,17 @@ type Journal struct {
 	pending  []byte
 	spare    []byte
 	appended int64
-	written  int64 // write(2) resolved (succeeded or failed) up to here
+	written  int64 // writes resolved (succeeded or failed) up to here
 	synced   int64
 	failed   []span // resolved-but-failed ranges
 	writing  bool
 	closed   bool
 	lastErr  error
 
-	// owned by the writer (writing==true) or, for the fd, by syncMu holders
+	// owned by the writer (writing==true); swapping m, and syncing it, under syncMu
 	syncMu    sync.Mutex
-	f         *os.File
+	m         *segmentFile
 	seg       Segment
-	segSize   int64
 	segOpened time.Time
 	broken    bool // current segment may end in a partial write: rotate first
 	rotateDue atomic.Bool
@@ -97,8 +97,8 @@ type journalCounters struct {
 type Stats struct {
 	Records       uint64 // records appended (including checkpoints)
 	Bytes         uint64 // bytes written
-	Writes        uint64 // write(2) calls (records/Writes = group commit factor)
-	Syncs         uint64 // fsync calls
+	Writes        uint64 // batches copied into the segment (records/Writes = group commit factor)
+	Syncs         uint64 // fdatasync calls
 	WriteErrors   uint64
 	SyncErrors    uint64
 	Dropped       uint64 // records lost because of write errors with FailOpen
@@ -143,8 +143,8 @@ func Open(c Config) (*Journal, error) {
 	ok := false
 	defer func() {
 		if !ok {
-			if j.f != nil {
-				j.f.Close()
+			if j.m != nil {
+				j.m.close(false)
 			}
 			lockF.Close()
 		}
@@ -182,24 +182,23 @@ func Open(c Config) (*Journal, error) {
 		if err := os.WriteFile(tornPath, st.torn, 0o600); err != nil {
 			j.log.Warn("save torn tail", "err", err)
 		}
-		if err := os.Truncate(st.seg.Path, st.size); err != nil {
-			return nil, fmt.Errorf("truncate torn tail: %w", err)
-		}
+		// the segment is cut to st.size when it is opened below
 		j.stats.recovered.Add(1)
 		j.log.Warn("recovered torn final record after a crash", "segment", st.seg.Path,
 			"torn_bytes", st.tornBytes, "last_seq", st.lastSeq, "saved", tornPath)
 		openReason = fmt.Sprintf("recovered: truncated torn final record (%d bytes) after seq %d", st.tornBytes, st.lastSeq)
 	}
 	if st.seg.Path != "" && !st.conflict && st.seg.FirstSeq <= st.lastSeq+1 {
-		f, err := os.OpenFile(st.seg.Path, os.O_WRONLY|os.O_APPEND, 0o600)
-		if err != nil {
-			return nil, fmt.Errorf("open segment: %w", err)
-		}
-		j.f, j.seg, j.segSize = f, st.seg, st.size
 		j.segOpened = cfg.Clock()
 		if fi, err := os.Stat(st.seg.Path); err == nil && st.size > 0 {
 			j.segOpened = fi.ModTime() // age counts from the segment's last write at worst
 		}
+		// cuts off a torn record and the zero tail a crash left behind
+		m, err := openSegmentFile(st.seg.Path, st.size, j.mapReserve())
+		if err != nil {
+			return nil, err
+		}
+		j.m, j.seg = m, st.seg
 	} else if err := j.rotate(); err != nil {
 		return nil, err
 	}
@@ -236,9 +235,10 @@ func (j *Journal) PublicKey() ed25519.PublicKey { return j.key.Public().(ed25519
 var bufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
 // Append writes r to the journal. It assigns Seq, PrevHash, Hash (and Node
-// and TS if unset) and returns once the record's write(2) has returned, or,
-// with sync=always, once an fsync covering it has returned. A journal
-// failure returns an error wrapping ErrJournal, unless FailOpen is set.
+// and TS if unset) and returns once the record is in the page cache (a
+// process crash keeps it), or, with sync=always, once an fdatasync covering
+// it has returned. A journal failure returns an error wrapping ErrJournal,
+// unless FailOpen is set.
 func (j *Journal) Append(r *Record) error {
 	end, err := j.chain(r)
 	if err != nil {
@@ -309,7 +309,7 @@ func (j *Journal) appendLocked(body []byte) (end int64, seq uint64, prev, h stri
 }
 
 // AppendAsync chains r into the journal like Append but does not wait for
-// its write(2): it goes out with the next record that waits, or from the
+// it to be written: it goes out with the next record that waits, or from the
 // background loop within BatchWindow. It is for records nothing is held back
 // for (outcomes, session ends): a crash can lose the last BatchWindow of
 // them, never a record written with Append. Errors are only encoding
@@ -453,7 +453,7 @@ func (j *Journal) writeBatchLocked() {
 // segment is full, old or possibly damaged. Runs with mu released, as the
 // single writer.
 func (j *Journal) writeOut(batch []byte, firstSeq uint64) error {
-	if j.broken || j.f == nil || j.segSize >= j.cfg.SegmentMaxBytes || j.rotateDue.Load() {
+	if j.broken || j.m == nil || j.m.size >= j.cfg.SegmentMaxBytes || j.rotateDue.Load() {
 		if err := j.rotateAt(firstSeq); err != nil {
 			j.broken = true
 			return err
@@ -464,28 +464,33 @@ func (j *Journal) writeOut(batch []byte, firstSeq uint64) error {
 			return fmt.Errorf("write journal: %w", err)
 		}
 	}
-	n, err := j.f.Write(batch)
-	if err != nil {
-		if n > 0 {
-			if terr := j.f.Truncate(j.segSize); terr != nil {
-				j.broken = true
-			}
+	if err := j.m.append(batch); err != nil {
+		if errors.Is(err, errPartialWrite) {
+			j.broken = true // part of the batch may be in the segment: cut it off in a new one
 		}
 		return fmt.Errorf("write journal: %w", err)
 	}
-	j.segSize += int64(n)
 	j.stats.writes.Add(1)
-	j.stats.bytes.Add(uint64(n))
+	j.stats.bytes.Add(uint64(len(batch)))
 	return nil
 }
 
 func (j *Journal) rotate() error { return j.rotateAt(j.writtenSeq + 1) }
 
-// rotateAt closes the current segment (after an fsync unless sync=none) and
-// opens a new one named after firstSeq.
+// mapReserve is how much of a segment to map: none with sync=always, which
+// writes with pwrite (see segmentFile).
+func (j *Journal) mapReserve() int64 {
+	if j.always {
+		return 0
+	}
+	return j.cfg.SegmentMaxBytes
+}
+
+// rotateAt closes the current segment (cut to its records, after an fsync
+// unless sync=none) and opens a new one named after firstSeq.
 func (j *Journal) rotateAt(firstSeq uint64) error {
 	seg := Segment{Path: filepath.Join(j.cfg.Dir, segmentName(firstSeq)), FirstSeq: firstSeq}
-	if j.f != nil && seg.Path == j.seg.Path {
+	if j.m != nil && seg.Path == j.seg.Path {
 		// nothing was written since the segment was created (or a failed
 		// write was truncated away); reuse it unless it is damaged
 		if !j.broken {
@@ -495,45 +500,40 @@ func (j *Journal) rotateAt(firstSeq uint64) error {
 		// a damaged segment holding no valid record: start a sibling
 		seg.Path = filepath.Join(j.cfg.Dir, fmt.Sprintf("%s%020d-%d%s", segmentPrefix, firstSeq, j.cfg.Clock().UnixNano(), segmentSuffix))
 	}
-	f, err := os.OpenFile(seg.Path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	size, err := existingRecords(seg.Path)
 	if err != nil {
-		return fmt.Errorf("create segment: %w", err)
+		return err
+	}
+	m, err := openSegmentFile(seg.Path, size, j.mapReserve())
+	if err != nil {
+		return err
 	}
 	if j.cfg.Sync != SyncNone {
 		if err := syncDir(j.cfg.Dir); err != nil {
-			f.Close()
+			m.close(false)
 			return fmt.Errorf("sync audit dir: %w", err)
 		}
 	}
-	fi, err := f.Stat()
-	if err != nil {
-		f.Close()
-		return fmt.Errorf("stat segment: %w", err)
-	}
 	j.syncMu.Lock()
-	old := j.f
-	j.f, j.seg, j.segSize, j.segOpened = f, seg, fi.Size(), j.cfg.Clock()
+	old := j.m
+	j.m, j.seg, j.segOpened = m, seg, j.cfg.Clock()
 	j.syncMu.Unlock()
 	j.broken = false
 	j.rotateDue.Store(false)
 	j.stats.segments.Add(1)
 	if old != nil {
-		if j.cfg.Sync != SyncNone {
-			if err := old.Sync(); err != nil {
-				j.log.Error("sync rotated segment", "err", err)
-			}
+		if err := old.close(j.cfg.Sync != SyncNone); err != nil {
+			j.log.Error("close rotated segment", "err", err)
 		}
-		old.Close()
 	}
 	return nil
 }
 
-// syncFile fsyncs the current segment and reports the duration.
+// syncFile fdatasyncs the current segment and reports the duration.
 func (j *Journal) syncFile() error {
 	j.syncMu.Lock()
-	f := j.f
 	t0 := time.Now()
-	err := f.Sync()
+	err := j.m.sync()
 	j.syncMu.Unlock()
 	d := time.Since(t0)
 	j.stats.syncs.Add(1)
@@ -542,7 +542,7 @@ func (j *Journal) syncFile() error {
 	}
 	if err != nil {
 		j.stats.syncErrors.Add(1)
-		return fmt.Errorf("sync journal: %w", err)
+		return err
 	}
 	return nil
 }
@@ -750,16 +750,11 @@ func (j *Journal) CloseContext(ctx context.Context) error {
 		errs = append(errs, cerr)
 	}
 	j.syncMu.Lock()
-	if j.f != nil {
-		if j.cfg.Sync != SyncNone {
-			if err := j.f.Sync(); err != nil {
-				errs = append(errs, fmt.Errorf("sync journal: %w", err))
-			}
+	if j.m != nil {
+		if err := j.m.close(j.cfg.Sync != SyncNone); err != nil {
+			errs = append(errs, err)
 		}
-		if err := j.f.Close(); err != nil {
-			errs = append(errs, fmt.Errorf("close journal: %w", err))
-		}
-		j.f = nil
+		j.m = nil
 	}
 	j.syncMu.Unlock()
 	j.lockF.Close()

@@ -17,11 +17,14 @@ var ErrStop = errors.New("stop reading")
 const maxLine = 64 << 20
 
 // lineScanner yields complete (newline-terminated) lines of one segment and
-// reports an unterminated final fragment separately.
+// reports an unterminated final fragment separately. The records of a
+// segment end at its first zero byte (see recordsEnd): what follows is the
+// preallocated tail of the live segment, or a record cut short by a crash.
 type lineScanner struct {
 	r    *bufio.Reader
 	off  int64 // offset of the next line
 	torn []byte
+	done bool
 }
 
 func newLineScanner(r io.Reader) *lineScanner {
@@ -29,36 +32,68 @@ func newLineScanner(r io.Reader) *lineScanner {
 }
 
 // next returns the next complete line without its newline, or io.EOF. A
-// final fragment without newline is kept in s.torn and io.EOF returned.
+// final fragment without newline, and any non-zero bytes after the first
+// zero byte, are kept in s.torn and io.EOF returned.
 func (s *lineScanner) next() ([]byte, error) {
-	line, err := s.r.ReadSlice('\n')
-	if err == nil {
-		s.off += int64(len(line))
-		return line[:len(line)-1], nil
+	if s.done {
+		return nil, io.EOF
 	}
+	line, err := s.r.ReadSlice('\n')
 	if errors.Is(err, bufio.ErrBufferFull) {
-		var big []byte
-		big = append(big, line...)
-		for errors.Is(err, bufio.ErrBufferFull) {
+		big := append([]byte(nil), line...)
+		for errors.Is(err, bufio.ErrBufferFull) && bytes.IndexByte(line, 0) < 0 {
 			if len(big) > maxLine {
 				return nil, fmt.Errorf("read journal: line longer than %d bytes", maxLine)
 			}
 			line, err = s.r.ReadSlice('\n')
 			big = append(big, line...)
 		}
-		if err == nil {
-			s.off += int64(len(big))
-			return big[:len(big)-1], nil
-		}
 		line = big
+	}
+	if bytes.IndexByte(line, 0) >= 0 {
+		return nil, s.tail(line)
+	}
+	if err == nil {
+		s.off += int64(len(line))
+		return line[:len(line)-1], nil
 	}
 	if errors.Is(err, io.EOF) {
 		if len(line) > 0 {
 			s.torn = append([]byte(nil), line...)
 		}
+		s.done = true
 		return nil, io.EOF
 	}
 	return nil, fmt.Errorf("read journal: %w", err)
+}
+
+// tail consumes the rest of a segment from the start of the line holding
+// its first zero byte, keeping the non-zero bytes' extent as s.torn.
+func (s *lineScanner) tail(head []byte) error {
+	s.done = true
+	torn := append([]byte(nil), trimZeros(head)...)
+	zeros := len(head) - len(torn)
+	buf := make([]byte, 64<<10)
+	for {
+		n, err := s.r.Read(buf)
+		if t := trimZeros(buf[:n]); len(t) > 0 {
+			torn = append(torn, make([]byte, zeros)...)
+			torn = append(torn, t...)
+			zeros = n - len(t)
+		} else {
+			zeros += n
+		}
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("read journal: %w", err)
+		}
+	}
+	if len(torn) > 0 {
+		s.torn = torn
+	}
+	return io.EOF
 }
 
 // ReadAll calls fn for every record in dir's journal in order (checkpoints

@@ -2,6 +2,7 @@ package audit
 
 import (
 	"bytes"
+	"encoding/binary"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -58,22 +59,48 @@ func ListSegments(dir string) ([]Segment, error) {
 	return segs, nil
 }
 
+// trimZeros returns b without its trailing zero bytes.
+func trimZeros(b []byte) []byte {
+	i := len(b)
+	for i >= 8 && binary.LittleEndian.Uint64(b[i-8:i]) == 0 {
+		i -= 8
+	}
+	for i > 0 && b[i-1] == 0 {
+		i--
+	}
+	return b[:i]
+}
+
+// recordsEnd returns where the records of a segment's content end: at its
+// first zero byte, if any. The live segment is allocated ahead of its
+// records and reads as zeros there; a record being copied in (or cut short
+// by a crash) may show zero bytes anywhere in it. Records themselves never
+// contain a zero byte, so every byte before the first zero is final.
+func recordsEnd(data []byte) int {
+	if i := bytes.IndexByte(data, 0); i >= 0 {
+		return i
+	}
+	return len(data)
+}
+
 // tailState is what Open learns from the newest segment(s).
 type tailState struct {
 	seg       Segment
 	size      int64  // bytes of valid lines in seg
 	lastSeq   uint64 // 0 if the journal is empty
 	lastHash  string
-	tornBytes int64  // bytes after the last valid line (truncated on recovery)
+	tornBytes int64  // non-zero bytes after the last valid line (cut off on recovery)
 	torn      []byte // those bytes, kept for forensics (first 64 KiB)
 	conflict  bool   // a valid line follows an invalid one: not a torn tail, do not truncate
 }
 
-// scanTail finds the last valid record of a segment's content. A valid line
-// is newline-terminated, hashes correctly and decodes. Everything after the
-// last valid line is the torn tail, unless a later complete line is also a
-// valid record (then the damage is not a torn write and is left for verify).
+// scanTail finds the last valid record of a segment's content (up to its
+// records' end). A valid line is newline-terminated, hashes correctly and
+// decodes. Everything after the last valid line is the torn tail, unless a
+// later complete line is also a valid record (then the damage is not a torn
+// write and is left for verify).
 func scanTail(data []byte) (validEnd int64, lastSeq uint64, lastHash string, conflict bool) {
+	data = data[:recordsEnd(data)]
 	off := 0
 	badSeen := false
 	for off < len(data) {
@@ -117,10 +144,9 @@ func readTail(segs []Segment) (tailState, error) {
 			st.size = end
 			st.conflict = conflict
 			if conflict {
-				st.size = int64(len(data))
-			} else if int64(len(data)) > end {
-				st.tornBytes = int64(len(data)) - end
-				t := data[end:]
+				st.size = int64(recordsEnd(data))
+			} else if t := trimZeros(data[end:]); len(t) > 0 {
+				st.tornBytes = int64(len(t))
 				if len(t) > 64<<10 {
 					t = t[:64<<10]
 				}
