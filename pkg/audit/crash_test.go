@@ -16,8 +16,9 @@ const crashChildEnv = "SQLWARDEN_AUDIT_CRASH_CHILD"
 
 // crashChild appends from 8 goroutines forever, printing every acknowledged
 // record ("session statement_id") once Append returned.
-func crashChild(dir, round string) {
-	j, err := Open(Config{Dir: dir, Node: "node-a", Log: testLog(), CheckpointInterval: 20 * time.Millisecond})
+func crashChild(dir, round string, segmentMax int64) {
+	j, err := Open(Config{Dir: dir, Node: "node-a", Log: testLog(), CheckpointInterval: 20 * time.Millisecond,
+		SegmentMaxBytes: segmentMax})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(3)
@@ -46,24 +47,39 @@ func crashChild(dir, round string) {
 
 func TestMain(m *testing.M) {
 	if dir := os.Getenv(crashChildEnv); dir != "" {
-		crashChild(dir, os.Getenv(crashChildEnv+"_ROUND"))
+		segMax, _ := strconv.ParseInt(os.Getenv(crashChildEnv+"_SEGMENT_MAX"), 10, 64)
+		crashChild(dir, os.Getenv(crashChildEnv+"_ROUND"), segMax)
 		return
 	}
 	os.Exit(m.Run())
 }
 
 // TestKill9UnderLoad kills a writer process with SIGKILL mid-load ten times:
-// every acknowledged record must be in the journal afterwards, and the
-// journal must verify (a torn final record may be reported, never tampering).
+// every acknowledged record must be in the journal afterwards (copied into
+// the mapped live segment, it is in the page cache, which outlives the
+// process), and the journal must verify (a torn final record may be
+// reported, never tampering) before and after Open cuts the live segment's
+// zero tail. With small segments the kills also land mid-rotation.
 func TestKill9UnderLoad(t *testing.T) {
 	if testing.Short() {
 		t.Skip("short")
 	}
+	for _, tc := range []struct {
+		name       string
+		segmentMax int64
+	}{{"one segment", 0}, {"rotating", 48 << 10}} {
+		t.Run(tc.name, func(t *testing.T) { kill9UnderLoad(t, tc.segmentMax) })
+	}
+}
+
+func kill9UnderLoad(t *testing.T, segmentMax int64) {
 	dir := t.TempDir()
 	var pub []byte
+	zeroTails := 0
 	for round := 0; round < 10; round++ {
 		cmd := exec.Command(os.Args[0], "-test.run=^$")
-		cmd.Env = append(os.Environ(), crashChildEnv+"="+dir, fmt.Sprintf("%s_ROUND=r%d", crashChildEnv, round))
+		cmd.Env = append(os.Environ(), crashChildEnv+"="+dir, fmt.Sprintf("%s_ROUND=r%d", crashChildEnv, round),
+			fmt.Sprintf("%s_SEGMENT_MAX=%d", crashChildEnv, segmentMax))
 		stdout, _ := cmd.StdoutPipe()
 		var stderr strings.Builder
 		cmd.Stderr = &stderr
@@ -87,6 +103,11 @@ func TestKill9UnderLoad(t *testing.T) {
 		cmd.Wait()
 		if n < target {
 			t.Fatalf("round %d: child died early after %d acks: %s", round, n, stderr.String())
+		}
+		// the live segment was mapped with blocks allocated ahead of its records
+		segs, _ := ListSegments(dir)
+		if b, err := os.ReadFile(segs[len(segs)-1].Path); err == nil && len(b) > 0 && b[len(b)-1] == 0 {
+			zeroTails++
 		}
 		// every acknowledged record is present (the page cache survives the process)
 		found := map[string]uint64{}
@@ -122,6 +143,9 @@ func TestKill9UnderLoad(t *testing.T) {
 				t.Fatalf("round %d: unexpected warning %v", round, w)
 			}
 		}
+	}
+	if zeroTails == 0 {
+		t.Fatal("no kill left a live segment with a zero tail: the mapped path was not exercised")
 	}
 	// a final open recovers whatever tail is left and the whole journal verifies clean
 	j := openTest(t, dir, nil)

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -74,5 +75,21 @@ func TestStatementRefusedWhenJournalFails(t *testing.T) {
 	if !strings.Contains(d.Log(), "audit") {
 		t.Errorf("no log line about the journal failure:\n%s", d.Log())
 	}
-	_ = os.Remove(filler)
+	// Space returns: the same connection's next statement is journaled and runs.
+	if err := os.Remove(filler); err != nil {
+		t.Fatal(err)
+	}
+	mustExec(t, db, fmt.Sprintf("INSERT INTO t VALUES (%d)", refused))
+	if err := root.QueryRow("SELECT COUNT(*) FROM jfail.t").Scan(&n); err != nil || n != refused {
+		t.Fatalf("after space returned: %d rows, want %d (%v)", n, refused, err)
+	}
+	found := false
+	for _, r := range d.Records(t) {
+		if r.Event == "statement" && r.SQL == fmt.Sprintf("INSERT INTO t VALUES (%d)", refused) {
+			found = true
+		}
+	}
+	if !found {
+		t.Fatal("the statement run after space returned has no statement record")
+	}
 }
