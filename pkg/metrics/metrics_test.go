@@ -27,8 +27,10 @@ func TestObserverSeries(t *testing.T) {
 	m.ConnOpened()
 	m.ConnOpened()
 	m.ConnOpened()
+	m.ConnOpened()
 	m.ConnClosed("closed")
 	m.ConnClosed("denied")
+	m.ConnClosed("backend_closed")
 	m.Statement("SELECT", "success", 2*time.Millisecond, 30*time.Microsecond)
 	m.Statement("SELECT", "success", 3*time.Millisecond, 40*time.Microsecond)
 	m.Statement("DELETE", "blocked", time.Millisecond, 0)
@@ -53,8 +55,9 @@ func TestObserverSeries(t *testing.T) {
 # HELP sqlwarden_proxy_connections_active Client connections open on the proxy.
 # TYPE sqlwarden_proxy_connections_active gauge
 sqlwarden_proxy_connections_active 1
-# HELP sqlwarden_proxy_connections_total Client connections closed, by how they ended (closed, denied, handshake_error, backend_error, audit_error, panic).
+# HELP sqlwarden_proxy_connections_total Client connections closed, by how they ended (closed, denied, handshake_error, backend_error, backend_closed, audit_error, panic).
 # TYPE sqlwarden_proxy_connections_total counter
+sqlwarden_proxy_connections_total{outcome="backend_closed"} 1
 sqlwarden_proxy_connections_total{outcome="closed"} 1
 sqlwarden_proxy_connections_total{outcome="denied"} 1
 # HELP sqlwarden_proxy_statements_total Statements and commands completed, by kind and audit status (success, error, blocked).
