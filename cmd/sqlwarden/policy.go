@@ -229,6 +229,18 @@ func runPolicyTest(w io.Writer, o policyTestOpts, sql string) (int, error) {
 	if st.DynamicSQL {
 		fmt.Fprintf(w, "dynamic sql:     true\n")
 	}
+	if len(st.Routines) > 0 {
+		fmt.Fprintf(w, "routines:        %s\n", list(st.Routines))
+	}
+	if st.AccountManagement {
+		fmt.Fprintf(w, "account mgmt:    true\n")
+	}
+	if st.SetsGlobal {
+		fmt.Fprintf(w, "sets global:     true\n")
+	}
+	if st.FileIO {
+		fmt.Fprintf(w, "server file i/o: true\n")
+	}
 	fmt.Fprintf(w, "functions:       %s\n", list(st.Functions))
 	fmt.Fprintf(w, "digest:          %s\n", st.Digest)
 	fmt.Fprintf(w, "rule:            %s\n", d.Rule)

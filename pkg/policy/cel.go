@@ -42,6 +42,10 @@ type celStatement struct {
 	IntoOutfile   bool     `cel:"into_outfile"`
 	Functions     []string `cel:"functions"`
 	DynamicSQL    bool     `cel:"dynamic_sql"`
+	Routines      []string `cel:"routines"`
+	AccountMgmt   bool     `cel:"account_management"`
+	SetsGlobal    bool     `cel:"sets_global"`
+	FileIO        bool     `cel:"file_io"`
 	Count         int      `cel:"count"`
 	Digest        string   `cel:"digest"`
 	Parsed        bool     `cel:"parsed"`
@@ -115,6 +119,7 @@ func statementVars(s *Statement) *celStatement {
 		TablesRead: orEmpty(s.TablesRead), TablesWritten: orEmpty(s.TablesWritten),
 		HasWhere: s.HasWhere, HasLimit: s.HasLimit, IntoOutfile: s.IntoOutfile,
 		Functions: orEmpty(s.Functions), DynamicSQL: s.DynamicSQL, Count: s.Count,
+		Routines: orEmpty(s.Routines), AccountMgmt: s.AccountManagement, SetsGlobal: s.SetsGlobal, FileIO: s.FileIO,
 		Digest: s.Digest, Parsed: s.Parsed, Error: s.Err,
 	}
 	switch {

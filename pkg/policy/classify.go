@@ -10,6 +10,7 @@ import (
 
 	"github.com/pingcap/tidb/pkg/parser"
 	"github.com/pingcap/tidb/pkg/parser/ast"
+	"github.com/pingcap/tidb/pkg/parser/opcode"
 	_ "github.com/pingcap/tidb/pkg/parser/test_driver" // value expressions for the parser
 
 	"github.com/sqlwarden/sqlwarden/pkg/sqltext"
@@ -40,10 +41,25 @@ type Statement struct {
 	IntoOutfile   bool     `json:"into_outfile,omitempty"` // SELECT ... INTO OUTFILE or DUMPFILE
 	Functions     []string `json:"functions,omitempty"`    // upper-case, deduplicated
 	DynamicSQL    bool     `json:"dynamic_sql,omitempty"`  // PREPARE ... FROM @variable: the text is unknown until EXECUTE
-	Count         int      `json:"count"`                  // statements in a multi-statement
-	Digest        string   `json:"digest"`                 // normalized text, literals replaced by ?
-	Parsed        bool     `json:"parsed"`                 // false also when the text of a PREPARE ... FROM 'text' is unreadable
-	Err           string   `json:"error,omitempty"`        // why it is not Parsed
+	// Routines are the stored procedures and functions the statement
+	// creates, drops or calls (CREATE/DROP PROCEDURE, CALL, a schema-qualified
+	// function call db.f()), as db.name with the name in lower case (routine
+	// names are case-insensitive). An unqualified call of a stored function
+	// looks like a built-in function to the parser and is not listed.
+	Routines []string `json:"routines,omitempty"`
+	// AccountManagement: CREATE/ALTER/DROP/RENAME USER, CREATE/DROP ROLE,
+	// GRANT, REVOKE, SET PASSWORD, SET ROLE, SET DEFAULT ROLE.
+	AccountManagement bool `json:"account_management,omitempty"`
+	// SetsGlobal: SET GLOBAL or SET @@global.x, a server-wide setting.
+	SetsGlobal bool `json:"sets_global,omitempty"`
+	// FileIO: the statement reads or writes a file on the database server's
+	// disk: SELECT ... INTO OUTFILE/DUMPFILE, LOAD_FILE(), LOAD DATA INFILE
+	// (not LOCAL, whose file comes from the client).
+	FileIO bool   `json:"file_io,omitempty"`
+	Count  int    `json:"count"`           // statements in a multi-statement
+	Digest string `json:"digest"`          // normalized text, literals replaced by ?
+	Parsed bool   `json:"parsed"`          // false also when the text of a PREPARE ... FROM 'text' is unreadable
+	Err    string `json:"error,omitempty"` // why it is not Parsed
 	// Refused says why the text cannot be judged at all (sqltext could not
 	// decide how the server reads it): the statement must not run, whatever
 	// the policy says. Kind is then unparsed.
@@ -131,6 +147,7 @@ type classifier struct {
 
 	read, written map[string]bool
 	funcs         map[string]bool
+	routines      map[string]bool
 	// WHERE/LIMIT facts per statement class.
 	writes, writesWhere, writesLimit    int
 	selects, selectsWhere, selectsLimit int
@@ -157,6 +174,7 @@ func (c *classifier) statement(n ast.StmtNode, depth int) {
 	if _, ok := n.(ast.DDLNode); ok {
 		c.st.IsDDL = true
 	}
+	c.facts(n)
 	switch x := n.(type) {
 	case *ast.UseStmt:
 		c.db = x.DBName
@@ -172,6 +190,62 @@ func (c *classifier) statement(n ast.StmtNode, depth int) {
 		}
 	}
 	c.tables(n)
+}
+
+// facts records what one statement does besides reading and writing
+// tables: routines, account changes, server-wide settings, server files.
+func (c *classifier) facts(n ast.StmtNode) {
+	switch x := n.(type) {
+	case *ast.ExplainStmt:
+		if x.Analyze && x.Stmt != nil {
+			c.facts(x.Stmt)
+		}
+	case *ast.ProcedureInfo:
+		// A stored program is a schema object: creating one is DDL.
+		c.st.IsDDL = true
+		c.routine(x.ProcedureName.Schema.O, x.ProcedureName.Name.O)
+	case *ast.DropProcedureStmt:
+		c.st.IsDDL = true
+		c.routine(x.ProcedureName.Schema.O, x.ProcedureName.Name.O)
+	case *ast.CallStmt:
+		if x.Procedure != nil {
+			c.routine(x.Procedure.Schema.O, x.Procedure.FnName.O)
+		}
+	case *ast.CreateUserStmt, *ast.AlterUserStmt, *ast.DropUserStmt, *ast.RenameUserStmt,
+		*ast.GrantStmt, *ast.GrantRoleStmt, *ast.GrantProxyStmt, *ast.RevokeStmt, *ast.RevokeRoleStmt,
+		*ast.SetPwdStmt, *ast.SetRoleStmt, *ast.SetDefaultRoleStmt:
+		c.st.AccountManagement = true
+	case *ast.SetStmt:
+		for _, v := range x.Variables {
+			if v != nil && v.IsGlobal {
+				c.st.SetsGlobal = true
+			}
+		}
+	case *ast.LoadDataStmt:
+		if x.FileLocRef != ast.FileLocClient {
+			c.st.FileIO = true
+		}
+	}
+}
+
+// routine notes a stored routine by name, qualified with the current
+// database when the statement does not name one.
+func (c *classifier) routine(schema, name string) {
+	if name == "" {
+		return
+	}
+	if schema == "" {
+		schema = c.db
+	}
+	if schema != "" {
+		name = schema + "." + strings.ToLower(name)
+	} else {
+		name = strings.ToLower(name)
+	}
+	if c.routines == nil {
+		c.routines = map[string]bool{}
+	}
+	c.routines[name] = true
 }
 
 // merge folds the classification of a PREPARE's text into this one.
@@ -194,6 +268,15 @@ func (c *classifier) merge(in *Statement) {
 	c.st.IsDDL = c.st.IsDDL || in.IsDDL
 	c.st.IntoOutfile = c.st.IntoOutfile || in.IntoOutfile
 	c.st.DynamicSQL = c.st.DynamicSQL || in.DynamicSQL
+	c.st.AccountManagement = c.st.AccountManagement || in.AccountManagement
+	c.st.SetsGlobal = c.st.SetsGlobal || in.SetsGlobal
+	c.st.FileIO = c.st.FileIO || in.FileIO
+	for _, r := range in.Routines {
+		if c.routines == nil {
+			c.routines = map[string]bool{}
+		}
+		c.routines[r] = true
+	}
 	c.ensureMaps()
 	for _, t := range in.TablesRead {
 		c.read[t] = true
@@ -236,6 +319,10 @@ func (c *classifier) finish() {
 	st.TablesRead = sortedKeys(c.read)
 	st.TablesWritten = sortedKeys(c.written)
 	st.Functions = sortedKeys(c.funcs)
+	st.Routines = sortedKeys(c.routines)
+	if st.IntoOutfile || c.funcs["LOAD_FILE"] {
+		st.FileIO = true
+	}
 }
 
 func sortedKeys(m map[string]bool) []string {
@@ -271,6 +358,9 @@ func (c *classifier) tables(n ast.StmtNode) {
 	}
 	for f := range w.funcs {
 		c.funcs[f] = true
+	}
+	for _, f := range w.stored {
+		c.routine(f.Schema.O, f.FnName.O)
 	}
 	if w.outfile {
 		c.st.IntoOutfile = true
@@ -436,15 +526,109 @@ func (c *classifier) qualify(t *ast.TableName) string {
 	}
 }
 
-// meaningfulWhere reports whether a WHERE clause exists and mentions a
-// column; WHERE 1, WHERE true and WHERE 1=1 filter nothing.
+// meaningfulWhere reports whether a WHERE clause exists and may restrict
+// rows by their values. These filter nothing and count as no WHERE:
+//   - no column at all: WHERE 1, WHERE true, WHERE 1=1, WHERE @x;
+//   - a column compared with itself: id = id, id <=> id, id >= id,
+//     id BETWEEN id AND id, id IN (id);
+//   - IS NOT NULL on a key-like column (id, *_id), which is never NULL;
+//   - a disjunction with such a term: WHERE 1 OR id = 1, id = 1 OR id = id.
+//
+// This is a cheap syntactic check, not a proof: WHERE id > 0, id = 1 OR
+// id <> 1 and the like still count as a WHERE. Bounding what a write may
+// change is max_affected_rows' job.
 func meaningfulWhere(e ast.ExprNode) bool {
 	if e == nil {
 		return false
 	}
+	return restricts(e, 0)
+}
+
+// restricts reports whether e may be false (or NULL) for some rows, by the
+// rules meaningfulWhere lists.
+func restricts(e ast.ExprNode, depth int) bool {
+	if depth > 64 {
+		return hasColumn(e) // deep nesting: fall back to "mentions a column"
+	}
+	switch x := e.(type) {
+	case *ast.ParenthesesExpr:
+		return restricts(x.Expr, depth+1)
+	case *ast.BinaryOperationExpr:
+		switch x.Op {
+		case opcode.LogicAnd:
+			return restricts(x.L, depth+1) || restricts(x.R, depth+1)
+		case opcode.LogicOr:
+			return restricts(x.L, depth+1) && restricts(x.R, depth+1)
+		case opcode.EQ, opcode.NullEQ, opcode.GE, opcode.LE:
+			if sameColumn(x.L, x.R) {
+				return false
+			}
+		}
+	case *ast.UnaryOperationExpr:
+		if x.Op == opcode.Not || x.Op == opcode.Not2 {
+			if n, ok := unparen(x.V).(*ast.IsNullExpr); ok && !n.Not {
+				return !keyLike(n.Expr) && hasColumn(n.Expr)
+			}
+		}
+	case *ast.IsNullExpr:
+		if x.Not && keyLike(x.Expr) {
+			return false
+		}
+	case *ast.BetweenExpr:
+		if !x.Not && sameColumn(x.Expr, x.Left) && sameColumn(x.Expr, x.Right) {
+			return false
+		}
+	case *ast.PatternInExpr:
+		if !x.Not && x.Sel == nil {
+			for _, v := range x.List {
+				if sameColumn(x.Expr, v) {
+					return false
+				}
+			}
+		}
+	}
+	return hasColumn(e)
+}
+
+func hasColumn(e ast.ExprNode) bool {
 	v := &columnFinder{}
 	e.Accept(v)
 	return v.found
+}
+
+func unparen(e ast.ExprNode) ast.ExprNode {
+	for {
+		p, ok := e.(*ast.ParenthesesExpr)
+		if !ok {
+			return e
+		}
+		e = p.Expr
+	}
+}
+
+// sameColumn reports whether a and b name the same column: equal names,
+// and equal table and schema where both give one (in a statement that
+// resolves, an unqualified name equal to a qualified one is that column).
+func sameColumn(a, b ast.ExprNode) bool {
+	ca, ok1 := unparen(a).(*ast.ColumnNameExpr)
+	cb, ok2 := unparen(b).(*ast.ColumnNameExpr)
+	if !ok1 || !ok2 || ca.Name == nil || cb.Name == nil {
+		return false
+	}
+	x, y := ca.Name, cb.Name
+	return x.Name.L == y.Name.L &&
+		(x.Table.L == "" || y.Table.L == "" || x.Table.L == y.Table.L) &&
+		(x.Schema.L == "" || y.Schema.L == "" || x.Schema.L == y.Schema.L)
+}
+
+// keyLike reports a column named id or *_id: a key, in practice never NULL.
+func keyLike(e ast.ExprNode) bool {
+	c, ok := unparen(e).(*ast.ColumnNameExpr)
+	if !ok || c.Name == nil {
+		return false
+	}
+	n := c.Name.Name.L
+	return n == "id" || strings.HasSuffix(n, "_id")
 }
 
 type columnFinder struct{ found bool }
@@ -467,6 +651,7 @@ type walker struct {
 	aliases map[string]*ast.TableName // alias or bare name → table
 	targets map[*ast.TableName]bool
 	funcs   map[string]bool
+	stored  []*ast.FuncCallExpr // schema-qualified calls: stored functions
 	outfile bool
 }
 
@@ -485,6 +670,10 @@ func (w *walker) Enter(n ast.Node) (ast.Node, bool) {
 		w.ctes[x.Name.L] = true
 	case *ast.FuncCallExpr:
 		w.fn(x.FnName.O)
+		if x.Schema.L != "" {
+			// db.f(): only a stored function is called that way.
+			w.stored = append(w.stored, x)
+		}
 	case *ast.AggregateFuncExpr:
 		w.fn(x.F)
 	case *ast.WindowFuncExpr:

@@ -206,3 +206,97 @@ func TestClassifyAs(t *testing.T) {
 		}
 	}
 }
+
+func TestClassifyFacts(t *testing.T) {
+	tests := []struct {
+		sql      string
+		routines []string
+		account  bool
+		global   bool
+		fileIO   bool
+		ddl      bool
+	}{
+		{sql: "CREATE PROCEDURE p() DELETE FROM t", routines: []string{"shop.p"}, ddl: true},
+		{sql: "CREATE PROCEDURE Other.MyProc() SELECT 1", routines: []string{"Other.myproc"}, ddl: true},
+		{sql: "DROP PROCEDURE IF EXISTS p", routines: []string{"shop.p"}, ddl: true},
+		{sql: "CALL p", routines: []string{"shop.p"}},
+		{sql: "CALL x.Refresh(1); CALL p()", routines: []string{"shop.p", "x.refresh"}},
+		{sql: "SELECT x.f(id), CONCAT('a', 'b') FROM t", routines: []string{"x.f"}},
+		{sql: "PREPARE s FROM 'CALL p()'", routines: []string{"shop.p"}},
+		{sql: "CREATE USER u", account: true},
+		{sql: "GRANT SELECT ON shop.* TO u", account: true},
+		{sql: "REVOKE r FROM u", account: true},
+		{sql: "SET PASSWORD = 'x'", account: true},
+		{sql: "SET ROLE NONE", account: true},
+		{sql: "SET GLOBAL general_log = 0", global: true},
+		{sql: "SET @@global.x = 1", global: true},
+		{sql: "SET x = 1"},
+		{sql: "SET @@x = 1"},
+		{sql: "SELECT * FROM t INTO OUTFILE '/tmp/x'", fileIO: true},
+		{sql: "SELECT load_file('/etc/passwd')", fileIO: true},
+		{sql: "LOAD DATA INFILE '/x' INTO TABLE t", fileIO: true},
+		{sql: "LOAD DATA LOCAL INFILE '/x' INTO TABLE t"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.sql, func(t *testing.T) {
+			s := Classify(tt.sql, "shop")
+			if !s.Parsed {
+				t.Fatalf("not parsed: %s", s.Err)
+			}
+			if !slices.Equal(s.Routines, tt.routines) || s.AccountManagement != tt.account || s.SetsGlobal != tt.global || s.FileIO != tt.fileIO || s.IsDDL != tt.ddl {
+				t.Errorf("routines %v account %v global %v file_io %v ddl %v; want %v %v %v %v %v",
+					s.Routines, s.AccountManagement, s.SetsGlobal, s.FileIO, s.IsDDL, tt.routines, tt.account, tt.global, tt.fileIO, tt.ddl)
+			}
+		})
+	}
+}
+
+func TestMeaningfulWhere(t *testing.T) {
+	tests := []struct {
+		where string
+		want  bool
+	}{
+		{"id = 1", true},
+		{"1", false},
+		{"TRUE", false},
+		{"1 = 1", false},
+		{"@x", false},
+		{"id = id", false},
+		{"(id) = (id)", false},
+		{"t.id = id", false},
+		{"t.id = u.id", true},
+		{"id <=> id", false},
+		{"id >= id", false},
+		{"id <> id", true}, // matches nothing: harmless either way
+		{"id BETWEEN id AND id", false},
+		{"id IN (id)", false},
+		{"id IN (1, id)", false},
+		{"id IN (1, 2)", true},
+		{"id IS NOT NULL", false},
+		{"user_id IS NOT NULL", false},
+		{"NOT user_id IS NULL", false},
+		{"NOT (id IS NULL)", false},
+		{"deleted_at IS NOT NULL", true},
+		{"id IS NULL", true},
+		{"1 OR id = 1", false},
+		{"id = 1 OR 1", false},
+		{"id = 1 OR id = id", false},
+		{"(id = 1 OR TRUE) AND 1", false},
+		{"id = 1 OR id = 2", true},
+		{"id = id AND name = 'x'", true},
+		{"id IS NOT NULL AND name = 'x'", true},
+		{"id IN (SELECT id FROM u)", true},
+		{"id > 0", true}, // not provable: max_affected_rows bounds it
+	}
+	for _, tt := range tests {
+		t.Run(tt.where, func(t *testing.T) {
+			s := Classify("DELETE FROM t WHERE "+tt.where, "shop")
+			if !s.Parsed {
+				t.Fatalf("not parsed: %s", s.Err)
+			}
+			if s.HasWhere != tt.want {
+				t.Errorf("has_where = %v, want %v", s.HasWhere, tt.want)
+			}
+		})
+	}
+}

@@ -37,6 +37,68 @@ func TestDefaultPolicy(t *testing.T) {
 		{"PREPARE s FROM 'DELETE FROM users'", "no-unbounded-writes", ActionDeny},
 		{"PREPARE s FROM @sql", "dynamic-sql", ActionDeny},
 		{"DELET FROM users", "unparsed", ActionDeny},
+		// Routines: a body nobody judged runs at CALL.
+		{"CREATE PROCEDURE p() DELETE FROM users", "routines-need-a-human", ActionApprove},
+		{"CALL p()", "routines-need-a-human", ActionApprove},
+		{"call other.P(1, 'x')", "routines-need-a-human", ActionApprove},
+		{"DROP PROCEDURE IF EXISTS p", "routines-need-a-human", ActionApprove},
+		{"SELECT other.f(1)", "routines-need-a-human", ActionApprove},
+		{"PREPARE s FROM 'CALL p()'", "routines-need-a-human", ActionApprove},
+		{"SELECT 1; CALL p()", "routines-need-a-human", ActionApprove},
+		// The grammar reads none of these: unparsed, denied.
+		{"CREATE FUNCTION f() RETURNS INT RETURN 1", "unparsed", ActionDeny},
+		{"CREATE TRIGGER tr BEFORE INSERT ON users FOR EACH ROW SET NEW.a = 1", "unparsed", ActionDeny},
+		{"CREATE EVENT ev ON SCHEDULE EVERY 1 HOUR DO DELETE FROM users", "unparsed", ActionDeny},
+		{"ALTER PROCEDURE p COMMENT 'x'", "unparsed", ActionDeny},
+		{"DROP FUNCTION f", "unparsed", ActionDeny},
+		{"DROP TRIGGER tr", "unparsed", ActionDeny},
+		{"DROP EVENT ev", "unparsed", ActionDeny},
+		{"CREATE OR REPLACE PROCEDURE p() SELECT 1", "unparsed", ActionDeny},
+		// Accounts and privileges.
+		{"CREATE USER u IDENTIFIED BY 'x'", "no-account-management", ActionDeny},
+		{"ALTER USER warden IDENTIFIED BY 'y'", "no-account-management", ActionDeny},
+		{"DROP USER u", "no-account-management", ActionDeny},
+		{"RENAME USER u TO v", "no-account-management", ActionDeny},
+		{"GRANT ALL ON *.* TO u", "no-account-management", ActionDeny},
+		{"REVOKE ALL ON *.* FROM u", "no-account-management", ActionDeny},
+		{"SET PASSWORD = PASSWORD('x')", "no-account-management", ActionDeny},
+		{"SET PASSWORD FOR u = 'x'", "no-account-management", ActionDeny},
+		{"CREATE ROLE r", "no-account-management", ActionDeny},
+		{"DROP ROLE r", "no-account-management", ActionDeny},
+		{"GRANT r TO u", "no-account-management", ActionDeny},
+		{"SET ROLE r", "no-account-management", ActionDeny},
+		{"SET DEFAULT ROLE r FOR u", "unparsed", ActionDeny},
+		{"SELECT 1; GRANT ALL ON *.* TO u", "no-account-management", ActionDeny},
+		{"PREPARE s FROM 'DROP USER u'", "no-account-management", ActionDeny},
+		// Server-wide settings and administration.
+		{"SET GLOBAL max_connections = 10", "no-global-settings", ActionDeny},
+		{"set @@global.general_log = 0", "no-global-settings", ActionDeny},
+		{"SET @@GLOBAL.read_only = 1", "no-global-settings", ActionDeny},
+		{"SET sql_mode = '', GLOBAL general_log = 0", "no-global-settings", ActionDeny},
+		{"SET PERSIST max_connections = 10", "unparsed", ActionDeny},
+		{"SET SESSION sql_mode = ''", RuleDefault, ActionAllow},
+		{"SET @@session.sql_mode = ''", RuleDefault, ActionAllow},
+		{"SET @a = 1", RuleDefault, ActionAllow},
+		{"SHUTDOWN", "no-server-admin", ActionDeny},
+		{"RESTART", "no-server-admin", ActionDeny},
+		{"BINLOG 'AAAA'", "no-server-admin", ActionDeny},
+		// The server's files.
+		{"SELECT * FROM users INTO OUTFILE '/tmp/x'", "no-file-io", ActionDeny},
+		{"SELECT * FROM users LIMIT 1 INTO DUMPFILE '/tmp/x'", "unparsed", ActionDeny},
+		{"SELECT LOAD_FILE('/etc/passwd')", "no-file-io", ActionDeny},
+		{"INSERT INTO users (a) VALUES (load_file('/etc/passwd'))", "no-file-io", ActionDeny},
+		{"LOAD DATA INFILE '/etc/passwd' INTO TABLE users", "no-file-io", ActionDeny},
+		{"LOAD DATA LOCAL INFILE 'x.csv' INTO TABLE users", RuleDefault, ActionAllow},
+		{"PREPARE s FROM 'SELECT LOAD_FILE(''/etc/passwd'')'", "no-file-io", ActionDeny},
+		// WHEREs that only look like one.
+		{"DELETE FROM users WHERE id = id", "no-unbounded-writes", ActionDeny},
+		{"DELETE FROM users WHERE id IS NOT NULL", "no-unbounded-writes", ActionDeny},
+		{"DELETE FROM users WHERE 1 OR id = 1", "no-unbounded-writes", ActionDeny},
+		{"UPDATE users SET a = 1 WHERE id = 1 OR TRUE", "no-unbounded-writes", ActionDeny},
+		{"UPDATE users SET a = 1 WHERE users.id <=> id", "no-unbounded-writes", ActionDeny},
+		{"DELETE FROM users WHERE NOT (user_id IS NULL)", "no-unbounded-writes", ActionDeny},
+		{"DELETE FROM users WHERE deleted_at IS NOT NULL", RuleDefault, ActionAllow},
+		{"DELETE FROM users WHERE id = 1 OR id = 2", RuleDefault, ActionAllow},
 	}
 	for _, tt := range tests {
 		t.Run(tt.sql, func(t *testing.T) {
@@ -283,5 +345,16 @@ func BenchmarkDecide(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		e.Decide(Input{Identity: id, Statement: st})
+	}
+}
+
+// TestDefaultPolicyDocumented: the README lists the built-in policy in full.
+func TestDefaultPolicyDocumented(t *testing.T) {
+	readme, err := os.ReadFile(filepath.Join("..", "..", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(readme), "```yaml\n"+DefaultPolicy+"```\n") {
+		t.Error("README.md does not list the built-in policy (DefaultPolicy) verbatim in a yaml block")
 	}
 }

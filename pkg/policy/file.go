@@ -75,6 +75,22 @@ rules:
     match: statement.dynamic_sql
     action: deny
     message: PREPARE from a variable hides the statement from policy
+  - name: no-account-management
+    match: statement.account_management
+    action: deny
+    message: users, roles, grants and passwords are managed outside sqlwarden
+  - name: no-global-settings
+    match: statement.sets_global
+    action: deny
+    message: server-wide settings (SET GLOBAL) are not allowed
+  - name: no-server-admin
+    match: statement.kinds.exists(k, k in ["SHUTDOWN", "RESTART", "BINLOG"])
+    action: deny
+    message: stopping the server or replaying its binary log is not allowed
+  - name: no-file-io
+    match: statement.file_io
+    action: deny
+    message: the database server's files are off limits (INTO OUTFILE/DUMPFILE, LOAD_FILE, LOAD DATA INFILE)
   - name: no-drop-or-truncate
     match: statement.kind in ["DROP_TABLE", "DROP_DATABASE", "TRUNCATE"]
     action: deny
@@ -83,6 +99,10 @@ rules:
     match: (statement.kind in ["DELETE", "UPDATE"] || statement.kinds.exists(k, k in ["DELETE", "UPDATE"])) && !statement.has_where
     action: deny
     message: UPDATE and DELETE need a WHERE clause
+  - name: routines-need-a-human
+    match: statement.routines.size() > 0
+    action: approve
+    message: stored procedures and functions run code policy cannot see; creating, dropping or calling one needs approval
   - name: ddl-needs-a-human
     match: statement.is_ddl
     action: approve
