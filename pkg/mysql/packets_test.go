@@ -222,3 +222,19 @@ func FuzzColumnName(f *testing.F) {
 		}
 	})
 }
+
+func TestSetOKStatus(t *testing.T) {
+	ok := OKPacket(300, 70000, 0x0003, 2) // affected and insert id take multi-byte lenenc ints
+	if !SetOKStatus(ok, 0x0002) {
+		t.Fatal("SetOKStatus refused a well-formed OK")
+	}
+	got, err := ParseOK(ok)
+	if err != nil || got.Status != 0x0002 || got.AffectedRows != 300 || got.InsertID != 70000 || got.Warnings != 2 {
+		t.Fatalf("after SetOKStatus: %+v %v", got, err)
+	}
+	for _, bad := range [][]byte{nil, {ErrHeader, 1, 2}, {OKHeader, 0xfc, 1}, {OKHeader, 0, 0, 2}} {
+		if SetOKStatus(bad, 1) {
+			t.Errorf("SetOKStatus(% x) = true", bad)
+		}
+	}
+}

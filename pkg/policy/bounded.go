@@ -103,6 +103,15 @@ func writtenTables(n ast.StmtNode, db string) []TableRef {
 	w := &walker{ctes: map[string]bool{}, aliases: map[string]*ast.TableName{}, targets: map[*ast.TableName]bool{}}
 	n.Accept(w)
 	c.markTargets(n, w)
+	if d, ok := n.(*ast.DeleteStmt); ok && d.IsMultiTable && d.Tables != nil {
+		// DELETE x FROM a x ...: the names listed are aliases of the tables
+		// deleted from, not tables of their own.
+		for _, t := range d.Tables.Tables {
+			if t.Schema.L == "" && w.aliases[t.Name.L] != nil && w.aliases[t.Name.L] != t {
+				delete(w.targets, t)
+			}
+		}
+	}
 	var out []TableRef
 	seen := map[TableRef]bool{}
 	for _, t := range w.names {

@@ -99,8 +99,10 @@ func FuzzByteSize(f *testing.F) {
 	})
 }
 
-// FuzzReadOnly: the read-only judge never panics, and what it admits is, by
-// the classifier's own account, a read, a session or transaction command.
+// FuzzReadOnly: the read-only and max_affected_rows judges never panic,
+// what the read-only judge admits is, by the classifier's own account, a
+// read, a session or transaction command, and a write to bound is one
+// statement.
 func FuzzReadOnly(f *testing.F) {
 	for _, s := range []string{
 		"SELECT 1", "SELECT count (1)", "SELECT `count`(1)", "SELECT nextval(s)", "SET tx_read_only=0",
@@ -115,6 +117,9 @@ func FuzzReadOnly(f *testing.F) {
 	prepared := func(name string) (string, bool) { return "SELECT 1", name == "s" }
 	f.Fuzz(func(t *testing.T, sql string) {
 		st := Classify(sql, "db")
+		if b := BoundWrite(st, "db"); b.Write && (b.Refuse != "" || st.Count != 1) {
+			t.Fatalf("BoundWrite(%q) = %+v", sql, b)
+		}
 		if ReadOnlyReason(sql, st, prepared) != "" {
 			return
 		}

@@ -165,10 +165,10 @@ func (j *roJudge) text(sql string, depth int) string {
 
 // collect notes the tables a statement names (CTEs aside).
 func (j *roJudge) collect(n ast.Node) {
-	w := &walker{ctes: map[string]bool{}, aliases: map[string]*ast.TableName{}}
-	n.Accept(w)
-	for _, t := range w.names {
-		if t.Schema.L == "" && w.ctes[t.Name.L] {
+	c := tableCollector{}
+	n.Accept(&c)
+	for _, t := range c.names {
+		if t.Schema.L == "" && c.ctes[t.Name.L] {
 			continue
 		}
 		r := TableRef{Schema: t.Schema.O, Name: t.Name.O}
@@ -178,6 +178,27 @@ func (j *roJudge) collect(n ast.Node) {
 		j.tables = append(j.tables, r)
 	}
 }
+
+// tableCollector gathers table names and CTE names.
+type tableCollector struct {
+	names []*ast.TableName
+	ctes  map[string]bool
+}
+
+func (c *tableCollector) Enter(n ast.Node) (ast.Node, bool) {
+	switch x := n.(type) {
+	case *ast.TableName:
+		c.names = append(c.names, x)
+	case *ast.CommonTableExpression:
+		if c.ctes == nil {
+			c.ctes = map[string]bool{}
+		}
+		c.ctes[x.Name.L] = true
+	}
+	return n, false
+}
+
+func (c *tableCollector) Leave(n ast.Node) (ast.Node, bool) { return n, true }
 
 // Session variables a read-only session may not set: the transaction access
 // mode (the server-side half of read-only), and those that change what the

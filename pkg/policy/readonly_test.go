@@ -233,3 +233,19 @@ func TestPureFunctionsAreMariaDBBuiltins(t *testing.T) {
 		t.Fatal("SELECT now () admitted")
 	}
 }
+
+// BenchmarkReadOnlyPointSelect is the read_only judge's cost on the
+// statement most agents send most.
+func BenchmarkReadOnlyPointSelect(b *testing.B) {
+	sql := "SELECT c FROM sbtest1 WHERE id = 4711"
+	st := Classify(sql, "bench")
+	b.ReportAllocs()
+	for b.Loop() {
+		if r, _ := ReadOnly(sql, st, "bench", nil); r != "" {
+			b.Fatal(r)
+		}
+		if w := BoundWrite(st, "bench"); w.Refuse != "" || w.Write {
+			b.Fatal(w)
+		}
+	}
+}

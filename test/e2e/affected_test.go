@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -239,5 +240,69 @@ func mustConnExec(t *testing.T, c *sql.Conn, q string, args ...any) {
 	t.Helper()
 	if _, err := c.ExecContext(context.Background(), q, args...); err != nil {
 		t.Fatalf("%s: %v", q, err)
+	}
+}
+
+// TestMaxAffectedRowsLoadDataLocal: LOAD DATA LOCAL INFILE streams the
+// client's file inside the bounded transaction; a file with more rows than
+// the limit loads nothing.
+func TestMaxAffectedRowsLoadDataLocal(t *testing.T) {
+	m := testutil.StartMariaDB(t)
+	root := m.Open(t, "")
+	blastFixture(t, root)
+	dir := t.TempDir()
+	big, small := filepath.Join(dir, "big.csv"), filepath.Join(dir, "small.csv")
+	if err := os.WriteFile(big, []byte("11,k,1\n12,l,2\n13,m,3\n14,n,4\n15,o,5\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(small, []byte("21,p,1\n22,q,2\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	load := func(db *sql.DB, file string) (sql.Result, error) {
+		return db.Exec(fmt.Sprintf("LOAD DATA LOCAL INFILE '%s' INTO TABLE items FIELDS TERMINATED BY ','", file))
+	}
+	count := func() int {
+		var n int
+		if err := root.QueryRow("SELECT COUNT(*) FROM blast.items").Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+
+	// Directly, the big file loads all five rows.
+	direct, err := sql.Open("mysql", m.DSN("warden", "warden-pass", "blast")+"&allowAllFiles=true")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer direct.Close()
+	if res, err := load(direct, big); err != nil {
+		t.Fatal(err)
+	} else if n, _ := res.RowsAffected(); n != 5 {
+		t.Fatalf("direct load: %d rows", n)
+	}
+	blastFixture(t, root)
+
+	pfile := filepath.Join(dir, "policy.yaml")
+	writePolicy(t, pfile, "limits:\n  - name: blast\n    max_affected_rows: 2\n")
+	d := harness.Start(t, harness.Options{Extra: "policy:\n  file: " + pfile + "\nallow_local_infile: true\n"})
+	db, err := sql.Open("mysql", d.DSN("blast", "allowAllFiles=true"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	db.SetMaxOpenConns(1)
+	if _, err := load(db, big); !isLimit(err, "max_affected_rows") {
+		t.Fatalf("big load through sqlwarden: %v", err)
+	}
+	if n := count(); n != 5 {
+		t.Fatalf("%d rows after the refused load, want the fixture's 5", n)
+	}
+	if res, err := load(db, small); err != nil {
+		t.Fatal(err)
+	} else if n, _ := res.RowsAffected(); n != 2 {
+		t.Fatalf("small load: %d rows", n)
+	}
+	if n := count(); n != 7 {
+		t.Fatalf("%d rows after the small load, want 7", n)
 	}
 }
