@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"crypto/tls"
 	"io"
 	"log/slog"
 	"net"
@@ -114,4 +115,10 @@ func TestBackendWatch(t *testing.T) {
 		t.Fatal("a removed connection was reported")
 	}
 	w.remove(key, backend)
+
+	// A TLS backend is watched through the socket under it.
+	plain, _ := tcpPair(t)
+	if _, ok := rawConn(tls.Client(plain, &tls.Config{})); !ok {
+		t.Fatal("no socket found under a TLS connection")
+	}
 }
