@@ -35,6 +35,7 @@ type Conn struct {
 	MaxPacket int
 
 	buf []byte // reassembly buffer for payloads that do not fit in R
+	hdr [4]byte
 }
 
 // BufferSize is the size of each leg's read and write buffer.
@@ -170,9 +171,11 @@ func (c *Conn) WritePacket(payload []byte) error {
 		if n > MaxPayload {
 			n = MaxPayload
 		}
-		hdr := [4]byte{byte(n), byte(n >> 8), byte(n >> 16), c.Seq}
+		// A field, not a local: the writer may hand the slice to the
+		// transport, which would move a local to the heap on every packet.
+		c.hdr = [4]byte{byte(n), byte(n >> 8), byte(n >> 16), c.Seq}
 		c.Seq++
-		if _, err := c.W.Write(hdr[:]); err != nil {
+		if _, err := c.W.Write(c.hdr[:]); err != nil {
 			return err
 		}
 		if _, err := c.W.Write(payload[:n]); err != nil {

@@ -139,7 +139,7 @@ func (s *Server) dialControl(be *Backend, addr string) (*client.Conn, error) {
 	dialer := &net.Dialer{Timeout: controlTimeout, Control: s.opts.DialControl, KeepAlive: 30 * time.Second}
 	ctx, cancel := context.WithTimeout(context.Background(), controlTimeout)
 	defer cancel()
-	return client.ConnectWithDialer(ctx, "tcp", addr, cred.User, cred.Password, "", dialer.DialContext, func(c *client.Conn) error {
+	return client.ConnectWithDialer(ctx, "tcp", addr, cred.User, cred.Password, "", s.dialer(dialer), func(c *client.Conn) error {
 		c.ReadTimeout, c.WriteTimeout = controlTimeout, controlTimeout
 		c.SetAttributes(map[string]string{"_client_name": "sqlwarden", "program_name": "sqlwarden-control"})
 		if be.TLS != nil {

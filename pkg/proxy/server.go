@@ -43,6 +43,10 @@ type Options struct {
 	// DialControl marks the proxy's own backend sockets so the redirect
 	// never sends them back to the proxy.
 	DialControl func(network, address string, c syscall.RawConn) error
+	// Dial opens every backend connection (sessions, control connections,
+	// the version probe) in place of a TCP dial with DialControl; nil in
+	// the daemon. Tests connect the proxy to an in-process backend with it.
+	Dial func(ctx context.Context, network, address string) (net.Conn, error)
 	// AllowLocalInfile lets policy-approved LOAD DATA LOCAL INFILE through
 	// (the file always comes from the client).
 	AllowLocalInfile bool
@@ -244,6 +248,15 @@ func (s *Server) append(r *audit.Record) error {
 func (s *Server) appendAsync(r *audit.Record) error {
 	s.stamp(r)
 	return s.opts.Audit.AppendAsync(r)
+}
+
+// dialer is how backend connections are opened: d (a TCP dialer marked
+// by DialControl), or Options.Dial when set.
+func (s *Server) dialer(d *net.Dialer) func(ctx context.Context, network, address string) (net.Conn, error) {
+	if s.opts.Dial != nil {
+		return s.opts.Dial
+	}
+	return d.DialContext
 }
 
 func (s *Server) stamp(r *audit.Record) {

@@ -439,9 +439,9 @@ func (s *session) dialBackend(addr string, cred Credential, be *Backend) error {
 	_ = s.raw.SetDeadline(deadline.Add(5 * time.Second))
 	ctx, cancel := context.WithDeadline(s.ctx, deadline)
 	defer cancel()
-	dialer := &net.Dialer{Control: s.srv.opts.DialControl, KeepAlive: 30 * time.Second}
+	dialer := s.srv.dialer(&net.Dialer{Control: s.srv.opts.DialControl, KeepAlive: 30 * time.Second})
 	dial := func(ctx context.Context, network, address string) (net.Conn, error) {
-		c, err := dialer.DialContext(ctx, network, address)
+		c, err := dialer(ctx, network, address)
 		if err == nil {
 			_ = c.SetDeadline(deadline)
 		}

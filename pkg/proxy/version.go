@@ -34,7 +34,7 @@ func (s *Server) probeVersion() {
 			c.SetAttributes(map[string]string{"_client_name": "sqlwarden", "program_name": "sqlwarden-version-probe"})
 			return nil
 		}
-		bc, err := client.ConnectWithDialer(ctx, "tcp", be.Address, cred.User, cred.Password, "", dialer.DialContext, opt)
+		bc, err := client.ConnectWithDialer(ctx, "tcp", be.Address, cred.User, cred.Password, "", s.dialer(dialer), opt)
 		cancel()
 		if err != nil {
 			s.log.Info("backend version probe", "backend", be.Name, "addr", be.Address, "err", err)
