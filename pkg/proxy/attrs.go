@@ -55,14 +55,24 @@ func backendAttrs(clientAttrs map[string]string, identity, session string) map[s
 		if keep <= 0 {
 			break
 		}
-		v = v[:min(keep, len(v))]
-		for len(v) > 0 && !utf8.ValidString(v) {
-			v = v[:len(v)-1]
-		}
-		out[k] = v
+		out[k] = cutRunes(v[:min(keep, len(v))])
 		break
 	}
 	return out
+}
+
+// cutRunes drops an incomplete UTF-8 sequence that a cut left at the end
+// of s; whatever else s holds stays as the client sent it.
+func cutRunes(s string) string {
+	for i := len(s) - 1; i >= 0 && i >= len(s)-utf8.UTFMax; i-- {
+		if utf8.RuneStart(s[i]) {
+			if !utf8.FullRuneInString(s[i:]) {
+				return s[:i]
+			}
+			break
+		}
+	}
+	return s
 }
 
 // attrLen is the size of one attribute in the login packet: two

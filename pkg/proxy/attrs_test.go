@@ -53,6 +53,42 @@ func TestBackendAttrs(t *testing.T) {
 	}
 }
 
+// FuzzBackendAttrs: whatever the client sends, the login's attribute block
+// fits what a server accepts, carries sqlwarden's own attributes, and keeps
+// each client attribute whole or (the one the cut falls in) as a prefix.
+func FuzzBackendAttrs(f *testing.F) {
+	f.Add("program_name", "mysql", 1, "")
+	f.Add("big", "x", 70000, "")
+	f.Add("big", "é", 40000, "\xff")
+	f.Add("sqlwarden_identity", "root", 1, "")
+	f.Add("k", "\xe2\x82", 30000, "\xac")
+	f.Add("bytes", "\xffx", 35000, "") // not UTF-8 at all: kept as sent, cut once
+	f.Fuzz(func(t *testing.T, k, unit string, n int, tail string) {
+		if n < 0 || n > 1<<17 || len(unit)*n > 1<<18 {
+			return
+		}
+		v := strings.Repeat(unit, n) + tail
+		client := map[string]string{k: v, k + "2": v, "small": "s"}
+		got := backendAttrs(client, "agent", "s1")
+		total := 0
+		for gk, gv := range got {
+			total += attrLen(gk, gv)
+			if strings.HasPrefix(gk, "sqlwarden_") {
+				continue
+			}
+			if cv, ok := client[gk]; !ok || !strings.HasPrefix(cv, gv) {
+				t.Fatalf("attribute %q = %d bytes, not a prefix of the client's", gk, len(gv))
+			}
+		}
+		if total > maxAttrBytes {
+			t.Fatalf("attribute block of %d bytes", total)
+		}
+		if got[attrIdentity] != "agent" || got[attrSession] != "s1" {
+			t.Fatalf("sqlwarden's attributes: %q %q", got[attrIdentity], got[attrSession])
+		}
+	})
+}
+
 // TestSetAttributesReplacesDefaults logs in with go-mysql's client to a
 // listener that reads the login with the proxy's own handshake parser: the
 // attributes are exactly the ones set, none of go-mysql's defaults.
