@@ -131,6 +131,15 @@ func (wordPolicy) Decide(_ *proxy.Identity, st *proxy.Statement, _ proxy.Session
 func (wordPolicy) Limits(string) proxy.Limits { return proxy.Limits{} }
 func (wordPolicy) Version() uint64            { return 1 }
 
+// ReadOnly and BoundWrite serve limits, which these tests do not set.
+func (wordPolicy) ReadOnly(string, *proxy.Statement, string, func(string) (string, bool)) (string, []proxy.TableRef) {
+	return "not judged by the test policy", nil
+}
+
+func (wordPolicy) BoundWrite(*proxy.Statement, string) proxy.BoundedWrite {
+	return proxy.BoundedWrite{Refuse: "not judged by the test policy"}
+}
+
 // emailMasker replaces every value of a column named email with "***".
 type emailMasker struct{}
 
