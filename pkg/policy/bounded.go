@@ -50,6 +50,8 @@ func BoundWrite(st *Statement, db string) BoundedWrite {
 			}
 		case *ast.CallStmt:
 			return BoundedWrite{Refuse: "CALL runs a procedure whose writes cannot be counted"}
+		case *ast.LockTablesStmt:
+			return BoundedWrite{Refuse: "LOCK TABLES: the transaction a bounded write runs in would release the locks"}
 		case *ast.TruncateTableStmt:
 			return BoundedWrite{Refuse: "TRUNCATE removes every row and cannot be rolled back"}
 		case *ast.DropTableStmt:

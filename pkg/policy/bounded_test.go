@@ -30,6 +30,7 @@ func TestBoundWrite(t *testing.T) {
 		{sql: "UPDATE t SET a = f(1) WHERE id = 1", refuse: "function f may be a stored function"},
 		{sql: "SELECT shop.purge()", refuse: "function purge"},
 		{sql: "CALL p()", refuse: "CALL"},
+		{sql: "LOCK TABLES t WRITE", refuse: "LOCK TABLES"},
 		{sql: "TRUNCATE t", refuse: "TRUNCATE"},
 		{sql: "DROP TABLE t", refuse: "DROP TABLE"},
 		{sql: "DROP DATABASE shop", refuse: "DROP DATABASE"},

@@ -12,6 +12,13 @@ import (
 // transaction runs under.
 const savepointName = "sqlwarden_max_affected_rows"
 
+// The transaction a bounded write opens ends without chaining a new one or
+// releasing the connection, whatever the session's completion_type.
+const (
+	commitSQL   = "COMMIT AND NO CHAIN NO RELEASE"
+	rollbackSQL = "ROLLBACK AND NO CHAIN NO RELEASE"
+)
+
 // boundedRun is a write a max_affected_rows limit runs in a transaction or
 // savepoint of its own.
 type boundedRun struct {
@@ -155,7 +162,7 @@ func (s *session) forwardBounded(p []byte, seq uint8, st *stmtAudit, run *bounde
 	switch {
 	case t.Err != nil:
 		// The server undid the failed statement; end what we opened.
-		end := "ROLLBACK"
+		end := rollbackSQL
 		if savepoint {
 			end = "RELEASE SAVEPOINT " + savepointName
 		}
@@ -186,7 +193,7 @@ func (s *session) forwardBounded(p []byte, seq uint8, st *stmtAudit, run *bounde
 		}
 		return s.replyClient(reply)
 	}
-	ok, serr, err := s.ownExec("COMMIT")
+	ok, serr, err := s.ownExec(commitSQL)
 	if err != nil {
 		return s.backendLost(s.client.Seq, err)
 	}
@@ -243,7 +250,7 @@ func (s *session) readBounded(seq uint8, binary bool) ([]byte, bool, error) {
 // undoBounded rolls back a write that went over the limit.
 func (s *session) undoBounded(savepoint bool) error {
 	if !savepoint {
-		return s.endBounded("ROLLBACK", false)
+		return s.endBounded(rollbackSQL, false)
 	}
 	// Both travel together: the second cannot fail if the first did not.
 	s.backend.Seq = 0

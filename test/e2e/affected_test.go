@@ -159,6 +159,19 @@ func TestMaxAffectedRows(t *testing.T) {
 	if inTx() != 0 {
 		t.Fatal("a committed write left a transaction open")
 	}
+	// Whatever the session's completion_type, the proxy's COMMIT neither
+	// chains a new transaction nor drops the connection.
+	for _, ct := range []string{"CHAIN", "RELEASE"} {
+		mustConnExec(t, conn, "SET completion_type = '"+ct+"'")
+		mustConnExec(t, conn, "UPDATE items SET qty = 12 WHERE id = 1")
+		if _, err := conn.ExecContext(ctx, "UPDATE items SET qty = 0 WHERE id IS NOT NULL"); !isLimit(err, "max_affected_rows") {
+			t.Fatalf("completion_type %s: over-limit UPDATE: %v", ct, err)
+		}
+		if inTx() != 0 {
+			t.Fatalf("completion_type %s: the proxy's COMMIT chained a transaction", ct)
+		}
+	}
+	mustConnExec(t, conn, "SET completion_type = DEFAULT")
 	var qty int
 	if err := root.QueryRow("SELECT qty FROM blast.items WHERE id = 2").Scan(&qty); err != nil || qty != 11 {
 		t.Fatalf("committed write not visible to another session: %d %v", qty, err)
@@ -211,6 +224,7 @@ func TestMaxAffectedRows(t *testing.T) {
 		"CALL wipe()",                           // writes nobody counts
 		"UPDATE items SET qty = 0 WHERE id = 1; DELETE FROM items WHERE id = id", // multi-statement write
 		"TRUNCATE items",
+		"LOCK TABLES items WRITE", // a bounded write's transaction would release it
 	} {
 		if _, err := conn.ExecContext(ctx, q); !isLimit(err, "max_affected_rows") {
 			t.Errorf("%s: %v, want ERR 1226", q, err)
