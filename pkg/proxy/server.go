@@ -70,9 +70,12 @@ type Server struct {
 
 	nextConn atomic.Uint32
 
-	// watch notices backends that close idle sessions (nil: not available).
-	watch     *backendWatch
-	closeOnce sync.Once
+	// watch notices backends that close idle sessions; started with the
+	// first backend login (nil: not available).
+	watchMu     sync.Mutex
+	watch       *backendWatch
+	watchFailed bool
+	watchClosed bool
 
 	mu        sync.Mutex
 	listeners []net.Listener
@@ -126,13 +129,35 @@ func New(opts Options) (*Server, error) {
 	}
 	srv := &Server{opts: opts, log: opts.Log, sessions: map[*session]struct{}{}, version: opts.ServerVersion}
 	srv.nextConn.Store(proxyConnIDBase)
-	w, err := newBackendWatch(opts.Log)
-	if err != nil {
-		opts.Log.Warn("backends closing idle sessions are noticed only at the next command", "err", err)
-	} else {
-		srv.watch = w
-	}
 	return srv, nil
+}
+
+// backendWatch returns the server's watch, starting it on first use; nil
+// when it cannot run (then a backend's close is noticed at the session's
+// next command) or the server has shut down.
+func (s *Server) backendWatch() *backendWatch {
+	s.watchMu.Lock()
+	defer s.watchMu.Unlock()
+	if s.watch == nil && !s.watchFailed && !s.watchClosed {
+		w, err := newBackendWatch(s.log)
+		if err != nil {
+			s.watchFailed = true
+			s.log.Warn("backends closing idle sessions are noticed only at the next command", "err", err)
+			return nil
+		}
+		s.watch = w
+	}
+	return s.watch
+}
+
+func (s *Server) closeWatch() {
+	s.watchMu.Lock()
+	defer s.watchMu.Unlock()
+	s.watchClosed = true
+	if s.watch != nil {
+		s.watch.close()
+		s.watch = nil
+	}
 }
 
 // Serve accepts connections on ln until Shutdown. It may be called for
@@ -198,11 +223,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	done := make(chan struct{})
 	go func() { s.wg.Wait(); close(done) }()
 	defer s.closeControls()
-	defer s.closeOnce.Do(func() {
-		if s.watch != nil {
-			s.watch.close()
-		}
-	})
+	defer s.closeWatch()
 	select {
 	case <-done:
 		return nil

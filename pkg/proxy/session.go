@@ -101,6 +101,7 @@ type session struct {
 	busy     bool
 	// backendGone: the backend hung up (noticed by the server's watch).
 	backendGone bool
+	watch       *backendWatch // nil: not watched
 	watchKey    uint64
 }
 
@@ -171,8 +172,8 @@ func (s *session) run() {
 		s.cancel()
 		s.raw.Close()
 		if s.backend != nil {
-			if srv.watch != nil {
-				srv.watch.remove(s.watchKey, s.backend.Conn)
+			if s.watch != nil {
+				s.watch.remove(s.watchKey, s.backend.Conn)
 			}
 			s.backend.Close()
 		}
@@ -321,8 +322,8 @@ func (s *session) run() {
 			return
 		}
 	}
-	if srv.watch != nil {
-		s.watchKey = srv.watch.add(s, s.backend.Conn)
+	if s.watch = srv.backendWatch(); s.watch != nil {
+		s.watchKey = s.watch.add(s, s.backend.Conn)
 	}
 	_ = s.raw.SetDeadline(time.Time{})
 
