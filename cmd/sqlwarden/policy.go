@@ -194,6 +194,15 @@ func runPolicyTest(w io.Writer, o policyTestOpts, sql string) (int, error) {
 	case policy.ActionApprove:
 		code = exitApprove
 	}
+	var verdicts []limitVerdict
+	if o.identity != "" && st.Refused == "" {
+		verdicts = limitVerdicts(e.LimitsFor(o.identity), sql, st, o.db)
+		for _, v := range verdicts {
+			if v.Refused {
+				code = exitDeny // the proxy refuses it before policy
+			}
+		}
+	}
 	if o.json {
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
@@ -202,7 +211,8 @@ func runPolicyTest(w io.Writer, o policyTestOpts, sql string) (int, error) {
 			Statement *policy.Statement `json:"classification"`
 			Decision  policy.Decision   `json:"decision"`
 			Limits    []limitRow        `json:"limits,omitempty"`
-		}{st, d, limits})
+			Verdicts  []limitVerdict    `json:"limit_verdicts,omitempty"`
+		}{st, d, limits, verdicts})
 	}
 	list := func(s []string) string {
 		if len(s) == 0 {
@@ -248,10 +258,48 @@ func runPolicyTest(w io.Writer, o policyTestOpts, sql string) (int, error) {
 	if d.Message != "" {
 		fmt.Fprintf(w, "message:         %s\n", d.Message)
 	}
+	for _, v := range verdicts {
+		fmt.Fprintf(w, "%-16s %s  [%s]\n", v.Kind+":", v.Verdict, v.Limit)
+	}
 	if o.identity != "" {
 		printLimits(w, o.identity, limits)
 	}
 	return code, nil
+}
+
+// limitVerdict is how a statement-judging limit treats the statement.
+type limitVerdict struct {
+	Kind    string `json:"kind"`
+	Limit   string `json:"limit"`
+	Refused bool   `json:"refused"`
+	Verdict string `json:"verdict"`
+}
+
+// limitVerdicts judges a statement as the proxy's read_only and
+// max_affected_rows limits would, as far as that can be done without the
+// server (views and storage engines are looked up there).
+func limitVerdicts(l policy.EffectiveLimits, sql string, st *policy.Statement, db string) []limitVerdict {
+	var out []limitVerdict
+	if l.ReadOnly {
+		v := limitVerdict{Kind: "read_only", Limit: l.By[policy.LimitReadOnly], Verdict: "admitted (views it reads are judged against the server)"}
+		if why, _ := policy.ReadOnly(sql, st, db, nil); why != "" {
+			v.Refused, v.Verdict = true, "refused: "+why
+		}
+		out = append(out, v)
+	}
+	if l.IsSet(policy.LimitMaxAffectedRows) {
+		v := limitVerdict{Kind: "max_affected_rows", Limit: l.By[policy.LimitMaxAffectedRows], Verdict: "not a write"}
+		switch b := policy.BoundWrite(st, db); {
+		case b.Refuse != "":
+			v.Refused, v.Verdict = true, "refused: "+b.Refuse
+		case b.Write:
+			v.Verdict = fmt.Sprintf("bounded: run in a transaction or savepoint, rolled back past %d rows (tables with an engine that cannot roll back are refused by the proxy)", l.MaxAffectedRows)
+		case b.Execute != "":
+			v.Verdict = "judged at EXECUTE by the text " + b.Execute + " was prepared from"
+		}
+		out = append(out, v)
+	}
+	return out
 }
 
 func newPolicyCheckCmd() *cobra.Command {

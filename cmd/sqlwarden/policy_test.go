@@ -33,6 +33,12 @@ limits:
   - name: everyone
     max_rows: 5000
     max_connections: 16
+  - name: frozen
+    identities: ["reporter"]
+    read_only: true
+  - name: blast
+    identities: ["writer"]
+    max_affected_rows: 100
 `), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -58,6 +64,11 @@ limits:
 			"max_connections:           16  [everyone]"}},
 		{"limits with sql", policyTestOpts{file: file, identity: "human"}, "SELECT 1", exitAllow, []string{"rule:            default", "max_rows:                  5000, on_exceed error  [everyone]"}},
 		{"no limits", policyTestOpts{identity: "x"}, "", exitAllow, []string{`limits:          none for identity "x"`}},
+		{"read_only admits", policyTestOpts{file: file, identity: "reporter"}, "SELECT count(*) FROM t", exitAllow, []string{"read_only:       admitted", "[frozen]"}},
+		{"read_only refuses", policyTestOpts{file: file, identity: "reporter"}, "SELECT nextval(s)", exitDeny, []string{"read_only:       refused: function NEXTVAL advances a sequence  [frozen]"}},
+		{"max_affected_rows bounds", policyTestOpts{file: file, identity: "writer"}, "UPDATE t SET a = 1 WHERE id > 5", exitAllow, []string{"max_affected_rows: bounded", "past 100 rows", "[blast]"}},
+		{"max_affected_rows refuses", policyTestOpts{file: file, identity: "writer"}, "CALL p()", exitDeny, []string{"max_affected_rows: refused: CALL"}},
+		{"limit verdicts json", policyTestOpts{file: file, identity: "reporter", json: true}, "CALL p()", exitDeny, []string{`"limit_verdicts"`, `"refused": true`}},
 		{"limits json", policyTestOpts{file: file, identity: "agent-7", json: true}, "", exitAllow, []string{`"kind": "statement_timeout"`, `"value": "5s"`, `"limit": "agents"`, `"on_exceed": "truncate"`}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
