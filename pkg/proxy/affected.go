@@ -305,6 +305,7 @@ func (s *session) replyClient(pl []byte) error {
 		if err := s.client.WritePacket(pl); err != nil {
 			return s.clientLost(err)
 		}
+		s.srv.opts.Observer.Bytes(len(pl)+4, 0)
 	}
 	if err := s.client.Flush(); err != nil {
 		return s.clientLost(err)
