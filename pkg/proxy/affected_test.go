@@ -1,0 +1,127 @@
+package proxy_test
+
+import (
+	"errors"
+	"slices"
+	"testing"
+
+	gm "github.com/go-mysql-org/go-mysql/mysql"
+
+	"github.com/sqlwarden/sqlwarden/pkg/audit"
+	"github.com/sqlwarden/sqlwarden/pkg/proxy"
+	"github.com/sqlwarden/sqlwarden/pkg/proxy/proxytest"
+)
+
+// boundPolicy sets max_affected_rows 1 for everyone and treats UPDATE as a
+// write to shop.t.
+type boundPolicy struct{ wordPolicy }
+
+func (boundPolicy) Limits(string) proxy.Limits {
+	l := proxy.Limits{MaxAffectedRows: 1}
+	l.By[proxy.LimitMaxAffectedRows] = "blast"
+	return l
+}
+
+func (boundPolicy) BoundWrite(st *proxy.Statement, _ string) proxy.BoundedWrite {
+	if st.Classification.Kind == "UPDATE" {
+		return proxy.BoundedWrite{Write: true, Tables: []proxy.TableRef{{Schema: "shop", Name: "t"}}}
+	}
+	return proxy.BoundedWrite{}
+}
+
+// tableLookup is the query the proxy's control connection asks about a table.
+const tableLookup = "SELECT t.ENGINE, t.TABLE_TYPE, v.VIEW_DEFINITION FROM information_schema.TABLES t " +
+	"LEFT JOIN information_schema.VIEWS v ON v.TABLE_SCHEMA = t.TABLE_SCHEMA AND v.TABLE_NAME = t.TABLE_NAME " +
+	"WHERE t.TABLE_SCHEMA = ? AND t.TABLE_NAME = ?"
+
+func boundHarness(t *testing.T, engine string) *harness {
+	h := newHarness(t, func(o *proxy.Options) { o.Policy = boundPolicy{} })
+	h.be.HandlePrepared(tableLookup, 2, proxytest.Rows("information_schema", "TABLES",
+		[]string{"ENGINE", "TABLE_TYPE", "VIEW_DEFINITION"}, []any{engine, "BASE TABLE", nil}))
+	return h
+}
+
+// after returns what the backend received after (and including) the first
+// occurrence of sql.
+func after(be *proxytest.Backend, sql string) []string {
+	got := be.Received()
+	if i := slices.Index(got, sql); i >= 0 {
+		return got[i:]
+	}
+	return nil
+}
+
+func TestBoundedWriteCommits(t *testing.T) {
+	h := boundHarness(t, "InnoDB")
+	const q = "UPDATE t SET a = 1 WHERE id = 1"
+	h.be.Handle(q, proxytest.OK(1))
+	c := h.connect(t)
+	r, err := c.Conn.Execute(q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.AffectedRows != 1 {
+		t.Fatalf("affected %d", r.AffectedRows)
+	}
+	want := []string{"START TRANSACTION", q, "COMMIT AND NO CHAIN NO RELEASE"}
+	if got := after(h.be, "START TRANSACTION"); !slices.Equal(got, want) {
+		t.Fatalf("backend received %q, want %q", got, want)
+	}
+}
+
+func TestBoundedWriteRollsBack(t *testing.T) {
+	h := boundHarness(t, "InnoDB")
+	const q = "UPDATE t SET a = 1 WHERE id IS NOT NULL"
+	h.be.Handle(q, proxytest.OK(5))
+	c := h.connect(t)
+	_, err := c.Conn.Execute(q)
+	var me *gm.MyError
+	if !errors.As(err, &me) || me.Code != 1226 || me.Message != "sqlwarden: limit blast: max_affected_rows: statement changed 5 rows, more than 1: rolled back" {
+		t.Fatalf("got %v", err)
+	}
+	want := []string{"START TRANSACTION", q, "ROLLBACK AND NO CHAIN NO RELEASE"}
+	if got := after(h.be, "START TRANSACTION"); !slices.Equal(got, want) {
+		t.Fatalf("backend received %q, want %q", got, want)
+	}
+	_, out := h.audit.statement(t, q)
+	if out.Status != audit.StatusError || out.Error == nil || out.Error.Code != 1226 || out.Limit == nil || out.Limit.Kind != "max_affected_rows" {
+		t.Fatalf("outcome %+v", out)
+	}
+}
+
+// A COMMIT that fails is the statement's failure: the client gets the
+// server's error, not the statement's OK.
+func TestBoundedWriteCommitFails(t *testing.T) {
+	h := boundHarness(t, "InnoDB")
+	const q = "UPDATE t SET a = 2 WHERE id = 1"
+	h.be.Handle(q, proxytest.OK(1))
+	h.be.Handle("COMMIT AND NO CHAIN NO RELEASE", proxytest.Error(1213, "40001", "Deadlock found when trying to get lock; try restarting transaction"))
+	c := h.connect(t)
+	_, err := c.Conn.Execute(q)
+	var me *gm.MyError
+	if !errors.As(err, &me) || me.Code != 1213 || me.State != "40001" {
+		t.Fatalf("got %v, want the COMMIT's 1213", err)
+	}
+	_, out := h.audit.statement(t, q)
+	if out.Status != audit.StatusError || out.Error == nil || out.Error.Code != 1213 {
+		t.Fatalf("outcome %+v", out)
+	}
+	// The session goes on.
+	if _, err := c.Conn.Execute("SELECT 1"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestBoundedWriteNonTransactional(t *testing.T) {
+	h := boundHarness(t, "MyISAM")
+	const q = "UPDATE t SET a = 3"
+	c := h.connect(t)
+	_, err := c.Conn.Execute(q)
+	var me *gm.MyError
+	if !errors.As(err, &me) || me.Code != 1226 || me.Message != "sqlwarden: limit blast: max_affected_rows: shop.t uses the MyISAM engine, whose writes cannot be rolled back" {
+		t.Fatalf("got %v", err)
+	}
+	if received(h.be, q) {
+		t.Fatal("the backend saw the refused write")
+	}
+}
