@@ -27,6 +27,8 @@ type Follower struct {
 	off   int64  // offset in f of the first byte not yet read into buf
 	buf   []byte // unconsumed bytes read from f
 	chunk []byte
+	// caughtUp: the last read reached the end of the records
+	caughtUp bool
 	// Skipped counts lines that were not valid records (never shipped).
 	Skipped uint64
 }
@@ -125,16 +127,26 @@ func (fl *Follower) openNext() (bool, error) {
 	return true, fl.open(pick)
 }
 
+// followReadAtEnd is the read size once the follower has caught up: the
+// live segment continues with zeros allocated ahead of the records, and a
+// full chunk of them would be copied on every poll.
+const followReadAtEnd = 16 << 10
+
 // fill reads what was written after fl.off into fl.buf, up to the records'
 // end (see recordsEnd): zero bytes are space allocated ahead of the records,
 // never consumed. It returns how many bytes it added.
 func (fl *Follower) fill() (int, error) {
-	n, err := fl.f.ReadAt(fl.chunk, fl.off)
+	want := fl.chunk
+	if fl.caughtUp {
+		want = want[:followReadAtEnd]
+	}
+	n, err := fl.f.ReadAt(want, fl.off)
 	if err != nil && !errors.Is(err, io.EOF) {
 		return 0, fmt.Errorf("read segment: %w", err)
 	}
-	data := fl.chunk[:n]
+	data := want[:n]
 	data = data[:recordsEnd(data)]
+	fl.caughtUp = len(data) < len(want)
 	fl.buf = append(fl.buf, data...)
 	fl.off += int64(len(data))
 	return len(data), nil
