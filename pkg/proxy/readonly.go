@@ -85,7 +85,7 @@ func (s *session) readOnlyViews(tables []TableRef, depth int) (string, error) {
 			return "view " + name + ": views nested too deeply", nil
 		}
 		if info.definition == "" {
-			return "view " + name + ": its definition is not visible to sqlwarden's database account", nil
+			return "view " + name + ": its definition is not visible to sqlwarden's database account (grant it SHOW VIEW)", nil
 		}
 		// The server stores definitions in its canonical form: backquoted
 		// names, standard strings.
