@@ -584,3 +584,32 @@ func TestReadOnlyReloadAndReset(t *testing.T) {
 		t.Fatalf("qty %d, %v: want the two writes made while read_only was off", qty, err)
 	}
 }
+
+// TestReadOnlyReaderAccount: with the recommended backend account (SELECT
+// only) a read-only session works, and a view whose definition that
+// account cannot see is refused rather than trusted.
+func TestReadOnlyReaderAccount(t *testing.T) {
+	m := testutil.StartMariaDB(t)
+	root := setupDB(t, m, "roreader")
+	mustExec(t, root, "CREATE VIEW roreader.v AS SELECT id, name FROM roreader.items")
+	mustExec(t, root, "DROP USER IF EXISTS 'ro_reader'@'%'")
+	mustExec(t, root, "CREATE USER 'ro_reader'@'%' IDENTIFIED BY 'reader-pass'")
+	mustExec(t, root, "GRANT SELECT ON roreader.* TO 'ro_reader'@'%'")
+	t.Cleanup(func() { mustExec(t, root, "DROP USER IF EXISTS 'ro_reader'@'%'") })
+
+	pfile := filepath.Join(t.TempDir(), "policy.yaml")
+	writePolicy(t, pfile, "limits:\n  - name: readers\n    read_only: true\n")
+	d := harness.Start(t, harness.Options{
+		Extra:    "policy:\n  file: " + pfile + "\n",
+		Backends: fmt.Sprintf("  - name: default\n    address: %s\n    user: ro_reader\n    password: reader-pass\n", m.Addr),
+	})
+	db := d.Open(t, "roreader")
+	var n int
+	if err := db.QueryRow("SELECT COUNT(*) FROM items").Scan(&n); err != nil || n != 3 {
+		t.Fatalf("read through a SELECT-only account: %d %v", n, err)
+	}
+	_, err := db.Exec("SELECT * FROM v")
+	if !isLimit(err, "read_only") || !strings.Contains(err.Error(), "grant it SHOW VIEW") {
+		t.Fatalf("view with an invisible definition: %v", err)
+	}
+}
