@@ -12,6 +12,8 @@ func FuzzLine(f *testing.F) {
 	f.Add([]byte(`{"ts":"2026-11-25T10:00:00Z","event":"outcome","seq":2,"params":[{"type":"LONGLONG","value":18446744073709551615}],"hash":"`))
 	f.Add([]byte(`{}`))
 	f.Add([]byte("\x00\x00\x00\n"))
+	f.Add([]byte("{\"a\":1}\n{\"b\"\x00\x002}\n{\"c\":3}\n\x00\x00\x00"))
+	f.Add([]byte("{\"a\":1}\n{\"b\":2\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00x"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		for _, line := range bytes.Split(data, []byte("\n")) {
 			canonical, h, err := SplitLine(line)
@@ -29,13 +31,36 @@ func FuzzLine(f *testing.F) {
 				t.Fatalf("parseEntry %+v disagrees with the decoder (seq %d)", e, r.Seq)
 			}
 		}
+		// readers see exactly the complete lines before the first zero byte
+		// (the live segment's preallocated tail)
+		end := recordsEnd(data)
+		want := bytes.SplitAfter(data[:end], []byte("\n"))
+		if len(want[len(want)-1]) == 0 || want[len(want)-1][len(want[len(want)-1])-1] != '\n' {
+			want = want[:len(want)-1]
+		}
 		sc := newLineScanner(bytes.NewReader(data))
+		var got [][]byte
 		for {
-			if _, err := sc.next(); err != nil {
+			line, err := sc.next()
+			if err != nil {
 				break
 			}
+			got = append(got, append(append([]byte(nil), line...), '\n'))
 		}
-		scanTail(data)
+		if len(got) != len(want) {
+			t.Fatalf("scanner returned %d lines, want %d", len(got), len(want))
+		}
+		for i := range got {
+			if !bytes.Equal(got[i], want[i]) {
+				t.Fatalf("line %d: %q, want %q", i, got[i], want[i])
+			}
+		}
+		if len(trimZeros(data[sc.off:])) != len(sc.torn) {
+			t.Fatalf("torn %d bytes, but %d non-zero bytes follow the lines", len(sc.torn), len(trimZeros(data[sc.off:])))
+		}
+		if validEnd, _, _, _ := scanTail(data); validEnd > int64(end) {
+			t.Fatalf("scanTail's end %d is past the records' end %d", validEnd, end)
+		}
 	})
 }
 
@@ -58,6 +83,9 @@ func FuzzAppendRoundTrip(f *testing.F) {
 			t.Fatalf("splice: %v (%s)", err, body)
 		}
 		line := appendHashSuffix(canon, sha256Sum(canon))
+		if bytes.IndexByte(line, 0) >= 0 {
+			t.Fatalf("a record holds a zero byte, which readers take for the end of the records: %q", line)
+		}
 		got, err := CheckLine(line[:len(line)-1])
 		if err != nil {
 			t.Fatalf("check: %v\n%s", err, line)
