@@ -461,6 +461,14 @@ func TestReadOnlyCorpus(t *testing.T) {
 		rows.Close()
 	}
 
+	// Refused although they change no row: they hold handles and locks.
+	for _, q := range []string{"HANDLER items OPEN", "SELECT * FROM items FOR UPDATE", "SELECT * FROM items LOCK IN SHARE MODE",
+		"SELECT * FROM items WHERE id IN (SELECT id FROM items FOR UPDATE)"} {
+		if _, err := db.Exec(q); !isLimit(err, "read_only") {
+			t.Errorf("%s: %v, want ERR 1226 read_only", q, err)
+		}
+	}
+
 	// The refusal is journaled with the limit that fired.
 	_, o := d.FindStatement(t, "CALL wipe()")
 	if o == nil || o.Status != audit.StatusBlocked || o.Error == nil || o.Error.Code != 1226 || o.Limit == nil ||
