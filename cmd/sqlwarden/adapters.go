@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 
@@ -144,6 +145,7 @@ func (p policyAdapter) classify(sql, db string, d sqltext.Dialect) *proxy.Statem
 		Opaque:         st,
 		Cacheable:      st.Count == 1 && cacheableKinds[st.Kind] && !st.DynamicSQL && d.Mode&sqltext.LexMode == 0,
 		Refused:        st.Refused,
+		Reread:         st.SetsSession || !st.Parsed || slices.Contains(st.Kinds, "EXECUTE"),
 	}
 	if len(st.Kinds) > 1 {
 		out.Classification.Kinds = st.Kinds

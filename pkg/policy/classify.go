@@ -60,11 +60,16 @@ type Statement struct {
 	Digest string `json:"digest"`          // normalized text, literals replaced by ?
 	Parsed bool   `json:"parsed"`          // false also when the text of a PREPARE ... FROM 'text' is unreadable
 	Err    string `json:"error,omitempty"` // why it is not Parsed
-	// Refused says why the text cannot be judged at all (sqltext could not
-	// decide how the server reads it): the statement must not run, whatever
-	// the policy says. Kind is then unparsed.
-	Refused string         `json:"refused,omitempty"`
-	Nodes   []ast.StmtNode `json:"-"` // the parsed statements, for masking lineage; do not modify
+	// Refused says why the statement must not run, whatever the policy says:
+	// how the server reads its text cannot be decided (sqltext; Kind is then
+	// unparsed), or it changes the session in a way the proxy cannot follow
+	// (an unsupported sql_mode or client character set, session tracking).
+	Refused string `json:"refused,omitempty"`
+	// SetsSession: the text assigns the sql_mode or the client character
+	// set, which change how the server reads later statements; the proxy
+	// reads the session back after it runs.
+	SetsSession bool           `json:"sets_session,omitempty"`
+	Nodes       []ast.StmtNode `json:"-"` // the parsed statements, for masking lineage; do not modify
 	// Text is what was parsed: the statement as the server runs it
 	// (sqltext.Executable), for analyses that need the text itself.
 	Text    string          `json:"-"`
@@ -107,6 +112,7 @@ func ClassifyAs(sql, currentDB string, d sqltext.Dialect) (st *Statement) {
 	parserPool.Put(p)
 	if err != nil {
 		st.Kind, st.Count, st.Err = KindUnparsed, 1, firstLine(err.Error())
+		st.Refused = unparsedRefusal(text)
 		return st
 	}
 	if len(nodes) == 0 {
@@ -116,11 +122,13 @@ func ClassifyAs(sql, currentDB string, d sqltext.Dialect) (st *Statement) {
 	st.Parsed = true
 	st.Nodes = nodes
 	st.Count = len(nodes)
-	c := classifier{db: currentDB, st: st, dialect: d}
-	for _, n := range nodes {
+	c := classifier{db: currentDB, st: st, dialect: d, lastLexingSet: -1}
+	for i, n := range nodes {
+		c.index = i
 		c.statement(n, 0)
 	}
 	c.finish()
+	c.sessionFinish()
 	return st
 }
 
@@ -144,6 +152,9 @@ type classifier struct {
 	db      string
 	st      *Statement
 	dialect sqltext.Dialect
+	// index is the statement of the text being classified; lastLexingSet
+	// the last one that sets the sql_mode or client character set (-1: none).
+	index, lastLexingSet int
 
 	read, written map[string]bool
 	funcs         map[string]bool
@@ -179,6 +190,10 @@ func (c *classifier) statement(n ast.StmtNode, depth int) {
 	case *ast.UseStmt:
 		c.db = x.DBName
 		return
+	case *ast.SetStmt:
+		if depth == 0 {
+			c.setStmt(x, c.index)
+		}
 	case *ast.PrepareStmt:
 		if x.SQLVar != nil {
 			c.st.DynamicSQL = true
@@ -261,6 +276,9 @@ func (c *classifier) merge(in *Statement) {
 			c.st.Refused = "prepared text: " + in.Refused
 		}
 		return
+	}
+	if in.Refused != "" && c.st.Refused == "" {
+		c.st.Refused = "prepared text: " + in.Refused
 	}
 	if r := kindRank(in.Kind); r > c.maxRank {
 		c.maxRank, c.st.Kind = r, in.Kind

@@ -300,3 +300,50 @@ func TestMeaningfulWhere(t *testing.T) {
 		})
 	}
 }
+
+// TestClassifySessionSettings: statements that change how the server reads
+// what follows are marked (the proxy reads the session back after them) or
+// refused when the proxy could not follow them.
+func TestClassifySessionSettings(t *testing.T) {
+	for _, tt := range []struct {
+		sql     string
+		sets    bool
+		refused string
+	}{
+		{"SELECT 1", false, ""},
+		{"SET @x = 1", false, ""},
+		{"SET sql_mode = 'ANSI_QUOTES'", true, ""},
+		{"SET @@session.sql_mode = CONCAT(@@sql_mode, ',NO_BACKSLASH_ESCAPES')", true, ""},
+		{"SET SESSION sql_mode = 'NO_BACKSLASH_ESCAPES'", true, ""},
+		{"SET GLOBAL sql_mode = 'ANSI'", false, ""},
+		{"SET NAMES utf8mb4", true, ""},
+		{"SET NAMES DEFAULT", true, ""},
+		{"SET CHARACTER SET latin1", true, ""},
+		{"SELECT 1; SET sql_mode = ''", true, ""},
+		{"SET sql_mode = 'ORACLE'", true, "ORACLE is not supported"},
+		{"SET NAMES gbk", true, "gbk is refused"},
+		{"SET NAMES 'big5' COLLATE big5_bin", false, "big5 is refused"}, // character sets the parser does not know: refused as text
+		{"SET CHARACTER SET sjis", false, "sjis is refused"},
+		{"SET CHARSET cp932", false, "cp932 is refused"},
+		{"SET character_set_client = gb18030", true, "gb18030 is refused"},
+		{"SET @@character_set_client = 'gbk_chinese_ci'", true, "gbk is refused"},
+		{"SET character_set_client = CONCAT('g', 'bk')", true, "literal name"},
+		{"SET character_set_client = @cs", true, "literal name"},
+		{"SET sql_mode = 'ANSI_QUOTES'; SELECT \"a\" FROM t", true, "must be the last statement"},
+		{"SET NAMES latin1; SELECT 1", true, "must be the last statement"},
+		{"EXECUTE s; SELECT 1", false, "EXECUTE must be the last"},
+		{"SET session_track_system_variables = ''", false, "session_track_system_variables is refused"},
+		{"SET @@session.session_track_schema = OFF", false, "session_track_schema is refused"},
+		{"PREPARE s FROM 'SET session_track_system_variables = \"\"'", false, "prepared text: SET of session_track_system_variables"},
+		{"PREPARE s FROM 'SET NAMES gbk'", false, "prepared text: client character set gbk"},
+		{"PREPARE s FROM 'SET sql_mode = \"NO_BACKSLASH_ESCAPES\"'", false, ""},
+		{"SET STATEMENT sql_mode = 'NO_BACKSLASH_ESCAPES' FOR SELECT 1", false, "SET STATEMENT sql_mode"},
+		{"set statement session_track_system_variables='' for select 1", false, "SET STATEMENT session_track_system_variables"},
+		{"SET STATEMENT max_statement_time = 1 FOR SELECT 1", false, ""},
+	} {
+		s := Classify(tt.sql, "")
+		if s.SetsSession != tt.sets || (tt.refused == "") != (s.Refused == "") || !strings.Contains(s.Refused, tt.refused) {
+			t.Errorf("%q: sets_session %v, refused %q; want %v, %q", tt.sql, s.SetsSession, s.Refused, tt.sets, tt.refused)
+		}
+	}
+}

@@ -1,14 +1,9 @@
 package proxy
 
 import (
-	"errors"
-	"reflect"
 	"slices"
 	"strings"
 	"unicode/utf8"
-	"unsafe"
-
-	"github.com/go-mysql-org/go-mysql/client"
 )
 
 // maxAttrBytes bounds the connection-attribute block of a login: MariaDB and
@@ -89,20 +84,4 @@ func lenEncLen(n int) int {
 		return 4
 	}
 	return 9
-}
-
-// setAttributes makes attrs the whole attribute set of c's login. go-mysql's
-// client starts every connection with attributes of its own (_client_name
-// go-mysql, _os, _platform, _runtime_version, _client_version) and its
-// SetAttributes only adds to them, so the map is replaced in place; go.mod
-// pins the go-mysql release whose layout this relies on, and
-// TestSetAttributesReplacesDefaults checks the login carries attrs alone.
-func setAttributes(c *client.Conn, attrs map[string]string) error {
-	f := reflect.ValueOf(c).Elem().FieldByName("attributes")
-	if !f.IsValid() || f.Type() != reflect.TypeOf(attrs) {
-		c.SetAttributes(attrs)
-		return errors.New("set connection attributes: go-mysql's client has no attribute map to replace; its own defaults stay")
-	}
-	reflect.NewAt(f.Type(), unsafe.Pointer(f.UnsafeAddr())).Elem().Set(reflect.ValueOf(attrs))
-	return nil
 }

@@ -8,8 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-mysql-org/go-mysql/client"
-
 	"github.com/sqlwarden/sqlwarden/pkg/mysql"
 )
 
@@ -89,10 +87,10 @@ func FuzzBackendAttrs(f *testing.F) {
 	})
 }
 
-// TestSetAttributesReplacesDefaults logs in with go-mysql's client to a
-// listener that reads the login with the proxy's own handshake parser: the
-// attributes are exactly the ones set, none of go-mysql's defaults.
-func TestSetAttributesReplacesDefaults(t *testing.T) {
+// TestLoginCarriesExactlyTheAttributes logs in with the proxy's backend
+// login to a listener that reads it with the proxy's own handshake parser:
+// the attributes are exactly the ones given.
+func TestLoginCarriesExactlyTheAttributes(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -119,19 +117,11 @@ func TestSetAttributesReplacesDefaults(t *testing.T) {
 		_ = mc.Flush()
 	}()
 	want := map[string]string{"_client_name": "libmariadb", attrSession: "s1", "program_name": "mysql"}
-	var setErr error
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	c, err := client.ConnectWithDialer(ctx, "tcp", ln.Addr().String(), "u", "", "", (&net.Dialer{}).DialContext, func(c *client.Conn) error {
-		setErr = setAttributes(c, maps.Clone(want))
-		return nil
-	})
-	if err == nil {
-		c.Close()
+	c, _, err := dialLogin(context.Background(), (&net.Dialer{}).DialContext, ln.Addr().String(), &Backend{}, 1<<20, &mysql.ClientConfig{User: "u", Collation: 45, Attrs: maps.Clone(want)})
+	if err != nil {
+		t.Fatal(err)
 	}
-	if setErr != nil {
-		t.Fatal(setErr)
-	}
+	c.Close()
 	if a := <-got; !maps.Equal(a, want) {
 		t.Fatalf("login attributes %v, want %v", a, want)
 	}

@@ -97,9 +97,14 @@ type Statement struct {
 	// (plain reads and writes), so a session may reuse a verdict for the same
 	// digest. Shared between sessions: never modified after Classify.
 	Cacheable bool
-	// Refused says why the text cannot be judged (how the server reads it
-	// cannot be decided): the statement is refused whatever the policy says.
+	// Refused says why the statement is refused whatever the policy says:
+	// how the server reads its text cannot be decided, or it changes the
+	// session in a way the proxy cannot follow.
 	Refused string
+	// Reread: the statement may change how the backend reads the next one
+	// (a SET of sql_mode or the client character set, EXECUTE, text the
+	// parser could not read); the proxy reads the session back after it.
+	Reread bool
 	// Prepares are the SQL-level PREPAREs of the text, in order, so the
 	// session knows what a later EXECUTE runs; Deallocates the names it drops.
 	Prepares    []SQLPrepare

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -12,6 +13,7 @@ import (
 	gm "github.com/go-mysql-org/go-mysql/mysql"
 	"github.com/pingcap/errors"
 
+	"github.com/sqlwarden/sqlwarden/pkg/mysql"
 	"github.com/sqlwarden/sqlwarden/pkg/sqltext"
 )
 
@@ -32,9 +34,11 @@ func TestLoginFailure(t *testing.T) {
 			"sqlwarden: backend db at 10.0.0.1:3306 unreachable: no answer within 1s"},
 		{"closed", &unreachableError{err: errors.Trace(errors.Wrapf(gm.ErrBadConn, "io.ReadFull(header) failed. err %v", io.EOF)), timeout: time.Second}, 1045, "08S01",
 			"sqlwarden: backend db at 10.0.0.1:3306 unreachable: connection closed during login"},
-		{"backend refuses", errors.Trace(&gm.MyError{Code: 1040, State: "08004", Message: "Too many connections"}), 1040, "08004",
+		{"closed at the greeting", &unreachableError{err: fmt.Errorf("read greeting: %w", io.EOF), timeout: time.Second}, 1045, "08S01",
+			"sqlwarden: backend db at 10.0.0.1:3306 unreachable: connection closed during login"},
+		{"backend refuses", fmt.Errorf("auth: %w", &mysql.ServerError{Code: 1040, State: "08004", Message: "Too many connections"}), 1040, "08004",
 			"sqlwarden: backend db at 10.0.0.1:3306 refused the login: Too many connections"},
-		{"client-range code", &gm.MyError{Code: 2013, State: "HY000", Message: "lost"}, 1045, "HY000",
+		{"client-range code", &mysql.ServerError{Code: 2013, State: "HY000", Message: "lost"}, 1045, "HY000",
 			"sqlwarden: backend db at 10.0.0.1:3306 refused the login: lost"},
 		{"session refused", &sqltext.RefusedError{Reason: "sql_mode X"}, 1235, "", "sqlwarden: session refused: sql_mode X"},
 	}

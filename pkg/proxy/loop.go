@@ -175,6 +175,11 @@ func (s *session) command(p []byte, seq uint8) error {
 			s.mstApplied = 0
 			s.hasLast = false
 			err = s.afterReset()
+			if err == nil {
+				// It also put session variables (session tracking too) back
+				// to the server's defaults.
+				err = s.resetSession()
+			}
 		}
 		return err
 	case gm.COM_PROCESS_KILL:

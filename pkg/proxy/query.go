@@ -297,13 +297,24 @@ func (s *session) forward(p []byte, seq uint8, kind mysql.ReplyKind, st *stmtAud
 		plan = st.plan
 	}
 	binary := p[0] == gm.COM_STMT_EXECUTE
+	var err error
 	if st != nil && s.lim.StatementTimeout > 0 {
 		s.armWatchdog()
-		err := s.relay(kind, binary, seq+1, plan, nil)
+		err = s.relay(kind, binary, seq+1, plan, nil)
 		s.disarmWatchdog()
+	} else {
+		err = s.relay(kind, binary, seq+1, plan, nil)
+	}
+	if err != nil {
 		return err
 	}
-	return s.relay(kind, binary, seq+1, plan, nil)
+	// A statement that may have changed how the backend reads the next one
+	// (or a reply whose status says so) is followed by reading the session
+	// back: session tracking alone misses a route that turns it off.
+	if s.needReread || (st != nil && st.st != nil && st.st.Reread && p[0] != gm.COM_STMT_PREPARE) {
+		return s.rereadSession()
+	}
+	return nil
 }
 
 // backendLost ends the session after the backend failed; the client gets an
@@ -396,7 +407,15 @@ func (s *session) relay(kind mysql.ReplyKind, binary bool, seq uint8, plan MaskP
 				s.cols = append(s.cols, append([]byte(nil), pl...))
 				continue
 			}
+		case mysql.PktOK:
+			if s.tracking {
+				if out, err = s.sessionOK(pl); err != nil {
+					return err
+				}
+			}
+			s.checkStatus(t.Status)
 		case mysql.PktEOF:
+			s.sessionEOF(pl)
 			if capOn && t.InRows() {
 				status, _ = mysql.ParseEOF(pl)
 			}

@@ -17,7 +17,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/go-mysql-org/go-mysql/client"
 	gm "github.com/go-mysql-org/go-mysql/mysql"
 	"github.com/pingcap/tidb/pkg/parser/charset"
 
@@ -35,7 +34,12 @@ type session struct {
 	raw     net.Conn
 	client  *mysql.Conn
 	backend *mysql.Conn
-	bconn   *client.Conn
+	// tracking: the backend leg negotiated CLIENT_SESSION_TRACK and reports
+	// every system variable a statement changes in its OK.
+	tracking bool
+	// needReread: a reply said the session's lexing state may have changed
+	// in a way the proxy did not follow; read it back before the next command.
+	needReread bool
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -440,119 +444,135 @@ func (s *session) dialBackend(addr string, cred Credential, be *Backend) error {
 	_ = s.raw.SetDeadline(deadline.Add(5 * time.Second))
 	ctx, cancel := context.WithDeadline(s.ctx, deadline)
 	defer cancel()
-	dialer := s.srv.dialer(&net.Dialer{Control: s.srv.opts.DialControl, KeepAlive: 30 * time.Second})
-	dial := func(ctx context.Context, network, address string) (net.Conn, error) {
-		c, err := dialer(ctx, network, address)
-		if err == nil {
-			_ = c.SetDeadline(deadline)
-		}
-		return c, err
-	}
-	bc, err := s.loginBackend(ctx, dial, addr, cred, be)
+	err := s.loginBackend(ctx, addr, cred, be)
 	if err != nil {
-		var me *gm.MyError
+		var se *mysql.ServerError
 		var re *sqltext.RefusedError
-		if errors.As(err, &me) || errors.As(err, &re) {
+		if errors.As(err, &se) || errors.As(err, &re) {
 			return err
 		}
 		return &unreachableError{err: err, timeout: timeout, timedOut: !time.Now().Before(deadline)}
 	}
-	_ = bc.Conn.Conn.SetDeadline(time.Time{})
+	_ = s.backend.SetDeadline(time.Time{})
 	return nil
 }
 
-// loginBackend logs into the backend and reads what the session needs.
-func (s *session) loginBackend(ctx context.Context, dial client.Dialer, addr string, cred Credential, be *Backend) (*client.Conn, error) {
-	opt := func(c *client.Conn) error {
-		for _, f := range []uint32{gm.CLIENT_FOUND_ROWS, gm.CLIENT_IGNORE_SPACE, gm.CLIENT_MULTI_STATEMENTS, gm.CLIENT_MULTI_RESULTS, gm.CLIENT_PS_MULTI_RESULTS} {
-			if s.caps&f != 0 {
-				c.SetCapability(f)
-			}
-		}
-		if s.srv.opts.AllowLocalInfile && s.caps&gm.CLIENT_LOCAL_FILES != 0 {
-			c.SetCapability(gm.CLIENT_LOCAL_FILES)
-		}
-		// Never negotiate what the client leg cannot carry.
-		c.UnsetCapability(gm.CLIENT_QUERY_ATTRIBUTES)
-		c.UnsetCapability(gm.CLIENT_COMPRESS)
-		c.UnsetCapability(gm.CLIENT_ZSTD_COMPRESSION_ALGORITHM)
-		c.UnsetCapability(gm.CLIENT_DEPRECATE_EOF)
-		if co, err := charset.GetCollationByID(int(s.hs.Charset)); err == nil && co.ID <= 255 {
-			if err := c.SetCollation(co.Name); err != nil {
-				return err
-			}
-		}
-		identity := ""
-		if s.identity != nil {
-			identity = s.identity.Name
-		}
-		if err := setAttributes(c, backendAttrs(s.hs.Attrs, identity, s.id)); err != nil {
-			s.log.Warn("backend login attributes", "err", err)
-		}
-		if be.TLS != nil {
-			c.SetTLSConfig(be.TLS)
-		}
-		return nil
+// loginBackend logs into the backend, within ctx, and sets the session up.
+func (s *session) loginBackend(ctx context.Context, addr string, cred Credential, be *Backend) error {
+	caps := uint32(gm.CLIENT_SESSION_TRACK)
+	for _, f := range []uint32{gm.CLIENT_FOUND_ROWS, gm.CLIENT_IGNORE_SPACE, gm.CLIENT_MULTI_STATEMENTS, gm.CLIENT_MULTI_RESULTS, gm.CLIENT_PS_MULTI_RESULTS} {
+		caps |= s.caps & f
 	}
-	bc, err := client.ConnectWithDialer(ctx, "tcp", addr, cred.User, cred.Password, s.db, dial, opt)
+	if s.srv.opts.AllowLocalInfile && s.caps&gm.CLIENT_LOCAL_FILES != 0 {
+		caps |= gm.CLIENT_LOCAL_FILES
+	}
+	collation := uint8(45) // utf8mb4_general_ci
+	if co, err := charset.GetCollationByID(int(s.hs.Charset)); err == nil && co.ID <= 255 {
+		collation = uint8(co.ID)
+	}
+	identity := ""
+	if s.identity != nil {
+		identity = s.identity.Name
+	}
+	dial := s.srv.dialer(&net.Dialer{Control: s.srv.opts.DialControl, KeepAlive: 30 * time.Second})
+	c, info, err := dialLogin(ctx, dial, addr, be, s.srv.opts.MaxPacket, &mysql.ClientConfig{
+		User: cred.User, Password: cred.Password, DB: s.db, Collation: collation, Capabilities: caps,
+		Attrs: backendAttrs(s.hs.Attrs, identity, s.id),
+	})
 	if err != nil {
-		var me *gm.MyError
-		if errors.As(err, &me) {
-			return nil, me
-		}
-		return nil, err
+		return err
 	}
-	s.bconn = bc
-	s.threadID = bc.GetConnectionID()
+	s.threadID = info.ConnectionID
 	s.srv.threads.Store(threadKey{s.beName, s.threadID}, s.identity.Name)
 	s.srv.conns.Store(s.connID, threadKey{s.beName, s.threadID})
-	s.srv.learnVersion(bc.GetServerVersion())
-	if err := s.learnDialect(bc); err != nil {
-		bc.Close()
-		return nil, err
+	s.srv.learnVersion(info.Version)
+	s.noteStatus(info.Status & (gm.SERVER_STATUS_AUTOCOMMIT | gm.SERVER_STATUS_IN_TRANS))
+	s.backend = c
+	s.tracking = info.Capabilities&gm.CLIENT_SESSION_TRACK != 0
+	s.dialect = sqltext.Dialect{Server: sqltext.ParseServerVersion(info.Version)}
+	if err := s.setupSession(); err != nil {
+		c.Close()
+		s.backend = nil
+		return err
 	}
-	var status uint16
-	if bc.IsAutoCommit() {
-		status |= gm.SERVER_STATUS_AUTOCOMMIT
+	return nil
+}
+
+// dialLogin connects to a backend and logs in, all by ctx's deadline; the
+// connection it returns still has that deadline set.
+func dialLogin(ctx context.Context, dial func(ctx context.Context, network, address string) (net.Conn, error), addr string, be *Backend, maxPacket int, cfg *mysql.ClientConfig) (*mysql.Conn, *mysql.ServerInfo, error) {
+	nc, err := dial(ctx, "tcp", addr)
+	if err != nil {
+		return nil, nil, err
 	}
-	if bc.IsInTransaction() {
-		status |= gm.SERVER_STATUS_IN_TRANS
-	}
-	s.noteStatus(status)
-	nc := bc.Conn.Conn
 	if tc, ok := nc.(*net.TCPConn); ok {
 		_ = tc.SetNoDelay(true)
 	}
-	s.backend = mysql.NewConn(nc, s.srv.opts.MaxPacket)
-	return bc, nil
+	if dl, ok := ctx.Deadline(); ok {
+		_ = nc.SetDeadline(dl)
+	}
+	stop := context.AfterFunc(ctx, func() { _ = nc.SetDeadline(time.Now()) })
+	defer stop()
+	if be.TLS != nil {
+		tc := be.TLS
+		if tc.ServerName == "" && !tc.InsecureSkipVerify {
+			tc = tc.Clone()
+			tc.ServerName, _, _ = net.SplitHostPort(addr)
+		}
+		cfg.TLS = tc
+	}
+	c := mysql.NewConn(nc, maxPacket)
+	info, err := mysql.ClientHandshake(c, cfg)
+	if err == nil && !stop() {
+		err = ctx.Err()
+	}
+	if err != nil {
+		nc.Close()
+		return nil, nil, err
+	}
+	return c, info, nil
 }
 
-// learnDialect reads how the backend will read this session's statements:
-// its version from the handshake, the sql_mode and client character set the
-// login left (the client's collation, IGNORE_SPACE, the server's defaults).
-// A mode the parser cannot follow or a character set it cannot read safely
-// refuses the session (a *sqltext.RefusedError).
-func (s *session) learnDialect(bc *client.Conn) error {
-	s.dialect = sqltext.Dialect{Server: sqltext.ParseServerVersion(bc.GetServerVersion())}
-	r, err := bc.Execute("SELECT @@session.sql_mode, @@session.character_set_client")
+// setupSession turns on session tracking on the backend leg (every system
+// variable a statement changes is then named in its OK) and reads how the
+// backend will read this session's statements: the sql_mode and client
+// character set the login left (the client's collation, IGNORE_SPACE, the
+// server's defaults). A mode the parser cannot follow or a character set it
+// cannot read safely refuses the session (a *sqltext.RefusedError).
+func (s *session) setupSession() error {
+	if s.tracking {
+		if _, err := mysql.SimpleQuery(s.backend, "SET SESSION session_track_system_variables = '*'"); err != nil {
+			return fmt.Errorf("turn on session tracking: %w", err)
+		}
+	}
+	return s.readSession()
+}
+
+// readSession reads the session's lexing state from the backend.
+func (s *session) readSession() error {
+	q := "SELECT @@session.sql_mode, @@session.character_set_client"
+	if s.tracking {
+		q += ", @@session.session_track_system_variables"
+	}
+	rows, err := mysql.SimpleQuery(s.backend, q)
 	if err != nil {
 		return fmt.Errorf("read session sql_mode: %w", err)
 	}
-	defer r.Close()
-	mode, err := r.GetString(0, 0)
-	if err != nil {
-		return fmt.Errorf("read session sql_mode: %w", err)
+	if len(rows) != 1 || len(rows[0]) < 2 {
+		return fmt.Errorf("read session sql_mode: %w: %d rows", mysql.ErrMalformed, len(rows))
 	}
-	cs, err := r.GetString(0, 1)
+	mode, err := sqltext.ParseSQLMode(rows[0][0])
 	if err != nil {
-		return fmt.Errorf("read session character set: %w", err)
-	}
-	if s.dialect.Mode, err = sqltext.ParseSQLMode(mode); err != nil {
 		return &sqltext.RefusedError{Reason: err.Error()}
 	}
-	if s.dialect.Charset, err = sqltext.ClientCharset(cs); err != nil {
+	cs, err := sqltext.ClientCharset(rows[0][1])
+	if err != nil {
 		return &sqltext.RefusedError{Reason: err.Error()}
 	}
+	if s.tracking && (len(rows[0]) < 3 || rows[0][2] != "*") {
+		return &sqltext.RefusedError{Reason: "session tracking was turned off (session_track_system_variables is not '*')"}
+	}
+	s.dialect.Mode, s.dialect.Charset = mode, cs
 	return nil
 }
 
@@ -597,7 +617,7 @@ func (e *unreachableError) reason() string {
 // unreachable backend is 1045 with SQLSTATE 08S01 (a connection failure,
 // which pools retry).
 func loginFailure(name, addr string, err error) (code uint16, state, msg string) {
-	var me *gm.MyError
+	var me *mysql.ServerError
 	var re *sqltext.RefusedError
 	var ue *unreachableError
 	switch {

@@ -5,7 +5,7 @@ import (
 	"net"
 	"time"
 
-	"github.com/go-mysql-org/go-mysql/client"
+	"github.com/sqlwarden/sqlwarden/pkg/mysql"
 )
 
 // probeVersion logs into the first backend with a fixed address once, at
@@ -23,25 +23,18 @@ func (s *Server) probeVersion() {
 			continue
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		dialer := &net.Dialer{Timeout: 5 * time.Second, Control: s.opts.DialControl}
-		opt := func(c *client.Conn) error {
-			if err := c.SetCollation("utf8mb4_general_ci"); err != nil {
-				return err
-			}
-			if be.TLS != nil {
-				c.SetTLSConfig(be.TLS)
-			}
-			c.SetAttributes(map[string]string{"_client_name": "sqlwarden", "program_name": "sqlwarden-version-probe"})
-			return nil
-		}
-		bc, err := client.ConnectWithDialer(ctx, "tcp", be.Address, cred.User, cred.Password, "", s.dialer(dialer), opt)
+		dial := s.dialer(&net.Dialer{Timeout: 5 * time.Second, Control: s.opts.DialControl})
+		c, info, err := dialLogin(ctx, dial, be.Address, be, s.opts.MaxPacket, &mysql.ClientConfig{
+			User: cred.User, Password: cred.Password, Collation: 45, // utf8mb4_general_ci
+			Attrs: map[string]string{"_client_name": "sqlwarden", "program_name": "sqlwarden-version-probe"},
+		})
 		cancel()
 		if err != nil {
 			s.log.Info("backend version probe", "backend", be.Name, "addr", be.Address, "err", err)
 			continue
 		}
-		s.learnVersion(bc.GetServerVersion())
-		bc.Close()
+		s.learnVersion(info.Version)
+		c.Close()
 		return
 	}
 }
