@@ -16,9 +16,9 @@ const crashChildEnv = "SQLWARDEN_AUDIT_CRASH_CHILD"
 
 // crashChild appends from 8 goroutines forever, printing every acknowledged
 // record ("session statement_id") once Append returned.
-func crashChild(dir, round string, segmentMax int64) {
+func crashChild(dir, round, syncMode string, segmentMax int64) {
 	j, err := Open(Config{Dir: dir, Node: "node-a", Log: testLog(), CheckpointInterval: 20 * time.Millisecond,
-		SegmentMaxBytes: segmentMax})
+		SegmentMaxBytes: segmentMax, Sync: syncMode})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(3)
@@ -48,7 +48,7 @@ func crashChild(dir, round string, segmentMax int64) {
 func TestMain(m *testing.M) {
 	if dir := os.Getenv(crashChildEnv); dir != "" {
 		segMax, _ := strconv.ParseInt(os.Getenv(crashChildEnv+"_SEGMENT_MAX"), 10, 64)
-		crashChild(dir, os.Getenv(crashChildEnv+"_ROUND"), segMax)
+		crashChild(dir, os.Getenv(crashChildEnv+"_ROUND"), os.Getenv(crashChildEnv+"_SYNC"), segMax)
 		return
 	}
 	os.Exit(m.Run())
@@ -59,27 +59,29 @@ func TestMain(m *testing.M) {
 // the mapped live segment, it is in the page cache, which outlives the
 // process), and the journal must verify (a torn final record may be
 // reported, never tampering) before and after Open cuts the live segment's
-// zero tail. With small segments the kills also land mid-rotation.
+// zero tail. With small segments the kills also land mid-rotation; with
+// sync always the records are pwritten into the allocated blocks instead.
 func TestKill9UnderLoad(t *testing.T) {
 	if testing.Short() {
 		t.Skip("short")
 	}
 	for _, tc := range []struct {
 		name       string
+		sync       string
 		segmentMax int64
-	}{{"one segment", 0}, {"rotating", 48 << 10}} {
-		t.Run(tc.name, func(t *testing.T) { kill9UnderLoad(t, tc.segmentMax) })
+	}{{"one segment", SyncBatch, 0}, {"rotating", SyncBatch, 48 << 10}, {"always", SyncAlways, 48 << 10}} {
+		t.Run(tc.name, func(t *testing.T) { kill9UnderLoad(t, tc.sync, tc.segmentMax) })
 	}
 }
 
-func kill9UnderLoad(t *testing.T, segmentMax int64) {
+func kill9UnderLoad(t *testing.T, syncMode string, segmentMax int64) {
 	dir := t.TempDir()
 	var pub []byte
 	zeroTails := 0
 	for round := 0; round < 10; round++ {
 		cmd := exec.Command(os.Args[0], "-test.run=^$")
 		cmd.Env = append(os.Environ(), crashChildEnv+"="+dir, fmt.Sprintf("%s_ROUND=r%d", crashChildEnv, round),
-			fmt.Sprintf("%s_SEGMENT_MAX=%d", crashChildEnv, segmentMax))
+			fmt.Sprintf("%s_SEGMENT_MAX=%d", crashChildEnv, segmentMax), crashChildEnv+"_SYNC="+syncMode)
 		stdout, _ := cmd.StdoutPipe()
 		var stderr strings.Builder
 		cmd.Stderr = &stderr
@@ -104,7 +106,7 @@ func kill9UnderLoad(t *testing.T, segmentMax int64) {
 		if n < target {
 			t.Fatalf("round %d: child died early after %d acks: %s", round, n, stderr.String())
 		}
-		// the live segment was mapped with blocks allocated ahead of its records
+		// the live segment had blocks allocated ahead of its records
 		segs, _ := ListSegments(dir)
 		if b, err := os.ReadFile(segs[len(segs)-1].Path); err == nil && len(b) > 0 && b[len(b)-1] == 0 {
 			zeroTails++
@@ -145,7 +147,7 @@ func kill9UnderLoad(t *testing.T, segmentMax int64) {
 		}
 	}
 	if zeroTails == 0 {
-		t.Fatal("no kill left a live segment with a zero tail: the mapped path was not exercised")
+		t.Fatal("no kill left a live segment with a zero tail: the preallocated path was not exercised")
 	}
 	// a final open recovers whatever tail is left and the whole journal verifies clean
 	j := openTest(t, dir, nil)
