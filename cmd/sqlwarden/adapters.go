@@ -146,6 +146,8 @@ func (p policyAdapter) classify(sql, db string, d sqltext.Dialect) *proxy.Statem
 		Cacheable:      st.Count == 1 && cacheableKinds[st.Kind] && !st.DynamicSQL && d.Mode&sqltext.LexMode == 0,
 		Refused:        st.Refused,
 		Reread:         st.SetsSession || !st.Parsed || slices.Contains(st.Kinds, "EXECUTE"),
+		// SHOW GRANTS, SHOW CREATE USER, CALL, EXECUTE, unparsed text.
+		ScrubCredentials: st.ShowsCredentials,
 	}
 	if len(st.Kinds) > 1 {
 		out.Classification.Kinds = st.Kinds

@@ -251,6 +251,9 @@ func runPolicyTest(w io.Writer, o policyTestOpts, sql string) (int, error) {
 	if st.FileIO {
 		fmt.Fprintf(w, "server file i/o: true\n")
 	}
+	if len(st.CredentialTables) > 0 {
+		fmt.Fprintf(w, "credentials:     %s (always refused)\n", list(st.CredentialTables))
+	}
 	fmt.Fprintf(w, "functions:       %s\n", list(st.Functions))
 	fmt.Fprintf(w, "digest:          %s\n", st.Digest)
 	fmt.Fprintf(w, "rule:            %s\n", d.Rule)

@@ -55,7 +55,16 @@ type Statement struct {
 	// FileIO: the statement reads or writes a file on the database server's
 	// disk: SELECT ... INTO OUTFILE/DUMPFILE, LOAD_FILE(), LOAD DATA INFILE
 	// (not LOCAL, whose file comes from the client).
-	FileIO bool   `json:"file_io,omitempty"`
+	FileIO bool `json:"file_io,omitempty"`
+	// CredentialTables are the tables holding credentials the statement
+	// names (mysql.user, mysql.global_priv, ...): always refused.
+	CredentialTables []string `json:"credential_tables,omitempty"`
+	// ShowsCredentials: the statement may return SHOW GRANTS or SHOW
+	// CREATE USER output, whose password hashes are scrubbed in flight:
+	// those SHOWs, CALL and EXECUTE (which run statements not seen here)
+	// and text the parser cannot read.
+	ShowsCredentials bool `json:"-"`
+
 	Count  int    `json:"count"`           // statements in a multi-statement
 	Digest string `json:"digest"`          // normalized text, literals replaced by ?
 	Parsed bool   `json:"parsed"`          // false also when the text of a PREPARE ... FROM 'text' is unreadable
@@ -113,6 +122,8 @@ func ClassifyAs(sql, currentDB string, d sqltext.Dialect) (st *Statement) {
 	if err != nil {
 		st.Kind, st.Count, st.Err = KindUnparsed, 1, firstLine(err.Error())
 		st.Refused = unparsedRefusal(text)
+		st.CredentialTables = textCredentialTables(text, currentDB)
+		st.ShowsCredentials = true
 		return st
 	}
 	if len(nodes) == 0 {
@@ -159,6 +170,7 @@ type classifier struct {
 	read, written map[string]bool
 	funcs         map[string]bool
 	routines      map[string]bool
+	creds         map[string]bool
 	// WHERE/LIMIT facts per statement class.
 	writes, writesWhere, writesLimit    int
 	selects, selectsWhere, selectsLimit int
@@ -240,6 +252,15 @@ func (c *classifier) facts(n ast.StmtNode) {
 		if x.FileLocRef != ast.FileLocClient {
 			c.st.FileIO = true
 		}
+	case *ast.ShowStmt:
+		if x.Tp == ast.ShowGrants || x.Tp == ast.ShowCreateUser {
+			c.st.ShowsCredentials = true
+		}
+	case *ast.ExecuteStmt:
+		c.st.ShowsCredentials = true
+	}
+	if _, ok := n.(*ast.CallStmt); ok {
+		c.st.ShowsCredentials = true
 	}
 }
 
@@ -265,6 +286,13 @@ func (c *classifier) routine(schema, name string) {
 
 // merge folds the classification of a PREPARE's text into this one.
 func (c *classifier) merge(in *Statement) {
+	c.st.ShowsCredentials = c.st.ShowsCredentials || in.ShowsCredentials
+	for _, t := range in.CredentialTables {
+		if c.creds == nil {
+			c.creds = map[string]bool{}
+		}
+		c.creds[t] = true
+	}
 	if !in.Parsed {
 		if r := kindRank(KindUnparsed); r > c.maxRank {
 			c.maxRank, c.st.Kind = r, KindUnparsed
@@ -338,6 +366,17 @@ func (c *classifier) finish() {
 	st.TablesWritten = sortedKeys(c.written)
 	st.Functions = sortedKeys(c.funcs)
 	st.Routines = sortedKeys(c.routines)
+	for _, m := range []map[string]bool{c.read, c.written} {
+		for t := range m {
+			if isCredentialTable(t) {
+				if c.creds == nil {
+					c.creds = map[string]bool{}
+				}
+				c.creds[t] = true
+			}
+		}
+	}
+	st.CredentialTables = sortedKeys(c.creds)
 	if st.IntoOutfile || c.funcs["LOAD_FILE"] {
 		st.FileIO = true
 	}

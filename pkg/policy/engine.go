@@ -185,6 +185,9 @@ func (e *Engine) compile(data []byte) (*compiled, error) {
 // fails closed: it matches and denies, with the evaluation error in the
 // message, unless the rule says on_error: skip.
 func (e *Engine) Decide(in Input) Decision {
+	if in.Statement != nil && len(in.Statement.CredentialTables) > 0 {
+		return Decision{Rule: RuleCredentials, Action: ActionDeny, Message: credentialMessage}
+	}
 	c := e.cur.Load()
 	var vars map[string]any
 	name := ""

@@ -358,3 +358,58 @@ func TestDefaultPolicyDocumented(t *testing.T) {
 		t.Error("README.md does not list the built-in policy (DefaultPolicy) verbatim in a yaml block")
 	}
 }
+
+// TestCredentialTablesRefusedWhateverThePolicy: a policy that allows
+// everything, unparsed statements included, still refuses every statement
+// naming a table that holds credentials.
+func TestCredentialTablesRefusedWhateverThePolicy(t *testing.T) {
+	e, err := New(Options{Data: []byte("default: allow\nrules:\n  - {name: everything, action: allow}\n")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	refused := []struct{ sql, db string }{
+		{"SELECT User, authentication_string FROM mysql.user", ""},
+		{"select * from MYSQL.USER", ""},
+		{"SELECT * FROM `mysql`.`global_priv`", "shop"},
+		{"SELECT Password FROM mysql.servers", ""},
+		{"SELECT * FROM user", "mysql"},
+		{"SELECT 1 FROM dual WHERE EXISTS (SELECT 1 FROM mysql.user WHERE User = 'warden')", "shop"},
+		{"SELECT (SELECT Priv FROM mysql.global_priv LIMIT 1) AS p", ""},
+		{"SELECT a FROM t UNION SELECT authentication_string FROM mysql.user", "shop"},
+		{"WITH c AS (SELECT * FROM mysql.user) SELECT * FROM c", ""},
+		{"TABLE mysql.user", ""},
+		{"CREATE VIEW v AS SELECT * FROM mysql.user", "shop"},
+		{"CREATE TABLE x AS SELECT * FROM mysql.global_priv", "shop"},
+		{"INSERT INTO t SELECT Password FROM mysql.servers", "shop"},
+		{"UPDATE mysql.global_priv SET Priv = '{}' WHERE User = 'x'", ""},
+		{"SHOW COLUMNS FROM `user`", "mysql"},
+		{"PREPARE s FROM 'SELECT * FROM mysql.user'", ""},
+		{"SELECT 1; SELECT * FROM mysql.password_reuse_check_history", ""},
+		{"SELECT * FROM mysql.password_history", ""},
+		{"SELECT * FROM mysql.slave_master_info", ""},
+		// Unreadable text: a word-level check.
+		{"HANDLER mysql.user OPEN", ""},
+		{"HANDLER `mysql` . `global_priv` OPEN AS h", "shop"},
+		{"HANDLER user OPEN", "mysql"},
+		{"PREPARE s FROM 'HANDLER mysql.user OPEN'", ""},
+	}
+	for _, tt := range refused {
+		d := e.Decide(Input{Statement: Classify(tt.sql, tt.db)})
+		if d.Rule != RuleCredentials || d.Action != ActionDeny {
+			t.Errorf("%q (db %q): %+v, want %s deny", tt.sql, tt.db, d, RuleCredentials)
+		}
+	}
+	allowed := []struct{ sql, db string }{
+		{"SELECT * FROM shop.user", ""},
+		{"SELECT * FROM user", "shop"},
+		{"SELECT user FROM mysql.db", ""},
+		{"SELECT CURRENT_USER(), USER()", "mysql"},
+		{"SHOW GRANTS", ""},
+		{"SELECT * FROM mysql.user_stats", ""},
+	}
+	for _, tt := range allowed {
+		if d := e.Decide(Input{Statement: Classify(tt.sql, tt.db)}); d.Action != ActionAllow {
+			t.Errorf("%q (db %q): %+v, want allow", tt.sql, tt.db, d)
+		}
+	}
+}

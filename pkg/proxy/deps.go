@@ -105,6 +105,10 @@ type Statement struct {
 	// (a SET of sql_mode or the client character set, EXECUTE, text the
 	// parser could not read); the proxy reads the session back after it.
 	Reread bool
+	// ScrubCredentials says the statement may return SHOW GRANTS or SHOW
+	// CREATE USER output (those SHOWs, CALL, EXECUTE, unparsed text): its
+	// result sets of that shape have password hashes removed in flight.
+	ScrubCredentials bool
 	// Prepares are the SQL-level PREPAREs of the text, in order, so the
 	// session knows what a later EXECUTE runs; Deallocates the names it drops.
 	Prepares    []SQLPrepare

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"strings"
 	"time"
 
 	gm "github.com/go-mysql-org/go-mysql/mysql"
@@ -160,8 +159,7 @@ func (s *session) command(p []byte, seq uint8) error {
 		// whether the backend is alive) but not journaled.
 		return s.forward(p, seq, mysql.ReplyResult, nil)
 	case gm.COM_FIELD_LIST:
-		table, _, _ := strings.Cut(string(p[1:]), "\x00")
-		return s.simple(p, seq, "COM_FIELD_LIST", table, mysql.ReplyFieldList)
+		return s.fieldList(p, seq)
 	case gm.COM_STATISTICS:
 		return s.simple(p, seq, "COM_STATISTICS", "", mysql.ReplyRaw)
 	case gm.COM_SET_OPTION:

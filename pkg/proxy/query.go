@@ -130,6 +130,17 @@ func (s *session) guard(st *stmtAudit, seq uint8) (bool, error) {
 // planMasking asks the masker how to mask the statement's results; a
 // statement that would leak a masked column is refused (and journaled) here.
 func (s *session) planMasking(st *stmtAudit, seq uint8) (bool, error) {
+	ok, err := s.planColumnMasking(st, seq)
+	if ok && st.st != nil && st.st.ScrubCredentials {
+		// Whatever the masking configuration: no password hash or
+		// authentication string reaches a client.
+		st.plan = &credentialPlan{inner: st.plan}
+	}
+	return ok, err
+}
+
+// planColumnMasking plans the configured column masking.
+func (s *session) planColumnMasking(st *stmtAudit, seq uint8) (bool, error) {
 	if s.srv.opts.Masker == nil || st.sql == "" {
 		return true, nil
 	}
@@ -272,6 +283,26 @@ func (s *session) initDB(p []byte, seq uint8) error {
 	return nil
 }
 
+// fieldList handles COM_FIELD_LIST (the column definitions of a table in
+// the current database), judged as the SHOW COLUMNS it is equivalent to:
+// the policy sees the table, and the credential tables stay closed.
+func (s *session) fieldList(p []byte, seq uint8) error {
+	table, _, _ := strings.Cut(string(p[1:]), "\x00")
+	st := &stmtAudit{command: "COM_FIELD_LIST", sql: table, start: s.srv.opts.Now()}
+	st.st = s.srv.opts.Policy.Classify("SHOW COLUMNS FROM `"+strings.ReplaceAll(table, "`", "``")+"`", s.db, s.dialect)
+	// It returns definitions, no rows: nothing to mask.
+	st.planned = true
+	if ok, err := s.guard(st, seq); !ok {
+		return err
+	}
+	if err := s.forward(p, seq, mysql.ReplyFieldList, st); err != nil {
+		s.finish(st)
+		return err
+	}
+	s.finish(st)
+	return nil
+}
+
 // forward sends a command to the backend and streams the reply to the client.
 func (s *session) forward(p []byte, seq uint8, kind mysql.ReplyKind, st *stmtAudit) error {
 	if st != nil {
@@ -391,7 +422,7 @@ func (s *session) relay(kind mysql.ReplyKind, binary bool, seq uint8, plan MaskP
 			if s.lim.StatementTimeout > 0 {
 				out = s.timeoutErr(out, t)
 			}
-			if plan != nil {
+			if plan != nil && redactsErrors(plan) {
 				// A server error can quote a value (a failed cast, a
 				// duplicate key): in a statement over masked data, quoted
 				// values never reach the client or the journal.
