@@ -32,6 +32,7 @@ func appendRecordJSON(b []byte, r *Record) ([]byte, bool) {
 	}
 	b = optString(b, `,"command":`, r.Command)
 	b = optString(b, `,"sql":`, r.SQL)
+	b = optString(b, `,"sql_base64":`, r.SQLBase64)
 	b = optString(b, `,"digest":`, r.Digest)
 	b = optString(b, `,"db":`, r.DB)
 	if len(r.Params) > 0 {

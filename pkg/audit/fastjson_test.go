@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"testing"
 	"time"
+	"unicode/utf8"
 )
 
 func stdEncode(t testing.TB, r *Record) []byte {
@@ -19,7 +20,10 @@ func stdEncode(t testing.TB, r *Record) []byte {
 
 func fastRecords() []*Record {
 	ts := time.Date(2026, 11, 26, 1, 2, 3, 456789000, time.UTC)
+	latin1 := &Record{TS: ts, Event: EventStatement, SessionID: "abc", StatementID: 9, Command: "COM_QUERY"}
+	latin1.SetSQL("SELECT 'caf\xe9'")
 	return []*Record{
+		latin1,
 		{TS: ts, Event: EventStatement, SessionID: "abc", Node: "n1", StatementID: 7, Command: "COM_QUERY",
 			SQL: "SELECT '\"x\"\\\n\t\r\b\f\x01<>&\u2028\u2029 é 😀 \xff'", Digest: "select ?", DB: "shop",
 			Statement:   &Classification{Kind: "SELECT", Kinds: []string{"SELECT", "DELETE"}, TablesRead: []string{"shop.a"}, TablesWrite: []string{"shop.b"}, Statements: 2},
@@ -67,7 +71,7 @@ func FuzzFastJSON(f *testing.F) {
 	f.Add("SELECT 1", "db", "kind", "msg", uint64(1), int64(2))
 	f.Add("\xff\x00\u2028\"\\", "", "", "", uint64(0), int64(-1))
 	f.Fuzz(func(t *testing.T, sql, db, kind, msg string, n uint64, d int64) {
-		r := &Record{TS: time.Unix(0, d).UTC(), Event: EventOutcome, SQL: sql, DB: db, Rows: &n, DurationUS: &d,
+		r := &Record{TS: time.Unix(0, d).UTC(), Event: EventOutcome, SQL: sql, SQLBase64: msg, DB: db, Rows: &n, DurationUS: &d,
 			Statement: &Classification{Kind: kind, TablesRead: []string{db, sql}},
 			Error:     &ErrorInfo{Code: uint16(n), Message: msg}, Columns: []string{msg},
 			Params: []Param{{Type: kind, Value: sql}, {Type: "INT", Value: d}}}
@@ -79,4 +83,27 @@ func FuzzFastJSON(f *testing.F) {
 			t.Fatalf("\n fast %s\n json %s", got, want)
 		}
 	})
+}
+
+// TestSQLBytesExact: a statement that is not valid UTF-8 keeps its bytes in
+// sql_base64 (sql shows U+FFFD); valid text has no copy.
+func TestSQLBytesExact(t *testing.T) {
+	for _, sql := range []string{"SELECT 1", "SELECT 'é'", "SELECT 'caf\xe9'", "UPDATE t SET v = '\xbf\\' -- '", "\xff"} {
+		r := &Record{Event: EventStatement}
+		r.SetSQL(sql)
+		if (r.SQLBase64 != "") == utf8.ValidString(sql) {
+			t.Errorf("%q: sql_base64 %q", sql, r.SQLBase64)
+		}
+		line, ok := appendRecordJSON(nil, r)
+		if !ok || !bytes.Equal(line, stdEncode(t, r)) {
+			t.Fatalf("%q: fast %s, json %s", sql, line, stdEncode(t, r))
+		}
+		got, err := DecodeLine(line)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Text() != sql {
+			t.Errorf("%q: journal gives back %q (%s)", sql, got.Text(), line)
+		}
+	}
 }

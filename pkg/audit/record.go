@@ -1,6 +1,10 @@
 package audit
 
-import "time"
+import (
+	"encoding/base64"
+	"time"
+	"unicode/utf8"
+)
 
 // Event names. Users script against these strings; see DESIGN.md.
 const (
@@ -45,9 +49,14 @@ type Record struct {
 	Reason      string       `json:"reason,omitempty"` // session.denied, session.end
 
 	// statement / outcome
-	StatementID uint64          `json:"statement_id,omitempty"`
-	Command     string          `json:"command,omitempty"` // COM_QUERY, COM_STMT_EXECUTE, ...
-	SQL         string          `json:"sql,omitempty"`
+	StatementID uint64 `json:"statement_id,omitempty"`
+	Command     string `json:"command,omitempty"` // COM_QUERY, COM_STMT_EXECUTE, ...
+	SQL         string `json:"sql,omitempty"`
+	// SQLBase64 holds the statement's exact bytes (standard base64) when
+	// they are not valid UTF-8 (a latin1 session's é): SQL then shows them
+	// with U+FFFD, as JSON must. Readers that run or compare the statement
+	// use Text.
+	SQLBase64   string          `json:"sql_base64,omitempty"`
 	Digest      string          `json:"digest,omitempty"`
 	DB          string          `json:"db,omitempty"`
 	Params      []Param         `json:"params,omitempty"`
@@ -227,6 +236,26 @@ type Checkpoint struct {
 	// IntervalMS is the journal's checkpoint interval, so verify can tell a
 	// stale (possibly truncated) tail from a quiet one.
 	IntervalMS int64 `json:"interval_ms,omitempty"`
+}
+
+// SetSQL records a statement's text: as is, and byte-exact in SQLBase64
+// when it is not valid UTF-8.
+func (r *Record) SetSQL(sql string) {
+	r.SQL = sql
+	if !utf8.ValidString(sql) {
+		r.SQLBase64 = base64.StdEncoding.EncodeToString([]byte(sql))
+	}
+}
+
+// Text is the statement's exact text: SQLBase64 decoded when present (and
+// valid), SQL otherwise.
+func (r *Record) Text() string {
+	if r.SQLBase64 != "" {
+		if b, err := base64.StdEncoding.DecodeString(r.SQLBase64); err == nil {
+			return string(b)
+		}
+	}
+	return r.SQL
 }
 
 // U64 and I64 return pointers for the optional numeric fields.

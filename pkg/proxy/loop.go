@@ -224,7 +224,8 @@ func (s *session) refuse(seq uint8, command, sql string, code uint16, msg string
 func (s *session) refuseState(seq uint8, command, sql string, code uint16, state, msg string) error {
 	s.statements++
 	id := s.statements
-	rec := &audit.Record{Event: audit.EventStatement, SessionID: s.id, StatementID: id, Command: command, SQL: sql, DB: s.db}
+	rec := &audit.Record{Event: audit.EventStatement, SessionID: s.id, StatementID: id, Command: command, DB: s.db}
+	rec.SetSQL(sql)
 	if err := s.srv.append(rec); err != nil {
 		s.log.Error("audit refused command", "err", err)
 	}
@@ -286,7 +287,8 @@ func (s *session) begin(st *stmtAudit, seq uint8) error {
 		st.start = s.srv.opts.Now()
 	}
 	rec := &audit.Record{Event: audit.EventStatement, SessionID: s.id, StatementID: st.id, Command: st.command,
-		SQL: st.sql, DB: s.db, Params: st.params}
+		DB: s.db, Params: st.params}
+	rec.SetSQL(st.sql)
 	if st.st != nil {
 		rec.Digest = st.st.Digest
 		rec.Statement = st.st.Classification

@@ -7,12 +7,14 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"strings"
 	"testing"
 
 	gomysql "github.com/go-sql-driver/mysql"
 
 	"github.com/sqlwarden/sqlwarden/internal/maskfixture"
+	"github.com/sqlwarden/sqlwarden/internal/testutil"
 	"github.com/sqlwarden/sqlwarden/pkg/audit"
 	"github.com/sqlwarden/sqlwarden/pkg/sqltext"
 	"github.com/sqlwarden/sqlwarden/test/harness"
@@ -633,4 +635,67 @@ func TestMaskingSessionModeWalkArounds(t *testing.T) {
 		db.Close()
 	}
 	checkJournalClean(t, d)
+}
+
+// TestJournalKeepsStatementBytes: in a latin1 session a statement is not
+// valid UTF-8. Its statement record carries the exact bytes (sql_base64,
+// with sql the display form), audit search shows it, audit verify passes,
+// and replay runs the same bytes: the target holds the same value.
+func TestJournalKeepsStatementBytes(t *testing.T) {
+	d := harness.Start(t, harness.Options{})
+	root, _ := lexFixture(t, d)
+	const table = "CREATE TABLE swlex.u8 (id INT PRIMARY KEY, v VARCHAR(64) CHARACTER SET utf8mb4)"
+	mustExec(t, root, table)
+	insert := "INSERT INTO u8 VALUES (42, 'caf\xe9')" // é in latin1
+	db, err := sql.Open("mysql", d.DSN("swlex", "charset=latin1&interpolateParams=false"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.SetMaxOpenConns(1)
+	if _, err := db.Exec(insert); err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	if err := db.QueryRow("SELECT COUNT(*) FROM u8 WHERE v = 'caf\xe9'").Scan(&n); err != nil || n != 1 {
+		t.Fatalf("latin1 read back: %d %v", n, err)
+	}
+	db.Close()
+	var hexv string
+	if err := root.QueryRow("SELECT HEX(v) FROM swlex.u8 WHERE id = 42").Scan(&hexv); err != nil || hexv != "636166C3A9" {
+		t.Fatalf("stored value %s %v, want café (636166C3A9)", hexv, err)
+	}
+	recs := d.Settled(t)
+	var st *audit.Record
+	for _, r := range recs {
+		if r.Event == audit.EventStatement && r.Text() == insert {
+			st = r
+		}
+	}
+	if st == nil {
+		t.Fatal("no statement record holds the INSERT's bytes")
+	}
+	if st.SQLBase64 == "" || !strings.Contains(st.SQL, "\uFFFD") {
+		t.Fatalf("record: sql %q, sql_base64 %q", st.SQL, st.SQLBase64)
+	}
+	out, err := exec.Command(harness.Binary(t), "audit", "search", "--dir", d.AuditDir, "--session", st.SessionID, "--event", "statement", "--json").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), `"sql_base64":"`+st.SQLBase64+`"`) {
+		t.Fatalf("audit search: %v\n%s", err, out)
+	}
+	out, err = exec.Command(harness.Binary(t), "audit", "verify", "--dir", d.AuditDir).CombinedOutput()
+	if err != nil {
+		t.Fatalf("audit verify: %v\n%s", err, out)
+	}
+
+	target := testutil.StartSecondMariaDB(t)
+	troot := target.Open(t, "")
+	mustExec(t, troot, "DROP DATABASE IF EXISTS swlex")
+	mustExec(t, troot, "CREATE DATABASE swlex")
+	mustExec(t, troot, table)
+	out, err = exec.Command(harness.Binary(t), "replay", "--session", st.SessionID, "--dir", d.AuditDir, "--target", "root:@tcp("+target.Addr+")/", "-v").CombinedOutput()
+	if err != nil {
+		t.Fatalf("replay: %v\n%s", err, out)
+	}
+	if err := troot.QueryRow("SELECT HEX(v) FROM swlex.u8 WHERE id = 42").Scan(&hexv); err != nil || hexv != "636166C3A9" {
+		t.Fatalf("replayed value %s %v, want 636166C3A9\n%s", hexv, err, out)
+	}
 }

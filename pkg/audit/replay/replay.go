@@ -177,6 +177,7 @@ func isLoopback(s string) bool { ip := net.ParseIP(s); return ip != nil && ip.Is
 
 func replayOne(ctx context.Context, conn *sql.Conn, opt Options, p *pair, curDB *string) Result {
 	st, out := p.stmt, p.out
+	text := st.Text() // the exact bytes that ran, even when not UTF-8
 	res := Result{StatementID: st.StatementID, Seq: st.Seq, Command: st.Command, SQL: st.SQL}
 	if out == nil {
 		res.Verdict, res.Reasons = Skipped, []string{"no outcome recorded (connection ended or daemon stopped)"}
@@ -211,19 +212,19 @@ func replayOne(ctx context.Context, conn *sql.Conn, opt Options, p *pair, curDB 
 	switch st.Command {
 	case "COM_QUERY", "":
 		if wantsRows(out) {
-			rows, digest, retained, err = query(ctx, conn, st.SQL, nil, len(out.Results))
+			rows, digest, retained, err = query(ctx, conn, text, nil, len(out.Results))
 			haveRows = true
 		} else {
-			affected, err = exec(ctx, conn, st.SQL, nil)
+			affected, err = exec(ctx, conn, text, nil)
 		}
-		if err == nil && isUse(st.SQL) {
-			*curDB = strings.Trim(strings.TrimSpace(st.SQL)[4:], " `;\t\n")
+		if err == nil && isUse(text) {
+			*curDB = strings.Trim(strings.TrimSpace(text)[4:], " `;\t\n")
 		}
 	case "COM_INIT_DB":
 		// The proxy records COM_INIT_DB as "USE `name`"; a bare name is accepted too.
 		name := st.DB
-		if st.SQL != "" {
-			name = st.SQL
+		if text != "" {
+			name = text
 			if isUse(name) {
 				name = unquoteIdent(strings.TrimSpace(name)[4:])
 			}
@@ -238,10 +239,10 @@ func replayOne(ctx context.Context, conn *sql.Conn, opt Options, p *pair, curDB 
 			args[i] = paramValue(prm)
 		}
 		if wantsRows(out) {
-			rows, digest, retained, err = query(ctx, conn, st.SQL, args, len(out.Results))
+			rows, digest, retained, err = query(ctx, conn, text, args, len(out.Results))
 			haveRows = true
 		} else {
-			affected, err = exec(ctx, conn, st.SQL, args)
+			affected, err = exec(ctx, conn, text, args)
 		}
 	default:
 		res.Verdict, res.Reasons = Skipped, []string{"command " + st.Command + " is not replayed"}
