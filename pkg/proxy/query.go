@@ -384,8 +384,10 @@ func (s *session) relay(kind mysql.ReplyKind, binary bool, seq uint8, plan MaskP
 	if kind == mysql.ReplyNone {
 		return nil
 	}
-	// Until the reply ends normally, the transaction state is unknown.
-	s.txKnown = false
+	if kind == mysql.ReplyResult {
+		// Until the reply ends normally, the transaction state is unknown.
+		s.txKnown = false
+	}
 	var rm RowMasker
 	if cursor != nil {
 		rm = cursor.masker
