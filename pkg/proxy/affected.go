@@ -94,6 +94,11 @@ func inTransaction(status uint16) bool {
 // or an ERR 1226 naming the limit.
 func (s *session) forwardBounded(p []byte, seq uint8, st *stmtAudit, run *boundedRun) error {
 	st.fwd = s.srv.opts.Now()
+	if s.lim.StatementTimeout != s.mstApplied {
+		if err := s.syncTimeout(); err != nil {
+			return s.backendLost(seq+1, err)
+		}
+	}
 	s.digest.Reset()
 	s.results = nil
 	savepoint, probed := false, false
@@ -142,7 +147,13 @@ func (s *session) forwardBounded(p []byte, seq uint8, st *stmtAudit, run *bounde
 		}
 		firstErr = serr
 	}
+	if s.lim.StatementTimeout > 0 {
+		s.armWatchdog()
+	}
 	reply, rows, err := s.readBounded(seq, p[0] == gm.COM_STMT_EXECUTE)
+	if s.lim.StatementTimeout > 0 {
+		s.disarmWatchdog()
+	}
 	if err != nil {
 		return err
 	}
@@ -238,8 +249,15 @@ func (s *session) readBounded(seq uint8, binary bool) ([]byte, bool, error) {
 				// Refused by the proxy: the client has its ERR already.
 				return nil, false, nil
 			}
-		case mysql.PktOK, mysql.PktErr:
+		case mysql.PktOK:
 			last = append(last[:0], pl...)
+		case mysql.PktErr:
+			out := pl
+			if s.lim.StatementTimeout > 0 {
+				// A statement_timeout firing reads as that limit.
+				out = s.timeoutErr(pl, t)
+			}
+			last = append(last[:0], out...)
 		case mysql.PktColumnCount:
 			rows = true
 		}

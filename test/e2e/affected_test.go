@@ -320,3 +320,36 @@ func TestMaxAffectedRowsLoadDataLocal(t *testing.T) {
 		t.Fatalf("%d rows after the small load, want 7", n)
 	}
 }
+
+// TestMaxAffectedRowsWithTimeout: a bounded write stopped by
+// statement_timeout gets the timeout's 1969, leaves nothing behind, and the
+// session goes on.
+func TestMaxAffectedRowsWithTimeout(t *testing.T) {
+	m := testutil.StartMariaDB(t)
+	root := m.Open(t, "")
+	blastFixture(t, root)
+	clean := blastState(t, root)
+	pfile := filepath.Join(t.TempDir(), "policy.yaml")
+	writePolicy(t, pfile, "limits:\n  - name: blast\n    max_affected_rows: 2\n    statement_timeout: 300ms\n")
+	d := harness.Start(t, harness.Options{Extra: "policy:\n  file: " + pfile + "\n"})
+	db, err := sql.Open("mysql", d.DSN("blast", "interpolateParams=false"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	db.SetMaxOpenConns(1)
+	_, err = db.Exec("UPDATE items SET qty = qty + SLEEP(2) WHERE id = 1")
+	if code, _ := errCode(err); code != 1969 {
+		t.Fatalf("slow bounded write: %v, want 1969", err)
+	}
+	if got := blastState(t, root); got != clean {
+		t.Fatalf("the stopped write changed the table: %s", got)
+	}
+	if _, err := db.Exec("UPDATE items SET qty = 15 WHERE id = 1"); err != nil {
+		t.Fatalf("write after the timeout: %v", err)
+	}
+	var qty int
+	if err := root.QueryRow("SELECT qty FROM blast.items WHERE id = 1").Scan(&qty); err != nil || qty != 15 {
+		t.Fatalf("qty %d %v", qty, err)
+	}
+}
