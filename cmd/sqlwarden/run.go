@@ -176,6 +176,8 @@ func runDaemon(ctx context.Context, cfg *config.Config, log *slog.Logger) (err e
 		ClientTLS: clientTLS, RequireTLS: cfg.TLS.RequireTLS,
 		MaxPacket: cfg.MaxPacketSize, ServerVersion: cfg.ServerVersion, Node: cfg.Node, Results: acfg.Results,
 		ClientAuthPlugin: cfg.ClientAuthPlugin, AllowLocalInfile: cfg.AllowLocalInfile,
+		HandshakeTimeout: cfg.HandshakeTimeout, MaxPending: cfg.MaxUnauthenticatedConnections,
+		MaxPendingPerSource: cfg.MaxUnauthenticatedPerSource,
 	}
 	if err := d.setupOptional(ctx, &opts); err != nil {
 		return err

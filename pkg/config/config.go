@@ -22,17 +22,25 @@ type Config struct {
 	Node          string        `yaml:"node"`
 	MaxPacketSize int           `yaml:"max_packet_size"`
 	DrainTimeout  time.Duration `yaml:"drain_timeout"`
-	LogLevel      string        `yaml:"log_level"`
-	TLS           TLS           `yaml:"tls"`
-	Redirect      Redirect      `yaml:"redirect"`
-	Kubernetes    Kubernetes    `yaml:"kubernetes"`
-	Backends      []Backend     `yaml:"backends"`
-	Identities    yaml.Node     `yaml:"identities"`
-	Audit         yaml.Node     `yaml:"audit"`
-	Masking       yaml.Node     `yaml:"masking"` // engine settings; the rules live in the policy file
-	Policy        Policy        `yaml:"policy"`
-	Admin         Admin         `yaml:"admin"`
-	ServerVersion string        `yaml:"server_version"`
+	// HandshakeTimeout bounds a client's login, from connect until it has
+	// authenticated.
+	HandshakeTimeout time.Duration `yaml:"handshake_timeout"`
+	// MaxUnauthenticatedConnections and MaxUnauthenticatedPerSource bound
+	// the connections that have not authenticated yet, overall and per
+	// client address; past them a connection gets ERR 1040 at once.
+	MaxUnauthenticatedConnections int        `yaml:"max_unauthenticated_connections"`
+	MaxUnauthenticatedPerSource   int        `yaml:"max_unauthenticated_per_source"`
+	LogLevel                      string     `yaml:"log_level"`
+	TLS                           TLS        `yaml:"tls"`
+	Redirect                      Redirect   `yaml:"redirect"`
+	Kubernetes                    Kubernetes `yaml:"kubernetes"`
+	Backends                      []Backend  `yaml:"backends"`
+	Identities                    yaml.Node  `yaml:"identities"`
+	Audit                         yaml.Node  `yaml:"audit"`
+	Masking                       yaml.Node  `yaml:"masking"` // engine settings; the rules live in the policy file
+	Policy                        Policy     `yaml:"policy"`
+	Admin                         Admin      `yaml:"admin"`
+	ServerVersion                 string     `yaml:"server_version"`
 	// ClientAuthPlugin is the authentication plugin the proxy's greeting
 	// offers first: mysql_native_password (default) or caching_sha2_password
 	// (MySQL 8 clients then skip an auth switch). Clients may answer with
@@ -167,6 +175,10 @@ const (
 	DefaultAdminListen = "127.0.0.1:9309"
 	DefaultMaxPacket   = 1 << 30
 	DefaultPinDir      = "/sys/fs/bpf/sqlwarden"
+
+	DefaultHandshakeTimeout            = 10 * time.Second
+	DefaultMaxUnauthenticated          = 512
+	DefaultMaxUnauthenticatedPerSource = 64
 )
 
 // Load reads and validates a configuration file.
@@ -206,6 +218,15 @@ func (c *Config) setDefaults() {
 	}
 	if c.DrainTimeout == 0 {
 		c.DrainTimeout = 10 * time.Second
+	}
+	if c.HandshakeTimeout == 0 {
+		c.HandshakeTimeout = DefaultHandshakeTimeout
+	}
+	if c.MaxUnauthenticatedConnections == 0 {
+		c.MaxUnauthenticatedConnections = DefaultMaxUnauthenticated
+	}
+	if c.MaxUnauthenticatedPerSource == 0 {
+		c.MaxUnauthenticatedPerSource = DefaultMaxUnauthenticatedPerSource
 	}
 	if c.Node == "" {
 		c.Node, _ = os.Hostname()
@@ -251,6 +272,9 @@ func (c *Config) setDefaults() {
 func (c *Config) validate() error {
 	if _, err := netip.ParseAddrPort(c.Listen); err != nil {
 		return fmt.Errorf("config listen %q: %w", c.Listen, err)
+	}
+	if c.HandshakeTimeout < 0 || c.MaxUnauthenticatedConnections < 0 || c.MaxUnauthenticatedPerSource < 0 {
+		return errors.New("config handshake_timeout, max_unauthenticated_connections, max_unauthenticated_per_source: must be positive")
 	}
 	if c.Redirect.FailMode != "closed" && c.Redirect.FailMode != "open" {
 		return fmt.Errorf("config redirect.fail_mode %q: want closed or open", c.Redirect.FailMode)

@@ -36,7 +36,7 @@ var statementKinds = set(
 var statementStatuses = set("success", "error", "blocked")
 
 // connOutcomes are how a proxied connection ends.
-var connOutcomes = set("closed", "denied", "handshake_error", "backend_error", "backend_closed", "audit_error", "panic")
+var connOutcomes = set("closed", "denied", "handshake_error", "login_limit", "backend_error", "backend_closed", "audit_error", "panic")
 
 // limitKinds are the keys of a policy limits entry that can fire.
 var limitKinds = set("max_rows", "max_result_bytes", "statement_timeout", "max_statements_per_second",

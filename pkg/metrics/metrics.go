@@ -82,7 +82,7 @@ func New(o Options) *Metrics {
 	})
 	m.conns = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: Namespace, Subsystem: SubsystemProxy, Name: "connections_total",
-		Help: "Client connections closed, by how they ended (closed, denied, handshake_error, backend_error, backend_closed, audit_error, panic).",
+		Help: "Client connections closed, by how they ended (closed, denied, handshake_error, login_limit, backend_error, backend_closed, audit_error, panic).",
 	}, []string{"outcome"})
 	m.statements = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: Namespace, Subsystem: SubsystemProxy, Name: "statements_total",

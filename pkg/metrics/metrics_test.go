@@ -55,7 +55,7 @@ func TestObserverSeries(t *testing.T) {
 # HELP sqlwarden_proxy_connections_active Client connections open on the proxy.
 # TYPE sqlwarden_proxy_connections_active gauge
 sqlwarden_proxy_connections_active 1
-# HELP sqlwarden_proxy_connections_total Client connections closed, by how they ended (closed, denied, handshake_error, backend_error, backend_closed, audit_error, panic).
+# HELP sqlwarden_proxy_connections_total Client connections closed, by how they ended (closed, denied, handshake_error, login_limit, backend_error, backend_closed, audit_error, panic).
 # TYPE sqlwarden_proxy_connections_total counter
 sqlwarden_proxy_connections_total{outcome="backend_closed"} 1
 sqlwarden_proxy_connections_total{outcome="closed"} 1

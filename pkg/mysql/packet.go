@@ -41,6 +41,14 @@ type Conn struct {
 // BufferSize is the size of each leg's read and write buffer.
 const BufferSize = 64 << 10
 
+// PreAuthMaxPacket bounds a client's logical packet until it has
+// authenticated. A handshake response (user, auth data, database, plugin
+// name, connection attributes) is a few KB, and a workload token sent as a
+// clear-text password a few more; 64 KiB leaves room for large tokens while
+// a client that has not logged in can make the proxy hold no more than its
+// one read buffer (no reassembly toward max_packet_size).
+const PreAuthMaxPacket = 64 << 10
+
 // NewConn wraps c with buffered framing.
 func NewConn(c net.Conn, maxPacket int) *Conn {
 	return &Conn{Conn: c, R: bufio.NewReaderSize(c, BufferSize), W: bufio.NewWriterSize(c, BufferSize), MaxPacket: maxPacket}
@@ -114,7 +122,7 @@ func (c *Conn) ReadPacket() ([]byte, uint8, error) {
 	if err != nil {
 		return nil, 0, err
 	}
-	if h.Len < MaxPayload && h.Len+4 <= c.R.Size() {
+	if h.Len < MaxPayload && h.Len+4 <= c.R.Size() && (c.MaxPacket <= 0 || h.Len <= c.MaxPacket) {
 		p, err := c.R.Peek(4 + h.Len)
 		if err != nil {
 			return nil, 0, truncated(err)
@@ -131,7 +139,9 @@ func (c *Conn) ReadPacket() ([]byte, uint8, error) {
 			return nil, 0, truncated(err)
 		}
 		if c.MaxPacket > 0 && len(c.buf)+h.Len > c.MaxPacket {
-			return nil, 0, fmt.Errorf("read packet of %d+ bytes: %w", len(c.buf)+h.Len, ErrTooLarge)
+			// The offending header stays unread; its sequence id lets the
+			// caller answer in step.
+			return nil, h.Seq, fmt.Errorf("read packet of %d+ bytes: %w", len(c.buf)+h.Len, ErrTooLarge)
 		}
 		if _, err := c.R.Discard(4); err != nil {
 			return nil, 0, err

@@ -103,6 +103,29 @@ func TestReadPacket(t *testing.T) {
 			stream: append(frame(0, big), frame(1, []byte("end"))...),
 			max:    MaxPayload,
 			err:    ErrTooLarge,
+			seq:    1, // the continuation that crossed the limit
+		},
+		{
+			// Before login: refused at the header, even though it would fit
+			// the read buffer.
+			name:   "larger than a limit below the buffer size",
+			stream: frame(1, bytes.Repeat([]byte{'x'}, 4097)),
+			max:    4096,
+			err:    ErrTooLarge,
+			seq:    1,
+		},
+		{
+			name:   "16 MiB continuation before login",
+			stream: []byte{0xff, 0xff, 0xff, 0x01, 'x'}, // 16 MiB - 1 announced, 1 byte sent
+			max:    PreAuthMaxPacket,
+			err:    ErrTooLarge,
+			seq:    1,
+		},
+		{
+			name:    "exactly the limit",
+			stream:  frame(2, bytes.Repeat([]byte{'y'}, 4096)),
+			max:     4096,
+			payload: bytes.Repeat([]byte{'y'}, 4096), seq: 2, first: 2,
 		},
 	}
 	for _, tc := range tests {
@@ -112,6 +135,9 @@ func TestReadPacket(t *testing.T) {
 			if tc.err != nil {
 				if !errors.Is(err, tc.err) {
 					t.Fatalf("err = %v, want %v", err, tc.err)
+				}
+				if errors.Is(err, ErrTooLarge) && seq != tc.seq {
+					t.Fatalf("ErrTooLarge with seq %d, want the offending header's %d", seq, tc.seq)
 				}
 				return
 			}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -54,8 +55,16 @@ type Options struct {
 	// mysql_native_password).
 	ClientAuthPlugin string
 	MaxPacket        int
-	ServerVersion    string
-	Node             string
+	// HandshakeTimeout bounds a login from accept until the client has
+	// authenticated (default 10s).
+	HandshakeTimeout time.Duration
+	// MaxPending bounds the connections that have not authenticated yet,
+	// overall and per source address (defaults 512 and 64); past them a
+	// new connection gets ERR 1040 and is closed before the greeting.
+	MaxPending          int
+	MaxPendingPerSource int
+	ServerVersion       string
+	Node                string
 	// Results keeps the first rows of each text-protocol result (as the
 	// client received them, masked) in the outcome record; off by default.
 	Results audit.Results
@@ -102,6 +111,11 @@ type Server struct {
 	// tables caches table metadata (engines, view definitions) for the
 	// read_only and max_affected_rows limits.
 	tables tables
+
+	// Connections that have not authenticated yet (pending.go).
+	pendMu      sync.Mutex
+	pending     int
+	pendingFrom map[netip.Addr]int
 }
 
 // New returns a proxy server.
@@ -121,13 +135,22 @@ func New(opts Options) (*Server, error) {
 	if opts.MaxPacket == 0 {
 		opts.MaxPacket = 1 << 30
 	}
+	if opts.HandshakeTimeout <= 0 {
+		opts.HandshakeTimeout = DefaultHandshakeTimeout
+	}
+	if opts.MaxPending <= 0 {
+		opts.MaxPending = DefaultMaxPending
+	}
+	if opts.MaxPendingPerSource <= 0 {
+		opts.MaxPendingPerSource = DefaultMaxPendingPerSource
+	}
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
 	if opts.ServerVersion == "" {
 		opts.ServerVersion = "10.11.0-MariaDB-sqlwarden"
 	}
-	srv := &Server{opts: opts, log: opts.Log, sessions: map[*session]struct{}{}, version: opts.ServerVersion}
+	srv := &Server{opts: opts, log: opts.Log, sessions: map[*session]struct{}{}, version: opts.ServerVersion, pendingFrom: map[netip.Addr]int{}}
 	srv.nextConn.Store(proxyConnIDBase)
 	return srv, nil
 }
@@ -187,13 +210,20 @@ func (s *Server) Serve(ln net.Listener) error {
 			}
 			return fmt.Errorf("accept: %w", err)
 		}
+		src := addrPort(c.RemoteAddr()).Addr()
+		if msg := s.admitPending(src); msg != "" {
+			s.refusePending(c, msg)
+			continue
+		}
 		s.mu.Lock()
 		if s.closing {
 			s.mu.Unlock()
+			s.releasePending(src)
 			c.Close()
 			return nil
 		}
 		sess := newSession(s, c)
+		sess.pendingFrom, sess.pending = src, true
 		s.sessions[sess] = struct{}{}
 		s.wg.Add(1)
 		s.mu.Unlock()

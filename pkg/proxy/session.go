@@ -57,12 +57,16 @@ type session struct {
 	dialect sqltext.Dialect
 
 	statements uint64
-	stmts      map[uint32]*prepared
-	lastID     uint32 // the statement MariaDB's id 0xFFFFFFFF means, when hasLast
-	hasLast    bool
-	tracker    mysql.Tracker
-	outBuf     []byte
-	cols       [][]byte
+	// pending: counted as not logged in yet (from pendingFrom).
+	pending     bool
+	pendingFrom netip.Addr
+
+	stmts   map[uint32]*prepared
+	lastID  uint32 // the statement MariaDB's id 0xFFFFFFFF means, when hasLast
+	hasLast bool
+	tracker mysql.Tracker
+	outBuf  []byte
+	cols    [][]byte
 	// cursorMasker masks rows of the cursor opened by the current EXECUTE.
 	cursorMasker RowMasker
 	digest       *audit.RowDigest
@@ -188,6 +192,7 @@ func (s *session) run() {
 		if s.wd != nil {
 			s.disarmWatchdog()
 		}
+		s.authenticated() // a login that never finished frees its place
 		if s.ident != nil {
 			if s.connCounted {
 				s.ident.conns.Add(-1)
@@ -199,7 +204,8 @@ func (s *session) run() {
 	if tc, ok := s.raw.(*net.TCPConn); ok {
 		_ = tc.SetNoDelay(true)
 	}
-	s.client = mysql.NewConn(s.raw, srv.opts.MaxPacket)
+	// Until the client has authenticated: small packets, a deadline.
+	s.client = mysql.NewConn(s.raw, min(srv.opts.MaxPacket, mysql.PreAuthMaxPacket))
 
 	remote, local := addrPort(s.raw.RemoteAddr()), addrPort(s.raw.LocalAddr())
 	workload := &audit.Workload{}
@@ -215,7 +221,7 @@ func (s *session) run() {
 		}
 	}
 
-	_ = s.raw.SetDeadline(time.Now().Add(30 * time.Second))
+	_ = s.raw.SetDeadline(time.Now().Add(srv.opts.HandshakeTimeout))
 	s.connID = srv.nextConn.Add(1)
 	hs, err := mysql.ServerHandshake(s.client, &mysql.Greeting{
 		ServerVersion: srv.serverVersion(),
@@ -227,7 +233,14 @@ func (s *session) run() {
 		TLS:           srv.opts.ClientTLS,
 	})
 	if err != nil {
-		if !isClosed(err) {
+		if errors.Is(err, mysql.ErrTooLarge) {
+			// Refused at the header: the payload is never read.
+			s.log.Info("handshake packet too large", "err", err)
+			if h, herr := s.client.PeekHeader(); herr == nil {
+				s.client.Seq = h.Seq + 1
+			}
+			s.writeErr(mysql.ErrCodeTooLarge, "08S01", fmt.Sprintf("sqlwarden: packet larger than %d bytes before login", s.client.MaxPacket))
+		} else if !isClosed(err) {
 			s.log.Info("handshake", "err", err)
 		}
 		outcome = "handshake_error"
@@ -264,6 +277,8 @@ func (s *session) run() {
 		return
 	}
 	s.identity = id
+	s.authenticated()
+	s.client.MaxPacket = srv.opts.MaxPacket
 
 	be, ok := srv.opts.Backends[id.Backend]
 	if !ok {
@@ -271,6 +286,9 @@ func (s *session) run() {
 		outcome = "denied"
 		return
 	}
+	// Logged in: the rest (the backend login, bounded by its own
+	// connect_timeout) gets a fresh allowance.
+	_ = s.raw.SetDeadline(time.Now().Add(srv.opts.HandshakeTimeout + connectTimeout(be)))
 	// Limits: resolved once here, again only when the policy changes.
 	s.ident = srv.acquireIdent(id.Name)
 	s.refreshLimits(srv.opts.Policy.Version())
@@ -432,11 +450,15 @@ func (s *session) writeErr(code uint16, state, msg string) {
 // DefaultConnectTimeout bounds a backend login when the backend sets none.
 const DefaultConnectTimeout = 5 * time.Second
 
-func (s *session) dialBackend(addr string, cred Credential, be *Backend) error {
-	timeout := be.ConnectTimeout
-	if timeout <= 0 {
-		timeout = DefaultConnectTimeout
+func connectTimeout(be *Backend) time.Duration {
+	if be.ConnectTimeout <= 0 {
+		return DefaultConnectTimeout
 	}
+	return be.ConnectTimeout
+}
+
+func (s *session) dialBackend(addr string, cred Credential, be *Backend) error {
+	timeout := connectTimeout(be)
 	// Connecting, the greeting, TLS, authentication and the session reads
 	// after it all end by one deadline; the client leg stays open long
 	// enough to be told.
