@@ -392,6 +392,14 @@ func TestLastPreparedStatementID(t *testing.T) {
 	px.longData(bogus, 0, "x")
 	px.idCommand(gm.COM_STMT_CLOSE, bogus)
 	px.ping()
+	// COM_STMT_BULK_EXECUTE (MariaDB's array binding) is refused whatever it names.
+	if _, e := px.prepare(sel); e != nil {
+		t.Fatal(e)
+	}
+	px.idCommand(0xfa, lastID, 0, 0) // COM_STMT_BULK_EXECUTE, flags
+	_, e = px.result()
+	wantServerErr(t, "COM_STMT_BULK_EXECUTE", e, mysql.ErrCodeNotSupported, "sqlwarden: ")
+	px.ping()
 
 	// 7. Pipelined PREPARE + EXECUTE -1 in one write, as Connector/C sends
 	// them to a MariaDB server.
