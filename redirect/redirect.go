@@ -16,6 +16,8 @@ import (
 	"github.com/cilium/ebpf/link"
 	"github.com/cilium/ebpf/rlimit"
 	"golang.org/x/sys/unix"
+
+	"github.com/sqlwarden/sqlwarden/pkg/host"
 )
 
 // DefaultPinDir is where programs' links and maps are pinned unless Config.PinDir says otherwise.
@@ -179,7 +181,7 @@ func Open(cfg Config) (*Redirector, error) {
 	if err := probe(); err != nil {
 		return nil, err
 	}
-	v2, err := CgroupV2Root()
+	v2, err := host.CgroupV2Mount()
 	if err != nil {
 		return nil, err
 	}
@@ -187,15 +189,15 @@ func Open(cfg Config) (*Redirector, error) {
 	if attachAt == "" || attachAt == "auto" {
 		attachAt = v2
 	}
-	attachID, err := CgroupID(attachAt)
+	attachID, err := host.CgroupID(attachAt)
 	if err != nil {
 		return nil, fmt.Errorf("open attach cgroup: %w", err)
 	}
-	self, err := selfCgroup(v2)
+	self, err := host.SelfCgroup(v2)
 	if err != nil {
 		return nil, err
 	}
-	selfID, err := CgroupID(self)
+	selfID, err := host.CgroupID(self)
 	if err != nil {
 		return nil, fmt.Errorf("open own cgroup: %w", err)
 	}
@@ -269,7 +271,7 @@ func OpenPinned(pinDir string) (*Redirector, error) {
 	if pinDir == "" {
 		pinDir = DefaultPinDir
 	}
-	v2, err := CgroupV2Root()
+	v2, err := host.CgroupV2Mount()
 	if err != nil {
 		return nil, err
 	}
@@ -336,11 +338,11 @@ func (r *Redirector) Lookup(remote, local netip.AddrPort) (Origin, error) {
 // Enroll redirects connections to ports (the configured defaults if empty)
 // made from the cgroup at cgroupPath or any cgroup below it.
 func (r *Redirector) Enroll(cgroupPath string, ports []uint16) error {
-	dir, err := resolveCgroup(r.cgroupRoot, cgroupPath)
+	dir, err := host.ResolveCgroup(r.cgroupRoot, cgroupPath)
 	if err != nil {
 		return err
 	}
-	id, err := CgroupID(dir)
+	id, err := host.CgroupID(dir)
 	if err != nil {
 		return err
 	}
@@ -369,8 +371,8 @@ func (r *Redirector) refuseDaemon(dir string, id uint64) error {
 	if id == daemonID {
 		return fmt.Errorf("enroll %s: %w", dir, ErrRefused)
 	}
-	daemonDir, ok := cgroupPaths(r.cgroupRoot, map[uint64]bool{daemonID: true})[daemonID]
-	if ok && isSameOrAncestor(dir, daemonDir) {
+	daemonDir, ok := host.FindCgroups(r.cgroupRoot, map[uint64]bool{daemonID: true})[daemonID]
+	if ok && host.CgroupWithin(daemonDir, dir) {
 		return fmt.Errorf("enroll %s (daemon runs in %s): %w", dir, daemonDir, ErrRefused)
 	}
 	return nil
@@ -378,11 +380,11 @@ func (r *Redirector) refuseDaemon(dir string, id uint64) error {
 
 // Unenroll stops redirecting the cgroup at cgroupPath.
 func (r *Redirector) Unenroll(cgroupPath string) error {
-	dir, err := resolveCgroup(r.cgroupRoot, cgroupPath)
+	dir, err := host.ResolveCgroup(r.cgroupRoot, cgroupPath)
 	if err != nil {
 		return err
 	}
-	id, err := CgroupID(dir)
+	id, err := host.CgroupID(dir)
 	if err != nil {
 		return err
 	}
@@ -432,7 +434,7 @@ func (r *Redirector) Status() (Status, error) {
 	if err := it.Err(); err != nil {
 		return Status{}, fmt.Errorf("iterate enrollments: %w", err)
 	}
-	paths := cgroupPaths(r.cgroupRoot, ids)
+	paths := host.FindCgroups(r.cgroupRoot, ids)
 	for i := range st.Enrolled {
 		st.Enrolled[i].Path = paths[st.Enrolled[i].CgroupID]
 	}
@@ -553,13 +555,9 @@ func originFrom(o bpfOrigin) Origin {
 		UID:         o.Uid,
 		CgroupID:    o.CgroupId,
 		NetnsCookie: o.NetnsCookie,
-		StartTime:   o.StartBoottimeNs / nsPerClockTick,
+		StartTime:   host.StartTicks(o.StartBoottimeNs),
 	}
 }
-
-// nsPerClockTick converts the kernel's start_boottime (ns) to the clock
-// ticks of /proc/PID/stat's starttime field (USER_HZ is 100 on Linux).
-const nsPerClockTick = 1e9 / 100
 
 func tupleKey(remote, local netip.AddrPort) bpfTuple {
 	return bpfTuple{

@@ -27,6 +27,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/sqlwarden/sqlwarden/internal/testutil"
+	"github.com/sqlwarden/sqlwarden/pkg/host"
 )
 
 func TestMain(m *testing.M) {
@@ -140,7 +141,7 @@ type env struct {
 
 func newEnv(t *testing.T) *env {
 	testutil.RequirePrivileged(t)
-	v2, err := CgroupV2Root()
+	v2, err := host.CgroupV2Mount()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -318,7 +319,7 @@ func recv(t *testing.T, p *fakeProxy) proxyResult {
 
 func mustID(t *testing.T, path string) uint64 {
 	t.Helper()
-	id, err := CgroupID(path)
+	id, err := host.CgroupID(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -475,7 +476,7 @@ func TestRedirect(t *testing.T) {
 	})
 
 	t.Run("refuse_daemon_cgroup", func(t *testing.T) {
-		self, err := selfCgroup(e.v2)
+		self, err := host.SelfCgroup(e.v2)
 		if err != nil {
 			t.Fatal(err)
 		}

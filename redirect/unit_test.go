@@ -3,8 +3,6 @@ package redirect
 import (
 	"net/netip"
 	"testing"
-
-	"github.com/sqlwarden/sqlwarden/internal/testutil"
 )
 
 func TestEncodeEnrollment(t *testing.T) {
@@ -91,26 +89,5 @@ func TestEnsurePinDirRefusesNonBPFFS(t *testing.T) {
 	dir := t.TempDir()
 	if err := ensurePinDir(dir+"/sqlwarden", nil); err == nil {
 		t.Fatal("pin dir on a non-bpf filesystem accepted")
-	}
-}
-
-func TestCgroupV2RootAndID(t *testing.T) {
-	root, err := CgroupV2Root()
-	if err != nil {
-		testutil.PrivilegedUnavailable(t, "no cgroup v2 here: %v", err)
-	}
-	id, err := CgroupID(root)
-	if err != nil || id == 0 {
-		t.Fatalf("CgroupID(%s) = %d, %v", root, id, err)
-	}
-	if _, err := CgroupID(t.TempDir()); err == nil {
-		t.Error("CgroupID accepted a directory outside cgroupfs")
-	}
-	self, err := selfCgroup(root)
-	if err != nil || !isSameOrAncestor(root, self) {
-		t.Errorf("selfCgroup = %q, %v", self, err)
-	}
-	if isSameOrAncestor("/a/b", "/a/bc") || !isSameOrAncestor("/a/b", "/a/b/c") {
-		t.Error("isSameOrAncestor confuses prefixes with ancestors")
 	}
 }

@@ -30,21 +30,9 @@ func TestPodUIDFromCgroup(t *testing.T) {
 			t.Errorf("PodUIDFromCgroup(%q) = %q, want %q", cg, got, want)
 		}
 	}
-	v2, pod := parseProcCgroup("12:memory:/kubepods/burstable/pod" + uid + "/c\n0::/kubepods/burstable/pod" + uid + "/c\n")
+	v2, pod := parseProcCgroup([]byte("12:memory:/kubepods/burstable/pod" + uid + "/c\n0::/kubepods/burstable/pod" + uid + "/c\n"))
 	if v2 != "/kubepods/burstable/pod"+uid+"/c" || pod != uid {
 		t.Errorf("parseProcCgroup: %q %q", v2, pod)
-	}
-}
-
-func TestParseStartTime(t *testing.T) {
-	stat := "4242 (a (weird) name) S 1 4242 4242 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 1000 100"
-	if got, err := parseStartTime([]byte(stat)); err != nil || got != 987654 {
-		t.Fatalf("got %d, %v", got, err)
-	}
-	for _, bad := range []string{"", "1 (x", "1 (x) S 1", "1 (x) S 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 zz"} {
-		if _, err := parseStartTime([]byte(bad)); err == nil {
-			t.Errorf("parseStartTime(%q) accepted", bad)
-		}
 	}
 }
 

@@ -17,6 +17,7 @@ import (
 	jose "github.com/go-jose/go-jose/v4"
 
 	"github.com/sqlwarden/sqlwarden/internal/testutil"
+	"github.com/sqlwarden/sqlwarden/pkg/host"
 )
 
 func randName(prefix string) string {
@@ -30,9 +31,9 @@ func randName(prefix string) string {
 // that move into it, so they are gone first.
 func makeCgroup(t *testing.T, rel string) (dir string, id uint64) {
 	t.Helper()
-	mount := CgroupV2Mount()
-	if mount == "" {
-		testutil.PrivilegedUnavailable(t, "no cgroup v2 hierarchy at /sys/fs/cgroup or /sys/fs/cgroup/unified")
+	mount, err := host.CgroupV2Mount()
+	if err != nil {
+		testutil.PrivilegedUnavailable(t, "%v", err)
 	}
 	dir = filepath.Join(mount, rel)
 	top := filepath.Join(mount, strings.Split(strings.TrimPrefix(rel, "/"), "/")[0])

@@ -14,9 +14,8 @@ import (
 	"syscall"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/sqlwarden/sqlwarden/pkg/audit"
+	"github.com/sqlwarden/sqlwarden/pkg/host"
 )
 
 // maxCacheEntries bounds the verified-identity cache.
@@ -66,14 +65,14 @@ func NewResolver(ctx context.Context, cfg Config, log *slog.Logger) (*Resolver, 
 	}
 	r := &Resolver{
 		cfg:      cfg,
-		mount:    CgroupV2Mount(),
 		procRoot: "/proc",
 		log:      log,
 		now:      time.Now,
 		cache:    make(map[cacheKey]*Identity),
 	}
+	r.mount, _ = host.CgroupV2Mount() // none: cgroups are compared as given
 	for _, s := range cfg.Static {
-		r.static = append(r.static, staticBinding{StaticIdentity: s, cgroup: normalizeCgroup(r.mount, s.Cgroup)})
+		r.static = append(r.static, staticBinding{StaticIdentity: s, cgroup: host.RelCgroup(r.mount, s.Cgroup)})
 	}
 	if cfg.OIDC != nil {
 		o := cfg.OIDC.withDefaults()
@@ -101,15 +100,15 @@ func (r *Resolver) SetPodMetadata(p PodMetadata) {
 // bound to its pod. The process is pinned by its start time throughout, so a
 // pid that is reused meanwhile is refused as "process gone".
 func (r *Resolver) Resolve(ctx context.Context, req Request) (*Identity, error) {
-	var p *proc
+	var p *host.Proc
 	var start uint64
 	if req.PID != 0 {
 		var err error
-		if p, err = openProc(r.procRoot, req.PID); err != nil {
+		if p, err = host.OpenProc(r.procRoot, req.PID); err != nil {
 			return nil, deny(ReasonProcessGone, err)
 		}
 		defer p.Close()
-		if start, err = p.startTime(); err != nil {
+		if start, err = p.StartTime(); err != nil {
 			return nil, deny(ReasonProcessGone, err)
 		}
 		if req.StartTime != 0 && req.StartTime != start {
@@ -128,7 +127,7 @@ func (r *Resolver) Resolve(ctx context.Context, req Request) (*Identity, error) 
 	}
 	if p != nil {
 		// Everything was read from the process we pinned, or it is gone.
-		if now, err := p.startTime(); err != nil || now != start {
+		if now, err := p.StartTime(); err != nil || now != start {
 			return nil, deny(ReasonProcessGone, err)
 		}
 	}
@@ -142,14 +141,14 @@ func (r *Resolver) Resolve(ctx context.Context, req Request) (*Identity, error) 
 }
 
 // workloadCgroup is the connection's cgroup v2 path and the pod it names.
-func (r *Resolver) workloadCgroup(p *proc, req Request) (cg, podUID string, err error) {
+func (r *Resolver) workloadCgroup(p *host.Proc, req Request) (cg, podUID string, err error) {
 	if req.CgroupPath != "" {
-		cg = normalizeCgroup(r.mount, req.CgroupPath)
+		cg = host.RelCgroup(r.mount, req.CgroupPath)
 	}
 	if p == nil {
 		return cg, PodUIDFromCgroup(cg), nil
 	}
-	pcg, ppod, err := p.cgroup()
+	pcg, ppod, err := procCgroup(p)
 	if err != nil {
 		return "", "", deny(ReasonProcessGone, err)
 	}
@@ -165,9 +164,8 @@ func (r *Resolver) workloadCgroup(p *proc, req Request) (cg, podUID string, err 
 	// The cgroup id the kernel gave the connection is the inode of its
 	// cgroup directory: the process must still be there.
 	if cg != "" && req.CgroupID != 0 && r.mount != "" {
-		var st unix.Stat_t
-		if unix.Stat(path.Join(r.mount, cg), &st) == nil && st.Ino != req.CgroupID {
-			return "", "", deny(ReasonCgroupChanged, fmt.Errorf("connection in cgroup id %d, process in %s (id %d)", req.CgroupID, cg, st.Ino))
+		if id, err := host.CgroupID(path.Join(r.mount, cg)); err == nil && id != req.CgroupID {
+			return "", "", deny(ReasonCgroupChanged, fmt.Errorf("connection in cgroup id %d, process in %s (id %d)", req.CgroupID, cg, id))
 		}
 	}
 	if u := PodUIDFromCgroup(cg); u != "" {
@@ -176,7 +174,7 @@ func (r *Resolver) workloadCgroup(p *proc, req Request) (cg, podUID string, err 
 	return cg, ppod, nil
 }
 
-func (r *Resolver) resolve(ctx context.Context, req Request, p *proc, start uint64, cg, podUID string) (*Identity, error) {
+func (r *Resolver) resolve(ctx context.Context, req Request, p *host.Proc, start uint64, cg, podUID string) (*Identity, error) {
 	usePassword := req.PasswordToken != "" && r.cfg.AllowPasswordToken
 	if usePassword && !req.TLS {
 		return nil, deny(ReasonTokenNeedsTLS, nil)
@@ -198,7 +196,7 @@ func (r *Resolver) resolve(ctx context.Context, req Request, p *proc, start uint
 			return nil, deny(ReasonNoProcess, errors.New("no pid to read a token from"))
 		}
 		var err error
-		if raw, err = p.readToken(r.oidc.TokenPath); err != nil {
+		if raw, err = readToken(p, r.oidc.TokenPath); err != nil {
 			return nil, tokenDenial(err)
 		}
 		if len(raw) == 0 {

@@ -13,6 +13,7 @@ import (
 	jose "github.com/go-jose/go-jose/v4"
 
 	"github.com/sqlwarden/sqlwarden/internal/testutil"
+	"github.com/sqlwarden/sqlwarden/pkg/host"
 )
 
 func TestResolveOIDC(t *testing.T) {
@@ -213,11 +214,11 @@ func TestProcessGone(t *testing.T) {
 	})
 	t.Run("pid reused", func(t *testing.T) {
 		w := startWorkload(t)
-		p, err := openProc("/proc", uint32(w.Process.Pid))
+		p, err := host.OpenProc("/proc", uint32(w.Process.Pid))
 		if err != nil {
 			t.Fatal(err)
 		}
-		start, err := p.startTime()
+		start, err := p.StartTime()
 		p.Close()
 		if err != nil {
 			t.Fatal(err)
@@ -311,7 +312,7 @@ func TestStaticOwnCgroup(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	own, _ := parseProcCgroup(string(b))
+	own, _ := parseProcCgroup(b)
 	if own == "" {
 		testutil.PrivilegedUnavailable(t, "this process is in no cgroup v2 hierarchy")
 	}

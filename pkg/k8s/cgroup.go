@@ -1,34 +1,13 @@
 package k8s
 
 import (
-	"errors"
 	"os"
 	"path"
 	"path/filepath"
 	"strings"
 
-	"golang.org/x/sys/unix"
 	corev1 "k8s.io/api/core/v1"
 )
-
-// ErrNoCgroupV2 is returned when no cgroup v2 hierarchy is mounted.
-var ErrNoCgroupV2 = errors.New("no cgroup v2 mount at /sys/fs/cgroup or /sys/fs/cgroup/unified")
-
-// CgroupV2Mount returns where the cgroup v2 hierarchy is mounted, detected
-// with statfs: /sys/fs/cgroup (unified) or /sys/fs/cgroup/unified (hybrid).
-func CgroupV2Mount() (string, error) {
-	for _, p := range []string{"/sys/fs/cgroup", "/sys/fs/cgroup/unified"} {
-		if isCgroup2(p) {
-			return p, nil
-		}
-	}
-	return "", ErrNoCgroupV2
-}
-
-func isCgroup2(p string) bool {
-	var st unix.Statfs_t
-	return unix.Statfs(p, &st) == nil && st.Type == unix.CGROUP2_SUPER_MAGIC
-}
 
 // Cgroup drivers of the kubelet (--cgroup-driver).
 const (

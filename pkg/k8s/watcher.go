@@ -12,13 +12,14 @@ import (
 	"sync"
 	"time"
 
-	"golang.org/x/sys/unix"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
+
+	"github.com/sqlwarden/sqlwarden/pkg/host"
 )
 
 // Pod annotations read by the watcher.
@@ -128,12 +129,12 @@ func New(o Options) (*Watcher, error) {
 		return nil, fmt.Errorf("new pod watcher: cgroup driver %q: want systemd, cgroupfs or empty", o.CgroupDriver)
 	}
 	if o.CgroupMount == "" {
-		m, err := CgroupV2Mount()
+		m, err := host.CgroupV2Mount()
 		if err != nil {
 			return nil, fmt.Errorf("new pod watcher: %w", err)
 		}
 		o.CgroupMount = m
-	} else if !isCgroup2(o.CgroupMount) {
+	} else if !host.IsCgroup2(o.CgroupMount) {
 		return nil, fmt.Errorf("new pod watcher: %s is not a cgroup v2 mount", o.CgroupMount)
 	}
 	if o.PollInterval <= 0 {
@@ -327,7 +328,7 @@ func (w *Watcher) reconcile(st *podState) {
 			w.log.Error("enroll pod cgroup", "pod", st.key, "cgroup", dir, "err", err)
 			return // retried at the next poll
 		}
-		st.enrolled, st.cgroupID = dir, inode(dir)
+		st.enrolled, st.cgroupID = dir, cgroupID(dir)
 		w.log.Info("pod enrolled", "pod", st.key, "uid", st.uid, "cgroup", dir, "after", time.Since(st.since).Round(time.Millisecond))
 		w.mu.Lock()
 		if p := w.byUID[st.uid]; p != nil {
@@ -370,12 +371,13 @@ func (w *Watcher) unenrollGone(st *podState) error {
 	return nil
 }
 
-func inode(dir string) uint64 {
-	var s unix.Stat_t
-	if unix.Stat(dir, &s) != nil {
+// cgroupID is the id of the cgroup at dir, 0 if it cannot be read.
+func cgroupID(dir string) uint64 {
+	id, err := host.CgroupID(dir)
+	if err != nil {
 		return 0
 	}
-	return s.Ino
+	return id
 }
 
 func parsePorts(s string) ([]uint16, error) {

@@ -20,6 +20,7 @@ import (
 	"k8s.io/client-go/kubernetes/fake"
 
 	"github.com/sqlwarden/sqlwarden/internal/testutil"
+	"github.com/sqlwarden/sqlwarden/pkg/host"
 )
 
 // recorder is an Enroller that records calls and, like the redirect,
@@ -33,7 +34,7 @@ type recorder struct {
 func newRecorder() *recorder { return &recorder{enrolled: map[string][]uint16{}} }
 
 func (r *recorder) Enroll(path string, ports []uint16) error {
-	if !isCgroup2(path) {
+	if !host.IsCgroup2(path) {
 		return fmt.Errorf("enroll %s: %w", path, os.ErrNotExist)
 	}
 	r.mu.Lock()
@@ -71,7 +72,7 @@ type testTree struct {
 
 func newTestTree(t *testing.T) *testTree {
 	testutil.RequirePrivileged(t)
-	mount, err := CgroupV2Mount()
+	mount, err := host.CgroupV2Mount()
 	if err != nil {
 		testutil.PrivilegedUnavailable(t, "%v", err)
 	}

@@ -10,8 +10,6 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
-	"os"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -21,6 +19,7 @@ import (
 	"github.com/pingcap/tidb/pkg/parser/charset"
 
 	"github.com/sqlwarden/sqlwarden/pkg/audit"
+	"github.com/sqlwarden/sqlwarden/pkg/host"
 	"github.com/sqlwarden/sqlwarden/pkg/mysql"
 	"github.com/sqlwarden/sqlwarden/pkg/sqltext"
 )
@@ -397,15 +396,15 @@ func describeWorkload(o Origin) *audit.Workload {
 	w := &audit.Workload{PID: o.PID, CgroupID: o.CgroupID, Netns: o.NetnsCookie}
 	uid := o.UID
 	w.UID = &uid
-	if exe, err := os.Readlink("/proc/" + strconv.Itoa(int(o.PID)) + "/exe"); err == nil {
-		w.Exe = exe
+	// What is unreadable (the process already gone) stays empty.
+	p, err := host.OpenProc("", o.PID)
+	if err != nil {
+		return w
 	}
-	if data, err := os.ReadFile("/proc/" + strconv.Itoa(int(o.PID)) + "/cgroup"); err == nil {
-		for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
-			if strings.HasPrefix(line, "0::") {
-				w.Cgroup = strings.TrimPrefix(line, "0::")
-			}
-		}
+	defer p.Close()
+	w.Exe, _ = p.Exe()
+	if cgs, err := p.Cgroups(); err == nil {
+		w.Cgroup, _ = host.CgroupV2Path(cgs)
 	}
 	return w
 }

@@ -23,6 +23,7 @@ import (
 	"k8s.io/client-go/kubernetes/fake"
 
 	"github.com/sqlwarden/sqlwarden/internal/testutil"
+	"github.com/sqlwarden/sqlwarden/pkg/host"
 	"github.com/sqlwarden/sqlwarden/pkg/k8s"
 	"github.com/sqlwarden/sqlwarden/redirect"
 )
@@ -36,7 +37,7 @@ import (
 func TestPodEnrollmentRedirects(t *testing.T) {
 	testutil.RequirePrivileged(t)
 	testutil.RequireTool(t, "bash")
-	mount, err := k8s.CgroupV2Mount()
+	mount, err := host.CgroupV2Mount()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -22,7 +22,7 @@ import (
 
 	"github.com/sqlwarden/sqlwarden/internal/testutil"
 	"github.com/sqlwarden/sqlwarden/pkg/audit"
-	"github.com/sqlwarden/sqlwarden/redirect"
+	"github.com/sqlwarden/sqlwarden/pkg/host"
 	"github.com/sqlwarden/sqlwarden/test/harness"
 )
 
@@ -123,7 +123,7 @@ type redirectOptions struct {
 func newRedirectEnvWith(t *testing.T, o redirectOptions) *redirectEnv {
 	testutil.RequirePrivileged(t)
 	extra := o.Extra
-	v2, err := redirect.CgroupV2Root()
+	v2, err := host.CgroupV2Mount()
 	if err != nil {
 		t.Fatal(err)
 	}
