@@ -92,23 +92,6 @@ func setupCounter(t *testing.T, d *harness.Daemon) *sql.DB {
 	return root
 }
 
-// outcomes returns the outcome records of every statement with this SQL, in order.
-func outcomes(recs []*audit.Record, sqlText string) []*audit.Record {
-	var out []*audit.Record
-	for i, r := range recs {
-		if r.Event != audit.EventStatement || r.SQL != sqlText {
-			continue
-		}
-		for _, o := range recs[i+1:] {
-			if o.Event == audit.EventOutcome && o.SessionID == r.SessionID && o.StatementID == r.StatementID {
-				out = append(out, o)
-				break
-			}
-		}
-	}
-	return out
-}
-
 func approvalEvents(recs []*audit.Record, id string) []string {
 	var out []string
 	for _, r := range recs {
@@ -219,7 +202,7 @@ func TestApprovalRetryModeCLI(t *testing.T) {
 	agent.Close()
 
 	recs := d.Settled(t)
-	os := outcomes(recs, q)
+	os := harness.Outcomes(recs, harness.Stmt("", q))
 	var used []*audit.Record
 	for _, o := range os {
 		if o.Status == audit.StatusSuccess {

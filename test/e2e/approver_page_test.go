@@ -16,6 +16,7 @@ import (
 	"github.com/sqlwarden/sqlwarden/pkg/audit"
 
 	"github.com/sqlwarden/sqlwarden/internal/testutil"
+	"github.com/sqlwarden/sqlwarden/test/harness"
 )
 
 // chromiumPath finds Debian's chromium; without it the test fails in CI or
@@ -110,7 +111,7 @@ func TestApproverPageReleasesWaitingClient(t *testing.T) {
 		t.Fatal("the click on Approve did not release the waiting client")
 	}
 	db.Close()
-	_, o := pair(t, d.Settled(t), q)
+	_, o := harness.Pair(t, d.Settled(t), q)
 	if o.Status != audit.StatusSuccess || o.Policy == nil || o.Policy.Approver != "dana" || o.Policy.Reason != "reviewed in the browser" {
 		t.Fatalf("outcome %+v policy %+v", o, o.Policy)
 	}
@@ -258,7 +259,7 @@ func TestApproverPageRetryMode(t *testing.T) {
 	agent.Close()
 	recs := d.Settled(t)
 	var ran []*audit.Record
-	for _, o := range outcomes(recs, q) {
+	for _, o := range harness.Outcomes(recs, harness.Stmt("", q)) {
 		if o.Status == audit.StatusSuccess {
 			ran = append(ran, o)
 		}

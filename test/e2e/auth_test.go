@@ -195,7 +195,7 @@ func TestCachingSha2TowardClient(t *testing.T) {
 		t.Fatalf("agent2 after TLS full auth: %+v, want fast auth", r)
 	}
 
-	recs := settled(t, d)
+	recs := d.WaitOutcomes(t)
 	starts := map[string]*audit.Record{}
 	denied := 0
 	for _, r := range recs {
@@ -213,7 +213,7 @@ func TestCachingSha2TowardClient(t *testing.T) {
 		id  string
 		tls bool
 	}{"SELECT 'sha2-rsa'": {harness.Identity, false}, "SELECT 'sha2-fast'": {harness.Identity, false}, "SELECT 'sha2-tls'": {"agent-two", true}} {
-		st, out := pair(t, recs, q)
+		st, out := harness.Pair(t, recs, q)
 		s := starts[st.SessionID]
 		if s == nil || s.Identity.Name != want.id || s.Client.TLS != want.tls || out.Status != audit.StatusSuccess {
 			t.Errorf("%s: session.start %+v outcome %+v", q, s, out)
@@ -392,8 +392,8 @@ func TestCachingSha2Backend(t *testing.T) {
 	if b.conns != 4 || b.tlsConns != 2 || b.probes != 1 {
 		t.Errorf("backend saw %d sessions, %d over TLS, %d version probes; want 4, 2 and 1", b.conns, b.tlsConns, b.probes)
 	}
-	recs := settled(t, d)
-	st, out := pair(t, recs, "SELECT 'via-tls'")
+	recs := d.WaitOutcomes(t)
+	st, out := harness.Pair(t, recs, "SELECT 'via-tls'")
 	if out.Status != audit.StatusSuccess || *out.Rows != 1 {
 		t.Errorf("outcome %+v", out)
 	}
@@ -457,7 +457,7 @@ func TestTLSPolicies(t *testing.T) {
 		t.Fatalf("backend ran %q; only the skip_verify session should reach it", queries)
 	}
 	var reasons []string
-	for _, r := range settled(t, d) {
+	for _, r := range d.WaitOutcomes(t) {
 		if r.Event == audit.EventSessionDenied {
 			reasons = append(reasons, r.Reason)
 		}

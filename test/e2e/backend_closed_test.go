@@ -22,26 +22,18 @@ import (
 // backendClosedEnds counts the session.end records that say the backend
 // closed the session.
 func backendClosedEnds(recs []*audit.Record) int {
-	n := 0
-	for _, r := range recs {
-		if r.Event == audit.EventSessionEnd && r.Reason == "backend_closed" {
-			n++
-		}
-	}
-	return n
+	return harness.Count(recs, func(r *audit.Record) bool {
+		return r.Event == audit.EventSessionEnd && r.Reason == "backend_closed"
+	})
 }
 
 // waitBackendClosed waits until more than before sessions have ended with
 // reason backend_closed.
 func waitBackendClosed(t *testing.T, d *harness.Daemon, before int) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for backendClosedEnds(d.Records(t)) <= before {
-		if time.Now().After(deadline) {
-			t.Fatalf("no session.end with reason backend_closed within 10s")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	d.WaitRecords(t, "a session.end with reason backend_closed", func(recs []*audit.Record) bool {
+		return backendClosedEnds(recs) > before
+	})
 }
 
 // interactive runs a client script that prints "id N" once connected, waits

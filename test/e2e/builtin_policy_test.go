@@ -236,7 +236,7 @@ func TestBuiltInPolicyPowerStatements(t *testing.T) {
 	db.Close()
 	recs := d.Settled(t)
 	for _, q := range []string{"CALL p_wipe()", "SET GLOBAL max_connect_errors = 999", "DELETE FROM t WHERE id = id"} {
-		_, o := pair(t, recs, q)
+		_, o := harness.Pair(t, recs, q)
 		if o == nil || o.Status != audit.StatusBlocked || o.Policy == nil {
 			t.Errorf("%q: outcome %+v, want blocked with the policy decision", q, o)
 		}

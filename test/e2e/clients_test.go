@@ -314,7 +314,7 @@ func TestClientMatrix(t *testing.T) {
 
 func checkClientAudit(t *testing.T, d *harness.Daemon, c clientCase) {
 	t.Helper()
-	recs := settled(t, d)
+	recs := d.WaitOutcomes(t)
 	starts := map[string]*audit.Record{}
 	for _, r := range recs {
 		if r.Event == audit.EventSessionStart {
@@ -327,7 +327,7 @@ func checkClientAudit(t *testing.T, d *harness.Daemon, c clientCase) {
 	if c.prepareAll {
 		command = "COM_STMT_EXECUTE"
 	}
-	st, out := pairCommand(t, recs, command, text)
+	st, out := harness.PairCommand(t, recs, command, text)
 	if st.DB != "cm_"+tag || out.Status != audit.StatusSuccess || out.Rows == nil || *out.Rows != 1 ||
 		len(out.Columns) != 1 || out.Columns[0] != "name" {
 		t.Errorf("text query records: %+v / %+v", st, out)
@@ -346,11 +346,11 @@ func checkClientAudit(t *testing.T, d *harness.Daemon, c clientCase) {
 	prep := fmt.Sprintf("SELECT name, qty FROM items WHERE id = ? AND name = ? AND '%s' = '%s'", tag, tag)
 	switch {
 	case c.serverPrepare:
-		_, pout := pairCommand(t, recs, "COM_STMT_PREPARE", prep)
+		_, pout := harness.PairCommand(t, recs, "COM_STMT_PREPARE", prep)
 		if pout.Status != audit.StatusSuccess {
 			t.Errorf("prepare outcome %+v", pout)
 		}
-		ex, eout := pairCommand(t, recs, "COM_STMT_EXECUTE", prep)
+		ex, eout := harness.PairCommand(t, recs, "COM_STMT_EXECUTE", prep)
 		if len(ex.Params) != 2 || fmt.Sprint(ex.Params[0].Value) != "2" || ex.Params[1].Value != "pear" || ex.Params[0].Type == "" {
 			t.Errorf("execute params %+v", ex.Params)
 		}
@@ -358,19 +358,19 @@ func checkClientAudit(t *testing.T, d *harness.Daemon, c clientCase) {
 			t.Errorf("execute outcome %+v", eout)
 		}
 	case c.sqlPrepare:
-		_, o := pair(t, recs, "EXECUTE s USING @a, @b")
+		_, o := harness.Pair(t, recs, "EXECUTE s USING @a, @b")
 		if o.Status != audit.StatusSuccess || *o.Rows != 1 {
 			t.Errorf("SQL EXECUTE outcome %+v", o)
 		}
 	default:
 		inter := fmt.Sprintf("SELECT name, qty FROM items WHERE id = 2 AND name = 'pear' AND '%s' = '%s'", tag, tag)
-		st, o := pair(t, recs, inter)
+		st, o := harness.Pair(t, recs, inter)
 		if st.Command != "COM_QUERY" || o.Status != audit.StatusSuccess || *o.Rows != 1 {
 			t.Errorf("interpolated query records %+v / %+v", st, o)
 		}
 	}
 
-	_, out = pair(t, recs, "SELECT * FROM no_such_table_"+tag)
+	_, out = harness.Pair(t, recs, "SELECT * FROM no_such_table_"+tag)
 	if out.Status != audit.StatusError || out.Error == nil || out.Error.Code != 1146 {
 		t.Errorf("error outcome %+v", out)
 	}
@@ -386,49 +386,6 @@ func checkClientAudit(t *testing.T, d *harness.Daemon, c clientCase) {
 	}
 	if s := starts[tlsStmt.SessionID]; s == nil || s.Client == nil || !s.Client.TLS {
 		t.Errorf("TLS session.start: %+v", s)
-	}
-}
-
-// pairCommand is pair for a given command (a prepared statement's SQL
-// appears in its PREPARE, EXECUTE and CLOSE records).
-func pairCommand(t *testing.T, recs []*audit.Record, command, sqlText string) (*audit.Record, *audit.Record) {
-	t.Helper()
-	for i, r := range recs {
-		if r.Event == audit.EventStatement && r.Command == command && r.SQL == sqlText {
-			for _, o := range recs[i+1:] {
-				if o.Event == audit.EventOutcome && o.SessionID == r.SessionID && o.StatementID == r.StatementID {
-					return r, o
-				}
-			}
-			t.Fatalf("%s %q has no outcome record", command, sqlText)
-		}
-	}
-	t.Fatalf("no %s record for %q", command, sqlText)
-	return nil, nil
-}
-
-// settled returns the journal once every statement record has its outcome:
-// outcomes are journaled without holding the client's reply back, so they
-// may land a moment after the client has its answer.
-func settled(t *testing.T, d *harness.Daemon) []*audit.Record {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		recs := d.Records(t)
-		open := map[[2]any]bool{}
-		for _, r := range recs {
-			k := [2]any{r.SessionID, r.StatementID}
-			switch r.Event {
-			case audit.EventStatement:
-				open[k] = true
-			case audit.EventOutcome:
-				delete(open, k)
-			}
-		}
-		if len(open) == 0 || time.Now().After(deadline) {
-			return recs
-		}
-		time.Sleep(20 * time.Millisecond)
 	}
 }
 
@@ -452,7 +409,7 @@ func TestGeneratedCertificate(t *testing.T) {
 		t.Fatalf("go-sql-driver tls=skip-verify: %q %v", v, err)
 	}
 	db.Close()
-	recs := settled(t, d)
+	recs := d.WaitOutcomes(t)
 	starts := map[string]*audit.Record{}
 	for _, r := range recs {
 		if r.Event == audit.EventSessionStart {
@@ -460,7 +417,7 @@ func TestGeneratedCertificate(t *testing.T) {
 		}
 	}
 	for _, q := range []string{"SELECT 'cli-selfsigned'", "SELECT 'go-selfsigned'"} {
-		st, _ := pair(t, recs, q)
+		st, _ := harness.Pair(t, recs, q)
 		if s := starts[st.SessionID]; s == nil || !s.Client.TLS {
 			t.Errorf("%s: session.start %+v", q, s)
 		}

@@ -41,26 +41,6 @@ func mustExec(t *testing.T, db *sql.DB, q string, args ...any) sql.Result {
 	return r
 }
 
-// pair finds the statement and outcome records of a SQL text in a session.
-func pair(t *testing.T, recs []*audit.Record, sqlText string) (*audit.Record, *audit.Record) {
-	t.Helper()
-	for i, r := range recs {
-		if r.Event == audit.EventStatement && r.SQL == sqlText {
-			for _, o := range recs[i+1:] {
-				if o.Event == audit.EventOutcome && o.SessionID == r.SessionID && o.StatementID == r.StatementID {
-					if o.Seq <= r.Seq {
-						t.Fatalf("outcome of %q (seq %d) not after its statement (seq %d)", sqlText, o.Seq, r.Seq)
-					}
-					return r, o
-				}
-			}
-			t.Fatalf("statement %q has no outcome record", sqlText)
-		}
-	}
-	t.Fatalf("no statement record for %q", sqlText)
-	return nil, nil
-}
-
 func TestCoreGoDriver(t *testing.T) {
 	d := harness.Start(t, harness.Options{})
 	root := setupDB(t, d.Maria, "core_go")
@@ -144,30 +124,30 @@ func TestCoreGoDriver(t *testing.T) {
 	}
 
 	recs := d.Settled(t)
-	st, out := pair(t, recs, "SELECT name FROM items WHERE id = 2")
+	st, out := harness.Pair(t, recs, "SELECT name FROM items WHERE id = 2")
 	if st.Command != "COM_QUERY" || st.DB != "core_go" || st.Digest == "" || strings.Contains(st.Digest, "2") {
 		t.Errorf("select statement record: %+v", st)
 	}
 	if out.Status != audit.StatusSuccess || out.Rows == nil || *out.Rows != 1 || len(out.Columns) != 1 || out.Columns[0] != "name" || out.DurationUS == nil {
 		t.Errorf("select outcome: %+v", out)
 	}
-	_, out = pair(t, recs, "INSERT INTO items VALUES (4,'fig',40),(5,'kiwi',50)")
+	_, out = harness.Pair(t, recs, "INSERT INTO items VALUES (4,'fig',40),(5,'kiwi',50)")
 	if out.AffectedRows == nil || *out.AffectedRows != 2 {
 		t.Errorf("insert outcome: %+v", out)
 	}
-	_, out = pair(t, recs, "DELETE FROM items WHERE id = 5")
+	_, out = harness.Pair(t, recs, "DELETE FROM items WHERE id = 5")
 	if out.AffectedRows == nil || *out.AffectedRows != 1 {
 		t.Errorf("delete outcome: %+v", out)
 	}
-	_, out = pair(t, recs, "SELECT * FROM no_such_table")
+	_, out = harness.Pair(t, recs, "SELECT * FROM no_such_table")
 	if out.Status != audit.StatusError || out.Error == nil || out.Error.Code != 1146 {
 		t.Errorf("error outcome: %+v", out)
 	}
-	st, out = pair(t, recs, "SELECT id FROM items WHERE id = 1; SELECT name FROM items WHERE id = 3; UPDATE items SET qty = 0 WHERE id = 1")
+	st, out = harness.Pair(t, recs, "SELECT id FROM items WHERE id = 1; SELECT name FROM items WHERE id = 3; UPDATE items SET qty = 0 WHERE id = 1")
 	if st.Statement == nil || st.Statement.Statements != 3 || out.Rows == nil || *out.Rows != 2 || *out.AffectedRows != 1 {
 		t.Errorf("multi-statement records: %+v / %+v", st.Statement, out)
 	}
-	st, _ = pair(t, recs, "SELECT DATABASE()")
+	st, _ = harness.Pair(t, recs, "SELECT DATABASE()")
 	if st.DB != "core_go2" {
 		t.Errorf("db after USE recorded as %q", st.DB)
 	}
@@ -222,15 +202,15 @@ func TestCoreInitDBAndPing(t *testing.T) {
 	}
 	c.Close()
 	recs := d.Settled(t)
-	_, out := pair(t, recs, "USE `core_init`")
+	_, out := harness.Pair(t, recs, "USE `core_init`")
 	if out.Status != audit.StatusSuccess {
 		t.Errorf("init db outcome %+v", out)
 	}
-	st, _ := pair(t, recs, "SELECT COUNT(*) FROM items")
+	st, _ := harness.Pair(t, recs, "SELECT COUNT(*) FROM items")
 	if st.DB != "core_init" {
 		t.Errorf("db after COM_INIT_DB = %q", st.DB)
 	}
-	_, out = pair(t, recs, "USE `no_such_db`")
+	_, out = harness.Pair(t, recs, "USE `no_such_db`")
 	if out.Status != audit.StatusError || out.Error.Code != 1049 {
 		t.Errorf("bad init db outcome %+v", out)
 	}
@@ -262,16 +242,16 @@ func TestCoreMariaDBCLI(t *testing.T) {
 		t.Fatalf("mariadb error: %v\n%s", err, out)
 	}
 	recs := d.Settled(t)
-	_, o := pair(t, recs, "SELECT name FROM items ORDER BY id")
+	_, o := harness.Pair(t, recs, "SELECT name FROM items ORDER BY id")
 	if *o.Rows != 3 {
 		t.Errorf("rows %d", *o.Rows)
 	}
-	_, o = pair(t, recs, "UPDATE items SET qty = 11 WHERE id = 1")
+	_, o = harness.Pair(t, recs, "UPDATE items SET qty = 11 WHERE id = 1")
 	if *o.AffectedRows != 1 {
 		t.Errorf("affected %d", *o.AffectedRows)
 	}
 	// The CLI's `use` is a COM_INIT_DB.
-	st, _ := pair(t, recs, "SELECT COUNT(*) > 0 FROM user")
+	st, _ := harness.Pair(t, recs, "SELECT COUNT(*) > 0 FROM user")
 	if st.DB != "mysql" {
 		t.Errorf("db after CLI use = %q", st.DB)
 	}
@@ -299,7 +279,7 @@ func TestCoreStreamsLargeResult(t *testing.T) {
 	if count != n || last != n {
 		t.Fatalf("got %d rows, last %d", count, last)
 	}
-	_, out := pair(t, d.Settled(t), fmt.Sprintf("SELECT seq, REPEAT('x', 100) FROM seq_1_to_%d", n))
+	_, out := harness.Pair(t, d.Settled(t), fmt.Sprintf("SELECT seq, REPEAT('x', 100) FROM seq_1_to_%d", n))
 	if *out.Rows != n {
 		t.Fatalf("outcome rows %d", *out.Rows)
 	}
@@ -329,7 +309,7 @@ func TestCoreDrainOnSIGTERM(t *testing.T) {
 	if _, err := net.DialTimeout("tcp", d.Listen, time.Second); err == nil {
 		t.Fatal("daemon still accepts after SIGTERM")
 	}
-	_, out := pair(t, d.Settled(t), "SELECT SLEEP(1.5) + 7")
+	_, out := harness.Pair(t, d.Settled(t), "SELECT SLEEP(1.5) + 7")
 	if out.Status != audit.StatusSuccess {
 		t.Fatalf("drained statement outcome %+v", out)
 	}

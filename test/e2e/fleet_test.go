@@ -261,12 +261,12 @@ func TestFleetApprovals(t *testing.T) {
 	onA.Close()
 	onB.Close()
 	recsA, recsB := a.Settled(t), b.Settled(t)
-	_, o := pair(t, recsA, q1)
+	_, o := harness.Pair(t, recsA, q1)
 	if o.Status != audit.StatusSuccess || o.Policy == nil || o.Policy.Approver != "carol" || o.Policy.Reason != "from node b" || o.Policy.ApprovalID == "" {
 		t.Errorf("node a's outcome of the statement approved on node b: %+v %+v", o, o.Policy)
 	}
 	var ran []*audit.Record
-	for _, o := range outcomes(recsB, q2) {
+	for _, o := range harness.Outcomes(recsB, harness.Stmt("", q2)) {
 		if o.Status == audit.StatusSuccess {
 			ran = append(ran, o)
 		}

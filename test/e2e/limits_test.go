@@ -218,14 +218,14 @@ func TestLimitsMaxRowsError(t *testing.T) {
 	db.Close()
 
 	recs := d.Settled(t)
-	_, o := pair(t, recs, bigSelect)
+	_, o := harness.Pair(t, recs, bigSelect)
 	wantLimit(t, "text", o, audit.StatusError, "agents", "max_rows", 1000)
 	if o.Error == nil || o.Error.Code != 1226 || o.Error.Message != "sqlwarden: limit agents: result exceeds max_rows 1000" {
 		t.Fatalf("text outcome error %+v", o.Error)
 	}
-	_, o = pairCommand(t, recs, "COM_STMT_EXECUTE", bigSelect+" WHERE seq > ?")
+	_, o = harness.PairCommand(t, recs, "COM_STMT_EXECUTE", bigSelect+" WHERE seq > ?")
 	wantLimit(t, "binary", o, audit.StatusError, "agents", "max_rows", 1000)
-	if _, o := pair(t, recs, "SELECT seq FROM seq_1_to_1000"); o.Status != audit.StatusSuccess || o.Limit != nil || *o.Rows != 1000 {
+	if _, o := harness.Pair(t, recs, "SELECT seq FROM seq_1_to_1000"); o.Status != audit.StatusSuccess || o.Limit != nil || *o.Rows != 1000 {
 		t.Fatalf("at the cap: %+v", o)
 	}
 	if n := limitHits(t, d, "agents", "max_rows"); n != 2 {
@@ -325,22 +325,22 @@ func TestLimitsTruncateAndBytes(t *testing.T) {
 	db.Close()
 
 	recs := d.Settled(t)
-	_, o := pair(t, recs, bigSelect)
+	_, o := harness.Pair(t, recs, bigSelect)
 	wantLimit(t, "truncated text", o, audit.StatusSuccess, "rows", "max_rows", 10)
 	if !o.Truncated || o.Rows == nil || *o.Rows != 10 || o.Error != nil {
 		t.Fatalf("truncated outcome: %+v", o)
 	}
-	_, o = pairCommand(t, recs, "COM_STMT_EXECUTE", bigSelect+" WHERE seq > ?")
+	_, o = harness.PairCommand(t, recs, "COM_STMT_EXECUTE", bigSelect+" WHERE seq > ?")
 	wantLimit(t, "truncated binary", o, audit.StatusSuccess, "rows", "max_rows", 10)
 	if !o.Truncated || *o.Rows != 10 {
 		t.Fatalf("truncated binary outcome: %+v", o)
 	}
-	_, o = pair(t, recs, multi)
+	_, o = harness.Pair(t, recs, multi)
 	wantLimit(t, "multi", o, audit.StatusError, "rows", "max_rows", 10)
 	if !o.Truncated || o.Error == nil || o.Error.Code != 1226 {
 		t.Fatalf("multi outcome: %+v", o)
 	}
-	_, o = pair(t, recs, wide+" /* t */")
+	_, o = harness.Pair(t, recs, wide+" /* t */")
 	wantLimit(t, "bytes truncate", o, audit.StatusSuccess, "bytes-t", "max_result_bytes", 1024)
 	if !o.Truncated || *o.Rows != 10 {
 		t.Fatalf("bytes truncate outcome: %+v", o)
@@ -450,17 +450,7 @@ func TestLimitsCursor(t *testing.T) {
 	}
 	c.Close()
 	recs := d.Settled(t)
-	var outs []*audit.Record
-	for i, r := range recs {
-		if r.Event == audit.EventStatement && r.Command == "COM_STMT_FETCH" {
-			for _, o := range recs[i+1:] {
-				if o.Event == audit.EventOutcome && o.SessionID == r.SessionID && o.StatementID == r.StatementID {
-					outs = append(outs, o)
-					break
-				}
-			}
-		}
-	}
+	outs := harness.Outcomes(recs, harness.Stmt("COM_STMT_FETCH", ""))
 	if len(outs) < 4 {
 		t.Fatalf("%d fetch outcomes", len(outs))
 	}
@@ -564,17 +554,17 @@ func TestLimitsStatementTimeout(t *testing.T) {
 	db.Close()
 
 	recs := d.Settled(t)
-	_, o := pair(t, recs, "SELECT SLEEP(3)")
+	_, o := harness.Pair(t, recs, "SELECT SLEEP(3)")
 	wantLimit(t, "server timeout", o, audit.StatusError, "slow", "statement_timeout", "1s")
 	if o.Error.Code != 1969 {
 		t.Fatalf("server timeout outcome error %+v", o.Error)
 	}
-	_, o = pair(t, recs, "SELECT SLEEP(3) AS watched")
+	_, o = harness.Pair(t, recs, "SELECT SLEEP(3) AS watched")
 	wantLimit(t, "watchdog", o, audit.StatusError, "slow", "statement_timeout", "1s")
 	if o.Error.Code != 1969 || o.Error.State != "70100" {
 		t.Fatalf("watchdog outcome error %+v", o.Error)
 	}
-	_, o = pair(t, recs, "SET max_statement_time = 0")
+	_, o = harness.Pair(t, recs, "SET max_statement_time = 0")
 	wantLimit(t, "SET refused", o, audit.StatusBlocked, "slow", "statement_timeout", "1s")
 	if n := limitHits(t, d, "slow", "statement_timeout"); n != 8 {
 		t.Errorf("hits{slow,statement_timeout} = %d, want 8", n)
@@ -678,7 +668,7 @@ func TestLimitsAdmission(t *testing.T) {
 	c2.Close()
 
 	recs := d.Settled(t)
-	_, o := pair(t, recs, "SELECT 'concurrency-marker'")
+	_, o := harness.Pair(t, recs, "SELECT 'concurrency-marker'")
 	wantLimit(t, "concurrency", o, audit.StatusBlocked, "busy", "max_concurrent_statements", 1)
 	if o.Error == nil || o.Error.Code != 1226 || o.Error.State != "42000" {
 		t.Fatalf("concurrency outcome error %+v", o.Error)

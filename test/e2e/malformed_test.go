@@ -46,27 +46,6 @@ func stillServes(t *testing.T, d *harness.Daemon, other *sql.DB) {
 	}
 }
 
-func sessionEnd(recs []*audit.Record, id string) *audit.Record {
-	for _, r := range recs {
-		if r.Event == audit.EventSessionEnd && r.SessionID == id {
-			return r
-		}
-	}
-	return nil
-}
-
-// lastSessionOf returns the id of the most recent session whose start
-// matches user.
-func sessions(recs []*audit.Record) []string {
-	var ids []string
-	for _, r := range recs {
-		if r.Event == audit.EventSessionStart {
-			ids = append(ids, r.SessionID)
-		}
-	}
-	return ids
-}
-
 func TestMalformedInput(t *testing.T) {
 	d := harness.Start(t, harness.Options{Extra: "max_packet_size: 1048576\n"})
 	other := d.Open(t, "test")
@@ -148,17 +127,17 @@ func TestMalformedInput(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			before := len(sessions(d.Records(t)))
+			before := len(harness.Sessions(d.Records(t)))
 			c, raw := rawSession(t, d)
 			tc.break_(t, c, raw)
 			raw.Close()
-			ids := sessions(d.Records(t))
+			ids := harness.Sessions(d.Records(t))
 			if len(ids) <= before {
 				t.Fatal("no session recorded")
 			}
 			id := ids[len(ids)-1]
 			recs := d.WaitEnded(t, id)
-			end := sessionEnd(recs, id)
+			end := harness.SessionEvent(recs, audit.EventSessionEnd, id)
 			if end == nil || end.Reason != tc.reason {
 				t.Fatalf("session.end = %+v, want reason %q", end, tc.reason)
 			}
@@ -227,7 +206,7 @@ func TestBackendDiesMidResult(t *testing.T) {
 	var out *audit.Record
 	for _, r := range recs {
 		if r.Event == audit.EventOutcome && r.Error != nil && r.Status == audit.StatusError && r.Rows == nil {
-			if st, _ := findStmt(recs, r); st != nil && strings.Contains(st.SQL, "seq_1_to_2000000") {
+			if st := harness.StatementOf(recs, r); st != nil && strings.Contains(st.SQL, "seq_1_to_2000000") {
 				out = r
 			}
 		}
@@ -235,13 +214,4 @@ func TestBackendDiesMidResult(t *testing.T) {
 	if out == nil {
 		t.Fatal("no error outcome for the statement whose backend died")
 	}
-}
-
-func findStmt(recs []*audit.Record, out *audit.Record) (*audit.Record, bool) {
-	for _, r := range recs {
-		if r.Event == audit.EventStatement && r.SessionID == out.SessionID && r.StatementID == out.StatementID {
-			return r, true
-		}
-	}
-	return nil, false
 }

@@ -155,23 +155,6 @@ func checkMaskedRows(t *testing.T, client string, got, direct [][]string) {
 	}
 }
 
-// maskOutcomes returns the outcome records of statements with this SQL and command.
-func maskOutcomes(recs []*audit.Record, sqlText, command string) []*audit.Record {
-	var out []*audit.Record
-	for i, r := range recs {
-		if r.Event != audit.EventStatement || r.SQL != sqlText || r.Command != command {
-			continue
-		}
-		for _, o := range recs[i+1:] {
-			if o.Event == audit.EventOutcome && o.SessionID == r.SessionID && o.StatementID == r.StatementID {
-				out = append(out, o)
-				break
-			}
-		}
-	}
-	return out
-}
-
 // checkMaskedOutcome asserts an outcome lists every masked column, its rule and the count.
 func checkMaskedOutcome(t *testing.T, client string, o *audit.Record) {
 	t.Helper()
@@ -318,7 +301,7 @@ c.close()
 		{"go-text, cli, pymysql", "COM_QUERY"},
 		{"go-prepared", "COM_STMT_EXECUTE"},
 	} {
-		outs := maskOutcomes(recs, maskQuery, c.command)
+		outs := harness.Outcomes(recs, harness.Stmt(c.command, maskQuery))
 		want := 1
 		if c.command == "COM_QUERY" {
 			want = 3
@@ -702,7 +685,7 @@ func TestMaskingMemoryFlat(t *testing.T) {
 	if maxKB > 200<<10 {
 		t.Errorf("daemon RSS peaked at %d MB while streaming 1 GB masked, want under 200 MB", maxKB>>10)
 	}
-	_, out := pair(t, d.Settled(t), q)
+	_, out := harness.Pair(t, d.Settled(t), q)
 	if out.Rows == nil || *out.Rows != rowsWanted || len(out.Masked) != 2 {
 		t.Fatalf("outcome %+v", out)
 	}

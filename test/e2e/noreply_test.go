@@ -16,7 +16,6 @@ import (
 	gomysql "github.com/go-sql-driver/mysql"
 
 	"github.com/sqlwarden/sqlwarden/internal/testutil"
-	"github.com/sqlwarden/sqlwarden/pkg/audit"
 	"github.com/sqlwarden/sqlwarden/test/harness"
 )
 
@@ -139,7 +138,7 @@ func TestNoReplyCommandsWhenJournalFails(t *testing.T) {
 	conn.Close()
 	db.Close()
 	recs := d.Settled(t)
-	if st, _ := pairCommandOK(recs, "COM_STMT_CLOSE", "SELECT ? + 2"); st == nil {
+	if st, _ := harness.FindPair(recs, harness.Stmt("COM_STMT_CLOSE", "SELECT ? + 2")); st == nil {
 		t.Error("no COM_STMT_CLOSE record for the statement closed after recovery")
 	}
 	if !strings.Contains(d.Log(), "audit statement") {
@@ -150,19 +149,4 @@ func TestNoReplyCommandsWhenJournalFails(t *testing.T) {
 func isJournalRefusal(err error) bool {
 	var me *gomysql.MySQLError
 	return errors.As(err, &me) && me.Number == 1180 && strings.HasPrefix(me.Message, "sqlwarden: audit journal unavailable")
-}
-
-// pairCommandOK is pairCommand without failing: nil when absent.
-func pairCommandOK(recs []*audit.Record, command, sqlText string) (*audit.Record, *audit.Record) {
-	for i, r := range recs {
-		if r.Event == audit.EventStatement && r.Command == command && r.SQL == sqlText {
-			for _, o := range recs[i+1:] {
-				if o.Event == audit.EventOutcome && o.SessionID == r.SessionID && o.StatementID == r.StatementID {
-					return r, o
-				}
-			}
-			return r, nil
-		}
-	}
-	return nil, nil
 }

@@ -93,11 +93,11 @@ func TestGuardrailsBuiltInPolicy(t *testing.T) {
 	}
 	db.Close()
 	recs := d.Settled(t)
-	_, o := pair(t, recs, "DELETE FROM users")
+	_, o := harness.Pair(t, recs, "DELETE FROM users")
 	if o.Status != audit.StatusBlocked || o.Policy == nil || o.Policy.Rule != "no-unbounded-writes" || o.Policy.Action != "deny" {
 		t.Errorf("blocked outcome: %+v / %+v", o, o.Policy)
 	}
-	_, o = pair(t, recs, "TRUNCATE TABLE users")
+	_, o = harness.Pair(t, recs, "TRUNCATE TABLE users")
 	if o.Status != audit.StatusBlocked || o.Policy.Rule != "no-drop-or-truncate" {
 		t.Errorf("truncate outcome: %+v", o.Policy)
 	}
@@ -238,15 +238,15 @@ func TestApprovalsEndToEnd(t *testing.T) {
 	db.Close()
 
 	recs := d.Settled(t)
-	_, o := pair(t, recs, q1)
+	_, o := harness.Pair(t, recs, q1)
 	if o.Status != audit.StatusSuccess || o.Policy == nil || o.Policy.Action != "approve" || o.Policy.Approver != "alice" || o.Policy.Reason != "planned migration" {
 		t.Errorf("approved outcome: %+v %+v", o, o.Policy)
 	}
-	_, o = pair(t, recs, q2)
+	_, o = harness.Pair(t, recs, q2)
 	if o.Status != audit.StatusBlocked || o.Policy == nil || o.Policy.Reason != "not now" {
 		t.Errorf("denied outcome: %+v %+v", o, o.Policy)
 	}
-	_, o = pair(t, recs, q3)
+	_, o = harness.Pair(t, recs, q3)
 	if o.Status != audit.StatusBlocked || o.Error == nil || !strings.Contains(o.Error.Message, "timed out") {
 		t.Errorf("timeout outcome: %+v", o)
 	}
@@ -298,11 +298,11 @@ func TestApprovalWithdrawnAndRestart(t *testing.T) {
 	}
 	d.Stop(t)
 	recs := d.Records(t)
-	_, o := pair(t, recs, q)
+	_, o := harness.Pair(t, recs, q)
 	if o.Status != audit.StatusBlocked || !strings.Contains(o.Error.Message, "withdrawn") {
 		t.Errorf("withdrawn outcome: %+v", o.Error)
 	}
-	_, o = pair(t, recs, q2)
+	_, o = harness.Pair(t, recs, q2)
 	if o.Status != audit.StatusBlocked {
 		t.Errorf("shutdown outcome: %+v", o)
 	}

@@ -120,8 +120,8 @@ func TestBigPackets(t *testing.T) {
 		t.Fatalf("long data: backend holds %d bytes md5 %s; want %d md5 %s", n, sum, size, md5hex(long))
 	}
 
-	recs := settled(t, d)
-	_, out := pair(t, recs, "SELECT b FROM blobs WHERE id = 1")
+	recs := d.WaitOutcomes(t)
+	_, out := harness.Pair(t, recs, "SELECT b FROM blobs WHERE id = 1")
 	if out.Status != audit.StatusSuccess || *out.Rows != 1 {
 		t.Errorf("big row outcome %+v", out)
 	}
@@ -134,7 +134,7 @@ func TestBigPackets(t *testing.T) {
 	if !bigQuery {
 		t.Error("the 20 MiB COM_QUERY is not journaled whole")
 	}
-	ex, out := pairCommand(t, recs, "COM_STMT_EXECUTE", "INSERT INTO blobs VALUES (?, ?)")
+	ex, out := harness.PairCommand(t, recs, "COM_STMT_EXECUTE", "INSERT INTO blobs VALUES (?, ?)")
 	if out.Status != audit.StatusSuccess || len(ex.Params) != 2 {
 		t.Fatalf("long data execute: %+v / %+v", ex, out)
 	}
@@ -332,18 +332,12 @@ func TestCommands(t *testing.T) {
 	}
 	c1.Close()
 
-	recs := settled(t, d)
+	recs := d.WaitOutcomes(t)
 	type want struct{ command, status string }
 	var seen []want
-	for i, r := range recs {
-		if r.Event != audit.EventStatement {
-			continue
-		}
-		for _, o := range recs[i+1:] {
-			if o.Event == audit.EventOutcome && o.SessionID == r.SessionID && o.StatementID == r.StatementID {
-				seen = append(seen, want{r.Command, o.Status})
-				break
-			}
+	for _, p := range harness.Pairs(recs, harness.Stmt("", "")) {
+		if p.Outcome != nil {
+			seen = append(seen, want{p.Statement.Command, p.Outcome.Status})
 		}
 	}
 	for _, w := range []want{
@@ -361,19 +355,19 @@ func TestCommands(t *testing.T) {
 			t.Errorf("no %s record with outcome %s", w.command, w.status)
 		}
 	}
-	st2, out := pairCommand(t, recs, "COM_QUERY", fmt.Sprintf("KILL %d", other))
+	st2, out := harness.PairCommand(t, recs, "COM_QUERY", fmt.Sprintf("KILL %d", other))
 	if out.Status != audit.StatusBlocked || out.Error == nil || out.Error.Code != mysql.ErrCodeBlocked {
 		t.Errorf("SQL KILL records %+v / %+v", st2, out)
 	}
-	st2, out = pairCommand(t, recs, "COM_PROCESS_KILL", fmt.Sprintf("KILL %d", own))
+	st2, out = harness.PairCommand(t, recs, "COM_PROCESS_KILL", fmt.Sprintf("KILL %d", own))
 	if out.Status != audit.StatusSuccess {
 		t.Errorf("own KILL records %+v / %+v", st2, out)
 	}
 	// The translated KILL is journaled as the database ran it.
-	if _, out = pairCommand(t, recs, "COM_QUERY", fmt.Sprintf("KILL QUERY %d", backendID)); out.Status != audit.StatusSuccess {
+	if _, out = harness.PairCommand(t, recs, "COM_QUERY", fmt.Sprintf("KILL QUERY %d", backendID)); out.Status != audit.StatusSuccess {
 		t.Errorf("translated KILL QUERY outcome %+v", out)
 	}
-	if _, out = pairCommand(t, recs, "COM_QUERY", "KILL USER warden"); out.Status != audit.StatusBlocked {
+	if _, out = harness.PairCommand(t, recs, "COM_QUERY", "KILL USER warden"); out.Status != audit.StatusBlocked {
 		t.Errorf("KILL USER outcome %+v", out)
 	}
 }
@@ -423,7 +417,7 @@ func TestLocalInfile(t *testing.T) {
 		if n := count(root, "infile_off"); n != 3 {
 			t.Fatalf("table has %d rows after a refused CLI load", n)
 		}
-		_, o := pair(t, settled(t, d), load)
+		_, o := harness.Pair(t, d.WaitOutcomes(t), load)
 		if o.Status != audit.StatusBlocked || o.Error == nil || o.Error.Code != mysql.ErrCodeBlocked {
 			t.Errorf("refused load outcome %+v", o)
 		}
@@ -453,7 +447,7 @@ func TestLocalInfile(t *testing.T) {
 		if err := db.QueryRow("SELECT COUNT(*) FROM items").Scan(&c); err != nil || c != 5 {
 			t.Fatalf("count after load: %d %v", c, err)
 		}
-		_, o := pair(t, settled(t, d), load)
+		_, o := harness.Pair(t, d.WaitOutcomes(t), load)
 		if o.Status != audit.StatusSuccess || o.AffectedRows == nil || *o.AffectedRows != 2 {
 			t.Errorf("allowed load outcome %+v", o)
 		}
@@ -499,9 +493,9 @@ func TestCompressionDeclined(t *testing.T) {
 	if err := db.QueryRowContext(context.Background(), "SELECT name FROM items WHERE id = 2 AND 'go' = 'go'").Scan(&name); err != nil || name != "pear" {
 		t.Fatalf("go-sql-driver compress=true: %q %v", name, err)
 	}
-	recs := settled(t, d)
+	recs := d.WaitOutcomes(t)
 	for _, q := range []string{"SELECT name FROM items WHERE id = 3 AND 'cli' = 'cli'", "SELECT name FROM items WHERE id = 2 AND 'go' = 'go'"} {
-		if _, o := pair(t, recs, q); o.Status != audit.StatusSuccess || *o.Rows != 1 {
+		if _, o := harness.Pair(t, recs, q); o.Status != audit.StatusSuccess || *o.Rows != 1 {
 			t.Errorf("%s: outcome %+v", q, o)
 		}
 	}
@@ -568,12 +562,12 @@ func TestMultiResultsAndCursors(t *testing.T) {
 	if err := db.QueryRow("SELECT qty FROM items WHERE id = 3").Scan(&n); err != nil || n != 31 {
 		t.Fatalf("after CALLs: %d %v", n, err)
 	}
-	recs := settled(t, d)
-	_, out := pair(t, recs, "CALL p(2)")
+	recs := d.WaitOutcomes(t)
+	_, out := harness.Pair(t, recs, "CALL p(2)")
 	if out.Status != audit.StatusSuccess || *out.Rows != 3 || *out.AffectedRows != 1 {
 		t.Errorf("CALL text outcome %+v rows %v affected %v", out, *out.Rows, *out.AffectedRows)
 	}
-	ex, out := pairCommand(t, recs, "COM_STMT_EXECUTE", "CALL p(?)")
+	ex, out := harness.PairCommand(t, recs, "COM_STMT_EXECUTE", "CALL p(?)")
 	if out.Status != audit.StatusSuccess || *out.Rows != 4 || len(ex.Params) != 1 {
 		t.Errorf("CALL prepared records %+v / %+v", ex, out)
 	}
@@ -647,22 +641,17 @@ func TestMultiResultsAndCursors(t *testing.T) {
 		t.Fatalf("after cursor: %q", v)
 	}
 	c.Close()
-	recs = settled(t, d)
+	recs = d.WaitOutcomes(t)
 	var fetched []uint64
-	for i, r := range recs {
-		if r.Event == audit.EventStatement && r.Command == "COM_STMT_FETCH" && r.SQL == q {
-			for _, o := range recs[i+1:] {
-				if o.Event == audit.EventOutcome && o.SessionID == r.SessionID && o.StatementID == r.StatementID && o.Rows != nil {
-					fetched = append(fetched, *o.Rows)
-					break
-				}
-			}
+	for _, o := range harness.Outcomes(recs, harness.Stmt("COM_STMT_FETCH", q)) {
+		if o.Rows != nil {
+			fetched = append(fetched, *o.Rows)
 		}
 	}
 	if fmt.Sprint(fetched) != "[2 1]" {
 		t.Errorf("COM_STMT_FETCH outcomes rows %v, want [2 1]", fetched)
 	}
-	ex, _ = pairCommand(t, recs, "COM_STMT_EXECUTE", q)
+	ex, _ = harness.PairCommand(t, recs, "COM_STMT_EXECUTE", q)
 	if len(ex.Params) != 1 || fmt.Sprint(ex.Params[0].Value) != "10" {
 		t.Errorf("cursor execute params %+v", ex.Params)
 	}

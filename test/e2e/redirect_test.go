@@ -238,17 +238,10 @@ func (e *redirectEnv) goIn(dir, ns, host, query string) (string, error) {
 
 func startsFor(recs []*audit.Record, sql string) *audit.Record {
 	var sessionID string
-	for _, r := range recs {
-		if r.Event == audit.EventStatement && r.SQL == sql {
-			sessionID = r.SessionID
-		}
+	for _, p := range harness.Pairs(recs, harness.Stmt("", sql)) {
+		sessionID = p.Statement.SessionID
 	}
-	for _, r := range recs {
-		if r.Event == audit.EventSessionStart && r.SessionID == sessionID {
-			return r
-		}
-	}
-	return nil
+	return harness.SessionEvent(recs, audit.EventSessionStart, sessionID)
 }
 
 func TestRedirectEnrolledWorkload(t *testing.T) {

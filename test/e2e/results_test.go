@@ -41,7 +41,7 @@ masking:
 	}
 	rows.Close()
 	db.Close()
-	_, o := pair(t, d.Settled(t), "SELECT id, name, card FROM people ORDER BY id")
+	_, o := harness.Pair(t, d.Settled(t), "SELECT id, name, card FROM people ORDER BY id")
 	if len(o.Results) != 2 {
 		t.Fatalf("retained %d rows, want 2 (max_rows): %v", len(o.Results), o.Results)
 	}

@@ -199,11 +199,11 @@ func TestExecutableCommentsAsTheServerRunsThem(t *testing.T) {
 	pc.Close()
 	db.Close()
 	recs := d.Settled(t)
-	_, o := pair(t, recs, ignored[0])
+	_, o := harness.Pair(t, recs, ignored[0])
 	if o.Status != audit.StatusBlocked || o.Policy == nil || o.Policy.Rule != "no-unbounded-writes" {
 		t.Errorf("outcome of %q: %+v", ignored[0], o)
 	}
-	_, o = pair(t, recs, "SELECT 1 /*! + 1")
+	_, o = harness.Pair(t, recs, "SELECT 1 /*! + 1")
 	if o.Status != audit.StatusBlocked || o.Policy == nil || o.Policy.Rule != "sql-text" || o.Error == nil || o.Error.Code != 1235 {
 		t.Errorf("outcome of a refused text: %+v", o)
 	}
@@ -422,7 +422,7 @@ func TestSessionSettingsRefused(t *testing.T) {
 		t.Fatalf("table lost rows: %d left", n)
 	}
 	recs := d.Settled(t)
-	_, o := pair(t, recs, "SET session_track_system_variables = ''")
+	_, o := harness.Pair(t, recs, "SET session_track_system_variables = ''")
 	if o.Status != audit.StatusBlocked || o.Policy == nil || o.Policy.Rule != "sql-text" || o.Error.Code != 1235 {
 		t.Errorf("journal of a refused SET: %+v", o)
 	}

@@ -459,7 +459,7 @@ func TestLastPreparedStatementID(t *testing.T) {
 		if r.Event != audit.EventStatement || r.Command != "COM_STMT_EXECUTE" {
 			continue
 		}
-		o := outcomeOf(recs[i+1:], r)
+		o := harness.OutcomeOf(recs[i+1:], r)
 		switch r.SQL {
 		case sel:
 			sawMasked = r.Statement != nil && o != nil && len(o.Masked) > 0
@@ -490,15 +490,6 @@ func TestLastPreparedStatementID(t *testing.T) {
 	if dropped != 14 {
 		t.Errorf("journal: %d refusals of unknown statement ids, want 14", dropped)
 	}
-}
-
-func outcomeOf(recs []*audit.Record, st *audit.Record) *audit.Record {
-	for _, o := range recs {
-		if o.Event == audit.EventOutcome && o.SessionID == st.SessionID && o.StatementID == st.StatementID {
-			return o
-		}
-	}
-	return nil
 }
 
 // runConnC runs statements with Connector/C's execute_direct; one output line each.

@@ -61,7 +61,7 @@ func TestSysbenchOLTP(t *testing.T) {
 	commands := map[string]int{}
 	var failed []string
 	deadlocks := 0
-	for _, r := range settled(t, d) {
+	for _, r := range d.WaitOutcomes(t) {
 		if r.Event == audit.EventStatement {
 			commands[r.Command]++
 		}

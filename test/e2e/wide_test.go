@@ -191,15 +191,15 @@ func TestWideResults(t *testing.T) {
 	proxied.Close()
 	proxiedInterp.Close()
 	recs := d.Settled(t)
-	_, out := pairCommand(t, recs, "COM_STMT_EXECUTE", marks)
+	_, out := harness.PairCommand(t, recs, "COM_STMT_EXECUTE", marks)
 	if out.Status != audit.StatusSuccess || out.Rows == nil || *out.Rows != 1 || len(out.Columns) == 0 {
 		t.Errorf("65535-parameter execute outcome: status %s rows %v columns %d", out.Status, out.Rows, len(out.Columns))
 	}
-	ex, _ := pairCommand(t, recs, "COM_STMT_EXECUTE", marks)
+	ex, _ := harness.PairCommand(t, recs, "COM_STMT_EXECUTE", marks)
 	if len(ex.Params) != maxParams || ex.Params[0].Value != nil || ex.Params[1].Value != "" {
 		t.Errorf("65535-parameter execute record: %d params", len(ex.Params))
 	}
-	_, out = pair(t, recs, wide4096)
+	_, out = harness.Pair(t, recs, wide4096)
 	if out.Status != audit.StatusSuccess || len(out.Columns) == 0 || len(out.Columns) > 512 {
 		t.Errorf("4096-column outcome keeps %d column names", len(out.Columns))
 	}

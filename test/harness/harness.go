@@ -4,10 +4,8 @@
 package harness
 
 import (
-	"bufio"
 	"bytes"
 	"database/sql"
-	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
@@ -21,7 +19,6 @@ import (
 	"time"
 
 	"github.com/sqlwarden/sqlwarden/internal/testutil"
-	"github.com/sqlwarden/sqlwarden/pkg/audit"
 )
 
 var (
@@ -264,130 +261,4 @@ func (d *Daemon) Open(t testing.TB, db string) *sql.DB {
 func (d *Daemon) HostPort() (string, string) {
 	h, p, _ := net.SplitHostPort(d.Listen)
 	return h, p
-}
-
-// Records reads every journal record, in order.
-func (d *Daemon) Records(t testing.TB) []*audit.Record {
-	t.Helper()
-	var out []*audit.Record
-	files, _ := filepath.Glob(filepath.Join(d.AuditDir, "*.jsonl"))
-	for _, f := range files {
-		fh, err := os.Open(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		sc := bufio.NewScanner(fh)
-		sc.Buffer(make([]byte, 1<<20), 64<<20)
-		for sc.Scan() {
-			var r audit.Record
-			if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
-				continue // a torn tail is the journal's business, not the test's
-			}
-			out = append(out, &r)
-		}
-		fh.Close()
-	}
-	return out
-}
-
-// Session returns the records of sessions matching pred on session.start, in
-// journal order, excluding checkpoints.
-func (d *Daemon) SessionRecords(t testing.TB, sessionID string) []*audit.Record {
-	var out []*audit.Record
-	for _, r := range d.Records(t) {
-		if r.SessionID == sessionID {
-			out = append(out, r)
-		}
-	}
-	return out
-}
-
-// WaitFor polls the journal until pred holds for some record.
-func (d *Daemon) WaitFor(t testing.TB, what string, pred func(*audit.Record) bool) *audit.Record {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		for _, r := range d.Records(t) {
-			if pred(r) {
-				return r
-			}
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Fatalf("no audit record %s within 10s", what)
-	return nil
-}
-
-// Statements returns statement/outcome pairs by SQL text for quick checks.
-func (d *Daemon) FindStatement(t testing.TB, sqlText string) (stmt, outcome *audit.Record) {
-	t.Helper()
-	recs := d.Records(t)
-	for i, r := range recs {
-		if r.Event == audit.EventStatement && r.SQL == sqlText {
-			for _, o := range recs[i+1:] {
-				if o.Event == audit.EventOutcome && o.SessionID == r.SessionID && o.StatementID == r.StatementID {
-					return r, o
-				}
-			}
-			return r, nil
-		}
-	}
-	return nil, nil
-}
-
-// WaitEnded waits for the session.end record of a session and returns all records.
-func (d *Daemon) WaitEnded(t testing.TB, sessionID string) []*audit.Record {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		recs := d.Records(t)
-		for _, r := range recs {
-			if r.Event == audit.EventSessionEnd && r.SessionID == sessionID {
-				return recs
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("session %s did not end within 10s", sessionID)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-// LastSession returns the id of the most recent session.start.
-func (d *Daemon) LastSession(t testing.TB) string {
-	t.Helper()
-	id := ""
-	for _, r := range d.Records(t) {
-		if r.Event == audit.EventSessionStart {
-			id = r.SessionID
-		}
-	}
-	return id
-}
-
-// Settled waits until every session that started has ended (its outcome
-// records are written after the client got its reply, so a test that just
-// closed its client must wait for them) and returns all records.
-func (d *Daemon) Settled(t testing.TB) []*audit.Record {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		recs := d.Records(t)
-		open := map[string]bool{}
-		for _, r := range recs {
-			switch r.Event {
-			case audit.EventSessionStart:
-				open[r.SessionID] = true
-			case audit.EventSessionEnd:
-				delete(open, r.SessionID)
-			}
-		}
-		if len(open) == 0 || time.Now().After(deadline) {
-			if len(open) > 0 {
-				t.Logf("settled: %d sessions still open after 10s", len(open))
-			}
-			return recs
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
