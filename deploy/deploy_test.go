@@ -685,7 +685,8 @@ func TestDashboard(t *testing.T) {
 			}
 		}
 	}
-	// Every family the issue asks for is on the dashboard.
+	// Every family an operator watches (connections, statements, latency,
+	// masking, policy, approvals, audit, sinks, identity, redirect) is on the dashboard.
 	for _, n := range []string{
 		"sqlwarden_proxy_connections_active", "sqlwarden_proxy_connections_total", "sqlwarden_proxy_statements_total",
 		"sqlwarden_proxy_statement_duration_seconds_bucket", "sqlwarden_proxy_added_latency_seconds_bucket",

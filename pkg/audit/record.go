@@ -6,7 +6,7 @@ import (
 	"unicode/utf8"
 )
 
-// Event names. Users script against these strings; see DESIGN.md.
+// Event names. Users script against these strings (README, "Audit records").
 const (
 	EventSessionStart  = "session.start"
 	EventSessionDenied = "session.denied"

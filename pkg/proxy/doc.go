@@ -8,5 +8,5 @@
 // buffered writer flushed once per reply (or whenever the buffer fills, so a
 // large result never sits in memory). Measured on the project's machines, this
 // shape matches an L4 relay in C on throughput, where a goroutine per
-// direction does not (../shared/notes/redirect.md, "Speed").
+// direction does not (README, "Design notes": the figures).
 package proxy
