@@ -38,7 +38,7 @@ start() {
   nohup /usr/sbin/mariadbd --no-defaults --user=root --datadir="$DATA" --socket="$SOCK" \
     --pid-file="$PIDF" --port="$PORT" --bind-address=127.0.0.1 --skip-name-resolve \
     --general-log=1 --general-log-file="$DIR/general.log" --max-allowed-packet=256M \
-    --max-connections=2000 --innodb-buffer-pool-size=256M --innodb-flush-log-at-trx-commit=2 \
+    --max-connections=3000 --innodb-buffer-pool-size=256M --innodb-flush-log-at-trx-commit=2 \
     --performance-schema=ON --performance-schema-session-connect-attrs-size=16384 \
     --log-error="$LOG" >/dev/null 2>&1 &
   for _ in $(seq 1 200); do
