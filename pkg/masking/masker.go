@@ -179,12 +179,20 @@ func (m *Masker) Plan(ctx context.Context, identity, db, sql string, d sqltext.D
 	return p, nil
 }
 
-func (m *Masker) parse(sql string, mode sqltext.Mode) ([]ast.StmtNode, error) {
+// parse never panics: the parser panics on some literals (a decimal of more
+// than 81 digits), which must make the statement unparsed, not end the
+// session. A parser that panicked is not reused.
+func (m *Masker) parse(sql string, mode sqltext.Mode) (stmts []ast.StmtNode, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			stmts, err = nil, fmt.Errorf("parse statement: parser panic: %v", r)
+		}
+	}()
 	ps := m.parsers.Get().(*parser.Parser)
-	defer m.parsers.Put(ps)
 	ps.SetSQLMode(mode.ParserMode())
 	ps.SetParserConfig(parser.ParserConfig{EnableWindowFunction: true})
-	stmts, _, err := ps.ParseSQL(sql)
+	stmts, _, err = ps.ParseSQL(sql)
+	m.parsers.Put(ps)
 	if err != nil {
 		return nil, fmt.Errorf("parse statement: %w", err)
 	}
