@@ -9,7 +9,7 @@ GOFLAGS_BUILD := -ldflags "-X main.version=$(VERSION)"
 # Privileged tests (BPF, cgroups, netns) skip without root unless this is 1.
 export SQLWARDEN_REQUIRE_PRIVILEGED ?= 0
 
-.PHONY: all build deps deps-test generate check-generate test test-unit test-e2e fuzz bench demo clean
+.PHONY: all build deps deps-test generate check-generate test test-unit test-e2e fuzz bench soak demo clean
 
 all: build
 
@@ -63,6 +63,13 @@ deps-test:
 
 # Only what the demo needs (MariaDB server and client; the eBPF objects are
 # committed), then the demo; says how long each part took.
+# A steady mixed agent workload for SOAK_TIME, sampled; writes docs/soak.md,
+# docs/soak.png and docs/soak.csv. Not part of `make test`.
+SOAK_TIME ?= 10m
+soak: build
+	@bash scripts/mariadb.sh start
+	@SOAK_TIME=$(SOAK_TIME) bash scripts/soak.sh
+
 demo:
 	@t0=$$(date +%s.%N); bash scripts/install-deps.sh demo; \
 	t1=$$(date +%s.%N); $(MAKE) --no-print-directory build; \
