@@ -437,7 +437,7 @@ func TestSlowBackendDoesNotStallOthers(t *testing.T) {
 func TestJournalDiskFullUnderLoad(t *testing.T) {
 	testutil.RequirePrivileged(t)
 	mnt := t.TempDir()
-	if err := syscall.Mount("tmpfs", mnt, "tmpfs", 0, "size=2m"); err != nil {
+	if err := syscall.Mount("tmpfs", mnt, "tmpfs", 0, "size=16m"); err != nil {
 		t.Fatalf("mount tmpfs: %v", err)
 	}
 	t.Cleanup(func() { _ = syscall.Unmount(mnt, syscall.MNT_DETACH) })
@@ -498,7 +498,8 @@ func TestJournalDiskFullUnderLoad(t *testing.T) {
 	spaceBack.Store(true)
 	for okAfter.Load() < 100 {
 		if time.Since(back) > 20*time.Second {
-			t.Fatalf("service did not resume within 20s of space returning (%d statements served)", okAfter.Load())
+			out, _ := exec.Command("sh", "-c", "df -k "+mnt+"; ls -la "+filepath.Join(mnt, "audit")).CombinedOutput()
+			t.Fatalf("service did not resume within 20s of space returning (%d statements served)\n%s", okAfter.Load(), out)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
