@@ -235,29 +235,19 @@ func TestBackendKilledMidLoad(t *testing.T) {
 	}
 
 	// The journal against the general log.
-	recs := settled(t, d)
-	stmts := map[[2]any]*audit.Record{}
-	outcomes := map[[2]any]*audit.Record{}
-	journaled := map[string]*audit.Record{} // marker -> statement record
+	pairs := harness.Pairs(d.WaitOutcomes(t), harness.Stmt("", ""))
+	journaled := map[string]harness.StatementPair{} // marker -> statement and outcome
 	marker := regexp.MustCompile(`fault-\d+-\d+`)
-	for _, r := range recs {
-		k := [2]any{r.SessionID, r.StatementID}
-		switch r.Event {
-		case audit.EventStatement:
-			stmts[k] = r
-			if m := marker.FindString(r.SQL); m != "" {
-				journaled[m] = r
-			}
-		case audit.EventOutcome:
-			outcomes[k] = r
-		}
-	}
 	missing := 0
-	for k, r := range stmts {
-		if outcomes[k] == nil {
+	for _, p := range pairs {
+		r := p.Statement
+		if m := marker.FindString(r.SQL); m != "" {
+			journaled[m] = p
+		}
+		if p.Outcome == nil {
 			missing++
 			if missing < 5 {
-				t.Errorf("statement %q (session %v #%v) has no outcome record", r.SQL, k[0], k[1])
+				t.Errorf("statement %q (session %v #%v) has no outcome record", r.SQL, r.SessionID, r.StatementID)
 			}
 		}
 	}
@@ -275,12 +265,12 @@ func TestBackendKilledMidLoad(t *testing.T) {
 		}
 	}
 	for m := range ran {
-		if journaled[m] == nil {
+		if journaled[m].Statement == nil {
 			t.Errorf("MariaDB ran %s but the journal has no statement record of it", m)
 		}
 	}
-	for m, r := range journaled {
-		o := outcomes[[2]any{r.SessionID, r.StatementID}]
+	for m, p := range journaled {
+		o := p.Outcome
 		if o != nil && o.Status == audit.StatusSuccess && !ran[m] {
 			t.Errorf("the journal says %s succeeded but MariaDB's general log does not show it", m)
 		}
@@ -512,7 +502,7 @@ func TestJournalDiskFullUnderLoad(t *testing.T) {
 	}
 
 	// Every row in the table was journaled first.
-	recs := settled(t, d)
+	recs := d.WaitOutcomes(t)
 	journaled := map[string]bool{}
 	for _, r := range recs {
 		if r.Event == audit.EventStatement {
