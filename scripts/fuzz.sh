@@ -29,8 +29,8 @@ for pkg in $(go list ./...); do
     rc=0
     go test -run '^$' -fuzz "^$f\$" -fuzztime "$FUZZTIME" "$pkg" >"$log" 2>&1 || rc=$?
     tail -3 "$log"
-    execs=$(grep -oE 'execs: [0-9]+' "$log" | tail -1 | awk '{print $2}')
-    corpus=$(grep -oE '\(total: [0-9]+\)' "$log" | tail -1 | tr -dc 0-9)
+    execs=$(grep -oE 'execs: [0-9]+' "$log" | tail -1 | awk '{print $2}' || true)
+    corpus=$(grep -oE '\(total: [0-9]+\)' "$log" | tail -1 | tr -dc 0-9 || true)
     seeds=$( (find "$dir/testdata/fuzz/$f" -type f 2>/dev/null || true) | wc -l)
     crash="0"
     if [ "$rc" != 0 ]; then

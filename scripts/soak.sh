@@ -88,7 +88,7 @@ echo "soak: $SOAK_TIME at $SOAK_RATE statements/s through 127.0.0.1:$PORT (daemo
 go build -o "$WORK/soak" ./test/soak
 rc=0
 "$WORK/soak" -dsn "agent:agent-secret@tcp(127.0.0.1:$PORT)/soak?interpolateParams=false" -admin "http://$ADMIN" -token "$TOKEN" \
-  -pid "$PID" -audit-dir "$WORK/audit" -bin "$BIN" -duration "$SOAK_TIME" -interval "$SOAK_INTERVAL" -rate "$SOAK_RATE" \
+  -pid "$PID" -audit-dir "$WORK/audit" -duration "$SOAK_TIME" -interval "$SOAK_INTERVAL" -rate "$SOAK_RATE" \
   -csv "$WORK/soak.csv" -summary "$WORK/summary.md" || rc=$?
 [ -f "$WORK/summary.md" ] || { echo "soak: no summary written"; tail -20 "$WORK/daemon.log"; exit 1; }
 
@@ -108,7 +108,7 @@ set multiplot layout 6,1 title "sqlwarden soak: $SOAK_TIME, $SOAK_RATE statement
 set title "daemon RSS (MB)"; plot "$WORK/soak.csv" using 1:2 skip 1 with linespoints pt 7 ps 0.4 notitle
 set title "goroutines"; plot "$WORK/soak.csv" using 1:3 skip 1 with linespoints pt 7 ps 0.4 notitle
 set title "open fds"; plot "$WORK/soak.csv" using 1:4 skip 1 with linespoints pt 7 ps 0.4 notitle
-set title "journal lag: statement sent to its record read by audit tail (ms)"; plot "$WORK/soak.csv" using 1:5 skip 1 with linespoints pt 7 ps 0.4 notitle
+set title "journal lag: statement sent to its record readable in the journal (ms)"; plot "$WORK/soak.csv" using 1:5 skip 1 with linespoints pt 7 ps 0.4 notitle
 set title "statement latency (ms)"; plot "$WORK/soak.csv" using 1:6 skip 1 with linespoints pt 7 ps 0.4 title "p50", "" using 1:7 skip 1 with linespoints pt 7 ps 0.4 title "p99"
 set title "statements per sample"; plot "$WORK/soak.csv" using 1:8 skip 1 with linespoints pt 7 ps 0.4 notitle
 unset multiplot

@@ -2,7 +2,7 @@
 // sqlwarden (scripts/soak.sh starts it) and samples the daemon every few
 // seconds: resident memory, goroutines and open files (from /metrics),
 // journal lag (how long after a statement is sent its record can be read
-// from the journal by `sqlwarden audit tail --follow`) and p50/p99
+// from the journal files) and p50/p99
 // statement latency. It writes the samples as CSV and a Markdown summary.
 //
 // The workload: point selects (text protocol), scans of masked columns
@@ -20,12 +20,10 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"log"
 	"math"
 	"net/http"
 	"os"
-	"os/exec"
 	"sort"
 	"strconv"
 	"strings"
@@ -35,11 +33,12 @@ import (
 
 	"github.com/go-sql-driver/mysql"
 
+	"github.com/sqlwarden/sqlwarden/pkg/audit"
 	"github.com/sqlwarden/sqlwarden/pkg/policy"
 )
 
 type config struct {
-	dsn, admin, token, auditDir, bin, csv, summary string
+	dsn, admin, token, auditDir, csv, summary string
 	pid                                            int
 	duration, interval, warmup                     time.Duration
 	rate, workers                                  int
@@ -86,7 +85,6 @@ func main() {
 	flag.StringVar(&c.admin, "admin", "", "admin base URL (http://127.0.0.1:PORT)")
 	flag.StringVar(&c.token, "token", "", "admin token")
 	flag.StringVar(&c.auditDir, "audit-dir", "", "the daemon's journal directory")
-	flag.StringVar(&c.bin, "bin", "bin/sqlwarden", "sqlwarden binary (for audit tail)")
 	flag.IntVar(&c.pid, "pid", 0, "the daemon's process id")
 	flag.DurationVar(&c.duration, "duration", 10*time.Minute, "how long to run")
 	flag.DurationVar(&c.interval, "interval", 5*time.Second, "sampling interval")
@@ -112,8 +110,10 @@ func run(c config) error {
 		return err
 	}
 	defer db.Close()
-	db.SetMaxOpenConns(c.workers)
-	db.SetMaxIdleConns(c.workers)
+	// the workers hold one connection each; the journal-lag probe and the
+	// held schema change need their own
+	db.SetMaxOpenConns(c.workers + 4)
+	db.SetMaxIdleConns(c.workers + 4)
 	if err := db.Ping(); err != nil {
 		return fmt.Errorf("ping through the proxy: %w", err)
 	}
@@ -218,6 +218,9 @@ func run(c config) error {
 		}
 		s.gor, s.fds = m["go_goroutines"], m["process_open_fds"]
 		s.lagMS = tail.lag(ctx, db, k)
+		if ctx.Err() != nil {
+			break // the run ended during the probe: no whole sample
+		}
 		cnt.mu.Lock()
 		lat := cnt.lat
 		cnt.lat = nil
@@ -385,65 +388,64 @@ func heldApproval(ctx context.Context, c config, db *sql.DB, k int) error {
 	}
 }
 
-// tailer follows the journal with `sqlwarden audit tail --follow --json`.
+// tailer follows the journal files as a reader does (audit.Follower, the
+// reader behind audit tail and the sinks), polling every millisecond, and
+// notes when each marked statement's record became readable.
 type tailer struct {
-	cmd  *exec.Cmd
-	mu   sync.Mutex
-	seen map[string]time.Time
+	stopc chan struct{}
+	done  chan struct{}
+	mu    sync.Mutex
+	seen  map[string]time.Time
 }
 
 func startTail(c config) (*tailer, error) {
-	t := &tailer{seen: map[string]time.Time{}}
-	t.cmd = exec.Command(c.bin, "audit", "tail", "--follow", "--json", "-n", "0", "--dir", c.auditDir)
-	out, err := t.cmd.StdoutPipe()
-	if err != nil {
-		return nil, err
+	t := &tailer{seen: map[string]time.Time{}, stopc: make(chan struct{}), done: make(chan struct{})}
+	fl := audit.NewFollower(c.auditDir, 0)
+	// skip what is there already
+	for {
+		b, err := fl.Next(4096, 16<<20)
+		if err != nil {
+			return nil, fmt.Errorf("read journal: %w", err)
+		}
+		if len(b) == 0 {
+			break
+		}
 	}
-	errp, err := t.cmd.StderrPipe()
-	if err != nil {
-		return nil, err
-	}
-	if err := t.cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start audit tail: %w", err)
-	}
-	following := make(chan struct{})
 	go func() {
-		sc := bufio.NewScanner(errp)
-		for sc.Scan() {
-			if strings.HasPrefix(sc.Text(), "audit tail: following ") {
-				close(following)
-				break
+		defer close(t.done)
+		defer fl.Close()
+		for {
+			select {
+			case <-t.stopc:
+				return
+			default:
+			}
+			b, err := fl.Next(4096, 16<<20)
+			if err != nil {
+				log.Printf("soak: follow journal: %v", err)
+				return
+			}
+			now := time.Now()
+			for _, e := range b {
+				if !strings.Contains(string(e.Line), "soak-mark-") {
+					continue
+				}
+				var r struct {
+					Event, SQL string
+				}
+				if json.Unmarshal(e.Line, &r) != nil || r.Event != "statement" {
+					continue
+				}
+				t.mu.Lock()
+				t.seen[r.SQL] = now
+				t.mu.Unlock()
+			}
+			if len(b) == 0 {
+				time.Sleep(time.Millisecond)
 			}
 		}
-		_, _ = io.Copy(io.Discard, errp)
 	}()
-	go func() {
-		sc := bufio.NewScanner(out)
-		sc.Buffer(make([]byte, 1<<20), 1<<24)
-		for sc.Scan() {
-			line := sc.Bytes()
-			i := strings.Index(string(line), "soak-mark-")
-			if i < 0 {
-				continue
-			}
-			var r struct {
-				Event, SQL string
-			}
-			if json.Unmarshal(line, &r) != nil || r.Event != "statement" {
-				continue
-			}
-			t.mu.Lock()
-			t.seen[r.SQL] = time.Now()
-			t.mu.Unlock()
-		}
-	}()
-	select {
-	case <-following:
-		return t, nil
-	case <-time.After(30 * time.Second):
-		t.stop()
-		return nil, errors.New("audit tail did not start following within 30s")
-	}
+	return t, nil
 }
 
 // lag sends a marked statement and returns how long until its record was read from the journal.
@@ -469,8 +471,8 @@ func (t *tailer) lag(ctx context.Context, db *sql.DB, k int) float64 {
 }
 
 func (t *tailer) stop() {
-	_ = t.cmd.Process.Kill()
-	_ = t.cmd.Wait()
+	close(t.stopc)
+	<-t.done
 }
 
 func scrape(admin string) (map[string]float64, error) {
