@@ -39,10 +39,10 @@ import (
 
 type config struct {
 	dsn, admin, token, auditDir, csv, summary string
-	pid                                            int
-	duration, interval, warmup                     time.Duration
-	rate, workers                                  int
-	approvalEvery, churnEvery                      time.Duration
+	pid                                       int
+	duration, interval, warmup                time.Duration
+	rate, workers                             int
+	approvalEvery, churnEvery                 time.Duration
 }
 
 type sample struct {
