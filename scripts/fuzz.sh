@@ -36,7 +36,7 @@ for pkg in $(go list ./...); do
     if [ "$rc" != 0 ]; then
       crashed=$((crashed + 1))
       input=$(grep -oE 'testdata/fuzz/[^ ]+' "$log" | tail -1 || true)
-      crash="1: ${input:+$rel/$input}${input:-see the log (no input written)}"
+      if [ -n "$input" ]; then crash="1: $rel/$input"; else crash="1: no input written (the target failed before fuzzing; see the log)"; fi
       echo "!! $f failed:"; grep -E -- '--- FAIL|fuzz_test.go|panic|Error' "$log" | head -20 || true
     fi
     total=$((total + ${execs:-0}))
