@@ -8,8 +8,6 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/pingcap/tidb/pkg/parser"
-
 	"github.com/pingcap/tidb/pkg/parser/ast"
 
 	"github.com/sqlwarden/sqlwarden/pkg/audit"
@@ -29,13 +27,13 @@ type policyAdapter struct {
 }
 
 // cacheableKinds are statement kinds whose classification depends only on
-// the normalized text (literals replaced) and the current database: plain
+// the text's shape (literal values erased) and the current database: plain
 // reads and writes, the bulk of what agents send. KILL, USE, PREPARE and
 // the rest carry meaning in their literals or identifiers and are parsed
 // every time.
 var cacheableKinds = map[string]bool{"SELECT": true, "INSERT": true, "UPDATE": true, "DELETE": true, "REPLACE": true}
 
-// classCache maps (db, dialect, normalized SQL) to a classification. It is
+// classCache maps (db, dialect, shape of the SQL) to a classification. It is
 // cleared when full rather than evicting one by one: cheap, and bounded.
 type classCache struct {
 	mu sync.RWMutex
@@ -46,10 +44,11 @@ const classCacheMax = 8192
 
 func newClassCache() *classCache { return &classCache{m: make(map[string]*proxy.Statement)} }
 
-func (c *classCache) get(k string) *proxy.Statement {
+// get looks k up without copying it into a string.
+func (c *classCache) get(k []byte) *proxy.Statement {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
-	return c.m[k]
+	return c.m[string(k)]
 }
 
 func (c *classCache) put(k string, st *proxy.Statement) {
@@ -93,51 +92,55 @@ func (p policyAdapter) BoundWrite(st *proxy.Statement, db string) proxy.BoundedW
 }
 
 func (p policyAdapter) Classify(sql, db string, d sqltext.Dialect) *proxy.Statement {
-	var key string
-	// The normalizer knows no sql_mode: under ANSI_QUOTES or
-	// NO_BACKSLASH_ESCAPES it reads strings and identifiers differently from
-	// the server and can give two different statements one shape. Nothing is
-	// cached then.
-	if p.cache != nil && d.Mode&sqltext.LexMode == 0 {
-		// Key on the text as the server runs it (the normalizer drops
-		// comments, and executable ones are SQL), the server and the flags
-		// that change the parse.
-		if text, err := sqltext.Executable(sql, d); err == nil {
-			key = cacheKey(db, d, parser.Normalize(text, "ON"))
-			if st := p.cache.get(key); st != nil {
-				return st
-			}
+	// Everything below reads the text as the server runs it (comments
+	// blanked, executable ones kept as SQL); a text whose reading cannot be
+	// decided is refused by ClassifyAs.
+	text, err := sqltext.Executable(sql, d)
+	if err != nil {
+		return p.convert(policy.ClassifyAs(sql, db, d), d)
+	}
+	if p.cache == nil {
+		return p.convert(policy.ClassifyExecutable(text, db, d), d)
+	}
+	// The key is the database, the dialect and the text's shape (its
+	// literals' values erased: two texts of one shape parse alike), built in
+	// a pooled buffer: a hit allocates nothing. There is no shape under
+	// ANSI_QUOTES or NO_BACKSLASH_ESCAPES, where the normalizer behind the
+	// digest reads strings differently from the server: nothing is cached.
+	kb := keyBufs.Get().(*[]byte)
+	defer keyBufs.Put(kb)
+	key, ok := sqltext.AppendShape(appendKeyPrefix((*kb)[:0], db, d), text, d)
+	*kb = key
+	if ok {
+		if st := p.cache.get(key); st != nil {
+			return st
 		}
 	}
-	st := p.classify(sql, db, d)
-	if key != "" && st.Parsed && st.Cacheable {
-		p.cache.put(key, st)
+	st := p.convert(policy.ClassifyExecutable(text, db, d), d)
+	if ok && st.Parsed && st.Cacheable {
+		p.cache.put(string(key), st)
 	}
 	return st
 }
 
-// cacheKey is db, the dialect and the normalized text, in one allocation.
-func cacheKey(db string, d sqltext.Dialect, norm string) string {
-	var b strings.Builder
-	b.Grow(len(db) + len(norm) + 9)
-	b.WriteString(db)
-	b.WriteByte(0)
-	b.WriteByte(byte(d.Flavor))
-	b.WriteByte(byte(d.Mode))
-	b.WriteByte(byte(d.Charset))
+var keyBufs = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
+
+// appendKeyPrefix appends db and the dialect (flavour, sql_mode flags,
+// character set, version) ahead of a shape.
+func appendKeyPrefix(b []byte, db string, d sqltext.Dialect) []byte {
+	b = append(b, db...)
+	b = append(b, 0, byte(d.Flavor), byte(d.Mode), byte(d.Charset))
 	for v := d.Version; ; v >>= 8 {
-		b.WriteByte(byte(v))
+		b = append(b, byte(v))
 		if v < 256 {
 			break
 		}
 	}
-	b.WriteByte(0)
-	b.WriteString(norm)
-	return b.String()
+	return append(b, 0)
 }
 
-func (p policyAdapter) classify(sql, db string, d sqltext.Dialect) *proxy.Statement {
-	st := policy.ClassifyAs(sql, db, d)
+// convert turns the policy's classification into the proxy's.
+func (p policyAdapter) convert(st *policy.Statement, d sqltext.Dialect) *proxy.Statement {
 	out := &proxy.Statement{
 		Classification: &audit.Classification{Kind: st.Kind, TablesRead: st.TablesRead, TablesWrite: st.TablesWritten, Statements: st.Count},
 		Digest:         st.Digest,

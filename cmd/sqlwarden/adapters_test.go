@@ -1,6 +1,7 @@
 package main
 
 import (
+	"strconv"
 	"testing"
 
 	"github.com/sqlwarden/sqlwarden/pkg/policy"
@@ -87,4 +88,75 @@ func TestClassifyCacheKeysOnDialect(t *testing.T) {
 	if len(p.cache.m) != n+2 {
 		t.Errorf("PIPES_AS_CONCAT and the default mode share a cache entry: %d entries, want %d", len(p.cache.m), n+2)
 	}
+}
+
+// TestClassifyCacheByShape: statements differing only in literal values
+// share one cached classification, found without allocating; where the
+// digest keeps a number (ORDER BY 1) they do not; a miss parses once.
+func TestClassifyCacheByShape(t *testing.T) {
+	pe, err := policy.New(policy.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := policyAdapter{engine: pe, cache: newClassCache()}
+	d := sqltext.Dialect{Server: sqltext.Server{Flavor: sqltext.MariaDB, Version: 101119}}
+	first := p.Classify("SELECT c FROM sbtest1 WHERE id=1 AND pad='x'", "shop", d)
+	if !first.Cacheable || first.Digest != "select `c` from `sbtest1` where `id` = ? and `pad` = ?" {
+		t.Fatalf("first: cacheable %v, digest %q", first.Cacheable, first.Digest)
+	}
+	if again := p.Classify("SELECT c FROM sbtest1 WHERE id=4711 AND pad='it''s'", "shop", d); again != first {
+		t.Fatal("a new literal missed the cache")
+	}
+	if other := p.Classify("SELECT c FROM sbtest1 WHERE id=1 AND pad='x'", "other", d); other == first {
+		t.Fatal("another database shared the classification")
+	}
+	a := p.Classify("SELECT c FROM sbtest1 ORDER BY 1", "shop", d)
+	b := p.Classify("SELECT c FROM sbtest1 ORDER BY 2", "shop", d)
+	if a == b || a.Digest == b.Digest {
+		t.Fatalf("ORDER BY 1 and 2 share %q", a.Digest)
+	}
+	allocs := testing.AllocsPerRun(200, func() {
+		if p.Classify("SELECT c FROM sbtest1 WHERE id=42 AND pad='y'", "shop", d) != first {
+			t.Fatal("miss")
+		}
+	})
+	if allocs != 0 {
+		t.Fatalf("a cache hit allocates %v times", allocs)
+	}
+}
+
+// BenchmarkClassify: a cache hit (sysbench's point select with a new id
+// each time) and a miss (a new shape each time: parsed, converted, cached).
+func BenchmarkClassify(b *testing.B) {
+	pe, err := policy.New(policy.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	d := sqltext.Dialect{Server: sqltext.Server{Flavor: sqltext.MariaDB, Version: 101119}}
+	var texts [1000]string
+	for i := range texts {
+		texts[i] = "SELECT c FROM sbtest1 WHERE id=" + strconv.Itoa(i+1)
+	}
+	b.Run("hit", func(b *testing.B) {
+		p := policyAdapter{engine: pe, cache: newClassCache()}
+		p.Classify(texts[0], "shop", d)
+		b.ReportAllocs()
+		for i := 0; b.Loop(); i++ {
+			p.Classify(texts[i%len(texts)], "shop", d)
+		}
+	})
+	b.Run("miss", func(b *testing.B) {
+		p := policyAdapter{engine: pe, cache: newClassCache()}
+		shapes := make([]string, 4096)
+		for i := range shapes {
+			shapes[i] = "SELECT c AS c" + strconv.Itoa(i) + " FROM sbtest1 WHERE id=1"
+		}
+		b.ReportAllocs()
+		for i := 0; b.Loop(); i++ {
+			if i%len(shapes) == 0 {
+				p.cache = newClassCache()
+			}
+			p.Classify(shapes[i%len(shapes)], "shop", d)
+		}
+	})
 }

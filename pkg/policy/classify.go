@@ -99,11 +99,18 @@ func Classify(sql, currentDB string) *Statement {
 // currentDB qualifies unqualified table names; a USE inside the text changes
 // it for the statements after it. ClassifyAs never panics: a parser panic
 // yields an unparsed Statement.
-func ClassifyAs(sql, currentDB string, d sqltext.Dialect) (st *Statement) {
+func ClassifyAs(sql, currentDB string, d sqltext.Dialect) *Statement {
 	text, err := sqltext.Executable(sql, d)
 	if err != nil {
 		return &Statement{Kind: KindUnparsed, Count: 1, Err: err.Error(), Refused: err.Error(), Dialect: d}
 	}
+	return ClassifyExecutable(text, currentDB, d)
+}
+
+// ClassifyExecutable is ClassifyAs for text that sqltext.Executable already
+// made (for d): callers that looked at the executable text first (a cache
+// keyed on its shape) do not scan it twice. It keeps text.
+func ClassifyExecutable(text, currentDB string, d sqltext.Dialect) (st *Statement) {
 	// The digest is of the text the server runs; the normalizer knows no
 	// sql_mode, so under ANSI_QUOTES or NO_BACKSLASH_ESCAPES it can merge
 	// statements that differ (callers must not key caches on it there).

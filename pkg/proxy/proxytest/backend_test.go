@@ -96,11 +96,11 @@ func TestClientByHand(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := c.Execute(id, "a"); err != nil || c.Rows != 1 {
+	if err := c.Execute(id, []byte("a")); err != nil || c.Rows != 1 {
 		t.Fatalf("execute: %v, %d rows", err, c.Rows)
 	}
 	var se *mysql.ServerError
-	if err := c.Execute(id+1, "a"); !errors.As(err, &se) || se.Code != 1243 {
+	if err := c.Execute(id+1, []byte("a")); !errors.As(err, &se) || se.Code != 1243 {
 		t.Fatalf("unknown statement: %v", err)
 	}
 	allocs := testing.AllocsPerRun(100, func() {

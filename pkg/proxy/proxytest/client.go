@@ -78,7 +78,7 @@ func (c *Client) Prepare(sql string) (uint32, error) {
 
 // Execute runs a prepared statement with string parameters (new-params-bound
 // every time) and reads its binary result.
-func (c *Client) Execute(id uint32, params ...string) error {
+func (c *Client) Execute(id uint32, params ...[]byte) error {
 	b := append(c.cmd[:0], gm.COM_STMT_EXECUTE)
 	b = binary.LittleEndian.AppendUint32(b, id)
 	b = append(b, 0, 1, 0, 0, 0) // no cursor, one iteration
