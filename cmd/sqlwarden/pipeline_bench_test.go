@@ -18,6 +18,7 @@ import (
 	"github.com/sqlwarden/sqlwarden/pkg/policy"
 	"github.com/sqlwarden/sqlwarden/pkg/proxy"
 	"github.com/sqlwarden/sqlwarden/pkg/proxy/proxytest"
+	"github.com/sqlwarden/sqlwarden/pkg/sqltext"
 )
 
 // The per-statement pipeline as the daemon wires it — the built-in policy
@@ -59,10 +60,27 @@ type pipeline struct {
 	client *proxytest.Client
 }
 
-// startPipeline starts a proxy with the built-in policy; with mask, the
-// policy masks shop.users.email (otherwise the masker has no rules, as in a
-// daemon whose policy has none).
-func startPipeline(b *testing.B, tcp, mask bool) *pipeline {
+// pipeOpts vary the pipeline: tcp connects over loopback sockets instead of
+// net.Pipe; mask makes the policy mask shop.users.email (otherwise the
+// masker has no rules, as in a daemon whose policy has none); policy, when
+// set, stands in front of the built-in policy.
+type pipeOpts struct {
+	tcp, mask bool
+	policy    func(policyAdapter) proxy.Policy
+}
+
+// fixedPolicy classifies every statement as st, made up front: a pipeline
+// with it does all a statement costs except finding its classification and
+// verdict.
+type fixedPolicy struct {
+	policyAdapter
+	st *proxy.Statement
+}
+
+func (f fixedPolicy) Classify(string, string, sqltext.Dialect) *proxy.Statement { return f.st }
+
+func startPipeline(b *testing.B, o pipeOpts) *pipeline {
+	tcp, mask := o.tcp, o.mask
 	b.Helper()
 	j, err := audit.Open(audit.Config{Dir: b.TempDir(), Sync: audit.SyncBatch, Node: "bench",
 		CheckpointInterval: time.Hour, Log: slog.New(slog.DiscardHandler)})
@@ -83,8 +101,12 @@ func startPipeline(b *testing.B, tcp, mask bool) *pipeline {
 	backend := &proxy.Backend{Name: "db", Address: "backend", Credential: func() (proxy.Credential, error) {
 		return proxy.Credential{User: "warden", Password: "pw"}, nil
 	}}
+	var pol proxy.Policy = policyAdapter{engine: pe, cache: newClassCache()}
+	if o.policy != nil {
+		pol = o.policy(pol.(policyAdapter))
+	}
 	opts := proxy.Options{
-		Audit: j, Auth: benchAuth{id}, Policy: policyAdapter{engine: pe, cache: newClassCache()},
+		Audit: j, Auth: benchAuth{id}, Policy: pol,
 		Masker: maskerAdapter{m}, Backends: map[string]*proxy.Backend{"db": backend}, Node: "bench",
 		Log: slog.New(slog.DiscardHandler),
 	}
@@ -178,19 +200,30 @@ func pointSelect(buf []byte, i int) []byte {
 
 func BenchmarkPipeline(b *testing.B) {
 	b.Run("point-select", func(b *testing.B) {
-		p := startPipeline(b, false, false)
+		p := startPipeline(b, pipeOpts{})
+		p.be.Default = func([]byte) *proxytest.Result { return pointRow }
+		p.run(b, pointSelect, 1)
+	})
+	b.Run("point-select-fixed", func(b *testing.B) {
+		// The same statements with their classification handed over: as many
+		// allocations as point-select means finding the classification
+		// (shape, cache) and the verdict (the session's cache) allocate none.
+		p := startPipeline(b, pipeOpts{policy: func(pa policyAdapter) proxy.Policy {
+			d := sqltext.Dialect{Server: sqltext.ParseServerVersion(proxytest.NewBackend().Version)}
+			return fixedPolicy{pa, pa.Classify("SELECT c FROM sbtest1 WHERE id=1", "shop", d)}
+		}})
 		p.be.Default = func([]byte) *proxytest.Result { return pointRow }
 		p.run(b, pointSelect, 1)
 	})
 	b.Run("point-select-tcp", func(b *testing.B) {
-		p := startPipeline(b, true, false)
+		p := startPipeline(b, pipeOpts{tcp: true})
 		p.be.Default = func([]byte) *proxytest.Result { return pointRow }
 		p.run(b, pointSelect, 1)
 	})
 	b.Run("cache-miss", func(b *testing.B) {
 		// A shape never seen before every time (the alias changes the
 		// normalized text): classified, decided and cached anew.
-		p := startPipeline(b, false, false)
+		p := startPipeline(b, pipeOpts{})
 		p.be.Default = func([]byte) *proxytest.Result { return pointRow }
 		p.run(b, func(buf []byte, i int) []byte {
 			buf = append(buf, gm.COM_QUERY)
@@ -201,7 +234,7 @@ func BenchmarkPipeline(b *testing.B) {
 		}, 1)
 	})
 	b.Run("masked-row", func(b *testing.B) {
-		p := startPipeline(b, false, true)
+		p := startPipeline(b, pipeOpts{mask: true})
 		p.be.Default = func([]byte) *proxytest.Result { return maskedRow }
 		p.run(b, func(buf []byte, i int) []byte {
 			buf = append(buf, gm.COM_QUERY)
@@ -210,7 +243,7 @@ func BenchmarkPipeline(b *testing.B) {
 		}, 1)
 	})
 	b.Run("prepared", func(b *testing.B) {
-		p := startPipeline(b, false, false)
+		p := startPipeline(b, pipeOpts{})
 		const q = "SELECT c FROM sbtest1 WHERE id=?"
 		p.be.HandlePrepared(q, 1, pointRow)
 		id, err := p.client.Prepare(q)

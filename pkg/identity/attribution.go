@@ -39,27 +39,14 @@ func Attribute(id *Identity, podLabels map[string]string, comment map[string]str
 	if id != nil {
 		model, tool, trace = id.Model, id.ToolCall, id.TraceID
 	}
-	a := &audit.Attribution{
-		Model: pick(
-			model,
-			podLabels[PodKeyModel],
-			comment[CommentKeyModel],
-		),
-		ToolCall: pick(
-			tool,
-			podLabels[PodKeyToolCall],
-			comment[CommentKeyToolCall],
-		),
-		TraceID: pick(
-			trace,
-			traceIDFromClaim(podLabels[PodKeyTraceID]),
-			traceIDFromTraceparent(comment[CommentKeyTraceparent]),
-		),
-	}
-	if a.Model == nil && a.ToolCall == nil && a.TraceID == nil {
+	m := pick(model, podLabels[PodKeyModel], comment[CommentKeyModel])
+	tc := pick(tool, podLabels[PodKeyToolCall], comment[CommentKeyToolCall])
+	tr := pick(trace, traceIDFromClaim(podLabels[PodKeyTraceID]), traceIDFromTraceparent(comment[CommentKeyTraceparent]))
+	if m == nil && tc == nil && tr == nil {
+		// Nothing to attribute (the common case): no allocation.
 		return nil
 	}
-	return a
+	return &audit.Attribution{Model: m, ToolCall: tc, TraceID: tr}
 }
 
 func pick(claim, pod, comment string) *audit.Attributed {
@@ -85,7 +72,11 @@ func clip(s string) string {
 // traceIDFromTraceparent returns the trace id of a W3C traceparent
 // (version-traceid-parentid-flags), or "" if it is not one.
 func traceIDFromTraceparent(tp string) string {
-	parts := strings.Split(strings.TrimSpace(tp), "-")
+	tp = strings.TrimSpace(tp)
+	if tp == "" {
+		return ""
+	}
+	parts := strings.Split(tp, "-")
 	if len(parts) < 4 || len(parts[0]) != 2 || parts[0] == "ff" ||
 		len(parts[1]) != 32 || len(parts[2]) != 16 || len(parts[3]) != 2 {
 		return ""
@@ -95,7 +86,7 @@ func traceIDFromTraceparent(tp string) string {
 			return ""
 		}
 	}
-	if parts[1] == strings.Repeat("0", 32) || parts[2] == strings.Repeat("0", 16) {
+	if strings.Trim(parts[1], "0") == "" || strings.Trim(parts[2], "0") == "" {
 		return ""
 	}
 	return parts[1]

@@ -301,7 +301,7 @@ func (p *Plan) ResultSet(index int, columns [][]byte) (*RowMasker, error) {
 	}
 	p.mu.Unlock()
 	key := p.st.cfg.HashKey
-	e := &editor{cols: masks, hash: newHasher(key)}
+	e := &editor{cols: masks, hash: hasher{key: key}}
 	return &RowMasker{rw: rows.NewRewriter(types, edit, e), cols: masks, types: types}, nil
 }
 

@@ -178,14 +178,18 @@ func partialNumber(dst, v []byte, keep int) []byte {
 	return dst
 }
 
+// hasher is the hash strategy's HMAC, made on first use: a result set
+// with no hashed column (the usual case) allocates none.
 type hasher struct {
+	key []byte
 	h   hash.Hash
 	sum []byte
 }
 
-func newHasher(key []byte) *hasher { return &hasher{h: hmac.New(sha256.New, key)} }
-
 func (h *hasher) appendHex(dst, v []byte) []byte {
+	if h.h == nil {
+		h.h = hmac.New(sha256.New, h.key)
+	}
 	h.h.Reset()
 	h.h.Write(v)
 	h.sum = h.h.Sum(h.sum[:0])
@@ -195,7 +199,7 @@ func (h *hasher) appendHex(dst, v []byte) []byte {
 // editor implements rows.Editor for one result set.
 type editor struct {
 	cols []*colMask
-	hash *hasher
+	hash hasher
 	tmp  []byte
 	out  []byte
 }

@@ -211,7 +211,7 @@ func (t *Tracker) Feed(p []byte) (PacketKind, error) {
 		}
 		if t.ResultSets <= 1 && t.kind == ReplyResult && len(t.Columns) < 512 {
 			if name, err := ColumnName(p); err == nil {
-				t.Columns = append(t.Columns, string(name))
+				t.Columns = appendName(t.Columns, name)
 			}
 		}
 		t.left--
@@ -257,6 +257,16 @@ func (t *Tracker) Feed(p []byte) (PacketKind, error) {
 		return PktRow, nil
 	}
 	return bad("state")
+}
+
+// appendName appends a column name, reusing the string an earlier reply
+// left at the same index when it is equal (Start keeps the backing array):
+// a statement run again names the same columns without allocating.
+func appendName(cols []string, name []byte) []string {
+	if n := len(cols); n < cap(cols) && cols[:n+1][n] == string(name) {
+		return cols[:n+1]
+	}
+	return append(cols, string(name))
 }
 
 // Cols is the number of columns of the current result set.

@@ -3,6 +3,7 @@ package mysql
 import (
 	"errors"
 	"reflect"
+	"strings"
 	"testing"
 )
 
@@ -346,4 +347,48 @@ func FuzzTracker(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestTrackerColumnNamesReused: the same result set again names its
+// columns without allocating, and different names are not mixed up.
+func TestTrackerColumnNamesReused(t *testing.T) {
+	col := func(name string) []byte {
+		var b []byte
+		for _, s := range []string{"def", "shop", "users", "users", name, name} {
+			b = AppendLenEncString(b, []byte(s))
+		}
+		return append(b, 0x0c, 45, 0, 0, 1, 0, 0, 253, 0, 0, 0, 0, 0)
+	}
+	reply := func(names ...string) [][]byte {
+		p := [][]byte{{byte(len(names))}}
+		for _, n := range names {
+			p = append(p, col(n))
+		}
+		return append(p, EOFPacket(0, 2), EOFPacket(0, 2))
+	}
+	var tr Tracker
+	feed := func(pkts [][]byte) {
+		tr.Start(ReplyResult, false)
+		for _, p := range pkts {
+			if _, err := tr.Feed(p); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if !tr.Done() {
+			t.Fatal("reply not done")
+		}
+	}
+	a, b := reply("id", "email"), reply("id", "name", "email")
+	feed(a)
+	if n := testing.AllocsPerRun(50, func() { feed(a) }); n != 0 {
+		t.Errorf("%v allocations for the same columns again", n)
+	}
+	feed(b)
+	if got := strings.Join(tr.Columns, ","); got != "id,name,email" {
+		t.Fatalf("columns %s", got)
+	}
+	feed(a)
+	if got := strings.Join(tr.Columns, ","); got != "id,email" {
+		t.Fatalf("columns %s", got)
+	}
 }

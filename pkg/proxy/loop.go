@@ -286,7 +286,8 @@ func (s *session) begin(st *stmtAudit, seq uint8) error {
 	if st.start.IsZero() {
 		st.start = s.srv.opts.Now()
 	}
-	rec := &audit.Record{Event: audit.EventStatement, SessionID: s.id, StatementID: st.id, Command: st.command,
+	rec := &s.rec
+	*rec = audit.Record{Event: audit.EventStatement, SessionID: s.id, StatementID: st.id, Command: st.command,
 		DB: s.db, Params: st.params}
 	rec.SetSQL(st.sql)
 	if st.st != nil {
@@ -313,8 +314,9 @@ var errAuditRefused = errors.New("statement refused: audit journal unavailable")
 func (s *session) finish(st *stmtAudit) {
 	now := s.srv.opts.Now()
 	t := &s.tracker
-	rec := &audit.Record{Event: audit.EventOutcome, SessionID: s.id, StatementID: st.id,
-		DurationUS: audit.I64(now.Sub(st.start).Microseconds())}
+	s.recDur = now.Sub(st.start).Microseconds()
+	rec := &s.rec
+	*rec = audit.Record{Event: audit.EventOutcome, SessionID: s.id, StatementID: st.id, DurationUS: &s.recDur}
 	if st.slot {
 		s.ident.inflight.Add(-1)
 		st.slot = false
@@ -332,8 +334,8 @@ func (s *session) finish(st *stmtAudit) {
 		rec.Error = &audit.ErrorInfo{Code: t.Err.Code, State: t.Err.State, Message: t.Err.Message}
 	default:
 		rec.Status = audit.StatusSuccess
-		rec.Rows = audit.U64(t.Rows)
-		rec.AffectedRows = audit.U64(t.Affected)
+		s.recRows, s.recAffected = t.Rows, t.Affected
+		rec.Rows, rec.AffectedRows = &s.recRows, &s.recAffected
 		// The journal encodes the record before Append returns, so the
 		// tracker's slice can be lent, not copied.
 		rec.Columns = t.Columns
@@ -346,7 +348,8 @@ func (s *session) finish(st *stmtAudit) {
 		}
 	}
 	if st.verdict != nil {
-		rec.Policy = &audit.Decision{Rule: st.verdict.Rule, Action: st.verdict.Action, Message: st.verdict.Message}
+		s.recPolicy = audit.Decision{Rule: st.verdict.Rule, Action: st.verdict.Action, Message: st.verdict.Message}
+		rec.Policy = &s.recPolicy
 		if st.approve != nil {
 			rec.Policy.Approver = st.approve.Approver
 			rec.Policy.Reason = st.approve.Reason

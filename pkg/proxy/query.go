@@ -93,19 +93,21 @@ func (s *session) guard(st *stmtAudit, seq uint8) (bool, error) {
 	if st.st != nil && st.st.Refused != "" {
 		return false, s.refuseText(st, seq)
 	}
-	v := s.decide(st)
-	st.verdict = &v
+	// The verdict lives in the session (one statement at a time), not on
+	// the heap per statement.
+	s.verdict = s.decide(st)
+	v := &s.verdict
+	st.verdict = v
 	srv.opts.Observer.Decision(v.Rule, v.Action)
 	if st.st.LocalInfile && !srv.opts.AllowLocalInfile && v.Action != "deny" {
-		v = Verdict{Rule: "local-infile", Action: "deny", Message: "LOAD DATA LOCAL INFILE is disabled (set allow_local_infile)"}
-		st.verdict = &v
+		*v = Verdict{Rule: "local-infile", Action: "deny", Message: "LOAD DATA LOCAL INFILE is disabled (set allow_local_infile)"}
 	}
 	switch v.Action {
 	case "deny":
-		return false, s.block(st, seq, &v, mysql.ErrCodeBlocked, blockedMsg(v))
+		return false, s.block(st, seq, v, mysql.ErrCodeBlocked, blockedMsg(*v))
 	case "allow", "approve":
 	default:
-		return false, s.block(st, seq, &v, mysql.ErrCodeBlocked, fmt.Sprintf("sqlwarden: blocked: unknown policy action %q", v.Action))
+		return false, s.block(st, seq, v, mysql.ErrCodeBlocked, fmt.Sprintf("sqlwarden: blocked: unknown policy action %q", v.Action))
 	}
 	if !st.planned {
 		if ok, err := s.planMasking(st, seq); !ok {

@@ -72,6 +72,16 @@ type session struct {
 	results      *audit.ResultCollector // rows kept for the current statement's outcome
 	verdicts     map[verdictKey]Verdict
 	verdictVer   uint64
+	// The current statement's verdict and journal records: the journal
+	// encodes a record before Append returns and keeps nothing of it, so
+	// one record (and the values its pointers point to) serves every
+	// statement without allocating.
+	verdict     Verdict
+	rec         audit.Record
+	recRows     uint64
+	recAffected uint64
+	recDur      int64
+	recPolicy   audit.Decision
 
 	// Per-identity limits (limits.go), resolved at login and again when the
 	// policy version changes.

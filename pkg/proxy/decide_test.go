@@ -1,0 +1,65 @@
+package proxy
+
+import (
+	"net"
+	"testing"
+
+	"github.com/sqlwarden/sqlwarden/pkg/audit"
+	"github.com/sqlwarden/sqlwarden/pkg/mysql"
+	"github.com/sqlwarden/sqlwarden/pkg/sqltext"
+)
+
+// countingPolicy allows everything and counts its decisions.
+type countingPolicy struct {
+	decided int
+	version uint64
+}
+
+func (p *countingPolicy) Classify(string, string, sqltext.Dialect) *Statement { return nil }
+func (p *countingPolicy) Decide(*Identity, *Statement, Session) Verdict {
+	p.decided++
+	return Verdict{Rule: "default", Action: "allow"}
+}
+func (p *countingPolicy) Limits(string) Limits { return Limits{} }
+func (p *countingPolicy) ReadOnly(string, *Statement, string, func(string) (string, bool)) (string, []TableRef) {
+	return "", nil
+}
+func (p *countingPolicy) BoundWrite(*Statement, string) BoundedWrite { return BoundedWrite{} }
+func (p *countingPolicy) Version() uint64                            { return p.version }
+
+// TestDecideCached: a statement of a shape the session has decided is
+// decided again from the session's cache — no policy call, no allocation —
+// until the policy changes or the shape is not cacheable.
+func TestDecideCached(t *testing.T) {
+	pol := &countingPolicy{version: 1}
+	raw, peer := net.Pipe()
+	defer raw.Close()
+	defer peer.Close()
+	s := &session{srv: &Server{opts: Options{Policy: pol}}, raw: raw, hs: &mysql.HandshakeResponse{User: "app"}, db: "shop",
+		identity: &Identity{Name: "agent"}}
+	st := &stmtAudit{command: "COM_QUERY", st: &Statement{Classification: &audit.Classification{Kind: "SELECT"},
+		Digest: "select `c` from `sbtest1` where `id` = ?", Parsed: true, Cacheable: true}}
+	if v := s.decide(st); v.Action != "allow" || pol.decided != 1 {
+		t.Fatalf("first decision: %+v after %d policy calls", v, pol.decided)
+	}
+	if n := testing.AllocsPerRun(100, func() {
+		if s.decide(st).Action != "allow" {
+			t.Fatal("cached verdict lost")
+		}
+	}); n != 0 {
+		t.Errorf("a cached decision allocates %v times", n)
+	}
+	if pol.decided != 1 {
+		t.Fatalf("the policy was asked %d times for one shape", pol.decided)
+	}
+	s.db = "other"
+	s.decide(st)
+	pol.version++
+	s.db = "shop"
+	s.decide(st)
+	st.st.Cacheable = false
+	s.decide(st)
+	if pol.decided != 4 {
+		t.Fatalf("%d policy calls; want 4 (another database, a new policy, an uncacheable statement)", pol.decided)
+	}
+}
