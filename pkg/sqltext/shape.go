@@ -91,7 +91,7 @@ func shape(dst []byte, s string, d Dialect, span func(kind byte, start, end int)
 				!(sawBy && (lastBy || last == ',' || last == '(' || last == '+' || last == '-'))
 			if !number {
 				dst = append(dst, s[i:j]...)
-				lastBy = j-i == 2 && (s[i]|0x20) == 'b' && (s[i+1]|0x20) == 'y'
+				lastBy = isBy(s[i:j])
 				sawBy = sawBy || lastBy
 				last = s[j-1]
 				i = j
@@ -191,4 +191,26 @@ func wordLike(content string, q byte) bool {
 	}
 	v := string(buf[:n])
 	return v == "*" || v == "index"
+}
+
+// isBy reports whether a word may be BY to the normalizer: BY itself, or a
+// word with bytes >= 0x80 that contains it (the normalizer reads some of
+// those bytes, 0x85 and 0xA0, as spaces).
+func isBy(w string) bool {
+	if len(w) == 2 {
+		return (w[0]|0x20) == 'b' && (w[1]|0x20) == 'y'
+	}
+	ascii := true
+	for k := 0; k < len(w); k++ {
+		ascii = ascii && w[k] < 0x80
+	}
+	if ascii {
+		return false
+	}
+	for k := 0; k+1 < len(w); k++ {
+		if (w[k]|0x20) == 'b' && (w[k+1]|0x20) == 'y' {
+			return true
+		}
+	}
+	return false
 }

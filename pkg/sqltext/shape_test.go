@@ -36,6 +36,7 @@ func TestShape(t *testing.T) {
 		// ORDER BY and GROUP BY positions stay, as the normalizer keeps them.
 		{"SELECT a FROM t WHERE b > 3 GROUP BY 1, (2) ORDER BY 1 DESC LIMIT 10", "SELECT a FROM t WHERE b > # GROUP BY 1, (2) ORDER BY 1 DESC LIMIT #"},
 		{"SELECT a FROM t ORDER `by` 1", "SELECT a FROM t ORDER `by` 1"},
+		{"SELECT a FROM t ORDER \xa0BY 1", "SELECT a FROM t ORDER \xa0BY 1"},
 		{"SELECT a - 1 FROM t ORDER BY 1, -2, +3", "SELECT a - # FROM t ORDER BY 1, -2, +3"},
 		{"INSERT INTO t VALUES (1, 'a'), (-2, NULL)", "INSERT INTO t VALUES (#, ''), (-#, NULL)"},
 		// Comments are blanked by Executable; executable ones are SQL.
