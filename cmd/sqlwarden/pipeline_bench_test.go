@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"strconv"
+	"syscall"
 	"testing"
 	"time"
 
@@ -179,7 +180,9 @@ func (p *pipeline) run(b *testing.B, next func(buf []byte, i int) []byte, wantRo
 		}
 	}
 	b.ReportAllocs()
+	cpu := cpuTime()
 	b.ResetTimer()
+	defer func() { reportCPU(b, cpu) }()
 	for i := 0; i < b.N; i++ {
 		buf = next(buf[:0], i)
 		if err := p.client.Roundtrip(buf, false); err != nil {
@@ -189,6 +192,24 @@ func (p *pipeline) run(b *testing.B, next func(buf []byte, i int) []byte, wantRo
 			b.Fatalf("%s: %d rows, want %d", buf[1:], p.client.Rows, wantRows)
 		}
 	}
+}
+
+// cpuTime is the CPU time the process has used (user and system, every
+// thread): on a shared machine it moves less with other processes' load
+// than the wall-clock ns/op does.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// reportCPU reports the CPU time per statement since start (client and
+// fake backend included; they do little besides reads and writes).
+func reportCPU(b *testing.B, start time.Duration) {
+	b.StopTimer()
+	b.ReportMetric(float64(cpuTime()-start)/float64(b.N), "cpu-ns/op")
 }
 
 // pointSelect is sysbench's point select: one shape, a new literal each time.
@@ -257,7 +278,9 @@ func BenchmarkPipeline(b *testing.B) {
 		}
 		var arg [8]byte
 		b.ReportAllocs()
+		cpu := cpuTime()
 		b.ResetTimer()
+		defer func() { reportCPU(b, cpu) }()
 		for i := 0; i < b.N; i++ {
 			v := strconv.AppendInt(arg[:0], int64(i%10000+1), 10)
 			if err := p.client.Execute(id, v); err != nil {
