@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"unsafe"
 
 	"github.com/pingcap/tidb/pkg/parser/ast"
 
@@ -92,29 +93,36 @@ func (p policyAdapter) BoundWrite(st *proxy.Statement, db string) proxy.BoundedW
 }
 
 func (p policyAdapter) Classify(sql, db string, d sqltext.Dialect) *proxy.Statement {
-	// Everything below reads the text as the server runs it (comments
-	// blanked, executable ones kept as SQL); a text whose reading cannot be
-	// decided is refused by ClassifyAs.
-	text, err := sqltext.Executable(sql, d)
-	if err != nil {
+	if p.cache == nil {
 		return p.convert(policy.ClassifyAs(sql, db, d), d)
 	}
-	if p.cache == nil {
-		return p.convert(policy.ClassifyExecutable(text, db, d), d)
+	bufs := classifyBufs.Get().(*scratch)
+	defer bufs.put()
+	// Everything below reads the text as the server runs it (comments
+	// blanked, executable ones kept as SQL), built in a pooled buffer when
+	// there are comments; a text whose reading cannot be decided is refused
+	// by ClassifyAs.
+	text, exec, err := sqltext.ExecutableInto(bufs.exec[:0], sql, d)
+	bufs.exec = exec
+	if err != nil {
+		return p.convert(policy.ClassifyAs(sql, db, d), d)
 	}
 	// The key is the database, the dialect and the text's shape (its
 	// literals' values erased: two texts of one shape parse alike), built in
 	// a pooled buffer: a hit allocates nothing. There is no shape under
 	// ANSI_QUOTES or NO_BACKSLASH_ESCAPES, where the normalizer behind the
 	// digest reads strings differently from the server: nothing is cached.
-	kb := keyBufs.Get().(*[]byte)
-	defer keyBufs.Put(kb)
-	key, ok := sqltext.AppendShape(appendKeyPrefix((*kb)[:0], db, d), text, d)
-	*kb = key
+	key, ok := sqltext.AppendShape(appendKeyPrefix(bufs.key[:0], db, d), text, d)
+	bufs.key = key
 	if ok {
 		if st := p.cache.get(key); st != nil {
 			return st
 		}
+	}
+	if unsafe.StringData(text) != unsafe.StringData(sql) {
+		// The classification keeps the text (its parse tree points into
+		// it): out of the pooled buffer.
+		text = strings.Clone(text)
 	}
 	st := p.convert(policy.ClassifyExecutable(text, db, d), d)
 	if ok && st.Parsed && st.Cacheable {
@@ -123,7 +131,23 @@ func (p policyAdapter) Classify(sql, db string, d sqltext.Dialect) *proxy.Statem
 	return st
 }
 
-var keyBufs = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
+// scratch holds a statement's executable text and cache key while it is
+// classified.
+type scratch struct{ exec, key []byte }
+
+var classifyBufs = sync.Pool{New: func() any { return &scratch{exec: make([]byte, 0, 512), key: make([]byte, 0, 512)} }}
+
+// put returns the buffers to the pool, but not those a huge statement grew.
+func (b *scratch) put() {
+	const keep = 64 << 10
+	if cap(b.exec) > keep {
+		b.exec = make([]byte, 0, 512)
+	}
+	if cap(b.key) > keep {
+		b.key = make([]byte, 0, 512)
+	}
+	classifyBufs.Put(b)
+}
 
 // appendKeyPrefix appends db and the dialect (flavour, sql_mode flags,
 // character set, version) ahead of a shape.

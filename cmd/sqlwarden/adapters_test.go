@@ -123,6 +123,28 @@ func TestClassifyCacheByShape(t *testing.T) {
 	if allocs != 0 {
 		t.Fatalf("a cache hit allocates %v times", allocs)
 	}
+
+	// With a comment the executable text is built in a pooled buffer: a
+	// hit allocates nothing, and a miss keeps its own copy of the text.
+	const cq = "SELECT k FROM sbtest1 WHERE id=1 /* tool_call='a' */"
+	want, err := sqltext.Executable(cq, d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	commented := p.Classify(cq, "shop", d)
+	p.Classify("DELETE FROM sbtest1 WHERE id=2 /* tool_call='bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb' */", "shop", d)
+	if pst := commented.Opaque.(*policy.Statement); pst.Text != want ||
+		commented.Digest != "select `k` from `sbtest1` where `id` = ?" {
+		t.Fatalf("cached text %q, digest %q after the buffer was reused", pst.Text, commented.Digest)
+	}
+	allocs = testing.AllocsPerRun(200, func() {
+		if p.Classify("SELECT k FROM sbtest1 WHERE id=7 /* tool_call='b' */", "shop", d) != commented {
+			t.Fatal("miss")
+		}
+	})
+	if allocs != 0 {
+		t.Fatalf("a cache hit with a comment allocates %v times", allocs)
+	}
 }
 
 // BenchmarkClassify: a cache hit (sysbench's point select with a new id
@@ -143,6 +165,18 @@ func BenchmarkClassify(b *testing.B) {
 		b.ReportAllocs()
 		for i := 0; b.Loop(); i++ {
 			p.Classify(texts[i%len(texts)], "shop", d)
+		}
+	})
+	b.Run("hit-comment", func(b *testing.B) {
+		p := policyAdapter{engine: pe, cache: newClassCache()}
+		commented := make([]string, len(texts))
+		for i, t := range texts {
+			commented[i] = t + " /* tool_call='call_42',model='m1' */"
+		}
+		p.Classify(commented[0], "shop", d)
+		b.ReportAllocs()
+		for i := 0; b.Loop(); i++ {
+			p.Classify(commented[i%len(commented)], "shop", d)
 		}
 	})
 	b.Run("miss", func(b *testing.B) {

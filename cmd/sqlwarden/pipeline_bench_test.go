@@ -225,6 +225,16 @@ func BenchmarkPipeline(b *testing.B) {
 		p.be.Default = func([]byte) *proxytest.Result { return pointRow }
 		p.run(b, pointSelect, 1)
 	})
+	b.Run("point-select-comment", func(b *testing.B) {
+		// As agents send it: a sqlcommenter comment naming the tool call,
+		// which the classification reads past and the attribution reads.
+		p := startPipeline(b, pipeOpts{})
+		p.be.Default = func([]byte) *proxytest.Result { return pointRow }
+		p.run(b, func(buf []byte, i int) []byte {
+			buf = pointSelect(buf, i)
+			return append(buf, " /* tool_call='call_42',model='m1' */"...)
+		}, 1)
+	})
 	b.Run("point-select-fixed", func(b *testing.B) {
 		// The same statements with their classification handed over: as many
 		// allocations as point-select means finding the classification

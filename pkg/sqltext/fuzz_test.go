@@ -53,6 +53,10 @@ func FuzzExecutable(f *testing.F) {
 		if !strings.Contains(sql, "/*") && !strings.Contains(sql, "#") && !strings.Contains(sql, "--") && out != sql {
 			t.Fatalf("text without comment characters changed: %q -> %q", sql, out)
 		}
+		into, _, ierr := ExecutableInto(make([]byte, 0, 8), sql, d)
+		if ierr != nil || into != out {
+			t.Fatalf("ExecutableInto %q, %v; Executable %q", into, ierr, out)
+		}
 		again, err := Executable(out, d)
 		if err != nil || again != out {
 			t.Fatalf("not a fixed point: %q -> %q -> %q, %v", sql, out, again, err)

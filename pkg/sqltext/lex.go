@@ -41,11 +41,27 @@ func Executable(sql string, d Dialect) (string, error) {
 	return unsafe.String(unsafe.SliceData(l.buf), len(l.buf)), nil
 }
 
+// ExecutableInto is Executable with a changed text built in buf (grown as
+// needed, returned for reuse) instead of a new allocation. The text it
+// returns is then buf's bytes: it is valid only until buf is written again,
+// so a caller that keeps it must copy it.
+func ExecutableInto(buf []byte, sql string, d Dialect) (string, []byte, error) {
+	l := lexer{s: sql, d: d, scratch: buf}
+	if err := l.run(); err != nil {
+		return "", buf, err
+	}
+	if l.buf == nil {
+		return sql, buf, nil
+	}
+	return unsafe.String(unsafe.SliceData(l.buf), len(l.buf)), l.buf, nil
+}
+
 type lexer struct {
-	s   string
-	d   Dialect
-	buf []byte // a copy of s being blanked, nil while nothing changed
-	err error
+	s       string
+	d       Dialect
+	buf     []byte // a copy of s being blanked, nil while nothing changed
+	scratch []byte // where buf is made (nil: a new allocation)
+	err     error
 }
 
 // blank replaces s[a:b] by spaces in the output. Right after "--" that
@@ -56,7 +72,7 @@ func (l *lexer) blank(a, b int) {
 		l.err = refuse("a comment right after -- is not supported")
 	}
 	if l.buf == nil {
-		l.buf = []byte(l.s)
+		l.buf = append(l.scratch[:0], l.s...)
 	}
 	for k := a; k < b; k++ {
 		l.buf[k] = ' '
@@ -225,7 +241,7 @@ func (l *lexer) backtick(i, j int) error {
 		return refuse("a backtick inside a double-quoted identifier is not supported")
 	}
 	if l.buf == nil {
-		l.buf = []byte(l.s)
+		l.buf = append(l.scratch[:0], l.s...)
 	}
 	k := i
 	l.buf[k] = '`'

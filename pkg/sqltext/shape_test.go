@@ -140,3 +140,22 @@ func normalize(s string) (out string) {
 	}()
 	return parser.Normalize(s, "ON")
 }
+
+func TestExecutableInto(t *testing.T) {
+	buf := make([]byte, 0, 256)
+	sql := "SELECT c FROM t WHERE id=1 /* tool_call='x' */ /*M! AND 1 */"
+	want, err := Executable(sql, maria)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, buf, err := ExecutableInto(buf, sql, maria)
+	if err != nil || got != want {
+		t.Fatalf("got %q, %v; want %q", got, err, want)
+	}
+	if n := testing.AllocsPerRun(100, func() { _, buf, _ = ExecutableInto(buf[:0], sql, maria) }); n != 0 {
+		t.Errorf("%v allocations with room in buf", n)
+	}
+	if got, _, _ := ExecutableInto(buf[:0], "SELECT 1", maria); got != "SELECT 1" {
+		t.Errorf("text without comments: %q", got)
+	}
+}
