@@ -4,7 +4,8 @@
 # through sqlwarden explicitly, through sqlwarden via the eBPF redirect, and
 # through sqlwarden with per-identity limits: limits-off (the built-in policy
 # plus an empty limits section) and limits-on (every limit set, none firing) —
-# then audit throughput and the memory of 1,000 idle connections.
+# then audit throughput, the memory of 1,000 idle connections and the Go
+# benchmarks of the per-statement pipeline.
 # Each figure is the median of BENCH_RUNS (default 3, at least 3) runs; the
 # targets of one configuration run in turn, in a rotating order, so drift of a
 # shared machine spreads over all of them. Prints the table and writes it into
@@ -245,6 +246,18 @@ if [ "$QUICK" != 1 ]; then
   } > "$WORK/micro.md"
   cat "$WORK/micro.md"
   bash scripts/splice.sh "$OUT" micro < "$WORK/micro.md"
+
+  # The per-statement pipeline in-process (proxytest's fake backend over
+  # net.Pipe, the daemon's wiring): three runs each, as measured.
+  {
+  echo "## The statement pipeline in-process: ns, CPU ns and allocations per statement"
+  echo
+  echo '```'
+  go test -run '^$' -bench 'BenchmarkPipeline|BenchmarkClassify' -benchtime 1s -count 3 ./cmd/sqlwarden/ 2>&1 | grep -E '^Benchmark' || true
+  echo '```'
+  } > "$WORK/pipeline.md"
+  cat "$WORK/pipeline.md"
+  bash scripts/splice.sh "$OUT" pipeline < "$WORK/pipeline.md"
 fi
 echo
 echo "written to $OUT (the generated regions; the rest is kept)"
