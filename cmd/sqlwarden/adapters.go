@@ -220,7 +220,13 @@ func (a maskerAdapter) Plan(ctx context.Context, id *proxy.Identity, db, sql str
 	if pst, ok := st.Opaque.(*policy.Statement); ok {
 		nodes, d = pst.Nodes, pst.Dialect
 	}
-	plan, err := a.m.Plan(ctx, id.Name, db, sql, d, nodes)
+	plan := a.m.Plan
+	if st.Cacheable && st.Parsed {
+		// The classification is the cache's, shared by every statement of
+		// its shape: so is its parse tree, whose analysis the masker keeps.
+		plan = a.m.PlanShared
+	}
+	p, err := plan(ctx, id.Name, db, sql, d, nodes)
 	if err != nil {
 		var de *masking.DeniedError
 		if errors.As(err, &de) {
@@ -228,10 +234,10 @@ func (a maskerAdapter) Plan(ctx context.Context, id *proxy.Identity, db, sql str
 		}
 		return nil, &proxy.MaskDenied{Rule: "masking", Message: fmt.Sprintf("cannot plan masking: %v", err)}
 	}
-	if plan == nil {
+	if p == nil {
 		return nil, nil
 	}
-	return planAdapter{plan}, nil
+	return planAdapter{p}, nil
 }
 
 type planAdapter struct{ p *masking.Plan }

@@ -33,9 +33,31 @@ type Masker struct {
 	mu    sync.Mutex
 	cols  map[string][]string
 	views map[string]*viewEntry
+	// schemaErrs counts failed schema lookups (answers not cached), so an
+	// analysis that met one is not kept either.
+	schemaErrs atomic.Uint64
+
+	// Analyses of shared parse trees (PlanShared), dropped with the schema.
+	planMu sync.Mutex
+	plans  map[planKey]*Plan
 
 	parsers sync.Pool
 }
+
+// planKey identifies the analysis of one shared parse tree for an identity,
+// a session database and a dialect under one rule set. The key holds the
+// tree, so its address is not reused while the entry lives.
+type planKey struct {
+	st       *state
+	nodes    *ast.StmtNode
+	n        int
+	identity string
+	db       string
+	d        sqltext.Dialect
+}
+
+// maxPlans bounds the kept analyses; they are all dropped when it is reached.
+const maxPlans = 4096
 
 type viewEntry struct {
 	ok   bool
@@ -92,6 +114,9 @@ func (m *Masker) InvalidateSchema() {
 	m.cols = map[string][]string{}
 	m.views = map[string]*viewEntry{}
 	m.mu.Unlock()
+	m.planMu.Lock()
+	m.plans = nil
+	m.planMu.Unlock()
 }
 
 var noRules = []*rule{}
@@ -149,7 +174,10 @@ type resultPlan struct {
 // (nil: Plan parses sql itself). It returns a nil Plan when nothing can be
 // masked, and a *DeniedError when the statement must be refused.
 func (m *Masker) Plan(ctx context.Context, identity, db, sql string, d sqltext.Dialect, stmts []ast.StmtNode) (*Plan, error) {
-	st := m.state.Load()
+	return m.planFor(ctx, m.state.Load(), identity, db, sql, d, stmts)
+}
+
+func (m *Masker) planFor(ctx context.Context, st *state, identity, db, sql string, d sqltext.Dialect, stmts []ast.StmtNode) (*Plan, error) {
 	rs := st.rulesFor(identity)
 	if len(rs) == 0 && !st.detector && st.err == nil {
 		return nil, nil
@@ -177,6 +205,50 @@ func (m *Masker) Plan(ctx context.Context, identity, db, sql string, d sqltext.D
 		return nil, nil
 	}
 	return p, nil
+}
+
+// PlanShared is Plan for stmts shared, unchanged, by every statement of one
+// shape (the proxy's classification cache hands the same parse tree to
+// each): the analysis — which result column comes from which masked column —
+// is made once per tree, identity, database and dialect and kept until the
+// rules or the schema change; each call gets a fresh Plan (its own counts).
+// Analyses that met a failed schema lookup, or ended in an error, are not
+// kept.
+func (m *Masker) PlanShared(ctx context.Context, identity, db, sql string, d sqltext.Dialect, stmts []ast.StmtNode) (*Plan, error) {
+	if len(stmts) == 0 {
+		return m.Plan(ctx, identity, db, sql, d, stmts)
+	}
+	st := m.state.Load()
+	k := planKey{st: st, nodes: &stmts[0], n: len(stmts), identity: identity, db: db, d: d}
+	m.planMu.Lock()
+	t, ok := m.plans[k]
+	m.planMu.Unlock()
+	if ok {
+		if t == nil {
+			return nil, nil
+		}
+		return t.fresh(), nil
+	}
+	errs := m.schemaErrs.Load()
+	p, err := m.planFor(ctx, st, identity, db, sql, d, stmts)
+	if err != nil || m.schemaErrs.Load() != errs {
+		return p, err
+	}
+	if p != nil {
+		t = p.fresh()
+	}
+	m.planMu.Lock()
+	if m.plans == nil || len(m.plans) >= maxPlans {
+		m.plans = map[planKey]*Plan{}
+	}
+	m.plans[k] = t
+	m.planMu.Unlock()
+	return p, nil
+}
+
+// fresh is a new Plan with p's analysis and no masks counted yet.
+func (p *Plan) fresh() *Plan {
+	return &Plan{st: p.st, rules: p.rules, results: p.results, variable: p.variable, touched: p.touched}
 }
 
 // parse never panics: the parser panics on some literals (a decimal of more
@@ -364,10 +436,12 @@ func (m *Masker) columns(ctx context.Context, db, table string) ([]string, error
 		return c, nil
 	}
 	if m.schema == nil {
+		m.schemaErrs.Add(1)
 		return nil, errNoSchema
 	}
 	c, err := m.schema.Columns(ctx, db, table)
 	if err != nil {
+		m.schemaErrs.Add(1)
 		return nil, fmt.Errorf("read columns of %s.%s: %w", db, table, err)
 	}
 	for i := range c {
@@ -388,10 +462,12 @@ func (m *Masker) view(ctx context.Context, db, name string) *viewEntry {
 		return v
 	}
 	if m.schema == nil {
+		m.schemaErrs.Add(1)
 		return &viewEntry{err: errNoSchema}
 	}
 	def, isView, err := m.schema.View(ctx, db, name)
 	if err != nil {
+		m.schemaErrs.Add(1)
 		return &viewEntry{err: fmt.Errorf("read view %s.%s: %w", db, name, err)}
 	}
 	v = &viewEntry{ok: isView}
