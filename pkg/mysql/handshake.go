@@ -103,7 +103,7 @@ func ServerHandshake(c *Conn, g *Greeting) (*HandshakeResponse, error) {
 		return nil, err
 	}
 
-	p, seq, err := c.ReadPacket()
+	p, seq, cut, err := c.ReadPacketCapped()
 	if err != nil {
 		if errors.Is(err, ErrMalformed) {
 			return nil, ErrClientGone
@@ -131,19 +131,22 @@ func ServerHandshake(c *Conn, g *Greeting) (*HandshakeResponse, error) {
 		}
 		c.Reset(tc)
 		resp.TLS = true
-		p, seq, err = c.ReadPacket()
+		p, seq, cut, err = c.ReadPacketCapped()
 		if err != nil {
 			return nil, err
 		}
 		c.Seq = seq + 1
 	}
-	if err := parseHandshakeResponse(p, caps, resp); err != nil {
+	if err := parseHandshakeResponse(p, caps, cut, resp); err != nil {
 		return nil, err
 	}
 	return resp, nil
 }
 
-func parseHandshakeResponse(p []byte, serverCaps uint32, r *HandshakeResponse) error {
+// parseHandshakeResponse reads a handshake response. cut says the packet's
+// tail was dropped on read: the connection attributes then end at the last
+// complete pair (the login itself never depends on them).
+func parseHandshakeResponse(p []byte, serverCaps uint32, cut bool, r *HandshakeResponse) error {
 	bad := func(what string) error {
 		return fmt.Errorf("parse handshake response: %w: %s", ErrMalformed, what)
 	}
@@ -205,20 +208,34 @@ func parseHandshakeResponse(p []byte, serverCaps uint32, r *HandshakeResponse) e
 	}
 	if r.Capabilities&gm.CLIENT_CONNECT_ATTRS != 0 && pos < len(p) {
 		total, _, n, ok := LenEncInt(p[pos:])
-		if !ok || total > uint64(len(p)-pos-n) {
+		if !ok {
+			if cut {
+				return nil
+			}
 			return bad("connection attributes")
 		}
 		pos += n
-		end := pos + int(total)
+		end := len(p)
+		if total <= uint64(len(p)-pos) {
+			end = pos + int(total)
+		} else if !cut {
+			return bad("connection attributes")
+		}
 		r.Attrs = make(map[string]string)
 		for pos < end {
 			k, _, n, ok := LenEncString(p[pos:end])
 			if !ok {
+				if cut {
+					break
+				}
 				return bad("connection attribute key")
 			}
 			pos += n
 			v, _, n, ok := LenEncString(p[pos:end])
 			if !ok {
+				if cut {
+					break
+				}
 				return bad("connection attribute value")
 			}
 			pos += n

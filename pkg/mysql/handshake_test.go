@@ -1,6 +1,8 @@
 package mysql
 
 import (
+	"bufio"
+	"bytes"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -12,6 +14,7 @@ import (
 	"encoding/binary"
 	"encoding/pem"
 	"errors"
+	"io"
 	"math/big"
 	"net"
 	"testing"
@@ -116,7 +119,7 @@ func TestParseHandshakeResponse(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			var r HandshakeResponse
-			err := parseHandshakeResponse(tc.p, testServerCaps, &r)
+			err := parseHandshakeResponse(tc.p, testServerCaps, false, &r)
 			if tc.err {
 				if !errors.Is(err, ErrMalformed) {
 					t.Fatalf("err = %v, want ErrMalformed", err)
@@ -140,6 +143,49 @@ func TestParseHandshakeResponse(t *testing.T) {
 	}
 }
 
+// TestHandshakeResponseCut: a handshake response larger than the pre-login
+// bound is read without holding more than the bound; its connection
+// attributes end at the last complete pair and the login goes on.
+func TestHandshakeResponseCut(t *testing.T) {
+	p := []byte{
+		0x05, 0x82, 0x10, 0x00, // LONG_PASSWORD|LONG_FLAG|PROTOCOL_41|SECURE_CONNECTION|CONNECT_ATTRS
+		0, 0, 0, 0, 0x2d,
+	}
+	p = append(p, make([]byte, 23)...)
+	p = append(p, 'u', 0, 0) // user, empty auth response
+	huge := bytes.Repeat([]byte{'x'}, 70000)
+	var attrs []byte
+	attrs = AppendLenEncString(attrs, []byte("program_name"))
+	attrs = AppendLenEncString(attrs, []byte("agent"))
+	attrs = AppendLenEncString(attrs, []byte("huge"))
+	attrs = AppendLenEncString(attrs, huge)
+	p = AppendLenEncInt(p, uint64(len(attrs)))
+	p = append(p, attrs...)
+
+	var wire bytes.Buffer
+	wire.Write([]byte{byte(len(p)), byte(len(p) >> 8), byte(len(p) >> 16), 1})
+	wire.Write(p)
+	wire.WriteString("next")
+	c := &Conn{R: bufio.NewReaderSize(&wire, BufferSize), MaxPacket: PreAuthMaxPacket}
+	got, seq, cut, err := c.ReadPacketCapped()
+	if err != nil || !cut || seq != 1 || len(got) != PreAuthMaxPacket || cap(got) > 2*PreAuthMaxPacket {
+		t.Fatalf("ReadPacketCapped: %d bytes (cap %d), seq %d, cut %v, %v", len(got), cap(got), seq, cut, err)
+	}
+	if rest, _ := io.ReadAll(c.R); string(rest) != "next" {
+		t.Fatalf("after the packet the stream holds %q", rest)
+	}
+	var r HandshakeResponse
+	if err := parseHandshakeResponse(got, testServerCaps, false, &r); !errors.Is(err, ErrMalformed) {
+		t.Fatalf("uncut parse of a cut packet: %v, want ErrMalformed", err)
+	}
+	if err := parseHandshakeResponse(got, testServerCaps, true, &r); err != nil {
+		t.Fatal(err)
+	}
+	if r.User != "u" || len(r.Attrs) != 1 || r.Attrs["program_name"] != "agent" {
+		t.Fatalf("cut response parsed as %+v", r)
+	}
+}
+
 // FuzzParseHandshakeResponse: arbitrary responses never panic, and what
 // parses has an auth plugin and a bounded attribute map.
 func FuzzParseHandshakeResponse(f *testing.F) {
@@ -150,7 +196,7 @@ func FuzzParseHandshakeResponse(f *testing.F) {
 	f.Add([]byte{0x05, 0x82, 0x00, 0x00})
 	f.Fuzz(func(t *testing.T, p []byte) {
 		var r HandshakeResponse
-		if err := parseHandshakeResponse(p, testServerCaps, &r); err != nil {
+		if err := parseHandshakeResponse(p, testServerCaps, len(p)%2 == 1, &r); err != nil {
 			if !errors.Is(err, ErrMalformed) {
 				t.Fatalf("error %v is not ErrMalformed", err)
 			}

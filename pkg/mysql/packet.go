@@ -157,6 +157,37 @@ func (c *Conn) ReadPacket() ([]byte, uint8, error) {
 	}
 }
 
+// ReadPacketCapped reads one physical packet of up to MaxPayload-1 bytes,
+// keeping its first c.MaxPacket bytes and discarding the rest as it streams
+// past, so a client that has not logged in can make the proxy hold no more
+// than its read buffer. cut reports that bytes were dropped. It is for the
+// handshake response, whose tail (connection attributes) may be cut without
+// losing the login; a multi-packet payload is refused with ErrTooLarge.
+func (c *Conn) ReadPacketCapped() (p []byte, seq uint8, cut bool, err error) {
+	h, err := c.PeekHeader()
+	if err != nil {
+		return nil, 0, false, err
+	}
+	if h.Len >= MaxPayload {
+		return nil, h.Seq, false, fmt.Errorf("read packet of %d+ bytes: %w", h.Len, ErrTooLarge)
+	}
+	if c.MaxPacket <= 0 || h.Len <= c.MaxPacket {
+		p, seq, err = c.ReadPacket()
+		return p, seq, false, err
+	}
+	if _, err := c.R.Discard(4); err != nil {
+		return nil, 0, false, truncated(err)
+	}
+	c.buf = grow(c.buf[:0], c.MaxPacket)
+	if _, err := io.ReadFull(c.R, c.buf); err != nil {
+		return nil, 0, false, truncated(err)
+	}
+	if _, err := c.R.Discard(h.Len - c.MaxPacket); err != nil {
+		return nil, 0, false, truncated(err)
+	}
+	return c.buf, h.Seq, true, nil
+}
+
 func grow(b []byte, n int) []byte {
 	if cap(b)-len(b) >= n {
 		return b[:len(b)+n]

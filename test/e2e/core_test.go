@@ -228,7 +228,7 @@ func TestCoreMariaDBCLI(t *testing.T) {
 	host, port := d.HostPort()
 	out, err := exec.Command("mariadb", "-h", host, "-P", port, "-u", harness.ClientUser, "-p"+harness.ClientPassword,
 		"--skip-ssl", "-D", "core_cli", "--batch", "-e",
-		"SELECT name FROM items ORDER BY id; UPDATE items SET qty = 11 WHERE id = 1; use mysql; SELECT COUNT(*) > 0 FROM user").CombinedOutput()
+		"SELECT name FROM items ORDER BY id; UPDATE items SET qty = 11 WHERE id = 1; use mysql; SELECT COUNT(*) >= 0 FROM time_zone").CombinedOutput()
 	if err != nil {
 		t.Fatalf("mariadb: %v\n%s", err, out)
 	}
@@ -251,7 +251,7 @@ func TestCoreMariaDBCLI(t *testing.T) {
 		t.Errorf("affected %d", *o.AffectedRows)
 	}
 	// The CLI's `use` is a COM_INIT_DB.
-	st, _ := harness.Pair(t, recs, "SELECT COUNT(*) > 0 FROM user")
+	st, _ := harness.Pair(t, recs, "SELECT COUNT(*) >= 0 FROM time_zone")
 	if st.DB != "mysql" {
 		t.Errorf("db after CLI use = %q", st.DB)
 	}
