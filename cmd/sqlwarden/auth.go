@@ -11,8 +11,8 @@ import (
 
 	"github.com/sqlwarden/sqlwarden/pkg/audit"
 	"github.com/sqlwarden/sqlwarden/pkg/identity"
-	"github.com/sqlwarden/sqlwarden/pkg/mysql"
 	"github.com/sqlwarden/sqlwarden/pkg/proxy"
+	"github.com/sqlwarden/sqlwarden/pkg/wire"
 )
 
 // identitiesConfig is the `identities:` section: pkg/identity's keys plus
@@ -78,7 +78,7 @@ func (a *authenticator) Authenticate(ctx context.Context, req *proxy.AuthRequest
 		if err != nil {
 			return nil, denied(err)
 		}
-		if err := mysql.AcceptAny(req.Conn, hs); err != nil {
+		if err := wire.AcceptAny(req.Conn, hs); err != nil {
 			return nil, err
 		}
 		return a.finish(id), nil
@@ -90,8 +90,8 @@ func (a *authenticator) Authenticate(ctx context.Context, req *proxy.AuthRequest
 		if err != nil {
 			return nil, &proxy.DeniedError{Reason: "client credential unavailable: " + err.Error()}
 		}
-		if err := mysql.VerifyPassword(req.Conn, hs, cred.Password, a.rsaKey, &a.sha2); err != nil {
-			if errors.Is(err, mysql.ErrAuthFailed) {
+		if err := wire.VerifyPassword(req.Conn, hs, cred.Password, a.rsaKey, &a.sha2); err != nil {
+			if errors.Is(err, wire.ErrAuthFailed) {
 				return nil, &proxy.DeniedError{Reason: fmt.Sprintf("password for explicit client %q does not match", hs.User)}
 			}
 			return nil, err
@@ -112,7 +112,7 @@ func (a *authenticator) Authenticate(ctx context.Context, req *proxy.AuthRequest
 		if hs.AuthPlugin == gm.AUTH_CLEAR_PASSWORD && len(hs.AuthResponse) > 0 {
 			token = string(trimNul(hs.AuthResponse))
 		} else {
-			t, err := mysql.Cleartext(req.Conn)
+			t, err := wire.Cleartext(req.Conn)
 			if err != nil {
 				return nil, err
 			}

@@ -15,11 +15,11 @@ import (
 	"github.com/sqlwarden/sqlwarden/pkg/audit"
 	"github.com/sqlwarden/sqlwarden/pkg/identity"
 	"github.com/sqlwarden/sqlwarden/pkg/masking"
-	"github.com/sqlwarden/sqlwarden/pkg/mysql"
 	"github.com/sqlwarden/sqlwarden/pkg/policy"
 	"github.com/sqlwarden/sqlwarden/pkg/proxy"
 	"github.com/sqlwarden/sqlwarden/pkg/proxy/proxytest"
 	"github.com/sqlwarden/sqlwarden/pkg/sqltext"
+	"github.com/sqlwarden/sqlwarden/pkg/wire"
 )
 
 // The per-statement pipeline as the daemon wires it — the built-in policy
@@ -35,7 +35,7 @@ import (
 type benchAuth struct{ id *proxy.Identity }
 
 func (a benchAuth) Authenticate(_ context.Context, req *proxy.AuthRequest) (*proxy.Identity, error) {
-	if err := mysql.AcceptAny(req.Conn, req.Handshake); err != nil {
+	if err := wire.AcceptAny(req.Conn, req.Handshake); err != nil {
 		return nil, err
 	}
 	return a.id, nil

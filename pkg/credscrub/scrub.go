@@ -4,7 +4,7 @@ import (
 	"bytes"
 	"fmt"
 
-	"github.com/sqlwarden/sqlwarden/pkg/mysql/rows"
+	"github.com/sqlwarden/sqlwarden/pkg/wire/rows"
 )
 
 // Redacted replaces every secret literal.

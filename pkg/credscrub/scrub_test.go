@@ -4,7 +4,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/sqlwarden/sqlwarden/pkg/mysql/rows"
+	"github.com/sqlwarden/sqlwarden/pkg/wire/rows"
 )
 
 func TestScrub(t *testing.T) {

@@ -12,8 +12,8 @@ import (
 
 	"github.com/sqlwarden/sqlwarden/internal/maskfixture"
 	"github.com/sqlwarden/sqlwarden/internal/testutil"
-	"github.com/sqlwarden/sqlwarden/pkg/mysql/rows"
 	"github.com/sqlwarden/sqlwarden/pkg/sqltext"
+	"github.com/sqlwarden/sqlwarden/pkg/wire/rows"
 )
 
 // corpusEntry is one evasion attempt of testdata/evasion.yaml.

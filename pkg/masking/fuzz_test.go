@@ -9,7 +9,7 @@ import (
 
 	gm "github.com/go-mysql-org/go-mysql/mysql"
 
-	"github.com/sqlwarden/sqlwarden/pkg/mysql/rows"
+	"github.com/sqlwarden/sqlwarden/pkg/wire/rows"
 )
 
 // FuzzLineage drives the lineage analyser with SQL generated from the fuzz

@@ -7,7 +7,7 @@ import (
 
 	"github.com/go-mysql-org/go-mysql/mysql"
 
-	"github.com/sqlwarden/sqlwarden/pkg/mysql/rows"
+	"github.com/sqlwarden/sqlwarden/pkg/wire/rows"
 )
 
 // def builds a column definition of sw.t.<name>.

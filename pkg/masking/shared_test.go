@@ -8,7 +8,7 @@ import (
 
 	"github.com/pingcap/tidb/pkg/parser/ast"
 
-	"github.com/sqlwarden/sqlwarden/pkg/mysql/rows"
+	"github.com/sqlwarden/sqlwarden/pkg/wire/rows"
 )
 
 // countingSchema counts the questions asked of testSchema; fail makes them fail.

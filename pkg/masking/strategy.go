@@ -11,7 +11,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/go-mysql-org/go-mysql/mysql"
-	"github.com/sqlwarden/sqlwarden/pkg/mysql/rows"
+	"github.com/sqlwarden/sqlwarden/pkg/wire/rows"
 )
 
 // redactText is the constant that replaces string values.

@@ -14,8 +14,8 @@ import (
 	gm "github.com/go-mysql-org/go-mysql/mysql"
 
 	"github.com/sqlwarden/sqlwarden/internal/testutil"
-	"github.com/sqlwarden/sqlwarden/pkg/mysql"
 	"github.com/sqlwarden/sqlwarden/pkg/sqltext"
+	"github.com/sqlwarden/sqlwarden/pkg/wire"
 )
 
 // The oracle: statements full of comments of every kind and version,
@@ -37,7 +37,7 @@ var oracleModes = []string{
 
 type oracle struct {
 	t      testing.TB
-	c      *mysql.Conn
+	c      *wire.Conn
 	root   *sql.DB
 	thread int64
 	server sqltext.Server
@@ -89,8 +89,8 @@ func newOracle(t testing.TB) *oracle {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := mysql.NewConn(nc, 1<<24)
-	info, err := mysql.ClientHandshake(c, &mysql.ClientConfig{User: m.Root, DB: "sworacle", Collation: 45,
+	c := wire.NewConn(nc, 1<<24)
+	info, err := wire.ClientHandshake(c, &wire.ClientConfig{User: m.Root, DB: "sworacle", Collation: 45,
 		Capabilities: gm.CLIENT_MULTI_STATEMENTS | gm.CLIENT_MULTI_RESULTS | gm.CLIENT_FOUND_ROWS})
 	if err != nil {
 		t.Fatal(err)
@@ -108,7 +108,7 @@ func (o *oracle) setMode(mode string) {
 		return
 	}
 	o.simple("SET SESSION sql_mode = '" + mode + "'")
-	rows, err := mysql.SimpleQuery(o.c, "SELECT @@session.sql_mode")
+	rows, err := wire.SimpleQuery(o.c, "SELECT @@session.sql_mode")
 	if err != nil {
 		o.t.Fatal(err)
 	}
@@ -120,7 +120,7 @@ func (o *oracle) setMode(mode string) {
 }
 
 func (o *oracle) simple(q string) {
-	if _, err := mysql.SimpleQuery(o.c, q); err != nil {
+	if _, err := wire.SimpleQuery(o.c, q); err != nil {
 		o.t.Fatalf("%s: %v", q, err)
 	}
 }
@@ -178,8 +178,8 @@ func (o *oracle) run(q string) error {
 	if err := o.c.Flush(); err != nil {
 		return err
 	}
-	var t mysql.Tracker
-	t.Start(mysql.ReplyResult, false)
+	var t wire.Tracker
+	t.Start(wire.ReplyResult, false)
 	for !t.Done() {
 		p, _, err := o.c.ReadPacket()
 		if err != nil {

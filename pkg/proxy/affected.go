@@ -5,7 +5,7 @@ import (
 
 	gm "github.com/go-mysql-org/go-mysql/mysql"
 
-	"github.com/sqlwarden/sqlwarden/pkg/mysql"
+	"github.com/sqlwarden/sqlwarden/pkg/wire"
 )
 
 // savepointName is the savepoint a bounded write inside the client's
@@ -131,7 +131,7 @@ func (s *session) forwardBounded(p []byte, seq uint8, st *stmtAudit, run *bounde
 			return s.backendLost(seq+1, err)
 		}
 	}
-	s.backend.Seq = mysql.FirstSeq(seq, len(p))
+	s.backend.Seq = wire.FirstSeq(seq, len(p))
 	if err := s.backend.WritePacket(p); err != nil {
 		return s.backendLost(seq+1, err)
 	}
@@ -139,7 +139,7 @@ func (s *session) forwardBounded(p []byte, seq uint8, st *stmtAudit, run *bounde
 		return s.backendLost(seq+1, err)
 	}
 	s.srv.opts.Observer.Bytes(0, len(p)+4)
-	var firstErr *mysql.ServerError
+	var firstErr *wire.ServerError
 	if first != "" {
 		_, serr, err := s.readOwnReply()
 		if err != nil {
@@ -163,9 +163,9 @@ func (s *session) forwardBounded(p []byte, seq uint8, st *stmtAudit, run *bounde
 		s.log.Error("max_affected_rows: could not open a transaction", "command", first, "err", firstErr.Message)
 		if t.Err == nil && !rows && t.Affected > run.max {
 			s.hit(LimitMaxAffectedRows)
-			t.Err = &mysql.ServerError{Code: mysql.ErrCodeLimit, State: "42000", Message: kindMsg(&s.lim, LimitMaxAffectedRows,
+			t.Err = &wire.ServerError{Code: wire.ErrCodeLimit, State: "42000", Message: kindMsg(&s.lim, LimitMaxAffectedRows,
 				fmt.Sprintf("statement changed %d rows, more than %d, and could not be rolled back: %s failed: %s", t.Affected, run.max, first, firstErr.Message))}
-			return s.replyClient(mysql.ErrPacket(t.Err.Code, t.Err.State, t.Err.Message))
+			return s.replyClient(wire.ErrPacket(t.Err.Code, t.Err.State, t.Err.Message))
 		}
 		s.txKnown = false
 		return s.replyClient(reply)
@@ -186,17 +186,17 @@ func (s *session) forwardBounded(p []byte, seq uint8, st *stmtAudit, run *bounde
 			return s.backendLost(s.client.Seq, err)
 		}
 		s.hit(LimitMaxAffectedRows)
-		t.Err = &mysql.ServerError{Code: mysql.ErrCodeLimit, State: "42000", Message: kindMsg(&s.lim, LimitMaxAffectedRows,
+		t.Err = &wire.ServerError{Code: wire.ErrCodeLimit, State: "42000", Message: kindMsg(&s.lim, LimitMaxAffectedRows,
 			"statement returned rows, so the rows it changed cannot be counted: rolled back")}
-		return s.replyClient(mysql.ErrPacket(t.Err.Code, t.Err.State, t.Err.Message))
+		return s.replyClient(wire.ErrPacket(t.Err.Code, t.Err.State, t.Err.Message))
 	case t.Affected > run.max:
 		if err := s.undoBounded(savepoint); err != nil {
 			return s.backendLost(s.client.Seq, err)
 		}
 		s.hit(LimitMaxAffectedRows)
-		t.Err = &mysql.ServerError{Code: mysql.ErrCodeLimit, State: "42000", Message: kindMsg(&s.lim, LimitMaxAffectedRows,
+		t.Err = &wire.ServerError{Code: wire.ErrCodeLimit, State: "42000", Message: kindMsg(&s.lim, LimitMaxAffectedRows,
 			fmt.Sprintf("statement changed %d rows, more than %d: rolled back", t.Affected, run.max))}
-		return s.replyClient(mysql.ErrPacket(t.Err.Code, t.Err.State, t.Err.Message))
+		return s.replyClient(wire.ErrPacket(t.Err.Code, t.Err.State, t.Err.Message))
 	}
 	if savepoint {
 		if err := s.endBounded("RELEASE SAVEPOINT "+savepointName, true); err != nil {
@@ -212,12 +212,12 @@ func (s *session) forwardBounded(p []byte, seq uint8, st *stmtAudit, run *bounde
 		// A COMMIT that fails (a deadlock) is the statement's failure.
 		s.txKnown = false
 		t.Err = serr
-		return s.replyClient(mysql.ErrPacket(serr.Code, serr.State, serr.Message))
+		return s.replyClient(wire.ErrPacket(serr.Code, serr.State, serr.Message))
 	}
 	s.noteStatus(ok.Status)
 	// The client sees the state it would have without the transaction.
 	const txBits = gm.SERVER_STATUS_IN_TRANS | gm.SERVER_STATUS_AUTOCOMMIT | gm.SERVER_STATUS_IN_TRANS_READONLY
-	mysql.SetOKStatus(reply, t.Status&^txBits|ok.Status&txBits)
+	wire.SetOKStatus(reply, t.Status&^txBits|ok.Status&txBits)
 	return s.replyClient(reply)
 }
 
@@ -227,7 +227,7 @@ func (s *session) forwardBounded(p []byte, seq uint8, st *stmtAudit, run *bounde
 // set (discarded).
 func (s *session) readBounded(seq uint8, binary bool) ([]byte, bool, error) {
 	t := &s.tracker
-	t.Start(mysql.ReplyResult, binary)
+	t.Start(wire.ReplyResult, binary)
 	s.client.Seq = seq + 1
 	var last []byte
 	rows := false
@@ -241,7 +241,7 @@ func (s *session) readBounded(seq uint8, binary bool) ([]byte, bool, error) {
 			return nil, false, s.backendLost(s.client.Seq, err)
 		}
 		switch pk {
-		case mysql.PktLocalInfile:
+		case wire.PktLocalInfile:
 			if err := s.localInfile(pl); err != nil {
 				return nil, false, err
 			}
@@ -249,16 +249,16 @@ func (s *session) readBounded(seq uint8, binary bool) ([]byte, bool, error) {
 				// Refused by the proxy: the client has its ERR already.
 				return nil, false, nil
 			}
-		case mysql.PktOK:
+		case wire.PktOK:
 			last = append(last[:0], pl...)
-		case mysql.PktErr:
+		case wire.PktErr:
 			out := pl
 			if s.lim.StatementTimeout > 0 {
 				// A statement_timeout firing reads as that limit.
 				out = s.timeoutErr(pl, t)
 			}
 			last = append(last[:0], out...)
-		case mysql.PktColumnCount:
+		case wire.PktColumnCount:
 			rows = true
 		}
 	}
@@ -333,12 +333,12 @@ func (s *session) replyClient(pl []byte) error {
 
 // failBounded answers a statement that could not be bounded because the
 // proxy's own command failed.
-func (s *session) failBounded(seq uint8, st *stmtAudit, serr *mysql.ServerError, command string) error {
+func (s *session) failBounded(seq uint8, st *stmtAudit, serr *wire.ServerError, command string) error {
 	s.txKnown = false
 	s.hit(LimitMaxAffectedRows)
-	s.tracker.Start(mysql.ReplyResult, false)
-	s.tracker.Err = &mysql.ServerError{Code: mysql.ErrCodeLimit, State: "42000", Message: kindMsg(&s.lim, LimitMaxAffectedRows,
+	s.tracker.Start(wire.ReplyResult, false)
+	s.tracker.Err = &wire.ServerError{Code: wire.ErrCodeLimit, State: "42000", Message: kindMsg(&s.lim, LimitMaxAffectedRows,
 		fmt.Sprintf("%s failed, so the statement was not run: %s", command, serr.Message))}
 	s.client.Seq = seq + 1
-	return s.replyClient(mysql.ErrPacket(s.tracker.Err.Code, s.tracker.Err.State, s.tracker.Err.Message))
+	return s.replyClient(wire.ErrPacket(s.tracker.Err.Code, s.tracker.Err.State, s.tracker.Err.Message))
 }

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sqlwarden/sqlwarden/pkg/mysql"
+	"github.com/sqlwarden/sqlwarden/pkg/wire"
 )
 
 func TestBackendAttrs(t *testing.T) {
@@ -105,19 +105,19 @@ func TestLoginCarriesExactlyTheAttributes(t *testing.T) {
 		}
 		defer c.Close()
 		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
-		mc := mysql.NewConn(c, 1<<20)
-		hs, err := mysql.ServerHandshake(mc, &mysql.Greeting{ServerVersion: "10.11.0-MariaDB", ConnectionID: 1,
-			Capabilities: mysql.ProxyCapabilities, Charset: 45})
+		mc := wire.NewConn(c, 1<<20)
+		hs, err := wire.ServerHandshake(mc, &wire.Greeting{ServerVersion: "10.11.0-MariaDB", ConnectionID: 1,
+			Capabilities: wire.ProxyCapabilities, Charset: 45})
 		if err != nil {
 			got <- nil
 			return
 		}
 		got <- hs.Attrs
-		_ = mc.WritePacket(mysql.OKPacket(0, 0, 2, 0))
+		_ = mc.WritePacket(wire.OKPacket(0, 0, 2, 0))
 		_ = mc.Flush()
 	}()
 	want := map[string]string{"_client_name": "libmariadb", attrSession: "s1", "program_name": "mysql"}
-	c, _, err := dialLogin(context.Background(), (&net.Dialer{}).DialContext, ln.Addr().String(), &Backend{}, 1<<20, &mysql.ClientConfig{User: "u", Collation: 45, Attrs: maps.Clone(want)})
+	c, _, err := dialLogin(context.Background(), (&net.Dialer{}).DialContext, ln.Addr().String(), &Backend{}, 1<<20, &wire.ClientConfig{User: "u", Collation: 45, Attrs: maps.Clone(want)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,7 +12,7 @@ import (
 	"github.com/go-mysql-org/go-mysql/client"
 	gm "github.com/go-mysql-org/go-mysql/mysql"
 
-	"github.com/sqlwarden/sqlwarden/pkg/mysql"
+	"github.com/sqlwarden/sqlwarden/pkg/wire"
 )
 
 // Control connections: the daemon's own connection to a backend, with the
@@ -119,7 +119,7 @@ func (s *Server) killQuery(be *Backend, addr string, thread uint32) error {
 		}
 		var me *gm.MyError
 		if errors.As(err, &me) {
-			if me.Code == mysql.ErrCodeUnknownThread {
+			if me.Code == wire.ErrCodeUnknownThread {
 				return nil
 			}
 			return fmt.Errorf("kill query %d: %w", thread, err)

@@ -5,8 +5,8 @@ import (
 	"testing"
 
 	"github.com/sqlwarden/sqlwarden/pkg/audit"
-	"github.com/sqlwarden/sqlwarden/pkg/mysql"
 	"github.com/sqlwarden/sqlwarden/pkg/sqltext"
+	"github.com/sqlwarden/sqlwarden/pkg/wire"
 )
 
 // countingPolicy allows everything and counts its decisions.
@@ -35,7 +35,7 @@ func TestDecideCached(t *testing.T) {
 	raw, peer := net.Pipe()
 	defer raw.Close()
 	defer peer.Close()
-	s := &session{srv: &Server{opts: Options{Policy: pol}}, raw: raw, hs: &mysql.HandshakeResponse{User: "app"}, db: "shop",
+	s := &session{srv: &Server{opts: Options{Policy: pol}}, raw: raw, hs: &wire.HandshakeResponse{User: "app"}, db: "shop",
 		identity: &Identity{Name: "agent"}}
 	st := &stmtAudit{command: "COM_QUERY", st: &Statement{Classification: &audit.Classification{Kind: "SELECT"},
 		Digest: "select `c` from `sbtest1` where `id` = ?", Parsed: true, Cacheable: true}}

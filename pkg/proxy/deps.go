@@ -7,8 +7,8 @@ import (
 	"time"
 
 	"github.com/sqlwarden/sqlwarden/pkg/audit"
-	"github.com/sqlwarden/sqlwarden/pkg/mysql"
 	"github.com/sqlwarden/sqlwarden/pkg/sqltext"
+	"github.com/sqlwarden/sqlwarden/pkg/wire"
 )
 
 // The proxy declares the small interfaces it needs; the daemon wires the
@@ -54,8 +54,8 @@ type Identity struct {
 
 // AuthRequest is what an Authenticator sees of a new connection.
 type AuthRequest struct {
-	Conn      *mysql.Conn
-	Handshake *mysql.HandshakeResponse
+	Conn      *wire.Conn
+	Handshake *wire.HandshakeResponse
 	Origin    *Origin // nil for explicit (non-redirected) clients
 	Workload  *audit.Workload
 	Remote    netip.AddrPort

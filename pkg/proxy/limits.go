@@ -12,8 +12,8 @@ import (
 	gm "github.com/go-mysql-org/go-mysql/mysql"
 
 	"github.com/sqlwarden/sqlwarden/pkg/audit"
-	"github.com/sqlwarden/sqlwarden/pkg/mysql"
 	"github.com/sqlwarden/sqlwarden/pkg/sqltext"
+	"github.com/sqlwarden/sqlwarden/pkg/wire"
 )
 
 // Per-identity limits (the policy's limits section). A session resolves its
@@ -213,13 +213,13 @@ func (s *session) admit(st *stmtAudit) (string, bool) {
 
 // refuseLimit journals a statement a limit refused and tells the client.
 func (s *session) refuseLimit(st *stmtAudit, seq uint8, msg string) error {
-	st.blocked = &audit.ErrorInfo{Code: mysql.ErrCodeLimit, State: "42000", Message: msg}
+	st.blocked = &audit.ErrorInfo{Code: wire.ErrCodeLimit, State: "42000", Message: msg}
 	if err := s.begin(st, seq); err != nil {
 		s.finish(st)
 		return s.flushAfterErr()
 	}
 	s.finish(st)
-	s.writeErrSeq(seq+1, mysql.ErrCodeLimit, "42000", msg)
+	s.writeErrSeq(seq+1, wire.ErrCodeLimit, "42000", msg)
 	return s.flushAfterErr()
 }
 
@@ -262,7 +262,7 @@ func (s *session) syncTimeout() error {
 	}
 	s.mstApplied = want
 	if err := s.backendExec(q); err != nil {
-		var se *mysql.ServerError
+		var se *wire.ServerError
 		if errors.As(err, &se) {
 			// The watchdog still enforces the limit.
 			s.log.Warn("set the backend statement time limit", "sql", q, "err", err)
@@ -285,12 +285,12 @@ func (s *session) backendExec(q string) error {
 	if err := s.backend.Flush(); err != nil {
 		return err
 	}
-	return s.readReply(mysql.ReplyResult)
+	return s.readReply(wire.ReplyResult)
 }
 
 // readReply reads and discards one whole reply.
-func (s *session) readReply(kind mysql.ReplyKind) error {
-	var t mysql.Tracker
+func (s *session) readReply(kind wire.ReplyKind) error {
+	var t wire.Tracker
 	t.Start(kind, false)
 	for !t.Done() {
 		pl, _, err := s.backend.ReadPacket()
@@ -301,7 +301,7 @@ func (s *session) readReply(kind mysql.ReplyKind) error {
 		if err != nil {
 			return err
 		}
-		if pk == mysql.PktLocalInfile {
+		if pk == wire.PktLocalInfile {
 			return errors.New("unexpected LOCAL INFILE request")
 		}
 	}
@@ -368,17 +368,17 @@ func (s *session) timedOut() bool {
 // timeoutErr turns the server's answer to a timed-out statement into the
 // client's: MariaDB's own 1969 passes as it is; a KILL by the watchdog
 // (1317) and MySQL's 3024 become 1969 (70100) naming the limit.
-func (s *session) timeoutErr(pl []byte, t *mysql.Tracker) []byte {
+func (s *session) timeoutErr(pl []byte, t *wire.Tracker) []byte {
 	e := t.Err
 	switch {
-	case e.Code == mysql.ErrCodeTimeout:
+	case e.Code == wire.ErrCodeTimeout:
 		s.hit(LimitStatementTimeout)
 		return pl
-	case e.Code == mysql.ErrCodeMySQLQueryTimeout || (e.Code == mysql.ErrCodeQueryInterrupted && s.timedOut()):
+	case e.Code == wire.ErrCodeMySQLQueryTimeout || (e.Code == wire.ErrCodeQueryInterrupted && s.timedOut()):
 		s.hit(LimitStatementTimeout)
-		t.Err = &mysql.ServerError{Code: mysql.ErrCodeTimeout, State: "70100",
+		t.Err = &wire.ServerError{Code: wire.ErrCodeTimeout, State: "70100",
 			Message: limitMsg(&s.lim, LimitStatementTimeout, "statement exceeded statement_timeout "+s.lim.StatementTimeout.String())}
-		return mysql.ErrPacket(t.Err.Code, t.Err.State, t.Err.Message)
+		return wire.ErrPacket(t.Err.Code, t.Err.State, t.Err.Message)
 	}
 	return pl
 }
@@ -409,7 +409,7 @@ func (s *session) capExceeded(k LimitKind, sentRows uint64, status uint16, curso
 		what = fmt.Sprintf("result exceeds max_result_bytes %d", l.MaxResultBytes)
 	}
 	s.hit(k)
-	var final *mysql.ServerError
+	var final *wire.ServerError
 	if truncate {
 		s.truncated = true
 		more := cursor == nil && status&gm.SERVER_MORE_RESULTS_EXISTS != 0
@@ -420,19 +420,19 @@ func (s *session) capExceeded(k LimitKind, sentRows uint64, status uint16, curso
 		if more {
 			st |= gm.SERVER_MORE_RESULTS_EXISTS
 		}
-		if err := s.client.WritePacket(mysql.EOFPacket(0, st)); err != nil {
+		if err := s.client.WritePacket(wire.EOFPacket(0, st)); err != nil {
 			return s.clientLost(err)
 		}
 		if more {
 			// The statements after this one will not run: say so rather than
 			// let the client believe they did.
-			final = &mysql.ServerError{Code: mysql.ErrCodeLimit, State: "42000", Message: limitMsg(l, k, what+"; the result was truncated and the statements after it were not run")}
+			final = &wire.ServerError{Code: wire.ErrCodeLimit, State: "42000", Message: limitMsg(l, k, what+"; the result was truncated and the statements after it were not run")}
 		}
 	} else {
-		final = &mysql.ServerError{Code: mysql.ErrCodeLimit, State: "42000", Message: limitMsg(l, k, what)}
+		final = &wire.ServerError{Code: wire.ErrCodeLimit, State: "42000", Message: limitMsg(l, k, what)}
 	}
 	if final != nil {
-		if err := s.client.WritePacket(mysql.ErrPacket(final.Code, final.State, final.Message)); err != nil {
+		if err := s.client.WritePacket(wire.ErrPacket(final.Code, final.State, final.Message)); err != nil {
 			return s.clientLost(err)
 		}
 	}
@@ -473,7 +473,7 @@ func (s *session) stopBackend() error {
 		if err != nil {
 			return &protocolError{side: "backend", err: fmt.Errorf("resync after KILL QUERY: %w", err)}
 		}
-		if pk == mysql.PktLocalInfile {
+		if pk == wire.PktLocalInfile {
 			// A later statement of the batch wants a client file: send none.
 			s.backend.Seq = seq + 1
 			if err := s.backend.WritePacket(nil); err != nil {
@@ -499,8 +499,8 @@ func (s *session) closeCursor(id uint32) error {
 	if err := s.backend.Flush(); err != nil {
 		return &protocolError{side: "backend", err: err}
 	}
-	if err := s.readReply(mysql.ReplyResult); err != nil {
-		var se *mysql.ServerError
+	if err := s.readReply(wire.ReplyResult); err != nil {
+		var se *wire.ServerError
 		if errors.As(err, &se) {
 			s.log.Warn("close cursor at limit", "err", err)
 			return nil

@@ -13,8 +13,8 @@ import (
 	gm "github.com/go-mysql-org/go-mysql/mysql"
 	"github.com/pingcap/errors"
 
-	"github.com/sqlwarden/sqlwarden/pkg/mysql"
 	"github.com/sqlwarden/sqlwarden/pkg/sqltext"
+	"github.com/sqlwarden/sqlwarden/pkg/wire"
 )
 
 func TestLoginFailure(t *testing.T) {
@@ -36,9 +36,9 @@ func TestLoginFailure(t *testing.T) {
 			"sqlwarden: backend db at 10.0.0.1:3306 unreachable: connection closed during login"},
 		{"closed at the greeting", &unreachableError{err: fmt.Errorf("read greeting: %w", io.EOF), timeout: time.Second}, 1045, "08S01",
 			"sqlwarden: backend db at 10.0.0.1:3306 unreachable: connection closed during login"},
-		{"backend refuses", fmt.Errorf("auth: %w", &mysql.ServerError{Code: 1040, State: "08004", Message: "Too many connections"}), 1040, "08004",
+		{"backend refuses", fmt.Errorf("auth: %w", &wire.ServerError{Code: 1040, State: "08004", Message: "Too many connections"}), 1040, "08004",
 			"sqlwarden: backend db at 10.0.0.1:3306 refused the login: Too many connections"},
-		{"client-range code", &mysql.ServerError{Code: 2013, State: "HY000", Message: "lost"}, 1045, "HY000",
+		{"client-range code", &wire.ServerError{Code: 2013, State: "HY000", Message: "lost"}, 1045, "HY000",
 			"sqlwarden: backend db at 10.0.0.1:3306 refused the login: lost"},
 		{"session refused", &sqltext.RefusedError{Reason: "sql_mode X"}, 1235, "", "sqlwarden: session refused: sql_mode X"},
 	}

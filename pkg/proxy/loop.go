@@ -10,7 +10,7 @@ import (
 	gm "github.com/go-mysql-org/go-mysql/mysql"
 
 	"github.com/sqlwarden/sqlwarden/pkg/audit"
-	"github.com/sqlwarden/sqlwarden/pkg/mysql"
+	"github.com/sqlwarden/sqlwarden/pkg/wire"
 )
 
 // errEnd ends the loop after a clean close.
@@ -44,10 +44,10 @@ func (s *session) loop() string {
 			if isClosed(err) {
 				return "client_closed"
 			}
-			if errors.Is(err, mysql.ErrTooLarge) {
+			if errors.Is(err, wire.ErrTooLarge) {
 				s.log.Warn("client packet too large", "err", err)
-				s.writeErrSeq(seq+1, mysql.ErrCodeTooLarge, "08S01", "sqlwarden: packet larger than max_packet_size")
-				s.auditProtocolErrorCode("COM_UNKNOWN", mysql.ErrCodeTooLarge, err)
+				s.writeErrSeq(seq+1, wire.ErrCodeTooLarge, "08S01", "sqlwarden: packet larger than max_packet_size")
+				s.auditProtocolErrorCode("COM_UNKNOWN", wire.ErrCodeTooLarge, err)
 				return "packet_too_large"
 			}
 			s.log.Info("read client", "err", err)
@@ -58,8 +58,8 @@ func (s *session) loop() string {
 		s.busy = true
 		s.mu.Unlock()
 		if len(p) == 0 {
-			s.writeErrSeq(seq+1, mysql.ErrCodeMalformed, "08S01", "sqlwarden: malformed packet: empty command")
-			s.auditProtocolError("COM_UNKNOWN", fmt.Errorf("%w: empty command", mysql.ErrMalformed))
+			s.writeErrSeq(seq+1, wire.ErrCodeMalformed, "08S01", "sqlwarden: malformed packet: empty command")
+			s.auditProtocolError("COM_UNKNOWN", fmt.Errorf("%w: empty command", wire.ErrMalformed))
 			return "malformed_packet"
 		}
 		if err := s.command(p, seq); err != nil {
@@ -108,7 +108,7 @@ func (s *session) writeErrSeq(seq uint8, code uint16, state, msg string) {
 }
 
 func (s *session) auditProtocolError(command string, err error) {
-	s.auditProtocolErrorCode(command, mysql.ErrCodeMalformed, err)
+	s.auditProtocolErrorCode(command, wire.ErrCodeMalformed, err)
 }
 
 func (s *session) auditProtocolErrorCode(command string, code uint16, err error) {
@@ -157,15 +157,15 @@ func (s *session) command(p []byte, seq uint8) error {
 	case gm.COM_PING:
 		// Carries nothing and reads nothing: forwarded (so the client learns
 		// whether the backend is alive) but not journaled.
-		return s.forward(p, seq, mysql.ReplyResult, nil)
+		return s.forward(p, seq, wire.ReplyResult, nil)
 	case gm.COM_FIELD_LIST:
 		return s.fieldList(p, seq)
 	case gm.COM_STATISTICS:
-		return s.simple(p, seq, "COM_STATISTICS", "", mysql.ReplyRaw)
+		return s.simple(p, seq, "COM_STATISTICS", "", wire.ReplyRaw)
 	case gm.COM_SET_OPTION:
-		return s.simple(p, seq, "COM_SET_OPTION", "", mysql.ReplyResult)
+		return s.simple(p, seq, "COM_SET_OPTION", "", wire.ReplyResult)
 	case gm.COM_RESET_CONNECTION:
-		err := s.simple(p, seq, "COM_RESET_CONNECTION", "", mysql.ReplyResult)
+		err := s.simple(p, seq, "COM_RESET_CONNECTION", "", wire.ReplyResult)
 		if err == nil && s.tracker.Err == nil {
 			s.stmts = map[uint32]*prepared{}
 			// The reset restored the server's default statement time limit;
@@ -182,15 +182,15 @@ func (s *session) command(p []byte, seq uint8) error {
 		return err
 	case gm.COM_PROCESS_KILL:
 		if len(p) < 5 {
-			return s.refuse(seq, CommandName(cmd), "", mysql.ErrCodeMalformed, "sqlwarden: malformed COM_PROCESS_KILL")
+			return s.refuse(seq, CommandName(cmd), "", wire.ErrCodeMalformed, "sqlwarden: malformed COM_PROCESS_KILL")
 		}
 		target := uint64(p[1]) | uint64(p[2])<<8 | uint64(p[3])<<16 | uint64(p[4])<<24
 		thread, msg := s.resolveKill(target)
 		if msg != "" {
-			return s.refuse(seq, "COM_PROCESS_KILL", fmt.Sprintf("KILL %d", target), mysql.ErrCodeBlocked, msg)
+			return s.refuse(seq, "COM_PROCESS_KILL", fmt.Sprintf("KILL %d", target), wire.ErrCodeBlocked, msg)
 		}
 		p = binary.LittleEndian.AppendUint32([]byte{gm.COM_PROCESS_KILL}, thread)
-		return s.simple(p, seq, "COM_PROCESS_KILL", fmt.Sprintf("KILL %d", thread), mysql.ReplyResult)
+		return s.simple(p, seq, "COM_PROCESS_KILL", fmt.Sprintf("KILL %d", thread), wire.ReplyResult)
 	case gm.COM_STMT_PREPARE:
 		return s.prepare(p, seq)
 	case gm.COM_STMT_EXECUTE:
@@ -204,13 +204,13 @@ func (s *session) command(p []byte, seq uint8) error {
 	case gm.COM_STMT_FETCH:
 		return s.fetch(p, seq)
 	case gm.COM_CHANGE_USER:
-		return s.refuse(seq, "COM_CHANGE_USER", "", mysql.ErrCodeNotSupported,
+		return s.refuse(seq, "COM_CHANGE_USER", "", wire.ErrCodeNotSupported,
 			"sqlwarden: COM_CHANGE_USER is not supported: a connection's identity is fixed by its workload")
 	case gm.COM_BINLOG_DUMP, gm.COM_BINLOG_DUMP_GTID, gm.COM_REGISTER_SLAVE, gm.COM_TABLE_DUMP:
-		return s.refuse(seq, CommandName(cmd), "", mysql.ErrCodeNotSupported,
+		return s.refuse(seq, CommandName(cmd), "", wire.ErrCodeNotSupported,
 			"sqlwarden: replication commands are not allowed through the proxy")
 	default:
-		return s.refuse(seq, CommandName(cmd), "", mysql.ErrCodeNotSupported,
+		return s.refuse(seq, CommandName(cmd), "", wire.ErrCodeNotSupported,
 			fmt.Sprintf("sqlwarden: command %s is not supported", CommandName(cmd)))
 	}
 }
@@ -241,7 +241,7 @@ func (s *session) refuseState(seq uint8, command, sql string, code uint16, state
 }
 
 // simple journals and forwards a command that needs no policy decision.
-func (s *session) simple(p []byte, seq uint8, command, sql string, kind mysql.ReplyKind) error {
+func (s *session) simple(p []byte, seq uint8, command, sql string, kind wire.ReplyKind) error {
 	st := &stmtAudit{command: command, sql: sql}
 	if err := s.begin(st, seq); err != nil {
 		s.finish(st)
@@ -299,7 +299,7 @@ func (s *session) begin(st *stmtAudit, seq uint8) error {
 	}
 	if err := s.srv.append(rec); err != nil {
 		s.log.Error("audit statement", "err", err)
-		st.blocked = &audit.ErrorInfo{Code: mysql.ErrCodeAuditFailed, Message: "sqlwarden: audit journal unavailable, statement refused: " + err.Error()}
+		st.blocked = &audit.ErrorInfo{Code: wire.ErrCodeAuditFailed, Message: "sqlwarden: audit journal unavailable, statement refused: " + err.Error()}
 		if !st.noReply {
 			s.writeErrSeq(seq+1, st.blocked.Code, "HY000", st.blocked.Message)
 		}

@@ -6,7 +6,7 @@ import (
 	"net/netip"
 	"time"
 
-	"github.com/sqlwarden/sqlwarden/pkg/mysql"
+	"github.com/sqlwarden/sqlwarden/pkg/wire"
 )
 
 // Bounds on connections that have not logged in yet: whoever can reach the
@@ -63,7 +63,7 @@ func (s *Server) Pending() int {
 func (s *Server) refusePending(c net.Conn, msg string) {
 	s.opts.Observer.ConnOpened()
 	s.log.Debug("connection refused before login", "client", c.RemoteAddr().String(), "reason", msg)
-	p := mysql.ErrPacket(ErrCodeTooManyConnections, "08004", msg)
+	p := wire.ErrPacket(ErrCodeTooManyConnections, "08004", msg)
 	frame := append([]byte{byte(len(p)), byte(len(p) >> 8), byte(len(p) >> 16), 0}, p...)
 	_ = c.SetWriteDeadline(time.Now().Add(time.Second))
 	_, _ = c.Write(frame)

@@ -12,10 +12,10 @@ import (
 	gm "github.com/go-mysql-org/go-mysql/mysql"
 
 	"github.com/sqlwarden/sqlwarden/pkg/audit"
-	"github.com/sqlwarden/sqlwarden/pkg/mysql"
 	"github.com/sqlwarden/sqlwarden/pkg/proxy"
 	"github.com/sqlwarden/sqlwarden/pkg/proxy/proxytest"
 	"github.com/sqlwarden/sqlwarden/pkg/sqltext"
+	"github.com/sqlwarden/sqlwarden/pkg/wire"
 )
 
 // The pipeline tests run the proxy against proxytest's in-process backend,
@@ -106,7 +106,7 @@ func (a *memAudit) statement(t *testing.T, sql string) (st, out audit.Record) {
 type acceptAuth struct{}
 
 func (acceptAuth) Authenticate(_ context.Context, req *proxy.AuthRequest) (*proxy.Identity, error) {
-	if err := mysql.AcceptAny(req.Conn, req.Handshake); err != nil {
+	if err := wire.AcceptAny(req.Conn, req.Handshake); err != nil {
 		return nil, err
 	}
 	return &proxy.Identity{Name: "agent", Backend: "db", Record: &audit.Identity{Name: "agent", Source: "test"}}, nil
@@ -154,7 +154,7 @@ type emailPlan struct{ n uint64 }
 
 func (p *emailPlan) ResultSet(_ int, cols [][]byte) (proxy.RowMasker, error) {
 	for i, def := range cols {
-		if name, err := mysql.ColumnName(def); err == nil && string(name) == "email" {
+		if name, err := wire.ColumnName(def); err == nil && string(name) == "email" {
 			return &emailRows{plan: p, col: i}, nil
 		}
 	}
@@ -172,18 +172,18 @@ type emailRows struct {
 
 func (m *emailRows) Text(row, dst []byte) ([]byte, bool, error) {
 	for i := 0; len(row) > 0; i++ {
-		v, null, n, ok := mysql.LenEncString(row)
+		v, null, n, ok := wire.LenEncString(row)
 		if !ok {
 			return nil, false, errors.New("bad row")
 		}
 		switch {
 		case i == m.col && !null:
-			dst = mysql.AppendLenEncString(dst, []byte("***"))
+			dst = wire.AppendLenEncString(dst, []byte("***"))
 			m.plan.n++
 		case null:
 			dst = append(dst, 0xfb)
 		default:
-			dst = mysql.AppendLenEncString(dst, v)
+			dst = wire.AppendLenEncString(dst, v)
 		}
 		row = row[n:]
 	}
@@ -326,7 +326,7 @@ func TestPipelineBlocked(t *testing.T) {
 	const q = "DROP TABLE users"
 	_, err := c.Conn.Execute(q)
 	var me *gm.MyError
-	if !errors.As(err, &me) || me.Code != mysql.ErrCodeBlocked || me.State != "42000" ||
+	if !errors.As(err, &me) || me.Code != wire.ErrCodeBlocked || me.State != "42000" ||
 		me.Message != "sqlwarden: blocked by rule no-drop: DROP is not allowed" {
 		t.Fatalf("got %v, want ERR 1142 (42000) from rule no-drop", err)
 	}
@@ -334,7 +334,7 @@ func TestPipelineBlocked(t *testing.T) {
 		t.Fatal("the backend received a blocked statement")
 	}
 	_, out := h.audit.statement(t, q)
-	if out.Status != audit.StatusBlocked || out.Policy == nil || out.Policy.Rule != "no-drop" || out.Error == nil || out.Error.Code != mysql.ErrCodeBlocked {
+	if out.Status != audit.StatusBlocked || out.Policy == nil || out.Policy.Rule != "no-drop" || out.Error == nil || out.Error.Code != wire.ErrCodeBlocked {
 		t.Errorf("outcome: %+v", out)
 	}
 	// The session goes on.
@@ -372,9 +372,9 @@ func TestPipelineMaskedRow(t *testing.T) {
 	// The result digest is of the rows the client received, masked.
 	d := audit.NewRowDigest()
 	for _, row := range [][]byte{
-		append(mysql.AppendLenEncString(nil, []byte("ada")), mysql.AppendLenEncString(nil, []byte("***"))...),
-		append(mysql.AppendLenEncString(nil, []byte("bob")), 0xfb),
-		append(mysql.AppendLenEncString(nil, []byte("eve")), mysql.AppendLenEncString(nil, []byte("***"))...),
+		append(wire.AppendLenEncString(nil, []byte("ada")), wire.AppendLenEncString(nil, []byte("***"))...),
+		append(wire.AppendLenEncString(nil, []byte("bob")), 0xfb),
+		append(wire.AppendLenEncString(nil, []byte("eve")), wire.AppendLenEncString(nil, []byte("***"))...),
 	} {
 		d.AddTextRow(row)
 	}

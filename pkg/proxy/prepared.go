@@ -7,7 +7,7 @@ import (
 	gm "github.com/go-mysql-org/go-mysql/mysql"
 
 	"github.com/sqlwarden/sqlwarden/pkg/audit"
-	"github.com/sqlwarden/sqlwarden/pkg/mysql"
+	"github.com/sqlwarden/sqlwarden/pkg/wire"
 )
 
 // prepared is a server-side prepared statement as the proxy tracks it: the
@@ -52,12 +52,12 @@ func (s *session) prepare(p []byte, seq uint8) error {
 		v = Verdict{Rule: v.Rule, Action: "allow", Message: "approval deferred to execute"}
 	}
 	if v.Action == "deny" {
-		return s.block(st, seq, &v, mysql.ErrCodeBlocked, blockedMsg(v))
+		return s.block(st, seq, &v, wire.ErrCodeBlocked, blockedMsg(v))
 	}
 	if ok, err := s.guardPrepared(st, seq, v); !ok {
 		return err
 	}
-	if err := s.forward(p, seq, mysql.ReplyPrepare, st); err != nil {
+	if err := s.forward(p, seq, wire.ReplyPrepare, st); err != nil {
 		s.finish(st)
 		return err
 	}
@@ -129,7 +129,7 @@ func (s *session) forget(id uint32) {
 // unknownStmt refuses a command that names a statement the proxy does not
 // know, with the server's own error code for it.
 func (s *session) unknownStmt(seq uint8, command string, id uint32) error {
-	return s.refuseState(seq, command, "", mysql.ErrCodeUnknownStmt, "HY000", unknownStmtMsg(command, id))
+	return s.refuseState(seq, command, "", wire.ErrCodeUnknownStmt, "HY000", unknownStmtMsg(command, id))
 }
 
 func unknownStmtMsg(command string, id uint32) string {
@@ -150,7 +150,7 @@ func (s *session) dropUnknown(command string, id uint32) {
 		s.log.Error("audit dropped command", "err", err)
 	}
 	if err := s.srv.appendAsync(&audit.Record{Event: audit.EventOutcome, SessionID: s.id, StatementID: n, Status: audit.StatusBlocked,
-		Error: &audit.ErrorInfo{Code: mysql.ErrCodeUnknownStmt, Message: msg}, Policy: &audit.Decision{Action: "deny", Rule: "protocol", Message: msg}}); err != nil {
+		Error: &audit.ErrorInfo{Code: wire.ErrCodeUnknownStmt, Message: msg}, Policy: &audit.Decision{Action: "deny", Rule: "protocol", Message: msg}}); err != nil {
 		s.log.Error("audit dropped command", "err", err)
 	}
 }
@@ -159,23 +159,23 @@ func (s *session) dropUnknown(command string, id uint32) {
 // journaled with the prepared SQL before the database sees them.
 func (s *session) execute(p []byte, seq uint8) error {
 	if _, ok := stmtID(p); !ok {
-		return s.refuse(seq, "COM_STMT_EXECUTE", "", mysql.ErrCodeMalformed, "sqlwarden: malformed COM_STMT_EXECUTE")
+		return s.refuse(seq, "COM_STMT_EXECUTE", "", wire.ErrCodeMalformed, "sqlwarden: malformed COM_STMT_EXECUTE")
 	}
 	id, ps := s.resolveStmt(p)
 	if ps == nil {
 		return s.unknownStmt(seq, "COM_STMT_EXECUTE", id)
 	}
 	sentLong := ps.long != nil
-	ex, params, err := mysql.ParseExecute(p, ps.numParams, ps.types, func(i int) (mysql.Param, bool) {
+	ex, params, err := wire.ParseExecute(p, ps.numParams, ps.types, func(i int) (wire.Param, bool) {
 		ld := ps.long[i]
 		if ld == nil {
-			return mysql.Param{}, false
+			return wire.Param{}, false
 		}
-		return mysql.Param{Value: string(ld.buf), Truncated: ld.size > len(ld.buf), Size: sizeIfTruncated(ld)}, true
+		return wire.Param{Value: string(ld.buf), Truncated: ld.size > len(ld.buf), Size: sizeIfTruncated(ld)}, true
 	})
 	if err != nil {
 		ps.long = nil
-		if rerr := s.refuse(seq, "COM_STMT_EXECUTE", ps.sql, mysql.ErrCodeMalformed, "sqlwarden: "+err.Error()); rerr != nil || !sentLong {
+		if rerr := s.refuse(seq, "COM_STMT_EXECUTE", ps.sql, wire.ErrCodeMalformed, "sqlwarden: "+err.Error()); rerr != nil || !sentLong {
 			return rerr
 		}
 		return s.resetLongData(id)
@@ -201,7 +201,7 @@ func (s *session) execute(p []byte, seq uint8) error {
 	if run != nil {
 		err = s.forwardBounded(p, seq, st, run)
 	} else {
-		err = s.forward(p, seq, mysql.ReplyResult, st)
+		err = s.forward(p, seq, wire.ReplyResult, st)
 	}
 	if err != nil {
 		s.finish(st)
@@ -221,7 +221,7 @@ func sizeIfTruncated(ld *longData) int {
 	return 0
 }
 
-func auditParams(ps []mysql.Param) []audit.Param {
+func auditParams(ps []wire.Param) []audit.Param {
 	if len(ps) == 0 {
 		return nil
 	}
@@ -236,8 +236,8 @@ func auditParams(ps []mysql.Param) []audit.Param {
 // (up to MaxParamBytes, with the full size) for the EXECUTE record.
 func (s *session) longData(p []byte) error {
 	if len(p) < 7 {
-		s.auditProtocolError("COM_STMT_SEND_LONG_DATA", fmt.Errorf("%w: short COM_STMT_SEND_LONG_DATA", mysql.ErrMalformed))
-		return &protocolError{side: "client", err: mysql.ErrMalformed}
+		s.auditProtocolError("COM_STMT_SEND_LONG_DATA", fmt.Errorf("%w: short COM_STMT_SEND_LONG_DATA", wire.ErrMalformed))
+		return &protocolError{side: "client", err: wire.ErrMalformed}
 	}
 	id, ps := s.resolveStmt(p)
 	if ps == nil {
@@ -256,7 +256,7 @@ func (s *session) longData(p []byte) error {
 		}
 		data := p[7:]
 		ld.size += len(data)
-		if room := mysql.MaxParamBytes - len(ld.buf); room > 0 {
+		if room := wire.MaxParamBytes - len(ld.buf); room > 0 {
 			if len(data) > room {
 				data = data[:room]
 			}
@@ -279,8 +279,8 @@ func (s *session) longData(p []byte) error {
 // the backend, as the proxy's table still says.
 func (s *session) closeStmt(p []byte) error {
 	if _, ok := stmtID(p); !ok {
-		s.auditProtocolError("COM_STMT_CLOSE", fmt.Errorf("%w: short COM_STMT_CLOSE", mysql.ErrMalformed))
-		return &protocolError{side: "client", err: mysql.ErrMalformed}
+		s.auditProtocolError("COM_STMT_CLOSE", fmt.Errorf("%w: short COM_STMT_CLOSE", wire.ErrMalformed))
+		return &protocolError{side: "client", err: wire.ErrMalformed}
 	}
 	id, ps := s.resolveStmt(p)
 	if ps == nil {
@@ -300,7 +300,7 @@ func (s *session) closeStmt(p []byte) error {
 	if err := s.backend.Flush(); err != nil {
 		return &protocolError{side: "backend", err: err}
 	}
-	s.tracker.Start(mysql.ReplyNone, false)
+	s.tracker.Start(wire.ReplyNone, false)
 	s.finish(st)
 	return nil
 }
@@ -330,7 +330,7 @@ func (s *session) resetLongData(id uint32) error {
 // resetStmt handles COM_STMT_RESET.
 func (s *session) resetStmt(p []byte, seq uint8) error {
 	if _, ok := stmtID(p); !ok {
-		return s.refuse(seq, "COM_STMT_RESET", "", mysql.ErrCodeMalformed, "sqlwarden: malformed COM_STMT_RESET")
+		return s.refuse(seq, "COM_STMT_RESET", "", wire.ErrCodeMalformed, "sqlwarden: malformed COM_STMT_RESET")
 	}
 	id, ps := s.resolveStmt(p)
 	if ps == nil {
@@ -338,14 +338,14 @@ func (s *session) resetStmt(p []byte, seq uint8) error {
 	}
 	ps.long = nil
 	ps.cursor = nil
-	return s.simple(p, seq, "COM_STMT_RESET", ps.sql, mysql.ReplyResult)
+	return s.simple(p, seq, "COM_STMT_RESET", ps.sql, wire.ReplyResult)
 }
 
 // fetch handles COM_STMT_FETCH on an open cursor; rows are masked with the
 // plan of the EXECUTE that opened it.
 func (s *session) fetch(p []byte, seq uint8) error {
 	if _, ok := stmtID(p); !ok {
-		return s.refuse(seq, "COM_STMT_FETCH", "", mysql.ErrCodeMalformed, "sqlwarden: malformed COM_STMT_FETCH")
+		return s.refuse(seq, "COM_STMT_FETCH", "", wire.ErrCodeMalformed, "sqlwarden: malformed COM_STMT_FETCH")
 	}
 	id, ps := s.resolveStmt(p)
 	if ps == nil {
@@ -353,7 +353,7 @@ func (s *session) fetch(p []byte, seq uint8) error {
 	}
 	if ps.cursor == nil {
 		// Rows only ever come from a cursor an EXECUTE judged here opened.
-		return s.refuseState(seq, "COM_STMT_FETCH", ps.sql, mysql.ErrCodeNoCursor, "HY000",
+		return s.refuseState(seq, "COM_STMT_FETCH", ps.sql, wire.ErrCodeNoCursor, "HY000",
 			fmt.Sprintf("sqlwarden: prepared statement %d has no open cursor", id))
 	}
 	st := &stmtAudit{command: "COM_STMT_FETCH", sql: ps.sql, st: ps.st, plan: ps.plan, start: s.srv.opts.Now()}
@@ -362,7 +362,7 @@ func (s *session) fetch(p []byte, seq uint8) error {
 		return s.flushAfterErr()
 	}
 	st.fwd = s.srv.opts.Now()
-	s.backend.Seq = mysql.FirstSeq(seq, len(p))
+	s.backend.Seq = wire.FirstSeq(seq, len(p))
 	if err := s.backend.WritePacket(p); err != nil {
 		return s.backendLost(seq+1, err)
 	}
@@ -372,7 +372,7 @@ func (s *session) fetch(p []byte, seq uint8) error {
 	if s.lim.StatementTimeout > 0 {
 		s.armWatchdog()
 	}
-	err := s.relay(mysql.ReplyResult, true, seq+1, nil, ps.cursor)
+	err := s.relay(wire.ReplyResult, true, seq+1, nil, ps.cursor)
 	if s.lim.StatementTimeout > 0 {
 		s.disarmWatchdog()
 	}

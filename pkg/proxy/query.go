@@ -12,8 +12,8 @@ import (
 	gm "github.com/go-mysql-org/go-mysql/mysql"
 
 	"github.com/sqlwarden/sqlwarden/pkg/audit"
-	"github.com/sqlwarden/sqlwarden/pkg/mysql"
 	"github.com/sqlwarden/sqlwarden/pkg/sqltext"
+	"github.com/sqlwarden/sqlwarden/pkg/wire"
 )
 
 // query runs a COM_QUERY through the pipeline.
@@ -22,7 +22,7 @@ func (s *session) query(p []byte, seq uint8) error {
 	st := &stmtAudit{command: "COM_QUERY", sql: sql, start: s.srv.opts.Now()}
 	st.st = s.srv.opts.Policy.Classify(sql, s.db, s.dialect)
 	if rewritten, msg := s.checkKillSQL(sql, st.st); msg != "" {
-		return s.block(st, seq, &Verdict{Rule: "kill-own-identity", Action: "deny", Message: msg}, mysql.ErrCodeBlocked, msg)
+		return s.block(st, seq, &Verdict{Rule: "kill-own-identity", Action: "deny", Message: msg}, wire.ErrCodeBlocked, msg)
 	} else if rewritten != "" {
 		// The client killed the id its greeting gave it: the backend knows
 		// that connection by its own thread id.
@@ -39,7 +39,7 @@ func (s *session) query(p []byte, seq uint8) error {
 	if run != nil {
 		err = s.forwardBounded(p, seq, st, run)
 	} else {
-		err = s.forward(p, seq, mysql.ReplyResult, st)
+		err = s.forward(p, seq, wire.ReplyResult, st)
 	}
 	if err != nil {
 		s.finish(st)
@@ -104,10 +104,10 @@ func (s *session) guard(st *stmtAudit, seq uint8) (bool, error) {
 	}
 	switch v.Action {
 	case "deny":
-		return false, s.block(st, seq, v, mysql.ErrCodeBlocked, blockedMsg(*v))
+		return false, s.block(st, seq, v, wire.ErrCodeBlocked, blockedMsg(*v))
 	case "allow", "approve":
 	default:
-		return false, s.block(st, seq, v, mysql.ErrCodeBlocked, fmt.Sprintf("sqlwarden: blocked: unknown policy action %q", v.Action))
+		return false, s.block(st, seq, v, wire.ErrCodeBlocked, fmt.Sprintf("sqlwarden: blocked: unknown policy action %q", v.Action))
 	}
 	if !st.planned {
 		if ok, err := s.planMasking(st, seq); !ok {
@@ -154,7 +154,7 @@ func (s *session) planColumnMasking(st *stmtAudit, seq uint8) (bool, error) {
 			rule, msg = md.Rule, md.Message
 		}
 		dv := &Verdict{Rule: rule, Action: "deny", Message: msg}
-		return false, s.block(st, seq, dv, mysql.ErrCodeBlocked, blockedMsg(*dv))
+		return false, s.block(st, seq, dv, wire.ErrCodeBlocked, blockedMsg(*dv))
 	}
 	st.plan = plan
 	return true, nil
@@ -164,7 +164,7 @@ func (s *session) planColumnMasking(st *stmtAudit, seq uint8) (bool, error) {
 // (sqltext could not decide how the server reads it).
 func (s *session) refuseText(st *stmtAudit, seq uint8) error {
 	msg := "sqlwarden: statement refused: " + st.st.Refused
-	return s.block(st, seq, &Verdict{Rule: "sql-text", Action: "deny", Message: st.st.Refused}, mysql.ErrCodeNotSupported, msg)
+	return s.block(st, seq, &Verdict{Rule: "sql-text", Action: "deny", Message: st.st.Refused}, wire.ErrCodeNotSupported, msg)
 }
 
 func blockedMsg(v Verdict) string {
@@ -200,7 +200,7 @@ func (s *session) block(st *stmtAudit, seq uint8, v *Verdict, code uint16, msg s
 // idles meanwhile; a client that hangs up withdraws its request.
 func (s *session) await(st *stmtAudit, seq uint8) (bool, error) {
 	if s.srv.opts.Approver == nil {
-		st.blocked = &audit.ErrorInfo{Code: mysql.ErrCodeApprovalDenied, Message: "sqlwarden: statement needs approval but no approver is configured"}
+		st.blocked = &audit.ErrorInfo{Code: wire.ErrCodeApprovalDenied, Message: "sqlwarden: statement needs approval but no approver is configured"}
 		s.finish(st)
 		s.writeErrSeq(seq+1, st.blocked.Code, "42000", st.blocked.Message)
 		return false, s.flushAfterErr()
@@ -233,7 +233,7 @@ func (s *session) await(st *stmtAudit, seq uint8) (bool, error) {
 	case "timeout":
 		msg = "sqlwarden: approval timed out: statement not executed"
 	case "withdrawn":
-		st.blocked = &audit.ErrorInfo{Code: mysql.ErrCodeApprovalDenied, Message: "sqlwarden: approval withdrawn: client disconnected"}
+		st.blocked = &audit.ErrorInfo{Code: wire.ErrCodeApprovalDenied, Message: "sqlwarden: approval withdrawn: client disconnected"}
 		s.finish(st)
 		return false, &protocolError{side: "client", err: errors.New("disconnected while awaiting approval")}
 	case "pending":
@@ -248,9 +248,9 @@ func (s *session) await(st *stmtAudit, seq uint8) (bool, error) {
 		}
 	}
 	st.verdict = &Verdict{Rule: st.verdict.Rule, Action: "approve", Message: a.Status, ApprovalMode: a.Mode}
-	st.blocked = &audit.ErrorInfo{Code: mysql.ErrCodeApprovalDenied, Message: msg}
+	st.blocked = &audit.ErrorInfo{Code: wire.ErrCodeApprovalDenied, Message: msg}
 	s.finish(st)
-	s.writeErrSeq(seq+1, mysql.ErrCodeApprovalDenied, "42000", msg)
+	s.writeErrSeq(seq+1, wire.ErrCodeApprovalDenied, "42000", msg)
 	return false, s.flushAfterErr()
 }
 
@@ -274,7 +274,7 @@ func (s *session) initDB(p []byte, seq uint8) error {
 	if ok, err := s.guard(st, seq); !ok {
 		return err
 	}
-	if err := s.forward(p, seq, mysql.ReplyResult, st); err != nil {
+	if err := s.forward(p, seq, wire.ReplyResult, st); err != nil {
 		s.finish(st)
 		return err
 	}
@@ -297,7 +297,7 @@ func (s *session) fieldList(p []byte, seq uint8) error {
 	if ok, err := s.guard(st, seq); !ok {
 		return err
 	}
-	if err := s.forward(p, seq, mysql.ReplyFieldList, st); err != nil {
+	if err := s.forward(p, seq, wire.ReplyFieldList, st); err != nil {
 		s.finish(st)
 		return err
 	}
@@ -306,7 +306,7 @@ func (s *session) fieldList(p []byte, seq uint8) error {
 }
 
 // forward sends a command to the backend and streams the reply to the client.
-func (s *session) forward(p []byte, seq uint8, kind mysql.ReplyKind, st *stmtAudit) error {
+func (s *session) forward(p []byte, seq uint8, kind wire.ReplyKind, st *stmtAudit) error {
 	if st != nil {
 		st.fwd = s.srv.opts.Now()
 	}
@@ -317,7 +317,7 @@ func (s *session) forward(p []byte, seq uint8, kind mysql.ReplyKind, st *stmtAud
 	}
 	// seq is the last physical packet's: a command of 16 MiB or more
 	// started earlier.
-	s.backend.Seq = mysql.FirstSeq(seq, len(p))
+	s.backend.Seq = wire.FirstSeq(seq, len(p))
 	if err := s.backend.WritePacket(p); err != nil {
 		return s.backendLost(seq+1, err)
 	}
@@ -353,7 +353,7 @@ func (s *session) forward(p []byte, seq uint8, kind mysql.ReplyKind, st *stmtAud
 // backendLost ends the session after the backend failed; the client gets an
 // ERR at the point of the reply it was waiting for.
 func (s *session) backendLost(seq uint8, err error) error {
-	s.tracker.Err = &mysql.ServerError{Code: mysql.ErrCodeBackend, State: "HY000", Message: "sqlwarden: lost connection to the database: " + err.Error()}
+	s.tracker.Err = &wire.ServerError{Code: wire.ErrCodeBackend, State: "HY000", Message: "sqlwarden: lost connection to the database: " + err.Error()}
 	s.client.Seq = seq
 	s.writeErr(s.tracker.Err.Code, s.tracker.Err.State, s.tracker.Err.Message)
 	return &protocolError{side: "backend", err: err}
@@ -375,7 +375,7 @@ type cursorState struct {
 // relay streams one reply from the backend to the client, packet by packet.
 // Rows are masked in flight when plan says so; nothing else is buffered
 // except the column definitions of a masked result set.
-func (s *session) relay(kind mysql.ReplyKind, binary bool, seq uint8, plan MaskPlan, cursor *cursorState) error {
+func (s *session) relay(kind wire.ReplyKind, binary bool, seq uint8, plan MaskPlan, cursor *cursorState) error {
 	t := &s.tracker
 	if cursor != nil {
 		t.StartFetch(cursor.cols)
@@ -383,10 +383,10 @@ func (s *session) relay(kind mysql.ReplyKind, binary bool, seq uint8, plan MaskP
 		t.Start(kind, binary)
 	}
 	s.client.Seq = seq
-	if kind == mysql.ReplyNone {
+	if kind == wire.ReplyNone {
 		return nil
 	}
-	if kind == mysql.ReplyResult {
+	if kind == wire.ReplyResult {
 		// Until the reply ends normally, the transaction state is unknown.
 		s.txKnown = false
 	}
@@ -405,7 +405,7 @@ func (s *session) relay(kind mysql.ReplyKind, binary bool, seq uint8, plan MaskP
 	s.cols = s.cols[:0]
 	sent := 0
 	// max_rows / max_result_bytes: rows and row bytes the client received.
-	capOn := s.capOn && kind == mysql.ReplyResult
+	capOn := s.capOn && kind == wire.ReplyResult
 	var capRows, capBytes uint64
 	var status uint16 // of the current result set, from its column EOF
 	if cursor != nil {
@@ -422,7 +422,7 @@ func (s *session) relay(kind mysql.ReplyKind, binary bool, seq uint8, plan MaskP
 		}
 		out := pl
 		switch pk {
-		case mysql.PktErr:
+		case wire.PktErr:
 			if s.lim.StatementTimeout > 0 {
 				out = s.timeoutErr(out, t)
 			}
@@ -432,27 +432,27 @@ func (s *session) relay(kind mysql.ReplyKind, binary bool, seq uint8, plan MaskP
 				// values never reach the client or the journal.
 				out = redactErr(pl, t)
 			}
-		case mysql.PktColumnCount:
+		case wire.PktColumnCount:
 			rs++
 			rm = nil
 			holding = plan != nil
 			s.cols = s.cols[:0]
-		case mysql.PktColumnDef:
+		case wire.PktColumnDef:
 			if holding {
 				s.cols = append(s.cols, append([]byte(nil), pl...))
 				continue
 			}
-		case mysql.PktOK:
+		case wire.PktOK:
 			if s.tracking {
 				if out, err = s.sessionOK(pl); err != nil {
 					return err
 				}
 			}
 			s.checkStatus(t.Status)
-		case mysql.PktEOF:
+		case wire.PktEOF:
 			s.sessionEOF(pl)
 			if capOn && t.InRows() {
-				status, _ = mysql.ParseEOF(pl)
+				status, _ = wire.ParseEOF(pl)
 			}
 			if holding {
 				holding = false
@@ -473,7 +473,7 @@ func (s *session) relay(kind mysql.ReplyKind, binary bool, seq uint8, plan MaskP
 					s.cursorMasker = rm
 				}
 			}
-		case mysql.PktRow:
+		case wire.PktRow:
 			if rm != nil {
 				var masked []byte
 				var changed bool
@@ -494,13 +494,13 @@ func (s *session) relay(kind mysql.ReplyKind, binary bool, seq uint8, plan MaskP
 					out, s.outBuf = masked, masked
 				}
 			}
-		case mysql.PktLocalInfile:
+		case wire.PktLocalInfile:
 			if err := s.localInfile(pl); err != nil {
 				return err
 			}
 			continue
 		}
-		if capOn && pk == mysql.PktRow {
+		if capOn && pk == wire.PktRow {
 			capRows++
 			capBytes += uint64(len(out))
 			if k, over := s.overCap(capRows, capBytes); over {
@@ -508,7 +508,7 @@ func (s *session) relay(kind mysql.ReplyKind, binary bool, seq uint8, plan MaskP
 				return s.capExceeded(k, t.Rows-1, status, cursor)
 			}
 		}
-		if pk == mysql.PktRow && !t.Binary {
+		if pk == wire.PktRow && !t.Binary {
 			// What the client received, row by row: provable later, and
 			// comparable by `sqlwarden replay`.
 			s.digest.AddTextRow(out)
@@ -525,7 +525,7 @@ func (s *session) relay(kind mysql.ReplyKind, binary bool, seq uint8, plan MaskP
 		cursor.rows, cursor.bytes = capRows, capBytes
 	}
 	s.srv.opts.Observer.Bytes(sent, 0)
-	if kind == mysql.ReplyResult {
+	if kind == wire.ReplyResult {
 		// What a bounded write needs to know: is a transaction open? An
 		// error may have ended one without saying.
 		if t.Err != nil {
@@ -545,19 +545,19 @@ var quoted = regexp.MustCompile(`'(?:[^'\\]|\\.|'')*'|"(?:[^"\\]|\\.)*"`)
 
 // redactErr replaces every quoted value in an ERR packet's message (and in
 // the tracker's copy, which the outcome record uses) with '***'.
-func redactErr(pl []byte, t *mysql.Tracker) []byte {
+func redactErr(pl []byte, t *wire.Tracker) []byte {
 	if t.Err == nil || !quoted.MatchString(t.Err.Message) {
 		return pl
 	}
 	t.Err.Message = quoted.ReplaceAllString(t.Err.Message, "'***'") + " (values redacted by sqlwarden masking)"
-	return mysql.ErrPacket(t.Err.Code, t.Err.State, t.Err.Message)
+	return wire.ErrPacket(t.Err.Code, t.Err.State, t.Err.Message)
 }
 
 // textValues decodes a text-protocol row for result retention.
 func textValues(row []byte) []any {
 	var vals []any
 	for len(row) > 0 {
-		v, null, n, ok := mysql.LenEncString(row)
+		v, null, n, ok := wire.LenEncString(row)
 		if !ok {
 			return vals
 		}
@@ -573,7 +573,7 @@ func textValues(row []byte) []any {
 
 // clientLost records that the client went away while its reply streamed.
 func (s *session) clientLost(err error) error {
-	s.tracker.Err = &mysql.ServerError{Code: mysql.ErrCodeBackend, State: "08S01", Message: "sqlwarden: client disconnected mid-result: " + err.Error()}
+	s.tracker.Err = &wire.ServerError{Code: wire.ErrCodeBackend, State: "08S01", Message: "sqlwarden: client disconnected mid-result: " + err.Error()}
 	return &protocolError{side: "client", err: err}
 }
 
@@ -598,7 +598,7 @@ func (s *session) localInfile(req []byte) error {
 				return s.backendLost(s.client.Seq, err)
 			}
 		}
-		s.tracker.Err = &mysql.ServerError{Code: mysql.ErrCodeBlocked, State: "42000", Message: "sqlwarden: LOAD DATA LOCAL INFILE is refused"}
+		s.tracker.Err = &wire.ServerError{Code: wire.ErrCodeBlocked, State: "42000", Message: "sqlwarden: LOAD DATA LOCAL INFILE is refused"}
 		s.writeErr(s.tracker.Err.Code, s.tracker.Err.State, s.tracker.Err.Message)
 		return nil
 	}
@@ -613,7 +613,7 @@ func (s *session) localInfile(req []byte) error {
 		if err != nil {
 			return &protocolError{side: "client", err: err}
 		}
-		s.backend.Seq = mysql.FirstSeq(cseq, len(data))
+		s.backend.Seq = wire.FirstSeq(cseq, len(data))
 		if err := s.backend.WritePacket(data); err != nil {
 			return s.backendLost(cseq+1, err)
 		}

@@ -5,7 +5,7 @@ import (
 
 	gm "github.com/go-mysql-org/go-mysql/mysql"
 
-	"github.com/sqlwarden/sqlwarden/pkg/mysql"
+	"github.com/sqlwarden/sqlwarden/pkg/wire"
 )
 
 // kindMsg is the client's text for limit k refusing: "sqlwarden: limit
@@ -163,22 +163,22 @@ func (s *session) syncReadOnly() error {
 
 // ownExec runs one statement of the proxy's own on the backend and
 // reads its reply (an OK, an ERR, or a result set that is discarded).
-func (s *session) ownExec(sql string) (mysql.OK, *mysql.ServerError, error) {
+func (s *session) ownExec(sql string) (wire.OK, *wire.ServerError, error) {
 	s.backend.Seq = 0
 	if err := s.backend.WritePacket(append([]byte{gm.COM_QUERY}, sql...)); err != nil {
-		return mysql.OK{}, nil, err
+		return wire.OK{}, nil, err
 	}
 	if err := s.backend.Flush(); err != nil {
-		return mysql.OK{}, nil, err
+		return wire.OK{}, nil, err
 	}
 	return s.readOwnReply()
 }
 
 // readOwnReply reads one reply of a statement the proxy sent itself.
-func (s *session) readOwnReply() (mysql.OK, *mysql.ServerError, error) {
-	var t mysql.Tracker
-	t.Start(mysql.ReplyResult, false)
-	var ok mysql.OK
+func (s *session) readOwnReply() (wire.OK, *wire.ServerError, error) {
+	var t wire.Tracker
+	t.Start(wire.ReplyResult, false)
+	var ok wire.OK
 	for !t.Done() {
 		pl, _, err := s.backend.ReadPacket()
 		if err != nil {
@@ -189,12 +189,12 @@ func (s *session) readOwnReply() (mysql.OK, *mysql.ServerError, error) {
 			return ok, nil, err
 		}
 		switch pk {
-		case mysql.PktOK:
-			if ok, err = mysql.ParseOK(pl); err != nil {
+		case wire.PktOK:
+			if ok, err = wire.ParseOK(pl); err != nil {
 				return ok, nil, err
 			}
-		case mysql.PktLocalInfile:
-			return ok, nil, fmt.Errorf("%w: unexpected LOCAL INFILE request", mysql.ErrMalformed)
+		case wire.PktLocalInfile:
+			return ok, nil, fmt.Errorf("%w: unexpected LOCAL INFILE request", wire.ErrMalformed)
 		}
 	}
 	if t.Err != nil {

@@ -4,7 +4,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/sqlwarden/sqlwarden/pkg/mysql"
+	"github.com/sqlwarden/sqlwarden/pkg/wire"
 )
 
 func TestRedactErr(t *testing.T) {
@@ -14,14 +14,14 @@ func TestRedactErr(t *testing.T) {
 		{`Incorrect value "it''s \"x\"" here`, `Incorrect value '***' here`},
 		{"Table 'shop.nope' doesn't exist", "Table '***' doesn't exist"},
 	} {
-		pl := mysql.ErrPacket(1062, "23000", tc.msg)
-		tr := &mysql.Tracker{}
-		tr.Start(mysql.ReplyResult, false)
+		pl := wire.ErrPacket(1062, "23000", tc.msg)
+		tr := &wire.Tracker{}
+		tr.Start(wire.ReplyResult, false)
 		if _, err := tr.Feed(pl); err != nil {
 			t.Fatal(err)
 		}
 		out := redactErr(pl, tr)
-		e, err := mysql.ParseErr(out)
+		e, err := wire.ParseErr(out)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -30,9 +30,9 @@ func TestRedactErr(t *testing.T) {
 		}
 	}
 	// Nothing quoted: the original packet, untouched.
-	pl := mysql.ErrPacket(1146, "42S02", "no quotes here")
-	tr := &mysql.Tracker{}
-	tr.Start(mysql.ReplyResult, false)
+	pl := wire.ErrPacket(1146, "42S02", "no quotes here")
+	tr := &wire.Tracker{}
+	tr.Start(wire.ReplyResult, false)
 	tr.Feed(pl)
 	if out := redactErr(pl, tr); string(out) != string(pl) {
 		t.Errorf("unquoted message rewritten: %q", out)

@@ -3,7 +3,7 @@ package proxy
 import (
 	"github.com/sqlwarden/sqlwarden/pkg/audit"
 	"github.com/sqlwarden/sqlwarden/pkg/credscrub"
-	"github.com/sqlwarden/sqlwarden/pkg/mysql/rows"
+	"github.com/sqlwarden/sqlwarden/pkg/wire/rows"
 )
 
 // credentialPlan removes password hashes and authentication strings from

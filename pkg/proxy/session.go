@@ -20,8 +20,8 @@ import (
 
 	"github.com/sqlwarden/sqlwarden/pkg/audit"
 	"github.com/sqlwarden/sqlwarden/pkg/host"
-	"github.com/sqlwarden/sqlwarden/pkg/mysql"
 	"github.com/sqlwarden/sqlwarden/pkg/sqltext"
+	"github.com/sqlwarden/sqlwarden/pkg/wire"
 )
 
 // session is one proxied client connection.
@@ -31,8 +31,8 @@ type session struct {
 	id  string
 
 	raw     net.Conn
-	client  *mysql.Conn
-	backend *mysql.Conn
+	client  *wire.Conn
+	backend *wire.Conn
 	// tracking: the backend leg negotiated CLIENT_SESSION_TRACK and reports
 	// every system variable a statement changes in its OK.
 	tracking bool
@@ -44,7 +44,7 @@ type session struct {
 	cancel context.CancelFunc
 
 	identity *Identity
-	hs       *mysql.HandshakeResponse
+	hs       *wire.HandshakeResponse
 	origin   *Origin
 	db       string
 	threadID uint32
@@ -63,7 +63,7 @@ type session struct {
 	stmts   map[uint32]*prepared
 	lastID  uint32 // the statement MariaDB's id 0xFFFFFFFF means, when hasLast
 	hasLast bool
-	tracker mysql.Tracker
+	tracker wire.Tracker
 	outBuf  []byte
 	cols    [][]byte
 	// cursorMasker masks rows of the cursor opened by the current EXECUTE.
@@ -214,7 +214,7 @@ func (s *session) run() {
 		_ = tc.SetNoDelay(true)
 	}
 	// Until the client has authenticated: small packets, a deadline.
-	s.client = mysql.NewConn(s.raw, min(srv.opts.MaxPacket, mysql.PreAuthMaxPacket))
+	s.client = wire.NewConn(s.raw, min(srv.opts.MaxPacket, wire.PreAuthMaxPacket))
 
 	remote, local := addrPort(s.raw.RemoteAddr()), addrPort(s.raw.LocalAddr())
 	workload := &audit.Workload{}
@@ -232,23 +232,23 @@ func (s *session) run() {
 
 	_ = s.raw.SetDeadline(time.Now().Add(srv.opts.HandshakeTimeout))
 	s.connID = srv.nextConn.Add(1)
-	hs, err := mysql.ServerHandshake(s.client, &mysql.Greeting{
+	hs, err := wire.ServerHandshake(s.client, &wire.Greeting{
 		ServerVersion: srv.serverVersion(),
 		ConnectionID:  s.connID,
-		Capabilities:  mysql.ProxyCapabilities,
+		Capabilities:  wire.ProxyCapabilities,
 		Charset:       45, // utf8mb4_general_ci
 		Status:        gm.SERVER_STATUS_AUTOCOMMIT,
 		AuthPlugin:    srv.opts.ClientAuthPlugin,
 		TLS:           srv.opts.ClientTLS,
 	})
 	if err != nil {
-		if errors.Is(err, mysql.ErrTooLarge) {
+		if errors.Is(err, wire.ErrTooLarge) {
 			// Refused at the header: the payload is never read.
 			s.log.Info("handshake packet too large", "err", err)
 			if h, herr := s.client.PeekHeader(); herr == nil {
 				s.client.Seq = h.Seq + 1
 			}
-			s.writeErr(mysql.ErrCodeTooLarge, "08S01", fmt.Sprintf("sqlwarden: packet larger than %d bytes before login", s.client.MaxPacket))
+			s.writeErr(wire.ErrCodeTooLarge, "08S01", fmt.Sprintf("sqlwarden: packet larger than %d bytes before login", s.client.MaxPacket))
 		} else if !isClosed(err) {
 			s.log.Info("handshake", "err", err)
 		}
@@ -261,13 +261,13 @@ func (s *session) run() {
 	clientInfo := &audit.Client{Addr: remote.String(), User: hs.User, TLS: hs.TLS, Attrs: hs.Attrs}
 
 	if srv.opts.RequireTLS && !hs.TLS {
-		s.deny(workload, clientInfo, nil, "TLS is required", mysql.ErrCodeTLSRequired)
+		s.deny(workload, clientInfo, nil, "TLS is required", wire.ErrCodeTLSRequired)
 		outcome = "denied"
 		return
 	}
 	if co, err := charset.GetCollationByID(int(hs.Charset)); err == nil {
 		if _, err := sqltext.ClientCharset(co.CharsetName); err != nil {
-			s.deny(workload, clientInfo, nil, err.Error(), mysql.ErrCodeNotSupported)
+			s.deny(workload, clientInfo, nil, err.Error(), wire.ErrCodeNotSupported)
 			outcome = "denied"
 			return
 		}
@@ -281,7 +281,7 @@ func (s *session) run() {
 			reason = de.Reason
 		}
 		srv.opts.Observer.IdentityFailure(shortReason(reason))
-		s.deny(workload, clientInfo, nil, reason, mysql.ErrCodeAccessDenied)
+		s.deny(workload, clientInfo, nil, reason, wire.ErrCodeAccessDenied)
 		outcome = "denied"
 		return
 	}
@@ -291,7 +291,7 @@ func (s *session) run() {
 
 	be, ok := srv.opts.Backends[id.Backend]
 	if !ok {
-		s.deny(workload, clientInfo, id.Record, fmt.Sprintf("identity %s maps to unknown backend %q", id.Name, id.Backend), mysql.ErrCodeAccessDenied)
+		s.deny(workload, clientInfo, id.Record, fmt.Sprintf("identity %s maps to unknown backend %q", id.Name, id.Backend), wire.ErrCodeAccessDenied)
 		outcome = "denied"
 		return
 	}
@@ -304,7 +304,7 @@ func (s *session) run() {
 	if msg, ok := s.admitConnection(); !ok {
 		s.log.Info("connection denied", "reason", msg)
 		s.recordDenied(workload, clientInfo, id.Record, nil, strings.TrimPrefix(msg, "sqlwarden: "))
-		s.writeErr(mysql.ErrCodeLimit, "42000", msg)
+		s.writeErr(wire.ErrCodeLimit, "42000", msg)
 		outcome = "denied"
 		return
 	}
@@ -339,7 +339,7 @@ func (s *session) run() {
 		msg := kindMsg(&s.lim, LimitReadOnly, "cannot put the database session in read-only mode: "+err.Error())
 		s.log.Warn("read-only mode", "err", err)
 		s.recordDenied(workload, clientInfo, id.Record, beInfo, strings.TrimPrefix(msg, "sqlwarden: "))
-		s.writeErr(mysql.ErrCodeLimit, "42000", msg)
+		s.writeErr(wire.ErrCodeLimit, "42000", msg)
 		outcome = "backend_error"
 		return
 	}
@@ -348,7 +348,7 @@ func (s *session) run() {
 			s.log.Warn("backend session setup", "backend", be.Name, "err", err)
 			s.recordDenied(workload, clientInfo, id.Record, beInfo, "backend session setup: "+err.Error())
 			// Never a client-range 2xxx code at login: libmariadb reads it as a malformed packet.
-			s.writeErr(mysql.ErrCodeAccessDenied, "08S01", fmt.Sprintf("sqlwarden: backend %s at %s: %v", be.Name, addr, err))
+			s.writeErr(wire.ErrCodeAccessDenied, "08S01", fmt.Sprintf("sqlwarden: backend %s at %s: %v", be.Name, addr, err))
 			outcome = "backend_error"
 			return
 		}
@@ -368,11 +368,11 @@ func (s *session) run() {
 	}
 	if err := srv.append(start); err != nil {
 		s.log.Error("audit session start", "err", err)
-		s.writeErr(mysql.ErrCodeAuditFailed, "", "sqlwarden: audit journal unavailable: "+err.Error())
+		s.writeErr(wire.ErrCodeAuditFailed, "", "sqlwarden: audit journal unavailable: "+err.Error())
 		outcome = "audit_error"
 		return
 	}
-	if err := s.client.WritePacket(mysql.OKPacket(0, 0, gm.SERVER_STATUS_AUTOCOMMIT, 0)); err != nil {
+	if err := s.client.WritePacket(wire.OKPacket(0, 0, gm.SERVER_STATUS_AUTOCOMMIT, 0)); err != nil {
 		outcome = "client_error"
 		return
 	}
@@ -424,7 +424,7 @@ func (s *session) deny(w *audit.Workload, c *audit.Client, id *audit.Identity, r
 	s.log.Info("connection denied", "reason", reason)
 	s.recordDenied(w, c, id, nil, reason)
 	msg := "sqlwarden: " + reason
-	if code == mysql.ErrCodeAccessDenied {
+	if code == wire.ErrCodeAccessDenied {
 		msg = "sqlwarden: no verified workload identity: " + strings.TrimPrefix(reason, "no verified workload identity: ")
 	}
 	s.writeErr(code, "28000", msg)
@@ -436,7 +436,7 @@ func (s *session) deny(w *audit.Workload, c *audit.Client, id *audit.Identity, r
 func (s *session) backendDenied(w *audit.Workload, c *audit.Client, id *audit.Identity, be *audit.BackendInfo, reason string) {
 	s.log.Info("connection denied", "reason", reason)
 	s.recordDenied(w, c, id, be, reason)
-	s.writeErr(mysql.ErrCodeAccessDenied, "08S01", "sqlwarden: "+reason)
+	s.writeErr(wire.ErrCodeAccessDenied, "08S01", "sqlwarden: "+reason)
 }
 
 func (s *session) recordDenied(w *audit.Workload, c *audit.Client, id *audit.Identity, be *audit.BackendInfo, reason string) {
@@ -450,7 +450,7 @@ func (s *session) recordDenied(w *audit.Workload, c *audit.Client, id *audit.Ide
 }
 
 func (s *session) writeErr(code uint16, state, msg string) {
-	if err := s.client.WritePacket(mysql.ErrPacket(code, state, msg)); err != nil {
+	if err := s.client.WritePacket(wire.ErrPacket(code, state, msg)); err != nil {
 		return
 	}
 	_ = s.client.Flush()
@@ -477,7 +477,7 @@ func (s *session) dialBackend(addr string, cred Credential, be *Backend) error {
 	defer cancel()
 	err := s.loginBackend(ctx, addr, cred, be)
 	if err != nil {
-		var se *mysql.ServerError
+		var se *wire.ServerError
 		var re *sqltext.RefusedError
 		if errors.As(err, &se) || errors.As(err, &re) {
 			return err
@@ -506,7 +506,7 @@ func (s *session) loginBackend(ctx context.Context, addr string, cred Credential
 		identity = s.identity.Name
 	}
 	dial := s.srv.dialer(&net.Dialer{Control: s.srv.opts.DialControl, KeepAlive: 30 * time.Second})
-	c, info, err := dialLogin(ctx, dial, addr, be, s.srv.opts.MaxPacket, &mysql.ClientConfig{
+	c, info, err := dialLogin(ctx, dial, addr, be, s.srv.opts.MaxPacket, &wire.ClientConfig{
 		User: cred.User, Password: cred.Password, DB: s.db, Collation: collation, Capabilities: caps,
 		Attrs: backendAttrs(s.hs.Attrs, identity, s.id),
 	})
@@ -531,7 +531,7 @@ func (s *session) loginBackend(ctx context.Context, addr string, cred Credential
 
 // dialLogin connects to a backend and logs in, all by ctx's deadline; the
 // connection it returns still has that deadline set.
-func dialLogin(ctx context.Context, dial func(ctx context.Context, network, address string) (net.Conn, error), addr string, be *Backend, maxPacket int, cfg *mysql.ClientConfig) (*mysql.Conn, *mysql.ServerInfo, error) {
+func dialLogin(ctx context.Context, dial func(ctx context.Context, network, address string) (net.Conn, error), addr string, be *Backend, maxPacket int, cfg *wire.ClientConfig) (*wire.Conn, *wire.ServerInfo, error) {
 	nc, err := dial(ctx, "tcp", addr)
 	if err != nil {
 		return nil, nil, err
@@ -552,8 +552,8 @@ func dialLogin(ctx context.Context, dial func(ctx context.Context, network, addr
 		}
 		cfg.TLS = tc
 	}
-	c := mysql.NewConn(nc, maxPacket)
-	info, err := mysql.ClientHandshake(c, cfg)
+	c := wire.NewConn(nc, maxPacket)
+	info, err := wire.ClientHandshake(c, cfg)
 	if err == nil && !stop() {
 		err = ctx.Err()
 	}
@@ -572,7 +572,7 @@ func dialLogin(ctx context.Context, dial func(ctx context.Context, network, addr
 // cannot read safely refuses the session (a *sqltext.RefusedError).
 func (s *session) setupSession() error {
 	if s.tracking {
-		if _, err := mysql.SimpleQuery(s.backend, "SET SESSION session_track_system_variables = '*'"); err != nil {
+		if _, err := wire.SimpleQuery(s.backend, "SET SESSION session_track_system_variables = '*'"); err != nil {
 			return fmt.Errorf("turn on session tracking: %w", err)
 		}
 	}
@@ -585,12 +585,12 @@ func (s *session) readSession() error {
 	if s.tracking {
 		q += ", @@session.session_track_system_variables"
 	}
-	rows, err := mysql.SimpleQuery(s.backend, q)
+	rows, err := wire.SimpleQuery(s.backend, q)
 	if err != nil {
 		return fmt.Errorf("read session sql_mode: %w", err)
 	}
 	if len(rows) != 1 || len(rows[0]) < 2 {
-		return fmt.Errorf("read session sql_mode: %w: %d rows", mysql.ErrMalformed, len(rows))
+		return fmt.Errorf("read session sql_mode: %w: %d rows", wire.ErrMalformed, len(rows))
 	}
 	mode, err := sqltext.ParseSQLMode(rows[0][0])
 	if err != nil {
@@ -608,7 +608,7 @@ func (s *session) readSession() error {
 }
 
 func isClosed(err error) bool {
-	return errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) || errors.Is(err, mysql.ErrClientGone) ||
+	return errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) || errors.Is(err, wire.ErrClientGone) ||
 		errors.Is(err, io.ErrUnexpectedEOF) || strings.Contains(err.Error(), "connection reset by peer")
 }
 
@@ -648,20 +648,20 @@ func (e *unreachableError) reason() string {
 // unreachable backend is 1045 with SQLSTATE 08S01 (a connection failure,
 // which pools retry).
 func loginFailure(name, addr string, err error) (code uint16, state, msg string) {
-	var me *mysql.ServerError
+	var me *wire.ServerError
 	var re *sqltext.RefusedError
 	var ue *unreachableError
 	switch {
 	case errors.As(err, &me):
 		code, state = me.Code, me.State
 		if code >= 2000 && code < 3000 {
-			code = mysql.ErrCodeAccessDenied
+			code = wire.ErrCodeAccessDenied
 		}
 		return code, state, fmt.Sprintf("sqlwarden: backend %s at %s refused the login: %s", name, addr, me.Message)
 	case errors.As(err, &re):
-		return mysql.ErrCodeNotSupported, "", "sqlwarden: session refused: " + re.Reason
+		return wire.ErrCodeNotSupported, "", "sqlwarden: session refused: " + re.Reason
 	case errors.As(err, &ue):
-		return mysql.ErrCodeAccessDenied, "08S01", fmt.Sprintf("sqlwarden: backend %s at %s unreachable: %s", name, addr, ue.reason())
+		return wire.ErrCodeAccessDenied, "08S01", fmt.Sprintf("sqlwarden: backend %s at %s unreachable: %s", name, addr, ue.reason())
 	}
-	return mysql.ErrCodeAccessDenied, "08S01", fmt.Sprintf("sqlwarden: backend %s at %s unreachable: %v", name, addr, err)
+	return wire.ErrCodeAccessDenied, "08S01", fmt.Sprintf("sqlwarden: backend %s at %s unreachable: %v", name, addr, err)
 }

@@ -6,8 +6,8 @@ import (
 
 	gm "github.com/go-mysql-org/go-mysql/mysql"
 
-	"github.com/sqlwarden/sqlwarden/pkg/mysql"
 	"github.com/sqlwarden/sqlwarden/pkg/sqltext"
+	"github.com/sqlwarden/sqlwarden/pkg/wire"
 )
 
 // The session's lexing state (sqltext.Dialect: sql_mode flags, client
@@ -27,7 +27,7 @@ const mariaStatusANSIQuotes = 0x8000
 // tracking) expects it, rewritten in place. A change the proxy cannot
 // follow replaces the OK with an ERR and ends the session.
 func (s *session) sessionOK(pl []byte) ([]byte, error) {
-	out, state, err := mysql.StripSessionTrack(pl)
+	out, state, err := wire.StripSessionTrack(pl)
 	if err != nil {
 		return nil, s.backendLost(s.client.Seq, err)
 	}
@@ -35,7 +35,7 @@ func (s *session) sessionOK(pl []byte) ([]byte, error) {
 		return out, nil
 	}
 	var reason string
-	err = mysql.SessionSysVars(state, func(name, value []byte) {
+	err = wire.SessionSysVars(state, func(name, value []byte) {
 		if reason == "" {
 			reason = s.applyVar(string(name), string(value))
 		}
@@ -76,7 +76,7 @@ func (s *session) applyVar(name, value string) string {
 // sessionEOF clears the state-changed flag of an EOF for the client and
 // notes that the session must be read back; then it checks the status.
 func (s *session) sessionEOF(pl []byte) {
-	status, ok := mysql.ParseEOF(pl)
+	status, ok := wire.ParseEOF(pl)
 	if !ok {
 		return
 	}
@@ -139,7 +139,7 @@ func (s *session) rereadSession() error {
 func (s *session) endForSessionState(reason string) error {
 	msg := "sqlwarden: session ended: " + reason
 	s.log.Warn("ending session: its state cannot be followed", "reason", reason)
-	s.tracker.Err = &mysql.ServerError{Code: mysql.ErrCodeNotSupported, State: "HY000", Message: msg}
+	s.tracker.Err = &wire.ServerError{Code: wire.ErrCodeNotSupported, State: "HY000", Message: msg}
 	s.writeErr(s.tracker.Err.Code, s.tracker.Err.State, msg)
 	return &protocolError{side: "session_state", err: fmt.Errorf("unsupported session state: %s", reason)}
 }

@@ -5,7 +5,7 @@ import (
 	"net"
 	"time"
 
-	"github.com/sqlwarden/sqlwarden/pkg/mysql"
+	"github.com/sqlwarden/sqlwarden/pkg/wire"
 )
 
 // probeVersion logs into the first backend with a fixed address once, at
@@ -24,7 +24,7 @@ func (s *Server) probeVersion() {
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		dial := s.dialer(&net.Dialer{Timeout: 5 * time.Second, Control: s.opts.DialControl})
-		c, info, err := dialLogin(ctx, dial, be.Address, be, s.opts.MaxPacket, &mysql.ClientConfig{
+		c, info, err := dialLogin(ctx, dial, be.Address, be, s.opts.MaxPacket, &wire.ClientConfig{
 			User: cred.User, Password: cred.Password, Collation: 45, // utf8mb4_general_ci
 			Attrs: map[string]string{"_client_name": "sqlwarden", "program_name": "sqlwarden-version-probe"},
 		})

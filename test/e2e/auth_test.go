@@ -27,15 +27,15 @@ import (
 
 	"github.com/sqlwarden/sqlwarden/internal/testutil"
 	"github.com/sqlwarden/sqlwarden/pkg/audit"
-	"github.com/sqlwarden/sqlwarden/pkg/mysql"
+	"github.com/sqlwarden/sqlwarden/pkg/wire"
 	"github.com/sqlwarden/sqlwarden/test/harness"
 )
 
 // sha2Result is what the proxy answered a raw caching_sha2_password login.
 type sha2Result struct {
-	fast bool               // 0x01 0x03: fast authentication succeeded
-	full bool               // 0x01 0x04: the proxy wants the password itself
-	err  *mysql.ServerError // ERR (after the cleartext attempt, for full)
+	fast bool              // 0x01 0x03: fast authentication succeeded
+	full bool              // 0x01 0x04: the proxy wants the password itself
+	err  *wire.ServerError // ERR (after the cleartext attempt, for full)
 }
 
 // rawSHA2Login logs in with caching_sha2_password by hand, so the test sees
@@ -49,7 +49,7 @@ func rawSHA2Login(t *testing.T, addr, user, pass string) sha2Result {
 	}
 	defer nc.Close()
 	_ = nc.SetDeadline(time.Now().Add(10 * time.Second))
-	c := mysql.NewConn(nc, 0)
+	c := wire.NewConn(nc, 0)
 	g, seq, err := c.ReadPacket()
 	if err != nil {
 		t.Fatal(err)
@@ -67,7 +67,7 @@ func rawSHA2Login(t *testing.T, addr, user, pass string) sha2Result {
 	b = append(b, make([]byte, 23)...)
 	b = append(b, user...)
 	b = append(b, 0)
-	b = mysql.AppendLenEncString(b, gm.CalcCachingSha2Password(scramble, pass))
+	b = wire.AppendLenEncString(b, gm.CalcCachingSha2Password(scramble, pass))
 	b = append(b, gm.AUTH_CACHING_SHA2_PASSWORD...)
 	b = append(b, 0)
 	c.Seq = seq + 1
@@ -94,8 +94,8 @@ func rawSHA2Login(t *testing.T, addr, user, pass string) sha2Result {
 		if err := c.Flush(); err != nil {
 			t.Fatal(err)
 		}
-	case p[0] == mysql.ErrHeader:
-		r.err, _ = mysql.ParseErr(p)
+	case p[0] == wire.ErrHeader:
+		r.err, _ = wire.ParseErr(p)
 		return r
 	default:
 		t.Fatalf("unexpected auth reply % x", p)
@@ -105,9 +105,9 @@ func rawSHA2Login(t *testing.T, addr, user, pass string) sha2Result {
 		t.Fatal(err)
 	}
 	switch p[0] {
-	case mysql.OKHeader:
-	case mysql.ErrHeader:
-		r.err, _ = mysql.ParseErr(p)
+	case wire.OKHeader:
+	case wire.ErrHeader:
+		r.err, _ = wire.ParseErr(p)
 	default:
 		t.Fatalf("unexpected packet after auth % x", p)
 	}
@@ -147,7 +147,7 @@ func TestCachingSha2TowardClient(t *testing.T) {
 	// Nothing cached yet: full authentication, and a cleartext password
 	// over plain TCP is refused.
 	r := rawSHA2Login(t, d.Listen, harness.ClientUser, harness.ClientPassword)
-	if !r.full || r.err == nil || r.err.Code != mysql.ErrCodeAccessDenied {
+	if !r.full || r.err == nil || r.err.Code != wire.ErrCodeAccessDenied {
 		t.Fatalf("first login without TLS sending cleartext: %+v", r)
 	}
 
@@ -179,7 +179,7 @@ func TestCachingSha2TowardClient(t *testing.T) {
 	if r := rawSHA2Login(t, d.Listen, harness.ClientUser, harness.ClientPassword); !r.fast || r.err != nil {
 		t.Fatalf("second login: %+v, want fast auth", r)
 	}
-	if r := rawSHA2Login(t, d.Listen, harness.ClientUser, "wrong"); r.err == nil || r.err.Code != mysql.ErrCodeAccessDenied {
+	if r := rawSHA2Login(t, d.Listen, harness.ClientUser, "wrong"); r.err == nil || r.err.Code != wire.ErrCodeAccessDenied {
 		t.Fatalf("wrong password: %+v", r)
 	}
 	if v := query(rsaDSN, "SELECT 'sha2-fast'"); v != "sha2-fast" {
@@ -353,7 +353,7 @@ func TestCachingSha2Backend(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		g, _, err := mysql.NewConn(nc, 0).ReadPacket()
+		g, _, err := wire.NewConn(nc, 0).ReadPacket()
 		nc.Close()
 		if err != nil {
 			t.Fatal(err)
@@ -440,8 +440,8 @@ func TestTLSPolicies(t *testing.T) {
 		return db.QueryRow("SELECT 'tls-policy'").Scan(&v)
 	}
 	var me *gomysql.MySQLError
-	if err := open("agent2", "second-secret", "tls=false"); !errors.As(err, &me) || me.Number != mysql.ErrCodeTLSRequired {
-		t.Fatalf("plaintext client with require_tls: %v, want ERR %d", err, mysql.ErrCodeTLSRequired)
+	if err := open("agent2", "second-secret", "tls=false"); !errors.As(err, &me) || me.Number != wire.ErrCodeTLSRequired {
+		t.Fatalf("plaintext client with require_tls: %v, want ERR %d", err, wire.ErrCodeTLSRequired)
 	}
 	if err := open("agent2", "second-secret", "tls=sqlwarden-policies"); err != nil {
 		t.Fatalf("TLS client, skip_verify backend: %v", err)

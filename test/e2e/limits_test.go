@@ -22,7 +22,7 @@ import (
 	gomysql "github.com/go-sql-driver/mysql"
 
 	"github.com/sqlwarden/sqlwarden/pkg/audit"
-	"github.com/sqlwarden/sqlwarden/pkg/mysql"
+	"github.com/sqlwarden/sqlwarden/pkg/wire"
 	"github.com/sqlwarden/sqlwarden/test/harness"
 )
 
@@ -359,7 +359,7 @@ func fetchReply(t *testing.T, c *client.Conn, id uint32, n uint32) (int, []byte)
 	p := rawCommand(t, c, binary.LittleEndian.AppendUint32(binary.LittleEndian.AppendUint32([]byte{gm.COM_STMT_FETCH}, id), n)...)
 	rows := 0
 	for {
-		if p[0] == mysql.ErrHeader || mysql.IsEOF(p) {
+		if p[0] == wire.ErrHeader || wire.IsEOF(p) {
 			return rows, p
 		}
 		rows++
@@ -374,7 +374,7 @@ func fetchReply(t *testing.T, c *client.Conn, id uint32, n uint32) (int, []byte)
 func openCursor(t *testing.T, c *client.Conn, q string) uint32 {
 	t.Helper()
 	p := rawCommand(t, c, append([]byte{gm.COM_STMT_PREPARE}, q...)...)
-	if p[0] != mysql.OKHeader || len(p) < 12 {
+	if p[0] != wire.OKHeader || len(p) < 12 {
 		t.Fatalf("prepare: % x", p)
 	}
 	id := binary.LittleEndian.Uint32(p[1:])
@@ -384,7 +384,7 @@ func openCursor(t *testing.T, c *client.Conn, q string) uint32 {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if mysql.IsEOF(p) {
+			if wire.IsEOF(p) {
 				return
 			}
 		}
@@ -393,7 +393,7 @@ func openCursor(t *testing.T, c *client.Conn, q string) uint32 {
 		skipToEOF() // columns (no parameters in these queries)
 	}
 	exec := binary.LittleEndian.AppendUint32([]byte{gm.COM_STMT_EXECUTE}, id)
-	exec = append(exec, mysql.CursorTypeReadOnly, 1, 0, 0, 0)
+	exec = append(exec, wire.CursorTypeReadOnly, 1, 0, 0, 0)
 	if p := rawCommand(t, c, exec...); p[0] != 1 {
 		t.Fatalf("execute: % x", p)
 	}
@@ -413,7 +413,7 @@ func TestLimitsCursor(t *testing.T) {
 	defer c.Close()
 	const q = "SELECT seq FROM seq_1_to_100"
 	id := openCursor(t, c, q)
-	if n, end := fetchReply(t, c, id, 2); n != 2 || !mysql.IsEOF(end) {
+	if n, end := fetchReply(t, c, id, 2); n != 2 || !wire.IsEOF(end) {
 		t.Fatalf("first fetch: %d rows, end % x", n, end)
 	}
 	n, end := fetchReply(t, c, id, 2)
@@ -422,7 +422,7 @@ func TestLimitsCursor(t *testing.T) {
 	}
 	wantErr(t, "second fetch", end, 1226, "sqlwarden: limit cur: result exceeds max_rows 3")
 	// The cursor is gone: a further fetch gets no rows.
-	if n, end := fetchReply(t, c, id, 10); n != 0 || end[0] != mysql.ErrHeader {
+	if n, end := fetchReply(t, c, id, 10); n != 0 || end[0] != wire.ErrHeader {
 		t.Fatalf("fetch after the cap: %d rows, end % x", n, end)
 	}
 	if r, err := c.Execute("SELECT 'after'"); err != nil {
@@ -438,11 +438,11 @@ func TestLimitsCursor(t *testing.T) {
 	})
 	id = openCursor(t, c, q+" /* t */")
 	n, end = fetchReply(t, c, id, 5)
-	st, ok := mysql.ParseEOF(end)
+	st, ok := wire.ParseEOF(end)
 	if n != 3 || !ok || st&gm.SERVER_STATUS_LAST_ROW_SEND == 0 {
 		t.Fatalf("truncating fetch: %d rows, end % x", n, end)
 	}
-	if n, end := fetchReply(t, c, id, 5); n != 0 || end[0] != mysql.ErrHeader {
+	if n, end := fetchReply(t, c, id, 5); n != 0 || end[0] != wire.ErrHeader {
 		t.Fatalf("fetch after truncation: %d rows, end % x", n, end)
 	}
 	if _, err := c.Execute("SELECT 1"); err != nil {

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sqlwarden/sqlwarden/pkg/mysql"
+	"github.com/sqlwarden/sqlwarden/pkg/wire"
 	"github.com/sqlwarden/sqlwarden/test/harness"
 )
 
@@ -83,7 +83,7 @@ func wantErrFrame(t *testing.T, what string, p []byte, err error, code uint16, s
 	if err != nil {
 		t.Fatalf("%s: %v, want ERR %d", what, err, code)
 	}
-	e, perr := mysql.ParseErr(p)
+	e, perr := wire.ParseErr(p)
 	if perr != nil || e.Code != code || !strings.Contains(e.Message, substr) {
 		t.Fatalf("%s: got % x (%v), want ERR %d containing %q", what, p[:min(len(p), 32)], e, code, substr)
 	}
@@ -137,7 +137,7 @@ func TestBoundedBeforeLogin(t *testing.T) {
 						t.Errorf("round %d: no greeting: %v", r, err)
 						return
 					}
-					if g[0] == mysql.ErrHeader { // over a cap while the last round drains
+					if g[0] == wire.ErrHeader { // over a cap while the last round drains
 						mu.Lock()
 						refused++
 						mu.Unlock()
@@ -158,7 +158,7 @@ func TestBoundedBeforeLogin(t *testing.T) {
 					if sent >= 16<<20 {
 						t.Errorf("the daemon took all %d bytes of a pre-login 16 MiB packet", sent)
 					}
-					if e, err := mysql.ParseErr(p); err == nil && e.Code == mysql.ErrCodeTooLarge && strings.Contains(e.Message, "sqlwarden: packet larger than 65536 bytes before login") {
+					if e, err := wire.ParseErr(p); err == nil && e.Code == wire.ErrCodeTooLarge && strings.Contains(e.Message, "sqlwarden: packet larger than 65536 bytes before login") {
 						mu.Lock()
 						tooLarge++
 						mu.Unlock()
@@ -186,7 +186,7 @@ func TestBoundedBeforeLogin(t *testing.T) {
 		var cs []net.Conn
 		for range n {
 			c := dialFrom(t, src, d.Listen)
-			if p, err := readFrame(c, 5*time.Second); err != nil || p[0] == mysql.ErrHeader {
+			if p, err := readFrame(c, 5*time.Second); err != nil || p[0] == wire.ErrHeader {
 				t.Fatalf("idle connection from %s: % x %v", src, p, err)
 			}
 			cs = append(cs, c)
@@ -224,7 +224,7 @@ func TestBoundedBeforeLogin(t *testing.T) {
 	}
 	// Then logins work again, from everywhere.
 	again := dialFrom(t, "127.0.0.5", d.Listen)
-	if p, err := readFrame(again, 5*time.Second); err != nil || p[0] == mysql.ErrHeader {
+	if p, err := readFrame(again, 5*time.Second); err != nil || p[0] == wire.ErrHeader {
 		t.Fatalf("after the timeout: % x %v", p, err)
 	}
 	after := d.Open(t, "test")

@@ -24,7 +24,7 @@ import (
 	gomysql "github.com/go-sql-driver/mysql"
 
 	"github.com/sqlwarden/sqlwarden/pkg/audit"
-	"github.com/sqlwarden/sqlwarden/pkg/mysql"
+	"github.com/sqlwarden/sqlwarden/pkg/wire"
 	"github.com/sqlwarden/sqlwarden/test/harness"
 )
 
@@ -139,7 +139,7 @@ func TestBigPackets(t *testing.T) {
 		t.Fatalf("long data execute: %+v / %+v", ex, out)
 	}
 	p := ex.Params[1]
-	if !p.Truncated || p.Size != size || p.Value != string(long[:mysql.MaxParamBytes]) {
+	if !p.Truncated || p.Size != size || p.Value != string(long[:wire.MaxParamBytes]) {
 		t.Errorf("long data param: truncated=%v size=%d value %d bytes", p.Truncated, p.Size, len(fmt.Sprint(p.Value)))
 	}
 	if fmt.Sprint(ex.Params[0].Value) != "2" {
@@ -180,10 +180,10 @@ func killPacket(id uint32) []byte {
 
 func wantErr(t *testing.T, what string, p []byte, code uint16, substr string) {
 	t.Helper()
-	if len(p) == 0 || p[0] != mysql.ErrHeader {
+	if len(p) == 0 || p[0] != wire.ErrHeader {
 		t.Fatalf("%s: got % x, want ERR %d", what, p[:min(len(p), 32)], code)
 	}
-	e, _ := mysql.ParseErr(p)
+	e, _ := wire.ParseErr(p)
 	if e.Code != code || !strings.Contains(e.Message, substr) {
 		t.Fatalf("%s: %v, want %d containing %q", what, e, code, substr)
 	}
@@ -218,13 +218,13 @@ func TestCommands(t *testing.T) {
 	}
 
 	// COM_SET_OPTION: multi-statements off, then on again (each an EOF reply).
-	if p := rawCommand(t, c1, gm.COM_SET_OPTION, 1, 0); !mysql.IsEOF(p) {
+	if p := rawCommand(t, c1, gm.COM_SET_OPTION, 1, 0); !wire.IsEOF(p) {
 		t.Fatalf("COM_SET_OPTION off: % x", p)
 	}
 	if _, err := c1.Execute("SELECT 1; SELECT 2"); err == nil {
 		t.Fatal("multi-statement ran with MULTI_STATEMENTS_OFF")
 	}
-	if p := rawCommand(t, c1, gm.COM_SET_OPTION, 0, 0); !mysql.IsEOF(p) {
+	if p := rawCommand(t, c1, gm.COM_SET_OPTION, 0, 0); !wire.IsEOF(p) {
 		t.Fatalf("COM_SET_OPTION on: % x", p)
 	}
 	var sets int
@@ -244,7 +244,7 @@ func TestCommands(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p := rawCommand(t, c1, gm.COM_RESET_CONNECTION); p[0] != mysql.OKHeader {
+	if p := rawCommand(t, c1, gm.COM_RESET_CONNECTION); p[0] != wire.OKHeader {
 		t.Fatalf("COM_RESET_CONNECTION: % x", p)
 	}
 	r, err := c1.Execute("SELECT @sw_x IS NULL")
@@ -260,14 +260,14 @@ func TestCommands(t *testing.T) {
 
 	// COM_PROCESS_KILL: never another identity's connection, its own yes.
 	other, own := connID(t, c2), connID(t, c1b)
-	wantErr(t, "KILL of another identity", rawCommand(t, c1, killPacket(other)...), mysql.ErrCodeBlocked, "does not belong to identity "+harness.Identity)
+	wantErr(t, "KILL of another identity", rawCommand(t, c1, killPacket(other)...), wire.ErrCodeBlocked, "does not belong to identity "+harness.Identity)
 	if _, err := c1.Execute(fmt.Sprintf("KILL %d", other)); err == nil || !strings.Contains(err.Error(), "does not belong") {
 		t.Fatalf("SQL KILL of another identity: %v", err)
 	}
 	if _, err := c2.Execute("SELECT 1"); err != nil {
 		t.Fatalf("other identity's connection was harmed: %v", err)
 	}
-	if p := rawCommand(t, c1, killPacket(own)...); p[0] != mysql.OKHeader {
+	if p := rawCommand(t, c1, killPacket(own)...); p[0] != wire.OKHeader {
 		t.Fatalf("KILL of own connection: % x", p)
 	}
 	if _, err := c1b.Execute("SELECT 1"); err == nil {
@@ -285,7 +285,7 @@ func TestCommands(t *testing.T) {
 	if greetID < 1<<30 || greetID == backendID {
 		t.Fatalf("greeting id %d, backend thread %d: they must not collide", greetID, backendID)
 	}
-	wantErr(t, "KILL of another identity's greeting id", rawCommand(t, c1, killPacket(c2.GetConnectionID())...), mysql.ErrCodeBlocked, "does not belong")
+	wantErr(t, "KILL of another identity's greeting id", rawCommand(t, c1, killPacket(c2.GetConnectionID())...), wire.ErrCodeBlocked, "does not belong")
 	slept := make(chan error, 1)
 	start := time.Now()
 	go func() { _, err := c1c.Execute("SELECT SLEEP(20) AS sw_sleep"); slept <- err }()
@@ -320,12 +320,12 @@ func TestCommands(t *testing.T) {
 
 	// Refused outright.
 	changeUser := append([]byte{gm.COM_CHANGE_USER}, "root\x00\x00\x00"...)
-	wantErr(t, "COM_CHANGE_USER", rawCommand(t, c1, changeUser...), mysql.ErrCodeNotSupported, "COM_CHANGE_USER is not supported")
+	wantErr(t, "COM_CHANGE_USER", rawCommand(t, c1, changeUser...), wire.ErrCodeNotSupported, "COM_CHANGE_USER is not supported")
 	dump := []byte{gm.COM_BINLOG_DUMP, 4, 0, 0, 0, 0, 0, 1, 0, 0, 0}
 	dump = append(dump, "mysql-bin.000001"...)
-	wantErr(t, "COM_BINLOG_DUMP", rawCommand(t, c1, dump...), mysql.ErrCodeNotSupported, "replication")
-	wantErr(t, "COM_REGISTER_SLAVE", rawCommand(t, c1, gm.COM_REGISTER_SLAVE, 1, 0, 0, 0), mysql.ErrCodeNotSupported, "replication")
-	wantErr(t, "COM_SHUTDOWN", rawCommand(t, c1, gm.COM_SHUTDOWN), mysql.ErrCodeNotSupported, "COM_SHUTDOWN")
+	wantErr(t, "COM_BINLOG_DUMP", rawCommand(t, c1, dump...), wire.ErrCodeNotSupported, "replication")
+	wantErr(t, "COM_REGISTER_SLAVE", rawCommand(t, c1, gm.COM_REGISTER_SLAVE, 1, 0, 0, 0), wire.ErrCodeNotSupported, "replication")
+	wantErr(t, "COM_SHUTDOWN", rawCommand(t, c1, gm.COM_SHUTDOWN), wire.ErrCodeNotSupported, "COM_SHUTDOWN")
 	// The session still works after each refusal.
 	if _, err := c1.Execute("SELECT 'still-here'"); err != nil {
 		t.Fatal(err)
@@ -356,7 +356,7 @@ func TestCommands(t *testing.T) {
 		}
 	}
 	st2, out := harness.PairCommand(t, recs, "COM_QUERY", fmt.Sprintf("KILL %d", other))
-	if out.Status != audit.StatusBlocked || out.Error == nil || out.Error.Code != mysql.ErrCodeBlocked {
+	if out.Status != audit.StatusBlocked || out.Error == nil || out.Error.Code != wire.ErrCodeBlocked {
 		t.Errorf("SQL KILL records %+v / %+v", st2, out)
 	}
 	st2, out = harness.PairCommand(t, recs, "COM_PROCESS_KILL", fmt.Sprintf("KILL %d", own))
@@ -397,8 +397,8 @@ func TestLocalInfile(t *testing.T) {
 		defer db.Close()
 		_, err = db.Exec(load)
 		var me *gomysql.MySQLError
-		if !errors.As(err, &me) || me.Number != mysql.ErrCodeBlocked || !strings.Contains(me.Message, "LOCAL INFILE") {
-			t.Fatalf("LOAD DATA LOCAL: %v, want ERR %d about LOCAL INFILE", err, mysql.ErrCodeBlocked)
+		if !errors.As(err, &me) || me.Number != wire.ErrCodeBlocked || !strings.Contains(me.Message, "LOCAL INFILE") {
+			t.Fatalf("LOAD DATA LOCAL: %v, want ERR %d about LOCAL INFILE", err, wire.ErrCodeBlocked)
 		}
 		if n := count(root, "infile_off"); n != 3 {
 			t.Fatalf("table has %d rows after a refused load", n)
@@ -418,7 +418,7 @@ func TestLocalInfile(t *testing.T) {
 			t.Fatalf("table has %d rows after a refused CLI load", n)
 		}
 		_, o := harness.Pair(t, d.WaitOutcomes(t), load)
-		if o.Status != audit.StatusBlocked || o.Error == nil || o.Error.Code != mysql.ErrCodeBlocked {
+		if o.Status != audit.StatusBlocked || o.Error == nil || o.Error.Code != wire.ErrCodeBlocked {
 			t.Errorf("refused load outcome %+v", o)
 		}
 	})
@@ -463,7 +463,7 @@ func TestCompressionDeclined(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	g, _, err := mysql.NewConn(nc, 0).ReadPacket()
+	g, _, err := wire.NewConn(nc, 0).ReadPacket()
 	nc.Close()
 	if err != nil {
 		t.Fatal(err)
@@ -580,7 +580,7 @@ func TestMultiResultsAndCursors(t *testing.T) {
 	defer c.Close()
 	const q = "SELECT id FROM items WHERE id < ? ORDER BY id"
 	p := rawCommand(t, c, append([]byte{gm.COM_STMT_PREPARE}, q...)...)
-	if p[0] != mysql.OKHeader || len(p) < 12 {
+	if p[0] != wire.OKHeader || len(p) < 12 {
 		t.Fatalf("prepare: % x", p)
 	}
 	id := binary.LittleEndian.Uint32(p[1:])
@@ -591,11 +591,11 @@ func TestMultiResultsAndCursors(t *testing.T) {
 			if err != nil {
 				t.Fatalf("%s: %v", what, err)
 			}
-			if st, ok := mysql.ParseEOF(p); ok {
+			if st, ok := wire.ParseEOF(p); ok {
 				return rows, st
 			}
-			if p[0] == mysql.ErrHeader {
-				e, _ := mysql.ParseErr(p)
+			if p[0] == wire.ErrHeader {
+				e, _ := wire.ParseErr(p)
 				t.Fatalf("%s: %v", what, e)
 			}
 			rows = append(rows, p)
@@ -605,8 +605,8 @@ func TestMultiResultsAndCursors(t *testing.T) {
 	readUntilEOF("column definitions")
 	exec := binary.LittleEndian.AppendUint32([]byte{gm.COM_STMT_EXECUTE}, id)
 	exec = append(exec,
-		mysql.CursorTypeReadOnly, // flags: open a cursor
-		1, 0, 0, 0,               // iterations
+		wire.CursorTypeReadOnly,
+		1, 0, 0, 0, // iterations
 		0x00,       // NULL bitmap
 		0x01,       // types bound
 		0x03, 0x00, // MYSQL_TYPE_LONG
@@ -620,7 +620,7 @@ func TestMultiResultsAndCursors(t *testing.T) {
 	fetch := func() ([]int32, uint16) {
 		first := rawCommand(t, c, binary.LittleEndian.AppendUint32(binary.LittleEndian.AppendUint32([]byte{gm.COM_STMT_FETCH}, id), 2)...)
 		var ids []int32
-		if st, ok := mysql.ParseEOF(first); ok {
+		if st, ok := wire.ParseEOF(first); ok {
 			return ids, st
 		}
 		rows, st := readUntilEOF("fetch")

@@ -19,7 +19,7 @@ import (
 
 	"github.com/sqlwarden/sqlwarden/internal/testutil"
 	"github.com/sqlwarden/sqlwarden/pkg/audit"
-	"github.com/sqlwarden/sqlwarden/pkg/mysql"
+	"github.com/sqlwarden/sqlwarden/pkg/wire"
 	"github.com/sqlwarden/sqlwarden/test/harness"
 )
 
@@ -559,7 +559,7 @@ func TestReadOnlyReloadAndReset(t *testing.T) {
 
 	// COM_RESET_CONNECTION resets session variables on the server; the
 	// proxy puts the mode back.
-	if p := rawCommand(t, c, gm.COM_RESET_CONNECTION); p[0] != mysql.OKHeader {
+	if p := rawCommand(t, c, gm.COM_RESET_CONNECTION); p[0] != wire.OKHeader {
 		t.Fatalf("COM_RESET_CONNECTION: % x", p)
 	}
 	if v := txReadOnly(); v != "1" {

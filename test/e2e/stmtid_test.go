@@ -14,8 +14,8 @@ import (
 	gm "github.com/go-mysql-org/go-mysql/mysql"
 
 	"github.com/sqlwarden/sqlwarden/pkg/audit"
-	"github.com/sqlwarden/sqlwarden/pkg/mysql"
 	"github.com/sqlwarden/sqlwarden/pkg/policy"
+	"github.com/sqlwarden/sqlwarden/pkg/wire"
 	"github.com/sqlwarden/sqlwarden/test/harness"
 )
 
@@ -58,11 +58,11 @@ func (p *psConn) read() []byte {
 }
 
 // prepareReply reads a COM_STMT_PREPARE reply: the statement id, or the ERR.
-func (p *psConn) prepareReply() (uint32, *mysql.ServerError) {
+func (p *psConn) prepareReply() (uint32, *wire.ServerError) {
 	p.t.Helper()
 	first := p.read()
-	if first[0] == mysql.ErrHeader {
-		e, _ := mysql.ParseErr(first)
+	if first[0] == wire.ErrHeader {
+		e, _ := wire.ParseErr(first)
 		return 0, e
 	}
 	id := binary.LittleEndian.Uint32(first[1:])
@@ -74,14 +74,14 @@ func (p *psConn) prepareReply() (uint32, *mysql.ServerError) {
 		for range n {
 			p.read()
 		}
-		if !mysql.IsEOF(p.read()) {
+		if !wire.IsEOF(p.read()) {
 			p.t.Fatal("prepare reply: no EOF after definitions")
 		}
 	}
 	return id, nil
 }
 
-func (p *psConn) prepare(sql string) (uint32, *mysql.ServerError) {
+func (p *psConn) prepare(sql string) (uint32, *wire.ServerError) {
 	p.t.Helper()
 	p.send(append([]byte{gm.COM_STMT_PREPARE}, sql...))
 	return p.prepareReply()
@@ -101,7 +101,7 @@ func executePacket(id uint32, params ...*string) []byte {
 		}
 		for _, v := range params {
 			if v != nil {
-				b = mysql.AppendLenEncString(b, []byte(*v))
+				b = wire.AppendLenEncString(b, []byte(*v))
 			}
 		}
 	}
@@ -110,34 +110,34 @@ func executePacket(id uint32, params ...*string) []byte {
 
 // result reads an OK, an ERR or a whole binary result set; rows are decoded
 // as all-string, all-NOT NULL columns.
-func (p *psConn) result() (rows [][]string, err *mysql.ServerError) {
+func (p *psConn) result() (rows [][]string, err *wire.ServerError) {
 	p.t.Helper()
 	first := p.read()
 	switch first[0] {
-	case mysql.OKHeader:
+	case wire.OKHeader:
 		return nil, nil
-	case mysql.ErrHeader:
-		e, _ := mysql.ParseErr(first)
+	case wire.ErrHeader:
+		e, _ := wire.ParseErr(first)
 		return nil, e
 	}
-	n, _, _, _ := mysql.LenEncInt(first)
+	n, _, _, _ := wire.LenEncInt(first)
 	for range n {
 		p.read()
 	}
 	p.read() // EOF after the column definitions
 	for {
 		pk := p.read()
-		if mysql.IsEOF(pk) {
+		if wire.IsEOF(pk) {
 			return rows, nil
 		}
-		if pk[0] == mysql.ErrHeader {
-			e, _ := mysql.ParseErr(pk)
+		if pk[0] == wire.ErrHeader {
+			e, _ := wire.ParseErr(pk)
 			return rows, e
 		}
 		vals := pk[1+(int(n)+9)/8:]
 		var row []string
 		for len(vals) > 0 {
-			s, _, k, _ := mysql.LenEncString(vals)
+			s, _, k, _ := wire.LenEncString(vals)
 			row = append(row, string(s))
 			vals = vals[k:]
 		}
@@ -145,7 +145,7 @@ func (p *psConn) result() (rows [][]string, err *mysql.ServerError) {
 	}
 }
 
-func (p *psConn) execute(id uint32, params ...*string) ([][]string, *mysql.ServerError) {
+func (p *psConn) execute(id uint32, params ...*string) ([][]string, *wire.ServerError) {
 	p.t.Helper()
 	p.send(executePacket(id, params...))
 	return p.result()
@@ -168,12 +168,12 @@ func (p *psConn) idCommand(cmd byte, id uint32, extra ...byte) {
 func (p *psConn) ping() {
 	p.t.Helper()
 	p.send([]byte{gm.COM_PING})
-	if pk := p.read(); pk[0] != mysql.OKHeader {
+	if pk := p.read(); pk[0] != wire.OKHeader {
 		p.t.Fatalf("PING: got % x, want OK (a stray reply?)", pk[:min(len(pk), 32)])
 	}
 }
 
-func wantServerErr(t *testing.T, what string, e *mysql.ServerError, code uint16, substr string) {
+func wantServerErr(t *testing.T, what string, e *wire.ServerError, code uint16, substr string) {
 	t.Helper()
 	if e == nil || e.Code != code || !strings.Contains(e.Message, substr) {
 		t.Fatalf("%s: got %v, want ERR %d containing %q", what, e, code, substr)
@@ -265,7 +265,7 @@ func TestLastPreparedStatementID(t *testing.T) {
 		t.Fatal("direct: PREPARE of a missing table succeeded")
 	}
 	_, e := direct.execute(lastID)
-	wantServerErr(t, "direct: EXECUTE -1 after a failed PREPARE", e, mysql.ErrCodeUnknownStmt, "")
+	wantServerErr(t, "direct: EXECUTE -1 after a failed PREPARE", e, wire.ErrCodeUnknownStmt, "")
 	// The backend's idea of "last" is the UPDATE when a PREPARE never reached
 	// it (one the proxy refused): EXECUTE -1 would run the UPDATE.
 	if _, e := direct.prepare(update); e != nil {
@@ -288,14 +288,14 @@ func TestLastPreparedStatementID(t *testing.T) {
 	if _, e := px.prepare(alter); e != nil {
 		t.Fatalf("PREPARE %s: %v", alter, e)
 	}
-	done := make(chan *mysql.ServerError, 1)
+	done := make(chan *wire.ServerError, 1)
 	px.send(executePacket(lastID))
 	go func() { _, e := px.result(); done <- e }()
 	id := waitPending(t, d, alter)
 	if resp, body := adminCall(t, d, "POST", "/api/v1/approvals/"+id+"/deny", map[string]string{"approver": "bob", "reason": "no"}); resp.StatusCode != 200 {
 		t.Fatalf("deny: %d %s", resp.StatusCode, body)
 	}
-	wantServerErr(t, "EXECUTE -1 of ALTER, denied", <-done, mysql.ErrCodeApprovalDenied, "sqlwarden: statement denied by approver bob")
+	wantServerErr(t, "EXECUTE -1 of ALTER, denied", <-done, wire.ErrCodeApprovalDenied, "sqlwarden: statement denied by approver bob")
 	if columnExists(t, d, "sid", "t", "extra") {
 		t.Fatal("denied ALTER ran through id 0xFFFFFFFF")
 	}
@@ -339,11 +339,11 @@ func TestLastPreparedStatementID(t *testing.T) {
 		t.Fatal("PREPARE of a missing table succeeded")
 	}
 	_, e = px.execute(lastID)
-	wantServerErr(t, "EXECUTE -1 after a failed PREPARE", e, mysql.ErrCodeUnknownStmt, "sqlwarden: COM_STMT_EXECUTE names the last prepared statement")
+	wantServerErr(t, "EXECUTE -1 after a failed PREPARE", e, wire.ErrCodeUnknownStmt, "sqlwarden: COM_STMT_EXECUTE names the last prepared statement")
 	if _, e := px.prepare(update); e != nil {
 		t.Fatal(e)
 	}
-	if _, e := px.prepare("DELETE FROM t"); e == nil || e.Code != mysql.ErrCodeBlocked {
+	if _, e := px.prepare("DELETE FROM t"); e == nil || e.Code != wire.ErrCodeBlocked {
 		t.Fatalf("PREPARE DELETE without WHERE: %v, want blocked", e)
 	}
 	for _, cmd := range []struct {
@@ -357,7 +357,7 @@ func TestLastPreparedStatementID(t *testing.T) {
 	} {
 		px.idCommand(cmd.cmd, lastID, cmd.extra...)
 		_, e := px.result()
-		wantServerErr(t, cmd.name+" -1 after a refused PREPARE", e, mysql.ErrCodeUnknownStmt, "sqlwarden: ")
+		wantServerErr(t, cmd.name+" -1 after a refused PREPARE", e, wire.ErrCodeUnknownStmt, "sqlwarden: ")
 	}
 	px.longData(lastID, 0, "ignored")       // no reply, not forwarded
 	px.idCommand(gm.COM_STMT_CLOSE, lastID) // no reply, not forwarded
@@ -374,21 +374,21 @@ func TestLastPreparedStatementID(t *testing.T) {
 	px.idCommand(gm.COM_STMT_CLOSE, lastID)
 	px.ping()
 	_, e = px.execute(lastID)
-	wantServerErr(t, "EXECUTE -1 after CLOSE -1", e, mysql.ErrCodeUnknownStmt, "sqlwarden: ")
+	wantServerErr(t, "EXECUTE -1 after CLOSE -1", e, wire.ErrCodeUnknownStmt, "sqlwarden: ")
 	_, e = px.execute(uid)
-	wantServerErr(t, "EXECUTE of the closed id", e, mysql.ErrCodeUnknownStmt, fmt.Sprintf("sqlwarden: unknown prepared statement id %d", uid))
+	wantServerErr(t, "EXECUTE of the closed id", e, wire.ErrCodeUnknownStmt, fmt.Sprintf("sqlwarden: unknown prepared statement id %d", uid))
 
 	// 6. Ids never prepared: ERR where the command has a reply, silence
 	// (and nothing forwarded) where it has none.
 	const bogus = 777777
 	_, e = px.execute(bogus)
-	wantServerErr(t, "EXECUTE of an unknown id", e, mysql.ErrCodeUnknownStmt, "sqlwarden: unknown prepared statement id 777777 given to COM_STMT_EXECUTE")
+	wantServerErr(t, "EXECUTE of an unknown id", e, wire.ErrCodeUnknownStmt, "sqlwarden: unknown prepared statement id 777777 given to COM_STMT_EXECUTE")
 	px.idCommand(gm.COM_STMT_RESET, bogus)
 	_, e = px.result()
-	wantServerErr(t, "RESET of an unknown id", e, mysql.ErrCodeUnknownStmt, "COM_STMT_RESET")
+	wantServerErr(t, "RESET of an unknown id", e, wire.ErrCodeUnknownStmt, "COM_STMT_RESET")
 	px.idCommand(gm.COM_STMT_FETCH, bogus, 1, 0, 0, 0)
 	_, e = px.result()
-	wantServerErr(t, "FETCH of an unknown id", e, mysql.ErrCodeUnknownStmt, "COM_STMT_FETCH")
+	wantServerErr(t, "FETCH of an unknown id", e, wire.ErrCodeUnknownStmt, "COM_STMT_FETCH")
 	px.longData(bogus, 0, "x")
 	px.idCommand(gm.COM_STMT_CLOSE, bogus)
 	px.ping()
@@ -398,7 +398,7 @@ func TestLastPreparedStatementID(t *testing.T) {
 	}
 	px.idCommand(0xfa, lastID, 0, 0) // COM_STMT_BULK_EXECUTE, flags
 	_, e = px.result()
-	wantServerErr(t, "COM_STMT_BULK_EXECUTE", e, mysql.ErrCodeNotSupported, "sqlwarden: ")
+	wantServerErr(t, "COM_STMT_BULK_EXECUTE", e, wire.ErrCodeNotSupported, "sqlwarden: ")
 	px.ping()
 
 	// 7. Pipelined PREPARE + EXECUTE -1 in one write, as Connector/C sends
@@ -430,12 +430,12 @@ func TestLastPreparedStatementID(t *testing.T) {
 		t.Fatal(err)
 	}
 	pipe.c.Sequence = 1
-	if _, e := pipe.prepareReply(); e == nil || e.Code != mysql.ErrCodeBlocked {
+	if _, e := pipe.prepareReply(); e == nil || e.Code != wire.ErrCodeBlocked {
 		t.Fatalf("pipelined PREPARE DELETE: %v, want blocked", e)
 	}
 	pipe.c.Sequence = 1
 	_, e = pipe.result()
-	wantServerErr(t, "pipelined EXECUTE -1 of a refused PREPARE", e, mysql.ErrCodeUnknownStmt, "sqlwarden: ")
+	wantServerErr(t, "pipelined EXECUTE -1 of a refused PREPARE", e, wire.ErrCodeUnknownStmt, "sqlwarden: ")
 	pipe.ping()
 
 	// 8. MariaDB Connector/C's mariadb_stmt_execute_direct, the client that
@@ -470,7 +470,7 @@ func TestLastPreparedStatementID(t *testing.T) {
 				sawApproved = true
 			}
 		case "":
-			if o == nil || o.Status != audit.StatusBlocked || o.Error == nil || o.Error.Code != mysql.ErrCodeUnknownStmt {
+			if o == nil || o.Status != audit.StatusBlocked || o.Error == nil || o.Error.Code != wire.ErrCodeUnknownStmt {
 				t.Errorf("an EXECUTE journaled without its SQL was not refused: %+v / %+v", r, o)
 			}
 		}
@@ -480,7 +480,7 @@ func TestLastPreparedStatementID(t *testing.T) {
 	}
 	var dropped int
 	for _, r := range recs {
-		if r.Event == audit.EventOutcome && r.Status == audit.StatusBlocked && r.Error != nil && r.Error.Code == mysql.ErrCodeUnknownStmt {
+		if r.Event == audit.EventOutcome && r.Status == audit.StatusBlocked && r.Error != nil && r.Error.Code == wire.ErrCodeUnknownStmt {
 			dropped++
 		}
 	}

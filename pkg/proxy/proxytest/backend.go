@@ -13,8 +13,8 @@ import (
 
 	gm "github.com/go-mysql-org/go-mysql/mysql"
 
-	"github.com/sqlwarden/sqlwarden/pkg/mysql"
-	"github.com/sqlwarden/sqlwarden/pkg/mysql/rows"
+	"github.com/sqlwarden/sqlwarden/pkg/wire"
+	"github.com/sqlwarden/sqlwarden/pkg/wire/rows"
 )
 
 // Column describes one column of a canned result set.
@@ -32,7 +32,7 @@ type Result struct {
 	Columns  []Column
 	Rows     [][]any
 	Affected uint64
-	Err      *mysql.ServerError
+	Err      *wire.ServerError
 }
 
 // OK is a Result with no rows.
@@ -49,7 +49,7 @@ func Rows(schema, table string, names []string, rows ...[]any) *Result {
 
 // Error is an ERR reply.
 func Error(code uint16, state, msg string) *Result {
-	return &Result{Err: &mysql.ServerError{Code: code, State: state, Message: msg}}
+	return &Result{Err: &wire.ServerError{Code: code, State: state, Message: msg}}
 }
 
 // encoded is a Result framed for the wire, sequence ids from 1.
@@ -197,19 +197,19 @@ func (b *Backend) KillAll() {
 const loginQuery = "SELECT @@session.sql_mode, @@session.character_set_client"
 
 func (b *Backend) serveConn(nc net.Conn) error {
-	c := mysql.NewConn(nc, 1<<30)
+	c := wire.NewConn(nc, 1<<30)
 	thread := b.threads.Add(1)
-	hs, err := mysql.ServerHandshake(c, &mysql.Greeting{
-		ServerVersion: b.Version, ConnectionID: thread, Capabilities: mysql.ProxyCapabilities,
+	hs, err := wire.ServerHandshake(c, &wire.Greeting{
+		ServerVersion: b.Version, ConnectionID: thread, Capabilities: wire.ProxyCapabilities,
 		Charset: 45, Status: gm.SERVER_STATUS_AUTOCOMMIT,
 	})
 	if err != nil {
 		return err
 	}
-	if err := mysql.AcceptAny(c, hs); err != nil {
+	if err := wire.AcceptAny(c, hs); err != nil {
 		return err
 	}
-	if err := c.WritePacket(mysql.OKPacket(0, 0, gm.SERVER_STATUS_AUTOCOMMIT, 0)); err != nil {
+	if err := c.WritePacket(wire.OKPacket(0, 0, gm.SERVER_STATUS_AUTOCOMMIT, 0)); err != nil {
 		return err
 	}
 	if err := c.Flush(); err != nil {
@@ -342,13 +342,13 @@ func prepareOK(id uint32, pr *preparedReply) []byte {
 		for range pr.numParams {
 			w.packet(rows.AppendColumn(nil, "", "", "", "?", "", 63, 0, gm.MYSQL_TYPE_VAR_STRING, 0, 0))
 		}
-		w.packet(mysql.EOFPacket(0, gm.SERVER_STATUS_AUTOCOMMIT))
+		w.packet(wire.EOFPacket(0, gm.SERVER_STATUS_AUTOCOMMIT))
 	}
 	if cols > 0 {
 		for _, c := range pr.res.Columns {
 			w.packet(columnDef(c))
 		}
-		w.packet(mysql.EOFPacket(0, gm.SERVER_STATUS_AUTOCOMMIT))
+		w.packet(wire.EOFPacket(0, gm.SERVER_STATUS_AUTOCOMMIT))
 	}
 	return w.b
 }
@@ -382,12 +382,12 @@ func columnDef(c Column) []byte {
 func encode(r *Result) *encoded {
 	if r.Err != nil {
 		var f frame
-		f.packet(mysql.ErrPacket(r.Err.Code, r.Err.State, r.Err.Message))
+		f.packet(wire.ErrPacket(r.Err.Code, r.Err.State, r.Err.Message))
 		return &encoded{text: f.b, binary: f.b}
 	}
 	if len(r.Columns) == 0 {
 		var f frame
-		f.packet(mysql.OKPacket(r.Affected, 0, gm.SERVER_STATUS_AUTOCOMMIT, 0))
+		f.packet(wire.OKPacket(r.Affected, 0, gm.SERVER_STATUS_AUTOCOMMIT, 0))
 		return &encoded{text: f.b, binary: f.b}
 	}
 	return &encoded{text: encodeRows(r, false), binary: encodeRows(r, true)}
@@ -395,11 +395,11 @@ func encode(r *Result) *encoded {
 
 func encodeRows(r *Result, binaryRows bool) []byte {
 	var f frame
-	f.packet(mysql.AppendLenEncInt(nil, uint64(len(r.Columns))))
+	f.packet(wire.AppendLenEncInt(nil, uint64(len(r.Columns))))
 	for _, c := range r.Columns {
 		f.packet(columnDef(c))
 	}
-	f.packet(mysql.EOFPacket(0, gm.SERVER_STATUS_AUTOCOMMIT))
+	f.packet(wire.EOFPacket(0, gm.SERVER_STATUS_AUTOCOMMIT))
 	for _, row := range r.Rows {
 		if binaryRows {
 			f.packet(binaryRow(r.Columns, row))
@@ -407,7 +407,7 @@ func encodeRows(r *Result, binaryRows bool) []byte {
 			f.packet(textRow(row))
 		}
 	}
-	f.packet(mysql.EOFPacket(0, gm.SERVER_STATUS_AUTOCOMMIT))
+	f.packet(wire.EOFPacket(0, gm.SERVER_STATUS_AUTOCOMMIT))
 	return f.b
 }
 
@@ -418,9 +418,9 @@ func textRow(row []any) []byte {
 		case nil:
 			p = append(p, 0xfb)
 		case int64:
-			p = mysql.AppendLenEncString(p, strconv.AppendInt(nil, v, 10))
+			p = wire.AppendLenEncString(p, strconv.AppendInt(nil, v, 10))
 		case string:
-			p = mysql.AppendLenEncString(p, []byte(v))
+			p = wire.AppendLenEncString(p, []byte(v))
 		default:
 			panic(fmt.Sprintf("proxytest: row value of type %T", v))
 		}
@@ -444,10 +444,10 @@ func binaryRow(cols []Column, row []any) []byte {
 			case gm.MYSQL_TYPE_LONGLONG:
 				p = binary.LittleEndian.AppendUint64(p, uint64(v))
 			default:
-				p = mysql.AppendLenEncString(p, strconv.AppendInt(nil, v, 10))
+				p = wire.AppendLenEncString(p, strconv.AppendInt(nil, v, 10))
 			}
 		case string:
-			p = mysql.AppendLenEncString(p, []byte(v))
+			p = wire.AppendLenEncString(p, []byte(v))
 		default:
 			panic(fmt.Sprintf("proxytest: row value of type %T", v))
 		}

@@ -9,7 +9,7 @@ import (
 	"github.com/go-mysql-org/go-mysql/client"
 	gm "github.com/go-mysql-org/go-mysql/mysql"
 
-	"github.com/sqlwarden/sqlwarden/pkg/mysql"
+	"github.com/sqlwarden/sqlwarden/pkg/wire"
 )
 
 // TestBackendWithGoMySQL: a real client library logs in to the fake
@@ -99,7 +99,7 @@ func TestClientByHand(t *testing.T) {
 	if err := c.Execute(id, []byte("a")); err != nil || c.Rows != 1 {
 		t.Fatalf("execute: %v, %d rows", err, c.Rows)
 	}
-	var se *mysql.ServerError
+	var se *wire.ServerError
 	if err := c.Execute(id+1, []byte("a")); !errors.As(err, &se) || se.Code != 1243 {
 		t.Fatalf("unknown statement: %v", err)
 	}

@@ -8,7 +8,7 @@ import (
 	"github.com/go-mysql-org/go-mysql/client"
 	gm "github.com/go-mysql-org/go-mysql/mysql"
 
-	"github.com/sqlwarden/sqlwarden/pkg/mysql"
+	"github.com/sqlwarden/sqlwarden/pkg/wire"
 )
 
 // Client is a connection logged in through the proxy by go-mysql's client.
@@ -19,7 +19,7 @@ import (
 // statement.
 type Client struct {
 	Conn *client.Conn
-	raw  *mysql.Conn
+	raw  *wire.Conn
 	cmd  []byte
 
 	// Rows and Status are from the last reply read by hand.
@@ -33,7 +33,7 @@ func Connect(ctx context.Context, dial client.Dialer, user, password, db string)
 	if err != nil {
 		return nil, fmt.Errorf("connect through the proxy: %w", err)
 	}
-	return &Client{Conn: c, raw: mysql.NewConn(c.Conn.Conn, 1<<30)}, nil
+	return &Client{Conn: c, raw: wire.NewConn(c.Conn.Conn, 1<<30)}, nil
 }
 
 // Close sends COM_QUIT and closes the connection.
@@ -55,11 +55,11 @@ func (c *Client) Prepare(sql string) (uint32, error) {
 	if err != nil {
 		return 0, err
 	}
-	if p[0] == mysql.ErrHeader {
+	if p[0] == wire.ErrHeader {
 		return 0, errReply(p)
 	}
 	if len(p) < 12 {
-		return 0, fmt.Errorf("prepare reply: %w", mysql.ErrMalformed)
+		return 0, fmt.Errorf("prepare reply: %w", wire.ErrMalformed)
 	}
 	id := binary.LittleEndian.Uint32(p[1:])
 	cols, params := binary.LittleEndian.Uint16(p[5:]), binary.LittleEndian.Uint16(p[7:])
@@ -91,7 +91,7 @@ func (c *Client) Execute(id uint32, params ...[]byte) error {
 			b = append(b, gm.MYSQL_TYPE_VAR_STRING, 0)
 		}
 		for _, p := range params {
-			b = mysql.AppendLenEncInt(b, uint64(len(p)))
+			b = wire.AppendLenEncInt(b, uint64(len(p)))
 			b = append(b, p...)
 		}
 	}
@@ -112,8 +112,8 @@ func (c *Client) Roundtrip(payload []byte, binaryRows bool) error {
 			return err
 		}
 		switch p[0] {
-		case mysql.OKHeader:
-			ok, err := mysql.ParseOK(p)
+		case wire.OKHeader:
+			ok, err := wire.ParseOK(p)
 			if err != nil {
 				return err
 			}
@@ -122,12 +122,12 @@ func (c *Client) Roundtrip(payload []byte, binaryRows bool) error {
 				return nil
 			}
 			continue
-		case mysql.ErrHeader:
+		case wire.ErrHeader:
 			return errReply(p)
 		}
-		n, _, _, ok := mysql.LenEncInt(p)
+		n, _, _, ok := wire.LenEncInt(p)
 		if !ok || n == 0 {
-			return fmt.Errorf("column count: %w", mysql.ErrMalformed)
+			return fmt.Errorf("column count: %w", wire.ErrMalformed)
 		}
 		for i := uint64(0); i <= n; i++ { // definitions and their EOF
 			if _, err := c.read(); err != nil {
@@ -140,10 +140,10 @@ func (c *Client) Roundtrip(payload []byte, binaryRows bool) error {
 			if err != nil {
 				return err
 			}
-			if p[0] == mysql.ErrHeader {
+			if p[0] == wire.ErrHeader {
 				return errReply(p)
 			}
-			if status, ok := mysql.ParseEOF(p); ok {
+			if status, ok := wire.ParseEOF(p); ok {
 				c.Status = status
 				more = status&gm.SERVER_MORE_RESULTS_EXISTS != 0
 				break
@@ -170,13 +170,13 @@ func (c *Client) read() ([]byte, error) {
 		return nil, err
 	}
 	if len(p) == 0 {
-		return nil, fmt.Errorf("empty reply packet: %w", mysql.ErrMalformed)
+		return nil, fmt.Errorf("empty reply packet: %w", wire.ErrMalformed)
 	}
 	return p, nil
 }
 
 func errReply(p []byte) error {
-	e, err := mysql.ParseErr(p)
+	e, err := wire.ParseErr(p)
 	if err != nil {
 		return err
 	}

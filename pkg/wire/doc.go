@@ -1,4 +1,4 @@
-// Package mysql speaks the MySQL wire protocol on the proxy's two legs:
+// Package wire speaks the MySQL wire protocol on the proxy's two legs:
 // framing, the server side of the handshake, command decoding and the reply
 // state machine that lets the proxy stream results packet by packet.
 //
@@ -8,4 +8,4 @@
 // buffered reader, a server handshake whose authentication decision is made by
 // the caller (the workload's identity, not the DSN password), and a reply
 // tracker that classifies each backend packet without holding a result set.
-package mysql
+package wire

@@ -1,4 +1,4 @@
-package mysql
+package wire
 
 import (
 	"encoding/binary"

@@ -1,4 +1,4 @@
-package mysql
+package wire
 
 // Bounds-checked length-encoded integer and string readers. go-mysql's
 // helpers index past short input, which a proxy reading untrusted packets
