@@ -11,69 +11,10 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/sqlwarden/sqlwarden/internal/daemon"
 	"github.com/sqlwarden/sqlwarden/pkg/config"
-	"github.com/sqlwarden/sqlwarden/pkg/proxy"
 	"github.com/sqlwarden/sqlwarden/redirect"
 )
-
-// originsAdapter gives the proxy the redirect's origins.
-type originsAdapter struct{ r *redirect.Redirector }
-
-func (a originsAdapter) Lookup(remote, local netip.AddrPort) (proxy.Origin, error) {
-	o, err := a.r.Lookup(remote, local)
-	if errors.Is(err, redirect.ErrNoOrigin) {
-		return proxy.Origin{}, proxy.ErrNoOrigin
-	}
-	if err != nil {
-		return proxy.Origin{}, err
-	}
-	return proxy.Origin{Destination: o.Destination, PID: o.PID, UID: o.UID, CgroupID: o.CgroupID, NetnsCookie: o.NetnsCookie, StartTime: o.StartTime}, nil
-}
-
-func redirectConfig(cfg *config.Config) (redirect.Config, error) {
-	listen, err := netip.ParseAddrPort(cfg.Listen)
-	if err != nil {
-		return redirect.Config{}, err
-	}
-	rc := redirect.Config{ProxyAddr: listen, Ports: cfg.Redirect.Ports, FailMode: cfg.Redirect.FailMode,
-		CgroupRoot: cfg.Redirect.CgroupRoot, PinDir: cfg.Redirect.PinDir}
-	if cfg.Redirect.NodeAddress != "" {
-		rc.NodeAddress, err = netip.ParseAddr(cfg.Redirect.NodeAddress)
-		if err != nil {
-			return rc, err
-		}
-	}
-	return rc, nil
-}
-
-func (d *daemon) setupRedirect(opts *proxy.Options) error {
-	cfg := d.cfg
-	if !cfg.Redirect.Enabled {
-		return nil
-	}
-	rc, err := redirectConfig(cfg)
-	if err != nil {
-		return err
-	}
-	rc.Log = d.log.With("component", "redirect")
-	r, err := redirect.Open(rc)
-	if err != nil {
-		return err
-	}
-	// Close keeps the pins: while the daemon is down, enrolled workloads are
-	// refused (fail-closed), never sent around the audit.
-	d.closers = append(d.closers, r.Close)
-	d.redirector = r
-	opts.Origins = originsAdapter{r}
-	opts.DialControl = redirect.MarkControl
-	for _, ap := range r.ListenAddrs() {
-		if ap.String() == cfg.Listen {
-			continue
-		}
-		d.extraListen = append(d.extraListen, ap.String())
-	}
-	return nil
-}
 
 // openRedirect opens the pinned redirect state for the CLI verbs, which work
 // whether or not the daemon runs: if nothing is pinned yet, the programs are
@@ -87,7 +28,7 @@ func openRedirect(cfgPath string) (*redirect.Redirector, *config.Config, error) 
 	if err == nil {
 		return r, cfg, nil
 	}
-	rc, cerr := redirectConfig(cfg)
+	rc, cerr := daemon.RedirectConfig(cfg)
 	if cerr != nil {
 		return nil, nil, cerr
 	}

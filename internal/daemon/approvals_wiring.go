@@ -1,4 +1,4 @@
-package main
+package daemon
 
 import (
 	"context"
@@ -38,7 +38,7 @@ func (ad approverAdapter) Request(ctx context.Context, id *proxy.Identity, sessi
 // setupApprovals starts the approval broker and mounts its API and page on
 // the admin server, behind a bearer token (admin.token / admin.token_file)
 // and/or OIDC for approvers (admin.oidc).
-func (d *daemon) setupApprovals(ctx context.Context, opts *proxy.Options) error {
+func (d *Daemon) setupApprovals(ctx context.Context, opts *proxy.Options) error {
 	cfg := d.cfg
 	ac := cfg.Policy.Approvals
 	log := d.log.With("component", "approvals")
@@ -64,8 +64,10 @@ func (d *daemon) setupApprovals(ctx context.Context, opts *proxy.Options) error 
 	// A restart ends pending approvals as denied, audited by their sessions.
 	d.beforeDrain = append(d.beforeDrain, a.Shutdown)
 	opts.Approver = approverAdapter{a}
-	setPendingApprovals(func() int { return len(a.Pending()) })
-	setApprovalStoreUp(ac.Store, func() bool { return a.StoreErr() == nil })
+	d.metrics.SetPendingApprovals(func() int { return len(a.Pending()) })
+	if err := d.metrics.RegisterApprovalStore(ac.Store, func() bool { return a.StoreErr() == nil }); err != nil {
+		log.Warn("register approval store metric", "err", err)
+	}
 	d.readyChecks = append(d.readyChecks, func() error {
 		if err := a.StoreErr(); err != nil {
 			return fmt.Errorf("approval store: %w", err)
@@ -103,7 +105,7 @@ func (d *daemon) setupApprovals(ctx context.Context, opts *proxy.Options) error 
 // approvalStore opens the configured store: memory, or the fleet's NATS
 // JetStream bucket (connected in the background: until it is reachable,
 // statements that need an approval are refused, others are not).
-func (d *daemon) approvalStore(log *slog.Logger) (policy.Store, error) {
+func (d *Daemon) approvalStore(log *slog.Logger) (policy.Store, error) {
 	ac := d.cfg.Policy.Approvals
 	if ac.Store != "nats" {
 		return policy.NewMemoryStore(), nil

@@ -1,4 +1,4 @@
-package main
+package daemon
 
 import (
 	"crypto/rand"
@@ -44,7 +44,7 @@ func toMaskRules(in []policy.MaskRule) []masking.Rule {
 	return out
 }
 
-func (d *daemon) setupMasking(opts *proxy.Options, auditDir string) error {
+func (d *Daemon) setupMasking(opts *proxy.Options, auditDir string) error {
 	var mc maskingConfig
 	if err := decodeNode(&d.cfg.Masking, &mc); err != nil {
 		return fmt.Errorf("config masking: %w", err)
@@ -103,7 +103,7 @@ func loadOrCreateKey(path string) ([]byte, error) {
 	return k, nil
 }
 
-func (d *daemon) schemaSource(name string) (masking.SchemaSource, error) {
+func (d *Daemon) schemaSource(name string) (masking.SchemaSource, error) {
 	var be *proxy.Backend
 	for _, b := range d.cfg.Backends {
 		if (name == "" && b.Address != "") || b.Name == name {

@@ -1,4 +1,4 @@
-package main
+package daemon
 
 import (
 	"context"
@@ -14,7 +14,7 @@ type adminHandler struct {
 
 // setupOptional wires the parts that not every deployment has: the eBPF
 // redirect, masking, approvals and metrics.
-func (d *daemon) setupOptional(ctx context.Context, opts *proxy.Options) error {
+func (d *Daemon) setupOptional(ctx context.Context, opts *proxy.Options) error {
 	if err := d.setupRedirect(opts); err != nil {
 		return err
 	}

@@ -1,35 +1,19 @@
-package main
+package daemon
 
 import (
 	"context"
 	"errors"
 	"sync"
-	"sync/atomic"
 
 	"github.com/sqlwarden/sqlwarden/pkg/k8s"
 )
 
-// daemonPods is the running daemon's pod watcher, nil when kubernetes is
-// not enabled (a process runs one daemon).
-var daemonPods atomic.Pointer[k8s.Watcher]
-
-// podMetadata serves pod labels to identity (identity.PodMetadata) from the
-// pod watcher's cache: resolver.SetPodMetadata(podMetadata{}).
-type podMetadata struct{}
-
-func (podMetadata) PodLabels(ctx context.Context, namespace, name string) (map[string]string, error) {
-	w := daemonPods.Load()
-	if w == nil {
-		return nil, errors.New("pod labels: kubernetes pod watcher not running")
-	}
-	return w.PodLabels(ctx, namespace, name)
-}
-
 // setupPods starts the pod watcher when kubernetes.enabled: pods on this
 // node annotated sqlwarden.io/intercept: "true" have their pod cgroup
-// enrolled in the redirect as soon as the kubelet creates it. Call it after
-// setupRedirect; it does not wait for the API server.
-func (d *daemon) setupPods(ctx context.Context) error {
+// enrolled in the redirect as soon as the kubelet creates it, and identity
+// reads pod labels and sqlwarden.io/* annotations for attribution from its
+// cache. Call it after setupRedirect; it does not wait for the API server.
+func (d *Daemon) setupPods(ctx context.Context) error {
 	kc := d.cfg.Kubernetes
 	if !kc.Enabled {
 		return nil
@@ -63,6 +47,8 @@ func (d *daemon) setupPods(ctx context.Context) error {
 		}
 	}()
 	d.closers = append(d.closers, func() error { cancel(); wg.Wait(); return nil })
-	daemonPods.Store(w)
+	if d.resolver != nil {
+		d.resolver.SetPodMetadata(w)
+	}
 	return nil
 }
