@@ -492,7 +492,7 @@ func (s *session) stopBackend() error {
 // passed a cap, so no later fetch can read past it.
 func (s *session) closeCursor(id uint32) error {
 	s.backend.Seq = 0
-	p := []byte{gm.COM_STMT_RESET, byte(id), byte(id >> 8), byte(id >> 16), byte(id >> 24)}
+	p := wire.StmtCommand(gm.COM_STMT_RESET, id)
 	if err := s.backend.WritePacket(p); err != nil {
 		return &protocolError{side: "backend", err: err}
 	}

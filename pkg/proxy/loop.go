@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
@@ -119,28 +118,6 @@ func (s *session) auditProtocolErrorCode(command string, code uint16, err error)
 		Error: &audit.ErrorInfo{Code: code, Message: "sqlwarden: " + err.Error()}})
 }
 
-// CommandName is the audit name of a command byte.
-func CommandName(b byte) string {
-	if int(b) < len(commandNames) && commandNames[b] != "" {
-		return commandNames[b]
-	}
-	return fmt.Sprintf("COM_UNKNOWN_0x%02x", b)
-}
-
-var commandNames = [...]string{
-	gm.COM_SLEEP: "COM_SLEEP", gm.COM_QUIT: "COM_QUIT", gm.COM_INIT_DB: "COM_INIT_DB", gm.COM_QUERY: "COM_QUERY",
-	gm.COM_FIELD_LIST: "COM_FIELD_LIST", gm.COM_CREATE_DB: "COM_CREATE_DB", gm.COM_DROP_DB: "COM_DROP_DB",
-	gm.COM_REFRESH: "COM_REFRESH", gm.COM_SHUTDOWN: "COM_SHUTDOWN", gm.COM_STATISTICS: "COM_STATISTICS",
-	gm.COM_PROCESS_INFO: "COM_PROCESS_INFO", gm.COM_CONNECT: "COM_CONNECT", gm.COM_PROCESS_KILL: "COM_PROCESS_KILL",
-	gm.COM_DEBUG: "COM_DEBUG", gm.COM_PING: "COM_PING", gm.COM_TIME: "COM_TIME", gm.COM_DELAYED_INSERT: "COM_DELAYED_INSERT",
-	gm.COM_CHANGE_USER: "COM_CHANGE_USER", gm.COM_BINLOG_DUMP: "COM_BINLOG_DUMP", gm.COM_TABLE_DUMP: "COM_TABLE_DUMP",
-	gm.COM_CONNECT_OUT: "COM_CONNECT_OUT", gm.COM_REGISTER_SLAVE: "COM_REGISTER_SLAVE", gm.COM_STMT_PREPARE: "COM_STMT_PREPARE",
-	gm.COM_STMT_EXECUTE: "COM_STMT_EXECUTE", gm.COM_STMT_SEND_LONG_DATA: "COM_STMT_SEND_LONG_DATA",
-	gm.COM_STMT_CLOSE: "COM_STMT_CLOSE", gm.COM_STMT_RESET: "COM_STMT_RESET", gm.COM_SET_OPTION: "COM_SET_OPTION",
-	gm.COM_STMT_FETCH: "COM_STMT_FETCH", gm.COM_DAEMON: "COM_DAEMON", gm.COM_BINLOG_DUMP_GTID: "COM_BINLOG_DUMP_GTID",
-	gm.COM_RESET_CONNECTION: "COM_RESET_CONNECTION",
-}
-
 // command handles one client command. A returned error ends the session.
 func (s *session) command(p []byte, seq uint8) error {
 	if v := s.srv.opts.Policy.Version(); v != s.limVer {
@@ -181,15 +158,15 @@ func (s *session) command(p []byte, seq uint8) error {
 		}
 		return err
 	case gm.COM_PROCESS_KILL:
-		if len(p) < 5 {
-			return s.refuse(seq, CommandName(cmd), "", wire.ErrCodeMalformed, "sqlwarden: malformed COM_PROCESS_KILL")
+		target, err := wire.ParseKill(p)
+		if err != nil {
+			return s.refuse(seq, wire.CommandName(cmd), "", wire.ErrCodeMalformed, "sqlwarden: malformed COM_PROCESS_KILL")
 		}
-		target := uint64(p[1]) | uint64(p[2])<<8 | uint64(p[3])<<16 | uint64(p[4])<<24
-		thread, msg := s.resolveKill(target)
+		thread, msg := s.resolveKill(uint64(target))
 		if msg != "" {
 			return s.refuse(seq, "COM_PROCESS_KILL", fmt.Sprintf("KILL %d", target), wire.ErrCodeBlocked, msg)
 		}
-		p = binary.LittleEndian.AppendUint32([]byte{gm.COM_PROCESS_KILL}, thread)
+		p = wire.KillCommand(thread)
 		return s.simple(p, seq, "COM_PROCESS_KILL", fmt.Sprintf("KILL %d", thread), wire.ReplyResult)
 	case gm.COM_STMT_PREPARE:
 		return s.prepare(p, seq)
@@ -207,11 +184,11 @@ func (s *session) command(p []byte, seq uint8) error {
 		return s.refuse(seq, "COM_CHANGE_USER", "", wire.ErrCodeNotSupported,
 			"sqlwarden: COM_CHANGE_USER is not supported: a connection's identity is fixed by its workload")
 	case gm.COM_BINLOG_DUMP, gm.COM_BINLOG_DUMP_GTID, gm.COM_REGISTER_SLAVE, gm.COM_TABLE_DUMP:
-		return s.refuse(seq, CommandName(cmd), "", wire.ErrCodeNotSupported,
+		return s.refuse(seq, wire.CommandName(cmd), "", wire.ErrCodeNotSupported,
 			"sqlwarden: replication commands are not allowed through the proxy")
 	default:
-		return s.refuse(seq, CommandName(cmd), "", wire.ErrCodeNotSupported,
-			fmt.Sprintf("sqlwarden: command %s is not supported", CommandName(cmd)))
+		return s.refuse(seq, wire.CommandName(cmd), "", wire.ErrCodeNotSupported,
+			fmt.Sprintf("sqlwarden: command %s is not supported", wire.CommandName(cmd)))
 	}
 }
 

@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"encoding/binary"
 	"fmt"
 
 	gm "github.com/go-mysql-org/go-mysql/mysql"
@@ -37,7 +36,7 @@ func (s *session) prepare(p []byte, seq uint8) error {
 	// none, so a pipelined EXECUTE of id 0xFFFFFFFF can never run an
 	// earlier statement in its place.
 	s.hasLast = false
-	sql := string(p[1:])
+	sql := string(wire.Command(p).Arg())
 	st := &stmtAudit{command: "COM_STMT_PREPARE", sql: sql, start: s.srv.opts.Now()}
 	st.st = s.srv.opts.Policy.Classify(sql, s.db, s.dialect)
 	if st.st.Refused != "" {
@@ -89,13 +88,6 @@ func (s *session) guardPrepared(st *stmtAudit, seq uint8, v Verdict) (bool, erro
 	return true, nil
 }
 
-func stmtID(p []byte) (uint32, bool) {
-	if len(p) < 5 {
-		return 0, false
-	}
-	return binary.LittleEndian.Uint32(p[1:]), true
-}
-
 // lastStmtID is the statement id MariaDB reads as "the statement prepared
 // last" (LAST_STMT_ID in its sql_prepare.cc) in every COM_STMT_* command:
 // the last COM_STMT_PREPARE that succeeded; none after one that failed.
@@ -107,13 +99,16 @@ const lastStmtID = 0xFFFFFFFF
 // whatever it believes was prepared last. A nil result is an id the proxy
 // does not know: such a command is never forwarded.
 func (s *session) resolveStmt(p []byte) (uint32, *prepared) {
-	id := binary.LittleEndian.Uint32(p[1:])
+	id, err := wire.ParseStmtID(p)
+	if err != nil {
+		return id, nil
+	}
 	if id == lastStmtID {
 		if !s.hasLast {
 			return id, nil
 		}
 		id = s.lastID
-		binary.LittleEndian.PutUint32(p[1:], id)
+		wire.SetStmtID(p, id)
 	}
 	return id, s.stmts[id]
 }
@@ -158,7 +153,7 @@ func (s *session) dropUnknown(command string, id uint32) {
 // execute handles COM_STMT_EXECUTE: the parameters are decoded by type and
 // journaled with the prepared SQL before the database sees them.
 func (s *session) execute(p []byte, seq uint8) error {
-	if _, ok := stmtID(p); !ok {
+	if _, err := wire.ParseStmtID(p); err != nil {
 		return s.refuse(seq, "COM_STMT_EXECUTE", "", wire.ErrCodeMalformed, "sqlwarden: malformed COM_STMT_EXECUTE")
 	}
 	id, ps := s.resolveStmt(p)
@@ -235,8 +230,9 @@ func auditParams(ps []wire.Param) []audit.Param {
 // longData handles COM_STMT_SEND_LONG_DATA: forwarded (no reply), and kept
 // (up to MaxParamBytes, with the full size) for the EXECUTE record.
 func (s *session) longData(p []byte) error {
-	if len(p) < 7 {
-		s.auditProtocolError("COM_STMT_SEND_LONG_DATA", fmt.Errorf("%w: short COM_STMT_SEND_LONG_DATA", wire.ErrMalformed))
+	ld, err := wire.ParseLongData(p)
+	if err != nil {
+		s.auditProtocolError("COM_STMT_SEND_LONG_DATA", err)
 		return &protocolError{side: "client", err: wire.ErrMalformed}
 	}
 	id, ps := s.resolveStmt(p)
@@ -244,23 +240,23 @@ func (s *session) longData(p []byte) error {
 		s.dropUnknown("COM_STMT_SEND_LONG_DATA", id)
 		return nil
 	}
-	param := int(binary.LittleEndian.Uint16(p[5:]))
+	param := int(ld.Param)
 	if param < ps.numParams {
 		if ps.long == nil {
 			ps.long = map[int]*longData{}
 		}
-		ld := ps.long[param]
-		if ld == nil {
-			ld = &longData{}
-			ps.long[param] = ld
+		held := ps.long[param]
+		if held == nil {
+			held = &longData{}
+			ps.long[param] = held
 		}
-		data := p[7:]
-		ld.size += len(data)
-		if room := wire.MaxParamBytes - len(ld.buf); room > 0 {
+		data := ld.Data
+		held.size += len(data)
+		if room := wire.MaxParamBytes - len(held.buf); room > 0 {
 			if len(data) > room {
 				data = data[:room]
 			}
-			ld.buf = append(ld.buf, data...)
+			held.buf = append(held.buf, data...)
 		}
 	}
 	s.backend.Seq = 0
@@ -278,8 +274,8 @@ func (s *session) longData(p []byte) error {
 // unavailable) is only journaled and logged, and the statement stays open on
 // the backend, as the proxy's table still says.
 func (s *session) closeStmt(p []byte) error {
-	if _, ok := stmtID(p); !ok {
-		s.auditProtocolError("COM_STMT_CLOSE", fmt.Errorf("%w: short COM_STMT_CLOSE", wire.ErrMalformed))
+	if _, err := wire.ParseStmtID(p); err != nil {
+		s.auditProtocolError("COM_STMT_CLOSE", err)
 		return &protocolError{side: "client", err: wire.ErrMalformed}
 	}
 	id, ps := s.resolveStmt(p)
@@ -312,7 +308,7 @@ func (s *session) closeStmt(p []byte) error {
 // is the proxy's own: the client already has its ERR.
 func (s *session) resetLongData(id uint32) error {
 	s.backend.Seq = 0
-	if err := s.backend.WritePacket(binary.LittleEndian.AppendUint32([]byte{gm.COM_STMT_RESET}, id)); err != nil {
+	if err := s.backend.WritePacket(wire.StmtCommand(gm.COM_STMT_RESET, id)); err != nil {
 		return &protocolError{side: "backend", err: err}
 	}
 	if err := s.backend.Flush(); err != nil {
@@ -329,7 +325,7 @@ func (s *session) resetLongData(id uint32) error {
 
 // resetStmt handles COM_STMT_RESET.
 func (s *session) resetStmt(p []byte, seq uint8) error {
-	if _, ok := stmtID(p); !ok {
+	if _, err := wire.ParseStmtID(p); err != nil {
 		return s.refuse(seq, "COM_STMT_RESET", "", wire.ErrCodeMalformed, "sqlwarden: malformed COM_STMT_RESET")
 	}
 	id, ps := s.resolveStmt(p)
@@ -344,7 +340,7 @@ func (s *session) resetStmt(p []byte, seq uint8) error {
 // fetch handles COM_STMT_FETCH on an open cursor; rows are masked with the
 // plan of the EXECUTE that opened it.
 func (s *session) fetch(p []byte, seq uint8) error {
-	if _, ok := stmtID(p); !ok {
+	if _, err := wire.ParseStmtID(p); err != nil {
 		return s.refuse(seq, "COM_STMT_FETCH", "", wire.ErrCodeMalformed, "sqlwarden: malformed COM_STMT_FETCH")
 	}
 	id, ps := s.resolveStmt(p)

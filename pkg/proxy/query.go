@@ -18,7 +18,7 @@ import (
 
 // query runs a COM_QUERY through the pipeline.
 func (s *session) query(p []byte, seq uint8) error {
-	sql := string(p[1:])
+	sql := string(wire.Command(p).Arg())
 	st := &stmtAudit{command: "COM_QUERY", sql: sql, start: s.srv.opts.Now()}
 	st.st = s.srv.opts.Policy.Classify(sql, s.db, s.dialect)
 	if rewritten, msg := s.checkKillSQL(sql, st.st); msg != "" {
@@ -268,7 +268,7 @@ func orDash(s string) string {
 
 // initDB handles COM_INIT_DB.
 func (s *session) initDB(p []byte, seq uint8) error {
-	db := string(p[1:])
+	db := string(wire.Command(p).Arg())
 	st := &stmtAudit{command: "COM_INIT_DB", sql: "USE `" + strings.ReplaceAll(db, "`", "``") + "`", start: s.srv.opts.Now()}
 	st.st = s.srv.opts.Policy.Classify(st.sql, s.db, s.dialect)
 	if ok, err := s.guard(st, seq); !ok {
@@ -289,7 +289,7 @@ func (s *session) initDB(p []byte, seq uint8) error {
 // the current database), judged as the SHOW COLUMNS it is equivalent to:
 // the policy sees the table, and the credential tables stay closed.
 func (s *session) fieldList(p []byte, seq uint8) error {
-	table, _, _ := strings.Cut(string(p[1:]), "\x00")
+	table := string(wire.ParseFieldList(p))
 	st := &stmtAudit{command: "COM_FIELD_LIST", sql: table, start: s.srv.opts.Now()}
 	st.st = s.srv.opts.Policy.Classify("SHOW COLUMNS FROM `"+strings.ReplaceAll(table, "`", "``")+"`", s.db, s.dialect)
 	// It returns definitions, no rows: nothing to mask.

@@ -82,7 +82,7 @@ func (s *session) sessionEOF(pl []byte) {
 	}
 	if status&gm.SERVER_SESSION_STATE_CHANGED != 0 {
 		status &^= gm.SERVER_SESSION_STATE_CHANGED
-		pl[3], pl[4] = byte(status), byte(status>>8)
+		wire.SetEOFStatus(pl, status)
 		s.needReread = true
 	}
 	s.checkStatus(status)

@@ -133,6 +133,16 @@ func ParseEOF(p []byte) (status uint16, ok bool) {
 	return binary.LittleEndian.Uint16(p[3:]), true
 }
 
+// SetEOFStatus rewrites the status flags of an EOF payload in place; it
+// reports false (and changes nothing) when p is not an EOF.
+func SetEOFStatus(p []byte, status uint16) bool {
+	if _, ok := ParseEOF(p); !ok {
+		return false
+	}
+	binary.LittleEndian.PutUint16(p[3:], status)
+	return true
+}
+
 // IsEOF reports whether p is an EOF packet (as opposed to a row starting with 0xfe).
 func IsEOF(p []byte) bool { return len(p) > 0 && p[0] == EOFHeader && len(p) < 9 }
 
