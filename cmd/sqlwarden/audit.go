@@ -13,6 +13,7 @@ import (
 
 	"github.com/sqlwarden/sqlwarden/pkg/audit"
 	"github.com/sqlwarden/sqlwarden/pkg/config"
+	"github.com/sqlwarden/sqlwarden/pkg/record"
 )
 
 func init() { subcommands = append(subcommands, newAuditCmd, newReplayCmd) }
@@ -301,7 +302,7 @@ func newAuditSearchCmd() *cobra.Command {
 				return err
 			}
 			switch f.Status {
-			case "", audit.StatusSuccess, audit.StatusError, audit.StatusBlocked:
+			case "", record.StatusSuccess, record.StatusError, record.StatusBlocked:
 			default:
 				return fmt.Errorf("search audit: --status must be success, error or blocked")
 			}
@@ -309,11 +310,11 @@ func newAuditSearchCmd() *cobra.Command {
 			enc := json.NewEncoder(out)
 			enc.SetEscapeHTML(false)
 			count := 0
-			search := func(fn func(*audit.Record) error) error { return audit.Search(acfg.Dir, f, fn) }
+			search := func(fn func(*record.Record) error) error { return audit.Search(acfg.Dir, f, fn) }
 			if nf.on() {
-				search = func(fn func(*audit.Record) error) error { return audit.SearchNATS(cmd.Context(), nf.src, f, fn) }
+				search = func(fn func(*record.Record) error) error { return audit.SearchNATS(cmd.Context(), nf.src, f, fn) }
 			}
-			err = search(func(r *audit.Record) error {
+			err = search(func(r *record.Record) error {
 				count++
 				if asJSON {
 					return enc.Encode(r)

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/sqlwarden/sqlwarden/pkg/audit"
+	"github.com/sqlwarden/sqlwarden/pkg/record"
 )
 
 func runAuditCLI(t *testing.T, args ...string) (string, error) {
@@ -31,13 +32,13 @@ func TestAuditCLI(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	j.Append(&audit.Record{Event: audit.EventSessionStart, SessionID: "s1", Identity: &audit.Identity{Name: "agent-1", Source: "static"},
-		Backend: &audit.BackendInfo{Address: "127.0.0.1:3306", User: "warden"}})
-	j.Append(&audit.Record{Event: audit.EventStatement, SessionID: "s1", StatementID: 1, Command: "COM_QUERY", SQL: "SELECT * FROM t", DB: "shop",
-		Statement: &audit.Classification{Kind: "SELECT", TablesRead: []string{"shop.t"}}})
-	j.Append(&audit.Record{Event: audit.EventOutcome, SessionID: "s1", StatementID: 1, Status: audit.StatusSuccess, Rows: audit.U64(3)})
-	j.Append(&audit.Record{Event: audit.EventStatement, SessionID: "s1", StatementID: 2, Command: "COM_QUERY", SQL: "DROP TABLE u", DB: "shop"})
-	j.Append(&audit.Record{Event: audit.EventOutcome, SessionID: "s1", StatementID: 2, Status: audit.StatusBlocked})
+	j.Append(&record.Record{Event: record.EventSessionStart, SessionID: "s1", Identity: &record.Identity{Name: "agent-1", Source: "static"},
+		Backend: &record.BackendInfo{Address: "127.0.0.1:3306", User: "warden"}})
+	j.Append(&record.Record{Event: record.EventStatement, SessionID: "s1", StatementID: 1, Command: "COM_QUERY", SQL: "SELECT * FROM t", DB: "shop",
+		Statement: &record.Classification{Kind: "SELECT", TablesRead: []string{"shop.t"}}})
+	j.Append(&record.Record{Event: record.EventOutcome, SessionID: "s1", StatementID: 1, Status: record.StatusSuccess, Rows: record.U64(3)})
+	j.Append(&record.Record{Event: record.EventStatement, SessionID: "s1", StatementID: 2, Command: "COM_QUERY", SQL: "DROP TABLE u", DB: "shop"})
+	j.Append(&record.Record{Event: record.EventOutcome, SessionID: "s1", StatementID: 2, Status: record.StatusBlocked})
 	j.Close()
 
 	out, err := runAuditCLI(t, "verify", "--dir", dir)

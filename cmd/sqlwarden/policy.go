@@ -8,8 +8,8 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/sqlwarden/sqlwarden/pkg/audit"
 	"github.com/sqlwarden/sqlwarden/pkg/policy"
+	"github.com/sqlwarden/sqlwarden/pkg/record"
 	"github.com/sqlwarden/sqlwarden/pkg/sqltext"
 )
 
@@ -179,9 +179,9 @@ func runPolicyTest(w io.Writer, o policyTestOpts, sql string) (int, error) {
 		return exitInvalid, err
 	}
 	st := policy.ClassifyAs(sql, o.db, dialect)
-	var id *audit.Identity
+	var id *record.Identity
 	if o.identity != "" || len(o.groups) > 0 {
-		id = &audit.Identity{Name: o.identity, Source: "static", Groups: o.groups}
+		id = &record.Identity{Name: o.identity, Source: "static", Groups: o.groups}
 	}
 	d := e.Decide(policy.Input{Identity: id, Statement: st, Session: policy.Session{ID: "policy-test", DB: o.db, User: o.user, Command: o.command}})
 	if st.Refused != "" {

@@ -11,11 +11,11 @@ import (
 
 	"github.com/pingcap/tidb/pkg/parser/ast"
 
-	"github.com/sqlwarden/sqlwarden/pkg/audit"
 	"github.com/sqlwarden/sqlwarden/pkg/identity"
 	"github.com/sqlwarden/sqlwarden/pkg/masking"
 	"github.com/sqlwarden/sqlwarden/pkg/policy"
 	"github.com/sqlwarden/sqlwarden/pkg/proxy"
+	"github.com/sqlwarden/sqlwarden/pkg/record"
 	"github.com/sqlwarden/sqlwarden/pkg/sqltext"
 )
 
@@ -166,7 +166,7 @@ func appendKeyPrefix(b []byte, db string, d sqltext.Dialect) []byte {
 // convert turns the policy's classification into the proxy's.
 func (p policyAdapter) convert(st *policy.Statement, d sqltext.Dialect) *proxy.Statement {
 	out := &proxy.Statement{
-		Classification: &audit.Classification{Kind: st.Kind, TablesRead: st.TablesRead, TablesWrite: st.TablesWritten, Statements: st.Count},
+		Classification: &record.Classification{Kind: st.Kind, TablesRead: st.TablesRead, TablesWrite: st.TablesWritten, Statements: st.Count},
 		Digest:         st.Digest,
 		Parsed:         st.Parsed,
 		Opaque:         st,
@@ -203,7 +203,7 @@ func (p policyAdapter) Decide(id *proxy.Identity, st *proxy.Statement, s proxy.S
 	if pst == nil {
 		pst = &policy.Statement{Kind: policy.KindUnparsed, Count: 1}
 	}
-	var rec *audit.Identity
+	var rec *record.Identity
 	if id != nil {
 		rec = id.Record
 	}
@@ -250,7 +250,7 @@ func (a planAdapter) ResultSet(i int, cols [][]byte) (proxy.RowMasker, error) {
 	return rm, nil
 }
 
-func (a planAdapter) Summary() []audit.Masked { return a.p.Summary() }
+func (a planAdapter) Summary() []record.Masked { return a.p.Summary() }
 
 func orDefault(s, d string) string {
 	if s == "" {
@@ -265,7 +265,7 @@ func toProxyIdentity(id *identity.Identity, podLabels map[string]string) *proxy.
 		Name:    id.Name,
 		Backend: id.Backend,
 		Record:  id.Audit(),
-		Attribute: func(sql string) *audit.Attribution {
+		Attribute: func(sql string) *record.Attribution {
 			return identity.Attribute(id, podLabels, identity.ParseSQLComment(sql))
 		},
 	}

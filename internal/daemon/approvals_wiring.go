@@ -11,18 +11,19 @@ import (
 	"github.com/sqlwarden/sqlwarden/pkg/audit"
 	"github.com/sqlwarden/sqlwarden/pkg/policy"
 	"github.com/sqlwarden/sqlwarden/pkg/proxy"
+	"github.com/sqlwarden/sqlwarden/pkg/record"
 )
 
 // approverAdapter lets the proxy ask for approvals with the policy package's broker.
 type approverAdapter struct{ a *policy.Approvals }
 
-func (ad approverAdapter) Request(ctx context.Context, id *proxy.Identity, sessionID string, st *proxy.Statement, sql, db string, params []audit.Param, v proxy.Verdict) (proxy.Approval, error) {
+func (ad approverAdapter) Request(ctx context.Context, id *proxy.Identity, sessionID string, st *proxy.Statement, sql, db string, params []record.Param, v proxy.Verdict) (proxy.Approval, error) {
 	mode := v.ApprovalMode
 	if mode == "" {
 		mode = ad.a.Mode()
 	}
 	req := policy.ApprovalRequest{SessionID: sessionID, SQL: sql, DB: db, Rule: v.Rule, Message: v.Message, Mode: mode,
-		Params: append([]audit.Param(nil), params...)}
+		Params: append([]record.Param(nil), params...)}
 	if id != nil {
 		req.Identity = id.Name
 	}
@@ -55,7 +56,7 @@ func (d *Daemon) setupApprovals(ctx context.Context, opts *proxy.Options) error 
 		WebhookURL: ac.WebhookURL,
 		PageURL:    "http://" + cfg.AdminListen + "/approvals",
 		Log:        log,
-		Journal: func(r *audit.Record) {
+		Journal: func(r *record.Record) {
 			if err := d.journal.AppendAsync(r); err != nil {
 				log.Error("audit approval", "err", err)
 			}

@@ -9,9 +9,9 @@ import (
 
 	gm "github.com/go-mysql-org/go-mysql/mysql"
 
-	"github.com/sqlwarden/sqlwarden/pkg/audit"
 	"github.com/sqlwarden/sqlwarden/pkg/identity"
 	"github.com/sqlwarden/sqlwarden/pkg/proxy"
+	"github.com/sqlwarden/sqlwarden/pkg/record"
 	"github.com/sqlwarden/sqlwarden/pkg/wire"
 )
 
@@ -98,8 +98,8 @@ func (a *authenticator) Authenticate(ctx context.Context, req *proxy.AuthRequest
 		}
 		return &proxy.Identity{
 			Name: c.Name, Backend: c.Backend,
-			Record: &audit.Identity{Name: c.Name, Source: "static", Subject: "client:" + c.User},
-			Attribute: func(sql string) *audit.Attribution {
+			Record: &record.Identity{Name: c.Name, Source: "static", Subject: "client:" + c.User},
+			Attribute: func(sql string) *record.Attribution {
 				return identity.Attribute(nil, nil, identity.ParseSQLComment(sql))
 			},
 		}, nil

@@ -5,21 +5,21 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sqlwarden/sqlwarden/pkg/audit"
 	"github.com/sqlwarden/sqlwarden/pkg/policy"
 	"github.com/sqlwarden/sqlwarden/pkg/proxy"
 	"github.com/sqlwarden/sqlwarden/pkg/proxy/proxytest"
+	"github.com/sqlwarden/sqlwarden/pkg/record"
 )
 
 type nopAudit struct{}
 
-func (nopAudit) Append(*audit.Record) error      { return nil }
-func (nopAudit) AppendAsync(*audit.Record) error { return nil }
+func (nopAudit) Append(*record.Record) error      { return nil }
+func (nopAudit) AppendAsync(*record.Record) error { return nil }
 
 type allowAuth struct{}
 
 func (allowAuth) Authenticate(context.Context, *proxy.AuthRequest) (*proxy.Identity, error) {
-	return &proxy.Identity{Name: "agent", Backend: "db", Record: &audit.Identity{Name: "agent", Source: "static"}}, nil
+	return &proxy.Identity{Name: "agent", Backend: "db", Record: &record.Identity{Name: "agent", Source: "static"}}, nil
 }
 
 // BenchmarkStatementLimits measures what the read_only and

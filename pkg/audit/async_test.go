@@ -3,6 +3,8 @@ package audit
 import (
 	"testing"
 	"time"
+
+	"github.com/sqlwarden/sqlwarden/pkg/record"
 )
 
 func TestAppendAsyncWrittenInOrder(t *testing.T) {
@@ -10,15 +12,15 @@ func TestAppendAsyncWrittenInOrder(t *testing.T) {
 	j := openTest(t, dir, nil)
 	// Async records alone reach the file within the batch window.
 	for i := 0; i < 3; i++ {
-		if err := j.AppendAsync(&Record{Event: EventOutcome, SessionID: "s", StatementID: uint64(i + 1), Status: StatusSuccess}); err != nil {
+		if err := j.AppendAsync(&record.Record{Event: record.EventOutcome, SessionID: "s", StatementID: uint64(i + 1), Status: record.StatusSuccess}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	deadline := time.Now().Add(2 * time.Second)
 	for {
 		var n int
-		if err := ReadAll(dir, func(r *Record) error {
-			if r.Event == EventOutcome {
+		if err := ReadAll(dir, func(r *record.Record) error {
+			if r.Event == record.EventOutcome {
 				n++
 			}
 			return nil
@@ -35,7 +37,7 @@ func TestAppendAsyncWrittenInOrder(t *testing.T) {
 	}
 	// Mixed with synchronous appends, the chain keeps append order.
 	for i := 0; i < 50; i++ {
-		r := &Record{Event: EventStatement, SessionID: "s", StatementID: uint64(100 + i), SQL: "SELECT 1"}
+		r := &record.Record{Event: record.EventStatement, SessionID: "s", StatementID: uint64(100 + i), SQL: "SELECT 1"}
 		if i%2 == 0 {
 			if err := j.Append(r); err != nil {
 				t.Fatal(err)
@@ -48,7 +50,7 @@ func TestAppendAsyncWrittenInOrder(t *testing.T) {
 		t.Fatal(err)
 	}
 	var last uint64
-	if err := ReadAll(dir, func(r *Record) error {
+	if err := ReadAll(dir, func(r *record.Record) error {
 		if r.Seq <= last {
 			t.Fatalf("seq %d after %d", r.Seq, last)
 		}

@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"os"
 	"strings"
+
+	"github.com/sqlwarden/sqlwarden/pkg/record"
 )
 
 // The hash chain.
@@ -69,7 +71,7 @@ func ComputeHash(canonical []byte) string {
 
 // CheckLine verifies that a line's claimed hash matches its canonical bytes
 // and decodes it.
-func CheckLine(line []byte) (*Record, error) {
+func CheckLine(line []byte) (*record.Record, error) {
 	canonical, h, err := SplitLine(line)
 	if err != nil {
 		return nil, err
@@ -83,10 +85,10 @@ func CheckLine(line []byte) (*Record, error) {
 // DecodeLine decodes one journal line into a Record. Numbers inside
 // free-form values (params, results, claims) decode as json.Number so that
 // 64-bit integers survive.
-func DecodeLine(line []byte) (*Record, error) {
+func DecodeLine(line []byte) (*record.Record, error) {
 	dec := json.NewDecoder(bytes.NewReader(line))
 	dec.UseNumber()
-	r := new(Record)
+	r := new(record.Record)
 	if err := dec.Decode(r); err != nil {
 		return nil, fmt.Errorf("decode record: %w", err)
 	}
@@ -114,7 +116,7 @@ func short(h string) string {
 
 // encodeBody encodes r with Seq 0 and no prev_hash/hash; the journal splices
 // the real seq and prev_hash in under its lock (see appendLocked).
-func encodeBody(buf *bytes.Buffer, r *Record) ([]byte, error) {
+func encodeBody(buf *bytes.Buffer, r *record.Record) ([]byte, error) {
 	seq, prev, h := r.Seq, r.PrevHash, r.Hash
 	r.Seq, r.PrevHash, r.Hash = 0, "", ""
 	// The hot records (statement, outcome, session.end) skip reflection.

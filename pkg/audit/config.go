@@ -5,6 +5,8 @@ import (
 	"log/slog"
 	"path/filepath"
 	"time"
+
+	"github.com/sqlwarden/sqlwarden/pkg/record"
 )
 
 // Sync modes for Config.Sync.
@@ -54,7 +56,7 @@ type Config struct {
 	// Sinks ship the journal off the node from durable cursors.
 	Sinks []SinkConfig `yaml:"sinks"`
 	// Results configures optional retention of (masked) result rows.
-	Results Results `yaml:"results"`
+	Results record.Results `yaml:"results"`
 
 	// Log receives the journal's own log lines (default slog.Default()).
 	Log *slog.Logger `yaml:"-"`

@@ -10,6 +10,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/sqlwarden/sqlwarden/pkg/record"
 )
 
 const crashChildEnv = "SQLWARDEN_AUDIT_CRASH_CHILD"
@@ -29,7 +31,7 @@ func crashChild(dir, round, syncMode string, segmentMax int64) {
 		go func(w int) {
 			sess := fmt.Sprintf("%s-%d", round, w)
 			for i := uint64(1); ; i++ {
-				r := &Record{Event: EventStatement, SessionID: sess, StatementID: i, Command: "COM_QUERY",
+				r := &record.Record{Event: record.EventStatement, SessionID: sess, StatementID: i, Command: "COM_QUERY",
 					SQL: strings.Repeat("SELECT 1; ", int(i%50))}
 				if err := j.Append(r); err != nil {
 					fmt.Fprintln(os.Stderr, err)
@@ -113,8 +115,8 @@ func kill9UnderLoad(t *testing.T, syncMode string, segmentMax int64) {
 		}
 		// every acknowledged record is present (the page cache survives the process)
 		found := map[string]uint64{}
-		if err := ReadAll(dir, func(r *Record) error {
-			if r.Event == EventStatement {
+		if err := ReadAll(dir, func(r *record.Record) error {
+			if r.Event == record.EventStatement {
 				found[r.SessionID] = max(found[r.SessionID], r.StatementID)
 			}
 			return nil

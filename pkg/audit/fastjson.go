@@ -4,6 +4,8 @@ import (
 	"strconv"
 	"time"
 	"unicode/utf8"
+
+	"github.com/sqlwarden/sqlwarden/pkg/record"
 )
 
 // appendRecordJSON encodes the records the proxy writes on every statement
@@ -12,7 +14,7 @@ import (
 // left empty as encodeBody wants them. It reports false for a record with a
 // field it does not handle; the caller then uses encoding/json. The two
 // encodings are checked against each other by tests and a fuzz target.
-func appendRecordJSON(b []byte, r *Record) ([]byte, bool) {
+func appendRecordJSON(b []byte, r *record.Record) ([]byte, bool) {
 	if r.Identity != nil || r.Workload != nil || r.Client != nil || r.Backend != nil ||
 		r.Checkpoint != nil || r.Results != nil || r.Approval != nil || r.TS.Year() < 0 || r.TS.Year() > 9999 {
 		return b, false
@@ -58,7 +60,7 @@ func appendRecordJSON(b []byte, r *Record) ([]byte, bool) {
 		first := true
 		for _, f := range []struct {
 			key string
-			v   *Attributed
+			v   *record.Attributed
 		}{{`"model":`, a.Model}, {`"tool_call":`, a.ToolCall}, {`"trace_id":`, a.TraceID}} {
 			if f.v == nil {
 				continue
@@ -164,7 +166,7 @@ func appendRecordJSON(b []byte, r *Record) ([]byte, bool) {
 	return append(b, '}'), true
 }
 
-func appendParams(b []byte, ps []Param) ([]byte, bool) {
+func appendParams(b []byte, ps []record.Param) ([]byte, bool) {
 	b = append(b, `,"params":[`...)
 	for i, p := range ps {
 		if i > 0 {

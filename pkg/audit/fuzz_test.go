@@ -3,6 +3,8 @@ package audit
 import (
 	"bytes"
 	"testing"
+
+	"github.com/sqlwarden/sqlwarden/pkg/record"
 )
 
 // FuzzLine feeds arbitrary bytes to the journal line reader and record
@@ -72,7 +74,7 @@ func FuzzAppendRoundTrip(f *testing.F) {
 	f.Add(`x","seq":0,"y`, "\u2028", "")
 	f.Add("\x00\xff<>&", `"seq":0`, `\"`)
 	f.Fuzz(func(t *testing.T, sql, db, session string) {
-		r := &Record{Event: EventStatement, SessionID: session, DB: db}
+		r := &record.Record{Event: record.EventStatement, SessionID: session, DB: db}
 		r.SetSQL(sql)
 		var buf bytes.Buffer
 		body, err := encodeBody(&buf, r)

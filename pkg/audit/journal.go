@@ -16,6 +16,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/sqlwarden/sqlwarden/pkg/record"
 )
 
 // ErrJournal wraps every error Append returns because the journal could not
@@ -239,7 +241,7 @@ var bufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 // process crash keeps it), or, with sync=always, once an fdatasync covering
 // it has returned. A journal failure returns an error wrapping ErrJournal,
 // unless FailOpen is set.
-func (j *Journal) Append(r *Record) error {
+func (j *Journal) Append(r *record.Record) error {
 	end, err := j.chain(r)
 	if err != nil {
 		return err
@@ -258,7 +260,7 @@ func (j *Journal) Append(r *Record) error {
 
 // chain stamps and encodes r and chains it into the pending buffer. On
 // success it returns the record's logical end offset with j.mu held.
-func (j *Journal) chain(r *Record) (int64, error) {
+func (j *Journal) chain(r *record.Record) (int64, error) {
 	if r.TS.IsZero() {
 		r.TS = j.cfg.Clock()
 	}
@@ -315,7 +317,7 @@ func (j *Journal) appendLocked(body []byte) (end int64, seq uint64, prev, h stri
 // them, never a record written with Append. Errors are only encoding
 // errors; a failed write of an async record is counted, logged and, as for
 // every failed write, rolls the chain back so it stays verifiable.
-func (j *Journal) AppendAsync(r *Record) error {
+func (j *Journal) AppendAsync(r *record.Record) error {
 	if _, err := j.chain(r); err != nil {
 		return err
 	}
@@ -629,9 +631,9 @@ func (j *Journal) appendCheckpoint(reason string, final bool) error {
 	records, head := j.seq, j.head
 	ivl := j.cfg.CheckpointInterval.Milliseconds()
 	sig := ed25519.Sign(j.key, CheckpointMessage(j.cfg.Node, records, head, ts, final, ivl))
-	r := &Record{
-		TS: ts, Event: EventCheckpoint, Node: j.cfg.Node, Reason: reason,
-		Checkpoint: &Checkpoint{Head: head, Records: records, KeyID: j.keyID,
+	r := &record.Record{
+		TS: ts, Event: record.EventCheckpoint, Node: j.cfg.Node, Reason: reason,
+		Checkpoint: &record.Checkpoint{Head: head, Records: records, KeyID: j.keyID,
 			Signature: base64.StdEncoding.EncodeToString(sig), Final: final, IntervalMS: ivl},
 	}
 	var buf bytes.Buffer

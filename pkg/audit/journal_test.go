@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/sqlwarden/sqlwarden/pkg/record"
 )
 
 func testLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
@@ -29,15 +31,15 @@ func openTest(t testing.TB, dir string, mod func(*Config)) *Journal {
 	return j
 }
 
-func stmt(i int) *Record {
-	return &Record{Event: EventStatement, SessionID: fmt.Sprintf("s%d", i%4), StatementID: uint64(i),
+func stmt(i int) *record.Record {
+	return &record.Record{Event: record.EventStatement, SessionID: fmt.Sprintf("s%d", i%4), StatementID: uint64(i),
 		Command: "COM_QUERY", SQL: fmt.Sprintf("SELECT %d /* \"seq\":0 <x> */", i), DB: "shop"}
 }
 
 // readLines returns every decoded, hash-checked record of a journal.
-func readChecked(t *testing.T, dir string) []*Record {
+func readChecked(t *testing.T, dir string) []*record.Record {
 	t.Helper()
-	var out []*Record
+	var out []*record.Record
 	prev := GenesisHash
 	segs, err := ListSegments(dir)
 	if err != nil {
@@ -89,7 +91,7 @@ func TestAppendChainsRecords(t *testing.T) {
 					t.Fatalf("record %d has seq %d", i, r.Seq)
 				}
 			}
-			if recs[0].Event != EventCheckpoint || !recs[21].Checkpoint.Final {
+			if recs[0].Event != record.EventCheckpoint || !recs[21].Checkpoint.Final {
 				t.Fatalf("want opening and final checkpoints, got %s / %+v", recs[0].Event, recs[21].Checkpoint)
 			}
 			if recs[5].SQL != stmt(5).SQL {
@@ -124,7 +126,7 @@ func TestReopenContinuesChain(t *testing.T) {
 		t.Fatalf("want rotation into several segments, got %d", len(segs))
 	}
 	for _, s := range segs {
-		var first *Record
+		var first *record.Record
 		readSegment(s.Path, 0, func(line []byte, _ int64) error {
 			first, _ = DecodeLine(line)
 			return ErrStop
@@ -295,7 +297,7 @@ func TestTornTailRecovered(t *testing.T) {
 	if len(torn) != 1 {
 		t.Fatalf("torn bytes not saved: %v", torn)
 	}
-	if recs[12].Event != EventCheckpoint || recs[12].Reason == "open" {
+	if recs[12].Event != record.EventCheckpoint || recs[12].Reason == "open" {
 		t.Fatalf("reopen checkpoint should say it recovered: %+v", recs[12])
 	}
 }

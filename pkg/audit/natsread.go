@@ -10,6 +10,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/sqlwarden/sqlwarden/pkg/record"
 )
 
 // DefaultStream is the stream name the documentation and deploy/ use for
@@ -152,7 +153,7 @@ func ReadNATS(ctx context.Context, src NATSSource, node string, after uint64, fo
 
 // ReadAllNATS is ReadAll over the stream: every decodable record, oldest
 // first.
-func ReadAllNATS(ctx context.Context, src NATSSource, node string, fn func(*Record) error) error {
+func ReadAllNATS(ctx context.Context, src NATSSource, node string, fn func(*record.Record) error) error {
 	return ReadNATS(ctx, src, node, 0, false, func(m NATSMsg) error {
 		r, err := DecodeLine(m.Line)
 		if err != nil {
@@ -164,8 +165,8 @@ func ReadAllNATS(ctx context.Context, src NATSSource, node string, fn func(*Reco
 
 // SearchNATS is Search over the stream (every node's records unless
 // f.Node is set).
-func SearchNATS(ctx context.Context, src NATSSource, f Filter, fn func(*Record) error) error {
-	return searchRecords(func(each func(*Record) error) error {
+func SearchNATS(ctx context.Context, src NATSSource, f Filter, fn func(*record.Record) error) error {
+	return searchRecords(func(each func(*record.Record) error) error {
 		return ReadAllNATS(ctx, src, f.Node, each)
 	}, f, fn)
 }
@@ -231,7 +232,7 @@ func CompareWithStream(dir string, head StreamHead, rep *Report, streamName stri
 		return nil
 	}
 	var local string
-	err := ReadAll(dir, func(r *Record) error {
+	err := ReadAll(dir, func(r *record.Record) error {
 		if r.Seq == head.Seq {
 			local = r.Hash
 			return ErrStop

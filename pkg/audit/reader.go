@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+
+	"github.com/sqlwarden/sqlwarden/pkg/record"
 )
 
 // ErrStop can be returned by a ReadAll callback to stop early without error.
@@ -100,7 +102,7 @@ func (s *lineScanner) tail(head []byte) error {
 // included). Records are decoded without chain verification (use Verify for
 // that); lines that do not decode and an unterminated final line are skipped.
 // fn may return ErrStop to end early.
-func ReadAll(dir string, fn func(*Record) error) error {
+func ReadAll(dir string, fn func(*record.Record) error) error {
 	segs, err := ListSegments(dir)
 	if err != nil {
 		return err
@@ -155,9 +157,9 @@ func readSegment(path string, start int64, fn func(line []byte, end int64) error
 }
 
 // ReadSession returns the records of one session in journal order.
-func ReadSession(dir, sessionID string) ([]*Record, error) {
-	var out []*Record
-	err := ReadAll(dir, func(r *Record) error {
+func ReadSession(dir, sessionID string) ([]*record.Record, error) {
+	var out []*record.Record
+	err := ReadAll(dir, func(r *record.Record) error {
 		if r.SessionID == sessionID {
 			out = append(out, r)
 		}

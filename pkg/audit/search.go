@@ -5,6 +5,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/sqlwarden/sqlwarden/pkg/record"
 )
 
 // Filter selects records for `audit search`. Zero fields match everything.
@@ -32,37 +34,37 @@ type stmtKey struct {
 // Search calls fn for every record matching f, in journal order (a
 // statement is delivered right before its outcome when statement-level
 // filters are set).
-func Search(dir string, f Filter, fn func(*Record) error) error {
-	return searchRecords(func(each func(*Record) error) error { return ReadAll(dir, each) }, f, fn)
+func Search(dir string, f Filter, fn func(*record.Record) error) error {
+	return searchRecords(func(each func(*record.Record) error) error { return ReadAll(dir, each) }, f, fn)
 }
 
 // searchRecords is Search over any record source: read calls each with
 // every record in order.
-func searchRecords(read func(each func(*Record) error) error, f Filter, fn func(*Record) error) error {
-	idents := map[string]*Identity{}
-	pending := map[stmtKey]*Record{}
-	var last *Record
-	err := read(func(r *Record) error {
+func searchRecords(read func(each func(*record.Record) error) error, f Filter, fn func(*record.Record) error) error {
+	idents := map[string]*record.Identity{}
+	pending := map[stmtKey]*record.Record{}
+	var last *record.Record
+	err := read(func(r *record.Record) error {
 		last = r
 		if r.Identity != nil && r.SessionID != "" {
 			idents[r.SessionID] = r.Identity
 		}
 		if !f.matchCommon(r, idents) {
-			if r.Event == EventSessionEnd {
+			if r.Event == record.EventSessionEnd {
 				delete(idents, r.SessionID)
 			}
 			return nil
 		}
-		if r.Event == EventSessionEnd {
+		if r.Event == record.EventSessionEnd {
 			defer delete(idents, r.SessionID)
 		}
 		if !f.statementLevel() {
 			return fn(r)
 		}
 		switch r.Event {
-		case EventStatement:
+		case record.EventStatement:
 			pending[stmtKey{r.SessionID, r.StatementID}] = r
-		case EventOutcome:
+		case record.EventOutcome:
 			k := stmtKey{r.SessionID, r.StatementID}
 			st := pending[k]
 			delete(pending, k)
@@ -93,7 +95,7 @@ func searchRecords(read func(each func(*Record) error) error, f Filter, fn func(
 	return nil
 }
 
-func (f Filter) matchCommon(r *Record, idents map[string]*Identity) bool {
+func (f Filter) matchCommon(r *record.Record, idents map[string]*record.Identity) bool {
 	if f.Node != "" && r.Node != f.Node {
 		return false
 	}
@@ -118,7 +120,7 @@ func (f Filter) matchCommon(r *Record, idents map[string]*Identity) bool {
 	return true
 }
 
-func (f Filter) matchStatement(st, out *Record) bool {
+func (f Filter) matchStatement(st, out *record.Record) bool {
 	if f.Status != "" && (out == nil || out.Status != f.Status) {
 		return false
 	}
@@ -158,7 +160,7 @@ func tableMatches(have, want, db string) bool {
 }
 
 // FormatPretty renders a record as one human-readable line for `audit tail`.
-func FormatPretty(r *Record) string {
+func FormatPretty(r *record.Record) string {
 	var b strings.Builder
 	b.WriteString(r.TS.UTC().Format("2006-01-02T15:04:05.000000Z"))
 	fmt.Fprintf(&b, " %6d %-14s", r.Seq, r.Event)
@@ -166,7 +168,7 @@ func FormatPretty(r *Record) string {
 		b.WriteString(" session=" + r.SessionID)
 	}
 	switch r.Event {
-	case EventSessionStart, EventSessionDenied:
+	case record.EventSessionStart, record.EventSessionDenied:
 		if r.Identity != nil {
 			fmt.Fprintf(&b, " identity=%s(%s)", r.Identity.Name, r.Identity.Source)
 		}
@@ -179,7 +181,7 @@ func FormatPretty(r *Record) string {
 		if r.Reason != "" {
 			b.WriteString(" reason=" + strconv.Quote(r.Reason))
 		}
-	case EventStatement:
+	case record.EventStatement:
 		fmt.Fprintf(&b, " #%d %s", r.StatementID, r.Command)
 		if r.DB != "" {
 			b.WriteString(" db=" + r.DB)
@@ -190,7 +192,7 @@ func FormatPretty(r *Record) string {
 		if len(r.Params) > 0 {
 			fmt.Fprintf(&b, " params=%d", len(r.Params))
 		}
-	case EventOutcome:
+	case record.EventOutcome:
 		fmt.Fprintf(&b, " #%d %s", r.StatementID, r.Status)
 		if r.Rows != nil {
 			fmt.Fprintf(&b, " rows=%d", *r.Rows)
@@ -210,14 +212,14 @@ func FormatPretty(r *Record) string {
 		if len(r.Masked) > 0 {
 			fmt.Fprintf(&b, " masked=%d", len(r.Masked))
 		}
-	case EventSessionEnd:
+	case record.EventSessionEnd:
 		if r.Statements != nil {
 			fmt.Fprintf(&b, " statements=%d", *r.Statements)
 		}
 		if r.Reason != "" {
 			b.WriteString(" reason=" + strconv.Quote(r.Reason))
 		}
-	case EventCheckpoint:
+	case record.EventCheckpoint:
 		if c := r.Checkpoint; c != nil {
 			fmt.Fprintf(&b, " records=%d head=%s key=%s", c.Records, short(c.Head), c.KeyID)
 			if c.Final {

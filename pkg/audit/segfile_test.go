@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/sqlwarden/sqlwarden/internal/testutil"
+	"github.com/sqlwarden/sqlwarden/pkg/record"
 )
 
 // liveSegment returns the newest segment's path and content.
@@ -60,7 +61,7 @@ func liveSegmentIsPreallocated(t *testing.T, mode string) {
 	}
 
 	n := 0
-	if err := ReadAll(dir, func(*Record) error { n++; return nil }); err != nil || n != 51 {
+	if err := ReadAll(dir, func(*record.Record) error { n++; return nil }); err != nil || n != 51 {
 		t.Fatalf("ReadAll on the live journal: %d records, %v", n, err)
 	}
 	fl := NewFollower(dir, 0)
@@ -154,7 +155,7 @@ func crashedSegment(t *testing.T) (dir, path string, records int, pub []byte) {
 func TestCrashedLiveSegment(t *testing.T) {
 	dir, path, records, pub := crashedSegment(t)
 	n := 0
-	if err := ReadAll(dir, func(*Record) error { n++; return nil }); err != nil || n != records {
+	if err := ReadAll(dir, func(*record.Record) error { n++; return nil }); err != nil || n != records {
 		t.Fatalf("ReadAll: %d records, want %d (%v)", n, records, err)
 	}
 	fl := NewFollower(dir, 0)
@@ -308,8 +309,8 @@ func diskFullRefusesAndResumes(t *testing.T, mode string) {
 	}
 	// every acknowledged statement is there, none twice, the refused one only once it was retried
 	seen := map[uint64]int{}
-	ReadAll(dir, func(r *Record) error {
-		if r.Event == EventStatement {
+	ReadAll(dir, func(r *record.Record) error {
+		if r.Event == record.EventStatement {
 			seen[r.StatementID]++
 		}
 		return nil

@@ -10,6 +10,8 @@ import (
 	"os"
 	"strconv"
 	"time"
+
+	"github.com/sqlwarden/sqlwarden/pkg/record"
 )
 
 // SyslogConfig configures the syslog sink: RFC 5424 messages over TCP (or
@@ -129,7 +131,7 @@ func (s *syslogSink) ship(ctx context.Context, entries []Entry) (int, error) {
 		ts, event, sev := time.Now(), "", 6
 		if r, err := DecodeLine(e.Line); err == nil {
 			ts, event = r.TS, r.Event
-			if r.Status == StatusBlocked || r.Event == EventSessionDenied {
+			if r.Status == record.StatusBlocked || r.Event == record.EventSessionDenied {
 				sev = 5 // notice
 			}
 		}

@@ -9,6 +9,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/sqlwarden/sqlwarden/pkg/record"
 )
 
 // Problem kinds reported by Verify. Users script against these strings.
@@ -109,8 +111,8 @@ func Verify(dir string, pub ed25519.PublicKey) (*Report, error) {
 type vline struct {
 	seg  Segment
 	line int
-	rec  *Record // nil when the line is bad
-	hash string  // claimed hash (when SplitLine worked)
+	rec  *record.Record // nil when the line is bad
+	hash string         // claimed hash (when SplitLine worked)
 	bad  *Problem
 }
 
@@ -197,8 +199,8 @@ type verifier struct {
 	head    string
 	lastSeq uint64
 	started bool
-	lastCP  *Record
-	lastRec *Record
+	lastCP  *record.Record
+	lastRec *record.Record
 }
 
 func (v *verifier) fail(vl vline, seq uint64, kind, format string, args ...any) {
@@ -279,17 +281,17 @@ func laterHas(lines []vline, seq uint64) bool {
 	return false
 }
 
-func (v *verifier) accept(vl vline, r *Record) {
+func (v *verifier) accept(vl vline, r *record.Record) {
 	v.head, v.lastSeq = r.Hash, r.Seq
 	v.lastRec = r
 	v.rep.Records++
 	v.rep.LastSeq, v.rep.Head = r.Seq, r.Hash
-	if r.Event == EventCheckpoint && r.Checkpoint != nil {
+	if r.Event == record.EventCheckpoint && r.Checkpoint != nil {
 		v.checkpoint(vl, r)
 	}
 }
 
-func (v *verifier) checkpoint(vl vline, r *Record) {
+func (v *verifier) checkpoint(vl vline, r *record.Record) {
 	cp := r.Checkpoint
 	v.rep.Checkpoints++
 	info := &CheckpointInfo{Seq: r.Seq, Records: cp.Records, TS: r.TS, Final: cp.Final}

@@ -4,7 +4,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
-	"github.com/sqlwarden/sqlwarden/pkg/audit"
+	"github.com/sqlwarden/sqlwarden/pkg/record"
 )
 
 // Attribution sources, from most to least trusted.
@@ -34,7 +34,7 @@ const maxAttrLen = 256
 // Attribute ties a statement to a model, a tool call and a trace, each taken
 // from the most trusted source that has it: verified claim, then pod
 // metadata, then the statement's SQL comment. It returns nil if none does.
-func Attribute(id *Identity, podLabels map[string]string, comment map[string]string) *audit.Attribution {
+func Attribute(id *Identity, podLabels map[string]string, comment map[string]string) *record.Attribution {
 	var model, tool, trace string
 	if id != nil {
 		model, tool, trace = id.Model, id.ToolCall, id.TraceID
@@ -46,13 +46,13 @@ func Attribute(id *Identity, podLabels map[string]string, comment map[string]str
 		// Nothing to attribute (the common case): no allocation.
 		return nil
 	}
-	return &audit.Attribution{Model: m, ToolCall: tc, TraceID: tr}
+	return &record.Attribution{Model: m, ToolCall: tc, TraceID: tr}
 }
 
-func pick(claim, pod, comment string) *audit.Attributed {
+func pick(claim, pod, comment string) *record.Attributed {
 	for _, c := range []struct{ v, src string }{{claim, AttrClaim}, {pod, AttrPod}, {comment, AttrComment}} {
 		if v := strings.TrimSpace(c.v); v != "" {
-			return &audit.Attributed{Value: clip(v), Source: c.src}
+			return &record.Attributed{Value: clip(v), Source: c.src}
 		}
 	}
 	return nil

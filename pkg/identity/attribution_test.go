@@ -4,7 +4,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/sqlwarden/sqlwarden/pkg/audit"
+	"github.com/sqlwarden/sqlwarden/pkg/record"
 )
 
 func TestAttribute(t *testing.T) {
@@ -14,10 +14,10 @@ func TestAttribute(t *testing.T) {
 	claimed := &Identity{Model: "claim-model"}
 
 	a := Attribute(claimed, pod, comment)
-	want := audit.Attribution{
-		Model:    &audit.Attributed{Value: "claim-model", Source: AttrClaim},
-		ToolCall: &audit.Attributed{Value: "c1", Source: AttrComment},
-		TraceID:  &audit.Attributed{Value: "5bd66ef5095369c7b0d1f8f4bd33716a", Source: AttrComment},
+	want := record.Attribution{
+		Model:    &record.Attributed{Value: "claim-model", Source: AttrClaim},
+		ToolCall: &record.Attributed{Value: "c1", Source: AttrComment},
+		TraceID:  &record.Attributed{Value: "5bd66ef5095369c7b0d1f8f4bd33716a", Source: AttrComment},
 	}
 	if *a.Model != *want.Model || *a.ToolCall != *want.ToolCall || *a.TraceID != *want.TraceID {
 		t.Fatalf("got %+v %+v %+v", a.Model, a.ToolCall, a.TraceID)

@@ -6,7 +6,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/sqlwarden/sqlwarden/pkg/audit"
+	"github.com/sqlwarden/sqlwarden/pkg/record"
 )
 
 // maxClaimDepth bounds how deep a dotted claim path reaches.
@@ -137,7 +137,7 @@ func identityFromClaims(cfg *OIDCConfig, claims map[string]any) (*Identity, kube
 	}
 	kc := kubernetesClaims(claims)
 	if kc.present && (kc.podUID != "" || kc.podName != "") {
-		id.Pod = &audit.Pod{Namespace: kc.namespace, Name: kc.podName, UID: kc.podUID}
+		id.Pod = &record.Pod{Namespace: kc.namespace, Name: kc.podName, UID: kc.podUID}
 	}
 	return id, kc, nil
 }

@@ -5,7 +5,7 @@ import (
 	"slices"
 	"time"
 
-	"github.com/sqlwarden/sqlwarden/pkg/audit"
+	"github.com/sqlwarden/sqlwarden/pkg/record"
 )
 
 // Identity sources, as recorded in the audit.
@@ -43,7 +43,7 @@ type Identity struct {
 	Claims  map[string]any // the token's verified claims (nil for static)
 	Backend string         // from rules, else the oidc/static default; "" = the daemon's default
 	Expiry  time.Time      // zero for static identities
-	Pod     *audit.Pod
+	Pod     *record.Pod
 
 	// Model, ToolCall and TraceID come from the claims named by model_claim,
 	// tool_call_claim and trace_id_claim; verified, so Attribute trusts them
@@ -54,11 +54,11 @@ type Identity struct {
 }
 
 // Audit returns the identity as the audit records it.
-func (i *Identity) Audit() *audit.Identity {
+func (i *Identity) Audit() *record.Identity {
 	if i == nil {
 		return nil
 	}
-	a := &audit.Identity{
+	a := &record.Identity{
 		Name:    i.Name,
 		Source:  i.Source,
 		Subject: i.Subject,

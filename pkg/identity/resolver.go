@@ -14,8 +14,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/sqlwarden/sqlwarden/pkg/audit"
 	"github.com/sqlwarden/sqlwarden/pkg/host"
+	"github.com/sqlwarden/sqlwarden/pkg/record"
 )
 
 // maxCacheEntries bounds the verified-identity cache.
@@ -253,7 +253,7 @@ func tokenDenial(err error) *DeniedError {
 func (r *Resolver) staticIdentity(b *staticBinding, podUID string) *Identity {
 	id := &Identity{Name: b.Name, Source: SourceStatic, Backend: b.Backend}
 	if podUID != "" {
-		id.Pod = &audit.Pod{UID: podUID}
+		id.Pod = &record.Pod{UID: podUID}
 	}
 	id.Backend = BackendFor(r.cfg.Rules, id)
 	return id

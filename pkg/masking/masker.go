@@ -12,7 +12,7 @@ import (
 	"github.com/pingcap/tidb/pkg/parser/ast"
 	_ "github.com/pingcap/tidb/pkg/parser/test_driver" // value expressions for the parser
 
-	"github.com/sqlwarden/sqlwarden/pkg/audit"
+	"github.com/sqlwarden/sqlwarden/pkg/record"
 	"github.com/sqlwarden/sqlwarden/pkg/sqltext"
 	"github.com/sqlwarden/sqlwarden/pkg/wire/rows"
 )
@@ -394,13 +394,13 @@ func (r *RowMasker) ColumnDef(i int, def []byte) []byte {
 
 // Summary reports the masked values since the plan was made or last
 // summarized, per source column and rule, and resets the counts.
-func (p *Plan) Summary() []audit.Masked {
+func (p *Plan) Summary() []record.Masked {
 	if p == nil {
 		return nil
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	var out []audit.Masked
+	var out []record.Masked
 	add := func(col, rule string, n uint64) {
 		if n == 0 {
 			return
@@ -411,7 +411,7 @@ func (p *Plan) Summary() []audit.Masked {
 				return
 			}
 		}
-		out = append(out, audit.Masked{Column: col, Rule: rule, Count: n})
+		out = append(out, record.Masked{Column: col, Rule: rule, Count: n})
 	}
 	for _, cm := range p.masks {
 		if cm.count != nil {

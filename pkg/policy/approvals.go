@@ -16,7 +16,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/sqlwarden/sqlwarden/pkg/audit"
+	"github.com/sqlwarden/sqlwarden/pkg/record"
 )
 
 // Approval modes.
@@ -71,7 +71,7 @@ type ApprovalConfig struct {
 	OpTimeout time.Duration
 	// Journal, when set, receives an "approval" record for each decision,
 	// expiry and use (each written by the one node whose write won).
-	Journal func(*audit.Record)
+	Journal func(*record.Record)
 	// WebhookURL, when set, receives a Slack-compatible JSON message for each
 	// new request.
 	WebhookURL string
@@ -88,20 +88,20 @@ type ApprovalConfig struct {
 
 // ApprovalRequest is a statement held for a human.
 type ApprovalRequest struct {
-	ID        string        `json:"id"` // assigned by Request
-	SessionID string        `json:"session_id"`
-	Identity  string        `json:"identity"`
-	SQL       string        `json:"sql"`
-	Params    []audit.Param `json:"params,omitempty"` // of a prepared statement's execution
-	Kind      string        `json:"kind,omitempty"`
-	Tables    []string      `json:"tables,omitempty"`
-	DB        string        `json:"db,omitempty"`
-	Rule      string        `json:"rule"`
-	Message   string        `json:"message,omitempty"`
-	Mode      string        `json:"mode"`           // hold | retry; empty: the configured default
-	Node      string        `json:"node,omitempty"` // set by Request
-	Created   time.Time     `json:"created"`        // set by Request
-	Expires   time.Time     `json:"expires"`        // set by Request
+	ID        string         `json:"id"` // assigned by Request
+	SessionID string         `json:"session_id"`
+	Identity  string         `json:"identity"`
+	SQL       string         `json:"sql"`
+	Params    []record.Param `json:"params,omitempty"` // of a prepared statement's execution
+	Kind      string         `json:"kind,omitempty"`
+	Tables    []string       `json:"tables,omitempty"`
+	DB        string         `json:"db,omitempty"`
+	Rule      string         `json:"rule"`
+	Message   string         `json:"message,omitempty"`
+	Mode      string         `json:"mode"`           // hold | retry; empty: the configured default
+	Node      string         `json:"node,omitempty"` // set by Request
+	Created   time.Time      `json:"created"`        // set by Request
+	Expires   time.Time      `json:"expires"`        // set by Request
 }
 
 // ApprovalResult is how a request ended, or (retry mode) where it stands.
@@ -572,7 +572,7 @@ func (a *Approvals) journal(e *ApprovalEntry) {
 	if a.cfg.Journal == nil {
 		return
 	}
-	a.cfg.Journal(&audit.Record{Event: audit.EventApproval, SessionID: e.SessionID, Approval: &audit.ApprovalInfo{
+	a.cfg.Journal(&record.Record{Event: record.EventApproval, SessionID: e.SessionID, Approval: &record.ApprovalInfo{
 		ID: e.ID, Status: e.Status, Mode: e.Mode, Identity: e.Identity, Rule: e.Rule, SQL: e.SQL, DB: e.DB,
 		Node: e.Node, Approver: e.Approver, Reason: e.Reason, UsedBy: e.UsedBy}})
 }

@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sqlwarden/sqlwarden/pkg/audit"
+	"github.com/sqlwarden/sqlwarden/pkg/record"
 )
 
 const testToken = "s3cret-token"
@@ -312,7 +312,7 @@ func TestRetryModeExactlyOnce(t *testing.T) {
 	var mu sync.Mutex
 	var events []string
 	a := NewApprovals(ApprovalConfig{Timeout: time.Minute, RetryTTL: time.Minute, Mode: ModeRetry,
-		Journal: func(r *audit.Record) { mu.Lock(); events = append(events, r.Approval.Status); mu.Unlock() }})
+		Journal: func(r *record.Record) { mu.Lock(); events = append(events, r.Approval.Status); mu.Unlock() }})
 	defer a.Shutdown()
 	req := sampleRequest()
 	res, err := a.Request(context.Background(), req)
@@ -324,7 +324,7 @@ func TestRetryModeExactlyOnce(t *testing.T) {
 		t.Fatalf("second ask = %+v", again)
 	}
 	other := req
-	other.Params = []audit.Param{{Type: "LONG", Value: int64(2)}}
+	other.Params = []record.Param{{Type: "LONG", Value: int64(2)}}
 	if o, _ := a.Request(context.Background(), other); o.ID == res.ID {
 		t.Fatal("different parameters share a request")
 	}

@@ -9,7 +9,7 @@ import (
 	"github.com/google/cel-go/ext"
 	"google.golang.org/protobuf/types/known/structpb"
 
-	"github.com/sqlwarden/sqlwarden/pkg/audit"
+	"github.com/sqlwarden/sqlwarden/pkg/record"
 )
 
 // The variables a rule's match sees. Field names are the CEL names.
@@ -89,7 +89,7 @@ func compileMatch(env *cel.Env, expr string) (cel.Program, error) {
 	return prg, nil
 }
 
-func identityVars(id *audit.Identity) *celIdentity {
+func identityVars(id *record.Identity) *celIdentity {
 	v := &celIdentity{Groups: []string{}, Claims: emptyClaims, Pod: celPod{Labels: map[string]string{}}}
 	if id == nil {
 		return v

@@ -15,12 +15,12 @@ import (
 	"github.com/google/cel-go/cel"
 	"github.com/google/cel-go/common/types"
 
-	"github.com/sqlwarden/sqlwarden/pkg/audit"
+	"github.com/sqlwarden/sqlwarden/pkg/record"
 )
 
 // Input is everything a decision looks at.
 type Input struct {
-	Identity  *audit.Identity
+	Identity  *record.Identity
 	Statement *Statement
 	Session   Session
 }

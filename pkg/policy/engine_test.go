@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sqlwarden/sqlwarden/pkg/audit"
+	"github.com/sqlwarden/sqlwarden/pkg/record"
 )
 
 func TestDefaultPolicy(t *testing.T) {
@@ -145,22 +145,22 @@ rules:
 	if err != nil {
 		t.Fatal(err)
 	}
-	agent := &audit.Identity{Name: "agent-7", Source: "oidc", Groups: []string{"agents"}}
+	agent := &record.Identity{Name: "agent-7", Source: "oidc", Groups: []string{"agents"}}
 	tests := []struct {
 		name   string
 		in     Input
 		rule   string
 		action string
 	}{
-		{"group", Input{Identity: &audit.Identity{Name: "x", Groups: []string{"dba"}}, Statement: Classify("DROP TABLE t", "")}, "admins-anything", ActionAllow},
-		{"pod label", Input{Identity: &audit.Identity{Name: "b", Pod: &audit.Pod{Labels: map[string]string{"app": "batch"}}}, Statement: Classify("INSERT INTO t VALUES (1)", "")}, "batch-pod", ActionAllow},
-		{"claim", Input{Identity: &audit.Identity{Name: "c", Claims: map[string]any{"team": "data"}}, Statement: Classify("SELECT 1", "")}, "claims", ActionAllow},
-		{"no claim", Input{Identity: &audit.Identity{Name: "c"}, Statement: Classify("SELECT 1", "")}, RuleDefault, ActionDeny},
+		{"group", Input{Identity: &record.Identity{Name: "x", Groups: []string{"dba"}}, Statement: Classify("DROP TABLE t", "")}, "admins-anything", ActionAllow},
+		{"pod label", Input{Identity: &record.Identity{Name: "b", Pod: &record.Pod{Labels: map[string]string{"app": "batch"}}}, Statement: Classify("INSERT INTO t VALUES (1)", "")}, "batch-pod", ActionAllow},
+		{"claim", Input{Identity: &record.Identity{Name: "c", Claims: map[string]any{"team": "data"}}, Statement: Classify("SELECT 1", "")}, "claims", ActionAllow},
+		{"no claim", Input{Identity: &record.Identity{Name: "c"}, Statement: Classify("SELECT 1", "")}, RuleDefault, ActionDeny},
 		{"sleep", Input{Identity: agent, Statement: Classify("SELECT SLEEP(10) FROM shop.t", "")}, "no-sleep", ActionDeny},
 		{"outfile", Input{Identity: agent, Statement: Classify("SELECT * FROM shop.t INTO OUTFILE '/tmp/x'", "")}, "no-outfile", ActionDeny},
 		{"identity pattern", Input{Identity: agent, Statement: Classify("SELECT * FROM t", "shop")}, "agent-reads-shop", ActionAllow},
 		{"identity pattern other db", Input{Identity: agent, Statement: Classify("SELECT * FROM t", "hr")}, RuleDefault, ActionDeny},
-		{"identity pattern no match", Input{Identity: &audit.Identity{Name: "other"}, Statement: Classify("SELECT * FROM t", "shop")}, RuleDefault, ActionDeny},
+		{"identity pattern no match", Input{Identity: &record.Identity{Name: "other"}, Statement: Classify("SELECT * FROM t", "shop")}, RuleDefault, ActionDeny},
 		{"nil identity", Input{Statement: Classify("SELECT * FROM t", "shop")}, RuleDefault, ActionDeny},
 		{"session", Input{Statement: Classify("UPDATE t SET a = ? WHERE id = ?", "shop"), Session: Session{Command: "COM_STMT_PREPARE", User: "app", DB: "shop"}}, "prepared-only-from-app", ActionAllow},
 		{"count", Input{Statement: Classify("SELECT 1; SELECT 2; SELECT 3; SELECT 4", "")}, "big-multi", ActionApprove},
@@ -190,7 +190,7 @@ rules:
 	if err != nil {
 		t.Fatal(err)
 	}
-	d := e.Decide(Input{Identity: &audit.Identity{Name: "a"}, Statement: Classify("SELECT 1", "")})
+	d := e.Decide(Input{Identity: &record.Identity{Name: "a"}, Statement: Classify("SELECT 1", "")})
 	if d.Rule != "strict" || d.Action != ActionDeny || !strings.Contains(d.Message, "could not be evaluated") {
 		t.Errorf("Decide = %+v, want a deny by strict", d)
 	}
@@ -324,7 +324,7 @@ func BenchmarkClassifyDecide(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	id := &audit.Identity{Name: "agent-1", Source: "static"}
+	id := &record.Identity{Name: "agent-1", Source: "static"}
 	b.ReportAllocs()
 	for b.Loop() {
 		st := Classify("SELECT c FROM sbtest1 WHERE id = 4242", "sbtest")
@@ -341,7 +341,7 @@ func BenchmarkDecide(b *testing.B) {
 		b.Fatal(err)
 	}
 	st := Classify("SELECT c FROM sbtest1 WHERE id = 4242", "sbtest")
-	id := &audit.Identity{Name: "agent-1", Source: "static"}
+	id := &record.Identity{Name: "agent-1", Source: "static"}
 	b.ReportAllocs()
 	for b.Loop() {
 		e.Decide(Input{Identity: id, Statement: st})

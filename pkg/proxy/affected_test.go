@@ -7,9 +7,9 @@ import (
 
 	gm "github.com/go-mysql-org/go-mysql/mysql"
 
-	"github.com/sqlwarden/sqlwarden/pkg/audit"
 	"github.com/sqlwarden/sqlwarden/pkg/proxy"
 	"github.com/sqlwarden/sqlwarden/pkg/proxy/proxytest"
+	"github.com/sqlwarden/sqlwarden/pkg/record"
 )
 
 // boundPolicy sets max_affected_rows 1 for everyone and treats UPDATE as a
@@ -84,7 +84,7 @@ func TestBoundedWriteRollsBack(t *testing.T) {
 		t.Fatalf("backend received %q, want %q", got, want)
 	}
 	_, out := h.audit.statement(t, q)
-	if out.Status != audit.StatusError || out.Error == nil || out.Error.Code != 1226 || out.Limit == nil || out.Limit.Kind != "max_affected_rows" {
+	if out.Status != record.StatusError || out.Error == nil || out.Error.Code != 1226 || out.Limit == nil || out.Limit.Kind != "max_affected_rows" {
 		t.Fatalf("outcome %+v", out)
 	}
 }
@@ -103,7 +103,7 @@ func TestBoundedWriteCommitFails(t *testing.T) {
 		t.Fatalf("got %v, want the COMMIT's 1213", err)
 	}
 	_, out := h.audit.statement(t, q)
-	if out.Status != audit.StatusError || out.Error == nil || out.Error.Code != 1213 {
+	if out.Status != record.StatusError || out.Error == nil || out.Error.Code != 1213 {
 		t.Fatalf("outcome %+v", out)
 	}
 	// The session goes on.

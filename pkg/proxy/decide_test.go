@@ -4,7 +4,7 @@ import (
 	"net"
 	"testing"
 
-	"github.com/sqlwarden/sqlwarden/pkg/audit"
+	"github.com/sqlwarden/sqlwarden/pkg/record"
 	"github.com/sqlwarden/sqlwarden/pkg/sqltext"
 	"github.com/sqlwarden/sqlwarden/pkg/wire"
 )
@@ -37,7 +37,7 @@ func TestDecideCached(t *testing.T) {
 	defer peer.Close()
 	s := &session{srv: &Server{opts: Options{Policy: pol}}, raw: raw, hs: &wire.HandshakeResponse{User: "app"}, db: "shop",
 		identity: &Identity{Name: "agent"}}
-	st := &stmtAudit{command: "COM_QUERY", st: &Statement{Classification: &audit.Classification{Kind: "SELECT"},
+	st := &stmtAudit{command: "COM_QUERY", st: &Statement{Classification: &record.Classification{Kind: "SELECT"},
 		Digest: "select `c` from `sbtest1` where `id` = ?", Parsed: true, Cacheable: true}}
 	if v := s.decide(st); v.Action != "allow" || pol.decided != 1 {
 		t.Fatalf("first decision: %+v after %d policy calls", v, pol.decided)

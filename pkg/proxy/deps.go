@@ -6,7 +6,7 @@ import (
 	"net/netip"
 	"time"
 
-	"github.com/sqlwarden/sqlwarden/pkg/audit"
+	"github.com/sqlwarden/sqlwarden/pkg/record"
 	"github.com/sqlwarden/sqlwarden/pkg/sqltext"
 	"github.com/sqlwarden/sqlwarden/pkg/wire"
 )
@@ -20,8 +20,8 @@ import (
 // its write: for outcomes and session ends, which nothing is held back for.
 // Neither keeps r (or slices it points to) after it returns.
 type Auditor interface {
-	Append(r *audit.Record) error
-	AppendAsync(r *audit.Record) error
+	Append(r *record.Record) error
+	AppendAsync(r *record.Record) error
 }
 
 // Origin is what the redirect learned about a connection at connect time.
@@ -46,10 +46,10 @@ type Origins interface {
 type Identity struct {
 	Name    string
 	Backend string // backend name from the config
-	Record  *audit.Identity
+	Record  *record.Identity
 	// Attribute derives model / tool call attribution for a statement from
 	// verified claims, pod metadata and the statement's own SQL comment.
-	Attribute func(sql string) *audit.Attribution
+	Attribute func(sql string) *record.Attribution
 }
 
 // AuthRequest is what an Authenticator sees of a new connection.
@@ -57,7 +57,7 @@ type AuthRequest struct {
 	Conn      *wire.Conn
 	Handshake *wire.HandshakeResponse
 	Origin    *Origin // nil for explicit (non-redirected) clients
-	Workload  *audit.Workload
+	Workload  *record.Workload
 	Remote    netip.AddrPort
 }
 
@@ -80,7 +80,7 @@ type Credential struct {
 
 // Statement is the classification of one client statement.
 type Statement struct {
-	Classification *audit.Classification
+	Classification *record.Classification
 	Digest         string
 	Parsed         bool
 	// Opaque is kept by the Policy and Masker implementations (the parsed
@@ -234,8 +234,8 @@ type Limits struct {
 func (l *Limits) IsSet(k LimitKind) bool { return k < NumLimitKinds && l.By[k] != "" }
 
 // Hit describes limit k firing, for the outcome record.
-func (l *Limits) Hit(k LimitKind) *audit.LimitHit {
-	h := &audit.LimitHit{Name: l.By[k], Kind: k.String()}
+func (l *Limits) Hit(k LimitKind) *record.LimitHit {
+	h := &record.LimitHit{Name: l.By[k], Kind: k.String()}
 	switch k {
 	case LimitMaxRows:
 		h.Value = l.MaxRows
@@ -277,13 +277,13 @@ type Approval struct {
 // they decide, or when ctx ends (the client went away) with Status
 // "withdrawn"; in retry mode it returns at once.
 type Approver interface {
-	Request(ctx context.Context, id *Identity, sessionID string, st *Statement, sql, db string, params []audit.Param, v Verdict) (Approval, error)
+	Request(ctx context.Context, id *Identity, sessionID string, st *Statement, sql, db string, params []record.Param, v Verdict) (Approval, error)
 }
 
 // MaskPlan masks the result sets of one statement.
 type MaskPlan interface {
 	ResultSet(index int, columns [][]byte) (RowMasker, error)
-	Summary() []audit.Masked
+	Summary() []record.Masked
 }
 
 // RowMasker rewrites rows of one result set. Rows whose changed is false are

@@ -4,7 +4,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/sqlwarden/sqlwarden/pkg/audit"
+	"github.com/sqlwarden/sqlwarden/pkg/record"
 )
 
 func TestCheckKillSQL(t *testing.T) {
@@ -18,7 +18,7 @@ func TestCheckKillSQL(t *testing.T) {
 	srv.conns.Store(uint32(proxyConnIDBase+3), threadKey{"elsewhere", 8})
 	s := &session{srv: srv, identity: &Identity{Name: "agent"}, beName: "db"}
 	kill := func(target uint64) *Statement {
-		return &Statement{Parsed: true, KillTarget: target, Classification: &audit.Classification{Kind: "KILL", Statements: 1}}
+		return &Statement{Parsed: true, KillTarget: target, Classification: &record.Classification{Kind: "KILL", Statements: 1}}
 	}
 	tests := []struct {
 		name    string
@@ -36,9 +36,9 @@ func TestCheckKillSQL(t *testing.T) {
 		{"own connection on another backend", "KILL 1073741827", kill(proxyConnIDBase + 3), "", "does not belong"},
 		{"unknown greeting id", "KILL 1073741999", kill(proxyConnIDBase + 999), "", "does not belong"},
 		{"KILL in a multi-statement", "SELECT 1; KILL 7", &Statement{Parsed: true, KillTarget: 7,
-			Classification: &audit.Classification{Kind: "KILL", Kinds: []string{"SELECT", "KILL"}, Statements: 2}}, "", "only statement"},
+			Classification: &record.Classification{Kind: "KILL", Kinds: []string{"SELECT", "KILL"}, Statements: 2}}, "", "only statement"},
 		{"KILL USER the parser cannot read", "KILL USER warden", &Statement{}, "", "cannot check"},
-		{"not a KILL", "SELECT 'kill'", &Statement{Parsed: true, Classification: &audit.Classification{Kind: "SELECT", Statements: 1}}, "", ""},
+		{"not a KILL", "SELECT 'kill'", &Statement{Parsed: true, Classification: &record.Classification{Kind: "SELECT", Statements: 1}}, "", ""},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -11,7 +11,7 @@ import (
 
 	gm "github.com/go-mysql-org/go-mysql/mysql"
 
-	"github.com/sqlwarden/sqlwarden/pkg/audit"
+	"github.com/sqlwarden/sqlwarden/pkg/record"
 	"github.com/sqlwarden/sqlwarden/pkg/sqltext"
 	"github.com/sqlwarden/sqlwarden/pkg/wire"
 )
@@ -128,7 +128,7 @@ func (s *session) refreshLimits(ver uint64) {
 }
 
 // hit records that limit k fired on the current statement.
-func (s *session) hit(k LimitKind) *audit.LimitHit {
+func (s *session) hit(k LimitKind) *record.LimitHit {
 	h := s.lim.Hit(k)
 	s.limHit = h
 	s.srv.opts.Observer.LimitHit(h.Name, h.Kind)
@@ -213,7 +213,7 @@ func (s *session) admit(st *stmtAudit) (string, bool) {
 
 // refuseLimit journals a statement a limit refused and tells the client.
 func (s *session) refuseLimit(st *stmtAudit, seq uint8, msg string) error {
-	st.blocked = &audit.ErrorInfo{Code: wire.ErrCodeLimit, State: "42000", Message: msg}
+	st.blocked = &record.ErrorInfo{Code: wire.ErrCodeLimit, State: "42000", Message: msg}
 	if err := s.begin(st, seq); err != nil {
 		s.finish(st)
 		return s.flushAfterErr()

@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sqlwarden/sqlwarden/pkg/audit"
+	"github.com/sqlwarden/sqlwarden/pkg/record"
 )
 
 var timeoutVarRe = regexp.MustCompile(`(?i)max_(?:statement|execution)_time`)
@@ -35,10 +35,10 @@ func FuzzMentionsTimeoutVar(f *testing.F) {
 }
 
 func TestSetsTimeout(t *testing.T) {
-	sel := &Statement{Parsed: true, Classification: &audit.Classification{Kind: "SELECT"}}
-	set := &Statement{Parsed: true, Classification: &audit.Classification{Kind: "SET"}}
-	multi := &Statement{Parsed: true, Classification: &audit.Classification{Kind: "SET", Kinds: []string{"SELECT", "SET"}, Statements: 2}}
-	unparsed := &Statement{Classification: &audit.Classification{Kind: "UNPARSED"}}
+	sel := &Statement{Parsed: true, Classification: &record.Classification{Kind: "SELECT"}}
+	set := &Statement{Parsed: true, Classification: &record.Classification{Kind: "SET"}}
+	multi := &Statement{Parsed: true, Classification: &record.Classification{Kind: "SET", Kinds: []string{"SELECT", "SET"}, Statements: 2}}
+	unparsed := &Statement{Classification: &record.Classification{Kind: "UNPARSED"}}
 	for _, tc := range []struct {
 		sql  string
 		st   *Statement
@@ -96,11 +96,11 @@ func TestLimitsHit(t *testing.T) {
 	l.By[LimitMaxRows], l.By[LimitStatementTimeout], l.By[LimitReadOnly] = "a", "b", "c"
 	for _, tc := range []struct {
 		k    LimitKind
-		want audit.LimitHit
+		want record.LimitHit
 	}{
-		{LimitMaxRows, audit.LimitHit{Name: "a", Kind: "max_rows", Value: uint64(10)}},
-		{LimitStatementTimeout, audit.LimitHit{Name: "b", Kind: "statement_timeout", Value: "1.5s"}},
-		{LimitReadOnly, audit.LimitHit{Name: "c", Kind: "read_only", Value: true}},
+		{LimitMaxRows, record.LimitHit{Name: "a", Kind: "max_rows", Value: uint64(10)}},
+		{LimitStatementTimeout, record.LimitHit{Name: "b", Kind: "statement_timeout", Value: "1.5s"}},
+		{LimitReadOnly, record.LimitHit{Name: "c", Kind: "read_only", Value: true}},
 	} {
 		if got := l.Hit(tc.k); *got != tc.want {
 			t.Errorf("Hit(%s) = %+v, want %+v", tc.k, *got, tc.want)

@@ -8,7 +8,7 @@ import (
 
 	gm "github.com/go-mysql-org/go-mysql/mysql"
 
-	"github.com/sqlwarden/sqlwarden/pkg/audit"
+	"github.com/sqlwarden/sqlwarden/pkg/record"
 	"github.com/sqlwarden/sqlwarden/pkg/wire"
 )
 
@@ -113,9 +113,9 @@ func (s *session) auditProtocolError(command string, err error) {
 func (s *session) auditProtocolErrorCode(command string, code uint16, err error) {
 	s.statements++
 	id := s.statements
-	_ = s.srv.append(&audit.Record{Event: audit.EventStatement, SessionID: s.id, StatementID: id, Command: command, DB: s.db})
-	_ = s.srv.appendAsync(&audit.Record{Event: audit.EventOutcome, SessionID: s.id, StatementID: id, Status: audit.StatusError,
-		Error: &audit.ErrorInfo{Code: code, Message: "sqlwarden: " + err.Error()}})
+	_ = s.srv.append(&record.Record{Event: record.EventStatement, SessionID: s.id, StatementID: id, Command: command, DB: s.db})
+	_ = s.srv.appendAsync(&record.Record{Event: record.EventOutcome, SessionID: s.id, StatementID: id, Status: record.StatusError,
+		Error: &record.ErrorInfo{Code: code, Message: "sqlwarden: " + err.Error()}})
 }
 
 // command handles one client command. A returned error ends the session.
@@ -201,13 +201,13 @@ func (s *session) refuse(seq uint8, command, sql string, code uint16, msg string
 func (s *session) refuseState(seq uint8, command, sql string, code uint16, state, msg string) error {
 	s.statements++
 	id := s.statements
-	rec := &audit.Record{Event: audit.EventStatement, SessionID: s.id, StatementID: id, Command: command, DB: s.db}
+	rec := &record.Record{Event: record.EventStatement, SessionID: s.id, StatementID: id, Command: command, DB: s.db}
 	rec.SetSQL(sql)
 	if err := s.srv.append(rec); err != nil {
 		s.log.Error("audit refused command", "err", err)
 	}
-	if err := s.srv.appendAsync(&audit.Record{Event: audit.EventOutcome, SessionID: s.id, StatementID: id, Status: audit.StatusBlocked,
-		Error: &audit.ErrorInfo{Code: code, Message: msg}, Policy: &audit.Decision{Action: "deny", Rule: "protocol", Message: msg}}); err != nil {
+	if err := s.srv.appendAsync(&record.Record{Event: record.EventOutcome, SessionID: s.id, StatementID: id, Status: record.StatusBlocked,
+		Error: &record.ErrorInfo{Code: code, Message: msg}, Policy: &record.Decision{Action: "deny", Rule: "protocol", Message: msg}}); err != nil {
 		s.log.Error("audit refused command", "err", err)
 	}
 	s.writeErrSeq(seq+1, code, state, msg)
@@ -238,14 +238,14 @@ type stmtAudit struct {
 	command string
 	sql     string
 	st      *Statement
-	params  []audit.Param
+	params  []record.Param
 	verdict *Verdict
 	approve *Approval
 	plan    MaskPlan
 	planned bool // masking already planned (at PREPARE)
 	start   time.Time
 	fwd     time.Time // when forwarding started
-	blocked *audit.ErrorInfo
+	blocked *record.ErrorInfo
 	// noReply marks a command the server never answers (COM_STMT_CLOSE):
 	// a refusal is journaled but nothing is written to the client, whose
 	// next read belongs to its next command.
@@ -264,7 +264,7 @@ func (s *session) begin(st *stmtAudit, seq uint8) error {
 		st.start = s.srv.opts.Now()
 	}
 	rec := &s.rec
-	*rec = audit.Record{Event: audit.EventStatement, SessionID: s.id, StatementID: st.id, Command: st.command,
+	*rec = record.Record{Event: record.EventStatement, SessionID: s.id, StatementID: st.id, Command: st.command,
 		DB: s.db, Params: st.params}
 	rec.SetSQL(st.sql)
 	if st.st != nil {
@@ -276,7 +276,7 @@ func (s *session) begin(st *stmtAudit, seq uint8) error {
 	}
 	if err := s.srv.append(rec); err != nil {
 		s.log.Error("audit statement", "err", err)
-		st.blocked = &audit.ErrorInfo{Code: wire.ErrCodeAuditFailed, Message: "sqlwarden: audit journal unavailable, statement refused: " + err.Error()}
+		st.blocked = &record.ErrorInfo{Code: wire.ErrCodeAuditFailed, Message: "sqlwarden: audit journal unavailable, statement refused: " + err.Error()}
 		if !st.noReply {
 			s.writeErrSeq(seq+1, st.blocked.Code, "HY000", st.blocked.Message)
 		}
@@ -293,7 +293,7 @@ func (s *session) finish(st *stmtAudit) {
 	t := &s.tracker
 	s.recDur = now.Sub(st.start).Microseconds()
 	rec := &s.rec
-	*rec = audit.Record{Event: audit.EventOutcome, SessionID: s.id, StatementID: st.id, DurationUS: &s.recDur}
+	*rec = record.Record{Event: record.EventOutcome, SessionID: s.id, StatementID: st.id, DurationUS: &s.recDur}
 	if st.slot {
 		s.ident.inflight.Add(-1)
 		st.slot = false
@@ -304,13 +304,13 @@ func (s *session) finish(st *stmtAudit) {
 	}
 	switch {
 	case st.blocked != nil:
-		rec.Status = audit.StatusBlocked
+		rec.Status = record.StatusBlocked
 		rec.Error = st.blocked
 	case t.Err != nil:
-		rec.Status = audit.StatusError
-		rec.Error = &audit.ErrorInfo{Code: t.Err.Code, State: t.Err.State, Message: t.Err.Message}
+		rec.Status = record.StatusError
+		rec.Error = &record.ErrorInfo{Code: t.Err.Code, State: t.Err.State, Message: t.Err.Message}
 	default:
-		rec.Status = audit.StatusSuccess
+		rec.Status = record.StatusSuccess
 		s.recRows, s.recAffected = t.Rows, t.Affected
 		rec.Rows, rec.AffectedRows = &s.recRows, &s.recAffected
 		// The journal encodes the record before Append returns, so the
@@ -325,7 +325,7 @@ func (s *session) finish(st *stmtAudit) {
 		}
 	}
 	if st.verdict != nil {
-		s.recPolicy = audit.Decision{Rule: st.verdict.Rule, Action: st.verdict.Action, Message: st.verdict.Message}
+		s.recPolicy = record.Decision{Rule: st.verdict.Rule, Action: st.verdict.Action, Message: st.verdict.Message}
 		rec.Policy = &s.recPolicy
 		if st.approve != nil {
 			rec.Policy.Approver = st.approve.Approver

@@ -11,9 +11,9 @@ import (
 
 	gm "github.com/go-mysql-org/go-mysql/mysql"
 
-	"github.com/sqlwarden/sqlwarden/pkg/audit"
 	"github.com/sqlwarden/sqlwarden/pkg/proxy"
 	"github.com/sqlwarden/sqlwarden/pkg/proxy/proxytest"
+	"github.com/sqlwarden/sqlwarden/pkg/record"
 	"github.com/sqlwarden/sqlwarden/pkg/sqltext"
 	"github.com/sqlwarden/sqlwarden/pkg/wire"
 )
@@ -26,18 +26,18 @@ import (
 // memAudit keeps every record, deep-copied (the proxy lends its slices).
 type memAudit struct {
 	mu   sync.Mutex
-	recs []audit.Record
+	recs []record.Record
 	// discard counts records without keeping them (benchmarks).
 	discard bool
 	n       int
 	changed chan struct{} // closed and replaced on every record
 }
 
-func (a *memAudit) Append(r *audit.Record) error { return a.keep(r) }
+func (a *memAudit) Append(r *record.Record) error { return a.keep(r) }
 
-func (a *memAudit) AppendAsync(r *audit.Record) error { return a.keep(r) }
+func (a *memAudit) AppendAsync(r *record.Record) error { return a.keep(r) }
 
-func (a *memAudit) keep(r *audit.Record) error {
+func (a *memAudit) keep(r *record.Record) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.n++
@@ -48,7 +48,7 @@ func (a *memAudit) keep(r *audit.Record) error {
 	if err != nil {
 		return err
 	}
-	var c audit.Record
+	var c record.Record
 	if err := json.Unmarshal(b, &c); err != nil {
 		return err
 	}
@@ -70,13 +70,13 @@ func (a *memAudit) wait() <-chan struct{} {
 
 // statement returns the statement record with sql and its outcome, which
 // the proxy journals after the client has its reply: it waits for it.
-func (a *memAudit) statement(t *testing.T, sql string) (st, out audit.Record) {
+func (a *memAudit) statement(t *testing.T, sql string) (st, out record.Record) {
 	t.Helper()
 	timeout := time.After(10 * time.Second)
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	for _, r := range a.recs {
-		if r.Event == audit.EventStatement && r.SQL == sql {
+		if r.Event == record.EventStatement && r.SQL == sql {
 			st = r
 		}
 	}
@@ -86,7 +86,7 @@ func (a *memAudit) statement(t *testing.T, sql string) (st, out audit.Record) {
 	}
 	for {
 		for _, r := range a.recs {
-			if r.Event == audit.EventOutcome && r.SessionID == st.SessionID && r.StatementID == st.StatementID {
+			if r.Event == record.EventOutcome && r.SessionID == st.SessionID && r.StatementID == st.StatementID {
 				return st, r
 			}
 		}
@@ -109,7 +109,7 @@ func (acceptAuth) Authenticate(_ context.Context, req *proxy.AuthRequest) (*prox
 	if err := wire.AcceptAny(req.Conn, req.Handshake); err != nil {
 		return nil, err
 	}
-	return &proxy.Identity{Name: "agent", Backend: "db", Record: &audit.Identity{Name: "agent", Source: "test"}}, nil
+	return &proxy.Identity{Name: "agent", Backend: "db", Record: &record.Identity{Name: "agent", Source: "test"}}, nil
 }
 
 // wordPolicy classifies by the first word and denies DROP.
@@ -118,7 +118,7 @@ type wordPolicy struct{}
 func (wordPolicy) Classify(sql, _ string, _ sqltext.Dialect) *proxy.Statement {
 	kind, _, _ := strings.Cut(strings.TrimSpace(sql), " ")
 	kind = strings.ToUpper(kind)
-	return &proxy.Statement{Classification: &audit.Classification{Kind: kind, Statements: 1}, Digest: sql, Parsed: true, Cacheable: kind == "SELECT"}
+	return &proxy.Statement{Classification: &record.Classification{Kind: kind, Statements: 1}, Digest: sql, Parsed: true, Cacheable: kind == "SELECT"}
 }
 
 func (wordPolicy) Decide(_ *proxy.Identity, st *proxy.Statement, _ proxy.Session) proxy.Verdict {
@@ -161,8 +161,8 @@ func (p *emailPlan) ResultSet(_ int, cols [][]byte) (proxy.RowMasker, error) {
 	return nil, nil
 }
 
-func (p *emailPlan) Summary() []audit.Masked {
-	return []audit.Masked{{Column: "email", Rule: "mask-email", Count: p.n}}
+func (p *emailPlan) Summary() []record.Masked {
+	return []record.Masked{{Column: "email", Rule: "mask-email", Count: p.n}}
 }
 
 type emailRows struct {
@@ -276,7 +276,7 @@ func TestPipelineAllowed(t *testing.T) {
 	if st.DB != "shop" || st.Statement == nil || st.Statement.Kind != "SELECT" || st.Digest != q {
 		t.Errorf("statement record: db %q, classification %+v, digest %q", st.DB, st.Statement, st.Digest)
 	}
-	if out.Status != audit.StatusSuccess || out.Rows == nil || *out.Rows != 1 || out.Policy == nil || out.Policy.Action != "allow" {
+	if out.Status != record.StatusSuccess || out.Rows == nil || *out.Rows != 1 || out.Policy == nil || out.Policy.Action != "allow" {
 		t.Errorf("outcome: %+v", out)
 	}
 	if len(out.Columns) != 1 || out.Columns[0] != "name" || out.ResultDigest == "" {
@@ -303,13 +303,13 @@ func TestPipelineAllowed(t *testing.T) {
 	if err := stmt.Close(); err != nil {
 		t.Fatal(err)
 	}
-	ex := findEvent(h.audit, audit.EventStatement, "COM_STMT_EXECUTE")
+	ex := findEvent(h.audit, record.EventStatement, "COM_STMT_EXECUTE")
 	if ex == nil || ex.SQL != pq || len(ex.Params) != 1 || ex.Params[0].Value != float64(2) {
 		t.Errorf("execute record: %+v", ex)
 	}
 }
 
-func findEvent(a *memAudit, event, command string) *audit.Record {
+func findEvent(a *memAudit, event, command string) *record.Record {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	for i := range a.recs {
@@ -334,7 +334,7 @@ func TestPipelineBlocked(t *testing.T) {
 		t.Fatal("the backend received a blocked statement")
 	}
 	_, out := h.audit.statement(t, q)
-	if out.Status != audit.StatusBlocked || out.Policy == nil || out.Policy.Rule != "no-drop" || out.Error == nil || out.Error.Code != wire.ErrCodeBlocked {
+	if out.Status != record.StatusBlocked || out.Policy == nil || out.Policy.Rule != "no-drop" || out.Error == nil || out.Error.Code != wire.ErrCodeBlocked {
 		t.Errorf("outcome: %+v", out)
 	}
 	// The session goes on.
@@ -370,7 +370,7 @@ func TestPipelineMaskedRow(t *testing.T) {
 		t.Errorf("outcome masked: %+v", out.Masked)
 	}
 	// The result digest is of the rows the client received, masked.
-	d := audit.NewRowDigest()
+	d := record.NewRowDigest()
 	for _, row := range [][]byte{
 		append(wire.AppendLenEncString(nil, []byte("ada")), wire.AppendLenEncString(nil, []byte("***"))...),
 		append(wire.AppendLenEncString(nil, []byte("bob")), 0xfb),

@@ -5,7 +5,7 @@ import (
 
 	gm "github.com/go-mysql-org/go-mysql/mysql"
 
-	"github.com/sqlwarden/sqlwarden/pkg/audit"
+	"github.com/sqlwarden/sqlwarden/pkg/record"
 	"github.com/sqlwarden/sqlwarden/pkg/wire"
 )
 
@@ -141,11 +141,11 @@ func (s *session) dropUnknown(command string, id uint32) {
 	s.statements++
 	n := s.statements
 	msg := unknownStmtMsg(command, id)
-	if err := s.srv.append(&audit.Record{Event: audit.EventStatement, SessionID: s.id, StatementID: n, Command: command, DB: s.db}); err != nil {
+	if err := s.srv.append(&record.Record{Event: record.EventStatement, SessionID: s.id, StatementID: n, Command: command, DB: s.db}); err != nil {
 		s.log.Error("audit dropped command", "err", err)
 	}
-	if err := s.srv.appendAsync(&audit.Record{Event: audit.EventOutcome, SessionID: s.id, StatementID: n, Status: audit.StatusBlocked,
-		Error: &audit.ErrorInfo{Code: wire.ErrCodeUnknownStmt, Message: msg}, Policy: &audit.Decision{Action: "deny", Rule: "protocol", Message: msg}}); err != nil {
+	if err := s.srv.appendAsync(&record.Record{Event: record.EventOutcome, SessionID: s.id, StatementID: n, Status: record.StatusBlocked,
+		Error: &record.ErrorInfo{Code: wire.ErrCodeUnknownStmt, Message: msg}, Policy: &record.Decision{Action: "deny", Rule: "protocol", Message: msg}}); err != nil {
 		s.log.Error("audit dropped command", "err", err)
 	}
 }
@@ -216,13 +216,13 @@ func sizeIfTruncated(ld *longData) int {
 	return 0
 }
 
-func auditParams(ps []wire.Param) []audit.Param {
+func auditParams(ps []wire.Param) []record.Param {
 	if len(ps) == 0 {
 		return nil
 	}
-	out := make([]audit.Param, len(ps))
+	out := make([]record.Param, len(ps))
 	for i, p := range ps {
-		out[i] = audit.Param{Type: p.Type, Value: p.Value, Truncated: p.Truncated, Size: p.Size}
+		out[i] = record.Param{Type: p.Type, Value: p.Value, Truncated: p.Truncated, Size: p.Size}
 	}
 	return out
 }

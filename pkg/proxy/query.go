@@ -11,7 +11,7 @@ import (
 
 	gm "github.com/go-mysql-org/go-mysql/mysql"
 
-	"github.com/sqlwarden/sqlwarden/pkg/audit"
+	"github.com/sqlwarden/sqlwarden/pkg/record"
 	"github.com/sqlwarden/sqlwarden/pkg/sqltext"
 	"github.com/sqlwarden/sqlwarden/pkg/wire"
 )
@@ -186,7 +186,7 @@ func (s *session) flushAfterErr() error {
 // client why.
 func (s *session) block(st *stmtAudit, seq uint8, v *Verdict, code uint16, msg string) error {
 	st.verdict = v
-	st.blocked = &audit.ErrorInfo{Code: code, Message: msg}
+	st.blocked = &record.ErrorInfo{Code: code, Message: msg}
 	if err := s.begin(st, seq); err != nil {
 		s.finish(st)
 		return s.flushAfterErr()
@@ -200,7 +200,7 @@ func (s *session) block(st *stmtAudit, seq uint8, v *Verdict, code uint16, msg s
 // idles meanwhile; a client that hangs up withdraws its request.
 func (s *session) await(st *stmtAudit, seq uint8) (bool, error) {
 	if s.srv.opts.Approver == nil {
-		st.blocked = &audit.ErrorInfo{Code: wire.ErrCodeApprovalDenied, Message: "sqlwarden: statement needs approval but no approver is configured"}
+		st.blocked = &record.ErrorInfo{Code: wire.ErrCodeApprovalDenied, Message: "sqlwarden: statement needs approval but no approver is configured"}
 		s.finish(st)
 		s.writeErrSeq(seq+1, st.blocked.Code, "42000", st.blocked.Message)
 		return false, s.flushAfterErr()
@@ -233,7 +233,7 @@ func (s *session) await(st *stmtAudit, seq uint8) (bool, error) {
 	case "timeout":
 		msg = "sqlwarden: approval timed out: statement not executed"
 	case "withdrawn":
-		st.blocked = &audit.ErrorInfo{Code: wire.ErrCodeApprovalDenied, Message: "sqlwarden: approval withdrawn: client disconnected"}
+		st.blocked = &record.ErrorInfo{Code: wire.ErrCodeApprovalDenied, Message: "sqlwarden: approval withdrawn: client disconnected"}
 		s.finish(st)
 		return false, &protocolError{side: "client", err: errors.New("disconnected while awaiting approval")}
 	case "pending":
@@ -248,7 +248,7 @@ func (s *session) await(st *stmtAudit, seq uint8) (bool, error) {
 		}
 	}
 	st.verdict = &Verdict{Rule: st.verdict.Rule, Action: "approve", Message: a.Status, ApprovalMode: a.Mode}
-	st.blocked = &audit.ErrorInfo{Code: wire.ErrCodeApprovalDenied, Message: msg}
+	st.blocked = &record.ErrorInfo{Code: wire.ErrCodeApprovalDenied, Message: msg}
 	s.finish(st)
 	s.writeErrSeq(seq+1, wire.ErrCodeApprovalDenied, "42000", msg)
 	return false, s.flushAfterErr()

@@ -1,8 +1,8 @@
 package proxy
 
 import (
-	"github.com/sqlwarden/sqlwarden/pkg/audit"
 	"github.com/sqlwarden/sqlwarden/pkg/credscrub"
+	"github.com/sqlwarden/sqlwarden/pkg/record"
 	"github.com/sqlwarden/sqlwarden/pkg/wire/rows"
 )
 
@@ -32,13 +32,13 @@ func (p *credentialPlan) ResultSet(i int, cols [][]byte) (RowMasker, error) {
 	return p.inner.ResultSet(i, cols)
 }
 
-func (p *credentialPlan) Summary() []audit.Masked {
-	var out []audit.Masked
+func (p *credentialPlan) Summary() []record.Masked {
+	var out []record.Masked
 	if p.inner != nil {
 		out = p.inner.Summary()
 	}
 	if p.editor.Count > 0 {
-		out = append(out, audit.Masked{Column: p.column, Rule: RuleCredentialScrub, Count: p.editor.Count})
+		out = append(out, record.Masked{Column: p.column, Rule: RuleCredentialScrub, Count: p.editor.Count})
 	}
 	return out
 }

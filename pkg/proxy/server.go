@@ -13,7 +13,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/sqlwarden/sqlwarden/pkg/audit"
+	"github.com/sqlwarden/sqlwarden/pkg/record"
 )
 
 // Backend is where an identity's statements go.
@@ -67,7 +67,7 @@ type Options struct {
 	Node                string
 	// Results keeps the first rows of each text-protocol result (as the
 	// client received them, masked) in the outcome record; off by default.
-	Results audit.Results
+	Results record.Results
 	// Clock is injectable for tests.
 	Now func() time.Time
 }
@@ -290,13 +290,13 @@ func (s *Server) learnVersion(v string) {
 	s.versionMu.Unlock()
 }
 
-func (s *Server) append(r *audit.Record) error {
+func (s *Server) append(r *record.Record) error {
 	s.stamp(r)
 	return s.opts.Audit.Append(r)
 }
 
 // appendAsync journals a record nothing waits for (outcome, session end).
-func (s *Server) appendAsync(r *audit.Record) error {
+func (s *Server) appendAsync(r *record.Record) error {
 	s.stamp(r)
 	return s.opts.Audit.AppendAsync(r)
 }
@@ -310,7 +310,7 @@ func (s *Server) dialer(d *net.Dialer) func(ctx context.Context, network, addres
 	return d.DialContext
 }
 
-func (s *Server) stamp(r *audit.Record) {
+func (s *Server) stamp(r *record.Record) {
 	if r.TS.IsZero() {
 		r.TS = s.opts.Now().UTC()
 	}

@@ -18,8 +18,8 @@ import (
 	gm "github.com/go-mysql-org/go-mysql/mysql"
 	"github.com/pingcap/tidb/pkg/parser/charset"
 
-	"github.com/sqlwarden/sqlwarden/pkg/audit"
 	"github.com/sqlwarden/sqlwarden/pkg/host"
+	"github.com/sqlwarden/sqlwarden/pkg/record"
 	"github.com/sqlwarden/sqlwarden/pkg/sqltext"
 	"github.com/sqlwarden/sqlwarden/pkg/wire"
 )
@@ -68,8 +68,8 @@ type session struct {
 	cols    [][]byte
 	// cursorMasker masks rows of the cursor opened by the current EXECUTE.
 	cursorMasker RowMasker
-	digest       *audit.RowDigest
-	results      *audit.ResultCollector // rows kept for the current statement's outcome
+	digest       *record.RowDigest
+	results      *record.ResultCollector // rows kept for the current statement's outcome
 	verdicts     map[verdictKey]Verdict
 	verdictVer   uint64
 	// The current statement's verdict and journal records: the journal
@@ -77,11 +77,11 @@ type session struct {
 	// one record (and the values its pointers point to) serves every
 	// statement without allocating.
 	verdict     Verdict
-	rec         audit.Record
+	rec         record.Record
 	recRows     uint64
 	recAffected uint64
 	recDur      int64
-	recPolicy   audit.Decision
+	recPolicy   record.Decision
 
 	// Per-identity limits (limits.go), resolved at login and again when the
 	// policy version changes.
@@ -93,10 +93,10 @@ type session struct {
 	admitOn     bool // a limit checked before forwarding a statement
 	ident       *identState
 	connCounted bool
-	limHit      *audit.LimitHit // the limit that fired on the current statement
-	truncated   bool            // the current statement's result was truncated
-	mstApplied  time.Duration   // the backend session's statement time limit (0: server default)
-	wd          *time.Timer     // statement_timeout watchdog
+	limHit      *record.LimitHit // the limit that fired on the current statement
+	truncated   bool             // the current statement's result was truncated
+	mstApplied  time.Duration    // the backend session's statement time limit (0: server default)
+	wd          *time.Timer      // statement_timeout watchdog
 	wdMu        sync.Mutex
 	wdGen       uint64 // statements the watchdog was armed for
 	wdArmed     uint64 // wdGen of the statement being watched, 0 when none
@@ -131,7 +131,7 @@ func newSession(s *Server, c net.Conn) *session {
 		srv: s, raw: c, id: id, ctx: ctx, cancel: cancel,
 		log:    s.log.With("session", id, "client", c.RemoteAddr().String()),
 		stmts:  map[uint32]*prepared{},
-		digest: audit.NewRowDigest(),
+		digest: record.NewRowDigest(),
 	}
 }
 
@@ -217,7 +217,7 @@ func (s *session) run() {
 	s.client = wire.NewConn(s.raw, min(srv.opts.MaxPacket, wire.PreAuthMaxPacket))
 
 	remote, local := addrPort(s.raw.RemoteAddr()), addrPort(s.raw.LocalAddr())
-	workload := &audit.Workload{}
+	workload := &record.Workload{}
 	if srv.opts.Origins != nil {
 		o, err := srv.opts.Origins.Lookup(remote, local)
 		switch {
@@ -258,7 +258,7 @@ func (s *session) run() {
 	s.hs = hs
 	s.caps = hs.Capabilities
 	s.db = hs.DB
-	clientInfo := &audit.Client{Addr: remote.String(), User: hs.User, TLS: hs.TLS, Attrs: hs.Attrs}
+	clientInfo := &record.Client{Addr: remote.String(), User: hs.User, TLS: hs.TLS, Attrs: hs.Attrs}
 
 	if srv.opts.RequireTLS && !hs.TLS {
 		s.deny(workload, clientInfo, nil, "TLS is required", wire.ErrCodeTLSRequired)
@@ -323,7 +323,7 @@ func (s *session) run() {
 		outcome = "denied"
 		return
 	}
-	beInfo := &audit.BackendInfo{Name: be.Name, Address: addr, User: cred.User}
+	beInfo := &record.BackendInfo{Name: be.Name, Address: addr, User: cred.User}
 	s.beName, s.be, s.beAddr = be.Name, be, addr
 	if err := s.dialBackend(addr, cred, be); err != nil {
 		code, state, msg := loginFailure(be.Name, addr, err)
@@ -358,8 +358,8 @@ func (s *session) run() {
 	}
 	_ = s.raw.SetDeadline(time.Time{})
 
-	start := &audit.Record{
-		Event: audit.EventSessionStart, SessionID: s.id,
+	start := &record.Record{
+		Event: record.EventSessionStart, SessionID: s.id,
 		Identity: id.Record, Workload: workload, Client: clientInfo,
 		Backend: beInfo,
 	}
@@ -397,13 +397,13 @@ func shortReason(r string) string {
 }
 
 func (s *session) end(reason string) {
-	if err := s.srv.appendAsync(&audit.Record{Event: audit.EventSessionEnd, SessionID: s.id, Reason: reason, Statements: audit.U64(s.statements)}); err != nil {
+	if err := s.srv.appendAsync(&record.Record{Event: record.EventSessionEnd, SessionID: s.id, Reason: reason, Statements: record.U64(s.statements)}); err != nil {
 		s.log.Error("audit session end", "err", err)
 	}
 }
 
-func describeWorkload(o Origin) *audit.Workload {
-	w := &audit.Workload{PID: o.PID, CgroupID: o.CgroupID, Netns: o.NetnsCookie}
+func describeWorkload(o Origin) *record.Workload {
+	w := &record.Workload{PID: o.PID, CgroupID: o.CgroupID, Netns: o.NetnsCookie}
 	uid := o.UID
 	w.UID = &uid
 	// What is unreadable (the process already gone) stays empty.
@@ -420,7 +420,7 @@ func describeWorkload(o Origin) *audit.Workload {
 }
 
 // deny refuses a connection before it reaches a backend.
-func (s *session) deny(w *audit.Workload, c *audit.Client, id *audit.Identity, reason string, code uint16) {
+func (s *session) deny(w *record.Workload, c *record.Client, id *record.Identity, reason string, code uint16) {
 	s.log.Info("connection denied", "reason", reason)
 	s.recordDenied(w, c, id, nil, reason)
 	msg := "sqlwarden: " + reason
@@ -433,14 +433,14 @@ func (s *session) deny(w *audit.Workload, c *audit.Client, id *audit.Identity, r
 // backendDenied refuses a verified client whose backend cannot be used.
 // The code is 1045 (SQLSTATE 08S01), never a client-range 2xxx code, which
 // libmariadb-based clients read as a malformed packet.
-func (s *session) backendDenied(w *audit.Workload, c *audit.Client, id *audit.Identity, be *audit.BackendInfo, reason string) {
+func (s *session) backendDenied(w *record.Workload, c *record.Client, id *record.Identity, be *record.BackendInfo, reason string) {
 	s.log.Info("connection denied", "reason", reason)
 	s.recordDenied(w, c, id, be, reason)
 	s.writeErr(wire.ErrCodeAccessDenied, "08S01", "sqlwarden: "+reason)
 }
 
-func (s *session) recordDenied(w *audit.Workload, c *audit.Client, id *audit.Identity, be *audit.BackendInfo, reason string) {
-	r := &audit.Record{Event: audit.EventSessionDenied, SessionID: s.id, Identity: id, Workload: w, Client: c, Backend: be, Reason: reason, Limit: s.limHit}
+func (s *session) recordDenied(w *record.Workload, c *record.Client, id *record.Identity, be *record.BackendInfo, reason string) {
+	r := &record.Record{Event: record.EventSessionDenied, SessionID: s.id, Identity: id, Workload: w, Client: c, Backend: be, Reason: reason, Limit: s.limHit}
 	if s.origin != nil {
 		r.Destination = s.origin.Destination.String()
 	}

@@ -10,7 +10,7 @@ import (
 	"testing"
 
 	"github.com/sqlwarden/sqlwarden/internal/testutil"
-	"github.com/sqlwarden/sqlwarden/pkg/audit"
+	"github.com/sqlwarden/sqlwarden/pkg/record"
 	"github.com/sqlwarden/sqlwarden/test/harness"
 )
 
@@ -240,7 +240,7 @@ func TestMaxAffectedRows(t *testing.T) {
 
 	// Journal and metrics name the limit.
 	_, o := d.FindStatement(t, "DELETE FROM items WHERE id = id")
-	if o == nil || o.Status != audit.StatusError || o.Error == nil || o.Error.Code != 1226 || o.Limit == nil ||
+	if o == nil || o.Status != record.StatusError || o.Error == nil || o.Error.Code != 1226 || o.Limit == nil ||
 		o.Limit.Name != "blast" || o.Limit.Kind != "max_affected_rows" || o.Limit.Value != float64(2) {
 		t.Errorf("outcome of the over-limit DELETE: %+v (limit %+v)", o, o.Limit)
 	}

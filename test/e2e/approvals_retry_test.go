@@ -18,7 +18,7 @@ import (
 
 	gomysql "github.com/go-sql-driver/mysql"
 
-	"github.com/sqlwarden/sqlwarden/pkg/audit"
+	"github.com/sqlwarden/sqlwarden/pkg/record"
 	"github.com/sqlwarden/sqlwarden/test/harness"
 )
 
@@ -92,10 +92,10 @@ func setupCounter(t *testing.T, d *harness.Daemon) *sql.DB {
 	return root
 }
 
-func approvalEvents(recs []*audit.Record, id string) []string {
+func approvalEvents(recs []*record.Record, id string) []string {
 	var out []string
 	for _, r := range recs {
-		if r.Event == audit.EventApproval && r.Approval != nil && r.Approval.ID == id {
+		if r.Event == record.EventApproval && r.Approval != nil && r.Approval.ID == id {
 			out = append(out, r.Approval.Status)
 		}
 	}
@@ -203,16 +203,16 @@ func TestApprovalRetryModeCLI(t *testing.T) {
 
 	recs := d.Settled(t)
 	os := harness.Outcomes(recs, harness.Stmt("", q))
-	var used []*audit.Record
+	var used []*record.Record
 	for _, o := range os {
-		if o.Status == audit.StatusSuccess {
+		if o.Status == record.StatusSuccess {
 			used = append(used, o)
 		}
 	}
 	if len(used) != 1 || used[0].Policy == nil || used[0].Policy.ApprovalID != id || used[0].Policy.Approver != "alice" || used[0].Policy.Reason != "one increment" {
 		t.Fatalf("executed outcome(s): %+v", used)
 	}
-	if first := os[0]; first.Status != audit.StatusBlocked || first.Policy == nil || first.Policy.ApprovalID != id || first.Error.Code != 1227 {
+	if first := os[0]; first.Status != record.StatusBlocked || first.Policy == nil || first.Policy.ApprovalID != id || first.Error.Code != 1227 {
 		t.Errorf("refused outcome: %+v %+v", first, first.Policy)
 	}
 	if ev := approvalEvents(recs, id); !slices.Equal(ev, []string{"approved", "used"}) {

@@ -13,7 +13,7 @@ import (
 	"github.com/chromedp/chromedp"
 	gomysql "github.com/go-sql-driver/mysql"
 
-	"github.com/sqlwarden/sqlwarden/pkg/audit"
+	"github.com/sqlwarden/sqlwarden/pkg/record"
 
 	"github.com/sqlwarden/sqlwarden/internal/testutil"
 	"github.com/sqlwarden/sqlwarden/test/harness"
@@ -112,7 +112,7 @@ func TestApproverPageReleasesWaitingClient(t *testing.T) {
 	}
 	db.Close()
 	_, o := harness.Pair(t, d.Settled(t), q)
-	if o.Status != audit.StatusSuccess || o.Policy == nil || o.Policy.Approver != "dana" || o.Policy.Reason != "reviewed in the browser" {
+	if o.Status != record.StatusSuccess || o.Policy == nil || o.Policy.Approver != "dana" || o.Policy.Reason != "reviewed in the browser" {
 		t.Fatalf("outcome %+v policy %+v", o, o.Policy)
 	}
 }
@@ -258,9 +258,9 @@ func TestApproverPageRetryMode(t *testing.T) {
 
 	agent.Close()
 	recs := d.Settled(t)
-	var ran []*audit.Record
+	var ran []*record.Record
 	for _, o := range harness.Outcomes(recs, harness.Stmt("", q)) {
-		if o.Status == audit.StatusSuccess {
+		if o.Status == record.StatusSuccess {
 			ran = append(ran, o)
 		}
 	}

@@ -14,7 +14,7 @@ import (
 
 	gomysql "github.com/go-sql-driver/mysql"
 
-	"github.com/sqlwarden/sqlwarden/pkg/audit"
+	"github.com/sqlwarden/sqlwarden/pkg/record"
 	"github.com/sqlwarden/sqlwarden/test/harness"
 )
 
@@ -52,8 +52,8 @@ func TestConnectAttributes(t *testing.T) {
 		if proxied["sqlwarden_identity"] != harness.Identity || session == "" {
 			t.Fatalf("sqlwarden's attributes missing: %v", proxied)
 		}
-		d.WaitFor(t, "session.start "+session, func(r *audit.Record) bool {
-			return r.Event == audit.EventSessionStart && r.SessionID == session
+		d.WaitFor(t, "session.start "+session, func(r *record.Record) bool {
+			return r.Event == record.EventSessionStart && r.SessionID == session
 		})
 		rest := maps.Clone(proxied)
 		delete(rest, "sqlwarden_identity")

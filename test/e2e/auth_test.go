@@ -26,7 +26,7 @@ import (
 	gomysql "github.com/go-sql-driver/mysql"
 
 	"github.com/sqlwarden/sqlwarden/internal/testutil"
-	"github.com/sqlwarden/sqlwarden/pkg/audit"
+	"github.com/sqlwarden/sqlwarden/pkg/record"
 	"github.com/sqlwarden/sqlwarden/pkg/wire"
 	"github.com/sqlwarden/sqlwarden/test/harness"
 )
@@ -196,13 +196,13 @@ func TestCachingSha2TowardClient(t *testing.T) {
 	}
 
 	recs := d.WaitOutcomes(t)
-	starts := map[string]*audit.Record{}
+	starts := map[string]*record.Record{}
 	denied := 0
 	for _, r := range recs {
 		switch r.Event {
-		case audit.EventSessionStart:
+		case record.EventSessionStart:
 			starts[r.SessionID] = r
-		case audit.EventSessionDenied:
+		case record.EventSessionDenied:
 			denied++
 		}
 	}
@@ -215,7 +215,7 @@ func TestCachingSha2TowardClient(t *testing.T) {
 	}{"SELECT 'sha2-rsa'": {harness.Identity, false}, "SELECT 'sha2-fast'": {harness.Identity, false}, "SELECT 'sha2-tls'": {"agent-two", true}} {
 		st, out := harness.Pair(t, recs, q)
 		s := starts[st.SessionID]
-		if s == nil || s.Identity.Name != want.id || s.Client.TLS != want.tls || out.Status != audit.StatusSuccess {
+		if s == nil || s.Identity.Name != want.id || s.Client.TLS != want.tls || out.Status != record.StatusSuccess {
 			t.Errorf("%s: session.start %+v outcome %+v", q, s, out)
 		}
 	}
@@ -394,11 +394,11 @@ func TestCachingSha2Backend(t *testing.T) {
 	}
 	recs := d.WaitOutcomes(t)
 	st, out := harness.Pair(t, recs, "SELECT 'via-tls'")
-	if out.Status != audit.StatusSuccess || *out.Rows != 1 {
+	if out.Status != record.StatusSuccess || *out.Rows != 1 {
 		t.Errorf("outcome %+v", out)
 	}
 	for _, r := range recs {
-		if r.Event == audit.EventSessionStart && r.SessionID == st.SessionID {
+		if r.Event == record.EventSessionStart && r.SessionID == st.SessionID {
 			if r.Backend == nil || r.Backend.Name != "secure" || r.Backend.User != "sha2user" || r.Backend.Address != b.addr {
 				t.Errorf("session.start backend %+v", r.Backend)
 			}
@@ -458,7 +458,7 @@ func TestTLSPolicies(t *testing.T) {
 	}
 	var reasons []string
 	for _, r := range d.WaitOutcomes(t) {
-		if r.Event == audit.EventSessionDenied {
+		if r.Event == record.EventSessionDenied {
 			reasons = append(reasons, r.Reason)
 		}
 	}

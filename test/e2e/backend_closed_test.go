@@ -15,15 +15,15 @@ import (
 
 	"github.com/go-mysql-org/go-mysql/client"
 
-	"github.com/sqlwarden/sqlwarden/pkg/audit"
+	"github.com/sqlwarden/sqlwarden/pkg/record"
 	"github.com/sqlwarden/sqlwarden/test/harness"
 )
 
 // backendClosedEnds counts the session.end records that say the backend
 // closed the session.
-func backendClosedEnds(recs []*audit.Record) int {
-	return harness.Count(recs, func(r *audit.Record) bool {
-		return r.Event == audit.EventSessionEnd && r.Reason == "backend_closed"
+func backendClosedEnds(recs []*record.Record) int {
+	return harness.Count(recs, func(r *record.Record) bool {
+		return r.Event == record.EventSessionEnd && r.Reason == "backend_closed"
 	})
 }
 
@@ -31,7 +31,7 @@ func backendClosedEnds(recs []*audit.Record) int {
 // reason backend_closed.
 func waitBackendClosed(t *testing.T, d *harness.Daemon, before int) {
 	t.Helper()
-	d.WaitRecords(t, "a session.end with reason backend_closed", func(recs []*audit.Record) bool {
+	d.WaitRecords(t, "a session.end with reason backend_closed", func(recs []*record.Record) bool {
 		return backendClosedEnds(recs) > before
 	})
 }

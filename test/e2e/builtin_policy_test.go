@@ -13,7 +13,7 @@ import (
 	gomysql "github.com/go-sql-driver/mysql"
 
 	"github.com/sqlwarden/sqlwarden/internal/testutil"
-	"github.com/sqlwarden/sqlwarden/pkg/audit"
+	"github.com/sqlwarden/sqlwarden/pkg/record"
 	"github.com/sqlwarden/sqlwarden/test/harness"
 )
 
@@ -237,7 +237,7 @@ func TestBuiltInPolicyPowerStatements(t *testing.T) {
 	recs := d.Settled(t)
 	for _, q := range []string{"CALL p_wipe()", "SET GLOBAL max_connect_errors = 999", "DELETE FROM t WHERE id = id"} {
 		_, o := harness.Pair(t, recs, q)
-		if o == nil || o.Status != audit.StatusBlocked || o.Policy == nil {
+		if o == nil || o.Status != record.StatusBlocked || o.Policy == nil {
 			t.Errorf("%q: outcome %+v, want blocked with the policy decision", q, o)
 		}
 	}

@@ -26,7 +26,7 @@ import (
 	gomysql "github.com/go-sql-driver/mysql"
 
 	"github.com/sqlwarden/sqlwarden/internal/testutil"
-	"github.com/sqlwarden/sqlwarden/pkg/audit"
+	"github.com/sqlwarden/sqlwarden/pkg/record"
 	"github.com/sqlwarden/sqlwarden/test/harness"
 )
 
@@ -315,9 +315,9 @@ func TestClientMatrix(t *testing.T) {
 func checkClientAudit(t *testing.T, d *harness.Daemon, c clientCase) {
 	t.Helper()
 	recs := d.WaitOutcomes(t)
-	starts := map[string]*audit.Record{}
+	starts := map[string]*record.Record{}
 	for _, r := range recs {
-		if r.Event == audit.EventSessionStart {
+		if r.Event == record.EventSessionStart {
 			starts[r.SessionID] = r
 		}
 	}
@@ -328,7 +328,7 @@ func checkClientAudit(t *testing.T, d *harness.Daemon, c clientCase) {
 		command = "COM_STMT_EXECUTE"
 	}
 	st, out := harness.PairCommand(t, recs, command, text)
-	if st.DB != "cm_"+tag || out.Status != audit.StatusSuccess || out.Rows == nil || *out.Rows != 1 ||
+	if st.DB != "cm_"+tag || out.Status != record.StatusSuccess || out.Rows == nil || *out.Rows != 1 ||
 		len(out.Columns) != 1 || out.Columns[0] != "name" {
 		t.Errorf("text query records: %+v / %+v", st, out)
 	}
@@ -347,37 +347,37 @@ func checkClientAudit(t *testing.T, d *harness.Daemon, c clientCase) {
 	switch {
 	case c.serverPrepare:
 		_, pout := harness.PairCommand(t, recs, "COM_STMT_PREPARE", prep)
-		if pout.Status != audit.StatusSuccess {
+		if pout.Status != record.StatusSuccess {
 			t.Errorf("prepare outcome %+v", pout)
 		}
 		ex, eout := harness.PairCommand(t, recs, "COM_STMT_EXECUTE", prep)
 		if len(ex.Params) != 2 || fmt.Sprint(ex.Params[0].Value) != "2" || ex.Params[1].Value != "pear" || ex.Params[0].Type == "" {
 			t.Errorf("execute params %+v", ex.Params)
 		}
-		if eout.Status != audit.StatusSuccess || eout.Rows == nil || *eout.Rows != 1 {
+		if eout.Status != record.StatusSuccess || eout.Rows == nil || *eout.Rows != 1 {
 			t.Errorf("execute outcome %+v", eout)
 		}
 	case c.sqlPrepare:
 		_, o := harness.Pair(t, recs, "EXECUTE s USING @a, @b")
-		if o.Status != audit.StatusSuccess || *o.Rows != 1 {
+		if o.Status != record.StatusSuccess || *o.Rows != 1 {
 			t.Errorf("SQL EXECUTE outcome %+v", o)
 		}
 	default:
 		inter := fmt.Sprintf("SELECT name, qty FROM items WHERE id = 2 AND name = 'pear' AND '%s' = '%s'", tag, tag)
 		st, o := harness.Pair(t, recs, inter)
-		if st.Command != "COM_QUERY" || o.Status != audit.StatusSuccess || *o.Rows != 1 {
+		if st.Command != "COM_QUERY" || o.Status != record.StatusSuccess || *o.Rows != 1 {
 			t.Errorf("interpolated query records %+v / %+v", st, o)
 		}
 	}
 
 	_, out = harness.Pair(t, recs, "SELECT * FROM no_such_table_"+tag)
-	if out.Status != audit.StatusError || out.Error == nil || out.Error.Code != 1146 {
+	if out.Status != record.StatusError || out.Error == nil || out.Error.Code != 1146 {
 		t.Errorf("error outcome %+v", out)
 	}
 
-	var tlsStmt *audit.Record
+	var tlsStmt *record.Record
 	for _, r := range recs {
-		if r.Event == audit.EventStatement && strings.HasPrefix(r.SQL, fmt.Sprintf("SELECT '%s-tls'", tag)) {
+		if r.Event == record.EventStatement && strings.HasPrefix(r.SQL, fmt.Sprintf("SELECT '%s-tls'", tag)) {
 			tlsStmt = r
 		}
 	}
@@ -410,9 +410,9 @@ func TestGeneratedCertificate(t *testing.T) {
 	}
 	db.Close()
 	recs := d.WaitOutcomes(t)
-	starts := map[string]*audit.Record{}
+	starts := map[string]*record.Record{}
 	for _, r := range recs {
-		if r.Event == audit.EventSessionStart {
+		if r.Event == record.EventSessionStart {
 			starts[r.SessionID] = r
 		}
 	}

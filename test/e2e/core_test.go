@@ -17,7 +17,7 @@ import (
 	gomysql "github.com/go-sql-driver/mysql"
 
 	"github.com/sqlwarden/sqlwarden/internal/testutil"
-	"github.com/sqlwarden/sqlwarden/pkg/audit"
+	"github.com/sqlwarden/sqlwarden/pkg/record"
 	"github.com/sqlwarden/sqlwarden/test/harness"
 )
 
@@ -128,7 +128,7 @@ func TestCoreGoDriver(t *testing.T) {
 	if st.Command != "COM_QUERY" || st.DB != "core_go" || st.Digest == "" || strings.Contains(st.Digest, "2") {
 		t.Errorf("select statement record: %+v", st)
 	}
-	if out.Status != audit.StatusSuccess || out.Rows == nil || *out.Rows != 1 || len(out.Columns) != 1 || out.Columns[0] != "name" || out.DurationUS == nil {
+	if out.Status != record.StatusSuccess || out.Rows == nil || *out.Rows != 1 || len(out.Columns) != 1 || out.Columns[0] != "name" || out.DurationUS == nil {
 		t.Errorf("select outcome: %+v", out)
 	}
 	_, out = harness.Pair(t, recs, "INSERT INTO items VALUES (4,'fig',40),(5,'kiwi',50)")
@@ -140,7 +140,7 @@ func TestCoreGoDriver(t *testing.T) {
 		t.Errorf("delete outcome: %+v", out)
 	}
 	_, out = harness.Pair(t, recs, "SELECT * FROM no_such_table")
-	if out.Status != audit.StatusError || out.Error == nil || out.Error.Code != 1146 {
+	if out.Status != record.StatusError || out.Error == nil || out.Error.Code != 1146 {
 		t.Errorf("error outcome: %+v", out)
 	}
 	st, out = harness.Pair(t, recs, "SELECT id FROM items WHERE id = 1; SELECT name FROM items WHERE id = 3; UPDATE items SET qty = 0 WHERE id = 1")
@@ -151,12 +151,12 @@ func TestCoreGoDriver(t *testing.T) {
 	if st.DB != "core_go2" {
 		t.Errorf("db after USE recorded as %q", st.DB)
 	}
-	var start, end *audit.Record
+	var start, end *record.Record
 	for _, r := range recs {
-		if r.Event == audit.EventSessionStart && r.SessionID == st.SessionID {
+		if r.Event == record.EventSessionStart && r.SessionID == st.SessionID {
 			start = r
 		}
-		if r.Event == audit.EventSessionEnd && r.SessionID == st.SessionID {
+		if r.Event == record.EventSessionEnd && r.SessionID == st.SessionID {
 			end = r
 		}
 	}
@@ -203,7 +203,7 @@ func TestCoreInitDBAndPing(t *testing.T) {
 	c.Close()
 	recs := d.Settled(t)
 	_, out := harness.Pair(t, recs, "USE `core_init`")
-	if out.Status != audit.StatusSuccess {
+	if out.Status != record.StatusSuccess {
 		t.Errorf("init db outcome %+v", out)
 	}
 	st, _ := harness.Pair(t, recs, "SELECT COUNT(*) FROM items")
@@ -211,11 +211,11 @@ func TestCoreInitDBAndPing(t *testing.T) {
 		t.Errorf("db after COM_INIT_DB = %q", st.DB)
 	}
 	_, out = harness.Pair(t, recs, "USE `no_such_db`")
-	if out.Status != audit.StatusError || out.Error.Code != 1049 {
+	if out.Status != record.StatusError || out.Error.Code != 1049 {
 		t.Errorf("bad init db outcome %+v", out)
 	}
 	for _, r := range recs {
-		if r.Event == audit.EventStatement && r.Command == "COM_INIT_DB" && r.SQL == "USE `no_such_db`" {
+		if r.Event == record.EventStatement && r.Command == "COM_INIT_DB" && r.SQL == "USE `no_such_db`" {
 			return
 		}
 	}
@@ -298,7 +298,7 @@ func TestCoreDrainOnSIGTERM(t *testing.T) {
 		var v int
 		done <- db.QueryRow("SELECT SLEEP(1.5) + 7").Scan(&v)
 	}()
-	d.WaitFor(t, "for the sleeping statement", func(r *audit.Record) bool { return r.SQL == "SELECT SLEEP(1.5) + 7" })
+	d.WaitFor(t, "for the sleeping statement", func(r *record.Record) bool { return r.SQL == "SELECT SLEEP(1.5) + 7" })
 	if err := d.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
@@ -310,7 +310,7 @@ func TestCoreDrainOnSIGTERM(t *testing.T) {
 		t.Fatal("daemon still accepts after SIGTERM")
 	}
 	_, out := harness.Pair(t, d.Settled(t), "SELECT SLEEP(1.5) + 7")
-	if out.Status != audit.StatusSuccess {
+	if out.Status != record.StatusSuccess {
 		t.Fatalf("drained statement outcome %+v", out)
 	}
 }

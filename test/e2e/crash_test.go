@@ -16,7 +16,7 @@ import (
 
 	gomysql "github.com/go-sql-driver/mysql"
 
-	"github.com/sqlwarden/sqlwarden/pkg/audit"
+	"github.com/sqlwarden/sqlwarden/pkg/record"
 	"github.com/sqlwarden/sqlwarden/test/harness"
 )
 
@@ -99,7 +99,7 @@ func TestCrashLosesNoStatementRecord(t *testing.T) {
 	seen := re.FindAllString(string(data), -1)
 	recorded := map[string]bool{}
 	for _, r := range d.Records(t) {
-		if r.Event == audit.EventStatement {
+		if r.Event == record.EventStatement {
 			recorded[r.SQL] = true
 		}
 	}

@@ -13,7 +13,7 @@ import (
 	"github.com/go-mysql-org/go-mysql/client"
 	gomysql "github.com/go-sql-driver/mysql"
 
-	"github.com/sqlwarden/sqlwarden/pkg/audit"
+	"github.com/sqlwarden/sqlwarden/pkg/record"
 	"github.com/sqlwarden/sqlwarden/test/harness"
 )
 
@@ -240,7 +240,7 @@ func TestCredentialsStayWithTheDaemon(t *testing.T) {
 	}
 	var scrubbed, blocked int
 	for _, r := range recs {
-		if r.Event != audit.EventOutcome {
+		if r.Event != record.EventOutcome {
 			continue
 		}
 		for _, m := range r.Masked {
@@ -248,7 +248,7 @@ func TestCredentialsStayWithTheDaemon(t *testing.T) {
 				scrubbed++
 			}
 		}
-		if r.Status == audit.StatusBlocked && r.Policy != nil && r.Policy.Rule == "credential-tables" {
+		if r.Status == record.StatusBlocked && r.Policy != nil && r.Policy.Rule == "credential-tables" {
 			blocked++
 		}
 	}

@@ -25,7 +25,7 @@ import (
 	gomysql "github.com/go-sql-driver/mysql"
 
 	"github.com/sqlwarden/sqlwarden/internal/testutil"
-	"github.com/sqlwarden/sqlwarden/pkg/audit"
+	"github.com/sqlwarden/sqlwarden/pkg/record"
 	"github.com/sqlwarden/sqlwarden/test/harness"
 )
 
@@ -271,7 +271,7 @@ func TestBackendKilledMidLoad(t *testing.T) {
 	}
 	for m, p := range journaled {
 		o := p.Outcome
-		if o != nil && o.Status == audit.StatusSuccess && !ran[m] {
+		if o != nil && o.Status == record.StatusSuccess && !ran[m] {
 			t.Errorf("the journal says %s succeeded but MariaDB's general log does not show it", m)
 		}
 	}
@@ -505,7 +505,7 @@ func TestJournalDiskFullUnderLoad(t *testing.T) {
 	recs := d.WaitOutcomes(t)
 	journaled := map[string]bool{}
 	for _, r := range recs {
-		if r.Event == audit.EventStatement {
+		if r.Event == record.EventStatement {
 			journaled[r.SQL] = true
 		}
 	}

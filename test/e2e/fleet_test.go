@@ -22,6 +22,7 @@ import (
 
 	"github.com/sqlwarden/sqlwarden/internal/testutil"
 	"github.com/sqlwarden/sqlwarden/pkg/audit"
+	"github.com/sqlwarden/sqlwarden/pkg/record"
 	"github.com/sqlwarden/sqlwarden/test/harness"
 )
 
@@ -262,12 +263,12 @@ func TestFleetApprovals(t *testing.T) {
 	onB.Close()
 	recsA, recsB := a.Settled(t), b.Settled(t)
 	_, o := harness.Pair(t, recsA, q1)
-	if o.Status != audit.StatusSuccess || o.Policy == nil || o.Policy.Approver != "carol" || o.Policy.Reason != "from node b" || o.Policy.ApprovalID == "" {
+	if o.Status != record.StatusSuccess || o.Policy == nil || o.Policy.Approver != "carol" || o.Policy.Reason != "from node b" || o.Policy.ApprovalID == "" {
 		t.Errorf("node a's outcome of the statement approved on node b: %+v %+v", o, o.Policy)
 	}
-	var ran []*audit.Record
+	var ran []*record.Record
 	for _, o := range harness.Outcomes(recsB, harness.Stmt("", q2)) {
-		if o.Status == audit.StatusSuccess {
+		if o.Status == record.StatusSuccess {
 			ran = append(ran, o)
 		}
 	}
@@ -355,11 +356,11 @@ func TestFleetAudit(t *testing.T) {
 		time.Sleep(200 * time.Millisecond)
 	}
 	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
-		var r audit.Record
+		var r record.Record
 		if err := json.Unmarshal([]byte(line), &r); err != nil {
 			t.Fatalf("search --json line %q: %v", line, err)
 		}
-		if r.Event != audit.EventStatement && (r.Event != audit.EventOutcome || r.Status != audit.StatusSuccess) {
+		if r.Event != record.EventStatement && (r.Event != record.EventOutcome || r.Status != record.StatusSuccess) {
 			t.Fatalf("--status success returned %s %s", r.Event, r.Status)
 		}
 	}

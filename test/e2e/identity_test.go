@@ -26,7 +26,7 @@ import (
 
 	"github.com/sqlwarden/sqlwarden/internal/testoidc"
 	"github.com/sqlwarden/sqlwarden/internal/testutil"
-	"github.com/sqlwarden/sqlwarden/pkg/audit"
+	"github.com/sqlwarden/sqlwarden/pkg/record"
 )
 
 // The identity tests run the real daemon with the real eBPF redirect and a
@@ -220,9 +220,9 @@ func (ie *idEnv) mariadb(cg, src, user, pass, query string, flags ...string) (st
 	return string(out), pid, err
 }
 
-func (ie *idEnv) recordFor(t *testing.T, event string, pid uint32) *audit.Record {
+func (ie *idEnv) recordFor(t *testing.T, event string, pid uint32) *record.Record {
 	t.Helper()
-	return ie.d.WaitFor(t, fmt.Sprintf("%s of pid %d", event, pid), func(r *audit.Record) bool {
+	return ie.d.WaitFor(t, fmt.Sprintf("%s of pid %d", event, pid), func(r *record.Record) bool {
 		return r.Event == event && r.Workload != nil && r.Workload.PID == pid
 	})
 }
@@ -237,7 +237,7 @@ func (ie *idEnv) wantRefused(t *testing.T, out string, pid uint32, err error, re
 	if !strings.Contains(out, idDeniedMessage+reason+"\n") && !strings.HasSuffix(strings.TrimSpace(out), idDeniedMessage+reason) {
 		t.Errorf("client output %q, want %q", out, idDeniedMessage+reason)
 	}
-	rec := ie.recordFor(t, audit.EventSessionDenied, pid)
+	rec := ie.recordFor(t, record.EventSessionDenied, pid)
 	if rec.Reason != reason {
 		t.Errorf("session.denied reason %q, want %q", rec.Reason, reason)
 	}
@@ -247,23 +247,23 @@ func (ie *idEnv) wantRefused(t *testing.T, out string, pid uint32, err error, re
 }
 
 // wantAccepted checks out and returns the session.start record.
-func (ie *idEnv) wantAccepted(t *testing.T, out string, pid uint32, err error, want string) *audit.Record {
+func (ie *idEnv) wantAccepted(t *testing.T, out string, pid uint32, err error, want string) *record.Record {
 	t.Helper()
 	if err != nil || strings.TrimSpace(out) != want {
 		t.Fatalf("want %q, got %v:\n%s", want, err, out)
 	}
-	return ie.recordFor(t, audit.EventSessionStart, pid)
+	return ie.recordFor(t, record.EventSessionStart, pid)
 }
 
 // statementOf returns the statement record of session containing sub.
-func (ie *idEnv) statementOf(t *testing.T, session, sub string) *audit.Record {
+func (ie *idEnv) statementOf(t *testing.T, session, sub string) *record.Record {
 	t.Helper()
-	return ie.d.WaitFor(t, "statement "+sub, func(r *audit.Record) bool {
-		return r.Event == audit.EventStatement && r.SessionID == session && strings.Contains(r.SQL, sub)
+	return ie.d.WaitFor(t, "statement "+sub, func(r *record.Record) bool {
+		return r.Event == record.EventStatement && r.SessionID == session && strings.Contains(r.SQL, sub)
 	})
 }
 
-func wantAttributed(t *testing.T, what string, got *audit.Attributed, value, source string) {
+func wantAttributed(t *testing.T, what string, got *record.Attributed, value, source string) {
 	t.Helper()
 	if got == nil || got.Value != value || got.Source != source {
 		t.Errorf("attribution %s = %+v, want {%s %s}", what, got, value, source)
@@ -352,7 +352,7 @@ func TestIdentityOIDCRefusals(t *testing.T) {
 		if err == nil || !strings.Contains(out, "1045") {
 			t.Fatalf("a symlink through /proc/1/root was followed: %v\n%s", err, out)
 		}
-		if rec := ie.recordFor(t, audit.EventSessionDenied, pid); !strings.HasPrefix(rec.Reason, "token file") {
+		if rec := ie.recordFor(t, record.EventSessionDenied, pid); !strings.HasPrefix(rec.Reason, "token file") {
 			t.Errorf("reason %q", rec.Reason)
 		}
 	})
@@ -364,7 +364,7 @@ func TestIdentityOIDCRefusals(t *testing.T) {
 	}
 	// None of the refused statements reached the database or the journal.
 	for _, r := range ie.d.Records(t) {
-		if r.Event == audit.EventStatement && strings.Contains(r.SQL, "must-not-run") {
+		if r.Event == record.EventStatement && strings.Contains(r.SQL, "must-not-run") {
 			t.Errorf("a refused connection's statement was audited: %+v", r)
 		}
 	}
@@ -438,7 +438,7 @@ func (ie *idEnv) processGone(t *testing.T) {
 	if !errors.As(err, &me) || me.Number != 1045 || me.Message != "sqlwarden: no verified workload identity: process gone" {
 		t.Fatalf("handshake after the workload exited: %v", err)
 	}
-	if rec := ie.recordFor(t, audit.EventSessionDenied, uint32(pid)); rec.Reason != "process gone" {
+	if rec := ie.recordFor(t, record.EventSessionDenied, uint32(pid)); rec.Reason != "process gone" {
 		t.Errorf("session.denied reason %q, want %q", rec.Reason, "process gone")
 	}
 }
@@ -457,7 +457,7 @@ func TestIdentityOIDCAccepted(t *testing.T) {
 		stA := ie.wantAccepted(t, outA, pidA, errA, "warden_a@%")
 		stB := ie.wantAccepted(t, outB, pidB, errB, "warden_b@%")
 		for _, c := range []struct {
-			st            *audit.Record
+			st            *record.Record
 			name, user    string
 			backend, cgrp string
 		}{{stA, "agent-a", "warden_a", "a", "/agent"}, {stB, "agent-b", "warden_b", "b", "/agent-b"}} {
@@ -504,8 +504,8 @@ func TestIdentityOIDCAccepted(t *testing.T) {
 		if guard.count.Load() != 0 {
 			t.Fatal("the netns connection reached its original destination directly")
 		}
-		st := ie.d.WaitFor(t, "netns session.start", func(r *audit.Record) bool {
-			return r.Event == audit.EventSessionStart && r.Destination == orig
+		st := ie.d.WaitFor(t, "netns session.start", func(r *record.Record) bool {
+			return r.Event == record.EventSessionStart && r.Destination == orig
 		})
 		if st.Identity == nil || st.Identity.Name != "agent-b" || st.Workload.Netns == 0 || !strings.HasPrefix(st.Client.Addr, peerIP+":") {
 			t.Errorf("netns session.start: identity %+v workload %+v client %+v", st.Identity, st.Workload, st.Client)
@@ -549,9 +549,9 @@ func TestIdentityOIDCAccepted(t *testing.T) {
 			t.Fatalf("after rotation: %v\n%s\n%s", err, rest, stderr.String())
 		}
 		pid := uint32(cmd.Process.Pid)
-		var starts []*audit.Record
+		var starts []*record.Record
 		for _, r := range ie.d.Records(t) {
-			if r.Event == audit.EventSessionStart && r.Workload != nil && r.Workload.PID == pid {
+			if r.Event == record.EventSessionStart && r.Workload != nil && r.Workload.PID == pid {
 				starts = append(starts, r)
 			}
 		}
@@ -641,8 +641,8 @@ func TestIdentityOIDCAccepted(t *testing.T) {
 		if err != nil || u != "warden_b@%" {
 			t.Fatalf("token as password over TLS: %q %v", u, err)
 		}
-		st := ie.d.WaitFor(t, "explicit session.start", func(r *audit.Record) bool {
-			return r.Event == audit.EventSessionStart && r.Client != nil && r.Client.User == "tokenuser"
+		st := ie.d.WaitFor(t, "explicit session.start", func(r *record.Record) bool {
+			return r.Event == record.EventSessionStart && r.Client != nil && r.Client.User == "tokenuser"
 		})
 		if st.Identity == nil || st.Identity.Name != "agent-b" || st.Identity.Source != "oidc" || !st.Client.TLS {
 			t.Errorf("explicit session.start %+v %+v", st.Identity, st.Client)
@@ -653,8 +653,8 @@ func TestIdentityOIDCAccepted(t *testing.T) {
 		if !errors.As(err, &me) || me.Number != 1045 || !strings.Contains(me.Message, "requires TLS") {
 			t.Fatalf("token as password without TLS: %v", err)
 		}
-		den := ie.d.WaitFor(t, "explicit session.denied", func(r *audit.Record) bool {
-			return r.Event == audit.EventSessionDenied && r.Client != nil && r.Client.User == "tokenuser" && !r.Client.TLS
+		den := ie.d.WaitFor(t, "explicit session.denied", func(r *record.Record) bool {
+			return r.Event == record.EventSessionDenied && r.Client != nil && r.Client.User == "tokenuser" && !r.Client.TLS
 		})
 		if !strings.Contains(den.Reason, "requires TLS") || !strings.HasSuffix(me.Message, den.Reason) {
 			t.Errorf("reason %q, client message %q", den.Reason, me.Message)

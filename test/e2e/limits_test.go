@@ -21,7 +21,7 @@ import (
 	gm "github.com/go-mysql-org/go-mysql/mysql"
 	gomysql "github.com/go-sql-driver/mysql"
 
-	"github.com/sqlwarden/sqlwarden/pkg/audit"
+	"github.com/sqlwarden/sqlwarden/pkg/record"
 	"github.com/sqlwarden/sqlwarden/pkg/wire"
 	"github.com/sqlwarden/sqlwarden/test/harness"
 )
@@ -146,7 +146,7 @@ func limitHits(t *testing.T, d *harness.Daemon, limit, kind string) int {
 	return 0
 }
 
-func wantLimit(t *testing.T, what string, o *audit.Record, status, name, kind string, value any) {
+func wantLimit(t *testing.T, what string, o *record.Record, status, name, kind string, value any) {
 	t.Helper()
 	if o == nil || o.Status != status || o.Limit == nil || o.Limit.Name != name || o.Limit.Kind != kind || fmt.Sprint(o.Limit.Value) != fmt.Sprint(value) {
 		var l any
@@ -158,10 +158,10 @@ func wantLimit(t *testing.T, what string, o *audit.Record, status, name, kind st
 }
 
 // limitOutcomes counts outcome records naming a limit.
-func limitOutcomes(recs []*audit.Record, name, kind string) int {
+func limitOutcomes(recs []*record.Record, name, kind string) int {
 	n := 0
 	for _, r := range recs {
-		if r.Event == audit.EventOutcome && r.Limit != nil && r.Limit.Name == name && r.Limit.Kind == kind {
+		if r.Event == record.EventOutcome && r.Limit != nil && r.Limit.Name == name && r.Limit.Kind == kind {
 			n++
 		}
 	}
@@ -219,13 +219,13 @@ func TestLimitsMaxRowsError(t *testing.T) {
 
 	recs := d.Settled(t)
 	_, o := harness.Pair(t, recs, bigSelect)
-	wantLimit(t, "text", o, audit.StatusError, "agents", "max_rows", 1000)
+	wantLimit(t, "text", o, record.StatusError, "agents", "max_rows", 1000)
 	if o.Error == nil || o.Error.Code != 1226 || o.Error.Message != "sqlwarden: limit agents: result exceeds max_rows 1000" {
 		t.Fatalf("text outcome error %+v", o.Error)
 	}
 	_, o = harness.PairCommand(t, recs, "COM_STMT_EXECUTE", bigSelect+" WHERE seq > ?")
-	wantLimit(t, "binary", o, audit.StatusError, "agents", "max_rows", 1000)
-	if _, o := harness.Pair(t, recs, "SELECT seq FROM seq_1_to_1000"); o.Status != audit.StatusSuccess || o.Limit != nil || *o.Rows != 1000 {
+	wantLimit(t, "binary", o, record.StatusError, "agents", "max_rows", 1000)
+	if _, o := harness.Pair(t, recs, "SELECT seq FROM seq_1_to_1000"); o.Status != record.StatusSuccess || o.Limit != nil || *o.Rows != 1000 {
 		t.Fatalf("at the cap: %+v", o)
 	}
 	if n := limitHits(t, d, "agents", "max_rows"); n != 2 {
@@ -326,22 +326,22 @@ func TestLimitsTruncateAndBytes(t *testing.T) {
 
 	recs := d.Settled(t)
 	_, o := harness.Pair(t, recs, bigSelect)
-	wantLimit(t, "truncated text", o, audit.StatusSuccess, "rows", "max_rows", 10)
+	wantLimit(t, "truncated text", o, record.StatusSuccess, "rows", "max_rows", 10)
 	if !o.Truncated || o.Rows == nil || *o.Rows != 10 || o.Error != nil {
 		t.Fatalf("truncated outcome: %+v", o)
 	}
 	_, o = harness.PairCommand(t, recs, "COM_STMT_EXECUTE", bigSelect+" WHERE seq > ?")
-	wantLimit(t, "truncated binary", o, audit.StatusSuccess, "rows", "max_rows", 10)
+	wantLimit(t, "truncated binary", o, record.StatusSuccess, "rows", "max_rows", 10)
 	if !o.Truncated || *o.Rows != 10 {
 		t.Fatalf("truncated binary outcome: %+v", o)
 	}
 	_, o = harness.Pair(t, recs, multi)
-	wantLimit(t, "multi", o, audit.StatusError, "rows", "max_rows", 10)
+	wantLimit(t, "multi", o, record.StatusError, "rows", "max_rows", 10)
 	if !o.Truncated || o.Error == nil || o.Error.Code != 1226 {
 		t.Fatalf("multi outcome: %+v", o)
 	}
 	_, o = harness.Pair(t, recs, wide+" /* t */")
-	wantLimit(t, "bytes truncate", o, audit.StatusSuccess, "bytes-t", "max_result_bytes", 1024)
+	wantLimit(t, "bytes truncate", o, record.StatusSuccess, "bytes-t", "max_result_bytes", 1024)
 	if !o.Truncated || *o.Rows != 10 {
 		t.Fatalf("bytes truncate outcome: %+v", o)
 	}
@@ -454,8 +454,8 @@ func TestLimitsCursor(t *testing.T) {
 	if len(outs) < 4 {
 		t.Fatalf("%d fetch outcomes", len(outs))
 	}
-	wantLimit(t, "error fetch", outs[1], audit.StatusError, "cur", "max_rows", 3)
-	wantLimit(t, "truncating fetch", outs[3], audit.StatusSuccess, "cur-t", "max_rows", 3)
+	wantLimit(t, "error fetch", outs[1], record.StatusError, "cur", "max_rows", 3)
+	wantLimit(t, "truncating fetch", outs[3], record.StatusSuccess, "cur-t", "max_rows", 3)
 	if !outs[3].Truncated || *outs[3].Rows != 3 {
 		t.Fatalf("truncating fetch outcome %+v", outs[3])
 	}
@@ -555,17 +555,17 @@ func TestLimitsStatementTimeout(t *testing.T) {
 
 	recs := d.Settled(t)
 	_, o := harness.Pair(t, recs, "SELECT SLEEP(3)")
-	wantLimit(t, "server timeout", o, audit.StatusError, "slow", "statement_timeout", "1s")
+	wantLimit(t, "server timeout", o, record.StatusError, "slow", "statement_timeout", "1s")
 	if o.Error.Code != 1969 {
 		t.Fatalf("server timeout outcome error %+v", o.Error)
 	}
 	_, o = harness.Pair(t, recs, "SELECT SLEEP(3) AS watched")
-	wantLimit(t, "watchdog", o, audit.StatusError, "slow", "statement_timeout", "1s")
+	wantLimit(t, "watchdog", o, record.StatusError, "slow", "statement_timeout", "1s")
 	if o.Error.Code != 1969 || o.Error.State != "70100" {
 		t.Fatalf("watchdog outcome error %+v", o.Error)
 	}
 	_, o = harness.Pair(t, recs, "SET max_statement_time = 0")
-	wantLimit(t, "SET refused", o, audit.StatusBlocked, "slow", "statement_timeout", "1s")
+	wantLimit(t, "SET refused", o, record.StatusBlocked, "slow", "statement_timeout", "1s")
 	if n := limitHits(t, d, "slow", "statement_timeout"); n != 8 {
 		t.Errorf("hits{slow,statement_timeout} = %d, want 8", n)
 	}
@@ -594,8 +594,8 @@ func TestLimitsAdmission(t *testing.T) {
 	if !errors.As(err, &me) || me.Code != 1226 || me.Message != "sqlwarden: limit conns: max_connections 2 reached for identity test-agent" {
 		t.Fatalf("third connection: %v", err)
 	}
-	denied := d.WaitFor(t, "session.denied for max_connections", func(r *audit.Record) bool {
-		return r.Event == audit.EventSessionDenied && r.Limit != nil
+	denied := d.WaitFor(t, "session.denied for max_connections", func(r *record.Record) bool {
+		return r.Event == record.EventSessionDenied && r.Limit != nil
 	})
 	if denied.Limit.Name != "conns" || denied.Limit.Kind != "max_connections" || fmt.Sprint(denied.Limit.Value) != "2" || denied.Identity == nil || denied.Identity.Name != harness.Identity {
 		t.Fatalf("session.denied: %+v limit %+v", denied, denied.Limit)
@@ -611,7 +611,7 @@ func TestLimitsAdmission(t *testing.T) {
 			t.Errorf("busy statement: %v", err)
 		}
 	}()
-	d.WaitFor(t, "the busy statement", func(r *audit.Record) bool { return r.SQL == "SELECT SLEEP(1.5) AS busy" })
+	d.WaitFor(t, "the busy statement", func(r *record.Record) bool { return r.SQL == "SELECT SLEEP(1.5) AS busy" })
 	_, err = c2.Execute("SELECT 'concurrency-marker'")
 	if !errors.As(err, &me) || me.Code != 1226 || me.Message != "sqlwarden: limit busy: max_concurrent_statements 1 reached" {
 		t.Fatalf("second concurrent statement: %v", err)
@@ -669,13 +669,13 @@ func TestLimitsAdmission(t *testing.T) {
 
 	recs := d.Settled(t)
 	_, o := harness.Pair(t, recs, "SELECT 'concurrency-marker'")
-	wantLimit(t, "concurrency", o, audit.StatusBlocked, "busy", "max_concurrent_statements", 1)
+	wantLimit(t, "concurrency", o, record.StatusBlocked, "busy", "max_concurrent_statements", 1)
 	if o.Error == nil || o.Error.Code != 1226 || o.Error.State != "42000" {
 		t.Fatalf("concurrency outcome error %+v", o.Error)
 	}
 	blocked := 0
 	for _, r := range recs {
-		if r.Event == audit.EventOutcome && r.Limit != nil && r.Limit.Kind == "max_statements_per_second" && r.Status == audit.StatusBlocked {
+		if r.Event == record.EventOutcome && r.Limit != nil && r.Limit.Kind == "max_statements_per_second" && r.Status == record.StatusBlocked {
 			blocked++
 		}
 	}
@@ -684,7 +684,7 @@ func TestLimitsAdmission(t *testing.T) {
 	}
 	deniedN := 0
 	for _, r := range recs {
-		if r.Event == audit.EventSessionDenied && r.Limit != nil && r.Limit.Kind == "max_connections" {
+		if r.Event == record.EventSessionDenied && r.Limit != nil && r.Limit.Kind == "max_connections" {
 			deniedN++
 		}
 	}

@@ -13,7 +13,7 @@ import (
 	"github.com/go-mysql-org/go-mysql/client"
 	gomysql "github.com/go-sql-driver/mysql"
 
-	"github.com/sqlwarden/sqlwarden/pkg/audit"
+	"github.com/sqlwarden/sqlwarden/pkg/record"
 	"github.com/sqlwarden/sqlwarden/test/harness"
 )
 
@@ -58,7 +58,7 @@ func TestMalformedInput(t *testing.T) {
 		name   string
 		break_ func(t *testing.T, c *client.Conn, raw net.Conn)
 		reason string // session.end reason
-		record func(r *audit.Record) bool
+		record func(r *record.Record) bool
 	}{
 		{
 			name: "truncated packet",
@@ -68,8 +68,8 @@ func TestMalformedInput(t *testing.T) {
 				raw.(*net.TCPConn).CloseWrite()
 			},
 			reason: "client_error",
-			record: func(r *audit.Record) bool {
-				return r.Event == audit.EventOutcome && r.Error != nil && strings.Contains(r.Error.Message, "truncated")
+			record: func(r *record.Record) bool {
+				return r.Event == record.EventOutcome && r.Error != nil && strings.Contains(r.Error.Message, "truncated")
 			},
 		},
 		{
@@ -85,8 +85,8 @@ func TestMalformedInput(t *testing.T) {
 				}
 			},
 			reason: "packet_too_large",
-			record: func(r *audit.Record) bool {
-				return r.Event == audit.EventOutcome && r.Error != nil && r.Error.Code == 1153
+			record: func(r *record.Record) bool {
+				return r.Event == record.EventOutcome && r.Error != nil && r.Error.Code == 1153
 			},
 		},
 		{
@@ -101,8 +101,8 @@ func TestMalformedInput(t *testing.T) {
 				}
 			},
 			reason: "malformed_packet",
-			record: func(r *audit.Record) bool {
-				return r.Event == audit.EventOutcome && r.Error != nil && strings.Contains(r.Error.Message, "empty command")
+			record: func(r *record.Record) bool {
+				return r.Event == record.EventOutcome && r.Error != nil && strings.Contains(r.Error.Message, "empty command")
 			},
 		},
 		{
@@ -120,8 +120,8 @@ func TestMalformedInput(t *testing.T) {
 				raw.Close() // RST in the middle of the result
 			},
 			reason: "client_error",
-			record: func(r *audit.Record) bool {
-				return r.Event == audit.EventOutcome && r.Error != nil && strings.Contains(r.Error.Message, "client disconnected")
+			record: func(r *record.Record) bool {
+				return r.Event == record.EventOutcome && r.Error != nil && strings.Contains(r.Error.Message, "client disconnected")
 			},
 		},
 	}
@@ -137,7 +137,7 @@ func TestMalformedInput(t *testing.T) {
 			}
 			id := ids[len(ids)-1]
 			recs := d.WaitEnded(t, id)
-			end := harness.SessionEvent(recs, audit.EventSessionEnd, id)
+			end := harness.SessionEvent(recs, record.EventSessionEnd, id)
 			if end == nil || end.Reason != tc.reason {
 				t.Fatalf("session.end = %+v, want reason %q", end, tc.reason)
 			}
@@ -203,9 +203,9 @@ func TestBackendDiesMidResult(t *testing.T) {
 	stillServes(t, d, other)
 	other.Close()
 	recs := d.Settled(t)
-	var out *audit.Record
+	var out *record.Record
 	for _, r := range recs {
-		if r.Event == audit.EventOutcome && r.Error != nil && r.Status == audit.StatusError && r.Rows == nil {
+		if r.Event == record.EventOutcome && r.Error != nil && r.Status == record.StatusError && r.Rows == nil {
 			if st := harness.StatementOf(recs, r); st != nil && strings.Contains(st.SQL, "seq_1_to_2000000") {
 				out = r
 			}

@@ -21,8 +21,8 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/sqlwarden/sqlwarden/internal/maskfixture"
-	"github.com/sqlwarden/sqlwarden/pkg/audit"
 	"github.com/sqlwarden/sqlwarden/pkg/policy"
+	"github.com/sqlwarden/sqlwarden/pkg/record"
 	"github.com/sqlwarden/sqlwarden/test/harness"
 )
 
@@ -156,12 +156,12 @@ func checkMaskedRows(t *testing.T, client string, got, direct [][]string) {
 }
 
 // checkMaskedOutcome asserts an outcome lists every masked column, its rule and the count.
-func checkMaskedOutcome(t *testing.T, client string, o *audit.Record) {
+func checkMaskedOutcome(t *testing.T, client string, o *record.Record) {
 	t.Helper()
 	want := map[string]string{
 		"card": "cards", "email": "emails", "salary": "pay", "birth": "pay", "profile": "pay", "pin": "pins", "last_login": "logins",
 	}
-	got := map[string]audit.Masked{}
+	got := map[string]record.Masked{}
 	for _, m := range o.Masked {
 		got[m.Column] = m
 	}
@@ -310,7 +310,7 @@ c.close()
 			t.Errorf("%s: %d outcomes of %s, want %d", c.client, len(outs), c.command, want)
 		}
 		for _, o := range outs {
-			if o.Status != audit.StatusSuccess || o.Rows == nil || *o.Rows != 2 {
+			if o.Status != record.StatusSuccess || o.Rows == nil || *o.Rows != 2 {
 				t.Errorf("%s: outcome %+v", c.client, o)
 			}
 			checkMaskedOutcome(t, c.client, o)

@@ -19,7 +19,7 @@ import (
 
 	gomysql "github.com/go-sql-driver/mysql"
 
-	"github.com/sqlwarden/sqlwarden/pkg/audit"
+	"github.com/sqlwarden/sqlwarden/pkg/record"
 	"github.com/sqlwarden/sqlwarden/test/harness"
 )
 
@@ -94,11 +94,11 @@ func TestGuardrailsBuiltInPolicy(t *testing.T) {
 	db.Close()
 	recs := d.Settled(t)
 	_, o := harness.Pair(t, recs, "DELETE FROM users")
-	if o.Status != audit.StatusBlocked || o.Policy == nil || o.Policy.Rule != "no-unbounded-writes" || o.Policy.Action != "deny" {
+	if o.Status != record.StatusBlocked || o.Policy == nil || o.Policy.Rule != "no-unbounded-writes" || o.Policy.Action != "deny" {
 		t.Errorf("blocked outcome: %+v / %+v", o, o.Policy)
 	}
 	_, o = harness.Pair(t, recs, "TRUNCATE TABLE users")
-	if o.Status != audit.StatusBlocked || o.Policy.Rule != "no-drop-or-truncate" {
+	if o.Status != record.StatusBlocked || o.Policy.Rule != "no-drop-or-truncate" {
 		t.Errorf("truncate outcome: %+v", o.Policy)
 	}
 }
@@ -239,15 +239,15 @@ func TestApprovalsEndToEnd(t *testing.T) {
 
 	recs := d.Settled(t)
 	_, o := harness.Pair(t, recs, q1)
-	if o.Status != audit.StatusSuccess || o.Policy == nil || o.Policy.Action != "approve" || o.Policy.Approver != "alice" || o.Policy.Reason != "planned migration" {
+	if o.Status != record.StatusSuccess || o.Policy == nil || o.Policy.Action != "approve" || o.Policy.Approver != "alice" || o.Policy.Reason != "planned migration" {
 		t.Errorf("approved outcome: %+v %+v", o, o.Policy)
 	}
 	_, o = harness.Pair(t, recs, q2)
-	if o.Status != audit.StatusBlocked || o.Policy == nil || o.Policy.Reason != "not now" {
+	if o.Status != record.StatusBlocked || o.Policy == nil || o.Policy.Reason != "not now" {
 		t.Errorf("denied outcome: %+v %+v", o, o.Policy)
 	}
 	_, o = harness.Pair(t, recs, q3)
-	if o.Status != audit.StatusBlocked || o.Error == nil || !strings.Contains(o.Error.Message, "timed out") {
+	if o.Status != record.StatusBlocked || o.Error == nil || !strings.Contains(o.Error.Message, "timed out") {
 		t.Errorf("timeout outcome: %+v", o)
 	}
 }
@@ -299,11 +299,11 @@ func TestApprovalWithdrawnAndRestart(t *testing.T) {
 	d.Stop(t)
 	recs := d.Records(t)
 	_, o := harness.Pair(t, recs, q)
-	if o.Status != audit.StatusBlocked || !strings.Contains(o.Error.Message, "withdrawn") {
+	if o.Status != record.StatusBlocked || !strings.Contains(o.Error.Message, "withdrawn") {
 		t.Errorf("withdrawn outcome: %+v", o.Error)
 	}
 	_, o = harness.Pair(t, recs, q2)
-	if o.Status != audit.StatusBlocked {
+	if o.Status != record.StatusBlocked {
 		t.Errorf("shutdown outcome: %+v", o)
 	}
 }

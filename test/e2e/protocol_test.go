@@ -23,7 +23,7 @@ import (
 	gm "github.com/go-mysql-org/go-mysql/mysql"
 	gomysql "github.com/go-sql-driver/mysql"
 
-	"github.com/sqlwarden/sqlwarden/pkg/audit"
+	"github.com/sqlwarden/sqlwarden/pkg/record"
 	"github.com/sqlwarden/sqlwarden/pkg/wire"
 	"github.com/sqlwarden/sqlwarden/test/harness"
 )
@@ -122,12 +122,12 @@ func TestBigPackets(t *testing.T) {
 
 	recs := d.WaitOutcomes(t)
 	_, out := harness.Pair(t, recs, "SELECT b FROM blobs WHERE id = 1")
-	if out.Status != audit.StatusSuccess || *out.Rows != 1 {
+	if out.Status != record.StatusSuccess || *out.Rows != 1 {
 		t.Errorf("big row outcome %+v", out)
 	}
 	var bigQuery bool
 	for _, r := range recs {
-		if r.Event == audit.EventStatement && r.Command == "COM_QUERY" && len(r.SQL) == len(q) {
+		if r.Event == record.EventStatement && r.Command == "COM_QUERY" && len(r.SQL) == len(q) {
 			bigQuery = r.SQL == q
 		}
 	}
@@ -135,7 +135,7 @@ func TestBigPackets(t *testing.T) {
 		t.Error("the 20 MiB COM_QUERY is not journaled whole")
 	}
 	ex, out := harness.PairCommand(t, recs, "COM_STMT_EXECUTE", "INSERT INTO blobs VALUES (?, ?)")
-	if out.Status != audit.StatusSuccess || len(ex.Params) != 2 {
+	if out.Status != record.StatusSuccess || len(ex.Params) != 2 {
 		t.Fatalf("long data execute: %+v / %+v", ex, out)
 	}
 	p := ex.Params[1]
@@ -289,7 +289,7 @@ func TestCommands(t *testing.T) {
 	slept := make(chan error, 1)
 	start := time.Now()
 	go func() { _, err := c1c.Execute("SELECT SLEEP(20) AS sw_sleep"); slept <- err }()
-	d.WaitFor(t, "for the sleeping statement", func(r *audit.Record) bool { return r.SQL == "SELECT SLEEP(20) AS sw_sleep" })
+	d.WaitFor(t, "for the sleeping statement", func(r *record.Record) bool { return r.SQL == "SELECT SLEEP(20) AS sw_sleep" })
 	// The record is written before the statement goes to the backend: wait
 	// until MariaDB shows it running on c1c's backend thread.
 	waitRunning(t, d.Maria.Open(t, ""), backendID, "SELECT SLEEP(20) AS sw_sleep")
@@ -341,11 +341,11 @@ func TestCommands(t *testing.T) {
 		}
 	}
 	for _, w := range []want{
-		{"COM_STATISTICS", audit.StatusSuccess}, {"COM_SET_OPTION", audit.StatusSuccess},
-		{"COM_RESET_CONNECTION", audit.StatusSuccess}, {"COM_PROCESS_KILL", audit.StatusBlocked},
-		{"COM_PROCESS_KILL", audit.StatusSuccess}, {"COM_CHANGE_USER", audit.StatusBlocked},
-		{"COM_BINLOG_DUMP", audit.StatusBlocked}, {"COM_REGISTER_SLAVE", audit.StatusBlocked},
-		{"COM_SHUTDOWN", audit.StatusBlocked},
+		{"COM_STATISTICS", record.StatusSuccess}, {"COM_SET_OPTION", record.StatusSuccess},
+		{"COM_RESET_CONNECTION", record.StatusSuccess}, {"COM_PROCESS_KILL", record.StatusBlocked},
+		{"COM_PROCESS_KILL", record.StatusSuccess}, {"COM_CHANGE_USER", record.StatusBlocked},
+		{"COM_BINLOG_DUMP", record.StatusBlocked}, {"COM_REGISTER_SLAVE", record.StatusBlocked},
+		{"COM_SHUTDOWN", record.StatusBlocked},
 	} {
 		found := false
 		for _, s := range seen {
@@ -356,18 +356,18 @@ func TestCommands(t *testing.T) {
 		}
 	}
 	st2, out := harness.PairCommand(t, recs, "COM_QUERY", fmt.Sprintf("KILL %d", other))
-	if out.Status != audit.StatusBlocked || out.Error == nil || out.Error.Code != wire.ErrCodeBlocked {
+	if out.Status != record.StatusBlocked || out.Error == nil || out.Error.Code != wire.ErrCodeBlocked {
 		t.Errorf("SQL KILL records %+v / %+v", st2, out)
 	}
 	st2, out = harness.PairCommand(t, recs, "COM_PROCESS_KILL", fmt.Sprintf("KILL %d", own))
-	if out.Status != audit.StatusSuccess {
+	if out.Status != record.StatusSuccess {
 		t.Errorf("own KILL records %+v / %+v", st2, out)
 	}
 	// The translated KILL is journaled as the database ran it.
-	if _, out = harness.PairCommand(t, recs, "COM_QUERY", fmt.Sprintf("KILL QUERY %d", backendID)); out.Status != audit.StatusSuccess {
+	if _, out = harness.PairCommand(t, recs, "COM_QUERY", fmt.Sprintf("KILL QUERY %d", backendID)); out.Status != record.StatusSuccess {
 		t.Errorf("translated KILL QUERY outcome %+v", out)
 	}
-	if _, out = harness.PairCommand(t, recs, "COM_QUERY", "KILL USER warden"); out.Status != audit.StatusBlocked {
+	if _, out = harness.PairCommand(t, recs, "COM_QUERY", "KILL USER warden"); out.Status != record.StatusBlocked {
 		t.Errorf("KILL USER outcome %+v", out)
 	}
 }
@@ -418,7 +418,7 @@ func TestLocalInfile(t *testing.T) {
 			t.Fatalf("table has %d rows after a refused CLI load", n)
 		}
 		_, o := harness.Pair(t, d.WaitOutcomes(t), load)
-		if o.Status != audit.StatusBlocked || o.Error == nil || o.Error.Code != wire.ErrCodeBlocked {
+		if o.Status != record.StatusBlocked || o.Error == nil || o.Error.Code != wire.ErrCodeBlocked {
 			t.Errorf("refused load outcome %+v", o)
 		}
 	})
@@ -448,7 +448,7 @@ func TestLocalInfile(t *testing.T) {
 			t.Fatalf("count after load: %d %v", c, err)
 		}
 		_, o := harness.Pair(t, d.WaitOutcomes(t), load)
-		if o.Status != audit.StatusSuccess || o.AffectedRows == nil || *o.AffectedRows != 2 {
+		if o.Status != record.StatusSuccess || o.AffectedRows == nil || *o.AffectedRows != 2 {
 			t.Errorf("allowed load outcome %+v", o)
 		}
 	})
@@ -495,7 +495,7 @@ func TestCompressionDeclined(t *testing.T) {
 	}
 	recs := d.WaitOutcomes(t)
 	for _, q := range []string{"SELECT name FROM items WHERE id = 3 AND 'cli' = 'cli'", "SELECT name FROM items WHERE id = 2 AND 'go' = 'go'"} {
-		if _, o := harness.Pair(t, recs, q); o.Status != audit.StatusSuccess || *o.Rows != 1 {
+		if _, o := harness.Pair(t, recs, q); o.Status != record.StatusSuccess || *o.Rows != 1 {
 			t.Errorf("%s: outcome %+v", q, o)
 		}
 	}
@@ -564,11 +564,11 @@ func TestMultiResultsAndCursors(t *testing.T) {
 	}
 	recs := d.WaitOutcomes(t)
 	_, out := harness.Pair(t, recs, "CALL p(2)")
-	if out.Status != audit.StatusSuccess || *out.Rows != 3 || *out.AffectedRows != 1 {
+	if out.Status != record.StatusSuccess || *out.Rows != 3 || *out.AffectedRows != 1 {
 		t.Errorf("CALL text outcome %+v rows %v affected %v", out, *out.Rows, *out.AffectedRows)
 	}
 	ex, out := harness.PairCommand(t, recs, "COM_STMT_EXECUTE", "CALL p(?)")
-	if out.Status != audit.StatusSuccess || *out.Rows != 4 || len(ex.Params) != 1 {
+	if out.Status != record.StatusSuccess || *out.Rows != 4 || len(ex.Params) != 1 {
 		t.Errorf("CALL prepared records %+v / %+v", ex, out)
 	}
 

@@ -18,7 +18,7 @@ import (
 	gomysql "github.com/go-sql-driver/mysql"
 
 	"github.com/sqlwarden/sqlwarden/internal/testutil"
-	"github.com/sqlwarden/sqlwarden/pkg/audit"
+	"github.com/sqlwarden/sqlwarden/pkg/record"
 	"github.com/sqlwarden/sqlwarden/pkg/wire"
 	"github.com/sqlwarden/sqlwarden/test/harness"
 )
@@ -471,7 +471,7 @@ func TestReadOnlyCorpus(t *testing.T) {
 
 	// The refusal is journaled with the limit that fired.
 	_, o := d.FindStatement(t, "CALL wipe()")
-	if o == nil || o.Status != audit.StatusBlocked || o.Error == nil || o.Error.Code != 1226 || o.Limit == nil ||
+	if o == nil || o.Status != record.StatusBlocked || o.Error == nil || o.Error.Code != 1226 || o.Limit == nil ||
 		o.Limit.Name != "agents-ro" || o.Limit.Kind != "read_only" || o.Limit.Value != true {
 		t.Errorf("outcome of CALL: %+v", o)
 	}

@@ -21,8 +21,8 @@ import (
 	gomysql "github.com/go-sql-driver/mysql"
 
 	"github.com/sqlwarden/sqlwarden/internal/testutil"
-	"github.com/sqlwarden/sqlwarden/pkg/audit"
 	"github.com/sqlwarden/sqlwarden/pkg/host"
+	"github.com/sqlwarden/sqlwarden/pkg/record"
 	"github.com/sqlwarden/sqlwarden/test/harness"
 )
 
@@ -236,12 +236,12 @@ func (e *redirectEnv) goIn(dir, ns, host, query string) (string, error) {
 	return string(out), err
 }
 
-func startsFor(recs []*audit.Record, sql string) *audit.Record {
+func startsFor(recs []*record.Record, sql string) *record.Record {
 	var sessionID string
 	for _, p := range harness.Pairs(recs, harness.Stmt("", sql)) {
 		sessionID = p.Statement.SessionID
 	}
-	return harness.SessionEvent(recs, audit.EventSessionStart, sessionID)
+	return harness.SessionEvent(recs, record.EventSessionStart, sessionID)
 }
 
 func TestRedirectEnrolledWorkload(t *testing.T) {
@@ -456,7 +456,7 @@ func TestRedirectBackendNotLooped(t *testing.T) {
 	recs := e.d.Settled(t)
 	starts := 0
 	for _, r := range recs {
-		if r.Event == audit.EventSessionStart {
+		if r.Event == record.EventSessionStart {
 			starts++
 			if r.Backend == nil || r.Backend.Address != m.Addr {
 				t.Errorf("backend %+v, want the original destination %s", r.Backend, m.Addr)

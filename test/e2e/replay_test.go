@@ -8,7 +8,7 @@ import (
 	"github.com/go-mysql-org/go-mysql/client"
 
 	"github.com/sqlwarden/sqlwarden/internal/testutil"
-	"github.com/sqlwarden/sqlwarden/pkg/audit"
+	"github.com/sqlwarden/sqlwarden/pkg/record"
 	"github.com/sqlwarden/sqlwarden/test/harness"
 )
 
@@ -59,7 +59,7 @@ func TestReplayRecordedSession(t *testing.T) {
 	recs := d.Settled(t)
 	var session string
 	for _, r := range recs {
-		if r.Event == audit.EventStatement && r.SQL == "SET @min = 15" {
+		if r.Event == record.EventStatement && r.SQL == "SET @min = 15" {
 			session = r.SessionID
 		}
 	}

@@ -17,7 +17,7 @@ import (
 
 	gomysql "github.com/go-sql-driver/mysql"
 
-	"github.com/sqlwarden/sqlwarden/pkg/audit"
+	"github.com/sqlwarden/sqlwarden/pkg/record"
 )
 
 // loader runs in an enrolled cgroup: a new connection and one marked
@@ -126,7 +126,7 @@ func TestGracefulRestartUnderLoad(t *testing.T) {
 	// Nothing lost: every insert that reached the database has its record.
 	recorded := map[string]bool{}
 	for _, r := range e.d.Settled(t) {
-		if r.Event == audit.EventStatement && strings.HasPrefix(r.SQL, "INSERT INTO restart.t") {
+		if r.Event == record.EventStatement && strings.HasPrefix(r.SQL, "INSERT INTO restart.t") {
 			recorded[r.SQL] = true
 		}
 	}

@@ -15,7 +15,7 @@ import (
 
 	"github.com/sqlwarden/sqlwarden/internal/maskfixture"
 	"github.com/sqlwarden/sqlwarden/internal/testutil"
-	"github.com/sqlwarden/sqlwarden/pkg/audit"
+	"github.com/sqlwarden/sqlwarden/pkg/record"
 	"github.com/sqlwarden/sqlwarden/pkg/sqltext"
 	"github.com/sqlwarden/sqlwarden/test/harness"
 )
@@ -200,11 +200,11 @@ func TestExecutableCommentsAsTheServerRunsThem(t *testing.T) {
 	db.Close()
 	recs := d.Settled(t)
 	_, o := harness.Pair(t, recs, ignored[0])
-	if o.Status != audit.StatusBlocked || o.Policy == nil || o.Policy.Rule != "no-unbounded-writes" {
+	if o.Status != record.StatusBlocked || o.Policy == nil || o.Policy.Rule != "no-unbounded-writes" {
 		t.Errorf("outcome of %q: %+v", ignored[0], o)
 	}
 	_, o = harness.Pair(t, recs, "SELECT 1 /*! + 1")
-	if o.Status != audit.StatusBlocked || o.Policy == nil || o.Policy.Rule != "sql-text" || o.Error == nil || o.Error.Code != 1235 {
+	if o.Status != record.StatusBlocked || o.Policy == nil || o.Policy.Rule != "sql-text" || o.Error == nil || o.Error.Code != 1235 {
 		t.Errorf("outcome of a refused text: %+v", o)
 	}
 	if n := lexCount(t, root); n != lexRows {
@@ -423,7 +423,7 @@ func TestSessionSettingsRefused(t *testing.T) {
 	}
 	recs := d.Settled(t)
 	_, o := harness.Pair(t, recs, "SET session_track_system_variables = ''")
-	if o.Status != audit.StatusBlocked || o.Policy == nil || o.Policy.Rule != "sql-text" || o.Error.Code != 1235 {
+	if o.Status != record.StatusBlocked || o.Policy == nil || o.Policy.Rule != "sql-text" || o.Error.Code != 1235 {
 		t.Errorf("journal of a refused SET: %+v", o)
 	}
 }
@@ -563,7 +563,7 @@ func TestSessionStateAfterExecution(t *testing.T) {
 	recs := d.Settled(t)
 	ended := 0
 	for _, r := range recs {
-		if r.Event == audit.EventSessionEnd && r.Reason == "session_state_error" {
+		if r.Event == record.EventSessionEnd && r.Reason == "session_state_error" {
 			ended++
 		}
 	}
@@ -665,9 +665,9 @@ func TestJournalKeepsStatementBytes(t *testing.T) {
 		t.Fatalf("stored value %s %v, want café (636166C3A9)", hexv, err)
 	}
 	recs := d.Settled(t)
-	var st *audit.Record
+	var st *record.Record
 	for _, r := range recs {
-		if r.Event == audit.EventStatement && r.Text() == insert {
+		if r.Event == record.EventStatement && r.Text() == insert {
 			st = r
 		}
 	}

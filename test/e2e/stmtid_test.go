@@ -13,8 +13,8 @@ import (
 	"github.com/go-mysql-org/go-mysql/client"
 	gm "github.com/go-mysql-org/go-mysql/mysql"
 
-	"github.com/sqlwarden/sqlwarden/pkg/audit"
 	"github.com/sqlwarden/sqlwarden/pkg/policy"
+	"github.com/sqlwarden/sqlwarden/pkg/record"
 	"github.com/sqlwarden/sqlwarden/pkg/wire"
 	"github.com/sqlwarden/sqlwarden/test/harness"
 )
@@ -456,7 +456,7 @@ func TestLastPreparedStatementID(t *testing.T) {
 	recs := d.Settled(t)
 	var sawMasked, sawLong, sawApproved bool
 	for i, r := range recs {
-		if r.Event != audit.EventStatement || r.Command != "COM_STMT_EXECUTE" {
+		if r.Event != record.EventStatement || r.Command != "COM_STMT_EXECUTE" {
 			continue
 		}
 		o := harness.OutcomeOf(recs[i+1:], r)
@@ -466,11 +466,11 @@ func TestLastPreparedStatementID(t *testing.T) {
 		case insert:
 			sawLong = len(r.Params) == 2 && fmt.Sprint(r.Params[1].Value) == "long-via-proxy"
 		case alter:
-			if o != nil && o.Status == audit.StatusSuccess && o.Policy != nil && o.Policy.Action == "approve" && o.Policy.Approver == "alice" {
+			if o != nil && o.Status == record.StatusSuccess && o.Policy != nil && o.Policy.Action == "approve" && o.Policy.Approver == "alice" {
 				sawApproved = true
 			}
 		case "":
-			if o == nil || o.Status != audit.StatusBlocked || o.Error == nil || o.Error.Code != wire.ErrCodeUnknownStmt {
+			if o == nil || o.Status != record.StatusBlocked || o.Error == nil || o.Error.Code != wire.ErrCodeUnknownStmt {
 				t.Errorf("an EXECUTE journaled without its SQL was not refused: %+v / %+v", r, o)
 			}
 		}
@@ -480,7 +480,7 @@ func TestLastPreparedStatementID(t *testing.T) {
 	}
 	var dropped int
 	for _, r := range recs {
-		if r.Event == audit.EventOutcome && r.Status == audit.StatusBlocked && r.Error != nil && r.Error.Code == wire.ErrCodeUnknownStmt {
+		if r.Event == record.EventOutcome && r.Status == record.StatusBlocked && r.Error != nil && r.Error.Code == wire.ErrCodeUnknownStmt {
 			dropped++
 		}
 	}

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/sqlwarden/sqlwarden/pkg/audit"
+	"github.com/sqlwarden/sqlwarden/pkg/record"
 	"github.com/sqlwarden/sqlwarden/test/harness"
 )
 
@@ -62,10 +62,10 @@ func TestSysbenchOLTP(t *testing.T) {
 	var failed []string
 	deadlocks := 0
 	for _, r := range d.WaitOutcomes(t) {
-		if r.Event == audit.EventStatement {
+		if r.Event == record.EventStatement {
 			commands[r.Command]++
 		}
-		if r.Event == audit.EventOutcome && r.Error != nil {
+		if r.Event == record.EventOutcome && r.Error != nil {
 			if r.Error.Code == 1213 { // the database's own deadlock between the two threads
 				deadlocks++
 				continue
@@ -73,13 +73,13 @@ func TestSysbenchOLTP(t *testing.T) {
 			failed = append(failed, r.Error.Message)
 		}
 		switch {
-		case r.Event == audit.EventStatement && r.Command == "COM_STMT_EXECUTE" && r.SQL == "SELECT c FROM sbtest1 WHERE id=?":
+		case r.Event == record.EventStatement && r.Command == "COM_STMT_EXECUTE" && r.SQL == "SELECT c FROM sbtest1 WHERE id=?":
 			if len(r.Params) == 1 && r.Params[0].Type == "BIGINT" {
 				exec++
 			}
-		case r.Event == audit.EventStatement && r.Command == "COM_QUERY" && strings.HasPrefix(r.SQL, "SELECT c FROM sbtest1 WHERE id="):
+		case r.Event == record.EventStatement && r.Command == "COM_QUERY" && strings.HasPrefix(r.SQL, "SELECT c FROM sbtest1 WHERE id="):
 			text++
-		case r.Event == audit.EventOutcome && r.Status != audit.StatusSuccess && (r.Error == nil || r.Error.Code != 1213):
+		case r.Event == record.EventOutcome && r.Status != record.StatusSuccess && (r.Error == nil || r.Error.Code != 1213):
 			errs++
 		}
 	}

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sqlwarden/sqlwarden/pkg/audit"
+	"github.com/sqlwarden/sqlwarden/pkg/record"
 	"github.com/sqlwarden/sqlwarden/test/harness"
 )
 
@@ -31,13 +31,13 @@ func TestAuditTailFollow(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	found := make(chan *audit.Record, 1)
+	found := make(chan *record.Record, 1)
 	go func() {
 		sc := bufio.NewScanner(stdout)
 		sc.Buffer(make([]byte, 1<<20), 1<<24)
 		for sc.Scan() {
-			var r audit.Record
-			if json.Unmarshal(sc.Bytes(), &r) == nil && r.Event == audit.EventStatement && strings.Contains(r.SQL, "followed") {
+			var r record.Record
+			if json.Unmarshal(sc.Bytes(), &r) == nil && r.Event == record.EventStatement && strings.Contains(r.SQL, "followed") {
 				found <- &r
 				return
 			}

@@ -14,7 +14,7 @@ import (
 	gomysql "github.com/go-sql-driver/mysql"
 
 	"github.com/sqlwarden/sqlwarden/internal/testutil"
-	"github.com/sqlwarden/sqlwarden/pkg/audit"
+	"github.com/sqlwarden/sqlwarden/pkg/record"
 	"github.com/sqlwarden/sqlwarden/test/harness"
 )
 
@@ -211,7 +211,7 @@ func TestBackendUnreachable(t *testing.T) {
 	recs := d.Settled(t)
 	down, quiet := 0, 0
 	for _, r := range recs {
-		if r.Event != audit.EventSessionDenied {
+		if r.Event != record.EventSessionDenied {
 			continue
 		}
 		switch {

@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/sqlwarden/sqlwarden/pkg/audit"
+	"github.com/sqlwarden/sqlwarden/pkg/record"
 	"github.com/sqlwarden/sqlwarden/test/harness"
 )
 
@@ -192,7 +192,7 @@ func TestWideResults(t *testing.T) {
 	proxiedInterp.Close()
 	recs := d.Settled(t)
 	_, out := harness.PairCommand(t, recs, "COM_STMT_EXECUTE", marks)
-	if out.Status != audit.StatusSuccess || out.Rows == nil || *out.Rows != 1 || len(out.Columns) == 0 {
+	if out.Status != record.StatusSuccess || out.Rows == nil || *out.Rows != 1 || len(out.Columns) == 0 {
 		t.Errorf("65535-parameter execute outcome: status %s rows %v columns %d", out.Status, out.Rows, len(out.Columns))
 	}
 	ex, _ := harness.PairCommand(t, recs, "COM_STMT_EXECUTE", marks)
@@ -200,7 +200,7 @@ func TestWideResults(t *testing.T) {
 		t.Errorf("65535-parameter execute record: %d params", len(ex.Params))
 	}
 	_, out = harness.Pair(t, recs, wide4096)
-	if out.Status != audit.StatusSuccess || len(out.Columns) == 0 || len(out.Columns) > 512 {
+	if out.Status != record.StatusSuccess || len(out.Columns) == 0 || len(out.Columns) > 512 {
 		t.Errorf("4096-column outcome keeps %d column names", len(out.Columns))
 	}
 }

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sqlwarden/sqlwarden/pkg/audit"
+	"github.com/sqlwarden/sqlwarden/pkg/record"
 )
 
 // Reading the journal. A statement record and its outcome share session_id
@@ -21,9 +21,9 @@ import (
 const waitTimeout = 10 * time.Second
 
 // Records reads every journal record, in order.
-func (d *Daemon) Records(t testing.TB) []*audit.Record {
+func (d *Daemon) Records(t testing.TB) []*record.Record {
 	t.Helper()
-	var out []*audit.Record
+	var out []*record.Record
 	files, _ := filepath.Glob(filepath.Join(d.AuditDir, "*.jsonl"))
 	for _, f := range files {
 		fh, err := os.Open(f)
@@ -33,7 +33,7 @@ func (d *Daemon) Records(t testing.TB) []*audit.Record {
 		sc := bufio.NewScanner(fh)
 		sc.Buffer(make([]byte, 1<<20), 64<<20)
 		for sc.Scan() {
-			var r audit.Record
+			var r record.Record
 			if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
 				continue // a torn tail is the journal's business, not the test's
 			}
@@ -45,8 +45,8 @@ func (d *Daemon) Records(t testing.TB) []*audit.Record {
 }
 
 // SessionRecords returns the records of one session, in journal order.
-func (d *Daemon) SessionRecords(t testing.TB, sessionID string) []*audit.Record {
-	var out []*audit.Record
+func (d *Daemon) SessionRecords(t testing.TB, sessionID string) []*record.Record {
+	var out []*record.Record
 	for _, r := range d.Records(t) {
 		if r.SessionID == sessionID {
 			out = append(out, r)
@@ -57,7 +57,7 @@ func (d *Daemon) SessionRecords(t testing.TB, sessionID string) []*audit.Record 
 
 // WaitRecords polls the journal until done holds for its records and returns
 // them; the test fails after 10s, saying what it waited for.
-func (d *Daemon) WaitRecords(t testing.TB, what string, done func([]*audit.Record) bool) []*audit.Record {
+func (d *Daemon) WaitRecords(t testing.TB, what string, done func([]*record.Record) bool) []*record.Record {
 	t.Helper()
 	deadline := time.Now().Add(waitTimeout)
 	for {
@@ -73,10 +73,10 @@ func (d *Daemon) WaitRecords(t testing.TB, what string, done func([]*audit.Recor
 }
 
 // WaitFor polls the journal until pred holds for some record and returns it.
-func (d *Daemon) WaitFor(t testing.TB, what string, pred func(*audit.Record) bool) *audit.Record {
+func (d *Daemon) WaitFor(t testing.TB, what string, pred func(*record.Record) bool) *record.Record {
 	t.Helper()
-	var found *audit.Record
-	d.WaitRecords(t, "audit record "+what, func(recs []*audit.Record) bool {
+	var found *record.Record
+	d.WaitRecords(t, "audit record "+what, func(recs []*record.Record) bool {
 		for _, r := range recs {
 			if pred(r) {
 				found = r
@@ -89,10 +89,10 @@ func (d *Daemon) WaitFor(t testing.TB, what string, pred func(*audit.Record) boo
 }
 
 // WaitEnded waits for the session.end record of a session and returns all records.
-func (d *Daemon) WaitEnded(t testing.TB, sessionID string) []*audit.Record {
+func (d *Daemon) WaitEnded(t testing.TB, sessionID string) []*record.Record {
 	t.Helper()
-	return d.WaitRecords(t, fmt.Sprintf("session %s ended", sessionID), func(recs []*audit.Record) bool {
-		return SessionEvent(recs, audit.EventSessionEnd, sessionID) != nil
+	return d.WaitRecords(t, fmt.Sprintf("session %s ended", sessionID), func(recs []*record.Record) bool {
+		return SessionEvent(recs, record.EventSessionEnd, sessionID) != nil
 	})
 }
 
@@ -110,25 +110,25 @@ func (d *Daemon) LastSession(t testing.TB) string {
 // records are written after the client got its reply, so a test that just
 // closed its client must wait for them) and returns all records. After 10s
 // it logs the sessions still open and returns what there is.
-func (d *Daemon) Settled(t testing.TB) []*audit.Record {
+func (d *Daemon) Settled(t testing.TB) []*record.Record {
 	t.Helper()
-	return d.settle(t, "sessions", func(r *audit.Record) (key any, opens, closes bool) {
-		return r.SessionID, r.Event == audit.EventSessionStart, r.Event == audit.EventSessionEnd
+	return d.settle(t, "sessions", func(r *record.Record) (key any, opens, closes bool) {
+		return r.SessionID, r.Event == record.EventSessionStart, r.Event == record.EventSessionEnd
 	})
 }
 
 // WaitOutcomes waits until every statement record has its outcome (sessions
 // may still be open) and returns all records. After 10s it logs the
 // statements still without an outcome and returns what there is.
-func (d *Daemon) WaitOutcomes(t testing.TB) []*audit.Record {
+func (d *Daemon) WaitOutcomes(t testing.TB) []*record.Record {
 	t.Helper()
-	return d.settle(t, "statements without an outcome", func(r *audit.Record) (key any, opens, closes bool) {
-		return [2]any{r.SessionID, r.StatementID}, r.Event == audit.EventStatement, r.Event == audit.EventOutcome
+	return d.settle(t, "statements without an outcome", func(r *record.Record) (key any, opens, closes bool) {
+		return [2]any{r.SessionID, r.StatementID}, r.Event == record.EventStatement, r.Event == record.EventOutcome
 	})
 }
 
 // settle polls until every record that opens a key has one that closes it.
-func (d *Daemon) settle(t testing.TB, what string, classify func(*audit.Record) (key any, opens, closes bool)) []*audit.Record {
+func (d *Daemon) settle(t testing.TB, what string, classify func(*record.Record) (key any, opens, closes bool)) []*record.Record {
 	t.Helper()
 	deadline := time.Now().Add(waitTimeout)
 	for {
@@ -155,7 +155,7 @@ func (d *Daemon) settle(t testing.TB, what string, classify func(*audit.Record) 
 
 // FindStatement returns the first statement record with this SQL text and
 // its outcome (nil if not journaled); nil, nil if there is none.
-func (d *Daemon) FindStatement(t testing.TB, sqlText string) (stmt, outcome *audit.Record) {
+func (d *Daemon) FindStatement(t testing.TB, sqlText string) (stmt, outcome *record.Record) {
 	t.Helper()
 	return FindPair(d.Records(t), Stmt("", sqlText))
 }
@@ -163,23 +163,23 @@ func (d *Daemon) FindStatement(t testing.TB, sqlText string) (stmt, outcome *aud
 // StatementPair is a statement record and its outcome (nil while not
 // journaled).
 type StatementPair struct {
-	Statement, Outcome *audit.Record
+	Statement, Outcome *record.Record
 }
 
 // Stmt matches statement records of a command ("COM_QUERY",
 // "COM_STMT_EXECUTE", ...) and SQL text; "" matches any.
-func Stmt(command, sqlText string) func(*audit.Record) bool {
-	return func(r *audit.Record) bool {
-		return r.Event == audit.EventStatement && (command == "" || r.Command == command) && (sqlText == "" || r.SQL == sqlText)
+func Stmt(command, sqlText string) func(*record.Record) bool {
+	return func(r *record.Record) bool {
+		return r.Event == record.EventStatement && (command == "" || r.Command == command) && (sqlText == "" || r.SQL == sqlText)
 	}
 }
 
 // Pairs returns every statement record that match accepts, in journal
 // order, each with its outcome.
-func Pairs(recs []*audit.Record, match func(*audit.Record) bool) []StatementPair {
+func Pairs(recs []*record.Record, match func(*record.Record) bool) []StatementPair {
 	var out []StatementPair
 	for i, r := range recs {
-		if r.Event == audit.EventStatement && match(r) {
+		if r.Event == record.EventStatement && match(r) {
 			out = append(out, StatementPair{r, outcomeAfter(recs[i+1:], r)})
 		}
 	}
@@ -188,8 +188,8 @@ func Pairs(recs []*audit.Record, match func(*audit.Record) bool) []StatementPair
 
 // Outcomes returns the outcome records of the statements match accepts, in
 // statement order, leaving out statements without one.
-func Outcomes(recs []*audit.Record, match func(*audit.Record) bool) []*audit.Record {
-	var out []*audit.Record
+func Outcomes(recs []*record.Record, match func(*record.Record) bool) []*record.Record {
+	var out []*record.Record
 	for _, p := range Pairs(recs, match) {
 		if p.Outcome != nil {
 			out = append(out, p.Outcome)
@@ -200,9 +200,9 @@ func Outcomes(recs []*audit.Record, match func(*audit.Record) bool) []*audit.Rec
 
 // FindPair returns the first statement record match accepts and its outcome
 // (nil if not journaled); nil, nil if there is none.
-func FindPair(recs []*audit.Record, match func(*audit.Record) bool) (stmt, outcome *audit.Record) {
+func FindPair(recs []*record.Record, match func(*record.Record) bool) (stmt, outcome *record.Record) {
 	for i, r := range recs {
-		if r.Event == audit.EventStatement && match(r) {
+		if r.Event == record.EventStatement && match(r) {
 			return r, outcomeAfter(recs[i+1:], r)
 		}
 	}
@@ -212,14 +212,14 @@ func FindPair(recs []*audit.Record, match func(*audit.Record) bool) (stmt, outco
 // Pair returns the first statement record with this SQL text and its
 // outcome; the test fails if either is missing or the outcome is not
 // journaled after its statement.
-func Pair(t testing.TB, recs []*audit.Record, sqlText string) (stmt, outcome *audit.Record) {
+func Pair(t testing.TB, recs []*record.Record, sqlText string) (stmt, outcome *record.Record) {
 	t.Helper()
 	return PairCommand(t, recs, "", sqlText)
 }
 
 // PairCommand is Pair for one command ("" for any): a prepared
 // statement's SQL appears in its PREPARE, EXECUTE and CLOSE records.
-func PairCommand(t testing.TB, recs []*audit.Record, command, sqlText string) (stmt, outcome *audit.Record) {
+func PairCommand(t testing.TB, recs []*record.Record, command, sqlText string) (stmt, outcome *record.Record) {
 	t.Helper()
 	what := "statement"
 	if command != "" {
@@ -238,23 +238,23 @@ func PairCommand(t testing.TB, recs []*audit.Record, command, sqlText string) (s
 }
 
 // OutcomeOf returns the outcome record of a statement record, nil if none.
-func OutcomeOf(recs []*audit.Record, stmt *audit.Record) *audit.Record {
+func OutcomeOf(recs []*record.Record, stmt *record.Record) *record.Record {
 	return outcomeAfter(recs, stmt)
 }
 
 // StatementOf returns the statement record of an outcome record, nil if none.
-func StatementOf(recs []*audit.Record, outcome *audit.Record) *audit.Record {
+func StatementOf(recs []*record.Record, outcome *record.Record) *record.Record {
 	for _, r := range recs {
-		if r.Event == audit.EventStatement && r.SessionID == outcome.SessionID && r.StatementID == outcome.StatementID {
+		if r.Event == record.EventStatement && r.SessionID == outcome.SessionID && r.StatementID == outcome.StatementID {
 			return r
 		}
 	}
 	return nil
 }
 
-func outcomeAfter(recs []*audit.Record, stmt *audit.Record) *audit.Record {
+func outcomeAfter(recs []*record.Record, stmt *record.Record) *record.Record {
 	for _, o := range recs {
-		if o.Event == audit.EventOutcome && o.SessionID == stmt.SessionID && o.StatementID == stmt.StatementID {
+		if o.Event == record.EventOutcome && o.SessionID == stmt.SessionID && o.StatementID == stmt.StatementID {
 			return o
 		}
 	}
@@ -262,10 +262,10 @@ func outcomeAfter(recs []*audit.Record, stmt *audit.Record) *audit.Record {
 }
 
 // Sessions returns the ids of the sessions started, in journal order.
-func Sessions(recs []*audit.Record) []string {
+func Sessions(recs []*record.Record) []string {
 	var ids []string
 	for _, r := range recs {
-		if r.Event == audit.EventSessionStart {
+		if r.Event == record.EventSessionStart {
 			ids = append(ids, r.SessionID)
 		}
 	}
@@ -274,7 +274,7 @@ func Sessions(recs []*audit.Record) []string {
 
 // SessionEvent returns the first record of an event (session.start,
 // session.end, ...) of a session, nil if none.
-func SessionEvent(recs []*audit.Record, event, sessionID string) *audit.Record {
+func SessionEvent(recs []*record.Record, event, sessionID string) *record.Record {
 	for _, r := range recs {
 		if r.Event == event && r.SessionID == sessionID {
 			return r
@@ -284,7 +284,7 @@ func SessionEvent(recs []*audit.Record, event, sessionID string) *audit.Record {
 }
 
 // Count returns how many records pred accepts.
-func Count(recs []*audit.Record, pred func(*audit.Record) bool) int {
+func Count(recs []*record.Record, pred func(*record.Record) bool) int {
 	n := 0
 	for _, r := range recs {
 		if pred(r) {

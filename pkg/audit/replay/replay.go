@@ -16,6 +16,7 @@ import (
 	"github.com/go-sql-driver/mysql"
 
 	"github.com/sqlwarden/sqlwarden/pkg/audit"
+	"github.com/sqlwarden/sqlwarden/pkg/record"
 )
 
 // ErrRecordedBackend is returned when the target is the session's recorded
@@ -72,7 +73,7 @@ type Report struct {
 func (r *Report) OK() bool { return r.Diverged == 0 }
 
 type pair struct {
-	stmt, out *audit.Record
+	stmt, out *record.Record
 }
 
 // Run replays the session. Statements run in recorded order on one
@@ -95,15 +96,15 @@ func Run(ctx context.Context, opt Options) (*Report, error) {
 	byID := map[uint64]*pair{}
 	for _, r := range recs {
 		switch r.Event {
-		case audit.EventSessionStart:
+		case record.EventSessionStart:
 			if r.Backend != nil {
 				rep.Backend = r.Backend.Address
 			}
-		case audit.EventStatement:
+		case record.EventStatement:
 			p := &pair{stmt: r}
 			pairs = append(pairs, p)
 			byID[r.StatementID] = p
-		case audit.EventOutcome:
+		case record.EventOutcome:
 			if p := byID[r.StatementID]; p != nil {
 				p.out = r
 			}
@@ -187,7 +188,7 @@ func replayOne(ctx context.Context, conn *sql.Conn, opt Options, p *pair, curDB 
 	if out.Error != nil {
 		res.WantError = out.Error.Code
 	}
-	if out.Status == audit.StatusBlocked {
+	if out.Status == record.StatusBlocked {
 		res.Verdict, res.Reasons = Skipped, []string{"blocked by policy when recorded"}
 		return res
 	}
@@ -293,7 +294,7 @@ func replayOne(ctx context.Context, conn *sql.Conn, opt Options, p *pair, curDB 
 	return res
 }
 
-func wantsRows(out *audit.Record) bool {
+func wantsRows(out *record.Record) bool {
 	return len(out.Columns) > 0 || (out.Rows != nil && out.AffectedRows == nil) || out.ResultDigest != "" || len(out.Results) > 0
 }
 
@@ -355,7 +356,7 @@ func query(ctx context.Context, conn *sql.Conn, q string, args []any, keep int) 
 		return 0, "", nil, err
 	}
 	defer rs.Close()
-	d := audit.NewRowDigest()
+	d := record.NewRowDigest()
 	var kept [][]any
 	for {
 		cols, err := rs.Columns()
@@ -426,7 +427,7 @@ func normalize(v any) any {
 
 // paramValue converts a recorded parameter to a driver argument. Numbers
 // keep their integer-ness (the journal decodes them as json.Number).
-func paramValue(p audit.Param) any {
+func paramValue(p record.Param) any {
 	switch v := p.Value.(type) {
 	case nil:
 		return nil

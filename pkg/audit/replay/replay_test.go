@@ -12,18 +12,19 @@ import (
 
 	"github.com/sqlwarden/sqlwarden/internal/testutil"
 	"github.com/sqlwarden/sqlwarden/pkg/audit"
+	"github.com/sqlwarden/sqlwarden/pkg/record"
 )
 
 type step struct {
 	command string
 	sql     string
 	db      string
-	params  []audit.Param
+	params  []record.Param
 }
 
-// record runs steps directly on conn the way the proxy would see them and
+// recordSteps runs steps directly on conn the way the proxy would see them and
 // writes statement/outcome records like the proxy does.
-func record(t *testing.T, j *audit.Journal, conn *sql.Conn, backend string, steps []step) {
+func recordSteps(t *testing.T, j *audit.Journal, conn *sql.Conn, backend string, steps []step) {
 	t.Helper()
 	ctx := context.Background()
 	must := func(err error) {
@@ -31,13 +32,13 @@ func record(t *testing.T, j *audit.Journal, conn *sql.Conn, backend string, step
 			t.Fatal(err)
 		}
 	}
-	must(j.Append(&audit.Record{Event: audit.EventSessionStart, SessionID: "sess-1",
-		Identity: &audit.Identity{Name: "agent-1", Source: "static"}, Backend: &audit.BackendInfo{Address: backend, User: "root"}}))
+	must(j.Append(&record.Record{Event: record.EventSessionStart, SessionID: "sess-1",
+		Identity: &record.Identity{Name: "agent-1", Source: "static"}, Backend: &record.BackendInfo{Address: backend, User: "root"}}))
 	for i, s := range steps {
 		id := uint64(i + 1)
-		must(j.Append(&audit.Record{Event: audit.EventStatement, SessionID: "sess-1", StatementID: id,
+		must(j.Append(&record.Record{Event: record.EventStatement, SessionID: "sess-1", StatementID: id,
 			Command: s.command, SQL: s.sql, DB: s.db, Params: s.params}))
-		out := &audit.Record{Event: audit.EventOutcome, SessionID: "sess-1", StatementID: id, Status: audit.StatusSuccess}
+		out := &record.Record{Event: record.EventOutcome, SessionID: "sess-1", StatementID: id, Status: record.StatusSuccess}
 		args := make([]any, len(s.params))
 		for k, p := range s.params {
 			args[k] = p.Value
@@ -45,28 +46,28 @@ func record(t *testing.T, j *audit.Journal, conn *sql.Conn, backend string, step
 		var err error
 		if s.command == "COM_INIT_DB" {
 			_, err = conn.ExecContext(ctx, "USE "+s.db)
-			out.AffectedRows = audit.U64(0)
+			out.AffectedRows = record.U64(0)
 		} else if isSelect(s.sql) {
 			var n uint64
 			var dg string
 			n, dg, _, err = query(ctx, conn, s.sql, argsOrNil(s.command, args), 0)
 			if err == nil {
-				out.Rows, out.ResultDigest, out.Columns = audit.U64(n), dg, []string{"c"}
+				out.Rows, out.ResultDigest, out.Columns = record.U64(n), dg, []string{"c"}
 			}
 		} else {
 			var n uint64
 			n, err = exec(ctx, conn, s.sql, argsOrNil(s.command, args))
-			out.AffectedRows = audit.U64(n)
+			out.AffectedRows = record.U64(n)
 		}
 		var me *mysql.MySQLError
 		if errors.As(err, &me) {
-			out.Status, out.Error, out.AffectedRows = audit.StatusError, &audit.ErrorInfo{Code: me.Number, Message: me.Message}, nil
+			out.Status, out.Error, out.AffectedRows = record.StatusError, &record.ErrorInfo{Code: me.Number, Message: me.Message}, nil
 		} else if err != nil {
 			t.Fatal(err)
 		}
 		must(j.Append(out))
 	}
-	must(j.Append(&audit.Record{Event: audit.EventSessionEnd, SessionID: "sess-1", Statements: audit.U64(uint64(len(steps)))}))
+	must(j.Append(&record.Record{Event: record.EventSessionEnd, SessionID: "sess-1", Statements: record.U64(uint64(len(steps)))}))
 }
 
 func argsOrNil(cmd string, args []any) []any {
@@ -107,15 +108,15 @@ func TestReplaySession(t *testing.T) {
 		{command: "COM_QUERY", sql: "SET @lim := 2", db: "rp_shop"},
 		{command: "COM_QUERY", sql: "SELECT id, name FROM items WHERE id <= @lim ORDER BY id", db: "rp_shop"},
 		{command: "COM_STMT_EXECUTE", sql: "SELECT name FROM items WHERE id = ?", db: "rp_shop",
-			params: []audit.Param{{Type: "MYSQL_TYPE_LONGLONG", Value: int64(3)}}},
+			params: []record.Param{{Type: "MYSQL_TYPE_LONGLONG", Value: int64(3)}}},
 		{command: "COM_STMT_EXECUTE", sql: "UPDATE items SET qty = ? WHERE id = ?", db: "rp_shop",
-			params: []audit.Param{{Type: "MYSQL_TYPE_LONGLONG", Value: int64(11)}, {Type: "MYSQL_TYPE_LONGLONG", Value: int64(2)}}},
+			params: []record.Param{{Type: "MYSQL_TYPE_LONGLONG", Value: int64(11)}, {Type: "MYSQL_TYPE_LONGLONG", Value: int64(2)}}},
 		{command: "COM_QUERY", sql: "SELECT * FROM no_such_table", db: "rp_shop"},
 		{command: "COM_INIT_DB", db: "rp_shop"},
 		{command: "COM_QUERY", sql: "SELECT qty FROM items ORDER BY id", db: "rp_shop"},
 	}
 	// recorded against "the production backend", which is not the target
-	record(t, j, conn, "db.prod.internal:3306", steps)
+	recordSteps(t, j, conn, "db.prod.internal:3306", steps)
 	conn.Close()
 	j.Close()
 	// make the replay's UPDATE change a row again (qty was set to 11)
@@ -149,7 +150,7 @@ func TestReplaySession(t *testing.T) {
 	j2, _ := audit.Open(audit.Config{Dir: j2dir, Node: "n1", Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	db2 := m.Open(t, "rp_shop")
 	c2, _ := db2.Conn(context.Background())
-	record(t, j2, c2, m.Addr, steps[:1])
+	recordSteps(t, j2, c2, m.Addr, steps[:1])
 	c2.Close()
 	j2.Close()
 	if _, err := Run(context.Background(), Options{Dir: j2dir, Session: "sess-1", Target: target}); !errors.Is(err, ErrRecordedBackend) {
