@@ -50,7 +50,14 @@ func FuzzExecutable(f *testing.F) {
 				t.Fatalf("byte %d changed from %q to %q", i, sql[i], out[i])
 			}
 		}
-		if !strings.Contains(sql, "/*") && !strings.Contains(sql, "#") && !strings.Contains(sql, "--") && out != sql {
+		// Only comments change the text, and under ANSI_QUOTES a "..."
+		// identifier, written as the `...` one MariaDB reads the same way
+		// ("" and `` are both the empty identifier to it).
+		plain := !strings.Contains(sql, "/*") && !strings.Contains(sql, "#") && !strings.Contains(sql, "--")
+		if d.Mode&ANSIQuotes != 0 && strings.Contains(sql, `"`) {
+			plain = false
+		}
+		if plain && out != sql {
 			t.Fatalf("text without comment characters changed: %q -> %q", sql, out)
 		}
 		into, _, ierr := ExecutableInto(make([]byte, 0, 8), sql, d)

@@ -87,6 +87,9 @@ func TestExecutableModes(t *testing.T) {
 		{ansi, `SELECT "a\" -- " FROM t`, "SELECT `a\\`"},
 		{maria1011, `SELECT "a\" -- " FROM t`, `SELECT "a\" -- " FROM t`},
 		{ansi, `SELECT "a""b" # x`, "SELECT `a\"b`"},
+		// The empty identifier: MariaDB reads "" under ANSI_QUOTES as it reads ``.
+		{ansi, `SELECT "" FROM t`, "SELECT `` FROM t"},
+		{ansi, `""`, "``"},
 	} {
 		checkExecutable(t, tt.in, tt.d, tt.out)
 	}
