@@ -2,12 +2,15 @@ package policy
 
 import (
 	"database/sql"
+	"errors"
 	"fmt"
 	"math/rand"
 	"net"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -39,6 +42,7 @@ type oracle struct {
 	t      testing.TB
 	c      *wire.Conn
 	root   *sql.DB
+	db     string // this process's schema
 	thread int64
 	server sqltext.Server
 	mode   string
@@ -70,10 +74,16 @@ func newOracle(t testing.TB) *oracle {
 	if err := root.QueryRow("SELECT @@performance_schema").Scan(&ps); err != nil || ps != 1 {
 		t.Fatalf("performance_schema is %d (%v) on the private MariaDB: scripts/mariadb.sh starts it on; restart an instance started before", ps, err)
 	}
+	// Each process has its own schema: `go test -fuzz` runs the target in
+	// several worker processes at once, and one's fixture must not delete
+	// or duplicate the rows another is comparing against. The schemas of
+	// processes that are gone are dropped.
+	db := fmt.Sprintf("sworacle_%d", os.Getpid())
+	dropStaleOracleSchemas(t, root)
 	for _, q := range []string{
-		"CREATE DATABASE IF NOT EXISTS sworacle",
-		"CREATE TABLE IF NOT EXISTS sworacle.t (id INT PRIMARY KEY, v VARCHAR(200)) ENGINE=InnoDB",
-		"DELETE FROM sworacle.t",
+		"CREATE DATABASE IF NOT EXISTS " + db,
+		"CREATE TABLE IF NOT EXISTS " + db + ".t (id INT PRIMARY KEY, v VARCHAR(200)) ENGINE=InnoDB",
+		"DELETE FROM " + db + ".t",
 		"UPDATE performance_schema.setup_consumers SET ENABLED = 'YES' WHERE NAME IN ('events_statements_current', 'events_statements_history')",
 	} {
 		if _, err := root.Exec(q); err != nil {
@@ -81,7 +91,7 @@ func newOracle(t testing.TB) *oracle {
 		}
 	}
 	for i := 1; i <= oracleRows; i++ {
-		if _, err := root.Exec(fmt.Sprintf("INSERT INTO sworacle.t VALUES (%d, 'row %d')", i, i)); err != nil {
+		if _, err := root.Exec(fmt.Sprintf("INSERT INTO %s.t VALUES (%d, 'row %d')", db, i, i)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -90,17 +100,47 @@ func newOracle(t testing.TB) *oracle {
 		t.Fatal(err)
 	}
 	c := wire.NewConn(nc, 1<<24)
-	info, err := wire.ClientHandshake(c, &wire.ClientConfig{User: m.Root, DB: "sworacle", Collation: 45,
+	info, err := wire.ClientHandshake(c, &wire.ClientConfig{User: m.Root, DB: db, Collation: 45,
 		Capabilities: gm.CLIENT_MULTI_STATEMENTS | gm.CLIENT_MULTI_RESULTS | gm.CLIENT_FOUND_ROWS})
 	if err != nil {
 		t.Fatal(err)
 	}
-	o := &oracle{t: t, c: c, root: root, server: sqltext.ParseServerVersion(info.Version), mode: "-"}
+	o := &oracle{t: t, c: c, root: root, db: db, server: sqltext.ParseServerVersion(info.Version), mode: "-"}
 	if err := root.QueryRow("SELECT THREAD_ID FROM performance_schema.threads WHERE PROCESSLIST_ID = ?", info.ConnectionID).Scan(&o.thread); err != nil {
 		t.Fatalf("thread of the oracle session: %v", err)
 	}
 	oracleConn = o
 	return o
+}
+
+// dropStaleOracleSchemas drops the oracle schemas of processes no longer
+// running (fuzz workers are stopped, never cleaned up after).
+func dropStaleOracleSchemas(t testing.TB, root *sql.DB) {
+	rs, err := root.Query(`SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME LIKE 'sworacle\\_%'`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stale []string
+	for rs.Next() {
+		var name string
+		if err := rs.Scan(&name); err != nil {
+			t.Fatal(err)
+		}
+		pid, err := strconv.Atoi(strings.TrimPrefix(name, "sworacle_"))
+		if err != nil || pid <= 0 {
+			continue
+		}
+		if err := syscall.Kill(pid, 0); errors.Is(err, syscall.ESRCH) {
+			stale = append(stale, name)
+		}
+	}
+	rs.Close()
+	for _, name := range stale {
+		// Another process may be dropping it too.
+		if _, err := root.Exec("DROP DATABASE IF EXISTS `" + name + "`"); err != nil {
+			t.Logf("drop %s: %v", name, err)
+		}
+	}
 }
 
 func (o *oracle) setMode(mode string) {
@@ -198,7 +238,7 @@ func (o *oracle) run(q string) error {
 // check classifies q in mode, runs it, and compares.
 func (o *oracle) check(mode, q string) {
 	o.setMode(mode)
-	st := ClassifyAs(q, "sworacle", o.d)
+	st := ClassifyAs(q, o.db, o.d)
 	before := o.lastEvent()
 	o.simple("BEGIN")
 	runErr := o.run(q)
