@@ -2,7 +2,8 @@
 // parses into its Kubernetes type, the DaemonSet has the mounts, host
 // namespaces and exactly the capabilities the daemon uses, the ConfigMap's
 // config and policy load with the daemon's own parsers, the dashboard only
-// charts metrics the daemon exports, and the systemd unit runs the daemon.
+// charts metrics the daemon exports, the fleet overlay (deploy/kubernetes-fleet)
+// adds NATS and nothing else, and the systemd unit runs the daemon.
 package deploy_test
 
 import (
@@ -16,6 +17,7 @@ import (
 	"os/exec"
 	"path"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"slices"
 	"strconv"
@@ -398,19 +400,11 @@ func TestConfigMap(t *testing.T) {
 		}
 	}
 
-	// The fleet shares approvals and ships the journal through NATS, with
-	// credentials from the Secret.
-	ap := c.Policy.Approvals
-	if ap.Store != "nats" || ap.NATS.URL == "" || ap.NATS.Bucket != "SQLWARDEN_APPROVALS" {
-		t.Errorf("policy.approvals: store %q url %q bucket %q: the DaemonSet's nodes must share approvals", ap.Store, ap.NATS.URL, ap.NATS.Bucket)
-	}
-	for _, f := range []string{ap.NATS.CredsFile} {
-		_, sv, key := d.fileVolume(t, f)
-		if sv.Secret == nil || sv.Secret.SecretName != d.secret.Name {
-			t.Errorf("nats creds_file %s is not in the Secret volume", f)
-		} else if _, ok := d.secret.StringData[key]; !ok {
-			t.Errorf("Secret %s has no key %s for the NATS credentials", d.secret.Name, key)
-		}
+	// Out of the box a node needs nothing but its backend: approvals in
+	// memory, the journal on the node. NATS is the fleet overlay's
+	// (TestFleetOverlay).
+	if ap := c.Policy.Approvals; ap.Store != "memory" || ap.NATS.URL != "" {
+		t.Errorf("policy.approvals: store %q url %q: the base config must not need NATS", ap.Store, ap.NATS.URL)
 	}
 
 	// The sections other packages decode, decoded as strictly as the daemon does.
@@ -427,14 +421,8 @@ func TestConfigMap(t *testing.T) {
 	if _, av, _ := d.fileVolume(t, acfg.Dir+"/x"); av.HostPath == nil {
 		t.Errorf("audit.dir %s is not on a hostPath volume: the journal must outlive the pod", acfg.Dir)
 	}
-	var shipped bool
-	for _, s := range acfg.Sinks {
-		if s.Type == "nats" && s.NATS.Stream == "SQLWARDEN_AUDIT" && s.NATS.CredsFile == ap.NATS.CredsFile {
-			shipped = true
-		}
-	}
-	if !shipped {
-		t.Error("audit.sinks: no nats sink to the SQLWARDEN_AUDIT stream with the Secret's credentials")
+	if len(acfg.Sinks) != 0 {
+		t.Errorf("audit.sinks %+v: the base config must need no sink (the fleet overlay adds NATS)", acfg.Sinks)
 	}
 
 	// The agent example mounts its token where the daemon reads it.
@@ -468,6 +456,113 @@ func TestConfigMap(t *testing.T) {
 	}
 	if !tokenOK {
 		t.Errorf("examples/agent.yaml projects no token with audience %s at %s", ids.OIDC.Audience, ids.OIDC.TokenPath)
+	}
+}
+
+// TestFleetOverlay: deploy/kubernetes-fleet is the base with approvals and
+// the journal shared through NATS JetStream — a kustomize overlay that
+// replaces config.yaml with one differing from the base's only in the NATS
+// settings, and adds the NATS credentials to the Secret the DaemonSet mounts.
+func TestFleetOverlay(t *testing.T) {
+	base := load(t)
+	data, err := os.ReadFile(filepath.Join("kubernetes-fleet", "kustomization.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var k struct {
+		Resources []string `yaml:"resources"`
+		Patches   []struct {
+			Path string `yaml:"path"`
+		} `yaml:"patches"`
+	}
+	if err := yaml.Unmarshal(data, &k); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(k.Resources, []string{"../kubernetes"}) {
+		t.Errorf("kubernetes-fleet resources %v, want the base ../kubernetes only", k.Resources)
+	}
+	var patches []string
+	for _, p := range k.Patches {
+		patches = append(patches, p.Path)
+	}
+	files, _ := filepath.Glob(filepath.Join("kubernetes-fleet", "*.yaml"))
+	for _, f := range files {
+		if b := filepath.Base(f); b != "kustomization.yaml" && !slices.Contains(patches, b) {
+			t.Errorf("kubernetes-fleet/kustomization.yaml does not patch with %s", b)
+		}
+	}
+
+	var cm corev1.ConfigMap
+	var secret corev1.Secret
+	for _, m := range manifests(t, "kubernetes-fleet") {
+		switch m.kind {
+		case "ConfigMap":
+			strict(t, m, &cm)
+		case "Secret":
+			strict(t, m, &secret)
+		default:
+			t.Errorf("%s: unexpected kind %s in the overlay", m.file, m.kind)
+		}
+	}
+	if cm.Name != base.cm.Name || cm.Namespace != base.cm.Namespace || secret.Name != base.secret.Name || secret.Namespace != base.secret.Namespace {
+		t.Fatalf("the overlay patches ConfigMap %s/%s and Secret %s/%s, not the base's %s/%s and %s/%s",
+			cm.Namespace, cm.Name, secret.Namespace, secret.Name, base.cm.Namespace, base.cm.Name, base.secret.Namespace, base.secret.Name)
+	}
+	if len(cm.Data) != 1 || cm.Data["config.yaml"] == "" {
+		t.Errorf("the overlay's ConfigMap sets %d keys: want config.yaml only (policy.yaml stays the base's)", len(cm.Data))
+	}
+	c, err := config.Parse([]byte(cm.Data["config.yaml"]))
+	if err != nil {
+		t.Fatalf("kubernetes-fleet config.yaml: %v", err)
+	}
+
+	// Approvals shared through the bucket, the journal shipped to the
+	// stream, both with the credentials the overlay adds to the Secret.
+	ap := c.Policy.Approvals
+	if ap.Store != "nats" || ap.NATS.URL == "" || ap.NATS.Bucket != "SQLWARDEN_APPROVALS" {
+		t.Errorf("policy.approvals: store %q url %q bucket %q: the fleet's nodes must share approvals", ap.Store, ap.NATS.URL, ap.NATS.Bucket)
+	}
+	var acfg audit.Config
+	decodeStrict(t, &c.Audit, &acfg)
+	var shipped bool
+	for _, s := range acfg.Sinks {
+		if s.Type == "nats" && s.NATS.Stream == "SQLWARDEN_AUDIT" && s.NATS.CredsFile == ap.NATS.CredsFile {
+			shipped = true
+		}
+	}
+	if !shipped {
+		t.Error("audit.sinks: no nats sink to the SQLWARDEN_AUDIT stream with the approvals' credentials")
+	}
+	_, sv, key := base.fileVolume(t, ap.NATS.CredsFile)
+	if sv.Secret == nil || sv.Secret.SecretName != secret.Name {
+		t.Errorf("nats creds_file %s is not in the Secret volume", ap.NATS.CredsFile)
+	} else if _, ok := secret.StringData[key]; !ok {
+		t.Errorf("the overlay's Secret has no key %s for the NATS credentials", key)
+	}
+
+	// Nothing else differs from the base's config.
+	var b, f map[string]any
+	if err := yaml.Unmarshal([]byte(base.cm.Data["config.yaml"]), &b); err != nil {
+		t.Fatal(err)
+	}
+	if err := yaml.Unmarshal([]byte(cm.Data["config.yaml"]), &f); err != nil {
+		t.Fatal(err)
+	}
+	sub := func(m map[string]any, key string) map[string]any {
+		v, _ := m[key].(map[string]any)
+		if v == nil {
+			t.Fatalf("config has no %s section", key)
+		}
+		return v
+	}
+	delete(sub(f, "audit"), "sinks")
+	fa := sub(sub(f, "policy"), "approvals")
+	delete(fa, "nats")
+	fa["store"] = sub(sub(b, "policy"), "approvals")["store"]
+	if !reflect.DeepEqual(b, f) {
+		bb, _ := yaml.Marshal(b)
+		fb, _ := yaml.Marshal(f)
+		t.Errorf("kubernetes-fleet config.yaml differs from the base's in more than the NATS settings:\nbase:\n%s\nfleet without them:\n%s", bb, fb)
 	}
 }
 

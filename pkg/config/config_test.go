@@ -23,6 +23,11 @@ func TestDefaults(t *testing.T) {
 		len(c.Redirect.Ports) != 1 || c.Redirect.Ports[0] != 3306 || !c.TLSEnabled() || c.Policy.Approvals.Timeout != 5*time.Minute {
 		t.Fatalf("defaults: %+v", c)
 	}
+	// Without a policy.approvals section nothing outside the node is needed:
+	// approvals in memory, held (no NATS, no retry TTL in play).
+	if ap := c.Policy.Approvals; ap.Store != "memory" || ap.Mode != "hold" || ap.NATS.URL != "" || ap.RetryTTL != 15*time.Minute {
+		t.Fatalf("approvals defaults: %+v", ap)
+	}
 	if b, ok := c.Backend("default"); !ok || b.User != "warden" || b.ConnectTimeout != DefaultConnectTimeout {
 		t.Fatalf("Backend(default) = %+v %v", b, ok)
 	}

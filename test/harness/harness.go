@@ -80,6 +80,11 @@ type Options struct {
 	// Node names the daemon (default test-node).
 	Node string
 	Env  []string
+	// Config, when set, returns the whole config file in place of the one
+	// generated from the options above (d.Listen, d.Admin, d.AuditDir,
+	// d.Dir and d.Maria are set when it is called): for tests of a shipped
+	// configuration.
+	Config func(d *Daemon) string
 }
 
 // Daemon is a running sqlwarden.
@@ -158,8 +163,12 @@ func Start(t testing.TB, o Options) *Daemon {
 		}
 	}
 	b.WriteString(o.Extra)
+	text := b.String()
+	if o.Config != nil {
+		text = o.Config(d)
+	}
 	d.Config = filepath.Join(dir, "config.yaml")
-	if err := os.WriteFile(d.Config, []byte(b.String()), 0o600); err != nil {
+	if err := os.WriteFile(d.Config, []byte(text), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	d.start(t)
