@@ -11,7 +11,6 @@ import (
 
 	"github.com/pingcap/tidb/pkg/parser/ast"
 
-	"github.com/sqlwarden/sqlwarden/pkg/identity"
 	"github.com/sqlwarden/sqlwarden/pkg/masking"
 	"github.com/sqlwarden/sqlwarden/pkg/policy"
 	"github.com/sqlwarden/sqlwarden/pkg/proxy"
@@ -257,16 +256,4 @@ func orDefault(s, d string) string {
 		return d
 	}
 	return s
-}
-
-// toProxyIdentity turns a verified identity into what the proxy carries.
-func toProxyIdentity(id *identity.Identity, podLabels map[string]string) *proxy.Identity {
-	return &proxy.Identity{
-		Name:    id.Name,
-		Backend: id.Backend,
-		Record:  id.Audit(),
-		Attribute: func(sql string) *record.Attribution {
-			return identity.Attribute(id, podLabels, identity.ParseSQLComment(sql))
-		},
-	}
 }

@@ -136,12 +136,12 @@ func New(ctx context.Context, cfg *config.Config, o Options) (_ *Daemon, err err
 	go pe.Watch(ctx)
 
 	// Identities.
-	var icfg identitiesConfig
+	var icfg identity.Config
 	if err := decodeNode(&cfg.Identities, &icfg); err != nil {
 		return nil, fmt.Errorf("config identities: %w", err)
 	}
 	if icfg.OIDC != nil || len(icfg.Static) > 0 || icfg.AllowPasswordToken {
-		d.resolver, err = identity.NewResolver(ctx, icfg.Config, log.With("component", "identity"))
+		d.resolver, err = identity.NewResolver(ctx, icfg, log.With("component", "identity"))
 		if err != nil {
 			return nil, err
 		}
@@ -150,7 +150,7 @@ func New(ctx context.Context, cfg *config.Config, o Options) (_ *Daemon, err err
 	if err != nil {
 		return nil, err
 	}
-	auth, err := newAuthenticator(d.resolver, icfg, rsaKey, cfg.Backends[0].Name)
+	auth, err := identity.NewAuthenticator(d.resolver, icfg, rsaKey, cfg.Backends[0].Name)
 	if err != nil {
 		return nil, err
 	}
@@ -167,7 +167,7 @@ func New(ctx context.Context, cfg *config.Config, o Options) (_ *Daemon, err err
 	}
 
 	opts := proxy.Options{
-		Log: log, Audit: j, Auth: auth, Policy: policyAdapter{engine: pe, cache: newClassCache()}, Backends: backends,
+		Log: log, Audit: j, Auth: authAdapter{auth}, Policy: policyAdapter{engine: pe, cache: newClassCache()}, Backends: backends,
 		ClientTLS: clientTLS, RequireTLS: cfg.TLS.RequireTLS,
 		MaxPacket: cfg.MaxPacketSize, ServerVersion: cfg.ServerVersion, Node: cfg.Node, Results: acfg.Results,
 		ClientAuthPlugin: cfg.ClientAuthPlugin, AllowLocalInfile: cfg.AllowLocalInfile,

@@ -7,6 +7,8 @@ import (
 
 	"github.com/sqlwarden/sqlwarden/pkg/audit"
 	"github.com/sqlwarden/sqlwarden/pkg/config"
+	"github.com/sqlwarden/sqlwarden/pkg/identity"
+	"github.com/sqlwarden/sqlwarden/pkg/masking"
 	"github.com/sqlwarden/sqlwarden/pkg/policy"
 )
 
@@ -21,7 +23,7 @@ func TestExampleFilesParse(t *testing.T) {
 	if err != nil {
 		t.Fatalf("examples/config.yaml: %v", err)
 	}
-	var ids identitiesConfig
+	var ids identity.Config
 	if err := decodeNode(&cfg.Identities, &ids); err != nil {
 		t.Fatalf("identities: %v", err)
 	}
@@ -35,7 +37,7 @@ func TestExampleFilesParse(t *testing.T) {
 	if len(ac.Sinks) != 3 || ac.Sync != "batch" {
 		t.Fatalf("audit section decoded as %+v", ac)
 	}
-	var mc maskingConfig
+	var mc masking.Settings
 	if err := decodeNode(&cfg.Masking, &mc); err != nil {
 		t.Fatalf("masking: %v", err)
 	}

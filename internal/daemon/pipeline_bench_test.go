@@ -98,7 +98,7 @@ func startPipeline(b *testing.B, o pipeOpts) *pipeline {
 	}
 	m := masking.New(mc, benchSchema{})
 	be := proxytest.NewBackend()
-	id := toProxyIdentity(&identity.Identity{Name: "agent", Source: "static", Backend: "db"}, nil)
+	id := (*proxy.Identity)((&identity.Identity{Name: "agent", Source: "static", Backend: "db"}).Bind(nil))
 	backend := &proxy.Backend{Name: "db", Address: "backend", Credential: func() (proxy.Credential, error) {
 		return proxy.Credential{User: "warden", Password: "pw"}, nil
 	}}

@@ -24,6 +24,9 @@ type Config struct {
 	// AllowPasswordToken lets an explicit (non-redirected) client present its
 	// token as the password (mysql_clear_password), and only over TLS.
 	AllowPasswordToken bool `yaml:"allow_password_token"`
+	// Clients authenticate explicit (non-redirected) connections by a
+	// password only sqlwarden knows; see Client.
+	Clients []Client `yaml:"clients"`
 }
 
 // OIDCConfig says which issuer to trust, for which audience, where the token
