@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/sqlwarden/sqlwarden/pkg/audit"
+	"github.com/sqlwarden/sqlwarden/pkg/audit/sink"
 	"github.com/sqlwarden/sqlwarden/pkg/config"
 	"github.com/sqlwarden/sqlwarden/pkg/record"
 )
@@ -63,12 +64,12 @@ func (f *auditFlags) auditConfig() (audit.Config, error) {
 
 // natsFlags point the audit verbs at the stream the nats sink writes.
 type natsFlags struct {
-	src audit.NATSSource
+	src sink.NATSSource
 }
 
 func (n *natsFlags) register(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&n.src.URL, "nats", "", "read the fleet's records from this NATS server's JetStream stream instead of a local journal")
-	cmd.Flags().StringVar(&n.src.Stream, "stream", audit.DefaultStream, "JetStream stream the nats sink writes")
+	cmd.Flags().StringVar(&n.src.Stream, "stream", sink.DefaultStream, "JetStream stream the nats sink writes")
 	cmd.Flags().StringVar(&n.src.SubjectPrefix, "subject-prefix", "sqlwarden.audit", "subject prefix of the nats sink (records of node N are on PREFIX.N)")
 	cmd.Flags().StringVar(&n.src.CredsFile, "nats-creds", "", "NATS user credentials file")
 	cmd.Flags().BoolVar(&n.src.TLS.Enabled, "nats-tls", false, "connect to NATS with TLS")
@@ -312,7 +313,7 @@ func newAuditSearchCmd() *cobra.Command {
 			count := 0
 			search := func(fn func(*record.Record) error) error { return audit.Search(acfg.Dir, f, fn) }
 			if nf.on() {
-				search = func(fn func(*record.Record) error) error { return audit.SearchNATS(cmd.Context(), nf.src, f, fn) }
+				search = func(fn func(*record.Record) error) error { return sink.SearchNATS(cmd.Context(), nf.src, f, fn) }
 			}
 			err = search(func(r *record.Record) error {
 				count++
@@ -363,11 +364,11 @@ func parseWhen(s string, now time.Time) (time.Time, error) {
 
 // tailStream is audit tail over the stream: the last n records of every
 // node (or one), then, with follow, each record as it arrives.
-func tailStream(cmd *cobra.Command, src audit.NATSSource, node string, n int, follow, asJSON bool) error {
+func tailStream(cmd *cobra.Command, src sink.NATSSource, node string, n int, follow, asJSON bool) error {
 	out := cmd.OutOrStdout()
 	var ring [][]byte
 	var last uint64 // stream sequence of the newest message read
-	err := audit.ReadNATS(cmd.Context(), src, node, 0, false, func(m audit.NATSMsg) error {
+	err := sink.ReadNATS(cmd.Context(), src, node, 0, false, func(m sink.NATSMsg) error {
 		last = m.StreamSeq
 		if n > 0 && len(ring) == n {
 			ring = ring[1:]
@@ -387,7 +388,7 @@ func tailStream(cmd *cobra.Command, src audit.NATSSource, node string, n int, fo
 		return nil
 	}
 	fmt.Fprintf(cmd.ErrOrStderr(), "audit tail: following stream %s (%s) after stream seq %d\n", src.Stream, src.Subject(node), last)
-	return audit.ReadNATS(cmd.Context(), src, node, last, true, func(m audit.NATSMsg) error {
+	return sink.ReadNATS(cmd.Context(), src, node, last, true, func(m sink.NATSMsg) error {
 		printLine(out, m.Line, asJSON)
 		return nil
 	})
@@ -396,13 +397,13 @@ func tailStream(cmd *cobra.Command, src audit.NATSSource, node string, n int, fo
 // verifyAgainstStream verifies a node's chain as the stream holds it and,
 // with a local journal dir, that the local chain holds everything the stream
 // does (same head sequence and hash).
-func verifyAgainstStream(cmd *cobra.Command, src audit.NATSSource, dir string, opt audit.VerifyOptions) (*audit.Report, string, error) {
+func verifyAgainstStream(cmd *cobra.Command, src sink.NATSSource, dir string, opt audit.VerifyOptions) (*audit.Report, string, error) {
 	tmp, err := os.MkdirTemp("", "sqlwarden-verify-")
 	if err != nil {
 		return nil, "", err
 	}
 	defer os.RemoveAll(tmp)
-	n, err := audit.StreamCopy(cmd.Context(), src, opt.Node, tmp)
+	n, err := sink.StreamCopy(cmd.Context(), src, opt.Node, tmp)
 	if err != nil {
 		return nil, "", err
 	}
@@ -419,7 +420,7 @@ func verifyAgainstStream(cmd *cobra.Command, src audit.NATSSource, dir string, o
 	if err != nil {
 		return nil, "", err
 	}
-	var head audit.StreamHead
+	var head sink.StreamHead
 	if n > 0 {
 		// The stream's own chain must hold too; its findings are the
 		// stream's, not the local journal's.
@@ -434,9 +435,9 @@ func verifyAgainstStream(cmd *cobra.Command, src audit.NATSSource, dir string, o
 			p.Segment = where
 			rep.Problems = append(rep.Problems, p)
 		}
-		head = audit.HeadOf(srep)
+		head = sink.HeadOf(srep)
 	}
-	if err := audit.CompareWithStream(dir, head, rep, where); err != nil {
+	if err := sink.CompareWithStream(dir, head, rep, where); err != nil {
 		return nil, "", err
 	}
 	rep.OK = len(rep.Problems) == 0

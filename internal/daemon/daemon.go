@@ -26,6 +26,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/sqlwarden/sqlwarden/pkg/audit"
+	"github.com/sqlwarden/sqlwarden/pkg/audit/sink"
 	"github.com/sqlwarden/sqlwarden/pkg/config"
 	"github.com/sqlwarden/sqlwarden/pkg/identity"
 	"github.com/sqlwarden/sqlwarden/pkg/metrics"
@@ -120,6 +121,7 @@ func New(ctx context.Context, cfg *config.Config, o Options) (_ *Daemon, err err
 	}
 	acfg.Log = log.With("component", "audit")
 	acfg.SyncObserver = d.metrics.ObserveSync
+	acfg.OpenSink = sink.Open
 	j, err := audit.Open(acfg)
 	if err != nil {
 		return nil, err

@@ -58,6 +58,9 @@ type Config struct {
 	// Results configures optional retention of (masked) result rows.
 	Results record.Results `yaml:"results"`
 
+	// OpenSink makes the sinks listed in Sinks (sink.Open in the daemon);
+	// required when Sinks is not empty.
+	OpenSink SinkOpener `yaml:"-"`
 	// Log receives the journal's own log lines (default slog.Default()).
 	Log *slog.Logger `yaml:"-"`
 	// SyncObserver, when set, is called with the duration of every fsync

@@ -491,7 +491,7 @@ func (j *Journal) mapReserve() int64 {
 // rotateAt closes the current segment (cut to its records, after an fsync
 // unless sync=none) and opens a new one named after firstSeq.
 func (j *Journal) rotateAt(firstSeq uint64) error {
-	seg := Segment{Path: filepath.Join(j.cfg.Dir, segmentName(firstSeq)), FirstSeq: firstSeq}
+	seg := Segment{Path: filepath.Join(j.cfg.Dir, SegmentName(firstSeq)), FirstSeq: firstSeq}
 	if j.m != nil && seg.Path == j.seg.Path {
 		// nothing was written since the segment was created (or a failed
 		// write was truncated away); reuse it unless it is damaged

@@ -35,12 +35,13 @@ type stmtKey struct {
 // statement is delivered right before its outcome when statement-level
 // filters are set).
 func Search(dir string, f Filter, fn func(*record.Record) error) error {
-	return searchRecords(func(each func(*record.Record) error) error { return ReadAll(dir, each) }, f, fn)
+	return SearchFrom(func(each func(*record.Record) error) error { return ReadAll(dir, each) }, f, fn)
 }
 
-// searchRecords is Search over any record source: read calls each with
+// SearchFrom is Search over any record source (package sink reads the NATS
+// stream with it): read calls each with
 // every record in order.
-func searchRecords(read func(each func(*record.Record) error) error, f Filter, fn func(*record.Record) error) error {
+func SearchFrom(read func(each func(*record.Record) error) error, f Filter, fn func(*record.Record) error) error {
 	idents := map[string]*record.Identity{}
 	pending := map[stmtKey]*record.Record{}
 	var last *record.Record

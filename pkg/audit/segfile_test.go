@@ -351,3 +351,19 @@ func TestFaultInMappedSegmentRefuses(t *testing.T) {
 		t.Fatalf("the damaged segment was extended: %v %v", fi.Size(), err)
 	}
 }
+
+func TestSegmentAgeRotation(t *testing.T) {
+	dir := t.TempDir()
+	j := openTest(t, dir, func(c *Config) { c.SegmentMaxAge = 30 * time.Millisecond; c.CheckpointInterval = 10 * time.Millisecond })
+	// a checkpoint tick after the segment's age limit rotates it
+	waitUntil(t, "age rotation", func() bool {
+		segs, err := ListSegments(dir)
+		return err == nil && len(segs) >= 2
+	})
+	j.Append(stmt(1))
+	j.Close()
+	rep, _ := VerifyWith(dir, VerifyOptions{PublicKey: j.PublicKey()})
+	if !rep.OK {
+		t.Fatalf("verify after rotation: %v", rep.Problems)
+	}
+}

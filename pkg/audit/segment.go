@@ -24,7 +24,9 @@ type Segment struct {
 	FirstSeq uint64 // from the file name
 }
 
-func segmentName(firstSeq uint64) string {
+// SegmentName is the file name of the segment whose first record is firstSeq
+// (package sink names a stream copy with it).
+func SegmentName(firstSeq uint64) string {
 	return fmt.Sprintf("%s%020d%s", segmentPrefix, firstSeq, segmentSuffix)
 }
 

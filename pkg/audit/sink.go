@@ -47,6 +47,48 @@ type SinkConfig struct {
 	Syslog  SyslogConfig  `yaml:"syslog"`
 }
 
+// NATSConfig configures the NATS JetStream sink. Each record is published to
+// <subject_prefix>.<node> with Nats-Msg-Id = the record hash, and counts as
+// shipped only once JetStream acknowledged it.
+type NATSConfig struct {
+	URL           string `yaml:"url"`            // e.g. nats://127.0.0.1:4222
+	SubjectPrefix string `yaml:"subject_prefix"` // default sqlwarden.audit
+	// Stream, when set with CreateStream, is created (or updated) to
+	// capture <subject_prefix>.> with a 2-minute duplicate window.
+	Stream       string `yaml:"stream"`
+	CreateStream bool   `yaml:"create_stream"`
+	CredsFile    string `yaml:"creds_file"`
+	// MaxInFlight is how many publishes await their ack at once (default 256).
+	MaxInFlight int           `yaml:"max_in_flight"`
+	Timeout     time.Duration `yaml:"timeout"` // connect and ack timeout (default 5s)
+	TLS         TLSConfig     `yaml:"tls"`
+}
+
+// WebhookConfig configures the HTTP webhook sink: each batch is one POST of
+// newline-delimited journal lines (Content-Type application/x-ndjson) with
+// headers Sqlwarden-Node, Sqlwarden-First-Seq and Sqlwarden-Last-Seq. Any
+// 2xx acknowledges the whole batch; anything else is retried with backoff.
+type WebhookConfig struct {
+	URL             string            `yaml:"url"`
+	Headers         map[string]string `yaml:"headers"`
+	BearerTokenFile string            `yaml:"bearer_token_file"`
+	Timeout         time.Duration     `yaml:"timeout"` // default 10s
+	TLS             TLSConfig         `yaml:"tls"`
+}
+
+// SyslogConfig configures the syslog sink: RFC 5424 messages over TCP (or
+// TLS, RFC 5425) with octet-counting framing (RFC 6587). APP-NAME is
+// app_name, MSGID the event, structured data [sqlwarden@32473 seq=.. hash=..]
+// and MSG the journal line. Delivery is at-least-once (a TCP write that
+// returned is treated as shipped).
+type SyslogConfig struct {
+	Address  string        `yaml:"address"`  // host:port
+	Facility int           `yaml:"facility"` // default 16 (local0)
+	AppName  string        `yaml:"app_name"` // default sqlwarden
+	Timeout  time.Duration `yaml:"timeout"`  // dial and write timeout (default 5s)
+	TLS      TLSConfig     `yaml:"tls"`
+}
+
 // TLSConfig is the client TLS used by network sinks.
 type TLSConfig struct {
 	Enabled            bool   `yaml:"enabled"`
@@ -99,18 +141,25 @@ type SinkStats struct {
 	LastShipAt  time.Time `json:"last_ship_at,omitzero"`
 }
 
-// sink is what a destination implements. ship delivers entries in order and
-// returns how many of them (a prefix) are durably accepted.
-type sink interface {
-	ship(ctx context.Context, entries []Entry) (int, error)
-	close() error
+// Sink is what a destination implements (package sink has the NATS,
+// webhook and syslog ones). Ship delivers entries in order and returns how
+// many of them (a prefix) are durably accepted; Close releases it once its
+// shipper stops.
+type Sink interface {
+	Ship(ctx context.Context, entries []Entry) (int, error)
+	Close() error
 }
+
+// SinkOpener makes the Sink for one `audit.sinks` entry. The journal takes
+// it from Config.OpenSink so that it does not import the destinations'
+// client libraries (NATS) itself.
+type SinkOpener func(sc SinkConfig, node string, log *slog.Logger) (Sink, error)
 
 // Shipper ships the journal to one sink from a durable cursor.
 type Shipper struct {
 	j      *Journal
 	cfg    SinkConfig
-	sink   sink
+	sink   Sink
 	log    *slog.Logger
 	cursor string
 	wake   chan struct{}
@@ -144,25 +193,15 @@ func newShipper(j *Journal, sc SinkConfig) (*Shipper, error) {
 		return nil, fmt.Errorf("start sink: bad name %q", sc.Name)
 	}
 	log := j.log.With("sink", sc.Name)
-	var (
-		s   sink
-		err error
-	)
-	switch sc.Type {
-	case SinkNATS:
-		s, err = newNATSSink(sc.NATS, j.cfg.Node, log)
-	case SinkWebhook:
-		s, err = newWebhookSink(sc.Webhook, j.cfg.Node)
-	case SinkSyslog:
-		s, err = newSyslogSink(sc.Syslog, j.cfg.Node)
-	default:
-		err = fmt.Errorf("unknown sink type %q (nats|webhook|syslog)", sc.Type)
+	if j.cfg.OpenSink == nil {
+		return nil, fmt.Errorf("start sink %s: no sink opener (audit.Config.OpenSink)", sc.Name)
 	}
+	s, err := j.cfg.OpenSink(sc, j.cfg.Node, log)
 	if err != nil {
 		return nil, fmt.Errorf("start sink %s: %w", sc.Name, err)
 	}
 	if err := os.MkdirAll(sc.CursorDir, 0o700); err != nil {
-		s.close()
+		s.Close()
 		return nil, fmt.Errorf("create cursor dir: %w", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -197,7 +236,7 @@ func (s *Shipper) start() { go s.run() }
 
 func (s *Shipper) run() {
 	defer close(s.done)
-	defer s.sink.close()
+	defer s.sink.Close()
 	after, ok, err := ReadCursor(s.cursor)
 	if err != nil {
 		s.log.Error("read sink cursor; starting from the beginning", "err", err)
@@ -238,7 +277,7 @@ func (s *Shipper) run() {
 			}
 			continue
 		}
-		n, err := s.sink.ship(s.ctx, pending)
+		n, err := s.sink.Ship(s.ctx, pending)
 		if n > 0 {
 			last := pending[n-1].Seq
 			if cerr := writeFileAtomic(s.cursor, []byte(strconv.FormatUint(last, 10)+"\n"), 0o600); cerr != nil {

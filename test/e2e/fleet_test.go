@@ -22,6 +22,7 @@ import (
 
 	"github.com/sqlwarden/sqlwarden/internal/testutil"
 	"github.com/sqlwarden/sqlwarden/pkg/audit"
+	"github.com/sqlwarden/sqlwarden/pkg/audit/sink"
 	"github.com/sqlwarden/sqlwarden/pkg/record"
 	"github.com/sqlwarden/sqlwarden/test/harness"
 )
@@ -459,7 +460,7 @@ func TestFleetAudit(t *testing.T) {
 	// One of node a's messages deleted from the stream: the stream alone fails.
 	var victim uint64
 	n := 0
-	if err := audit.ReadNATS(context.Background(), audit.NATSSource{URL: url}, "a", 0, false, func(m audit.NATSMsg) error {
+	if err := sink.ReadNATS(context.Background(), sink.NATSSource{URL: url}, "a", 0, false, func(m sink.NATSMsg) error {
 		if n++; n == 3 {
 			victim = m.StreamSeq
 		}

@@ -1,4 +1,4 @@
-package audit
+package sink
 
 import (
 	"context"
@@ -10,6 +10,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/sqlwarden/sqlwarden/pkg/audit"
 	"github.com/sqlwarden/sqlwarden/pkg/record"
 )
 
@@ -24,7 +25,7 @@ type NATSSource struct {
 	Stream        string // default SQLWARDEN_AUDIT
 	SubjectPrefix string // default sqlwarden.audit
 	CredsFile     string
-	TLS           TLSConfig
+	TLS           audit.TLSConfig
 	Timeout       time.Duration // connect and each request; default 5s
 }
 
@@ -140,7 +141,7 @@ func ReadNATS(ctx context.Context, src NATSSource, node string, after uint64, fo
 			return fmt.Errorf("read stream %s: %w", src.Stream, err)
 		}
 		if err := fn(NATSMsg{Line: msg.Data(), StreamSeq: md.Sequence.Stream, Subject: msg.Subject()}); err != nil {
-			if errors.Is(err, ErrStop) {
+			if errors.Is(err, audit.ErrStop) {
 				return nil
 			}
 			return err
@@ -155,7 +156,7 @@ func ReadNATS(ctx context.Context, src NATSSource, node string, after uint64, fo
 // first.
 func ReadAllNATS(ctx context.Context, src NATSSource, node string, fn func(*record.Record) error) error {
 	return ReadNATS(ctx, src, node, 0, false, func(m NATSMsg) error {
-		r, err := DecodeLine(m.Line)
+		r, err := audit.DecodeLine(m.Line)
 		if err != nil {
 			return nil // not a record; verify reports such messages
 		}
@@ -165,8 +166,8 @@ func ReadAllNATS(ctx context.Context, src NATSSource, node string, fn func(*reco
 
 // SearchNATS is Search over the stream (every node's records unless
 // f.Node is set).
-func SearchNATS(ctx context.Context, src NATSSource, f Filter, fn func(*record.Record) error) error {
-	return searchRecords(func(each func(*record.Record) error) error {
+func SearchNATS(ctx context.Context, src NATSSource, f audit.Filter, fn func(*record.Record) error) error {
+	return audit.SearchFrom(func(each func(*record.Record) error) error {
 		return ReadAllNATS(ctx, src, f.Node, each)
 	}, f, fn)
 }
@@ -180,13 +181,13 @@ func StreamCopy(ctx context.Context, src NATSSource, node, dir string) (int, err
 	var firstSeq uint64
 	lastHash := ""
 	err := ReadNATS(ctx, src, node, 0, false, func(m NATSMsg) error {
-		_, h, err := SplitLine(m.Line)
+		_, h, err := audit.SplitLine(m.Line)
 		if err == nil && h == lastHash {
 			return nil
 		}
 		lastHash = h
 		if len(lines) == 0 {
-			if r, err := DecodeLine(m.Line); err == nil {
+			if r, err := audit.DecodeLine(m.Line); err == nil {
 				firstSeq = r.Seq
 			}
 		}
@@ -202,7 +203,7 @@ func StreamCopy(ctx context.Context, src NATSSource, node, dir string) (int, err
 	if firstSeq == 0 {
 		firstSeq = 1
 	}
-	f, err := os.Create(filepath.Join(dir, segmentName(firstSeq)))
+	f, err := os.Create(filepath.Join(dir, audit.SegmentName(firstSeq)))
 	if err != nil {
 		return 0, fmt.Errorf("copy stream: %w", err)
 	}
@@ -225,32 +226,32 @@ type StreamHead struct {
 // the stream holds for its node: the record at the stream's head sequence
 // exists locally with the same hash. A local journal cut by even one
 // record, or one that diverges from what was shipped, is a problem.
-func CompareWithStream(dir string, head StreamHead, rep *Report, streamName string) error {
+func CompareWithStream(dir string, head StreamHead, rep *audit.Report, streamName string) error {
 	if head.Seq == 0 {
-		rep.Warnings = append(rep.Warnings, Problem{Kind: ProblemTruncated, Segment: streamName,
+		rep.Warnings = append(rep.Warnings, audit.Problem{Kind: audit.ProblemTruncated, Segment: streamName,
 			Reason: "the stream holds no record of this node: nothing to compare"})
 		return nil
 	}
 	var local string
-	err := ReadAll(dir, func(r *record.Record) error {
+	err := audit.ReadAll(dir, func(r *record.Record) error {
 		if r.Seq == head.Seq {
 			local = r.Hash
-			return ErrStop
+			return audit.ErrStop
 		}
 		return nil
 	})
-	if err != nil && !errors.Is(err, ErrStop) {
+	if err != nil && !errors.Is(err, audit.ErrStop) {
 		return err
 	}
 	switch {
 	case rep.LastSeq < head.Seq:
-		rep.Problems = append(rep.Problems, Problem{Kind: ProblemTruncated, Segment: streamName, Seq: head.Seq,
+		rep.Problems = append(rep.Problems, audit.Problem{Kind: audit.ProblemTruncated, Segment: streamName, Seq: head.Seq,
 			Reason: fmt.Sprintf("the local journal ends at seq %d but the stream holds records up to seq %d (hash %s): the local tail was cut", rep.LastSeq, head.Seq, short(head.Hash))})
 	case local == "":
-		rep.Problems = append(rep.Problems, Problem{Kind: ProblemDeleted, Segment: streamName, Seq: head.Seq,
+		rep.Problems = append(rep.Problems, audit.Problem{Kind: audit.ProblemDeleted, Segment: streamName, Seq: head.Seq,
 			Reason: fmt.Sprintf("the stream's head seq %d is missing from the local journal", head.Seq)})
 	case local != head.Hash:
-		rep.Problems = append(rep.Problems, Problem{Kind: ProblemChain, Segment: streamName, Seq: head.Seq,
+		rep.Problems = append(rep.Problems, audit.Problem{Kind: audit.ProblemChain, Segment: streamName, Seq: head.Seq,
 			Reason: fmt.Sprintf("local record seq %d has hash %s, the stream's has %s: the journals diverge", head.Seq, short(local), short(head.Hash))})
 	}
 	rep.OK = len(rep.Problems) == 0
@@ -259,4 +260,12 @@ func CompareWithStream(dir string, head StreamHead, rep *Report, streamName stri
 
 // HeadOf returns the last sequence and hash of a verified report (the
 // stream copy's).
-func HeadOf(rep *Report) StreamHead { return StreamHead{Seq: rep.LastSeq, Hash: rep.Head} }
+func HeadOf(rep *audit.Report) StreamHead { return StreamHead{Seq: rep.LastSeq, Hash: rep.Head} }
+
+// short abbreviates a hash in a problem's reason, as verify does.
+func short(h string) string {
+	if len(h) > 12 {
+		return h[:12]
+	}
+	return h
+}

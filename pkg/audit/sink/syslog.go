@@ -1,4 +1,4 @@
-package audit
+package sink
 
 import (
 	"bufio"
@@ -11,24 +11,12 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/sqlwarden/sqlwarden/pkg/audit"
 	"github.com/sqlwarden/sqlwarden/pkg/record"
 )
 
-// SyslogConfig configures the syslog sink: RFC 5424 messages over TCP (or
-// TLS, RFC 5425) with octet-counting framing (RFC 6587). APP-NAME is
-// app_name, MSGID the event, structured data [sqlwarden@32473 seq=.. hash=..]
-// and MSG the journal line. Delivery is at-least-once (a TCP write that
-// returned is treated as shipped).
-type SyslogConfig struct {
-	Address  string        `yaml:"address"`  // host:port
-	Facility int           `yaml:"facility"` // default 16 (local0)
-	AppName  string        `yaml:"app_name"` // default sqlwarden
-	Timeout  time.Duration `yaml:"timeout"`  // dial and write timeout (default 5s)
-	TLS      TLSConfig     `yaml:"tls"`
-}
-
 type syslogSink struct {
-	cfg  SyslogConfig
+	cfg  audit.SyslogConfig
 	node string
 	tls  *tls.Config
 	conn net.Conn
@@ -36,7 +24,7 @@ type syslogSink struct {
 	pid  string
 }
 
-func newSyslogSink(cfg SyslogConfig, node string) (*syslogSink, error) {
+func newSyslogSink(cfg audit.SyslogConfig, node string) (*syslogSink, error) {
 	if cfg.Address == "" {
 		return nil, errors.New("syslog.address is empty")
 	}
@@ -79,7 +67,7 @@ func (s *syslogSink) dial(ctx context.Context) error {
 }
 
 // FormatSyslog renders one entry as an RFC 5424 message (without framing).
-func FormatSyslog(facility int, appName, host, procID string, e Entry, ts time.Time, event string, severity int) []byte {
+func FormatSyslog(facility int, appName, host, procID string, e audit.Entry, ts time.Time, event string, severity int) []byte {
 	if event == "" {
 		event = "-"
 	}
@@ -120,7 +108,7 @@ func sdName(s string, max int) string {
 	return string(out)
 }
 
-func (s *syslogSink) ship(ctx context.Context, entries []Entry) (int, error) {
+func (s *syslogSink) Ship(ctx context.Context, entries []audit.Entry) (int, error) {
 	if s.conn == nil {
 		if err := s.dial(ctx); err != nil {
 			return 0, err
@@ -129,7 +117,7 @@ func (s *syslogSink) ship(ctx context.Context, entries []Entry) (int, error) {
 	s.conn.SetWriteDeadline(time.Now().Add(s.cfg.Timeout))
 	for _, e := range entries {
 		ts, event, sev := time.Now(), "", 6
-		if r, err := DecodeLine(e.Line); err == nil {
+		if r, err := audit.DecodeLine(e.Line); err == nil {
 			ts, event = r.TS, r.Event
 			if r.Status == record.StatusBlocked || r.Event == record.EventSessionDenied {
 				sev = 5 // notice
@@ -148,7 +136,7 @@ func (s *syslogSink) ship(ctx context.Context, entries []Entry) (int, error) {
 	return len(entries), nil
 }
 
-func (s *syslogSink) close() error {
+func (s *syslogSink) Close() error {
 	if s.conn != nil {
 		return s.conn.Close()
 	}

@@ -1,4 +1,4 @@
-package audit
+package sink
 
 import (
 	"bufio"
@@ -22,6 +22,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/sqlwarden/sqlwarden/internal/testutil"
+	"github.com/sqlwarden/sqlwarden/pkg/audit"
 )
 
 func freePort(t *testing.T) int {
@@ -89,7 +90,7 @@ func (s *natsServer) stop() {
 
 func (s *natsServer) url() string { return fmt.Sprintf("nats://127.0.0.1:%d", s.port) }
 
-func waitShipped(t *testing.T, j *Journal, timeout time.Duration) {
+func waitShipped(t *testing.T, j *audit.Journal, timeout time.Duration) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for time.Now().Before(deadline) {
@@ -111,9 +112,9 @@ func waitShipped(t *testing.T, j *Journal, timeout time.Duration) {
 func TestNATSSinkExactlyOnceInOrderAcrossRestart(t *testing.T) {
 	srv := startNATS(t)
 	dir := t.TempDir()
-	sc := SinkConfig{Name: "fleet", Type: SinkNATS, MinBackoff: 50 * time.Millisecond, MaxBackoff: 200 * time.Millisecond,
-		NATS: NATSConfig{URL: srv.url(), Stream: "AUDIT", CreateStream: true, Timeout: 2 * time.Second}}
-	j := openTest(t, dir, func(c *Config) { c.Node = "node.a"; c.Sinks = []SinkConfig{sc} })
+	sc := audit.SinkConfig{Name: "fleet", Type: audit.SinkNATS, MinBackoff: 50 * time.Millisecond, MaxBackoff: 200 * time.Millisecond,
+		NATS: audit.NATSConfig{URL: srv.url(), Stream: "AUDIT", CreateStream: true, Timeout: 2 * time.Second}}
+	j := openTest(t, dir, func(c *audit.Config) { c.Node = "node.a"; c.Sinks = []audit.SinkConfig{sc} })
 
 	const total = 3000
 	var wg sync.WaitGroup
@@ -175,7 +176,7 @@ func TestNATSSinkExactlyOnceInOrderAcrossRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := uint64(1)
-	prev := GenesisHash
+	prev := audit.GenesisHash
 	for want <= last {
 		batch, err := cons.Fetch(500, jetstream.FetchMaxWait(2*time.Second))
 		if err != nil {
@@ -187,7 +188,7 @@ func TestNATSSinkExactlyOnceInOrderAcrossRestart(t *testing.T) {
 			if m.Subject() != "sqlwarden.audit.node_a" {
 				t.Fatalf("subject %s", m.Subject())
 			}
-			r, err := CheckLine(m.Data())
+			r, err := audit.CheckLine(m.Data())
 			if err != nil {
 				t.Fatalf("message %d: %v", want, err)
 			}
@@ -210,7 +211,7 @@ func TestNATSSinkExactlyOnceInOrderAcrossRestart(t *testing.T) {
 
 	// the cursor is durable: a reopened journal ships only what is new
 	j.Close()
-	c, _, _ := ReadCursor(dir + "/cursors/fleet.cursor")
+	c, _, _ := audit.ReadCursor(dir + "/cursors/fleet.cursor")
 	if c < last {
 		t.Fatalf("cursor %d < %d", c, last)
 	}
@@ -235,7 +236,7 @@ func TestWebhookSinkRetriesUntilRecovered(t *testing.T) {
 		mu.Lock()
 		defer mu.Unlock()
 		for sc.Scan() {
-			rec, err := CheckLine(sc.Bytes())
+			rec, err := audit.CheckLine(sc.Bytes())
 			if err != nil {
 				http.Error(w, err.Error(), 400)
 				return
@@ -244,9 +245,9 @@ func TestWebhookSinkRetriesUntilRecovered(t *testing.T) {
 		}
 	}))
 	defer srv.Close()
-	sc := SinkConfig{Type: SinkWebhook, BatchSize: 7, MinBackoff: 10 * time.Millisecond, MaxBackoff: 50 * time.Millisecond,
-		Webhook: WebhookConfig{URL: srv.URL, Headers: map[string]string{"X-Token": "t0ken"}}}
-	j := openTest(t, t.TempDir(), func(c *Config) { c.Sinks = []SinkConfig{sc} })
+	sc := audit.SinkConfig{Type: audit.SinkWebhook, BatchSize: 7, MinBackoff: 10 * time.Millisecond, MaxBackoff: 50 * time.Millisecond,
+		Webhook: audit.WebhookConfig{URL: srv.URL, Headers: map[string]string{"X-Token": "t0ken"}}}
+	j := openTest(t, t.TempDir(), func(c *audit.Config) { c.Sinks = []audit.SinkConfig{sc} })
 	for i := 0; i < 50; i++ {
 		if err := j.Append(stmt(i)); err != nil {
 			t.Fatal(err)
@@ -304,8 +305,8 @@ func TestSyslogSinkTCP(t *testing.T) {
 			}(c)
 		}
 	}()
-	sc := SinkConfig{Type: SinkSyslog, Syslog: SyslogConfig{Address: l.Addr().String()}}
-	j := openTest(t, t.TempDir(), func(c *Config) { c.Node = "node-a"; c.Sinks = []SinkConfig{sc} })
+	sc := audit.SinkConfig{Type: audit.SinkSyslog, Syslog: audit.SyslogConfig{Address: l.Addr().String()}}
+	j := openTest(t, t.TempDir(), func(c *audit.Config) { c.Node = "node-a"; c.Sinks = []audit.SinkConfig{sc} })
 	for i := 0; i < 5; i++ {
 		j.Append(stmt(i))
 	}
@@ -320,7 +321,7 @@ func TestSyslogSinkTCP(t *testing.T) {
 				t.Fatalf("bad syslog message %q", m)
 			}
 			body := f[8][strings.Index(f[8], "] ")+2:]
-			if _, err := CheckLine([]byte(body)); err != nil {
+			if _, err := audit.CheckLine([]byte(body)); err != nil {
 				t.Fatalf("syslog body: %v", err)
 			}
 		case <-time.After(5 * time.Second):

@@ -1,4 +1,4 @@
-package audit
+package sink
 
 import (
 	"bytes"
@@ -11,27 +11,17 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/sqlwarden/sqlwarden/pkg/audit"
 )
 
-// WebhookConfig configures the HTTP webhook sink: each batch is one POST of
-// newline-delimited journal lines (Content-Type application/x-ndjson) with
-// headers Sqlwarden-Node, Sqlwarden-First-Seq and Sqlwarden-Last-Seq. Any
-// 2xx acknowledges the whole batch; anything else is retried with backoff.
-type WebhookConfig struct {
-	URL             string            `yaml:"url"`
-	Headers         map[string]string `yaml:"headers"`
-	BearerTokenFile string            `yaml:"bearer_token_file"`
-	Timeout         time.Duration     `yaml:"timeout"` // default 10s
-	TLS             TLSConfig         `yaml:"tls"`
-}
-
 type webhookSink struct {
-	cfg    WebhookConfig
+	cfg    audit.WebhookConfig
 	node   string
 	client *http.Client
 }
 
-func newWebhookSink(cfg WebhookConfig, node string) (*webhookSink, error) {
+func newWebhookSink(cfg audit.WebhookConfig, node string) (*webhookSink, error) {
 	if cfg.URL == "" {
 		return nil, errors.New("webhook.url is empty")
 	}
@@ -49,7 +39,7 @@ func newWebhookSink(cfg WebhookConfig, node string) (*webhookSink, error) {
 	return &webhookSink{cfg: cfg, node: node, client: &http.Client{Timeout: cfg.Timeout, Transport: tr}}, nil
 }
 
-func (s *webhookSink) ship(ctx context.Context, entries []Entry) (int, error) {
+func (s *webhookSink) Ship(ctx context.Context, entries []audit.Entry) (int, error) {
 	var body bytes.Buffer
 	for _, e := range entries {
 		body.Write(e.Line)
@@ -85,7 +75,7 @@ func (s *webhookSink) ship(ctx context.Context, entries []Entry) (int, error) {
 	return len(entries), nil
 }
 
-func (s *webhookSink) close() error {
+func (s *webhookSink) Close() error {
 	s.client.CloseIdleConnections()
 	return nil
 }

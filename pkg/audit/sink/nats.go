@@ -1,4 +1,4 @@
-package audit
+package sink
 
 import (
 	"context"
@@ -10,27 +10,11 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/sqlwarden/sqlwarden/pkg/audit"
 )
 
-// NATSConfig configures the NATS JetStream sink. Each record is published to
-// <subject_prefix>.<node> with Nats-Msg-Id = the record hash, and counts as
-// shipped only once JetStream acknowledged it.
-type NATSConfig struct {
-	URL           string `yaml:"url"`            // e.g. nats://127.0.0.1:4222
-	SubjectPrefix string `yaml:"subject_prefix"` // default sqlwarden.audit
-	// Stream, when set with CreateStream, is created (or updated) to
-	// capture <subject_prefix>.> with a 2-minute duplicate window.
-	Stream       string `yaml:"stream"`
-	CreateStream bool   `yaml:"create_stream"`
-	CredsFile    string `yaml:"creds_file"`
-	// MaxInFlight is how many publishes await their ack at once (default 256).
-	MaxInFlight int           `yaml:"max_in_flight"`
-	Timeout     time.Duration `yaml:"timeout"` // connect and ack timeout (default 5s)
-	TLS         TLSConfig     `yaml:"tls"`
-}
-
 type natsSink struct {
-	cfg     NATSConfig
+	cfg     audit.NATSConfig
 	subject string
 	nc      *nats.Conn
 	js      jetstream.JetStream
@@ -47,7 +31,7 @@ func SubjectToken(node string) string {
 	return r.Replace(node)
 }
 
-func newNATSSink(cfg NATSConfig, node string, log *slog.Logger) (*natsSink, error) {
+func newNATSSink(cfg audit.NATSConfig, node string, log *slog.Logger) (*natsSink, error) {
 	if cfg.URL == "" {
 		return nil, errors.New("nats.url is empty")
 	}
@@ -119,7 +103,7 @@ func (s *natsSink) ensureStream(ctx context.Context) error {
 // ship publishes asynchronously (up to MaxInFlight awaiting acks) and counts
 // the acknowledged prefix. It stops publishing as soon as the connection
 // changes (a reconnect) so that nothing later can overtake a lost message.
-func (s *natsSink) ship(ctx context.Context, entries []Entry) (int, error) {
+func (s *natsSink) Ship(ctx context.Context, entries []audit.Entry) (int, error) {
 	if !s.nc.IsConnected() {
 		return 0, errors.New("nats not connected")
 	}
@@ -172,7 +156,7 @@ func (s *natsSink) ship(ctx context.Context, entries []Entry) (int, error) {
 	return acked, nil
 }
 
-func (s *natsSink) close() error {
+func (s *natsSink) Close() error {
 	s.nc.Close()
 	return nil
 }
