@@ -351,9 +351,12 @@ func (s *session) forward(p []byte, seq uint8, kind wire.ReplyKind, st *stmtAudi
 }
 
 // backendLost ends the session after the backend failed; the client gets an
-// ERR at the point of the reply it was waiting for.
+// ERR at the point of the reply it was waiting for: MariaDB's own for a
+// killed connection (1927, 70100). Not 2013: that is a client library's
+// code, and libmariadb reads a client-range code from a server as a
+// malformed packet (2027).
 func (s *session) backendLost(seq uint8, err error) error {
-	s.tracker.Err = &wire.ServerError{Code: wire.ErrCodeBackend, State: "HY000", Message: "sqlwarden: lost connection to the database: " + err.Error()}
+	s.tracker.Err = &wire.ServerError{Code: wire.ErrCodeConnKilled, State: "70100", Message: "sqlwarden: lost connection to the database: " + err.Error()}
 	s.client.Seq = seq
 	s.writeErr(s.tracker.Err.Code, s.tracker.Err.State, s.tracker.Err.Message)
 	return &protocolError{side: "backend", err: err}

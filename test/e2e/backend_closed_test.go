@@ -195,11 +195,61 @@ func TestBackendClosesSession(t *testing.T) {
 		mustExec(t, root, fmt.Sprintf("KILL %d", thread))
 		select {
 		case err := <-done:
-			if err == nil {
-				t.Fatal("SELECT SLEEP(30) succeeded although its connection was killed")
+			// The proxy's own ERR: a server-range code every client
+			// library accepts from a server (MariaDB's "connection
+			// killed"), the message saying who speaks.
+			if !sqlwardenErr(err, 1927) {
+				t.Fatalf("SELECT SLEEP(30) on a killed connection: %v, want ERR 1927 sqlwarden: lost connection", err)
 			}
 		case <-time.After(5 * time.Second):
 			t.Fatal("the killed statement did not return within 5s")
+		}
+		waitBackendClosed(t, d, before)
+	})
+
+	// The mariadb CLI (libmariadb) rejects an ERR with a client-range code
+	// (2xxx) from a server as a malformed packet (2027): the proxy's ERR for a
+	// lost backend must be one it prints as it is.
+	t.Run("KILL mid-statement, mariadb CLI", func(t *testing.T) {
+		before := backendClosedEnds(d.Records(t))
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, "mariadb", "-h", host, "-P", port, "-u", harness.ClientUser, "-p"+harness.ClientPassword,
+			"--skip-ssl", "--batch", "-e", "SELECT 'kill-me-cli', SLEEP(30)")
+		var out strings.Builder
+		cmd.Stdout, cmd.Stderr = &out, &out
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		var thread int
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			err := root.QueryRow("SELECT id FROM information_schema.processlist WHERE info LIKE 'SELECT %kill-me-cli%' AND command = 'Query' AND id <> CONNECTION_ID()").Scan(&thread)
+			if err == nil {
+				break
+			}
+			if !errors.Is(err, sql.ErrNoRows) {
+				t.Fatal(err)
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("the CLI's statement never started on the backend\n%s", out.String())
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		mustExec(t, root, fmt.Sprintf("KILL %d", thread))
+		select {
+		case err := <-done:
+			if err == nil {
+				t.Fatalf("mariadb succeeded although its backend connection was killed:\n%s", out.String())
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("the CLI did not return within 5s of the KILL")
+		}
+		got := out.String()
+		if !strings.Contains(got, "ERROR 1927 (70100)") || !strings.Contains(got, "sqlwarden: lost connection to the database") || strings.Contains(got, "2027") {
+			t.Fatalf("mariadb CLI after the KILL:\n%s\nwant ERROR 1927 (70100) with the sqlwarden: message, not 2027 malformed packet", got)
 		}
 		waitBackendClosed(t, d, before)
 	})

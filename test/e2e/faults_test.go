@@ -99,7 +99,9 @@ func sqlwardenErr(err error, codes ...uint16) bool {
 
 // TestBackendKilledMidLoad: one backend (a MariaDB of the test's own) is
 // killed with SIGKILL under load and started again. Statements in flight end
-// with ERR 2013 "sqlwarden: ..."; logins while it is down get a clean 1045;
+// with the proxy's ERR 1927 "sqlwarden: lost connection ..." (MariaDB's code
+// for a killed connection, not 2013, a client library's own code that
+// libmariadb refuses from a server); logins while it is down get a clean 1045;
 // every statement record has its outcome, and every statement MariaDB's
 // general log shows was run has its statement record; a new session works
 // within 1 s of the database's return; sessions on the other backend (the
@@ -131,7 +133,7 @@ func TestBackendKilledMidLoad(t *testing.T) {
 	ctx, stop := context.WithCancel(context.Background())
 	defer stop()
 	var wg sync.WaitGroup
-	var inflight2013, down1045, idleClosed, flakyOK, steadyOK, steadyDuringOutage atomic.Int64
+	var inflightLost, down1045, idleClosed, flakyOK, steadyOK, steadyDuringOutage atomic.Int64
 	var outage atomic.Bool
 	unexpected := make(chan error, 100)
 	report := func(err error) {
@@ -151,8 +153,8 @@ func TestBackendKilledMidLoad(t *testing.T) {
 				switch {
 				case err == nil:
 					flakyOK.Add(1)
-				case sqlwardenErr(err, 2013):
-					inflight2013.Add(1)
+				case sqlwardenErr(err, 1927):
+					inflightLost.Add(1)
 				case sqlwardenErr(err, 1045) && strings.Contains(err.Error(), "unreachable"):
 					down1045.Add(1)
 					time.Sleep(20 * time.Millisecond)
@@ -201,7 +203,7 @@ func TestBackendKilledMidLoad(t *testing.T) {
 
 	outage.Store(true)
 	flaky.kill()
-	waitFor("in-flight statements to fail", func() bool { return inflight2013.Load() > 0 })
+	waitFor("in-flight statements to fail", func() bool { return inflightLost.Load() > 0 })
 	waitFor("logins to be refused while it is down", func() bool { return down1045.Load() > 0 })
 	okBefore := flakyOK.Load()
 	flaky.start() // returns once MariaDB answers its own ping
@@ -228,8 +230,8 @@ func TestBackendKilledMidLoad(t *testing.T) {
 	for err := range unexpected {
 		t.Error(err)
 	}
-	t.Logf("flaky: %d ok, %d in flight ended with 2013, %d met a session closed while idle, %d logins refused with 1045; steady: %d ok (%d during the outage)",
-		flakyOK.Load(), inflight2013.Load(), idleClosed.Load(), down1045.Load(), steadyOK.Load(), steadyDuringOutage.Load())
+	t.Logf("flaky: %d ok, %d in flight ended with 1927, %d met a session closed while idle, %d logins refused with 1045; steady: %d ok (%d during the outage)",
+		flakyOK.Load(), inflightLost.Load(), idleClosed.Load(), down1045.Load(), steadyOK.Load(), steadyDuringOutage.Load())
 	if steadyDuringOutage.Load() == 0 {
 		t.Error("the steady backend served nothing during the outage")
 	}
