@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 
+	"github.com/sqlwarden/sqlwarden/pkg/wire"
 	"github.com/sqlwarden/sqlwarden/pkg/wire/rows"
 )
 
@@ -147,9 +148,9 @@ func (e *Editor) Text(_ int, val, dst []byte) ([]byte, rows.Action, error) {
 
 // Binary implements rows.Editor: the value is a length-encoded string.
 func (e *Editor) Binary(_ int, enc, dst []byte) ([]byte, rows.Action, error) {
-	val, null, next, err := rows.ReadLenEncString(enc, 0)
-	if err != nil || next != len(enc) {
-		return nil, rows.Keep, fmt.Errorf("decode credential column: %w", rows.ErrMalformed)
+	val, null, n, ok := wire.LenEncString(enc)
+	if !ok || n != len(enc) {
+		return nil, rows.Keep, fmt.Errorf("decode credential column: %w", wire.ErrMalformed)
 	}
 	if null {
 		return dst, rows.Keep, nil
@@ -159,5 +160,5 @@ func (e *Editor) Binary(_ int, enc, dst []byte) ([]byte, rows.Action, error) {
 		return dst, rows.Keep, nil
 	}
 	e.Count++
-	return rows.AppendLenEncString(dst, scrubbed), rows.Replace, nil
+	return wire.AppendLenEncString(dst, scrubbed), rows.Replace, nil
 }

@@ -4,6 +4,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/sqlwarden/sqlwarden/pkg/wire"
 	"github.com/sqlwarden/sqlwarden/pkg/wire/rows"
 )
 
@@ -61,24 +62,24 @@ func TestEditorRows(t *testing.T) {
 	grant := "GRANT USAGE ON *.* TO `u`@`%` IDENTIFIED BY PASSWORD '*ABCDEF'"
 	e := &Editor{}
 	rw := rows.NewRewriter([]byte{0xfd}, []bool{true}, e)
-	text := rows.AppendLenEncString(nil, []byte(grant))
+	text := wire.AppendLenEncString(nil, []byte(grant))
 	out, changed, err := rw.Text(text, nil)
 	if err != nil || !changed || strings.Contains(string(out), "ABCDEF") || !strings.Contains(string(out), Redacted) {
 		t.Fatalf("text row: %q %v %v", out, changed, err)
 	}
-	bin := append([]byte{0x00, 0x00}, rows.AppendLenEncString(nil, []byte(grant))...)
+	bin := append([]byte{0x00, 0x00}, wire.AppendLenEncString(nil, []byte(grant))...)
 	out, changed, err = rw.Binary(bin, nil)
 	if err != nil || !changed || strings.Contains(string(out), "ABCDEF") {
 		t.Fatalf("binary row: %q %v %v", out, changed, err)
 	}
-	v, _, _, err := rows.ReadLenEncString(out, 2)
-	if err != nil || !strings.HasSuffix(string(v), "PASSWORD "+Redacted) {
-		t.Fatalf("binary value %q %v", v, err)
+	v, _, _, ok := wire.LenEncString(out[2:])
+	if !ok || !strings.HasSuffix(string(v), "PASSWORD "+Redacted) {
+		t.Fatalf("binary value %q %v", v, ok)
 	}
 	if e.Count != 2 {
 		t.Fatalf("count %d, want 2", e.Count)
 	}
-	plain := rows.AppendLenEncString(nil, []byte("GRANT SELECT ON `d`.* TO `u`@`%`"))
+	plain := wire.AppendLenEncString(nil, []byte("GRANT SELECT ON `d`.* TO `u`@`%`"))
 	if out, changed, err := rw.Text(plain, nil); err != nil || changed || &out[0] != &plain[0] {
 		t.Fatalf("unchanged row was copied or changed: %v %v", changed, err)
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/sqlwarden/sqlwarden/internal/maskfixture"
 	"github.com/sqlwarden/sqlwarden/internal/testutil"
 	"github.com/sqlwarden/sqlwarden/pkg/sqltext"
+	"github.com/sqlwarden/sqlwarden/pkg/wire"
 	"github.com/sqlwarden/sqlwarden/pkg/wire/rows"
 )
 
@@ -183,9 +184,9 @@ func runRaw(conn *client.Conn, proto, query string, p *Plan, check func(col stri
 			check("ERR", pkt)
 			return changedRows, rowsRead, firstErr
 		default:
-			n, _, _, err := rows.ReadLenEnc(pkt, 0)
-			if err != nil {
-				return changedRows, rowsRead, err
+			n, _, _, ok := wire.LenEncInt(pkt)
+			if !ok {
+				return changedRows, rowsRead, fmt.Errorf("column count %x: %w", pkt, wire.ErrMalformed)
 			}
 			defs := make([][]byte, n)
 			for i := range defs {
@@ -202,12 +203,12 @@ func runRaw(conn *client.Conn, proto, query string, p *Plan, check func(col stri
 					return changedRows, rowsRead, err
 				}
 			}
-			cols := make([]rows.Column, n)
+			cols := make([]wire.Column, n)
 			for i, d := range defs {
 				if rm != nil {
 					d = rm.ColumnDef(i, d)
 				}
-				if cols[i], err = rows.ParseColumn(d); err != nil {
+				if cols[i], err = wire.ParseColumn(d); err != nil {
 					return changedRows, rowsRead, err
 				}
 			}
@@ -253,15 +254,11 @@ func runRaw(conn *client.Conn, proto, query string, p *Plan, check func(col stri
 }
 
 func okStatus(pkt []byte) uint16 {
-	_, _, pos, err := rows.ReadLenEnc(pkt, 1)
+	ok, err := wire.ParseOK(pkt)
 	if err != nil {
 		return 0
 	}
-	_, _, pos, err = rows.ReadLenEnc(pkt, pos)
-	if err != nil || pos+2 > len(pkt) {
-		return 0
-	}
-	return uint16(pkt[pos]) | uint16(pkt[pos+1])<<8
+	return ok.Status
 }
 
 func prepareRaw(conn *client.Conn, query string) (uint32, error) {
@@ -296,14 +293,15 @@ func prepareRaw(conn *client.Conn, query string) (uint32, error) {
 
 // eachValue decodes a (masked) row the way a client would and passes every
 // non-NULL value, in text form, to check.
-func eachValue(row []byte, binary bool, cols []rows.Column, check func(string, []byte)) error {
+func eachValue(row []byte, binary bool, cols []wire.Column, check func(string, []byte)) error {
 	if !binary {
 		pos := 0
 		for i := range cols {
-			v, null, next, err := rows.ReadLenEncString(row, pos)
-			if err != nil {
-				return err
+			v, null, n, ok := wire.LenEncString(row[pos:])
+			if !ok {
+				return fmt.Errorf("value at %d: %w", pos, wire.ErrMalformed)
 			}
+			next := pos + n
 			if !null {
 				check(string(cols[i].Name), v)
 			}
@@ -317,11 +315,11 @@ func eachValue(row []byte, binary bool, cols []rows.Column, check func(string, [
 		if row[1+bit/8]&(1<<(bit%8)) != 0 {
 			continue
 		}
-		next, err := rows.BinaryValueEnd(row, pos, cols[i].Type)
+		next, err := wire.BinaryValueEnd(row, pos, cols[i].Type)
 		if err != nil {
 			return err
 		}
-		txt, err := rows.AppendText(nil, row[pos:next], &cols[i])
+		txt, err := wire.AppendText(nil, row[pos:next], &cols[i])
 		if err != nil {
 			return err
 		}

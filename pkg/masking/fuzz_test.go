@@ -9,6 +9,7 @@ import (
 
 	gm "github.com/go-mysql-org/go-mysql/mysql"
 
+	"github.com/sqlwarden/sqlwarden/pkg/wire"
 	"github.com/sqlwarden/sqlwarden/pkg/wire/rows"
 )
 
@@ -274,7 +275,7 @@ func FuzzRowMasker(f *testing.F) {
 	names := []string{"card", "email", "salary", "birth", "name", "id"}
 	f.Fuzz(func(t *testing.T, types, row []byte, binary bool) {
 		defs := make([][]byte, len(names))
-		cols := make([]rows.Column, len(names))
+		cols := make([]wire.Column, len(names))
 		for i, n := range names {
 			typ := gm.MYSQL_TYPE_VAR_STRING
 			var flags uint16
@@ -284,7 +285,7 @@ func FuzzRowMasker(f *testing.F) {
 					flags |= gm.UNSIGNED_FLAG
 				}
 			}
-			defs[i] = rows.AppendColumn(nil, "shop", "customers", "customers", n, n, 45, 255, typ, flags, 0)
+			defs[i] = wire.AppendColumn(nil, "shop", "customers", "customers", n, n, 45, 255, typ, flags, 0)
 		}
 		rm, err := p.ResultSet(0, defs)
 		if err != nil {
@@ -295,7 +296,7 @@ func FuzzRowMasker(f *testing.F) {
 		}
 		for i := range defs {
 			def := rm.ColumnDef(i, defs[i])
-			if cols[i], err = rows.ParseColumn(def); err != nil {
+			if cols[i], err = wire.ParseColumn(def); err != nil {
 				t.Fatalf("rewritten definition %d does not parse: %v", i, err)
 			}
 		}
@@ -315,15 +316,15 @@ func FuzzRowMasker(f *testing.F) {
 }
 
 // wellFormed checks that row holds exactly one value per column.
-func wellFormed(row []byte, binary bool, cols []rows.Column) error {
+func wellFormed(row []byte, binary bool, cols []wire.Column) error {
 	if !binary {
 		pos := 0
 		for range cols {
-			_, _, next, err := rows.ReadLenEncString(row, pos)
-			if err != nil {
-				return err
+			_, _, n, ok := wire.LenEncString(row[pos:])
+			if !ok {
+				return fmt.Errorf("value at %d: %w", pos, wire.ErrMalformed)
 			}
-			pos = next
+			pos += n
 		}
 		if pos != len(row) {
 			return fmt.Errorf("%d trailing bytes", len(row)-pos)
@@ -339,7 +340,7 @@ func wellFormed(row []byte, binary bool, cols []rows.Column) error {
 		if row[1+bit/8]&(1<<(bit%8)) != 0 {
 			continue
 		}
-		next, err := rows.BinaryValueEnd(row, pos, cols[i].Type)
+		next, err := wire.BinaryValueEnd(row, pos, cols[i].Type)
 		if err != nil {
 			return fmt.Errorf("column %d: %w", i, err)
 		}

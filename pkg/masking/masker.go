@@ -14,6 +14,7 @@ import (
 
 	"github.com/sqlwarden/sqlwarden/pkg/record"
 	"github.com/sqlwarden/sqlwarden/pkg/sqltext"
+	"github.com/sqlwarden/sqlwarden/pkg/wire"
 	"github.com/sqlwarden/sqlwarden/pkg/wire/rows"
 )
 
@@ -317,7 +318,7 @@ func (p *Plan) ResultSet(index int, columns [][]byte) (*RowMasker, error) {
 	any := false
 	mismatch := rp != nil && !rp.unknown && len(rp.cols) != len(columns)
 	for i, def := range columns {
-		col, err := rows.ParseColumn(def)
+		col, err := wire.ParseColumn(def)
 		if err != nil {
 			return nil, fmt.Errorf("plan result set %d: %w", index, err)
 		}

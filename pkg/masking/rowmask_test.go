@@ -7,12 +7,12 @@ import (
 
 	"github.com/go-mysql-org/go-mysql/mysql"
 
-	"github.com/sqlwarden/sqlwarden/pkg/wire/rows"
+	"github.com/sqlwarden/sqlwarden/pkg/wire"
 )
 
 // def builds a column definition of sw.t.<name>.
 func def(name string, typ byte, flags uint16, decimals byte, charset uint16, length uint32) []byte {
-	return rows.AppendColumn(nil, "sw", "t", "t", name, name, charset, length, typ, flags, decimals)
+	return wire.AppendColumn(nil, "sw", "t", "t", name, name, charset, length, typ, flags, decimals)
 }
 
 // typeRules masks every column whose name starts with "m_" with the strategy of the test.
@@ -142,7 +142,7 @@ func TestBinaryRows(t *testing.T) {
 				t.Fatalf("Binary() = %v, %v", changed, err)
 			}
 			nd := rm.ColumnDef(1, d)
-			col, err := rows.ParseColumn(nd)
+			col, err := wire.ParseColumn(nd)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -8,7 +8,7 @@ import (
 
 	"github.com/pingcap/tidb/pkg/parser/ast"
 
-	"github.com/sqlwarden/sqlwarden/pkg/wire/rows"
+	"github.com/sqlwarden/sqlwarden/pkg/wire"
 )
 
 // countingSchema counts the questions asked of testSchema; fail makes them fail.
@@ -48,8 +48,8 @@ func maskedCount(t *testing.T, p *Plan, cols ...string) uint64 {
 	var defs [][]byte
 	row := []byte{}
 	for _, c := range cols {
-		defs = append(defs, rows.AppendColumn(nil, "shop", "customers", "customers", c, c, 45, 100, 253, 0, 0))
-		row = rows.AppendLenEncString(row, []byte("4111111111111111"))
+		defs = append(defs, wire.AppendColumn(nil, "shop", "customers", "customers", c, c, 45, 100, 253, 0, 0))
+		row = wire.AppendLenEncString(row, []byte("4111111111111111"))
 	}
 	rm, err := p.ResultSet(0, defs)
 	if err != nil || rm == nil {

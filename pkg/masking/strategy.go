@@ -11,6 +11,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/go-mysql-org/go-mysql/mysql"
+	"github.com/sqlwarden/sqlwarden/pkg/wire"
 	"github.com/sqlwarden/sqlwarden/pkg/wire/rows"
 )
 
@@ -33,7 +34,7 @@ const hashHexLen = 32
 
 // colMask is how one result column is masked.
 type colMask struct {
-	col      rows.Column
+	col      wire.Column
 	rule     *rule  // nil: detectors only
 	source   string // masked source column, for the summary
 	detect   DetectorConfig
@@ -51,21 +52,21 @@ func (c *colMask) strategy() string {
 	return c.rule.Strategy
 }
 
-func newColMask(col rows.Column, r *rule) *colMask {
+func newColMask(col wire.Column, r *rule) *colMask {
 	c := &colMask{col: col, rule: r}
 	c.redactT, c.redactB = redactConst(&col)
-	c.toString = r != nil && r.Strategy == StrategyHash && !rows.IsString(col.Type)
+	c.toString = r != nil && r.Strategy == StrategyHash && !wire.IsString(col.Type)
 	return c
 }
 
 // redactConst returns the type-preserving constant for a column in both protocols.
-func redactConst(c *rows.Column) (text, bin []byte) {
+func redactConst(c *wire.Column) (text, bin []byte) {
 	switch c.Type {
 	case mysql.MYSQL_TYPE_TINY, mysql.MYSQL_TYPE_SHORT, mysql.MYSQL_TYPE_LONG,
 		mysql.MYSQL_TYPE_INT24, mysql.MYSQL_TYPE_LONGLONG:
-		return []byte("0"), rows.AppendBinaryInt(nil, c.Type, 0)
+		return []byte("0"), wire.AppendBinaryInt(nil, c.Type, 0)
 	case mysql.MYSQL_TYPE_YEAR:
-		return []byte("1970"), rows.AppendBinaryInt(nil, c.Type, 1970)
+		return []byte("1970"), wire.AppendBinaryInt(nil, c.Type, 1970)
 	case mysql.MYSQL_TYPE_FLOAT:
 		return []byte("0"), make([]byte, 4)
 	case mysql.MYSQL_TYPE_DOUBLE:
@@ -78,7 +79,7 @@ func redactConst(c *rows.Column) (text, bin []byte) {
 				t = append(t, '0')
 			}
 		}
-		return t, rows.AppendLenEncString(nil, t)
+		return t, wire.AppendLenEncString(nil, t)
 	case mysql.MYSQL_TYPE_DATE, mysql.MYSQL_TYPE_NEWDATE:
 		return []byte("1970-01-01"), []byte{4, 0xb2, 0x07, 1, 1} // len, year 1970 LE, month, day
 	case mysql.MYSQL_TYPE_DATETIME, mysql.MYSQL_TYPE_TIMESTAMP:
@@ -87,7 +88,7 @@ func redactConst(c *rows.Column) (text, bin []byte) {
 		return appendZeroFrac([]byte("00:00:00"), c.Decimals), []byte{0} // zero-length TIME is 00:00:00
 	case mysql.MYSQL_TYPE_BIT:
 		z := make([]byte, (c.Length+7)/8)
-		return z, rows.AppendLenEncString(nil, z)
+		return z, wire.AppendLenEncString(nil, z)
 	case mysql.MYSQL_TYPE_NULL:
 		return nil, nil
 	case mysql.MYSQL_TYPE_GEOMETRY:
@@ -100,7 +101,7 @@ func redactConst(c *rows.Column) (text, bin []byte) {
 	if c.IsJSON() || mayBeJSON(c) {
 		t = []byte(`"` + redactText + `"`)
 	}
-	return t, rows.AppendLenEncString(nil, t)
+	return t, wire.AppendLenEncString(nil, t)
 }
 
 // mayBeJSON reports a column that may be JSON without saying so: MariaDB
@@ -108,7 +109,7 @@ func redactConst(c *rows.Column) (text, bin []byte) {
 // which clients (and so the proxy) rarely negotiate. Redacting every
 // LONGTEXT to the JSON string "****" keeps JSON columns valid JSON and is as
 // good a constant for any other long text.
-func mayBeJSON(c *rows.Column) bool {
+func mayBeJSON(c *wire.Column) bool {
 	return c.Type == mysql.MYSQL_TYPE_BLOB && c.Length == math.MaxUint32 && c.Charset != 63
 }
 
@@ -224,7 +225,7 @@ func (e *editor) Text(i int, val, dst []byte) ([]byte, rows.Action, error) {
 		switch {
 		case isNumeric(c.col.Type):
 			return partialNumber(dst, val, c.rule.Keep), rows.Replace, nil
-		case rows.IsString(c.col.Type) && !c.col.IsJSON() && c.col.Type != mysql.MYSQL_TYPE_GEOMETRY:
+		case wire.IsString(c.col.Type) && !c.col.IsJSON() && c.col.Type != mysql.MYSQL_TYPE_GEOMETRY:
 			return partialString(dst, val, c.rule.Keep), rows.Replace, nil
 		}
 		return append(dst, c.redactT...), rows.Replace, nil
@@ -246,14 +247,14 @@ func (e *editor) Binary(i int, enc, dst []byte) ([]byte, rows.Action, error) {
 		c.count.Add(1)
 		return append(dst, c.redactB...), rows.Replace, nil
 	case StrategyPartial:
-		if !isNumeric(c.col.Type) && !(rows.IsString(c.col.Type) && !c.col.IsJSON() && c.col.Type != mysql.MYSQL_TYPE_GEOMETRY) {
+		if !isNumeric(c.col.Type) && !(wire.IsString(c.col.Type) && !c.col.IsJSON() && c.col.Type != mysql.MYSQL_TYPE_GEOMETRY) {
 			c.count.Add(1)
 			return append(dst, c.redactB...), rows.Replace, nil
 		}
 	}
 	// Decode to the text form, apply the text strategy, encode back.
 	var err error
-	e.tmp, err = rows.AppendText(e.tmp[:0], enc, &c.col)
+	e.tmp, err = wire.AppendText(e.tmp[:0], enc, &c.col)
 	if err != nil {
 		return dst, rows.Keep, err
 	}
@@ -265,8 +266,8 @@ func (e *editor) Binary(i int, enc, dst []byte) ([]byte, rows.Action, error) {
 	if st == "" {
 		return append(dst, c.redactB...), rows.Replace, nil
 	}
-	if rows.IsString(c.col.Type) || c.toString || c.col.Type == mysql.MYSQL_TYPE_DECIMAL || c.col.Type == mysql.MYSQL_TYPE_NEWDECIMAL || c.col.Type == mysql.MYSQL_TYPE_BIT {
-		return rows.AppendLenEncString(dst, out), rows.Replace, nil
+	if wire.IsString(c.col.Type) || c.toString || c.col.Type == mysql.MYSQL_TYPE_DECIMAL || c.col.Type == mysql.MYSQL_TYPE_NEWDECIMAL || c.col.Type == mysql.MYSQL_TYPE_BIT {
+		return wire.AppendLenEncString(dst, out), rows.Replace, nil
 	}
 	// partial on a binary number
 	switch c.col.Type {
@@ -278,7 +279,7 @@ func (e *editor) Binary(i int, enc, dst []byte) ([]byte, rows.Action, error) {
 		return appendLE(dst, math.Float64bits(f), 8), rows.Replace, nil
 	}
 	u, _ := strconv.ParseUint(string(out), 10, 64)
-	return rows.AppendBinaryInt(dst, c.col.Type, u), rows.Replace, nil
+	return wire.AppendBinaryInt(dst, c.col.Type, u), rows.Replace, nil
 }
 
 func appendLE(dst []byte, v uint64, n int) []byte {
@@ -300,7 +301,7 @@ func (c *colMask) columnDef(def []byte) []byte {
 		charset, length, typ, flags, dec = 33, hashHexLen*3, mysql.MYSQL_TYPE_VAR_STRING, flags&mysql.NOT_NULL_FLAG, 0
 	case c.rule.Strategy == StrategyNull:
 		flags &^= mysql.NOT_NULL_FLAG
-	case rows.IsString(typ):
+	case wire.IsString(typ):
 		need := uint32(len(c.redactT))
 		if c.rule.Strategy == StrategyHash {
 			need = hashHexLen

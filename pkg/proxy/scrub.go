@@ -3,6 +3,7 @@ package proxy
 import (
 	"github.com/sqlwarden/sqlwarden/pkg/credscrub"
 	"github.com/sqlwarden/sqlwarden/pkg/record"
+	"github.com/sqlwarden/sqlwarden/pkg/wire"
 	"github.com/sqlwarden/sqlwarden/pkg/wire/rows"
 )
 
@@ -21,7 +22,7 @@ const RuleCredentialScrub = "credentials"
 
 func (p *credentialPlan) ResultSet(i int, cols [][]byte) (RowMasker, error) {
 	if len(cols) == 1 {
-		if c, err := rows.ParseColumn(cols[0]); err == nil && credscrub.IsCredentialColumn(c.Name) {
+		if c, err := wire.ParseColumn(cols[0]); err == nil && credscrub.IsCredentialColumn(c.Name) {
 			p.column = string(c.Name)
 			return &credentialMasker{rw: rows.NewRewriter([]byte{c.Type}, []bool{true}, &p.editor)}, nil
 		}

@@ -146,24 +146,6 @@ func SetEOFStatus(p []byte, status uint16) bool {
 // IsEOF reports whether p is an EOF packet (as opposed to a row starting with 0xfe).
 func IsEOF(p []byte) bool { return len(p) > 0 && p[0] == EOFHeader && len(p) < 9 }
 
-// ColumnName extracts the name (alias) from a protocol-41 column definition
-// payload without allocating for the skipped fields.
-func ColumnName(def []byte) ([]byte, error) {
-	pos := 0
-	for i := 0; i < 4; i++ { // catalog, schema, table, org_table
-		_, _, n, ok := LenEncString(def[pos:])
-		if !ok {
-			return nil, fmt.Errorf("parse column definition: %w", ErrMalformed)
-		}
-		pos += n
-	}
-	name, _, _, ok := LenEncString(def[pos:])
-	if !ok {
-		return nil, fmt.Errorf("parse column definition: %w", ErrMalformed)
-	}
-	return name, nil
-}
-
 // SetOKStatus rewrites the status flags of an OK payload in place; it
 // reports false (and changes nothing) when p is not a well-formed OK.
 func SetOKStatus(p []byte, status uint16) bool {

@@ -101,132 +101,60 @@ func ParseExecute(p []byte, numParams int, prevTypes []byte, longData func(i int
 	return ex, params, nil
 }
 
-// decodeBinaryValue decodes one binary-protocol value of type typ.
-func decodeBinaryValue(b []byte, typ byte, unsigned bool) (any, int, error) {
-	need := func(n int) error {
-		if len(b) < n {
-			return fmt.Errorf("%w: short value", ErrMalformed)
-		}
-		return nil
-	}
+// paramType is the type the server reads a parameter of type typ as: one
+// that is not a number or a temporal value it reads as a length-encoded
+// string (NEWDATE and unknown types included).
+func paramType(typ byte) byte {
 	switch typ {
-	case gm.MYSQL_TYPE_NULL:
-		return nil, 0, nil
-	case gm.MYSQL_TYPE_TINY:
-		if err := need(1); err != nil {
-			return nil, 0, err
-		}
-		if unsigned {
-			return uint64(b[0]), 1, nil
-		}
-		return int64(int8(b[0])), 1, nil
-	case gm.MYSQL_TYPE_SHORT, gm.MYSQL_TYPE_YEAR:
-		if err := need(2); err != nil {
-			return nil, 0, err
-		}
-		v := binary.LittleEndian.Uint16(b)
-		if unsigned || typ == gm.MYSQL_TYPE_YEAR {
-			return uint64(v), 2, nil
-		}
-		return int64(int16(v)), 2, nil
-	case gm.MYSQL_TYPE_LONG, gm.MYSQL_TYPE_INT24:
-		if err := need(4); err != nil {
-			return nil, 0, err
-		}
-		v := binary.LittleEndian.Uint32(b)
-		if unsigned {
-			return uint64(v), 4, nil
-		}
-		return int64(int32(v)), 4, nil
-	case gm.MYSQL_TYPE_LONGLONG:
-		if err := need(8); err != nil {
-			return nil, 0, err
-		}
-		v := binary.LittleEndian.Uint64(b)
-		if unsigned {
-			return v, 8, nil
-		}
-		return int64(v), 8, nil
-	case gm.MYSQL_TYPE_FLOAT:
-		if err := need(4); err != nil {
-			return nil, 0, err
-		}
-		return float64(math.Float32frombits(binary.LittleEndian.Uint32(b))), 4, nil
-	case gm.MYSQL_TYPE_DOUBLE:
-		if err := need(8); err != nil {
-			return nil, 0, err
-		}
-		return math.Float64frombits(binary.LittleEndian.Uint64(b)), 8, nil
-	case gm.MYSQL_TYPE_DATE, gm.MYSQL_TYPE_DATETIME, gm.MYSQL_TYPE_TIMESTAMP:
-		if err := need(1); err != nil {
-			return nil, 0, err
-		}
-		n := int(b[0])
-		if n != 0 && n != 4 && n != 7 && n != 11 {
-			return nil, 0, fmt.Errorf("%w: datetime length %d", ErrMalformed, n)
-		}
-		if err := need(1 + n); err != nil {
-			return nil, 0, err
-		}
-		return formatDateTime(b[1:1+n], typ == gm.MYSQL_TYPE_DATE), 1 + n, nil
-	case gm.MYSQL_TYPE_TIME:
-		if err := need(1); err != nil {
-			return nil, 0, err
-		}
-		n := int(b[0])
-		if n != 0 && n != 8 && n != 12 {
-			return nil, 0, fmt.Errorf("%w: time length %d", ErrMalformed, n)
-		}
-		if err := need(1 + n); err != nil {
-			return nil, 0, err
-		}
-		return formatTime(b[1 : 1+n]), 1 + n, nil
-	default: // strings, decimals, blobs, JSON, bit, enum, set, geometry
+	case gm.MYSQL_TYPE_NULL, gm.MYSQL_TYPE_TINY, gm.MYSQL_TYPE_SHORT, gm.MYSQL_TYPE_YEAR,
+		gm.MYSQL_TYPE_LONG, gm.MYSQL_TYPE_INT24, gm.MYSQL_TYPE_LONGLONG, gm.MYSQL_TYPE_FLOAT, gm.MYSQL_TYPE_DOUBLE,
+		gm.MYSQL_TYPE_DATE, gm.MYSQL_TYPE_DATETIME, gm.MYSQL_TYPE_TIMESTAMP, gm.MYSQL_TYPE_TIME:
+		return typ
+	}
+	return gm.MYSQL_TYPE_STRING
+}
+
+// decodeBinaryValue decodes one parameter value of type typ: delimited by
+// BinaryValueEnd and formatted by the code that reads rows.
+func decodeBinaryValue(b []byte, typ byte, unsigned bool) (any, int, error) {
+	typ = paramType(typ)
+	if typ == gm.MYSQL_TYPE_STRING {
+		// Every length prefix is a length here, 0xfb too: a NULL
+		// parameter is marked in the null bitmap and has no value.
 		s, _, n, ok := LenEncString(b)
 		if !ok {
 			return nil, 0, fmt.Errorf("%w: string value", ErrMalformed)
 		}
 		return string(s), n, nil
 	}
-}
-
-func formatDateTime(b []byte, dateOnly bool) string {
-	if len(b) == 0 {
-		if dateOnly {
-			return "0000-00-00"
-		}
-		return "0000-00-00 00:00:00"
+	n, err := BinaryValueEnd(b, 0, typ)
+	if err != nil {
+		return nil, 0, err
 	}
-	s := fmt.Sprintf("%04d-%02d-%02d", binary.LittleEndian.Uint16(b), b[2], b[3])
-	if dateOnly {
-		return s
+	enc := b[:n]
+	var buf [48]byte
+	switch typ {
+	case gm.MYSQL_TYPE_NULL:
+		return nil, 0, nil
+	case gm.MYSQL_TYPE_FLOAT:
+		return float64(math.Float32frombits(binary.LittleEndian.Uint32(enc))), n, nil
+	case gm.MYSQL_TYPE_DOUBLE:
+		return math.Float64frombits(binary.LittleEndian.Uint64(enc)), n, nil
+	case gm.MYSQL_TYPE_DATE, gm.MYSQL_TYPE_DATETIME, gm.MYSQL_TYPE_TIMESTAMP:
+		return string(appendDateTime(buf[:0], enc[1:], typ == gm.MYSQL_TYPE_DATE, fracAsSent)), n, nil
+	case gm.MYSQL_TYPE_TIME:
+		return string(appendTime(buf[:0], enc[1:], fracAsSent)), n, nil
 	}
-	var h, m, sec byte
-	if len(b) >= 7 {
-		h, m, sec = b[4], b[5], b[6]
+	// A YEAR is a number of years, never negative.
+	unsigned = unsigned || typ == gm.MYSQL_TYPE_YEAR
+	u, sv, err := BinaryInt(enc, typ, unsigned)
+	if err != nil {
+		return nil, 0, err
 	}
-	s += fmt.Sprintf(" %02d:%02d:%02d", h, m, sec)
-	if len(b) == 11 {
-		s += fmt.Sprintf(".%06d", binary.LittleEndian.Uint32(b[7:]))
+	if unsigned {
+		return u, n, nil
 	}
-	return s
-}
-
-func formatTime(b []byte) string {
-	if len(b) == 0 {
-		return "00:00:00"
-	}
-	sign := ""
-	if b[0] == 1 {
-		sign = "-"
-	}
-	days := binary.LittleEndian.Uint32(b[1:])
-	h := uint64(days)*24 + uint64(b[5])
-	s := sign + strconv.FormatUint(h, 10) + fmt.Sprintf(":%02d:%02d", b[6], b[7])
-	if len(b) == 12 {
-		s += fmt.Sprintf(".%06d", binary.LittleEndian.Uint32(b[8:]))
-	}
-	return s
+	return sv, n, nil
 }
 
 // TypeName is the audit name of a column/parameter type.

@@ -340,7 +340,7 @@ func prepareOK(id uint32, pr *preparedReply) []byte {
 	w.packet(p)
 	if pr.numParams > 0 {
 		for range pr.numParams {
-			w.packet(rows.AppendColumn(nil, "", "", "", "?", "", 63, 0, gm.MYSQL_TYPE_VAR_STRING, 0, 0))
+			w.packet(wire.AppendColumn(nil, "", "", "", "?", "", 63, 0, gm.MYSQL_TYPE_VAR_STRING, 0, 0))
 		}
 		w.packet(wire.EOFPacket(0, gm.SERVER_STATUS_AUTOCOMMIT))
 	}
@@ -375,7 +375,7 @@ func columnDef(c Column) []byte {
 	if typ != gm.MYSQL_TYPE_VAR_STRING {
 		charset, length, flags = 63, 20, gm.NUM_FLAG
 	}
-	return rows.AppendColumn(nil, c.Schema, c.Table, c.Table, c.Name, c.Name, charset, length, typ, flags, 0)
+	return wire.AppendColumn(nil, c.Schema, c.Table, c.Table, c.Name, c.Name, charset, length, typ, flags, 0)
 }
 
 // encode frames r in the text and the binary protocol.

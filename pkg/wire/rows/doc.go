@@ -1,2 +1,10 @@
-// Package rows decodes and rewrites MySQL column definitions and text and binary result-row packets, one packet at a time.
+// Package rows rewrites the values of selected columns in MySQL text and
+// binary result-row packets, one packet at a time, streaming: a row no
+// editor changes comes back as itself without allocating.
+//
+// It owns the walk over a row and the Editor interface a masker implements;
+// every byte it reads (length-encoded strings, binary values, column
+// definitions) is decoded by pkg/wire. It imports pkg/wire and must not
+// import any other sqlwarden package (masking, credscrub and the proxy
+// import it).
 package rows

@@ -3,7 +3,7 @@ package rows
 import (
 	"fmt"
 
-	"github.com/go-mysql-org/go-mysql/mysql"
+	"github.com/sqlwarden/sqlwarden/pkg/wire"
 )
 
 // Action says what an Editor did with a value.
@@ -46,10 +46,11 @@ func (r *Rewriter) Text(row, dst []byte) (out []byte, changed bool, err error) {
 	pos := 0
 	for i := range r.types {
 		start := pos
-		val, null, next, err := ReadLenEncString(row, pos)
-		if err != nil {
-			return nil, false, fmt.Errorf("decode text row column %d: %w", i, err)
+		val, null, n, ok := wire.LenEncString(row[pos:])
+		if !ok {
+			return nil, false, fmt.Errorf("decode text row column %d at %d: %w", i, pos, wire.ErrMalformed)
 		}
+		next := pos + n
 		pos = next
 		act := Keep
 		var rep []byte
@@ -75,11 +76,11 @@ func (r *Rewriter) Text(row, dst []byte) (out []byte, changed bool, err error) {
 		if act == Null {
 			dst = append(dst, 0xfb)
 		} else {
-			dst = AppendLenEncString(dst, rep)
+			dst = wire.AppendLenEncString(dst, rep)
 		}
 	}
 	if pos != len(row) {
-		return nil, false, fmt.Errorf("decode text row: %d trailing bytes: %w", len(row)-pos, ErrMalformed)
+		return nil, false, fmt.Errorf("decode text row: %d trailing bytes: %w", len(row)-pos, wire.ErrMalformed)
 	}
 	if !changed {
 		return row, false, nil
@@ -95,7 +96,7 @@ func (r *Rewriter) Binary(row, dst []byte) (out []byte, changed bool, err error)
 	n := len(r.types)
 	bm := BitmapLen(n)
 	if len(row) < 1+bm || row[0] != 0x00 {
-		return nil, false, fmt.Errorf("decode binary row header: %w", ErrMalformed)
+		return nil, false, fmt.Errorf("decode binary row header: %w", wire.ErrMalformed)
 	}
 	pos := 1 + bm
 	for i := 0; i < n; i++ {
@@ -104,7 +105,7 @@ func (r *Rewriter) Binary(row, dst []byte) (out []byte, changed bool, err error)
 			continue
 		}
 		start := pos
-		next, err := BinaryValueEnd(row, pos, r.types[i])
+		next, err := wire.BinaryValueEnd(row, pos, r.types[i])
 		if err != nil {
 			return nil, false, fmt.Errorf("decode binary row column %d: %w", i, err)
 		}
@@ -137,60 +138,10 @@ func (r *Rewriter) Binary(row, dst []byte) (out []byte, changed bool, err error)
 		}
 	}
 	if pos != len(row) {
-		return nil, false, fmt.Errorf("decode binary row: %d trailing bytes: %w", len(row)-pos, ErrMalformed)
+		return nil, false, fmt.Errorf("decode binary row: %d trailing bytes: %w", len(row)-pos, wire.ErrMalformed)
 	}
 	if !changed {
 		return row, false, nil
 	}
 	return dst, true, nil
-}
-
-// BinaryValueEnd returns the offset just past the binary-protocol value of
-// type typ that starts at row[pos].
-func BinaryValueEnd(row []byte, pos int, typ byte) (int, error) {
-	var n int
-	switch typ {
-	case mysql.MYSQL_TYPE_NULL:
-		return pos, nil
-	case mysql.MYSQL_TYPE_TINY:
-		n = 1
-	case mysql.MYSQL_TYPE_SHORT, mysql.MYSQL_TYPE_YEAR:
-		n = 2
-	case mysql.MYSQL_TYPE_LONG, mysql.MYSQL_TYPE_INT24, mysql.MYSQL_TYPE_FLOAT:
-		n = 4
-	case mysql.MYSQL_TYPE_LONGLONG, mysql.MYSQL_TYPE_DOUBLE:
-		n = 8
-	case mysql.MYSQL_TYPE_DATE, mysql.MYSQL_TYPE_DATETIME, mysql.MYSQL_TYPE_TIMESTAMP,
-		mysql.MYSQL_TYPE_TIME, mysql.MYSQL_TYPE_NEWDATE:
-		if pos >= len(row) {
-			return pos, fmt.Errorf("read temporal length: %w", ErrMalformed)
-		}
-		n = 1 + int(row[pos])
-		if !validTemporalLen(typ, row[pos]) {
-			return pos, fmt.Errorf("read temporal value of %d bytes: %w", row[pos], ErrMalformed)
-		}
-	case mysql.MYSQL_TYPE_DECIMAL, mysql.MYSQL_TYPE_NEWDECIMAL, mysql.MYSQL_TYPE_BIT,
-		mysql.MYSQL_TYPE_VARCHAR, mysql.MYSQL_TYPE_ENUM, mysql.MYSQL_TYPE_SET,
-		mysql.MYSQL_TYPE_TINY_BLOB, mysql.MYSQL_TYPE_MEDIUM_BLOB, mysql.MYSQL_TYPE_LONG_BLOB,
-		mysql.MYSQL_TYPE_BLOB, mysql.MYSQL_TYPE_VAR_STRING, mysql.MYSQL_TYPE_STRING,
-		mysql.MYSQL_TYPE_GEOMETRY, mysql.MYSQL_TYPE_JSON, mysql.MYSQL_TYPE_VECTOR:
-		_, null, next, err := ReadLenEncString(row, pos)
-		if err == nil && null {
-			err = fmt.Errorf("read binary string: 0xfb length: %w", ErrMalformed)
-		}
-		return next, err
-	default:
-		return pos, fmt.Errorf("decode binary value of type 0x%02x: %w", typ, ErrMalformed)
-	}
-	if pos+n > len(row) {
-		return pos, fmt.Errorf("read %d-byte value at %d: %w", n, pos, ErrMalformed)
-	}
-	return pos + n, nil
-}
-
-func validTemporalLen(typ byte, l byte) bool {
-	if typ == mysql.MYSQL_TYPE_TIME {
-		return l == 0 || l == 8 || l == 12
-	}
-	return l == 0 || l == 4 || l == 7 || l == 11
 }

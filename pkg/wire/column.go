@@ -1,10 +1,14 @@
-package rows
+package wire
 
 import (
 	"fmt"
 
 	"github.com/go-mysql-org/go-mysql/mysql"
 )
+
+// Column definitions (protocol 41) are read here and nowhere else: the reply
+// tracker takes the name of each column, the row rewriter and the masker the
+// whole definition.
 
 // Column is a decoded protocol-41 column definition. The string fields alias
 // the packet they were parsed from.
@@ -21,20 +25,42 @@ type Column struct {
 	fixed int // offset of the 12-byte fixed block (after its 0x0c length)
 }
 
+// columnStrings reads the first len(strs) of the length-encoded strings
+// that open a column definition (catalog, schema, table, org_table, name,
+// org_name). null reports that one was the NULL marker, which no server
+// sends; pos is the offset after the last one read.
+func columnStrings(def []byte, strs [][]byte) (pos int, null bool, err error) {
+	for i := range strs {
+		s, isNull, n, ok := LenEncString(def[pos:])
+		if !ok {
+			return pos, null, fmt.Errorf("parse column definition: string %d at %d: %w", i, pos, ErrMalformed)
+		}
+		strs[i], pos, null = s, pos+n, null || isNull
+	}
+	return pos, null, nil
+}
+
+// ColumnName reads only the name (alias) of a column definition, as the
+// reply tracker needs it for every column of a result: it stops there,
+// and takes a NULL name for an empty one.
+func ColumnName(def []byte) ([]byte, error) {
+	var strs [5][]byte
+	if _, _, err := columnStrings(def, strs[:]); err != nil {
+		return nil, err
+	}
+	return strs[4], nil
+}
+
 // ParseColumn decodes a column-definition packet payload (protocol 41).
 func ParseColumn(def []byte) (Column, error) {
 	var c Column
 	var strs [6][]byte
-	pos := 0
-	for i := range strs {
-		s, null, next, err := ReadLenEncString(def, pos)
-		if err != nil {
-			return c, fmt.Errorf("parse column definition: %w", err)
-		}
-		if null {
-			return c, fmt.Errorf("parse column definition: NULL name: %w", ErrMalformed)
-		}
-		strs[i], pos = s, next
+	pos, null, err := columnStrings(def, strs[:])
+	if err != nil {
+		return c, err
+	}
+	if null {
+		return c, fmt.Errorf("parse column definition: NULL name: %w", ErrMalformed)
 	}
 	c.Schema, c.Table, c.OrgTable, c.Name, c.OrgName = strs[1], strs[2], strs[3], strs[4], strs[5]
 	// MariaDB with MARIADB_CLIENT_EXTENDED_METADATA sends one more
@@ -42,11 +68,11 @@ func ParseColumn(def []byte) (Column, error) {
 	// (plus an optional default value for COM_FIELD_LIST) follow.
 	plain := pos < len(def) && def[pos] == 0x0c && (len(def)-pos == 13 || !hasExtended(def, pos))
 	if pos < len(def) && !plain {
-		ext, _, next, err := ReadLenEncString(def, pos)
-		if err != nil {
-			return c, fmt.Errorf("parse column extended metadata: %w", err)
+		ext, _, n, ok := LenEncString(def[pos:])
+		if !ok {
+			return c, fmt.Errorf("parse column extended metadata at %d: %w", pos, ErrMalformed)
 		}
-		c.Extended, pos = parseExtended(ext), next
+		c.Extended, pos = parseExtended(ext), pos+n
 	}
 	if pos >= len(def) || def[pos] != 0x0c || len(def)-pos < 13 {
 		return c, fmt.Errorf("parse column definition: fixed fields at %d: %w", pos, ErrMalformed)
@@ -65,22 +91,23 @@ func ParseColumn(def []byte) (Column, error) {
 // block followed by a well-formed fixed block; used only when the block's
 // length happens to be 12.
 func hasExtended(def []byte, pos int) bool {
-	_, _, next, err := ReadLenEncString(def, pos)
-	return err == nil && next < len(def) && def[next] == 0x0c && len(def)-next >= 13
+	_, _, n, ok := LenEncString(def[pos:])
+	next := pos + n
+	return ok && next < len(def) && def[next] == 0x0c && len(def)-next >= 13
 }
 
 // parseExtended returns the type name (key 0) of a MariaDB extended metadata block.
 func parseExtended(b []byte) []byte {
 	for pos := 0; pos < len(b); {
 		key := b[pos]
-		s, _, next, err := ReadLenEncString(b, pos+1)
-		if err != nil {
+		s, _, n, ok := LenEncString(b[pos+1:])
+		if !ok {
 			return nil
 		}
 		if key == 0 {
 			return s
 		}
-		pos = next
+		pos += 1 + n
 	}
 	return nil
 }
