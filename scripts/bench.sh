@@ -253,7 +253,8 @@ if [ "$QUICK" != 1 ]; then
   echo "## The statement pipeline in-process: ns, CPU ns and allocations per statement"
   echo
   echo '```'
-  go test -run '^$' -bench 'BenchmarkPipeline|BenchmarkClassify' -benchtime 1s -count 3 ./internal/daemon/ 2>&1 | grep -E '^Benchmark' || true
+  go test -run '^$' -bench 'BenchmarkPipeline' -benchtime 1s -count 3 ./internal/daemon/ 2>&1 | grep -E '^Benchmark' || true
+  go test -run '^$' -bench 'BenchmarkClassify' -benchtime 1s -count 3 ./pkg/statement/ 2>&1 | grep -E '^Benchmark' || true
   echo '```'
   } > "$WORK/pipeline.md"
   cat "$WORK/pipeline.md"

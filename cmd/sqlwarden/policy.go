@@ -11,6 +11,7 @@ import (
 	"github.com/sqlwarden/sqlwarden/pkg/policy"
 	"github.com/sqlwarden/sqlwarden/pkg/record"
 	"github.com/sqlwarden/sqlwarden/pkg/sqltext"
+	"github.com/sqlwarden/sqlwarden/pkg/statement"
 )
 
 func init() { subcommands = append(subcommands, newPolicyCmd, newApprovalsCmd) }
@@ -178,20 +179,20 @@ func runPolicyTest(w io.Writer, o policyTestOpts, sql string) (int, error) {
 	if dialect.Mode, err = sqltext.ParseSQLMode(o.sqlMode); err != nil {
 		return exitInvalid, err
 	}
-	st := policy.ClassifyAs(sql, o.db, dialect)
+	st := statement.ClassifyAs(sql, o.db, dialect)
 	var id *record.Identity
 	if o.identity != "" || len(o.groups) > 0 {
 		id = &record.Identity{Name: o.identity, Source: "static", Groups: o.groups}
 	}
-	d := e.Decide(policy.Input{Identity: id, Statement: st, Session: policy.Session{ID: "policy-test", DB: o.db, User: o.user, Command: o.command}})
+	d := e.Decide(id, st, statement.Session{ID: "policy-test", DB: o.db, User: o.user, Command: o.command})
 	if st.Refused != "" {
-		d = policy.Decision{Rule: "sql-text", Action: policy.ActionDeny, Message: st.Refused}
+		d = statement.Verdict{Rule: "sql-text", Action: statement.Deny, Message: st.Refused}
 	}
 	code := exitAllow
 	switch d.Action {
-	case policy.ActionDeny:
+	case statement.Deny:
 		code = exitDeny
-	case policy.ActionApprove:
+	case statement.Approve:
 		code = exitApprove
 	}
 	var verdicts []limitVerdict
@@ -208,10 +209,10 @@ func runPolicyTest(w io.Writer, o policyTestOpts, sql string) (int, error) {
 		enc.SetIndent("", "  ")
 		st.Nodes = nil
 		return code, enc.Encode(struct {
-			Statement *policy.Statement `json:"classification"`
-			Decision  policy.Decision   `json:"decision"`
-			Limits    []limitRow        `json:"limits,omitempty"`
-			Verdicts  []limitVerdict    `json:"limit_verdicts,omitempty"`
+			Statement *statement.Statement `json:"classification"`
+			Decision  statement.Verdict    `json:"decision"`
+			Limits    []limitRow           `json:"limits,omitempty"`
+			Verdicts  []limitVerdict       `json:"limit_verdicts,omitempty"`
 		}{st, d, limits, verdicts})
 	}
 	list := func(s []string) string {
@@ -281,18 +282,18 @@ type limitVerdict struct {
 // limitVerdicts judges a statement as the proxy's read_only and
 // max_affected_rows limits would, as far as that can be done without the
 // server (views and storage engines are looked up there).
-func limitVerdicts(l policy.EffectiveLimits, sql string, st *policy.Statement, db string) []limitVerdict {
+func limitVerdicts(l policy.EffectiveLimits, sql string, st *statement.Statement, db string) []limitVerdict {
 	var out []limitVerdict
 	if l.ReadOnly {
 		v := limitVerdict{Kind: "read_only", Limit: l.By[policy.LimitReadOnly], Verdict: "admitted (views it reads are judged against the server)"}
-		if why, _ := policy.ReadOnly(sql, st, db, nil); why != "" {
+		if why, _ := statement.ReadOnly(sql, st, db, nil); why != "" {
 			v.Refused, v.Verdict = true, "refused: "+why
 		}
 		out = append(out, v)
 	}
 	if l.IsSet(policy.LimitMaxAffectedRows) {
 		v := limitVerdict{Kind: "max_affected_rows", Limit: l.By[policy.LimitMaxAffectedRows], Verdict: "not a write"}
-		switch b := policy.BoundWrite(st, db); {
+		switch b := statement.BoundWrite(st, db); {
 		case b.Refuse != "":
 			v.Refused, v.Verdict = true, "refused: "+b.Refuse
 		case b.Write:

@@ -12,12 +12,13 @@ import (
 	"github.com/sqlwarden/sqlwarden/pkg/policy"
 	"github.com/sqlwarden/sqlwarden/pkg/proxy"
 	"github.com/sqlwarden/sqlwarden/pkg/record"
+	"github.com/sqlwarden/sqlwarden/pkg/statement"
 )
 
 // approverAdapter lets the proxy ask for approvals with the policy package's broker.
 type approverAdapter struct{ a *policy.Approvals }
 
-func (ad approverAdapter) Request(ctx context.Context, id *proxy.Identity, sessionID string, st *proxy.Statement, sql, db string, params []record.Param, v proxy.Verdict) (proxy.Approval, error) {
+func (ad approverAdapter) Request(ctx context.Context, id *proxy.Identity, sessionID string, st *statement.Statement, sql, db string, params []record.Param, v statement.Verdict) (proxy.Approval, error) {
 	mode := v.ApprovalMode
 	if mode == "" {
 		mode = ad.a.Mode()

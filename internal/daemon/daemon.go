@@ -169,7 +169,7 @@ func New(ctx context.Context, cfg *config.Config, o Options) (_ *Daemon, err err
 	}
 
 	opts := proxy.Options{
-		Log: log, Audit: j, Auth: authAdapter{auth}, Policy: policyAdapter{engine: pe, cache: newClassCache()}, Backends: backends,
+		Log: log, Audit: j, Auth: authAdapter{auth}, Policy: newPolicyDeps(pe), Backends: backends,
 		ClientTLS: clientTLS, RequireTLS: cfg.TLS.RequireTLS,
 		MaxPacket: cfg.MaxPacketSize, ServerVersion: cfg.ServerVersion, Node: cfg.Node, Results: acfg.Results,
 		ClientAuthPlugin: cfg.ClientAuthPlugin, AllowLocalInfile: cfg.AllowLocalInfile,

@@ -45,7 +45,7 @@ func BenchmarkStatementLimits(b *testing.B) {
 				proxytest.Rows("information_schema", "TABLES", []string{"ENGINE", "TABLE_TYPE", "VIEW_DEFINITION"}, []any{"InnoDB", "BASE TABLE", nil}))
 			ln := proxytest.NewListener()
 			srv, err := proxy.New(proxy.Options{
-				Audit: nopAudit{}, Auth: allowAuth{}, Policy: policyAdapter{engine: pe, cache: newClassCache()}, Dial: be.Dial,
+				Audit: nopAudit{}, Auth: allowAuth{}, Policy: newPolicyDeps(pe), Dial: be.Dial,
 				Backends: map[string]*proxy.Backend{"db": {Name: "db", Address: "backend", Credential: func() (proxy.Credential, error) {
 					return proxy.Credential{User: "warden", Password: "pw"}, nil
 				}}},

@@ -19,6 +19,7 @@ import (
 	"github.com/sqlwarden/sqlwarden/pkg/proxy"
 	"github.com/sqlwarden/sqlwarden/pkg/proxy/proxytest"
 	"github.com/sqlwarden/sqlwarden/pkg/sqltext"
+	"github.com/sqlwarden/sqlwarden/pkg/statement"
 	"github.com/sqlwarden/sqlwarden/pkg/wire"
 )
 
@@ -67,18 +68,18 @@ type pipeline struct {
 // set, stands in front of the built-in policy.
 type pipeOpts struct {
 	tcp, mask bool
-	policy    func(policyAdapter) proxy.Policy
+	policy    func(policyDeps) proxy.Policy
 }
 
 // fixedPolicy classifies every statement as st, made up front: a pipeline
 // with it does all a statement costs except finding its classification and
 // verdict.
 type fixedPolicy struct {
-	policyAdapter
-	st *proxy.Statement
+	policyDeps
+	st *statement.Statement
 }
 
-func (f fixedPolicy) Classify(string, string, sqltext.Dialect) *proxy.Statement { return f.st }
+func (f fixedPolicy) Classify(string, string, sqltext.Dialect) *statement.Statement { return f.st }
 
 func startPipeline(b *testing.B, o pipeOpts) *pipeline {
 	tcp, mask := o.tcp, o.mask
@@ -102,9 +103,9 @@ func startPipeline(b *testing.B, o pipeOpts) *pipeline {
 	backend := &proxy.Backend{Name: "db", Address: "backend", Credential: func() (proxy.Credential, error) {
 		return proxy.Credential{User: "warden", Password: "pw"}, nil
 	}}
-	var pol proxy.Policy = policyAdapter{engine: pe, cache: newClassCache()}
+	var pol proxy.Policy = newPolicyDeps(pe)
 	if o.policy != nil {
-		pol = o.policy(pol.(policyAdapter))
+		pol = o.policy(pol.(policyDeps))
 	}
 	opts := proxy.Options{
 		Audit: j, Auth: benchAuth{id}, Policy: pol,
@@ -239,7 +240,7 @@ func BenchmarkPipeline(b *testing.B) {
 		// The same statements with their classification handed over: as many
 		// allocations as point-select means finding the classification
 		// (shape, cache) and the verdict (the session's cache) allocate none.
-		p := startPipeline(b, pipeOpts{policy: func(pa policyAdapter) proxy.Policy {
+		p := startPipeline(b, pipeOpts{policy: func(pa policyDeps) proxy.Policy {
 			d := sqltext.Dialect{Server: sqltext.ParseServerVersion(proxytest.NewBackend().Version)}
 			return fixedPolicy{pa, pa.Classify("SELECT c FROM sbtest1 WHERE id=1", "shop", d)}
 		}})

@@ -14,6 +14,7 @@ import (
 
 	"github.com/sqlwarden/sqlwarden/pkg/record"
 	"github.com/sqlwarden/sqlwarden/pkg/sqltext"
+	"github.com/sqlwarden/sqlwarden/pkg/statement"
 	"github.com/sqlwarden/sqlwarden/pkg/wire"
 	"github.com/sqlwarden/sqlwarden/pkg/wire/rows"
 )
@@ -176,6 +177,20 @@ type resultPlan struct {
 // masked, and a *DeniedError when the statement must be refused.
 func (m *Masker) Plan(ctx context.Context, identity, db, sql string, d sqltext.Dialect, stmts []ast.StmtNode) (*Plan, error) {
 	return m.planFor(ctx, m.state.Load(), identity, db, sql, d, stmts)
+}
+
+// PlanStatement is Plan for a statement pkg/statement classified: its parse
+// tree and dialect are reused, and a Cacheable one's tree is the
+// classification cache's, shared by every statement of its shape, so its
+// analysis is kept (PlanShared).
+func (m *Masker) PlanStatement(ctx context.Context, identity, db, sql string, st *statement.Statement) (*Plan, error) {
+	if st == nil {
+		return m.Plan(ctx, identity, db, sql, sqltext.Dialect{Server: sqltext.DefaultServer}, nil)
+	}
+	if st.Cacheable && st.Parsed {
+		return m.PlanShared(ctx, identity, db, sql, st.Dialect, st.Nodes)
+	}
+	return m.Plan(ctx, identity, db, sql, st.Dialect, st.Nodes)
 }
 
 func (m *Masker) planFor(ctx context.Context, st *state, identity, db, sql string, d sqltext.Dialect, stmts []ast.StmtNode) (*Plan, error) {

@@ -10,6 +10,7 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/sqlwarden/sqlwarden/pkg/record"
+	"github.com/sqlwarden/sqlwarden/pkg/statement"
 )
 
 // The variables a rule's match sees. Field names are the CEL names.
@@ -110,9 +111,9 @@ func identityVars(id *record.Identity) *celIdentity {
 	return v
 }
 
-func statementVars(s *Statement) *celStatement {
+func statementVars(s *statement.Statement) *celStatement {
 	if s == nil {
-		s = &Statement{Kind: KindUnparsed, Err: "no statement"}
+		s = &statement.Statement{Kind: statement.KindUnparsed, Err: "no statement"}
 	}
 	v := &celStatement{
 		Kind: s.Kind, Kinds: orEmpty(s.Kinds), IsDDL: s.IsDDL,

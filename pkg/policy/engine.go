@@ -16,44 +16,11 @@ import (
 	"github.com/google/cel-go/common/types"
 
 	"github.com/sqlwarden/sqlwarden/pkg/record"
+	"github.com/sqlwarden/sqlwarden/pkg/statement"
 )
-
-// Input is everything a decision looks at.
-type Input struct {
-	Identity  *record.Identity
-	Statement *Statement
-	Session   Session
-}
-
-// Session describes the connection a statement arrived on.
-type Session struct {
-	ID         string
-	DB         string
-	User       string // the user name the client typed
-	ClientAddr string
-	Command    string // COM_QUERY, COM_STMT_PREPARE, COM_STMT_EXECUTE, ...
-}
-
-// Decision is the verdict on one statement.
-type Decision struct {
-	Rule    string `json:"rule"`   // the rule that matched, or "default"
-	Action  string `json:"action"` // allow | deny | approve
-	Message string `json:"message,omitempty"`
-	// ApprovalMode is the matching rule's approval_mode (empty: the
-	// configured default).
-	ApprovalMode string `json:"approval_mode,omitempty"`
-}
 
 // RuleDefault names the decision taken when no rule matched.
 const RuleDefault = "default"
-
-// ClientMessage is the text a denied client sees in its ERR packet.
-func (d Decision) ClientMessage() string {
-	if d.Message == "" {
-		return "sqlwarden: blocked by rule " + d.Rule
-	}
-	return "sqlwarden: blocked by rule " + d.Rule + ": " + d.Message
-}
 
 // Options configures an Engine.
 type Options struct {
@@ -179,20 +146,21 @@ func (e *Engine) compile(data []byte) (*compiled, error) {
 	return c, nil
 }
 
-// Decide returns the decision of the first matching rule, or the default.
+// Decide returns the verdict of the first matching rule, or the default, on
+// statement st sent by identity id (nil: none) on session sess.
 //
 // A rule whose match cannot be evaluated (a missing claim, a type error)
 // fails closed: it matches and denies, with the evaluation error in the
 // message, unless the rule says on_error: skip.
-func (e *Engine) Decide(in Input) Decision {
-	if in.Statement != nil && len(in.Statement.CredentialTables) > 0 {
-		return Decision{Rule: RuleCredentials, Action: ActionDeny, Message: credentialMessage}
+func (e *Engine) Decide(id *record.Identity, st *statement.Statement, sess statement.Session) statement.Verdict {
+	if st != nil && len(st.CredentialTables) > 0 {
+		return statement.Verdict{Rule: RuleCredentials, Action: statement.Deny, Message: credentialMessage}
 	}
 	c := e.cur.Load()
 	var vars map[string]any
 	name := ""
-	if in.Identity != nil {
-		name = in.Identity.Name
+	if id != nil {
+		name = id.Name
 	}
 	for i := range c.rules {
 		r := &c.rules[i]
@@ -200,13 +168,13 @@ func (e *Engine) Decide(in Input) Decision {
 			continue
 		}
 		if r.prg == nil {
-			return Decision{Rule: r.Name, Action: r.Action, Message: r.Message, ApprovalMode: r.ApprovalMode}
+			return statement.Verdict{Rule: r.Name, Action: r.Action, Message: r.Message, ApprovalMode: r.ApprovalMode}
 		}
 		if vars == nil {
 			vars = map[string]any{
-				"identity":  identityVars(in.Identity),
-				"statement": statementVars(in.Statement),
-				"session":   &celSession{ID: in.Session.ID, DB: in.Session.DB, User: in.Session.User, ClientAddr: in.Session.ClientAddr, Command: in.Session.Command},
+				"identity":  identityVars(id),
+				"statement": statementVars(st),
+				"session":   &celSession{ID: sess.ID, DB: sess.DB, User: sess.User, ClientAddr: sess.ClientAddr, Command: sess.Command},
 			}
 		}
 		matched, err := eval(r.prg, vars)
@@ -214,17 +182,17 @@ func (e *Engine) Decide(in Input) Decision {
 			if r.OnError == "skip" {
 				continue
 			}
-			return Decision{Rule: r.Name, Action: ActionDeny, Message: "rule could not be evaluated: " + err.Error()}
+			return statement.Verdict{Rule: r.Name, Action: statement.Deny, Message: "rule could not be evaluated: " + err.Error()}
 		}
 		if matched {
-			return Decision{Rule: r.Name, Action: r.Action, Message: r.Message, ApprovalMode: r.ApprovalMode}
+			return statement.Verdict{Rule: r.Name, Action: r.Action, Message: r.Message, ApprovalMode: r.ApprovalMode}
 		}
 	}
-	return Decision{Rule: RuleDefault, Action: c.file.Default, Message: defaultMessage(c.file.Default)}
+	return statement.Verdict{Rule: RuleDefault, Action: c.file.Default, Message: defaultMessage(c.file.Default)}
 }
 
-func defaultMessage(action string) string {
-	if action == ActionAllow {
+func defaultMessage(action statement.Action) string {
+	if action == statement.Allow {
 		return ""
 	}
 	return "no rule allowed this statement"

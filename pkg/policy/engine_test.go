@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/sqlwarden/sqlwarden/pkg/record"
+	"github.com/sqlwarden/sqlwarden/pkg/statement"
 )
 
 func TestDefaultPolicy(t *testing.T) {
@@ -20,89 +21,90 @@ func TestDefaultPolicy(t *testing.T) {
 		t.Fatal(err)
 	}
 	tests := []struct {
-		sql, rule, action string
+		sql, rule string
+		action    statement.Action
 	}{
-		{"SELECT * FROM users WHERE id = 1", RuleDefault, ActionAllow},
-		{"DROP TABLE users", "no-drop-or-truncate", ActionDeny},
-		{"TRUNCATE users", "no-drop-or-truncate", ActionDeny},
-		{"DELETE FROM users", "no-unbounded-writes", ActionDeny},
-		{"update users set a = 1", "no-unbounded-writes", ActionDeny},
-		{"DELETE FROM users WHERE 1", "no-unbounded-writes", ActionDeny},
-		{"SELECT 1; /* x */ delete FROM users", "no-unbounded-writes", ActionDeny},
-		{"DELETE FROM a WHERE id = 1; INSERT INTO b VALUES (1)", RuleDefault, ActionAllow},
-		{"DELETE FROM users WHERE id = 1", RuleDefault, ActionAllow},
-		{"DELETE FROM users WHERE id = ?", RuleDefault, ActionAllow},
-		{"ALTER TABLE users ADD COLUMN x INT", "ddl-needs-a-human", ActionApprove},
-		{"CREATE TABLE t (id INT)", "ddl-needs-a-human", ActionApprove},
-		{"PREPARE s FROM 'DELETE FROM users'", "no-unbounded-writes", ActionDeny},
-		{"PREPARE s FROM @sql", "dynamic-sql", ActionDeny},
-		{"DELET FROM users", "unparsed", ActionDeny},
+		{"SELECT * FROM users WHERE id = 1", RuleDefault, statement.Allow},
+		{"DROP TABLE users", "no-drop-or-truncate", statement.Deny},
+		{"TRUNCATE users", "no-drop-or-truncate", statement.Deny},
+		{"DELETE FROM users", "no-unbounded-writes", statement.Deny},
+		{"update users set a = 1", "no-unbounded-writes", statement.Deny},
+		{"DELETE FROM users WHERE 1", "no-unbounded-writes", statement.Deny},
+		{"SELECT 1; /* x */ delete FROM users", "no-unbounded-writes", statement.Deny},
+		{"DELETE FROM a WHERE id = 1; INSERT INTO b VALUES (1)", RuleDefault, statement.Allow},
+		{"DELETE FROM users WHERE id = 1", RuleDefault, statement.Allow},
+		{"DELETE FROM users WHERE id = ?", RuleDefault, statement.Allow},
+		{"ALTER TABLE users ADD COLUMN x INT", "ddl-needs-a-human", statement.Approve},
+		{"CREATE TABLE t (id INT)", "ddl-needs-a-human", statement.Approve},
+		{"PREPARE s FROM 'DELETE FROM users'", "no-unbounded-writes", statement.Deny},
+		{"PREPARE s FROM @sql", "dynamic-sql", statement.Deny},
+		{"DELET FROM users", "unparsed", statement.Deny},
 		// Routines: a body nobody judged runs at CALL.
-		{"CREATE PROCEDURE p() DELETE FROM users", "routines-need-a-human", ActionApprove},
-		{"CALL p()", "routines-need-a-human", ActionApprove},
-		{"call other.P(1, 'x')", "routines-need-a-human", ActionApprove},
-		{"DROP PROCEDURE IF EXISTS p", "routines-need-a-human", ActionApprove},
-		{"SELECT other.f(1)", "routines-need-a-human", ActionApprove},
-		{"PREPARE s FROM 'CALL p()'", "routines-need-a-human", ActionApprove},
-		{"SELECT 1; CALL p()", "routines-need-a-human", ActionApprove},
+		{"CREATE PROCEDURE p() DELETE FROM users", "routines-need-a-human", statement.Approve},
+		{"CALL p()", "routines-need-a-human", statement.Approve},
+		{"call other.P(1, 'x')", "routines-need-a-human", statement.Approve},
+		{"DROP PROCEDURE IF EXISTS p", "routines-need-a-human", statement.Approve},
+		{"SELECT other.f(1)", "routines-need-a-human", statement.Approve},
+		{"PREPARE s FROM 'CALL p()'", "routines-need-a-human", statement.Approve},
+		{"SELECT 1; CALL p()", "routines-need-a-human", statement.Approve},
 		// The grammar reads none of these: unparsed, denied.
-		{"CREATE FUNCTION f() RETURNS INT RETURN 1", "unparsed", ActionDeny},
-		{"CREATE TRIGGER tr BEFORE INSERT ON users FOR EACH ROW SET NEW.a = 1", "unparsed", ActionDeny},
-		{"CREATE EVENT ev ON SCHEDULE EVERY 1 HOUR DO DELETE FROM users", "unparsed", ActionDeny},
-		{"ALTER PROCEDURE p COMMENT 'x'", "unparsed", ActionDeny},
-		{"DROP FUNCTION f", "unparsed", ActionDeny},
-		{"DROP TRIGGER tr", "unparsed", ActionDeny},
-		{"DROP EVENT ev", "unparsed", ActionDeny},
-		{"CREATE OR REPLACE PROCEDURE p() SELECT 1", "unparsed", ActionDeny},
+		{"CREATE FUNCTION f() RETURNS INT RETURN 1", "unparsed", statement.Deny},
+		{"CREATE TRIGGER tr BEFORE INSERT ON users FOR EACH ROW SET NEW.a = 1", "unparsed", statement.Deny},
+		{"CREATE EVENT ev ON SCHEDULE EVERY 1 HOUR DO DELETE FROM users", "unparsed", statement.Deny},
+		{"ALTER PROCEDURE p COMMENT 'x'", "unparsed", statement.Deny},
+		{"DROP FUNCTION f", "unparsed", statement.Deny},
+		{"DROP TRIGGER tr", "unparsed", statement.Deny},
+		{"DROP EVENT ev", "unparsed", statement.Deny},
+		{"CREATE OR REPLACE PROCEDURE p() SELECT 1", "unparsed", statement.Deny},
 		// Accounts and privileges.
-		{"CREATE USER u IDENTIFIED BY 'x'", "no-account-management", ActionDeny},
-		{"ALTER USER warden IDENTIFIED BY 'y'", "no-account-management", ActionDeny},
-		{"DROP USER u", "no-account-management", ActionDeny},
-		{"RENAME USER u TO v", "no-account-management", ActionDeny},
-		{"GRANT ALL ON *.* TO u", "no-account-management", ActionDeny},
-		{"REVOKE ALL ON *.* FROM u", "no-account-management", ActionDeny},
-		{"SET PASSWORD = PASSWORD('x')", "no-account-management", ActionDeny},
-		{"SET PASSWORD FOR u = 'x'", "no-account-management", ActionDeny},
-		{"CREATE ROLE r", "no-account-management", ActionDeny},
-		{"DROP ROLE r", "no-account-management", ActionDeny},
-		{"GRANT r TO u", "no-account-management", ActionDeny},
-		{"SET ROLE r", "no-account-management", ActionDeny},
-		{"SET DEFAULT ROLE r FOR u", "unparsed", ActionDeny},
-		{"SELECT 1; GRANT ALL ON *.* TO u", "no-account-management", ActionDeny},
-		{"PREPARE s FROM 'DROP USER u'", "no-account-management", ActionDeny},
+		{"CREATE USER u IDENTIFIED BY 'x'", "no-account-management", statement.Deny},
+		{"ALTER USER warden IDENTIFIED BY 'y'", "no-account-management", statement.Deny},
+		{"DROP USER u", "no-account-management", statement.Deny},
+		{"RENAME USER u TO v", "no-account-management", statement.Deny},
+		{"GRANT ALL ON *.* TO u", "no-account-management", statement.Deny},
+		{"REVOKE ALL ON *.* FROM u", "no-account-management", statement.Deny},
+		{"SET PASSWORD = PASSWORD('x')", "no-account-management", statement.Deny},
+		{"SET PASSWORD FOR u = 'x'", "no-account-management", statement.Deny},
+		{"CREATE ROLE r", "no-account-management", statement.Deny},
+		{"DROP ROLE r", "no-account-management", statement.Deny},
+		{"GRANT r TO u", "no-account-management", statement.Deny},
+		{"SET ROLE r", "no-account-management", statement.Deny},
+		{"SET DEFAULT ROLE r FOR u", "unparsed", statement.Deny},
+		{"SELECT 1; GRANT ALL ON *.* TO u", "no-account-management", statement.Deny},
+		{"PREPARE s FROM 'DROP USER u'", "no-account-management", statement.Deny},
 		// Server-wide settings and administration.
-		{"SET GLOBAL max_connections = 10", "no-global-settings", ActionDeny},
-		{"set @@global.general_log = 0", "no-global-settings", ActionDeny},
-		{"SET @@GLOBAL.read_only = 1", "no-global-settings", ActionDeny},
-		{"SET sql_mode = '', GLOBAL general_log = 0", "no-global-settings", ActionDeny},
-		{"SET PERSIST max_connections = 10", "unparsed", ActionDeny},
-		{"SET SESSION sql_mode = ''", RuleDefault, ActionAllow},
-		{"SET @@session.sql_mode = ''", RuleDefault, ActionAllow},
-		{"SET @a = 1", RuleDefault, ActionAllow},
-		{"SHUTDOWN", "no-server-admin", ActionDeny},
-		{"RESTART", "no-server-admin", ActionDeny},
-		{"BINLOG 'AAAA'", "no-server-admin", ActionDeny},
+		{"SET GLOBAL max_connections = 10", "no-global-settings", statement.Deny},
+		{"set @@global.general_log = 0", "no-global-settings", statement.Deny},
+		{"SET @@GLOBAL.read_only = 1", "no-global-settings", statement.Deny},
+		{"SET sql_mode = '', GLOBAL general_log = 0", "no-global-settings", statement.Deny},
+		{"SET PERSIST max_connections = 10", "unparsed", statement.Deny},
+		{"SET SESSION sql_mode = ''", RuleDefault, statement.Allow},
+		{"SET @@session.sql_mode = ''", RuleDefault, statement.Allow},
+		{"SET @a = 1", RuleDefault, statement.Allow},
+		{"SHUTDOWN", "no-server-admin", statement.Deny},
+		{"RESTART", "no-server-admin", statement.Deny},
+		{"BINLOG 'AAAA'", "no-server-admin", statement.Deny},
 		// The server's files.
-		{"SELECT * FROM users INTO OUTFILE '/tmp/x'", "no-file-io", ActionDeny},
-		{"SELECT * FROM users LIMIT 1 INTO DUMPFILE '/tmp/x'", "unparsed", ActionDeny},
-		{"SELECT LOAD_FILE('/etc/passwd')", "no-file-io", ActionDeny},
-		{"INSERT INTO users (a) VALUES (load_file('/etc/passwd'))", "no-file-io", ActionDeny},
-		{"LOAD DATA INFILE '/etc/passwd' INTO TABLE users", "no-file-io", ActionDeny},
-		{"LOAD DATA LOCAL INFILE 'x.csv' INTO TABLE users", RuleDefault, ActionAllow},
-		{"PREPARE s FROM 'SELECT LOAD_FILE(''/etc/passwd'')'", "no-file-io", ActionDeny},
+		{"SELECT * FROM users INTO OUTFILE '/tmp/x'", "no-file-io", statement.Deny},
+		{"SELECT * FROM users LIMIT 1 INTO DUMPFILE '/tmp/x'", "unparsed", statement.Deny},
+		{"SELECT LOAD_FILE('/etc/passwd')", "no-file-io", statement.Deny},
+		{"INSERT INTO users (a) VALUES (load_file('/etc/passwd'))", "no-file-io", statement.Deny},
+		{"LOAD DATA INFILE '/etc/passwd' INTO TABLE users", "no-file-io", statement.Deny},
+		{"LOAD DATA LOCAL INFILE 'x.csv' INTO TABLE users", RuleDefault, statement.Allow},
+		{"PREPARE s FROM 'SELECT LOAD_FILE(''/etc/passwd'')'", "no-file-io", statement.Deny},
 		// WHEREs that only look like one.
-		{"DELETE FROM users WHERE id = id", "no-unbounded-writes", ActionDeny},
-		{"DELETE FROM users WHERE id IS NOT NULL", "no-unbounded-writes", ActionDeny},
-		{"DELETE FROM users WHERE 1 OR id = 1", "no-unbounded-writes", ActionDeny},
-		{"UPDATE users SET a = 1 WHERE id = 1 OR TRUE", "no-unbounded-writes", ActionDeny},
-		{"UPDATE users SET a = 1 WHERE users.id <=> id", "no-unbounded-writes", ActionDeny},
-		{"DELETE FROM users WHERE NOT (user_id IS NULL)", "no-unbounded-writes", ActionDeny},
-		{"DELETE FROM users WHERE deleted_at IS NOT NULL", RuleDefault, ActionAllow},
-		{"DELETE FROM users WHERE id = 1 OR id = 2", RuleDefault, ActionAllow},
+		{"DELETE FROM users WHERE id = id", "no-unbounded-writes", statement.Deny},
+		{"DELETE FROM users WHERE id IS NOT NULL", "no-unbounded-writes", statement.Deny},
+		{"DELETE FROM users WHERE 1 OR id = 1", "no-unbounded-writes", statement.Deny},
+		{"UPDATE users SET a = 1 WHERE id = 1 OR TRUE", "no-unbounded-writes", statement.Deny},
+		{"UPDATE users SET a = 1 WHERE users.id <=> id", "no-unbounded-writes", statement.Deny},
+		{"DELETE FROM users WHERE NOT (user_id IS NULL)", "no-unbounded-writes", statement.Deny},
+		{"DELETE FROM users WHERE deleted_at IS NOT NULL", RuleDefault, statement.Allow},
+		{"DELETE FROM users WHERE id = 1 OR id = 2", RuleDefault, statement.Allow},
 	}
 	for _, tt := range tests {
 		t.Run(tt.sql, func(t *testing.T) {
-			d := e.Decide(Input{Statement: Classify(tt.sql, "shop")})
+			d := decide(e, input{Statement: statement.Classify(tt.sql, "shop")})
 			if d.Rule != tt.rule || d.Action != tt.action {
 				t.Errorf("Decide = %+v, want rule %q action %q", d, tt.rule, tt.action)
 			}
@@ -148,27 +150,27 @@ rules:
 	agent := &record.Identity{Name: "agent-7", Source: "oidc", Groups: []string{"agents"}}
 	tests := []struct {
 		name   string
-		in     Input
+		in     input
 		rule   string
-		action string
+		action statement.Action
 	}{
-		{"group", Input{Identity: &record.Identity{Name: "x", Groups: []string{"dba"}}, Statement: Classify("DROP TABLE t", "")}, "admins-anything", ActionAllow},
-		{"pod label", Input{Identity: &record.Identity{Name: "b", Pod: &record.Pod{Labels: map[string]string{"app": "batch"}}}, Statement: Classify("INSERT INTO t VALUES (1)", "")}, "batch-pod", ActionAllow},
-		{"claim", Input{Identity: &record.Identity{Name: "c", Claims: map[string]any{"team": "data"}}, Statement: Classify("SELECT 1", "")}, "claims", ActionAllow},
-		{"no claim", Input{Identity: &record.Identity{Name: "c"}, Statement: Classify("SELECT 1", "")}, RuleDefault, ActionDeny},
-		{"sleep", Input{Identity: agent, Statement: Classify("SELECT SLEEP(10) FROM shop.t", "")}, "no-sleep", ActionDeny},
-		{"outfile", Input{Identity: agent, Statement: Classify("SELECT * FROM shop.t INTO OUTFILE '/tmp/x'", "")}, "no-outfile", ActionDeny},
-		{"identity pattern", Input{Identity: agent, Statement: Classify("SELECT * FROM t", "shop")}, "agent-reads-shop", ActionAllow},
-		{"identity pattern other db", Input{Identity: agent, Statement: Classify("SELECT * FROM t", "hr")}, RuleDefault, ActionDeny},
-		{"identity pattern no match", Input{Identity: &record.Identity{Name: "other"}, Statement: Classify("SELECT * FROM t", "shop")}, RuleDefault, ActionDeny},
-		{"nil identity", Input{Statement: Classify("SELECT * FROM t", "shop")}, RuleDefault, ActionDeny},
-		{"session", Input{Statement: Classify("UPDATE t SET a = ? WHERE id = ?", "shop"), Session: Session{Command: "COM_STMT_PREPARE", User: "app", DB: "shop"}}, "prepared-only-from-app", ActionAllow},
-		{"count", Input{Statement: Classify("SELECT 1; SELECT 2; SELECT 3; SELECT 4", "")}, "big-multi", ActionApprove},
-		{"nil statement", Input{}, RuleDefault, ActionDeny},
+		{"group", input{Identity: &record.Identity{Name: "x", Groups: []string{"dba"}}, Statement: statement.Classify("DROP TABLE t", "")}, "admins-anything", statement.Allow},
+		{"pod label", input{Identity: &record.Identity{Name: "b", Pod: &record.Pod{Labels: map[string]string{"app": "batch"}}}, Statement: statement.Classify("INSERT INTO t VALUES (1)", "")}, "batch-pod", statement.Allow},
+		{"claim", input{Identity: &record.Identity{Name: "c", Claims: map[string]any{"team": "data"}}, Statement: statement.Classify("SELECT 1", "")}, "claims", statement.Allow},
+		{"no claim", input{Identity: &record.Identity{Name: "c"}, Statement: statement.Classify("SELECT 1", "")}, RuleDefault, statement.Deny},
+		{"sleep", input{Identity: agent, Statement: statement.Classify("SELECT SLEEP(10) FROM shop.t", "")}, "no-sleep", statement.Deny},
+		{"outfile", input{Identity: agent, Statement: statement.Classify("SELECT * FROM shop.t INTO OUTFILE '/tmp/x'", "")}, "no-outfile", statement.Deny},
+		{"identity pattern", input{Identity: agent, Statement: statement.Classify("SELECT * FROM t", "shop")}, "agent-reads-shop", statement.Allow},
+		{"identity pattern other db", input{Identity: agent, Statement: statement.Classify("SELECT * FROM t", "hr")}, RuleDefault, statement.Deny},
+		{"identity pattern no match", input{Identity: &record.Identity{Name: "other"}, Statement: statement.Classify("SELECT * FROM t", "shop")}, RuleDefault, statement.Deny},
+		{"nil identity", input{Statement: statement.Classify("SELECT * FROM t", "shop")}, RuleDefault, statement.Deny},
+		{"session", input{Statement: statement.Classify("UPDATE t SET a = ? WHERE id = ?", "shop"), Session: statement.Session{Command: "COM_STMT_PREPARE", User: "app", DB: "shop"}}, "prepared-only-from-app", statement.Allow},
+		{"count", input{Statement: statement.Classify("SELECT 1; SELECT 2; SELECT 3; SELECT 4", "")}, "big-multi", statement.Approve},
+		{"nil statement", input{}, RuleDefault, statement.Deny},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			d := e.Decide(tt.in)
+			d := decide(e, tt.in)
 			if d.Rule != tt.rule || d.Action != tt.action {
 				t.Errorf("Decide = %+v, want rule %q action %q", d, tt.rule, tt.action)
 			}
@@ -190,8 +192,8 @@ rules:
 	if err != nil {
 		t.Fatal(err)
 	}
-	d := e.Decide(Input{Identity: &record.Identity{Name: "a"}, Statement: Classify("SELECT 1", "")})
-	if d.Rule != "strict" || d.Action != ActionDeny || !strings.Contains(d.Message, "could not be evaluated") {
+	d := decide(e, input{Identity: &record.Identity{Name: "a"}, Statement: statement.Classify("SELECT 1", "")})
+	if d.Rule != "strict" || d.Action != statement.Deny || !strings.Contains(d.Message, "could not be evaluated") {
 		t.Errorf("Decide = %+v, want a deny by strict", d)
 	}
 	if got := d.ClientMessage(); !strings.HasPrefix(got, "sqlwarden: blocked by rule strict: ") {
@@ -267,8 +269,8 @@ func TestReload(t *testing.T) {
 	}
 	var notified atomic.Uint64
 	e.OnReload(func(v uint64) { notified.Store(v) })
-	drop := Input{Statement: Classify("DROP TABLE t", "")}
-	if d := e.Decide(drop); d.Action != ActionAllow {
+	drop := input{Statement: statement.Classify("DROP TABLE t", "")}
+	if d := decide(e, drop); d.Action != statement.Allow {
 		t.Fatalf("before reload: %+v", d)
 	}
 
@@ -277,7 +279,7 @@ func TestReload(t *testing.T) {
 	if err := e.Reload(); err != nil {
 		t.Fatal(err)
 	}
-	if d := e.Decide(drop); d.Rule != "no-drop" || d.Action != ActionDeny {
+	if d := decide(e, drop); d.Rule != "no-drop" || d.Action != statement.Deny {
 		t.Fatalf("after reload: %+v", d)
 	}
 	if e.Version() != 2 || notified.Load() != 2 {
@@ -289,7 +291,7 @@ func TestReload(t *testing.T) {
 	if err := e.Reload(); err == nil {
 		t.Fatal("Reload accepted an invalid policy")
 	}
-	if d := e.Decide(drop); d.Rule != "no-drop" {
+	if d := decide(e, drop); d.Rule != "no-drop" {
 		t.Fatalf("invalid reload replaced the policy: %+v", d)
 	}
 	if !strings.Contains(logs.String(), "policy reload failed") {
@@ -302,9 +304,9 @@ func TestReload(t *testing.T) {
 	e.Watch(ctx)
 	writeFile(t, path, "rules:\n  - {name: approve-drop, match: 'statement.kind == \"DROP_TABLE\"', action: approve}\n")
 	deadline := time.Now().Add(5 * time.Second)
-	for e.Decide(drop).Rule != "approve-drop" {
+	for decide(e, drop).Rule != "approve-drop" {
 		if time.Now().After(deadline) {
-			t.Fatalf("watch did not reload; decision %+v", e.Decide(drop))
+			t.Fatalf("watch did not reload; decision %+v", decide(e, drop))
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
@@ -314,7 +316,7 @@ func TestReload(t *testing.T) {
 	// A removed file keeps the policy too.
 	os.Remove(path)
 	time.Sleep(100 * time.Millisecond)
-	if d := e.Decide(drop); d.Rule != "approve-drop" {
+	if d := decide(e, drop); d.Rule != "approve-drop" {
 		t.Errorf("removed file changed the policy: %+v", d)
 	}
 }
@@ -327,9 +329,9 @@ func BenchmarkClassifyDecide(b *testing.B) {
 	id := &record.Identity{Name: "agent-1", Source: "static"}
 	b.ReportAllocs()
 	for b.Loop() {
-		st := Classify("SELECT c FROM sbtest1 WHERE id = 4242", "sbtest")
-		d := e.Decide(Input{Identity: id, Statement: st, Session: Session{ID: "s1", DB: "sbtest", Command: "COM_QUERY"}})
-		if d.Action != ActionAllow {
+		st := statement.Classify("SELECT c FROM sbtest1 WHERE id = 4242", "sbtest")
+		d := decide(e, input{Identity: id, Statement: st, Session: statement.Session{ID: "s1", DB: "sbtest", Command: "COM_QUERY"}})
+		if d.Action != statement.Allow {
 			b.Fatal(d)
 		}
 	}
@@ -340,11 +342,11 @@ func BenchmarkDecide(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	st := Classify("SELECT c FROM sbtest1 WHERE id = 4242", "sbtest")
+	st := statement.Classify("SELECT c FROM sbtest1 WHERE id = 4242", "sbtest")
 	id := &record.Identity{Name: "agent-1", Source: "static"}
 	b.ReportAllocs()
 	for b.Loop() {
-		e.Decide(Input{Identity: id, Statement: st})
+		decide(e, input{Identity: id, Statement: st})
 	}
 }
 
@@ -394,8 +396,8 @@ func TestCredentialTablesRefusedWhateverThePolicy(t *testing.T) {
 		{"PREPARE s FROM 'HANDLER mysql.user OPEN'", ""},
 	}
 	for _, tt := range refused {
-		d := e.Decide(Input{Statement: Classify(tt.sql, tt.db)})
-		if d.Rule != RuleCredentials || d.Action != ActionDeny {
+		d := decide(e, input{Statement: statement.Classify(tt.sql, tt.db)})
+		if d.Rule != RuleCredentials || d.Action != statement.Deny {
 			t.Errorf("%q (db %q): %+v, want %s deny", tt.sql, tt.db, d, RuleCredentials)
 		}
 	}
@@ -408,8 +410,19 @@ func TestCredentialTablesRefusedWhateverThePolicy(t *testing.T) {
 		{"SELECT * FROM mysql.user_stats", ""},
 	}
 	for _, tt := range allowed {
-		if d := e.Decide(Input{Statement: Classify(tt.sql, tt.db)}); d.Action != ActionAllow {
+		if d := decide(e, input{Statement: statement.Classify(tt.sql, tt.db)}); d.Action != statement.Allow {
 			t.Errorf("%q (db %q): %+v, want allow", tt.sql, tt.db, d)
 		}
 	}
+}
+
+// input is what one decision looks at.
+type input struct {
+	Identity  *record.Identity
+	Statement *statement.Statement
+	Session   statement.Session
+}
+
+func decide(e *Engine, in input) statement.Verdict {
+	return e.Decide(in.Identity, in.Statement, in.Session)
 }

@@ -9,22 +9,17 @@ import (
 	"strings"
 
 	"go.yaml.in/yaml/v3"
-)
 
-// Actions a rule or the default can take.
-const (
-	ActionAllow   = "allow"
-	ActionDeny    = "deny"
-	ActionApprove = "approve"
+	"github.com/sqlwarden/sqlwarden/pkg/statement"
 )
 
 // File is the policy file as written: ordered rules, a default action, the
 // masking section (interpreted by pkg/masking) and per-identity limits.
 type File struct {
-	Default string     `yaml:"default"`
-	Rules   []Rule     `yaml:"rules"`
-	Masking []MaskRule `yaml:"masking"`
-	Limits  []Limit    `yaml:"limits"`
+	Default statement.Action `yaml:"default"`
+	Rules   []Rule           `yaml:"rules"`
+	Masking []MaskRule       `yaml:"masking"`
+	Limits  []Limit          `yaml:"limits"`
 }
 
 // Rule is one ordered policy rule. The first rule whose Match is true (and
@@ -36,9 +31,9 @@ type Rule struct {
 	Match string `yaml:"match"`
 	// Identities, when set, limits the rule to these identity names
 	// (path.Match patterns, "*" for any); shorthand for an identity.name test.
-	Identities []string `yaml:"identities,omitempty"`
-	Action     string   `yaml:"action"`
-	Message    string   `yaml:"message,omitempty"`
+	Identities []string         `yaml:"identities,omitempty"`
+	Action     statement.Action `yaml:"action"`
+	Message    string           `yaml:"message,omitempty"`
 	// OnError says what a rule whose Match fails to evaluate does: "deny"
 	// (the default: the rule matches and denies) or "skip" (the rule does not
 	// match).
@@ -118,9 +113,9 @@ func parseFile(data []byte) (*File, error) {
 		return nil, fmt.Errorf("decode policy: %w", err)
 	}
 	if f.Default == "" {
-		f.Default = ActionAllow
+		f.Default = statement.Allow
 	}
-	if !validAction(f.Default) {
+	if !f.Default.Valid() {
 		return nil, fmt.Errorf("check policy: default action %q: want allow, deny or approve", f.Default)
 	}
 	seen := map[string]bool{}
@@ -133,21 +128,21 @@ func parseFile(data []byte) (*File, error) {
 			return nil, fmt.Errorf("check rule %q: duplicate name", r.Name)
 		}
 		seen[r.Name] = true
-		r.Action = strings.ToLower(r.Action)
-		if !validAction(r.Action) {
+		r.Action = statement.Action(strings.ToLower(string(r.Action)))
+		if !r.Action.Valid() {
 			return nil, fmt.Errorf("check rule %q: action %q: want allow, deny or approve", r.Name, r.Action)
 		}
 		switch r.OnError {
 		case "":
-			r.OnError = ActionDeny
-		case ActionDeny, "skip":
+			r.OnError = "deny"
+		case "deny", "skip":
 		default:
 			return nil, fmt.Errorf("check rule %q: on_error %q: want deny or skip", r.Name, r.OnError)
 		}
 		switch r.ApprovalMode {
 		case "":
 		case ModeHold, ModeRetry:
-			if r.Action != ActionApprove {
+			if r.Action != statement.Approve {
 				return nil, fmt.Errorf("check rule %q: approval_mode needs action approve", r.Name)
 			}
 		default:
@@ -183,8 +178,4 @@ func parseFile(data []byte) (*File, error) {
 		return nil, err
 	}
 	return &f, nil
-}
-
-func validAction(a string) bool {
-	return a == ActionAllow || a == ActionDeny || a == ActionApprove
 }

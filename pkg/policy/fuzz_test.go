@@ -2,6 +2,8 @@ package policy
 
 import (
 	"testing"
+
+	"github.com/sqlwarden/sqlwarden/pkg/statement"
 )
 
 func FuzzClassify(f *testing.F) {
@@ -21,7 +23,7 @@ func FuzzClassify(f *testing.F) {
 		f.Fatal(err)
 	}
 	f.Fuzz(func(t *testing.T, sql, db string) {
-		s := Classify(sql, db)
+		s := statement.Classify(sql, db)
 		if s == nil || s.Kind == "" {
 			t.Fatalf("Classify(%q) = %+v", sql, s)
 		}
@@ -31,22 +33,22 @@ func FuzzClassify(f *testing.F) {
 		if len(s.Nodes) > 0 && len(s.Kinds) != s.Count {
 			t.Fatalf("Kinds %q but Count %d", s.Kinds, s.Count)
 		}
-		d := e.Decide(Input{Statement: s})
-		if !validAction(d.Action) {
+		d := decide(e, input{Statement: s})
+		if !d.Action.Valid() {
 			t.Fatalf("Decide = %+v", d)
 		}
-		if !s.Parsed && d.Action != ActionDeny {
+		if !s.Parsed && d.Action != statement.Deny {
 			t.Fatalf("unparsed %q decided %+v", sql, d)
 		}
 		// The built-in policy never allows what runs unjudged code, manages
 		// accounts, changes the server or touches its files.
-		if (len(s.Routines) > 0 && d.Action == ActionAllow) ||
-			((s.AccountManagement || s.SetsGlobal || s.FileIO) && d.Action != ActionDeny) {
+		if (len(s.Routines) > 0 && d.Action == statement.Allow) ||
+			((s.AccountManagement || s.SetsGlobal || s.FileIO) && d.Action != statement.Deny) {
 			t.Fatalf("%q (%+v) decided %+v", sql, s, d)
 		}
 		// Whatever the parser reads as DROP or TRUNCATE is denied.
 		for _, k := range s.Kinds {
-			if (k == "DROP_TABLE" || k == "TRUNCATE") && d.Action != ActionDeny {
+			if (k == "DROP_TABLE" || k == "TRUNCATE") && d.Action != statement.Deny {
 				t.Fatalf("%q (%s) decided %+v", sql, k, d)
 			}
 		}
@@ -62,13 +64,13 @@ func FuzzPolicyFile(f *testing.F) {
 	f.Add([]byte("limits:\n  - {name: a, identities: ['agent-*'], max_rows: 10, max_result_bytes: 4MiB, on_exceed: truncate}\n  - {name: b, statement_timeout: 1500ms, max_connections: 2, read_only: true}\n"))
 	f.Add([]byte("limits: [{name: x, max_result_bytes: '18446744073709551615', max_statements_per_second: 0}]"))
 	f.Add([]byte("{"))
-	in := Input{Statement: Classify("DELETE FROM t WHERE id = 1", "shop")}
+	in := input{Statement: statement.Classify("DELETE FROM t WHERE id = 1", "shop")}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		e, err := New(Options{Data: data})
 		if err != nil {
 			return
 		}
-		if d := e.Decide(in); !validAction(d.Action) {
+		if d := decide(e, in); !d.Action.Valid() {
 			t.Fatalf("Decide = %+v", d)
 		}
 		_ = e.Masking()
@@ -95,41 +97,6 @@ func FuzzByteSize(f *testing.F) {
 		// What String prints parses back to the same size.
 		if b2, err := ParseByteSize(b.String()); err != nil || b2 != b {
 			t.Fatalf("ParseByteSize(%q) = %d, String %q parses to %d, %v", s, b, b.String(), b2, err)
-		}
-	})
-}
-
-// FuzzReadOnly: the read-only and max_affected_rows judges never panic,
-// what the read-only judge admits is, by the classifier's own account, a
-// read, a session or transaction command, and a write to bound is one
-// statement.
-func FuzzReadOnly(f *testing.F) {
-	for _, s := range []string{
-		"SELECT 1", "SELECT count (1)", "SELECT `count`(1)", "SELECT nextval(s)", "SET tx_read_only=0",
-		"START TRANSACTION READ WRITE", "PREPARE s FROM 'SELECT 1'; EXECUTE s", "EXECUTE s",
-		"SELECT * FROM t FOR UPDATE", "SELECT 1 INTO OUTFILE '/x'", "/*M! DELETE FROM t */", "SET @@global.x=1",
-		"SELECT 1 /*!99999 , f() */", "SELECT \"a\" (", "DO get_lock('a', 1)", "SHOW TABLES WHERE f()",
-	} {
-		f.Add(s)
-	}
-	reads := setOf("SELECT", "SHOW", "EXPLAIN", "EXPLAIN_FOR", "HELP", "USE", "DO", "BEGIN", "COMMIT", "ROLLBACK",
-		"SAVEPOINT", "RELEASE_SAVEPOINT", "UNLOCK_TABLES", "SET", "PREPARE", "EXECUTE", "DEALLOCATE")
-	prepared := func(name string) (string, bool) { return "SELECT 1", name == "s" }
-	f.Fuzz(func(t *testing.T, sql string) {
-		st := Classify(sql, "db")
-		if b := BoundWrite(st, "db"); b.Write && (b.Refuse != "" || st.Count != 1) {
-			t.Fatalf("BoundWrite(%q) = %+v", sql, b)
-		}
-		if ReadOnlyReason(sql, st, prepared) != "" {
-			return
-		}
-		if !st.Parsed || st.IntoOutfile || st.DynamicSQL {
-			t.Fatalf("admitted %q: %+v", sql, st)
-		}
-		for _, k := range st.Kinds {
-			if !reads[k] {
-				t.Fatalf("admitted %q of kind %s", sql, k)
-			}
 		}
 	})
 }

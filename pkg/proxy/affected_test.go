@@ -10,6 +10,7 @@ import (
 	"github.com/sqlwarden/sqlwarden/pkg/proxy"
 	"github.com/sqlwarden/sqlwarden/pkg/proxy/proxytest"
 	"github.com/sqlwarden/sqlwarden/pkg/record"
+	"github.com/sqlwarden/sqlwarden/pkg/statement"
 )
 
 // boundPolicy sets max_affected_rows 1 for everyone and treats UPDATE as a
@@ -22,11 +23,11 @@ func (boundPolicy) Limits(string) proxy.Limits {
 	return l
 }
 
-func (boundPolicy) BoundWrite(st *proxy.Statement, _ string) proxy.BoundedWrite {
+func (boundPolicy) BoundWrite(st *statement.Statement, _ string) statement.BoundedWrite {
 	if st.Classification.Kind == "UPDATE" {
-		return proxy.BoundedWrite{Write: true, Tables: []proxy.TableRef{{Schema: "shop", Name: "t"}}}
+		return statement.BoundedWrite{Write: true, Tables: []statement.TableRef{{Schema: "shop", Name: "t"}}}
 	}
-	return proxy.BoundedWrite{}
+	return statement.BoundedWrite{}
 }
 
 // tableLookup is the query the proxy's control connection asks about a table.

@@ -6,6 +6,7 @@ import (
 
 	"github.com/sqlwarden/sqlwarden/pkg/record"
 	"github.com/sqlwarden/sqlwarden/pkg/sqltext"
+	"github.com/sqlwarden/sqlwarden/pkg/statement"
 	"github.com/sqlwarden/sqlwarden/pkg/wire"
 )
 
@@ -15,17 +16,19 @@ type countingPolicy struct {
 	version uint64
 }
 
-func (p *countingPolicy) Classify(string, string, sqltext.Dialect) *Statement { return nil }
-func (p *countingPolicy) Decide(*Identity, *Statement, Session) Verdict {
+func (p *countingPolicy) Classify(string, string, sqltext.Dialect) *statement.Statement { return nil }
+func (p *countingPolicy) Decide(*record.Identity, *statement.Statement, statement.Session) statement.Verdict {
 	p.decided++
-	return Verdict{Rule: "default", Action: "allow"}
+	return statement.Verdict{Rule: "default", Action: statement.Allow}
 }
 func (p *countingPolicy) Limits(string) Limits { return Limits{} }
-func (p *countingPolicy) ReadOnly(string, *Statement, string, func(string) (string, bool)) (string, []TableRef) {
+func (p *countingPolicy) ReadOnly(string, *statement.Statement, string, func(string) (string, bool)) (string, []statement.TableRef) {
 	return "", nil
 }
-func (p *countingPolicy) BoundWrite(*Statement, string) BoundedWrite { return BoundedWrite{} }
-func (p *countingPolicy) Version() uint64                            { return p.version }
+func (p *countingPolicy) BoundWrite(*statement.Statement, string) statement.BoundedWrite {
+	return statement.BoundedWrite{}
+}
+func (p *countingPolicy) Version() uint64 { return p.version }
 
 // TestDecideCached: a statement of a shape the session has decided is
 // decided again from the session's cache — no policy call, no allocation —
@@ -37,13 +40,13 @@ func TestDecideCached(t *testing.T) {
 	defer peer.Close()
 	s := &session{srv: &Server{opts: Options{Policy: pol}}, raw: raw, hs: &wire.HandshakeResponse{User: "app"}, db: "shop",
 		identity: &Identity{Name: "agent"}}
-	st := &stmtAudit{command: "COM_QUERY", st: &Statement{Classification: &record.Classification{Kind: "SELECT"},
+	st := &stmtAudit{command: "COM_QUERY", st: &statement.Statement{Classification: &record.Classification{Kind: "SELECT"},
 		Digest: "select `c` from `sbtest1` where `id` = ?", Parsed: true, Cacheable: true}}
-	if v := s.decide(st); v.Action != "allow" || pol.decided != 1 {
+	if v := s.decide(st); v.Action != statement.Allow || pol.decided != 1 {
 		t.Fatalf("first decision: %+v after %d policy calls", v, pol.decided)
 	}
 	if n := testing.AllocsPerRun(100, func() {
-		if s.decide(st).Action != "allow" {
+		if s.decide(st).Action != statement.Allow {
 			t.Fatal("cached verdict lost")
 		}
 	}); n != 0 {

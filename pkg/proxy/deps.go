@@ -8,6 +8,7 @@ import (
 
 	"github.com/sqlwarden/sqlwarden/pkg/record"
 	"github.com/sqlwarden/sqlwarden/pkg/sqltext"
+	"github.com/sqlwarden/sqlwarden/pkg/statement"
 	"github.com/sqlwarden/sqlwarden/pkg/wire"
 )
 
@@ -52,6 +53,14 @@ type Identity struct {
 	Attribute func(sql string) *record.Attribution
 }
 
+// record is the identity as the journal and the policy see it (nil: none).
+func (id *Identity) record() *record.Identity {
+	if id == nil {
+		return nil
+	}
+	return id.Record
+}
+
 // AuthRequest is what an Authenticator sees of a new connection.
 type AuthRequest struct {
 	Conn      *wire.Conn
@@ -78,96 +87,15 @@ type Credential struct {
 	User, Password string
 }
 
-// Statement is the classification of one client statement.
-type Statement struct {
-	Classification *record.Classification
-	Digest         string
-	Parsed         bool
-	// Opaque is kept by the Policy and Masker implementations (the parsed
-	// AST) between Classify, Decide and Plan.
-	Opaque any
-	// KillTarget is the connection id a KILL statement targets, 0 otherwise.
-	KillTarget uint64
-	// UseDB is the database a USE statement switches to.
-	UseDB string
-	// LocalInfile reports LOAD DATA LOCAL INFILE.
-	LocalInfile bool
-	// Cacheable says the statement's classification and verdict depend only
-	// on its digest, the database, the session's dialect and the identity
-	// (plain reads and writes), so a session may reuse a verdict for the same
-	// digest. Shared between sessions: never modified after Classify.
-	Cacheable bool
-	// Refused says why the statement is refused whatever the policy says:
-	// how the server reads its text cannot be decided, or it changes the
-	// session in a way the proxy cannot follow.
-	Refused string
-	// Reread: the statement may change how the backend reads the next one
-	// (a SET of sql_mode or the client character set, EXECUTE, text the
-	// parser could not read); the proxy reads the session back after it.
-	Reread bool
-	// ScrubCredentials says the statement may return SHOW GRANTS or SHOW
-	// CREATE USER output (those SHOWs, CALL, EXECUTE, unparsed text): its
-	// result sets of that shape have password hashes removed in flight.
-	ScrubCredentials bool
-	// Prepares are the SQL-level PREPAREs of the text, in order, so the
-	// session knows what a later EXECUTE runs; Deallocates the names it drops.
-	Prepares    []SQLPrepare
-	Deallocates []string
-}
-
-// SQLPrepare is one PREPARE name FROM ...: Text is the statement prepared,
-// empty when it comes from a variable (Dynamic).
-type SQLPrepare struct {
-	Name    string
-	Text    string
-	Dynamic bool
-}
-
-// TableRef is a table a statement names (Schema "" when unqualified and no
-// database was current).
-type TableRef struct {
-	Schema, Name string
-}
-
-// BoundedWrite is how a max_affected_rows limit sees a statement.
-type BoundedWrite struct {
-	// Write is a single INSERT, REPLACE, UPDATE, DELETE or LOAD DATA, run in
-	// a transaction or savepoint and rolled back past the limit.
-	Write bool
-	// Tables are the tables a Write changes.
-	Tables []TableRef
-	// Execute names the SQL-level prepared statement an EXECUTE runs.
-	Execute string
-	// Refuse says why the rows the statement changes cannot be bounded.
-	Refuse string
-}
-
-// Session is what policy may look at besides the identity and statement.
-type Session struct {
-	ID         string
-	DB         string
-	User       string
-	ClientAddr string
-	Command    string
-}
-
-// Verdict is a policy decision.
-type Verdict struct {
-	Rule    string
-	Action  string // allow | deny | approve
-	Message string
-	// ApprovalMode is how an approve verdict asks: hold | retry (empty: the
-	// approver's default).
-	ApprovalMode string
-}
-
 // Policy classifies and decides statements and says which per-identity
 // limits apply. Version changes whenever the policy does (hot reload), so
 // cached verdicts and resolved limits can be dropped. Classify reads sql as
-// a server of dialect d does (flavour, version, sql_mode).
+// a server of dialect d does (flavour, version, sql_mode); the Statement it
+// returns may be shared (statement.Cache) and is never modified. Decide
+// judges it for identity id (nil: none) on session s.
 type Policy interface {
-	Classify(sql, db string, d sqltext.Dialect) *Statement
-	Decide(id *Identity, st *Statement, s Session) Verdict
+	Classify(sql, db string, d sqltext.Dialect) *statement.Statement
+	Decide(id *record.Identity, st *statement.Statement, s statement.Session) statement.Verdict
 	// Limits resolves the limits of an identity; the proxy calls it once per
 	// session and again after Version changes, never per statement.
 	Limits(identity string) Limits
@@ -176,9 +104,9 @@ type Policy interface {
 	// one reads (db qualifies unqualified names): views among them must
 	// pass too. prepared returns the text of a statement the session
 	// prepared with SQL PREPARE (name in lower case).
-	ReadOnly(sql string, st *Statement, db string, prepared func(name string) (string, bool)) (string, []TableRef)
+	ReadOnly(sql string, st *statement.Statement, db string, prepared func(name string) (string, bool)) (string, []statement.TableRef)
 	// BoundWrite says how a max_affected_rows limit treats a statement.
-	BoundWrite(st *Statement, db string) BoundedWrite
+	BoundWrite(st *statement.Statement, db string) statement.BoundedWrite
 	Version() uint64
 }
 
@@ -277,7 +205,7 @@ type Approval struct {
 // they decide, or when ctx ends (the client went away) with Status
 // "withdrawn"; in retry mode it returns at once.
 type Approver interface {
-	Request(ctx context.Context, id *Identity, sessionID string, st *Statement, sql, db string, params []record.Param, v Verdict) (Approval, error)
+	Request(ctx context.Context, id *Identity, sessionID string, st *statement.Statement, sql, db string, params []record.Param, v statement.Verdict) (Approval, error)
 }
 
 // MaskPlan masks the result sets of one statement.
@@ -297,7 +225,7 @@ type RowMasker interface {
 // Masker plans masking for a statement; a nil plan means nothing to mask.
 // A *MaskDenied error refuses the statement.
 type Masker interface {
-	Plan(ctx context.Context, id *Identity, db, sql string, st *Statement) (MaskPlan, error)
+	Plan(ctx context.Context, id *Identity, db, sql string, st *statement.Statement) (MaskPlan, error)
 }
 
 // MaskDenied refuses a statement that would leak a masked column.

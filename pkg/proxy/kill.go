@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"regexp"
 	"strconv"
+
+	"github.com/sqlwarden/sqlwarden/pkg/statement"
 )
 
 // KILL through the proxy. A client may name a connection two ways: by the
@@ -59,7 +61,7 @@ var mentionsKill = regexp.MustCompile(`(?i)\bKILL\b`)
 // checkKillSQL vets a COM_QUERY that kills: only one KILL, of a connection
 // of the same identity. It returns the SQL to forward when a greeting id had
 // to be translated ("" when the SQL goes as it is), or why it is refused.
-func (s *session) checkKillSQL(sql string, st *Statement) (string, string) {
+func (s *session) checkKillSQL(sql string, st *statement.Statement) (string, string) {
 	kills := 0
 	if st.Classification != nil {
 		if len(st.Classification.Kinds) > 0 {

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/sqlwarden/sqlwarden/pkg/record"
+	"github.com/sqlwarden/sqlwarden/pkg/statement"
 )
 
 func TestCheckKillSQL(t *testing.T) {
@@ -17,13 +18,13 @@ func TestCheckKillSQL(t *testing.T) {
 	srv.conns.Store(uint32(proxyConnIDBase+2), threadKey{"db", 9})
 	srv.conns.Store(uint32(proxyConnIDBase+3), threadKey{"elsewhere", 8})
 	s := &session{srv: srv, identity: &Identity{Name: "agent"}, beName: "db"}
-	kill := func(target uint64) *Statement {
-		return &Statement{Parsed: true, KillTarget: target, Classification: &record.Classification{Kind: "KILL", Statements: 1}}
+	kill := func(target uint64) *statement.Statement {
+		return &statement.Statement{Parsed: true, KillTarget: target, Classification: &record.Classification{Kind: "KILL", Statements: 1}}
 	}
 	tests := []struct {
 		name    string
 		sql     string
-		st      *Statement
+		st      *statement.Statement
 		forward string // "" = unchanged
 		refused string // substring of the refusal
 	}{
@@ -35,10 +36,10 @@ func TestCheckKillSQL(t *testing.T) {
 		{"another identity's greeting id", "KILL 1073741826", kill(proxyConnIDBase + 2), "", "does not belong"},
 		{"own connection on another backend", "KILL 1073741827", kill(proxyConnIDBase + 3), "", "does not belong"},
 		{"unknown greeting id", "KILL 1073741999", kill(proxyConnIDBase + 999), "", "does not belong"},
-		{"KILL in a multi-statement", "SELECT 1; KILL 7", &Statement{Parsed: true, KillTarget: 7,
+		{"KILL in a multi-statement", "SELECT 1; KILL 7", &statement.Statement{Parsed: true, KillTarget: 7,
 			Classification: &record.Classification{Kind: "KILL", Kinds: []string{"SELECT", "KILL"}, Statements: 2}}, "", "only statement"},
-		{"KILL USER the parser cannot read", "KILL USER warden", &Statement{}, "", "cannot check"},
-		{"not a KILL", "SELECT 'kill'", &Statement{Parsed: true, Classification: &record.Classification{Kind: "SELECT", Statements: 1}}, "", ""},
+		{"KILL USER the parser cannot read", "KILL USER warden", &statement.Statement{}, "", "cannot check"},
+		{"not a KILL", "SELECT 'kill'", &statement.Statement{Parsed: true, Classification: &record.Classification{Kind: "SELECT", Statements: 1}}, "", ""},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/sqlwarden/sqlwarden/pkg/record"
 	"github.com/sqlwarden/sqlwarden/pkg/sqltext"
+	"github.com/sqlwarden/sqlwarden/pkg/statement"
 	"github.com/sqlwarden/sqlwarden/pkg/wire"
 )
 
@@ -160,7 +161,7 @@ func mentionsTimeoutVar(sql string) bool {
 
 var readKinds = map[string]bool{"SELECT": true, "SHOW": true, "EXPLAIN": true, "DESCRIBE": true}
 
-func setsTimeout(sql string, st *Statement) bool {
+func setsTimeout(sql string, st *statement.Statement) bool {
 	if !mentionsTimeoutVar(sql) {
 		return false
 	}
@@ -179,7 +180,7 @@ func setsTimeout(sql string, st *Statement) bool {
 	return false
 }
 
-func isKill(st *Statement) bool {
+func isKill(st *statement.Statement) bool {
 	return st != nil && (st.KillTarget != 0 || (st.Classification != nil && st.Classification.Kind == "KILL"))
 }
 

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/sqlwarden/sqlwarden/pkg/record"
+	"github.com/sqlwarden/sqlwarden/pkg/statement"
 )
 
 var timeoutVarRe = regexp.MustCompile(`(?i)max_(?:statement|execution)_time`)
@@ -35,13 +36,13 @@ func FuzzMentionsTimeoutVar(f *testing.F) {
 }
 
 func TestSetsTimeout(t *testing.T) {
-	sel := &Statement{Parsed: true, Classification: &record.Classification{Kind: "SELECT"}}
-	set := &Statement{Parsed: true, Classification: &record.Classification{Kind: "SET"}}
-	multi := &Statement{Parsed: true, Classification: &record.Classification{Kind: "SET", Kinds: []string{"SELECT", "SET"}, Statements: 2}}
-	unparsed := &Statement{Classification: &record.Classification{Kind: "UNPARSED"}}
+	sel := &statement.Statement{Parsed: true, Classification: &record.Classification{Kind: "SELECT"}}
+	set := &statement.Statement{Parsed: true, Classification: &record.Classification{Kind: "SET"}}
+	multi := &statement.Statement{Parsed: true, Classification: &record.Classification{Kind: "SET", Kinds: []string{"SELECT", "SET"}, Statements: 2}}
+	unparsed := &statement.Statement{Classification: &record.Classification{Kind: "UNPARSED"}}
 	for _, tc := range []struct {
 		sql  string
-		st   *Statement
+		st   *statement.Statement
 		want bool
 	}{
 		{"SELECT @@max_statement_time", sel, false},

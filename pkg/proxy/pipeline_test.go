@@ -15,6 +15,7 @@ import (
 	"github.com/sqlwarden/sqlwarden/pkg/proxy/proxytest"
 	"github.com/sqlwarden/sqlwarden/pkg/record"
 	"github.com/sqlwarden/sqlwarden/pkg/sqltext"
+	"github.com/sqlwarden/sqlwarden/pkg/statement"
 	"github.com/sqlwarden/sqlwarden/pkg/wire"
 )
 
@@ -115,35 +116,35 @@ func (acceptAuth) Authenticate(_ context.Context, req *proxy.AuthRequest) (*prox
 // wordPolicy classifies by the first word and denies DROP.
 type wordPolicy struct{}
 
-func (wordPolicy) Classify(sql, _ string, _ sqltext.Dialect) *proxy.Statement {
+func (wordPolicy) Classify(sql, _ string, _ sqltext.Dialect) *statement.Statement {
 	kind, _, _ := strings.Cut(strings.TrimSpace(sql), " ")
 	kind = strings.ToUpper(kind)
-	return &proxy.Statement{Classification: &record.Classification{Kind: kind, Statements: 1}, Digest: sql, Parsed: true, Cacheable: kind == "SELECT"}
+	return &statement.Statement{Classification: &record.Classification{Kind: kind, Statements: 1}, Digest: sql, Parsed: true, Cacheable: kind == "SELECT"}
 }
 
-func (wordPolicy) Decide(_ *proxy.Identity, st *proxy.Statement, _ proxy.Session) proxy.Verdict {
+func (wordPolicy) Decide(_ *record.Identity, st *statement.Statement, _ statement.Session) statement.Verdict {
 	if st.Classification.Kind == "DROP" {
-		return proxy.Verdict{Rule: "no-drop", Action: "deny", Message: "DROP is not allowed"}
+		return statement.Verdict{Rule: "no-drop", Action: statement.Deny, Message: "DROP is not allowed"}
 	}
-	return proxy.Verdict{Rule: "default", Action: "allow"}
+	return statement.Verdict{Rule: "default", Action: statement.Allow}
 }
 
 func (wordPolicy) Limits(string) proxy.Limits { return proxy.Limits{} }
 func (wordPolicy) Version() uint64            { return 1 }
 
 // ReadOnly and BoundWrite serve limits, which these tests do not set.
-func (wordPolicy) ReadOnly(string, *proxy.Statement, string, func(string) (string, bool)) (string, []proxy.TableRef) {
+func (wordPolicy) ReadOnly(string, *statement.Statement, string, func(string) (string, bool)) (string, []statement.TableRef) {
 	return "not judged by the test policy", nil
 }
 
-func (wordPolicy) BoundWrite(*proxy.Statement, string) proxy.BoundedWrite {
-	return proxy.BoundedWrite{Refuse: "not judged by the test policy"}
+func (wordPolicy) BoundWrite(*statement.Statement, string) statement.BoundedWrite {
+	return statement.BoundedWrite{Refuse: "not judged by the test policy"}
 }
 
 // emailMasker replaces every value of a column named email with "***".
 type emailMasker struct{}
 
-func (emailMasker) Plan(_ context.Context, _ *proxy.Identity, _, sql string, _ *proxy.Statement) (proxy.MaskPlan, error) {
+func (emailMasker) Plan(_ context.Context, _ *proxy.Identity, _, sql string, _ *statement.Statement) (proxy.MaskPlan, error) {
 	if !strings.Contains(sql, "email") {
 		return nil, nil
 	}

@@ -6,6 +6,7 @@ import (
 	gm "github.com/go-mysql-org/go-mysql/mysql"
 
 	"github.com/sqlwarden/sqlwarden/pkg/record"
+	"github.com/sqlwarden/sqlwarden/pkg/statement"
 	"github.com/sqlwarden/sqlwarden/pkg/wire"
 )
 
@@ -13,7 +14,7 @@ import (
 // SQL and its classification from PREPARE, the decision enforced at EXECUTE.
 type prepared struct {
 	sql       string
-	st        *Statement
+	st        *statement.Statement
 	plan      MaskPlan
 	numParams int
 	numCols   int
@@ -45,13 +46,13 @@ func (s *session) prepare(p []byte, seq uint8) error {
 	if ok, _, err := s.checkLimits(st, seq); !ok {
 		return err
 	}
-	v := s.srv.opts.Policy.Decide(s.identity, st.st, Session{ID: s.id, DB: s.db, User: s.hs.User, ClientAddr: s.raw.RemoteAddr().String(), Command: st.command})
-	if v.Action == "approve" {
+	v := s.srv.opts.Policy.Decide(s.identity.record(), st.st, statement.Session{ID: s.id, DB: s.db, User: s.hs.User, ClientAddr: s.raw.RemoteAddr().String(), Command: st.command})
+	if v.Action == statement.Approve {
 		// Preparing reads nothing and changes nothing: the human is asked at EXECUTE.
-		v = Verdict{Rule: v.Rule, Action: "allow", Message: "approval deferred to execute"}
+		v = statement.Verdict{Rule: v.Rule, Action: statement.Allow, Message: "approval deferred to execute"}
 	}
-	if v.Action == "deny" {
-		return s.block(st, seq, &v, wire.ErrCodeBlocked, blockedMsg(v))
+	if v.Action == statement.Deny {
+		return s.block(st, seq, &v, wire.ErrCodeBlocked, v.ClientMessage())
 	}
 	if ok, err := s.guardPrepared(st, seq, v); !ok {
 		return err
@@ -70,9 +71,9 @@ func (s *session) prepare(p []byte, seq uint8) error {
 }
 
 // guardPrepared is guard for PREPARE with an already-made decision.
-func (s *session) guardPrepared(st *stmtAudit, seq uint8, v Verdict) (bool, error) {
+func (s *session) guardPrepared(st *stmtAudit, seq uint8, v statement.Verdict) (bool, error) {
 	st.verdict = &v
-	s.srv.opts.Observer.Decision(v.Rule, v.Action)
+	s.srv.opts.Observer.Decision(v.Rule, string(v.Action))
 	if ok, err := s.planMasking(st, seq); !ok {
 		return false, err
 	}
@@ -145,7 +146,7 @@ func (s *session) dropUnknown(command string, id uint32) {
 		s.log.Error("audit dropped command", "err", err)
 	}
 	if err := s.srv.appendAsync(&record.Record{Event: record.EventOutcome, SessionID: s.id, StatementID: n, Status: record.StatusBlocked,
-		Error: &record.ErrorInfo{Code: wire.ErrCodeUnknownStmt, Message: msg}, Policy: &record.Decision{Action: "deny", Rule: "protocol", Message: msg}}); err != nil {
+		Error: &record.ErrorInfo{Code: wire.ErrCodeUnknownStmt, Message: msg}, Policy: &record.Decision{Action: string(statement.Deny), Rule: "protocol", Message: msg}}); err != nil {
 		s.log.Error("audit dropped command", "err", err)
 	}
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/sqlwarden/sqlwarden/pkg/record"
 	"github.com/sqlwarden/sqlwarden/pkg/sqltext"
+	"github.com/sqlwarden/sqlwarden/pkg/statement"
 	"github.com/sqlwarden/sqlwarden/pkg/wire"
 )
 
@@ -22,7 +23,7 @@ func (s *session) query(p []byte, seq uint8) error {
 	st := &stmtAudit{command: "COM_QUERY", sql: sql, start: s.srv.opts.Now()}
 	st.st = s.srv.opts.Policy.Classify(sql, s.db, s.dialect)
 	if rewritten, msg := s.checkKillSQL(sql, st.st); msg != "" {
-		return s.block(st, seq, &Verdict{Rule: "kill-own-identity", Action: "deny", Message: msg}, wire.ErrCodeBlocked, msg)
+		return s.block(st, seq, &statement.Verdict{Rule: "kill-own-identity", Action: statement.Deny, Message: msg}, wire.ErrCodeBlocked, msg)
 	} else if rewritten != "" {
 		// The client killed the id its greeting gave it: the backend knows
 		// that connection by its own thread id.
@@ -63,13 +64,13 @@ type verdictKey struct {
 
 // decide asks the policy, reusing this session's verdict for a statement
 // of the same shape (digest) when its classification says that is exact.
-func (s *session) decide(st *stmtAudit) Verdict {
+func (s *session) decide(st *stmtAudit) statement.Verdict {
 	pol := s.srv.opts.Policy
 	cacheable := st.st.Cacheable && st.st.Digest != ""
 	var key verdictKey
 	if cacheable {
 		if ver := pol.Version(); ver != s.verdictVer || s.verdicts == nil || len(s.verdicts) > 512 {
-			s.verdicts = make(map[verdictKey]Verdict)
+			s.verdicts = make(map[verdictKey]statement.Verdict)
 			s.verdictVer = ver
 		}
 		key = verdictKey{st.st.Digest, s.db, st.command, s.dialect.Mode}
@@ -77,7 +78,7 @@ func (s *session) decide(st *stmtAudit) Verdict {
 			return v
 		}
 	}
-	v := pol.Decide(s.identity, st.st, Session{ID: s.id, DB: s.db, User: s.hs.User, ClientAddr: s.raw.RemoteAddr().String(), Command: st.command})
+	v := pol.Decide(s.identity.record(), st.st, statement.Session{ID: s.id, DB: s.db, User: s.hs.User, ClientAddr: s.raw.RemoteAddr().String(), Command: st.command})
 	if cacheable {
 		s.verdicts[key] = v
 	}
@@ -98,14 +99,14 @@ func (s *session) guard(st *stmtAudit, seq uint8) (bool, error) {
 	s.verdict = s.decide(st)
 	v := &s.verdict
 	st.verdict = v
-	srv.opts.Observer.Decision(v.Rule, v.Action)
-	if st.st.LocalInfile && !srv.opts.AllowLocalInfile && v.Action != "deny" {
-		*v = Verdict{Rule: "local-infile", Action: "deny", Message: "LOAD DATA LOCAL INFILE is disabled (set allow_local_infile)"}
+	srv.opts.Observer.Decision(v.Rule, string(v.Action))
+	if st.st.LocalInfile && !srv.opts.AllowLocalInfile && v.Action != statement.Deny {
+		*v = statement.Verdict{Rule: "local-infile", Action: statement.Deny, Message: "LOAD DATA LOCAL INFILE is disabled (set allow_local_infile)"}
 	}
 	switch v.Action {
-	case "deny":
-		return false, s.block(st, seq, v, wire.ErrCodeBlocked, blockedMsg(*v))
-	case "allow", "approve":
+	case statement.Deny:
+		return false, s.block(st, seq, v, wire.ErrCodeBlocked, v.ClientMessage())
+	case statement.Allow, statement.Approve:
 	default:
 		return false, s.block(st, seq, v, wire.ErrCodeBlocked, fmt.Sprintf("sqlwarden: blocked: unknown policy action %q", v.Action))
 	}
@@ -123,7 +124,7 @@ func (s *session) guard(st *stmtAudit, seq uint8) (bool, error) {
 		s.finish(st)
 		return false, s.flushAfterErr()
 	}
-	if v.Action == "approve" {
+	if v.Action == statement.Approve {
 		return s.await(st, seq)
 	}
 	return true, nil
@@ -133,7 +134,7 @@ func (s *session) guard(st *stmtAudit, seq uint8) (bool, error) {
 // statement that would leak a masked column is refused (and journaled) here.
 func (s *session) planMasking(st *stmtAudit, seq uint8) (bool, error) {
 	ok, err := s.planColumnMasking(st, seq)
-	if ok && st.st != nil && st.st.ScrubCredentials {
+	if ok && st.st != nil && st.st.ShowsCredentials {
 		// Whatever the masking configuration: no password hash or
 		// authentication string reaches a client.
 		st.plan = &credentialPlan{inner: st.plan}
@@ -153,8 +154,8 @@ func (s *session) planColumnMasking(st *stmtAudit, seq uint8) (bool, error) {
 		if errors.As(err, &md) {
 			rule, msg = md.Rule, md.Message
 		}
-		dv := &Verdict{Rule: rule, Action: "deny", Message: msg}
-		return false, s.block(st, seq, dv, wire.ErrCodeBlocked, blockedMsg(*dv))
+		dv := &statement.Verdict{Rule: rule, Action: statement.Deny, Message: msg}
+		return false, s.block(st, seq, dv, wire.ErrCodeBlocked, dv.ClientMessage())
 	}
 	st.plan = plan
 	return true, nil
@@ -164,15 +165,7 @@ func (s *session) planColumnMasking(st *stmtAudit, seq uint8) (bool, error) {
 // (sqltext could not decide how the server reads it).
 func (s *session) refuseText(st *stmtAudit, seq uint8) error {
 	msg := "sqlwarden: statement refused: " + st.st.Refused
-	return s.block(st, seq, &Verdict{Rule: "sql-text", Action: "deny", Message: st.st.Refused}, wire.ErrCodeNotSupported, msg)
-}
-
-func blockedMsg(v Verdict) string {
-	msg := v.Message
-	if msg == "" {
-		msg = "statement not allowed"
-	}
-	return fmt.Sprintf("sqlwarden: blocked by rule %s: %s", v.Rule, msg)
+	return s.block(st, seq, &statement.Verdict{Rule: "sql-text", Action: statement.Deny, Message: st.st.Refused}, wire.ErrCodeNotSupported, msg)
 }
 
 func (s *session) flushAfterErr() error {
@@ -184,7 +177,7 @@ func (s *session) flushAfterErr() error {
 
 // block journals a statement that never reaches the database and tells the
 // client why.
-func (s *session) block(st *stmtAudit, seq uint8, v *Verdict, code uint16, msg string) error {
+func (s *session) block(st *stmtAudit, seq uint8, v *statement.Verdict, code uint16, msg string) error {
 	st.verdict = v
 	st.blocked = &record.ErrorInfo{Code: code, Message: msg}
 	if err := s.begin(st, seq); err != nil {
@@ -247,7 +240,7 @@ func (s *session) await(st *stmtAudit, seq uint8) (bool, error) {
 			msg = fmt.Sprintf("sqlwarden: statement denied by approver %s: %s", orDash(a.Approver), orDash(a.Reason))
 		}
 	}
-	st.verdict = &Verdict{Rule: st.verdict.Rule, Action: "approve", Message: a.Status, ApprovalMode: a.Mode}
+	st.verdict = &statement.Verdict{Rule: st.verdict.Rule, Action: statement.Approve, Message: a.Status, ApprovalMode: a.Mode}
 	st.blocked = &record.ErrorInfo{Code: wire.ErrCodeApprovalDenied, Message: msg}
 	s.finish(st)
 	s.writeErrSeq(seq+1, wire.ErrCodeApprovalDenied, "42000", msg)

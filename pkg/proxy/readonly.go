@@ -5,6 +5,7 @@ import (
 
 	gm "github.com/go-mysql-org/go-mysql/mysql"
 
+	"github.com/sqlwarden/sqlwarden/pkg/statement"
 	"github.com/sqlwarden/sqlwarden/pkg/wire"
 )
 
@@ -67,7 +68,7 @@ const maxViewDepth = 4
 
 // readOnlyViews judges the definitions of the views among tables: reading a
 // view runs its SELECT, whose functions could write.
-func (s *session) readOnlyViews(tables []TableRef, depth int) (string, error) {
+func (s *session) readOnlyViews(tables []statement.TableRef, depth int) (string, error) {
 	pol := s.srv.opts.Policy
 	for _, t := range tables {
 		if t.Schema == "" {
@@ -116,7 +117,7 @@ func (s *session) sqlPrepared(name string) (string, bool) {
 // notePrepares keeps the SQL-level prepared statements of the session: what
 // a successful text defined, and forgets every name a failed one touched
 // (a failed PREPARE drops the old statement of that name).
-func (s *session) notePrepares(st *Statement, failed bool) {
+func (s *session) notePrepares(st *statement.Statement, failed bool) {
 	if len(st.Prepares) == 0 && len(st.Deallocates) == 0 {
 		return
 	}

@@ -21,6 +21,7 @@ import (
 	"github.com/sqlwarden/sqlwarden/pkg/host"
 	"github.com/sqlwarden/sqlwarden/pkg/record"
 	"github.com/sqlwarden/sqlwarden/pkg/sqltext"
+	"github.com/sqlwarden/sqlwarden/pkg/statement"
 	"github.com/sqlwarden/sqlwarden/pkg/wire"
 )
 
@@ -70,13 +71,13 @@ type session struct {
 	cursorMasker RowMasker
 	digest       *record.RowDigest
 	results      *record.ResultCollector // rows kept for the current statement's outcome
-	verdicts     map[verdictKey]Verdict
+	verdicts     map[verdictKey]statement.Verdict
 	verdictVer   uint64
 	// The current statement's verdict and journal records: the journal
 	// encodes a record before Append returns and keeps nothing of it, so
 	// one record (and the values its pointers point to) serves every
 	// statement without allocating.
-	verdict     Verdict
+	verdict     statement.Verdict
 	rec         record.Record
 	recRows     uint64
 	recAffected uint64

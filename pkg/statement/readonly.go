@@ -1,4 +1,4 @@
-package policy
+package statement
 
 import (
 	"fmt"
@@ -148,7 +148,7 @@ func (j *roJudge) statement(n ast.StmtNode, depth int) string {
 
 // text judges the text of a PREPARE.
 func (j *roJudge) text(sql string, depth int) string {
-	st := ClassifyAs(sql, j.db, j.dialect)
+	st := classifyAs(sql, j.db, j.dialect)
 	if !st.Parsed || len(st.Nodes) == 0 {
 		return ReadOnlyReason(sql, st, nil)
 	}

@@ -1,4 +1,4 @@
-package policy
+package statement
 
 import (
 	"fmt"
@@ -13,6 +13,7 @@ import (
 	"github.com/pingcap/tidb/pkg/parser/opcode"
 	_ "github.com/pingcap/tidb/pkg/parser/test_driver" // value expressions for the parser
 
+	"github.com/sqlwarden/sqlwarden/pkg/record"
 	"github.com/sqlwarden/sqlwarden/pkg/sqltext"
 )
 
@@ -83,6 +84,41 @@ type Statement struct {
 	// (sqltext.Executable), for analyses that need the text itself.
 	Text    string          `json:"-"`
 	Dialect sqltext.Dialect `json:"-"`
+
+	// The facts below are derived from the above when the statement is
+	// classified, so that the proxy reads them without walking the tree.
+
+	// Classification is the statement as the journal records it.
+	Classification *record.Classification `json:"-"`
+	// UseDB is the database a USE statement switches to.
+	UseDB string `json:"-"`
+	// KillTarget is the connection id a KILL statement targets, 0 otherwise.
+	KillTarget uint64 `json:"-"`
+	// LocalInfile reports LOAD DATA LOCAL INFILE (the file comes from the client).
+	LocalInfile bool `json:"-"`
+	// Cacheable says the classification and verdict depend only on the
+	// text's shape, the database, the session's dialect and the identity
+	// (one plain read or write), so they may be reused for the same shape
+	// (Cache) and digest (a session's verdicts). A cached Statement is
+	// shared between sessions: never modified after it is classified.
+	Cacheable bool `json:"-"`
+	// Reread: the statement may change how the backend reads the next one
+	// (SetsSession, EXECUTE, text the parser could not read); the proxy
+	// reads the session back after it.
+	Reread bool `json:"-"`
+	// Prepares are the SQL-level PREPAREs of the text, in order, so the
+	// session knows what a later EXECUTE runs; Deallocates the names it drops
+	// (lower case: statement names are case-insensitive).
+	Prepares    []Prepare `json:"-"`
+	Deallocates []string  `json:"-"`
+}
+
+// Prepare is one PREPARE name FROM ...: Text is the statement prepared,
+// empty when it comes from a variable (Dynamic).
+type Prepare struct {
+	Name    string
+	Text    string
+	Dynamic bool
 }
 
 var parserPool = sync.Pool{New: func() any { return parser.New() }}
@@ -100,17 +136,27 @@ func Classify(sql, currentDB string) *Statement {
 // it for the statements after it. ClassifyAs never panics: a parser panic
 // yields an unparsed Statement.
 func ClassifyAs(sql, currentDB string, d sqltext.Dialect) *Statement {
-	text, err := sqltext.Executable(sql, d)
-	if err != nil {
-		return &Statement{Kind: KindUnparsed, Count: 1, Err: err.Error(), Refused: err.Error(), Dialect: d}
-	}
-	return ClassifyExecutable(text, currentDB, d)
+	return classifyAs(sql, currentDB, d).settle()
 }
 
 // ClassifyExecutable is ClassifyAs for text that sqltext.Executable already
 // made (for d): callers that looked at the executable text first (a cache
 // keyed on its shape) do not scan it twice. It keeps text.
-func ClassifyExecutable(text, currentDB string, d sqltext.Dialect) (st *Statement) {
+func ClassifyExecutable(text, currentDB string, d sqltext.Dialect) *Statement {
+	return classifyExecutable(text, currentDB, d).settle()
+}
+
+// classifyAs is ClassifyAs without the derived facts: for the text of a
+// PREPARE, which is merged into the statement that prepares it.
+func classifyAs(sql, currentDB string, d sqltext.Dialect) *Statement {
+	text, err := sqltext.Executable(sql, d)
+	if err != nil {
+		return &Statement{Kind: KindUnparsed, Count: 1, Err: err.Error(), Refused: err.Error(), Dialect: d}
+	}
+	return classifyExecutable(text, currentDB, d)
+}
+
+func classifyExecutable(text, currentDB string, d sqltext.Dialect) (st *Statement) {
 	// The digest is of the text the server runs; the normalizer knows no
 	// sql_mode, so under ANSI_QUOTES or NO_BACKSLASH_ESCAPES it can merge
 	// statements that differ (callers must not key caches on it there).
@@ -219,7 +265,7 @@ func (c *classifier) statement(n ast.StmtNode, depth int) {
 		}
 		if x.SQLText != "" && depth < maxDepth {
 			// The server reads the prepared text as it reads a statement.
-			inner := ClassifyAs(x.SQLText, c.db, c.dialect)
+			inner := classifyAs(x.SQLText, c.db, c.dialect)
 			c.merge(inner)
 		}
 	}

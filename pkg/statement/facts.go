@@ -1,0 +1,54 @@
+package statement
+
+import (
+	"slices"
+	"strings"
+
+	"github.com/pingcap/tidb/pkg/parser/ast"
+
+	"github.com/sqlwarden/sqlwarden/pkg/record"
+	"github.com/sqlwarden/sqlwarden/pkg/sqltext"
+)
+
+// settle derives the facts the proxy reads (see Statement) from a finished
+// classification, and returns st.
+func (st *Statement) settle() *Statement {
+	st.Classification = &record.Classification{Kind: st.Kind, TablesRead: st.TablesRead, TablesWrite: st.TablesWritten, Statements: st.Count}
+	if len(st.Kinds) > 1 {
+		st.Classification.Kinds = st.Kinds
+	}
+	// Under ANSI_QUOTES or NO_BACKSLASH_ESCAPES the digest's normalizer reads
+	// strings differently from the server: nothing is shared there.
+	st.Cacheable = st.Count == 1 && cacheableKind(st.Kind) && !st.DynamicSQL && st.Dialect.Mode&sqltext.LexMode == 0
+	st.Reread = st.SetsSession || !st.Parsed || slices.Contains(st.Kinds, "EXECUTE")
+	for _, n := range st.Nodes {
+		switch n := n.(type) {
+		case *ast.UseStmt:
+			st.UseDB = n.DBName
+		case *ast.KillStmt:
+			st.KillTarget = n.ConnectionID
+		case *ast.LoadDataStmt:
+			if n.FileLocRef == ast.FileLocClient {
+				st.LocalInfile = true
+			}
+		case *ast.PrepareStmt:
+			st.Prepares = append(st.Prepares, Prepare{Name: strings.ToLower(n.Name), Text: n.SQLText, Dynamic: n.SQLVar != nil})
+		case *ast.DeallocateStmt:
+			st.Deallocates = append(st.Deallocates, strings.ToLower(n.Name))
+		}
+	}
+	return st
+}
+
+// cacheableKind: statement kinds whose classification depends only on the
+// text's shape (literal values erased) and the current database: plain
+// reads and writes, the bulk of what agents send. KILL, USE, PREPARE and
+// the rest carry meaning in their literals or identifiers and are parsed
+// every time.
+func cacheableKind(kind string) bool {
+	switch kind {
+	case "SELECT", "INSERT", "UPDATE", "DELETE", "REPLACE":
+		return true
+	}
+	return false
+}

@@ -1,0 +1,89 @@
+package statement
+
+import (
+	"slices"
+	"testing"
+
+	"github.com/sqlwarden/sqlwarden/pkg/sqltext"
+)
+
+// TestFacts: the facts the proxy acts on are derived when a statement is
+// classified, from the statements the server will run.
+func TestFacts(t *testing.T) {
+	maria := sqltext.Dialect{Server: sqltext.Server{Flavor: sqltext.MariaDB, Version: 101119}}
+	t.Run("use", func(t *testing.T) {
+		if st := Classify("USE shop", ""); st.UseDB != "shop" || st.Cacheable {
+			t.Errorf("USE shop: UseDB %q, cacheable %v", st.UseDB, st.Cacheable)
+		}
+	})
+	t.Run("kill", func(t *testing.T) {
+		if st := Classify("KILL 42", ""); st.KillTarget != 42 {
+			t.Errorf("KILL 42: target %d", st.KillTarget)
+		}
+		// A KILL hidden in an executable comment is what the server runs.
+		if st := ClassifyAs("SELECT 1 /*M! ; KILL 7 */", "", maria); st.KillTarget != 7 || st.Count != 2 {
+			t.Errorf("executable KILL: target %d, count %d", st.KillTarget, st.Count)
+		}
+	})
+	t.Run("local infile", func(t *testing.T) {
+		if st := Classify("LOAD DATA LOCAL INFILE '/x' INTO TABLE t", "shop"); !st.LocalInfile || st.FileIO {
+			t.Errorf("LOCAL: local %v, file_io %v", st.LocalInfile, st.FileIO)
+		}
+		if st := Classify("LOAD DATA INFILE '/x' INTO TABLE t", "shop"); st.LocalInfile || !st.FileIO {
+			t.Errorf("server file: local %v, file_io %v", st.LocalInfile, st.FileIO)
+		}
+	})
+	t.Run("prepare", func(t *testing.T) {
+		st := Classify("PREPARE S1 FROM 'SELECT 1'; PREPARE s2 FROM @q; DEALLOCATE PREPARE S1", "")
+		want := []Prepare{{Name: "s1", Text: "SELECT 1"}, {Name: "s2", Dynamic: true}}
+		if !slices.Equal(st.Prepares, want) || !slices.Equal(st.Deallocates, []string{"s1"}) {
+			t.Errorf("prepares %+v, deallocates %q", st.Prepares, st.Deallocates)
+		}
+		if st.Cacheable {
+			t.Error("a PREPARE is cacheable")
+		}
+	})
+	t.Run("reread", func(t *testing.T) {
+		for sql, want := range map[string]bool{
+			"SET sql_mode = 'ANSI_QUOTES'": true, "SET NAMES utf8mb4": true, "EXECUTE s": true,
+			"SELECT FROM": true, "SET @a = 1": false, "SELECT 1": false,
+		} {
+			if st := Classify(sql, ""); st.Reread != want {
+				t.Errorf("%q: reread %v, want %v", sql, st.Reread, want)
+			}
+		}
+	})
+	t.Run("cacheable", func(t *testing.T) {
+		for sql, want := range map[string]bool{
+			"SELECT c FROM t WHERE id = 1": true, "UPDATE t SET a = 1 WHERE id = 2": true,
+			"SELECT 1; SELECT 2": false, "SHOW TABLES": false, "SELECT FROM": false,
+		} {
+			if st := Classify(sql, "shop"); st.Cacheable != want {
+				t.Errorf("%q: cacheable %v, want %v", sql, st.Cacheable, want)
+			}
+		}
+		ansi := maria
+		ansi.Mode = sqltext.ANSIQuotes
+		if ClassifyAs("SELECT 1", "", ansi).Cacheable {
+			t.Error("cacheable under ANSI_QUOTES")
+		}
+	})
+	t.Run("record", func(t *testing.T) {
+		st := Classify("DELETE FROM a WHERE id = 1; SELECT * FROM b", "shop")
+		c := st.Classification
+		if c == nil || c.Kind != "DELETE" || c.Statements != 2 || !slices.Equal(c.Kinds, []string{"DELETE", "SELECT"}) ||
+			!slices.Equal(c.TablesWrite, []string{"shop.a"}) || !slices.Equal(c.TablesRead, []string{"shop.b"}) {
+			t.Errorf("record %+v", c)
+		}
+		if c := Classify("SELECT 1", "").Classification; c == nil || c.Kinds != nil {
+			t.Errorf("one statement: record %+v", c)
+		}
+	})
+	t.Run("credentials", func(t *testing.T) {
+		for sql, want := range map[string]bool{"SHOW GRANTS": true, "CALL p()": true, "EXECUTE s": true, "SELECT 1": false} {
+			if st := Classify(sql, "shop"); st.ShowsCredentials != want {
+				t.Errorf("%q: shows credentials %v, want %v", sql, st.ShowsCredentials, want)
+			}
+		}
+	})
+}
