@@ -99,6 +99,37 @@ func ParseOK(p []byte) (OK, error) {
 	return ok, nil
 }
 
+// PrepareOK is a decoded COM_STMT_PREPARE OK: the statement's id and how
+// many parameter and column definitions follow.
+type PrepareOK struct {
+	StmtID    uint32
+	NumCols   uint16
+	NumParams uint16
+	Warnings  uint16
+}
+
+// ParsePrepareOK decodes a COM_STMT_PREPARE OK payload.
+func ParsePrepareOK(p []byte) (PrepareOK, error) {
+	if len(p) < 12 || p[0] != OKHeader {
+		return PrepareOK{}, fmt.Errorf("parse prepare OK: %w", ErrMalformed)
+	}
+	return PrepareOK{
+		StmtID:    binary.LittleEndian.Uint32(p[1:]),
+		NumCols:   binary.LittleEndian.Uint16(p[5:]),
+		NumParams: binary.LittleEndian.Uint16(p[7:]),
+		Warnings:  binary.LittleEndian.Uint16(p[10:]),
+	}, nil
+}
+
+// PrepareOKPacket builds a COM_STMT_PREPARE OK payload.
+func PrepareOKPacket(ok PrepareOK) []byte {
+	p := binary.LittleEndian.AppendUint32([]byte{OKHeader}, ok.StmtID)
+	p = binary.LittleEndian.AppendUint16(p, ok.NumCols)
+	p = binary.LittleEndian.AppendUint16(p, ok.NumParams)
+	p = append(p, 0) // filler
+	return binary.LittleEndian.AppendUint16(p, ok.Warnings)
+}
+
 // ServerError is a decoded ERR packet.
 type ServerError struct {
 	Code    uint16

@@ -238,3 +238,36 @@ func TestSetOKStatus(t *testing.T) {
 		}
 	}
 }
+
+func TestPrepareOK(t *testing.T) {
+	want := PrepareOK{StmtID: 0x01020304, NumCols: 300, NumParams: 2, Warnings: 1}
+	got, err := ParsePrepareOK(PrepareOKPacket(want))
+	if err != nil || got != want {
+		t.Fatalf("ParsePrepareOK(PrepareOKPacket(%+v)) = %+v, %v", want, got, err)
+	}
+	for _, bad := range [][]byte{nil, {OKHeader, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0}, {ErrHeader, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0}} {
+		if _, err := ParsePrepareOK(bad); !errors.Is(err, ErrMalformed) {
+			t.Errorf("ParsePrepareOK(% x): %v", bad, err)
+		}
+	}
+}
+
+// FuzzParsePrepareOK: what decodes re-encodes to the same first 12 bytes.
+func FuzzParsePrepareOK(f *testing.F) {
+	f.Add(PrepareOKPacket(PrepareOK{StmtID: 1, NumCols: 2, NumParams: 3}))
+	f.Add([]byte{OKHeader, 1})
+	f.Fuzz(func(t *testing.T, p []byte) {
+		ok, err := ParsePrepareOK(p)
+		if err != nil {
+			if !errors.Is(err, ErrMalformed) {
+				t.Fatal(err)
+			}
+			return
+		}
+		enc := PrepareOKPacket(ok)
+		enc[9] = p[9] // the filler is not kept
+		if !bytes.Equal(enc, p[:12]) {
+			t.Fatalf("% x re-encodes to % x", p[:12], enc)
+		}
+	})
+}

@@ -1,7 +1,6 @@
 package wire
 
 import (
-	"encoding/binary"
 	"fmt"
 	"math"
 
@@ -117,12 +116,11 @@ func (t *Tracker) Feed(p []byte) (PacketKind, error) {
 		switch p[0] {
 		case OKHeader:
 			if t.kind == ReplyPrepare {
-				if len(p) < 12 {
+				pok, err := ParsePrepareOK(p)
+				if err != nil {
 					return bad("prepare OK")
 				}
-				t.StmtID = binary.LittleEndian.Uint32(p[1:])
-				t.NumCols = binary.LittleEndian.Uint16(p[5:])
-				t.NumParams = binary.LittleEndian.Uint16(p[7:])
+				t.StmtID, t.NumCols, t.NumParams = pok.StmtID, pok.NumCols, pok.NumParams
 				t.cols = uint64(t.NumCols)
 				switch {
 				case t.NumParams > 0:

@@ -260,18 +260,19 @@ func (b *Backend) serveConn(nc net.Conn) error {
 			stmts[nextStmt] = pr
 			reply = prepareOK(nextStmt, pr)
 		case gm.COM_STMT_EXECUTE:
-			if len(p) < 5 {
-				return errors.New("short COM_STMT_EXECUTE")
+			id, err := wire.ParseStmtID(p)
+			if err != nil {
+				return err
 			}
-			pr := stmts[binary.LittleEndian.Uint32(p[1:])]
+			pr := stmts[id]
 			if pr == nil {
 				reply = encode(Error(1243, "HY000", "Unknown prepared statement handler given to mysqld_stmt_execute")).text
 				break
 			}
 			reply = pr.enc.binary
 		case gm.COM_STMT_CLOSE:
-			if len(p) >= 5 {
-				delete(stmts, binary.LittleEndian.Uint32(p[1:]))
+			if id, err := wire.ParseStmtID(p); err == nil {
+				delete(stmts, id)
 			}
 			continue
 		case gm.COM_STMT_SEND_LONG_DATA:
@@ -332,12 +333,7 @@ var okResult = OK(0)
 func prepareOK(id uint32, pr *preparedReply) []byte {
 	var w frame
 	cols := len(pr.res.Columns)
-	p := []byte{0}
-	p = binary.LittleEndian.AppendUint32(p, id)
-	p = binary.LittleEndian.AppendUint16(p, uint16(cols))
-	p = binary.LittleEndian.AppendUint16(p, uint16(pr.numParams))
-	p = append(p, 0, 0, 0)
-	w.packet(p)
+	w.packet(wire.PrepareOKPacket(wire.PrepareOK{StmtID: id, NumCols: uint16(cols), NumParams: uint16(pr.numParams)}))
 	if pr.numParams > 0 {
 		for range pr.numParams {
 			w.packet(wire.AppendColumn(nil, "", "", "", "?", "", 63, 0, gm.MYSQL_TYPE_VAR_STRING, 0, 0))

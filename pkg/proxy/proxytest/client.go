@@ -58,11 +58,11 @@ func (c *Client) Prepare(sql string) (uint32, error) {
 	if p[0] == wire.ErrHeader {
 		return 0, errReply(p)
 	}
-	if len(p) < 12 {
-		return 0, fmt.Errorf("prepare reply: %w", wire.ErrMalformed)
+	pok, err := wire.ParsePrepareOK(p)
+	if err != nil {
+		return 0, err
 	}
-	id := binary.LittleEndian.Uint32(p[1:])
-	cols, params := binary.LittleEndian.Uint16(p[5:]), binary.LittleEndian.Uint16(p[7:])
+	id, cols, params := pok.StmtID, pok.NumCols, pok.NumParams
 	for _, n := range []uint16{params, cols} {
 		if n == 0 {
 			continue
