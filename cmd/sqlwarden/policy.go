@@ -259,6 +259,15 @@ func runPolicyTest(w io.Writer, o policyTestOpts, sql string) (int, error) {
 	fmt.Fprintf(w, "digest:          %s\n", st.Digest)
 	fmt.Fprintf(w, "rule:            %s\n", d.Rule)
 	fmt.Fprintf(w, "action:          %s\n", d.Action)
+	if d.Action == statement.Approve {
+		// hold: the client waits for the decision; retry: refused at once
+		// with a request id, the identical statement runs once approved.
+		if d.ApprovalMode != "" {
+			fmt.Fprintf(w, "approval mode:   %s (rule %s)\n", d.ApprovalMode, d.Rule)
+		} else {
+			fmt.Fprintf(w, "approval mode:   policy.approvals.mode of the daemon (hold unless set)\n")
+		}
+	}
 	if d.Message != "" {
 		fmt.Fprintf(w, "message:         %s\n", d.Message)
 	}
