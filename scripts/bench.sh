@@ -13,6 +13,9 @@
 # hand-written analysis around them.
 #   BENCH_TIME   seconds per sysbench run (5)
 #   BENCH_RUNS   runs per figure (3)
+#   BIN_BEFORE   another build of sqlwarden (say, main before a change): its
+#                `sqlwarden-before` rows run in the same rotation as the
+#                others, so a change is compared in one run, not across days
 #   BENCH_QUICK=1  check the script: one configuration, 1 s runs, no Go
 #                benchmarks, written to a copy under the work dir unless
 #                BENCH_OUT is set
@@ -32,6 +35,8 @@ SWPORT=$((PORT_BASE + 1))
 ADMIN=127.0.0.1:$((PORT_BASE + 2))
 # limits-off and limits-on daemons: listen and admin ports after those.
 declare -A LIMPORT=([limits-off]=$((PORT_BASE + 3)) [limits-on]=$((PORT_BASE + 5)))
+BIN_BEFORE=${BIN_BEFORE:-}
+BEFORE_PORT=$((PORT_BASE + 7)); BEFORE_ADMIN=127.0.0.1:$((PORT_BASE + 8))
 OUT=${BENCH_OUT:-docs/bench.md}
 workloads=(oltp_point_select oltp_read_only); modes=(disable auto); threadsets=(1 8)
 if [ "$QUICK" = 1 ]; then
@@ -96,6 +101,14 @@ $( [ "$EBPF" = 1 ] && printf 'redirect:\n  enabled: true\n  ports: [3306]\n  cgr
 YAML
 "$BIN" run --config "$WORK/config.yaml" >"$WORK/daemon.log" 2>&1 &
 SWPID=$!
+BEFOREPID=""
+if [ -n "$BIN_BEFORE" ]; then
+  # The same configuration without the redirect, on its own ports and journal.
+  sed -e "s#^listen: .*#listen: 127.0.0.1:$BEFORE_PORT#" -e "s#^admin_listen: .*#admin_listen: $BEFORE_ADMIN#" \
+      -e "s#^  dir: $WORK/audit\$#  dir: $WORK/audit-before#" -e '/^redirect:/,$d' "$WORK/config.yaml" > "$WORK/before.config.yaml"
+  "$BIN_BEFORE" run --config "$WORK/before.config.yaml" >"$WORK/daemon-before.log" 2>&1 &
+  BEFOREPID=$!
+fi
 
 # The limits rows: the same daemon with a policy file — the built-in policy
 # plus an empty limits section, or plus every limit set for the client (high
@@ -143,6 +156,7 @@ done
 cleanup() {
   for p in "${LIMPIDS[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
   kill "$SWPID" 2>/dev/null || true; wait "$SWPID" 2>/dev/null || true
+  [ -n "$BEFOREPID" ] && { kill "$BEFOREPID" 2>/dev/null || true; wait "$BEFOREPID" 2>/dev/null || true; }
   [ -f "$WORK/haproxy.pid" ] && kill "$(cat "$WORK/haproxy.pid")" 2>/dev/null || true
   if [ "$EBPF" = 1 ]; then
     "$BIN" uninstall --config "$WORK/config.yaml" >/dev/null 2>&1 || true
@@ -151,7 +165,9 @@ cleanup() {
   fi
 }
 trap cleanup EXIT
-for a in "$ADMIN" "127.0.0.1:$((LIMPORT[limits-off] + 1))" "127.0.0.1:$((LIMPORT[limits-on] + 1))"; do
+admins=("$ADMIN" "127.0.0.1:$((LIMPORT[limits-off] + 1))" "127.0.0.1:$((LIMPORT[limits-on] + 1))")
+[ -n "$BIN_BEFORE" ] && admins+=("$BEFORE_ADMIN")
+for a in "${admins[@]}"; do
   for _ in $(seq 1 100); do curl -fsS "http://$a/readyz" >/dev/null 2>&1 && break; sleep 0.1; done
 done
 [ "$EBPF" = 1 ] && "$BIN" enroll --config "$WORK/config.yaml" --cgroup "$CG" >/dev/null
@@ -164,6 +180,7 @@ run_sb() {
     haproxy) host=127.0.0.1; port=$HAPORT ;;
     sqlwarden) host=127.0.0.1; port=$SWPORT ;;
     limits-off|limits-on) host=127.0.0.1; port=${LIMPORT[$target]} ;;
+    sqlwarden-before) host=127.0.0.1; port=$BEFORE_PORT ;;
     sqlwarden-ebpf) host=127.0.0.77; port=3306; pre=(sh -c 'echo $$ > "$0/cgroup.procs" && shift && exec "$@"' "$CG" _) ;;
   esac
   local out
@@ -181,6 +198,7 @@ median() { sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) { print 0; exit } if
 targets=(direct haproxy sqlwarden)
 [ "$EBPF" = 1 ] && targets+=(sqlwarden-ebpf)
 targets+=(limits-off limits-on)
+[ -n "$BIN_BEFORE" ] && targets+=(sqlwarden-before)
 {
 echo "Run by \`make bench\` on $(date -u +%Y-%m-%dT%H:%MZ): $(nproc) cores ($(awk -F: '/model name/{print $2; exit}' /proc/cpuinfo | sed 's/^ //')),"
 echo "$(free -g | awk '/Mem:/{print $2}') GiB, kernel $(uname -r), $(mariadbd --version | awk '{print $3}'), $(haproxy -v | head -1 | awk '{print $1, $2, $3}'),"
@@ -189,6 +207,7 @@ echo "Each figure is the median of $RUNS runs; the targets of a row group ran in
 echo "sqlwarden: default policy, audit \`sync: batch\`. QPS ratio and added average latency are against direct."
 echo "limits-off: the default policy plus \`limits: []\`; limits-on: every per-identity limit set for the client, none firing;"
 echo "× sqlwarden compares them with the plain sqlwarden row."
+[ -n "$BIN_BEFORE" ] && echo "sqlwarden-before: $("$BIN_BEFORE" version 2>/dev/null | head -1 || echo "$BIN_BEFORE"), the same configuration as sqlwarden, run in the same rotation."
 echo
 echo "| workload | ps-mode | threads | target | QPS | × direct | × haproxy | × sqlwarden | avg ms | added µs |"
 echo "|---|---|---|---|---:|---:|---:|---:|---:|---:|"
