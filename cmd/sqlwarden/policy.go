@@ -186,13 +186,13 @@ func runPolicyTest(w io.Writer, o policyTestOpts, sql string) (int, error) {
 	}
 	d := e.Decide(id, st, statement.Session{ID: "policy-test", DB: o.db, User: o.user, Command: o.command})
 	if st.Refused != "" {
-		d = statement.Verdict{Rule: "sql-text", Action: statement.Deny, Message: st.Refused}
+		d = statement.Verdict{Rule: "sql-text", Action: record.ActionDeny, Message: st.Refused}
 	}
 	code := exitAllow
 	switch d.Action {
-	case statement.Deny:
+	case record.ActionDeny:
 		code = exitDeny
-	case statement.Approve:
+	case record.ActionApprove:
 		code = exitApprove
 	}
 	var verdicts []limitVerdict
@@ -259,7 +259,7 @@ func runPolicyTest(w io.Writer, o policyTestOpts, sql string) (int, error) {
 	fmt.Fprintf(w, "digest:          %s\n", st.Digest)
 	fmt.Fprintf(w, "rule:            %s\n", d.Rule)
 	fmt.Fprintf(w, "action:          %s\n", d.Action)
-	if d.Action == statement.Approve {
+	if d.Action == record.ActionApprove {
 		// hold: the client waits for the decision; retry: refused at once
 		// with a request id, the identical statement runs once approved.
 		if d.ApprovalMode != "" {

@@ -25,7 +25,7 @@ func TestClassifyCacheSeesExecutableComments(t *testing.T) {
 		return st, p.Decide(&record.Identity{Name: "agent"}, st, statement.Session{Command: "COM_QUERY"})
 	}
 	first, v := decide("SELECT 1")
-	if first.Classification.Kind != "SELECT" || v.Action != statement.Allow {
+	if first.Classification.Kind != "SELECT" || v.Action != record.ActionAllow {
 		t.Fatalf("SELECT 1: %s %s", first.Classification.Kind, v.Action)
 	}
 	if st, _ := decide("SELECT 2"); !st.Cacheable || st != first {
@@ -37,7 +37,7 @@ func TestClassifyCacheSeesExecutableComments(t *testing.T) {
 		"SELECT 1 /*!50699 ; DROP TABLE t */",
 	} {
 		st, v := decide(q)
-		if st.Classification.Kind != "DROP_TABLE" || v.Action != statement.Deny {
+		if st.Classification.Kind != "DROP_TABLE" || v.Action != record.ActionDeny {
 			t.Errorf("%q after a cached SELECT: kind %s, action %s; want DROP_TABLE, deny", q, st.Classification.Kind, v.Action)
 		}
 	}

@@ -124,7 +124,7 @@ func appendRecordJSON(b []byte, r *record.Record) ([]byte, bool) {
 			b = append(b, ',')
 		}
 		b = append(b, `"action":`...)
-		b = appendJSONString(b, p.Action)
+		b = appendJSONString(b, string(p.Action))
 		b = optString(b, `,"message":`, p.Message)
 		b = optString(b, `,"approver":`, p.Approver)
 		b = optString(b, `,"reason":`, p.Reason)

@@ -154,7 +154,7 @@ func (e *Engine) compile(data []byte) (*compiled, error) {
 // message, unless the rule says on_error: skip.
 func (e *Engine) Decide(id *record.Identity, st *statement.Statement, sess statement.Session) statement.Verdict {
 	if st != nil && len(st.CredentialTables) > 0 {
-		return statement.Verdict{Rule: RuleCredentials, Action: statement.Deny, Message: credentialMessage}
+		return statement.Verdict{Rule: RuleCredentials, Action: record.ActionDeny, Message: credentialMessage}
 	}
 	c := e.cur.Load()
 	var vars map[string]any
@@ -182,7 +182,7 @@ func (e *Engine) Decide(id *record.Identity, st *statement.Statement, sess state
 			if r.OnError == "skip" {
 				continue
 			}
-			return statement.Verdict{Rule: r.Name, Action: statement.Deny, Message: "rule could not be evaluated: " + err.Error()}
+			return statement.Verdict{Rule: r.Name, Action: record.ActionDeny, Message: "rule could not be evaluated: " + err.Error()}
 		}
 		if matched {
 			return statement.Verdict{Rule: r.Name, Action: r.Action, Message: r.Message, ApprovalMode: r.ApprovalMode}
@@ -191,8 +191,8 @@ func (e *Engine) Decide(id *record.Identity, st *statement.Statement, sess state
 	return statement.Verdict{Rule: RuleDefault, Action: c.file.Default, Message: defaultMessage(c.file.Default)}
 }
 
-func defaultMessage(action statement.Action) string {
-	if action == statement.Allow {
+func defaultMessage(action record.Action) string {
+	if action == record.ActionAllow {
 		return ""
 	}
 	return "no rule allowed this statement"

@@ -22,85 +22,85 @@ func TestDefaultPolicy(t *testing.T) {
 	}
 	tests := []struct {
 		sql, rule string
-		action    statement.Action
+		action    record.Action
 	}{
-		{"SELECT * FROM users WHERE id = 1", RuleDefault, statement.Allow},
-		{"DROP TABLE users", "no-drop-or-truncate", statement.Deny},
-		{"TRUNCATE users", "no-drop-or-truncate", statement.Deny},
-		{"DELETE FROM users", "no-unbounded-writes", statement.Deny},
-		{"update users set a = 1", "no-unbounded-writes", statement.Deny},
-		{"DELETE FROM users WHERE 1", "no-unbounded-writes", statement.Deny},
-		{"SELECT 1; /* x */ delete FROM users", "no-unbounded-writes", statement.Deny},
-		{"DELETE FROM a WHERE id = 1; INSERT INTO b VALUES (1)", RuleDefault, statement.Allow},
-		{"DELETE FROM users WHERE id = 1", RuleDefault, statement.Allow},
-		{"DELETE FROM users WHERE id = ?", RuleDefault, statement.Allow},
-		{"ALTER TABLE users ADD COLUMN x INT", "ddl-needs-a-human", statement.Approve},
-		{"CREATE TABLE t (id INT)", "ddl-needs-a-human", statement.Approve},
-		{"PREPARE s FROM 'DELETE FROM users'", "no-unbounded-writes", statement.Deny},
-		{"PREPARE s FROM @sql", "dynamic-sql", statement.Deny},
-		{"DELET FROM users", "unparsed", statement.Deny},
+		{"SELECT * FROM users WHERE id = 1", RuleDefault, record.ActionAllow},
+		{"DROP TABLE users", "no-drop-or-truncate", record.ActionDeny},
+		{"TRUNCATE users", "no-drop-or-truncate", record.ActionDeny},
+		{"DELETE FROM users", "no-unbounded-writes", record.ActionDeny},
+		{"update users set a = 1", "no-unbounded-writes", record.ActionDeny},
+		{"DELETE FROM users WHERE 1", "no-unbounded-writes", record.ActionDeny},
+		{"SELECT 1; /* x */ delete FROM users", "no-unbounded-writes", record.ActionDeny},
+		{"DELETE FROM a WHERE id = 1; INSERT INTO b VALUES (1)", RuleDefault, record.ActionAllow},
+		{"DELETE FROM users WHERE id = 1", RuleDefault, record.ActionAllow},
+		{"DELETE FROM users WHERE id = ?", RuleDefault, record.ActionAllow},
+		{"ALTER TABLE users ADD COLUMN x INT", "ddl-needs-a-human", record.ActionApprove},
+		{"CREATE TABLE t (id INT)", "ddl-needs-a-human", record.ActionApprove},
+		{"PREPARE s FROM 'DELETE FROM users'", "no-unbounded-writes", record.ActionDeny},
+		{"PREPARE s FROM @sql", "dynamic-sql", record.ActionDeny},
+		{"DELET FROM users", "unparsed", record.ActionDeny},
 		// Routines: a body nobody judged runs at CALL.
-		{"CREATE PROCEDURE p() DELETE FROM users", "routines-need-a-human", statement.Approve},
-		{"CALL p()", "routines-need-a-human", statement.Approve},
-		{"call other.P(1, 'x')", "routines-need-a-human", statement.Approve},
-		{"DROP PROCEDURE IF EXISTS p", "routines-need-a-human", statement.Approve},
-		{"SELECT other.f(1)", "routines-need-a-human", statement.Approve},
-		{"PREPARE s FROM 'CALL p()'", "routines-need-a-human", statement.Approve},
-		{"SELECT 1; CALL p()", "routines-need-a-human", statement.Approve},
+		{"CREATE PROCEDURE p() DELETE FROM users", "routines-need-a-human", record.ActionApprove},
+		{"CALL p()", "routines-need-a-human", record.ActionApprove},
+		{"call other.P(1, 'x')", "routines-need-a-human", record.ActionApprove},
+		{"DROP PROCEDURE IF EXISTS p", "routines-need-a-human", record.ActionApprove},
+		{"SELECT other.f(1)", "routines-need-a-human", record.ActionApprove},
+		{"PREPARE s FROM 'CALL p()'", "routines-need-a-human", record.ActionApprove},
+		{"SELECT 1; CALL p()", "routines-need-a-human", record.ActionApprove},
 		// The grammar reads none of these: unparsed, denied.
-		{"CREATE FUNCTION f() RETURNS INT RETURN 1", "unparsed", statement.Deny},
-		{"CREATE TRIGGER tr BEFORE INSERT ON users FOR EACH ROW SET NEW.a = 1", "unparsed", statement.Deny},
-		{"CREATE EVENT ev ON SCHEDULE EVERY 1 HOUR DO DELETE FROM users", "unparsed", statement.Deny},
-		{"ALTER PROCEDURE p COMMENT 'x'", "unparsed", statement.Deny},
-		{"DROP FUNCTION f", "unparsed", statement.Deny},
-		{"DROP TRIGGER tr", "unparsed", statement.Deny},
-		{"DROP EVENT ev", "unparsed", statement.Deny},
-		{"CREATE OR REPLACE PROCEDURE p() SELECT 1", "unparsed", statement.Deny},
+		{"CREATE FUNCTION f() RETURNS INT RETURN 1", "unparsed", record.ActionDeny},
+		{"CREATE TRIGGER tr BEFORE INSERT ON users FOR EACH ROW SET NEW.a = 1", "unparsed", record.ActionDeny},
+		{"CREATE EVENT ev ON SCHEDULE EVERY 1 HOUR DO DELETE FROM users", "unparsed", record.ActionDeny},
+		{"ALTER PROCEDURE p COMMENT 'x'", "unparsed", record.ActionDeny},
+		{"DROP FUNCTION f", "unparsed", record.ActionDeny},
+		{"DROP TRIGGER tr", "unparsed", record.ActionDeny},
+		{"DROP EVENT ev", "unparsed", record.ActionDeny},
+		{"CREATE OR REPLACE PROCEDURE p() SELECT 1", "unparsed", record.ActionDeny},
 		// Accounts and privileges.
-		{"CREATE USER u IDENTIFIED BY 'x'", "no-account-management", statement.Deny},
-		{"ALTER USER warden IDENTIFIED BY 'y'", "no-account-management", statement.Deny},
-		{"DROP USER u", "no-account-management", statement.Deny},
-		{"RENAME USER u TO v", "no-account-management", statement.Deny},
-		{"GRANT ALL ON *.* TO u", "no-account-management", statement.Deny},
-		{"REVOKE ALL ON *.* FROM u", "no-account-management", statement.Deny},
-		{"SET PASSWORD = PASSWORD('x')", "no-account-management", statement.Deny},
-		{"SET PASSWORD FOR u = 'x'", "no-account-management", statement.Deny},
-		{"CREATE ROLE r", "no-account-management", statement.Deny},
-		{"DROP ROLE r", "no-account-management", statement.Deny},
-		{"GRANT r TO u", "no-account-management", statement.Deny},
-		{"SET ROLE r", "no-account-management", statement.Deny},
-		{"SET DEFAULT ROLE r FOR u", "unparsed", statement.Deny},
-		{"SELECT 1; GRANT ALL ON *.* TO u", "no-account-management", statement.Deny},
-		{"PREPARE s FROM 'DROP USER u'", "no-account-management", statement.Deny},
+		{"CREATE USER u IDENTIFIED BY 'x'", "no-account-management", record.ActionDeny},
+		{"ALTER USER warden IDENTIFIED BY 'y'", "no-account-management", record.ActionDeny},
+		{"DROP USER u", "no-account-management", record.ActionDeny},
+		{"RENAME USER u TO v", "no-account-management", record.ActionDeny},
+		{"GRANT ALL ON *.* TO u", "no-account-management", record.ActionDeny},
+		{"REVOKE ALL ON *.* FROM u", "no-account-management", record.ActionDeny},
+		{"SET PASSWORD = PASSWORD('x')", "no-account-management", record.ActionDeny},
+		{"SET PASSWORD FOR u = 'x'", "no-account-management", record.ActionDeny},
+		{"CREATE ROLE r", "no-account-management", record.ActionDeny},
+		{"DROP ROLE r", "no-account-management", record.ActionDeny},
+		{"GRANT r TO u", "no-account-management", record.ActionDeny},
+		{"SET ROLE r", "no-account-management", record.ActionDeny},
+		{"SET DEFAULT ROLE r FOR u", "unparsed", record.ActionDeny},
+		{"SELECT 1; GRANT ALL ON *.* TO u", "no-account-management", record.ActionDeny},
+		{"PREPARE s FROM 'DROP USER u'", "no-account-management", record.ActionDeny},
 		// Server-wide settings and administration.
-		{"SET GLOBAL max_connections = 10", "no-global-settings", statement.Deny},
-		{"set @@global.general_log = 0", "no-global-settings", statement.Deny},
-		{"SET @@GLOBAL.read_only = 1", "no-global-settings", statement.Deny},
-		{"SET sql_mode = '', GLOBAL general_log = 0", "no-global-settings", statement.Deny},
-		{"SET PERSIST max_connections = 10", "unparsed", statement.Deny},
-		{"SET SESSION sql_mode = ''", RuleDefault, statement.Allow},
-		{"SET @@session.sql_mode = ''", RuleDefault, statement.Allow},
-		{"SET @a = 1", RuleDefault, statement.Allow},
-		{"SHUTDOWN", "no-server-admin", statement.Deny},
-		{"RESTART", "no-server-admin", statement.Deny},
-		{"BINLOG 'AAAA'", "no-server-admin", statement.Deny},
+		{"SET GLOBAL max_connections = 10", "no-global-settings", record.ActionDeny},
+		{"set @@global.general_log = 0", "no-global-settings", record.ActionDeny},
+		{"SET @@GLOBAL.read_only = 1", "no-global-settings", record.ActionDeny},
+		{"SET sql_mode = '', GLOBAL general_log = 0", "no-global-settings", record.ActionDeny},
+		{"SET PERSIST max_connections = 10", "unparsed", record.ActionDeny},
+		{"SET SESSION sql_mode = ''", RuleDefault, record.ActionAllow},
+		{"SET @@session.sql_mode = ''", RuleDefault, record.ActionAllow},
+		{"SET @a = 1", RuleDefault, record.ActionAllow},
+		{"SHUTDOWN", "no-server-admin", record.ActionDeny},
+		{"RESTART", "no-server-admin", record.ActionDeny},
+		{"BINLOG 'AAAA'", "no-server-admin", record.ActionDeny},
 		// The server's files.
-		{"SELECT * FROM users INTO OUTFILE '/tmp/x'", "no-file-io", statement.Deny},
-		{"SELECT * FROM users LIMIT 1 INTO DUMPFILE '/tmp/x'", "unparsed", statement.Deny},
-		{"SELECT LOAD_FILE('/etc/passwd')", "no-file-io", statement.Deny},
-		{"INSERT INTO users (a) VALUES (load_file('/etc/passwd'))", "no-file-io", statement.Deny},
-		{"LOAD DATA INFILE '/etc/passwd' INTO TABLE users", "no-file-io", statement.Deny},
-		{"LOAD DATA LOCAL INFILE 'x.csv' INTO TABLE users", RuleDefault, statement.Allow},
-		{"PREPARE s FROM 'SELECT LOAD_FILE(''/etc/passwd'')'", "no-file-io", statement.Deny},
+		{"SELECT * FROM users INTO OUTFILE '/tmp/x'", "no-file-io", record.ActionDeny},
+		{"SELECT * FROM users LIMIT 1 INTO DUMPFILE '/tmp/x'", "unparsed", record.ActionDeny},
+		{"SELECT LOAD_FILE('/etc/passwd')", "no-file-io", record.ActionDeny},
+		{"INSERT INTO users (a) VALUES (load_file('/etc/passwd'))", "no-file-io", record.ActionDeny},
+		{"LOAD DATA INFILE '/etc/passwd' INTO TABLE users", "no-file-io", record.ActionDeny},
+		{"LOAD DATA LOCAL INFILE 'x.csv' INTO TABLE users", RuleDefault, record.ActionAllow},
+		{"PREPARE s FROM 'SELECT LOAD_FILE(''/etc/passwd'')'", "no-file-io", record.ActionDeny},
 		// WHEREs that only look like one.
-		{"DELETE FROM users WHERE id = id", "no-unbounded-writes", statement.Deny},
-		{"DELETE FROM users WHERE id IS NOT NULL", "no-unbounded-writes", statement.Deny},
-		{"DELETE FROM users WHERE 1 OR id = 1", "no-unbounded-writes", statement.Deny},
-		{"UPDATE users SET a = 1 WHERE id = 1 OR TRUE", "no-unbounded-writes", statement.Deny},
-		{"UPDATE users SET a = 1 WHERE users.id <=> id", "no-unbounded-writes", statement.Deny},
-		{"DELETE FROM users WHERE NOT (user_id IS NULL)", "no-unbounded-writes", statement.Deny},
-		{"DELETE FROM users WHERE deleted_at IS NOT NULL", RuleDefault, statement.Allow},
-		{"DELETE FROM users WHERE id = 1 OR id = 2", RuleDefault, statement.Allow},
+		{"DELETE FROM users WHERE id = id", "no-unbounded-writes", record.ActionDeny},
+		{"DELETE FROM users WHERE id IS NOT NULL", "no-unbounded-writes", record.ActionDeny},
+		{"DELETE FROM users WHERE 1 OR id = 1", "no-unbounded-writes", record.ActionDeny},
+		{"UPDATE users SET a = 1 WHERE id = 1 OR TRUE", "no-unbounded-writes", record.ActionDeny},
+		{"UPDATE users SET a = 1 WHERE users.id <=> id", "no-unbounded-writes", record.ActionDeny},
+		{"DELETE FROM users WHERE NOT (user_id IS NULL)", "no-unbounded-writes", record.ActionDeny},
+		{"DELETE FROM users WHERE deleted_at IS NOT NULL", RuleDefault, record.ActionAllow},
+		{"DELETE FROM users WHERE id = 1 OR id = 2", RuleDefault, record.ActionAllow},
 	}
 	for _, tt := range tests {
 		t.Run(tt.sql, func(t *testing.T) {
@@ -152,21 +152,21 @@ rules:
 		name   string
 		in     input
 		rule   string
-		action statement.Action
+		action record.Action
 	}{
-		{"group", input{Identity: &record.Identity{Name: "x", Groups: []string{"dba"}}, Statement: statement.Classify("DROP TABLE t", "")}, "admins-anything", statement.Allow},
-		{"pod label", input{Identity: &record.Identity{Name: "b", Pod: &record.Pod{Labels: map[string]string{"app": "batch"}}}, Statement: statement.Classify("INSERT INTO t VALUES (1)", "")}, "batch-pod", statement.Allow},
-		{"claim", input{Identity: &record.Identity{Name: "c", Claims: map[string]any{"team": "data"}}, Statement: statement.Classify("SELECT 1", "")}, "claims", statement.Allow},
-		{"no claim", input{Identity: &record.Identity{Name: "c"}, Statement: statement.Classify("SELECT 1", "")}, RuleDefault, statement.Deny},
-		{"sleep", input{Identity: agent, Statement: statement.Classify("SELECT SLEEP(10) FROM shop.t", "")}, "no-sleep", statement.Deny},
-		{"outfile", input{Identity: agent, Statement: statement.Classify("SELECT * FROM shop.t INTO OUTFILE '/tmp/x'", "")}, "no-outfile", statement.Deny},
-		{"identity pattern", input{Identity: agent, Statement: statement.Classify("SELECT * FROM t", "shop")}, "agent-reads-shop", statement.Allow},
-		{"identity pattern other db", input{Identity: agent, Statement: statement.Classify("SELECT * FROM t", "hr")}, RuleDefault, statement.Deny},
-		{"identity pattern no match", input{Identity: &record.Identity{Name: "other"}, Statement: statement.Classify("SELECT * FROM t", "shop")}, RuleDefault, statement.Deny},
-		{"nil identity", input{Statement: statement.Classify("SELECT * FROM t", "shop")}, RuleDefault, statement.Deny},
-		{"session", input{Statement: statement.Classify("UPDATE t SET a = ? WHERE id = ?", "shop"), Session: statement.Session{Command: "COM_STMT_PREPARE", User: "app", DB: "shop"}}, "prepared-only-from-app", statement.Allow},
-		{"count", input{Statement: statement.Classify("SELECT 1; SELECT 2; SELECT 3; SELECT 4", "")}, "big-multi", statement.Approve},
-		{"nil statement", input{}, RuleDefault, statement.Deny},
+		{"group", input{Identity: &record.Identity{Name: "x", Groups: []string{"dba"}}, Statement: statement.Classify("DROP TABLE t", "")}, "admins-anything", record.ActionAllow},
+		{"pod label", input{Identity: &record.Identity{Name: "b", Pod: &record.Pod{Labels: map[string]string{"app": "batch"}}}, Statement: statement.Classify("INSERT INTO t VALUES (1)", "")}, "batch-pod", record.ActionAllow},
+		{"claim", input{Identity: &record.Identity{Name: "c", Claims: map[string]any{"team": "data"}}, Statement: statement.Classify("SELECT 1", "")}, "claims", record.ActionAllow},
+		{"no claim", input{Identity: &record.Identity{Name: "c"}, Statement: statement.Classify("SELECT 1", "")}, RuleDefault, record.ActionDeny},
+		{"sleep", input{Identity: agent, Statement: statement.Classify("SELECT SLEEP(10) FROM shop.t", "")}, "no-sleep", record.ActionDeny},
+		{"outfile", input{Identity: agent, Statement: statement.Classify("SELECT * FROM shop.t INTO OUTFILE '/tmp/x'", "")}, "no-outfile", record.ActionDeny},
+		{"identity pattern", input{Identity: agent, Statement: statement.Classify("SELECT * FROM t", "shop")}, "agent-reads-shop", record.ActionAllow},
+		{"identity pattern other db", input{Identity: agent, Statement: statement.Classify("SELECT * FROM t", "hr")}, RuleDefault, record.ActionDeny},
+		{"identity pattern no match", input{Identity: &record.Identity{Name: "other"}, Statement: statement.Classify("SELECT * FROM t", "shop")}, RuleDefault, record.ActionDeny},
+		{"nil identity", input{Statement: statement.Classify("SELECT * FROM t", "shop")}, RuleDefault, record.ActionDeny},
+		{"session", input{Statement: statement.Classify("UPDATE t SET a = ? WHERE id = ?", "shop"), Session: statement.Session{Command: "COM_STMT_PREPARE", User: "app", DB: "shop"}}, "prepared-only-from-app", record.ActionAllow},
+		{"count", input{Statement: statement.Classify("SELECT 1; SELECT 2; SELECT 3; SELECT 4", "")}, "big-multi", record.ActionApprove},
+		{"nil statement", input{}, RuleDefault, record.ActionDeny},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -193,7 +193,7 @@ rules:
 		t.Fatal(err)
 	}
 	d := decide(e, input{Identity: &record.Identity{Name: "a"}, Statement: statement.Classify("SELECT 1", "")})
-	if d.Rule != "strict" || d.Action != statement.Deny || !strings.Contains(d.Message, "could not be evaluated") {
+	if d.Rule != "strict" || d.Action != record.ActionDeny || !strings.Contains(d.Message, "could not be evaluated") {
 		t.Errorf("Decide = %+v, want a deny by strict", d)
 	}
 	if got := d.ClientMessage(); !strings.HasPrefix(got, "sqlwarden: blocked by rule strict: ") {
@@ -270,7 +270,7 @@ func TestReload(t *testing.T) {
 	var notified atomic.Uint64
 	e.OnReload(func(v uint64) { notified.Store(v) })
 	drop := input{Statement: statement.Classify("DROP TABLE t", "")}
-	if d := decide(e, drop); d.Action != statement.Allow {
+	if d := decide(e, drop); d.Action != record.ActionAllow {
 		t.Fatalf("before reload: %+v", d)
 	}
 
@@ -279,7 +279,7 @@ func TestReload(t *testing.T) {
 	if err := e.Reload(); err != nil {
 		t.Fatal(err)
 	}
-	if d := decide(e, drop); d.Rule != "no-drop" || d.Action != statement.Deny {
+	if d := decide(e, drop); d.Rule != "no-drop" || d.Action != record.ActionDeny {
 		t.Fatalf("after reload: %+v", d)
 	}
 	if e.Version() != 2 || notified.Load() != 2 {
@@ -331,7 +331,7 @@ func BenchmarkClassifyDecide(b *testing.B) {
 	for b.Loop() {
 		st := statement.Classify("SELECT c FROM sbtest1 WHERE id = 4242", "sbtest")
 		d := decide(e, input{Identity: id, Statement: st, Session: statement.Session{ID: "s1", DB: "sbtest", Command: "COM_QUERY"}})
-		if d.Action != statement.Allow {
+		if d.Action != record.ActionAllow {
 			b.Fatal(d)
 		}
 	}
@@ -397,7 +397,7 @@ func TestCredentialTablesRefusedWhateverThePolicy(t *testing.T) {
 	}
 	for _, tt := range refused {
 		d := decide(e, input{Statement: statement.Classify(tt.sql, tt.db)})
-		if d.Rule != RuleCredentials || d.Action != statement.Deny {
+		if d.Rule != RuleCredentials || d.Action != record.ActionDeny {
 			t.Errorf("%q (db %q): %+v, want %s deny", tt.sql, tt.db, d, RuleCredentials)
 		}
 	}
@@ -410,7 +410,7 @@ func TestCredentialTablesRefusedWhateverThePolicy(t *testing.T) {
 		{"SELECT * FROM mysql.user_stats", ""},
 	}
 	for _, tt := range allowed {
-		if d := decide(e, input{Statement: statement.Classify(tt.sql, tt.db)}); d.Action != statement.Allow {
+		if d := decide(e, input{Statement: statement.Classify(tt.sql, tt.db)}); d.Action != record.ActionAllow {
 			t.Errorf("%q (db %q): %+v, want allow", tt.sql, tt.db, d)
 		}
 	}

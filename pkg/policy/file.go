@@ -10,16 +10,16 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
-	"github.com/sqlwarden/sqlwarden/pkg/statement"
+	"github.com/sqlwarden/sqlwarden/pkg/record"
 )
 
 // File is the policy file as written: ordered rules, a default action, the
 // masking section (interpreted by pkg/masking) and per-identity limits.
 type File struct {
-	Default statement.Action `yaml:"default"`
-	Rules   []Rule           `yaml:"rules"`
-	Masking []MaskRule       `yaml:"masking"`
-	Limits  []Limit          `yaml:"limits"`
+	Default record.Action `yaml:"default"`
+	Rules   []Rule        `yaml:"rules"`
+	Masking []MaskRule    `yaml:"masking"`
+	Limits  []Limit       `yaml:"limits"`
 }
 
 // Rule is one ordered policy rule. The first rule whose Match is true (and
@@ -31,9 +31,9 @@ type Rule struct {
 	Match string `yaml:"match"`
 	// Identities, when set, limits the rule to these identity names
 	// (path.Match patterns, "*" for any); shorthand for an identity.name test.
-	Identities []string         `yaml:"identities,omitempty"`
-	Action     statement.Action `yaml:"action"`
-	Message    string           `yaml:"message,omitempty"`
+	Identities []string      `yaml:"identities,omitempty"`
+	Action     record.Action `yaml:"action"`
+	Message    string        `yaml:"message,omitempty"`
 	// OnError says what a rule whose Match fails to evaluate does: "deny"
 	// (the default: the rule matches and denies) or "skip" (the rule does not
 	// match).
@@ -113,7 +113,7 @@ func parseFile(data []byte) (*File, error) {
 		return nil, fmt.Errorf("decode policy: %w", err)
 	}
 	if f.Default == "" {
-		f.Default = statement.Allow
+		f.Default = record.ActionAllow
 	}
 	if !f.Default.Valid() {
 		return nil, fmt.Errorf("check policy: default action %q: want allow, deny or approve", f.Default)
@@ -128,7 +128,7 @@ func parseFile(data []byte) (*File, error) {
 			return nil, fmt.Errorf("check rule %q: duplicate name", r.Name)
 		}
 		seen[r.Name] = true
-		r.Action = statement.Action(strings.ToLower(string(r.Action)))
+		r.Action = record.Action(strings.ToLower(string(r.Action)))
 		if !r.Action.Valid() {
 			return nil, fmt.Errorf("check rule %q: action %q: want allow, deny or approve", r.Name, r.Action)
 		}
@@ -142,7 +142,7 @@ func parseFile(data []byte) (*File, error) {
 		switch r.ApprovalMode {
 		case "":
 		case ModeHold, ModeRetry:
-			if r.Action != statement.Approve {
+			if r.Action != record.ActionApprove {
 				return nil, fmt.Errorf("check rule %q: approval_mode needs action approve", r.Name)
 			}
 		default:

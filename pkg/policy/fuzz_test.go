@@ -3,6 +3,7 @@ package policy
 import (
 	"testing"
 
+	"github.com/sqlwarden/sqlwarden/pkg/record"
 	"github.com/sqlwarden/sqlwarden/pkg/statement"
 )
 
@@ -37,18 +38,18 @@ func FuzzClassify(f *testing.F) {
 		if !d.Action.Valid() {
 			t.Fatalf("Decide = %+v", d)
 		}
-		if !s.Parsed && d.Action != statement.Deny {
+		if !s.Parsed && d.Action != record.ActionDeny {
 			t.Fatalf("unparsed %q decided %+v", sql, d)
 		}
 		// The built-in policy never allows what runs unjudged code, manages
 		// accounts, changes the server or touches its files.
-		if (len(s.Routines) > 0 && d.Action == statement.Allow) ||
-			((s.AccountManagement || s.SetsGlobal || s.FileIO) && d.Action != statement.Deny) {
+		if (len(s.Routines) > 0 && d.Action == record.ActionAllow) ||
+			((s.AccountManagement || s.SetsGlobal || s.FileIO) && d.Action != record.ActionDeny) {
 			t.Fatalf("%q (%+v) decided %+v", sql, s, d)
 		}
 		// Whatever the parser reads as DROP or TRUNCATE is denied.
 		for _, k := range s.Kinds {
-			if (k == "DROP_TABLE" || k == "TRUNCATE") && d.Action != statement.Deny {
+			if (k == "DROP_TABLE" || k == "TRUNCATE") && d.Action != record.ActionDeny {
 				t.Fatalf("%q (%s) decided %+v", sql, k, d)
 			}
 		}

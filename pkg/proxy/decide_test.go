@@ -19,7 +19,7 @@ type countingPolicy struct {
 func (p *countingPolicy) Classify(string, string, sqltext.Dialect) *statement.Statement { return nil }
 func (p *countingPolicy) Decide(*record.Identity, *statement.Statement, statement.Session) statement.Verdict {
 	p.decided++
-	return statement.Verdict{Rule: "default", Action: statement.Allow}
+	return statement.Verdict{Rule: "default", Action: record.ActionAllow}
 }
 func (p *countingPolicy) Limits(string) Limits { return Limits{} }
 func (p *countingPolicy) ReadOnly(string, *statement.Statement, string, func(string) (string, bool)) (string, []statement.TableRef) {
@@ -42,11 +42,11 @@ func TestDecideCached(t *testing.T) {
 		identity: &Identity{Name: "agent"}}
 	st := &stmtAudit{command: "COM_QUERY", st: &statement.Statement{Classification: &record.Classification{Kind: "SELECT"},
 		Digest: "select `c` from `sbtest1` where `id` = ?", Parsed: true, Cacheable: true}}
-	if v := s.decide(st); v.Action != statement.Allow || pol.decided != 1 {
+	if v := s.decide(st); v.Action != record.ActionAllow || pol.decided != 1 {
 		t.Fatalf("first decision: %+v after %d policy calls", v, pol.decided)
 	}
 	if n := testing.AllocsPerRun(100, func() {
-		if s.decide(st).Action != statement.Allow {
+		if s.decide(st).Action != record.ActionAllow {
 			t.Fatal("cached verdict lost")
 		}
 	}); n != 0 {

@@ -208,7 +208,7 @@ func (s *session) refuseState(seq uint8, command, sql string, code uint16, state
 		s.log.Error("audit refused command", "err", err)
 	}
 	if err := s.srv.appendAsync(&record.Record{Event: record.EventOutcome, SessionID: s.id, StatementID: id, Status: record.StatusBlocked,
-		Error: &record.ErrorInfo{Code: code, Message: msg}, Policy: &record.Decision{Action: string(statement.Deny), Rule: "protocol", Message: msg}}); err != nil {
+		Error: &record.ErrorInfo{Code: code, Message: msg}, Policy: &record.Decision{Action: record.ActionDeny, Rule: "protocol", Message: msg}}); err != nil {
 		s.log.Error("audit refused command", "err", err)
 	}
 	s.writeErrSeq(seq+1, code, state, msg)
@@ -326,7 +326,7 @@ func (s *session) finish(st *stmtAudit) {
 		}
 	}
 	if st.verdict != nil {
-		s.recPolicy = record.Decision{Rule: st.verdict.Rule, Action: string(st.verdict.Action), Message: st.verdict.Message}
+		s.recPolicy = record.Decision{Rule: st.verdict.Rule, Action: st.verdict.Action, Message: st.verdict.Message}
 		rec.Policy = &s.recPolicy
 		if st.approve != nil {
 			rec.Policy.Approver = st.approve.Approver

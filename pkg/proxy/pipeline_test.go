@@ -124,9 +124,9 @@ func (wordPolicy) Classify(sql, _ string, _ sqltext.Dialect) *statement.Statemen
 
 func (wordPolicy) Decide(_ *record.Identity, st *statement.Statement, _ statement.Session) statement.Verdict {
 	if st.Classification.Kind == "DROP" {
-		return statement.Verdict{Rule: "no-drop", Action: statement.Deny, Message: "DROP is not allowed"}
+		return statement.Verdict{Rule: "no-drop", Action: record.ActionDeny, Message: "DROP is not allowed"}
 	}
-	return statement.Verdict{Rule: "default", Action: statement.Allow}
+	return statement.Verdict{Rule: "default", Action: record.ActionAllow}
 }
 
 func (wordPolicy) Limits(string) proxy.Limits { return proxy.Limits{} }

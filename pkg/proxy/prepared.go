@@ -47,11 +47,11 @@ func (s *session) prepare(p []byte, seq uint8) error {
 		return err
 	}
 	v := s.srv.opts.Policy.Decide(s.identity.record(), st.st, statement.Session{ID: s.id, DB: s.db, User: s.hs.User, ClientAddr: s.raw.RemoteAddr().String(), Command: st.command})
-	if v.Action == statement.Approve {
+	if v.Action == record.ActionApprove {
 		// Preparing reads nothing and changes nothing: the human is asked at EXECUTE.
-		v = statement.Verdict{Rule: v.Rule, Action: statement.Allow, Message: "approval deferred to execute"}
+		v = statement.Verdict{Rule: v.Rule, Action: record.ActionAllow, Message: "approval deferred to execute"}
 	}
-	if v.Action == statement.Deny {
+	if v.Action == record.ActionDeny {
 		return s.block(st, seq, &v, wire.ErrCodeBlocked, v.ClientMessage())
 	}
 	if ok, err := s.guardPrepared(st, seq, v); !ok {
@@ -146,7 +146,7 @@ func (s *session) dropUnknown(command string, id uint32) {
 		s.log.Error("audit dropped command", "err", err)
 	}
 	if err := s.srv.appendAsync(&record.Record{Event: record.EventOutcome, SessionID: s.id, StatementID: n, Status: record.StatusBlocked,
-		Error: &record.ErrorInfo{Code: wire.ErrCodeUnknownStmt, Message: msg}, Policy: &record.Decision{Action: string(statement.Deny), Rule: "protocol", Message: msg}}); err != nil {
+		Error: &record.ErrorInfo{Code: wire.ErrCodeUnknownStmt, Message: msg}, Policy: &record.Decision{Action: record.ActionDeny, Rule: "protocol", Message: msg}}); err != nil {
 		s.log.Error("audit dropped command", "err", err)
 	}
 }

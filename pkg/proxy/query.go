@@ -23,7 +23,7 @@ func (s *session) query(p []byte, seq uint8) error {
 	st := &stmtAudit{command: "COM_QUERY", sql: sql, start: s.srv.opts.Now()}
 	st.st = s.srv.opts.Policy.Classify(sql, s.db, s.dialect)
 	if rewritten, msg := s.checkKillSQL(sql, st.st); msg != "" {
-		return s.block(st, seq, &statement.Verdict{Rule: "kill-own-identity", Action: statement.Deny, Message: msg}, wire.ErrCodeBlocked, msg)
+		return s.block(st, seq, &statement.Verdict{Rule: "kill-own-identity", Action: record.ActionDeny, Message: msg}, wire.ErrCodeBlocked, msg)
 	} else if rewritten != "" {
 		// The client killed the id its greeting gave it: the backend knows
 		// that connection by its own thread id.
@@ -100,13 +100,13 @@ func (s *session) guard(st *stmtAudit, seq uint8) (bool, error) {
 	v := &s.verdict
 	st.verdict = v
 	srv.opts.Observer.Decision(v.Rule, string(v.Action))
-	if st.st.LocalInfile && !srv.opts.AllowLocalInfile && v.Action != statement.Deny {
-		*v = statement.Verdict{Rule: "local-infile", Action: statement.Deny, Message: "LOAD DATA LOCAL INFILE is disabled (set allow_local_infile)"}
+	if st.st.LocalInfile && !srv.opts.AllowLocalInfile && v.Action != record.ActionDeny {
+		*v = statement.Verdict{Rule: "local-infile", Action: record.ActionDeny, Message: "LOAD DATA LOCAL INFILE is disabled (set allow_local_infile)"}
 	}
 	switch v.Action {
-	case statement.Deny:
+	case record.ActionDeny:
 		return false, s.block(st, seq, v, wire.ErrCodeBlocked, v.ClientMessage())
-	case statement.Allow, statement.Approve:
+	case record.ActionAllow, record.ActionApprove:
 	default:
 		return false, s.block(st, seq, v, wire.ErrCodeBlocked, fmt.Sprintf("sqlwarden: blocked: unknown policy action %q", v.Action))
 	}
@@ -124,7 +124,7 @@ func (s *session) guard(st *stmtAudit, seq uint8) (bool, error) {
 		s.finish(st)
 		return false, s.flushAfterErr()
 	}
-	if v.Action == statement.Approve {
+	if v.Action == record.ActionApprove {
 		return s.await(st, seq)
 	}
 	return true, nil
@@ -154,7 +154,7 @@ func (s *session) planColumnMasking(st *stmtAudit, seq uint8) (bool, error) {
 		if errors.As(err, &md) {
 			rule, msg = md.Rule, md.Message
 		}
-		dv := &statement.Verdict{Rule: rule, Action: statement.Deny, Message: msg}
+		dv := &statement.Verdict{Rule: rule, Action: record.ActionDeny, Message: msg}
 		return false, s.block(st, seq, dv, wire.ErrCodeBlocked, dv.ClientMessage())
 	}
 	st.plan = plan
@@ -165,7 +165,7 @@ func (s *session) planColumnMasking(st *stmtAudit, seq uint8) (bool, error) {
 // (sqltext could not decide how the server reads it).
 func (s *session) refuseText(st *stmtAudit, seq uint8) error {
 	msg := "sqlwarden: statement refused: " + st.st.Refused
-	return s.block(st, seq, &statement.Verdict{Rule: "sql-text", Action: statement.Deny, Message: st.st.Refused}, wire.ErrCodeNotSupported, msg)
+	return s.block(st, seq, &statement.Verdict{Rule: "sql-text", Action: record.ActionDeny, Message: st.st.Refused}, wire.ErrCodeNotSupported, msg)
 }
 
 func (s *session) flushAfterErr() error {
@@ -240,7 +240,7 @@ func (s *session) await(st *stmtAudit, seq uint8) (bool, error) {
 			msg = fmt.Sprintf("sqlwarden: statement denied by approver %s: %s", orDash(a.Approver), orDash(a.Reason))
 		}
 	}
-	st.verdict = &statement.Verdict{Rule: st.verdict.Rule, Action: statement.Approve, Message: a.Status, ApprovalMode: a.Mode}
+	st.verdict = &statement.Verdict{Rule: st.verdict.Rule, Action: record.ActionApprove, Message: a.Status, ApprovalMode: a.Mode}
 	st.blocked = &record.ErrorInfo{Code: wire.ErrCodeApprovalDenied, Message: msg}
 	s.finish(st)
 	s.writeErrSeq(seq+1, wire.ErrCodeApprovalDenied, "42000", msg)

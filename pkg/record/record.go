@@ -185,10 +185,25 @@ type Masked struct {
 	Count  uint64 `json:"count"`
 }
 
+// Action is what a verdict does with a statement: the word a policy file's
+// rule names, the policy and the proxy act on (pkg/statement's Verdict) and
+// the journal records.
+type Action string
+
+// The actions a policy rule, its default or the proxy's own checks take.
+const (
+	ActionAllow   Action = "allow"
+	ActionDeny    Action = "deny"
+	ActionApprove Action = "approve" // a human decides (hold or retry)
+)
+
+// Valid reports whether a is one of the actions above.
+func (a Action) Valid() bool { return a == ActionAllow || a == ActionDeny || a == ActionApprove }
+
 // Decision is the policy's verdict on a statement.
 type Decision struct {
 	Rule     string `json:"rule,omitempty"`
-	Action   string `json:"action"`
+	Action   Action `json:"action"`
 	Message  string `json:"message,omitempty"`
 	Approver string `json:"approver,omitempty"`
 	Reason   string `json:"reason,omitempty"`

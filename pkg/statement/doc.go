@@ -6,9 +6,10 @@
 // (a hit allocates nothing), the facts the proxy acts on (USE and KILL
 // targets, LOCAL INFILE, SQL PREPARE/DEALLOCATE, refusals, when to reread
 // the session, when to scrub credentials, whether a verdict may be reused),
-// the read-only and max_affected_rows judgements, and the Verdict with its
-// typed Action. Policy, masking and the proxy share its *Statement and
-// Verdict as they are: nothing converts them.
+// the read-only and max_affected_rows judgements, and the Verdict (whose
+// typed Action is pkg/record's, the word the journal records). Policy,
+// masking and the proxy share its *Statement and Verdict as they are:
+// nothing converts them.
 //
 // It must not import pkg/proxy, pkg/policy, pkg/masking or internal/...:
 // they import it. Besides the TiDB parser it imports only pkg/sqltext and

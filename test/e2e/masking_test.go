@@ -23,7 +23,6 @@ import (
 	"github.com/sqlwarden/sqlwarden/internal/maskfixture"
 	"github.com/sqlwarden/sqlwarden/pkg/policy"
 	"github.com/sqlwarden/sqlwarden/pkg/record"
-	"github.com/sqlwarden/sqlwarden/pkg/statement"
 	"github.com/sqlwarden/sqlwarden/test/harness"
 )
 
@@ -39,7 +38,7 @@ var maskPolicy = func() string {
 	if err := yaml.Unmarshal([]byte(policy.DefaultPolicy), &f); err != nil {
 		panic(err)
 	}
-	f.Rules = slices.DeleteFunc(f.Rules, func(r policy.Rule) bool { return r.Action == statement.Approve })
+	f.Rules = slices.DeleteFunc(f.Rules, func(r policy.Rule) bool { return r.Action == record.ActionApprove })
 	f.Masking = nil
 	b, err := yaml.Marshal(f)
 	if err != nil {
