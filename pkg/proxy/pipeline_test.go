@@ -17,6 +17,7 @@ import (
 	"github.com/sqlwarden/sqlwarden/pkg/sqltext"
 	"github.com/sqlwarden/sqlwarden/pkg/statement"
 	"github.com/sqlwarden/sqlwarden/pkg/wire"
+	"github.com/sqlwarden/sqlwarden/pkg/wire/rows"
 )
 
 // The pipeline tests run the proxy against proxytest's in-process backend,
@@ -377,7 +378,10 @@ func TestPipelineMaskedRow(t *testing.T) {
 		append(wire.AppendLenEncString(nil, []byte("bob")), 0xfb),
 		append(wire.AppendLenEncString(nil, []byte("eve")), wire.AppendLenEncString(nil, []byte("***"))...),
 	} {
-		d.AddTextRow(row)
+		if !rows.EachText(row, d) {
+			t.Fatalf("malformed row % x", row)
+		}
+		d.EndRow()
 	}
 	if want := d.Sum(); out.ResultDigest != want {
 		t.Errorf("result digest %q, want %q (the masked rows')", out.ResultDigest, want)

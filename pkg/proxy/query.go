@@ -15,6 +15,7 @@ import (
 	"github.com/sqlwarden/sqlwarden/pkg/sqltext"
 	"github.com/sqlwarden/sqlwarden/pkg/statement"
 	"github.com/sqlwarden/sqlwarden/pkg/wire"
+	"github.com/sqlwarden/sqlwarden/pkg/wire/rows"
 )
 
 // query runs a COM_QUERY through the pipeline.
@@ -507,7 +508,9 @@ func (s *session) relay(kind wire.ReplyKind, binary bool, seq uint8, plan MaskPl
 		if pk == wire.PktRow && !t.Binary {
 			// What the client received, row by row: provable later, and
 			// comparable by `sqlwarden replay`.
-			s.digest.AddTextRow(out)
+			if rows.EachText(out, s.digest) {
+				s.digest.EndRow()
+			}
 			if s.results.Want() {
 				s.results.Add(textValues(out))
 			}

@@ -45,14 +45,12 @@ func (d *RowDigest) AddRow(values [][]byte) {
 	}
 	for _, v := range values {
 		if v == nil {
-			d.writeByte(0xFF)
+			d.Null()
 			continue
 		}
-		d.writeLen(uint64(len(v)))
-		d.write(v)
+		d.Value(v)
 	}
-	d.writeByte(0xFE)
-	d.rows++
+	d.EndRow()
 }
 
 func (d *RowDigest) flush() {
@@ -104,51 +102,34 @@ func (d *RowDigest) Sum() string {
 	return string(out[:])
 }
 
-// AddTextRow adds one text-protocol row packet payload (length-encoded
-// strings, 0xfb for NULL), hashing exactly what AddRow would for the same
-// values without allocating. It reports false for a malformed row.
-func (d *RowDigest) AddTextRow(payload []byte) bool {
+// Value adds one non-NULL value of the current row; Null adds a NULL and
+// EndRow ends the row. They hash exactly what AddRow would for the same
+// values, without allocating: the proxy walks a text row packet with
+// wire/rows.EachText (this package decodes no wire protocol) and hands each
+// value here.
+func (d *RowDigest) Value(v []byte) {
 	if d.h == nil {
 		d.init()
 	}
-	for len(payload) > 0 {
-		if payload[0] == 0xfb {
-			d.writeByte(0xFF)
-			payload = payload[1:]
-			continue
-		}
-		var l uint64
-		switch payload[0] {
-		case 0xfc:
-			if len(payload) < 3 {
-				return false
-			}
-			l, payload = uint64(payload[1])|uint64(payload[2])<<8, payload[3:]
-		case 0xfd:
-			if len(payload) < 4 {
-				return false
-			}
-			l, payload = uint64(payload[1])|uint64(payload[2])<<8|uint64(payload[3])<<16, payload[4:]
-		case 0xfe:
-			if len(payload) < 9 {
-				return false
-			}
-			l, payload = binary.LittleEndian.Uint64(payload[1:]), payload[9:]
-		case 0xff:
-			return false
-		default:
-			l, payload = uint64(payload[0]), payload[1:]
-		}
-		if l > uint64(len(payload)) {
-			return false
-		}
-		d.writeLen(l)
-		d.write(payload[:l])
-		payload = payload[l:]
+	d.writeLen(uint64(len(v)))
+	d.write(v)
+}
+
+// Null adds a NULL value to the current row.
+func (d *RowDigest) Null() {
+	if d.h == nil {
+		d.init()
+	}
+	d.writeByte(0xFF)
+}
+
+// EndRow ends the current row.
+func (d *RowDigest) EndRow() {
+	if d.h == nil {
+		d.init()
 	}
 	d.writeByte(0xFE)
 	d.rows++
-	return true
 }
 
 // Reset empties the digest for reuse.
