@@ -54,6 +54,14 @@ limits:
 		{"approve", policyTestOpts{file: file}, "ALTER TABLE t ADD c INT", exitApprove, []string{"action:          approve"}},
 		{"identity groups", policyTestOpts{file: file, identity: "ops", groups: []string{"dba"}}, "DELETE FROM users", exitAllow, []string{"rule:            dba-anything"}},
 		{"built-in", policyTestOpts{}, "TRUNCATE t", exitDeny, []string{"rule:            no-drop-or-truncate"}},
+		// The rest of the built-in policy, as policy test shows it.
+		{"built-in accounts", policyTestOpts{}, "CREATE USER x IDENTIFIED BY 'p'", exitDeny, []string{"account mgmt:    true", "rule:            no-account-management"}},
+		{"built-in grant", policyTestOpts{}, "GRANT ALL ON *.* TO x", exitDeny, []string{"rule:            no-account-management"}},
+		{"built-in set global", policyTestOpts{}, "SET GLOBAL max_connections = 10", exitDeny, []string{"sets global:     true", "rule:            no-global-settings"}},
+		{"built-in shutdown", policyTestOpts{}, "SHUTDOWN", exitDeny, []string{"rule:            no-server-admin"}},
+		{"built-in file i/o", policyTestOpts{}, "SELECT * FROM t INTO OUTFILE '/tmp/x'", exitDeny, []string{"rule:            no-file-io"}},
+		{"built-in always-true where", policyTestOpts{}, "DELETE FROM t WHERE id IS NOT NULL", exitDeny, []string{"rule:            no-unbounded-writes"}},
+		{"built-in routines", policyTestOpts{}, "CALL p_wipe()", exitApprove, []string{"routines:        p_wipe", "rule:            routines-need-a-human", "approval mode:   policy.approvals.mode"}},
 		{"json", policyTestOpts{json: true}, "DROP TABLE t", exitDeny, []string{`"kind": "DROP_TABLE"`, `"rule": "no-drop-or-truncate"`}},
 		{"unparsed", policyTestOpts{}, "DELET FROM t", exitDeny, []string{"parse error:", "rule:            unparsed"}},
 		{"limits only", policyTestOpts{file: file, identity: "agent-7"}, "", exitAllow, []string{
