@@ -4,6 +4,8 @@ import (
 	"slices"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/sqlwarden/sqlwarden/pkg/wire"
 )
 
 // maxAttrBytes bounds the connection-attribute block of a login: MariaDB and
@@ -72,16 +74,6 @@ func cutRunes(s string) string {
 
 // attrLen is the size of one attribute in the login packet: two
 // length-encoded strings.
-func attrLen(k, v string) int { return lenEncLen(len(k)) + len(k) + lenEncLen(len(v)) + len(v) }
-
-func lenEncLen(n int) int {
-	switch {
-	case n < 251:
-		return 1
-	case n <= 0xffff:
-		return 3
-	case n <= 0xffffff:
-		return 4
-	}
-	return 9
+func attrLen(k, v string) int {
+	return wire.LenEncIntSize(uint64(len(k))) + len(k) + wire.LenEncIntSize(uint64(len(v))) + len(v)
 }

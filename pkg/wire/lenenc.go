@@ -63,6 +63,19 @@ func AppendLenEncInt(b []byte, v uint64) []byte {
 	return append(b, 0xfe, byte(v), byte(v>>8), byte(v>>16), byte(v>>24), byte(v>>32), byte(v>>40), byte(v>>48), byte(v>>56))
 }
 
+// LenEncIntSize is how many bytes AppendLenEncInt writes for v.
+func LenEncIntSize(v uint64) int {
+	switch {
+	case v < 251:
+		return 1
+	case v <= 0xffff:
+		return 3
+	case v <= 0xffffff:
+		return 4
+	}
+	return 9
+}
+
 // AppendLenEncString appends s length-encoded.
 func AppendLenEncString(b, s []byte) []byte {
 	return append(AppendLenEncInt(b, uint64(len(s))), s...)

@@ -271,3 +271,11 @@ func FuzzParsePrepareOK(f *testing.F) {
 		}
 	})
 }
+
+func TestLenEncIntSize(t *testing.T) {
+	for _, v := range []uint64{0, 250, 251, 0xffff, 0x10000, 0xffffff, 0x1000000, 1 << 63} {
+		if got, want := LenEncIntSize(v), len(AppendLenEncInt(nil, v)); got != want {
+			t.Errorf("LenEncIntSize(%d) = %d, AppendLenEncInt writes %d", v, got, want)
+		}
+	}
+}
