@@ -254,7 +254,7 @@ if [ "$QUICK" != 1 ]; then
   echo "## Approvals: approve→proceed latency and decisions per second (memory store; NATS store, two nodes)"
   echo
   echo '```'
-  go test -run '^$' -bench 'BenchmarkApproval' -benchtime 500x ./pkg/policy/ 2>&1 | grep -E '^Benchmark' || true
+  go test -run '^$' -bench 'BenchmarkApproval' -benchtime 500x ./pkg/approval/ 2>&1 | grep -E '^Benchmark' || true
   echo '```'
   echo
   echo "## Memory with 1,000 idle connections through sqlwarden"

@@ -13,8 +13,9 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/sqlwarden/sqlwarden/pkg/approval"
 	"github.com/sqlwarden/sqlwarden/pkg/config"
-	"github.com/sqlwarden/sqlwarden/pkg/policy"
+	"github.com/sqlwarden/sqlwarden/pkg/record"
 )
 
 type approvalsOpts struct {
@@ -85,7 +86,7 @@ $SQLWARDEN_ADMIN_TOKEN, else admin.token / admin.token_file in --config.`,
 				}
 				ctx, cancel := context.WithTimeout(cmd.Context(), o.timeout)
 				defer cancel()
-				res, err := c.Decide(ctx, args[0], approve, policy.DecisionRequest{Reason: o.reason, Approver: o.approver})
+				res, err := c.Decide(ctx, args[0], approve, approval.DecisionRequest{Reason: o.reason, Approver: o.approver})
 				if err != nil {
 					return err
 				}
@@ -114,7 +115,7 @@ func defaultApprover() string {
 }
 
 // client resolves the admin address and token.
-func (o *approvalsOpts) client() (*policy.Client, error) {
+func (o *approvalsOpts) client() (*approval.Client, error) {
 	base, token := o.admin, o.token
 	if base == "" {
 		base = os.Getenv("SQLWARDEN_ADMIN_URL")
@@ -150,10 +151,10 @@ func (o *approvalsOpts) client() (*policy.Client, error) {
 	if token == "" {
 		return nil, errors.New("no admin token: use --token, SQLWARDEN_ADMIN_TOKEN or --config")
 	}
-	return &policy.Client{BaseURL: base, Token: token}, nil
+	return &approval.Client{BaseURL: base, Token: token}, nil
 }
 
-func printApprovals(w io.Writer, pl policy.PendingList, asJSON bool) error {
+func printApprovals(w io.Writer, pl approval.PendingList, asJSON bool) error {
 	if asJSON {
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
@@ -186,14 +187,14 @@ func printApprovals(w io.Writer, pl policy.PendingList, asJSON bool) error {
 
 // statusText says where a request stands, with who decided and until when
 // an approved retry-mode request can be used.
-func statusText(p policy.PendingApproval) string {
+func statusText(p approval.Pending) string {
 	switch {
-	case p.Status == policy.StatusApproved && p.Mode == policy.ModeRetry:
+	case p.Status == approval.StatusApproved && p.Mode == record.ApprovalModeRetry:
 		return fmt.Sprintf("approved by %s, awaiting retry until %s", orDash(p.Approver), p.ValidUntil.Local().Format(time.TimeOnly))
-	case p.Approver != "" && p.Status != policy.StatusPending:
+	case p.Approver != "" && p.Status != approval.StatusPending:
 		return p.Status + " by " + p.Approver
 	case p.Status == "":
-		return policy.StatusPending
+		return approval.StatusPending
 	}
 	return p.Status
 }

@@ -8,25 +8,25 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sqlwarden/sqlwarden/pkg/policy"
+	"github.com/sqlwarden/sqlwarden/pkg/approval"
 )
 
 func TestApprovalsCLI(t *testing.T) {
-	a := policy.NewApprovals(policy.ApprovalConfig{Timeout: time.Minute})
-	srv := httptest.NewServer(a.Handler(policy.StaticToken("tok")))
+	a := approval.NewBroker(approval.Config{Timeout: time.Minute})
+	srv := httptest.NewServer(a.Handler(approval.StaticToken("tok")))
 	defer srv.Close()
 	defer a.Shutdown()
 
-	start := func(sql string) <-chan policy.ApprovalResult {
-		ch := make(chan policy.ApprovalResult, 1)
+	start := func(sql string) <-chan approval.Result {
+		ch := make(chan approval.Result, 1)
 		go func() {
-			res, _ := a.Request(context.Background(), policy.ApprovalRequest{SessionID: "s", Identity: "agent-1", SQL: sql, Rule: "ddl-needs-a-human", Tables: []string{"shop.t"}})
+			res, _ := a.Request(context.Background(), approval.Request{SessionID: "s", Identity: "agent-1", SQL: sql, Rule: "ddl-needs-a-human", Tables: []string{"shop.t"}})
 			ch <- res
 		}()
 		return ch
 	}
 	first, second := start("ALTER TABLE shop.t ADD c INT"), start("DROP INDEX i ON shop.t")
-	var ps []policy.PendingApproval
+	var ps []approval.Pending
 	for deadline := time.Now().Add(5 * time.Second); len(ps) < 2; ps = a.Pending() {
 		if time.Now().After(deadline) {
 			t.Fatal("requests not pending")
@@ -72,7 +72,7 @@ func TestApprovalsCLI(t *testing.T) {
 	if r := <-first; !r.Approved || r.Approver != "dave" || r.Reason != "ok by me" {
 		t.Errorf("first = %+v", r)
 	}
-	if r := <-second; r.Approved || r.Status != policy.StatusDenied || r.Reason != "no" {
+	if r := <-second; r.Approved || r.Status != approval.StatusDenied || r.Reason != "no" {
 		t.Errorf("second = %+v", r)
 	}
 	if out, err := run(env, "list"); err != nil || !strings.Contains(out, "no pending approvals") {

@@ -8,22 +8,22 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sqlwarden/sqlwarden/pkg/approval"
 	"github.com/sqlwarden/sqlwarden/pkg/audit"
-	"github.com/sqlwarden/sqlwarden/pkg/policy"
 	"github.com/sqlwarden/sqlwarden/pkg/proxy"
 	"github.com/sqlwarden/sqlwarden/pkg/record"
 	"github.com/sqlwarden/sqlwarden/pkg/statement"
 )
 
-// approverAdapter lets the proxy ask for approvals with the policy package's broker.
-type approverAdapter struct{ a *policy.Approvals }
+// approverAdapter lets the proxy ask for approvals with the approval broker.
+type approverAdapter struct{ a *approval.Broker }
 
 func (ad approverAdapter) Request(ctx context.Context, id *proxy.Identity, sessionID string, st *statement.Statement, sql, db string, params []record.Param, v statement.Verdict) (proxy.Approval, error) {
 	mode := v.ApprovalMode
 	if mode == "" {
 		mode = ad.a.Mode()
 	}
-	req := policy.ApprovalRequest{SessionID: sessionID, SQL: sql, DB: db, Rule: v.Rule, Message: v.Message, Mode: mode,
+	req := approval.Request{SessionID: sessionID, SQL: sql, DB: db, Rule: v.Rule, Message: v.Message, Mode: mode,
 		Params: append([]record.Param(nil), params...)}
 	if id != nil {
 		req.Identity = id.Name
@@ -34,7 +34,7 @@ func (ad approverAdapter) Request(ctx context.Context, id *proxy.Identity, sessi
 	}
 	res, err := ad.a.Request(ctx, req)
 	return proxy.Approval{ID: res.ID, Mode: mode, Approved: res.Approved, Status: res.Status, Approver: res.Approver,
-		Reason: res.Reason, RetryValid: policy.ShortDuration(res.RetryTTL)}, err
+		Reason: res.Reason, RetryValid: approval.ShortDuration(res.RetryTTL)}, err
 }
 
 // setupApprovals starts the approval broker and mounts its API and page on
@@ -48,7 +48,7 @@ func (d *Daemon) setupApprovals(ctx context.Context, opts *proxy.Options) error 
 	if err != nil {
 		return err
 	}
-	a := policy.NewApprovals(policy.ApprovalConfig{
+	a := approval.NewBroker(approval.Config{
 		Timeout:    ac.Timeout,
 		Mode:       ac.Mode,
 		RetryTTL:   ac.RetryTTL,
@@ -77,7 +77,7 @@ func (d *Daemon) setupApprovals(ctx context.Context, opts *proxy.Options) error 
 		return nil
 	})
 
-	var auths []policy.Authenticator
+	var auths []approval.Authenticator
 	token := cfg.Admin.Token
 	if cfg.Admin.TokenFile != "" {
 		b, err := os.ReadFile(cfg.Admin.TokenFile)
@@ -87,10 +87,10 @@ func (d *Daemon) setupApprovals(ctx context.Context, opts *proxy.Options) error 
 		token = strings.TrimSpace(string(b))
 	}
 	if token != "" {
-		auths = append(auths, policy.StaticToken(token))
+		auths = append(auths, approval.StaticToken(token))
 	}
 	if o := cfg.Admin.OIDC; o != nil && o.Issuer != "" {
-		v, err := policy.NewOIDCVerifier(ctx, policy.OIDCConfig{Issuer: o.Issuer, ClientID: o.ClientID, NameClaim: o.NameClaim, Approvers: o.Approvers, Groups: o.Groups})
+		v, err := approval.NewOIDCVerifier(ctx, approval.OIDCConfig{Issuer: o.Issuer, ClientID: o.ClientID, NameClaim: o.NameClaim, Approvers: o.Approvers, Groups: o.Groups})
 		if err != nil {
 			return err
 		}
@@ -99,7 +99,7 @@ func (d *Daemon) setupApprovals(ctx context.Context, opts *proxy.Options) error 
 	if len(auths) == 0 {
 		d.log.Warn("no admin.token or admin.oidc configured: the approvals API refuses every request")
 	}
-	h := a.Handler(policy.AnyOf(auths...))
+	h := a.Handler(approval.AnyOf(auths...))
 	d.adminHandlers = append(d.adminHandlers, adminHandler{"/api/v1/approvals", h}, adminHandler{"/api/v1/approvals/", h}, adminHandler{"/approvals", h})
 	return nil
 }
@@ -107,10 +107,10 @@ func (d *Daemon) setupApprovals(ctx context.Context, opts *proxy.Options) error 
 // approvalStore opens the configured store: memory, or the fleet's NATS
 // JetStream bucket (connected in the background: until it is reachable,
 // statements that need an approval are refused, others are not).
-func (d *Daemon) approvalStore(log *slog.Logger) (policy.Store, error) {
+func (d *Daemon) approvalStore(log *slog.Logger) (approval.Store, error) {
 	ac := d.cfg.Policy.Approvals
 	if ac.Store != "nats" {
-		return policy.NewMemoryStore(), nil
+		return approval.NewMemoryStore(), nil
 	}
 	t := ac.NATS.TLS
 	tc, err := audit.TLSConfig{Enabled: t.Enabled, CAFile: t.CAFile, CertFile: t.CertFile, KeyFile: t.KeyFile,
@@ -118,7 +118,7 @@ func (d *Daemon) approvalStore(log *slog.Logger) (policy.Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("config policy.approvals.nats.tls: %w", err)
 	}
-	s, err := policy.NewNATSStore(policy.NATSStoreConfig{URL: ac.NATS.URL, Bucket: ac.NATS.Bucket, CredsFile: ac.NATS.CredsFile,
+	s, err := approval.NewNATSStore(approval.NATSStoreConfig{URL: ac.NATS.URL, Bucket: ac.NATS.Bucket, CredsFile: ac.NATS.CredsFile,
 		TLS: tc, Node: d.cfg.Node, TTL: ac.Timeout + ac.RetryTTL + 24*time.Hour, Log: log})
 	if err != nil {
 		return nil, err

@@ -141,7 +141,7 @@ func parseFile(data []byte) (*File, error) {
 		}
 		switch r.ApprovalMode {
 		case "":
-		case ModeHold, ModeRetry:
+		case record.ApprovalModeHold, record.ApprovalModeRetry:
 			if r.Action != record.ActionApprove {
 				return nil, fmt.Errorf("check rule %q: approval_mode needs action approve", r.Name)
 			}

@@ -20,6 +20,16 @@ const (
 	EventApproval = "approval"
 )
 
+// Approval modes: a policy rule's approval_mode, the approval broker's
+// behaviour and ApprovalInfo.Mode.
+const (
+	// ApprovalModeHold keeps the client waiting until a human decides.
+	ApprovalModeHold = "hold"
+	// ApprovalModeRetry refuses at once with the request's id; the identical
+	// statement, re-sent by the same identity once approved, runs once.
+	ApprovalModeRetry = "retry"
+)
+
 // Outcome statuses.
 const (
 	StatusSuccess = "success"

@@ -33,8 +33,8 @@ import (
 
 	"github.com/go-sql-driver/mysql"
 
+	"github.com/sqlwarden/sqlwarden/pkg/approval"
 	"github.com/sqlwarden/sqlwarden/pkg/audit"
-	"github.com/sqlwarden/sqlwarden/pkg/policy"
 )
 
 type config struct {
@@ -356,7 +356,7 @@ func heldApproval(ctx context.Context, c config, db *sql.DB, k int) error {
 	stmt := fmt.Sprintf("ALTER TABLE soak.events COMMENT = 'soak-%d'", k)
 	done := make(chan error, 1)
 	go func() { _, err := db.ExecContext(ctx, stmt); done <- err }()
-	cl := &policy.Client{BaseURL: c.admin, Token: c.token}
+	cl := &approval.Client{BaseURL: c.admin, Token: c.token}
 	for {
 		select {
 		case err := <-done:
@@ -374,7 +374,7 @@ func heldApproval(ctx context.Context, c config, db *sql.DB, k int) error {
 		}
 		for _, p := range pend {
 			if p.SQL == stmt {
-				if _, err := cl.Decide(ctx, p.ID, true, policy.DecisionRequest{Reason: "soak", Approver: "soak"}); err != nil {
+				if _, err := cl.Decide(ctx, p.ID, true, approval.DecisionRequest{Reason: "soak", Approver: "soak"}); err != nil {
 					return err
 				}
 				select {

@@ -1,4 +1,4 @@
-package policy
+package approval
 
 import (
 	"context"
@@ -19,7 +19,7 @@ import (
 const testToken = "s3cret-token"
 
 // startAdmin serves the approvals handler on 127.0.0.1.
-func startAdmin(t *testing.T, a *Approvals, auth Authenticator) *Client {
+func startAdmin(t *testing.T, a *Broker, auth Authenticator) *Client {
 	t.Helper()
 	srv := httptest.NewServer(a.Handler(auth))
 	t.Cleanup(srv.Close)
@@ -27,12 +27,12 @@ func startAdmin(t *testing.T, a *Approvals, auth Authenticator) *Client {
 }
 
 type result struct {
-	res ApprovalResult
+	res Result
 	err error
 }
 
 // request runs a.Request in the background.
-func request(ctx context.Context, a *Approvals, req ApprovalRequest) <-chan result {
+func request(ctx context.Context, a *Broker, req Request) <-chan result {
 	ch := make(chan result, 1)
 	go func() {
 		res, err := a.Request(ctx, req)
@@ -42,7 +42,7 @@ func request(ctx context.Context, a *Approvals, req ApprovalRequest) <-chan resu
 }
 
 // waitPending waits until n requests are pending and returns them.
-func waitPending(t *testing.T, a *Approvals, n int) []PendingApproval {
+func waitPending(t *testing.T, a *Broker, n int) []Pending {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for {
@@ -57,7 +57,7 @@ func waitPending(t *testing.T, a *Approvals, n int) []PendingApproval {
 	}
 }
 
-func wait(t *testing.T, ch <-chan result) ApprovalResult {
+func wait(t *testing.T, ch <-chan result) Result {
 	t.Helper()
 	select {
 	case r := <-ch:
@@ -68,15 +68,15 @@ func wait(t *testing.T, ch <-chan result) ApprovalResult {
 	case <-time.After(5 * time.Second):
 		t.Fatal("Request did not return")
 	}
-	return ApprovalResult{}
+	return Result{}
 }
 
-func sampleRequest() ApprovalRequest {
-	return ApprovalRequest{SessionID: "s1", Identity: "agent-1", SQL: "ALTER TABLE shop.users ADD COLUMN x INT", Tables: []string{"shop.users"}, Rule: "ddl-needs-a-human", DB: "shop"}
+func sampleRequest() Request {
+	return Request{SessionID: "s1", Identity: "agent-1", SQL: "ALTER TABLE shop.users ADD COLUMN x INT", Tables: []string{"shop.users"}, Rule: "ddl-needs-a-human", DB: "shop"}
 }
 
 func TestApproveViaAPI(t *testing.T) {
-	a := NewApprovals(ApprovalConfig{Timeout: time.Minute})
+	a := NewBroker(Config{Timeout: time.Minute})
 	c := startAdmin(t, a, StaticToken(testToken))
 	ch := request(context.Background(), a, sampleRequest())
 	waitPending(t, a, 1)
@@ -106,7 +106,7 @@ func TestApproveViaAPI(t *testing.T) {
 }
 
 func TestDenyViaAPI(t *testing.T) {
-	a := NewApprovals(ApprovalConfig{Timeout: time.Minute})
+	a := NewBroker(Config{Timeout: time.Minute})
 	c := startAdmin(t, a, StaticToken(testToken))
 	ch := request(context.Background(), a, sampleRequest())
 	p := waitPending(t, a, 1)
@@ -120,7 +120,7 @@ func TestDenyViaAPI(t *testing.T) {
 }
 
 func TestApprovalTimeout(t *testing.T) {
-	a := NewApprovals(ApprovalConfig{Timeout: 50 * time.Millisecond})
+	a := NewBroker(Config{Timeout: 50 * time.Millisecond})
 	got := wait(t, request(context.Background(), a, sampleRequest()))
 	if got.Approved || got.Status != StatusTimeout {
 		t.Errorf("Request result = %+v", got)
@@ -131,7 +131,7 @@ func TestApprovalTimeout(t *testing.T) {
 }
 
 func TestApprovalWithdrawn(t *testing.T) {
-	a := NewApprovals(ApprovalConfig{Timeout: time.Minute})
+	a := NewBroker(Config{Timeout: time.Minute})
 	ctx, cancel := context.WithCancel(context.Background())
 	ch := request(ctx, a, sampleRequest())
 	p := waitPending(t, a, 1)
@@ -146,7 +146,7 @@ func TestApprovalWithdrawn(t *testing.T) {
 }
 
 func TestApprovalShutdown(t *testing.T) {
-	a := NewApprovals(ApprovalConfig{Timeout: time.Minute})
+	a := NewBroker(Config{Timeout: time.Minute})
 	ch1 := request(context.Background(), a, sampleRequest())
 	ch2 := request(context.Background(), a, sampleRequest())
 	waitPending(t, a, 2)
@@ -167,7 +167,7 @@ func TestApprovalShutdown(t *testing.T) {
 func TestApprovalRaces(t *testing.T) {
 	// Decisions, timeouts and withdrawals racing each other: every Request
 	// returns exactly one result and nothing leaks.
-	a := NewApprovals(ApprovalConfig{Timeout: 20 * time.Millisecond})
+	a := NewBroker(Config{Timeout: 20 * time.Millisecond})
 	var wg sync.WaitGroup
 	for i := range 50 {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Duration(i%25)*time.Millisecond)
@@ -192,7 +192,7 @@ func TestApprovalRaces(t *testing.T) {
 }
 
 func TestAPIAuth(t *testing.T) {
-	a := NewApprovals(ApprovalConfig{Timeout: time.Minute})
+	a := NewBroker(Config{Timeout: time.Minute})
 	srv := httptest.NewServer(a.Handler(StaticToken(testToken)))
 	defer srv.Close()
 	ch := request(context.Background(), a, sampleRequest())
@@ -256,7 +256,7 @@ func TestWebhook(t *testing.T) {
 		got <- m
 	}))
 	defer hook.Close()
-	a := NewApprovals(ApprovalConfig{Timeout: time.Minute, WebhookURL: hook.URL, PageURL: "http://127.0.0.1:9309/approvals"})
+	a := NewBroker(Config{Timeout: time.Minute, WebhookURL: hook.URL, PageURL: "http://127.0.0.1:9309/approvals"})
 	ch := request(context.Background(), a, sampleRequest())
 	var m map[string]any
 	select {
@@ -291,7 +291,7 @@ func TestWebhookRetried(t *testing.T) {
 		close(delivered)
 	}))
 	defer hook.Close()
-	a := NewApprovals(ApprovalConfig{Timeout: time.Minute, WebhookURL: hook.URL})
+	a := NewBroker(Config{Timeout: time.Minute, WebhookURL: hook.URL})
 	ch := request(context.Background(), a, sampleRequest())
 	select {
 	case <-delivered:
@@ -311,7 +311,7 @@ func TestWebhookRetried(t *testing.T) {
 func TestRetryModeExactlyOnce(t *testing.T) {
 	var mu sync.Mutex
 	var events []string
-	a := NewApprovals(ApprovalConfig{Timeout: time.Minute, RetryTTL: time.Minute, Mode: ModeRetry,
+	a := NewBroker(Config{Timeout: time.Minute, RetryTTL: time.Minute, Mode: record.ApprovalModeRetry,
 		Journal: func(r *record.Record) { mu.Lock(); events = append(events, r.Approval.Status); mu.Unlock() }})
 	defer a.Shutdown()
 	req := sampleRequest()
@@ -364,7 +364,7 @@ func TestRetryModeExactlyOnce(t *testing.T) {
 // denial; a pending one expires on its own (the janitor) and an unused
 // approval too.
 func TestRetryModeDeniedAndExpiry(t *testing.T) {
-	a := NewApprovals(ApprovalConfig{Timeout: 100 * time.Millisecond, RetryTTL: 150 * time.Millisecond, Mode: ModeRetry, sweepEvery: 10 * time.Millisecond})
+	a := NewBroker(Config{Timeout: 100 * time.Millisecond, RetryTTL: 150 * time.Millisecond, Mode: record.ApprovalModeRetry, sweepEvery: 10 * time.Millisecond})
 	defer a.Shutdown()
 	req := sampleRequest()
 	res, _ := a.Request(context.Background(), req)
@@ -396,7 +396,7 @@ func TestRetryModeDeniedAndExpiry(t *testing.T) {
 	}
 }
 
-func waitStatus(t *testing.T, a *Approvals, id, status string) {
+func waitStatus(t *testing.T, a *Broker, id, status string) {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for time.Now().Before(deadline) {
@@ -413,9 +413,9 @@ func waitStatus(t *testing.T, a *Approvals, id, status string) {
 // TestStoreUnavailable: a store that cannot be reached refuses requests
 // with ErrStoreUnavailable (the proxy's "approval store unavailable").
 func TestStoreUnavailable(t *testing.T) {
-	a := NewApprovals(ApprovalConfig{Store: downStore{NewMemoryStore()}})
+	a := NewBroker(Config{Store: downStore{NewMemoryStore()}})
 	defer a.Shutdown()
-	for _, mode := range []string{ModeHold, ModeRetry} {
+	for _, mode := range []string{record.ApprovalModeHold, record.ApprovalModeRetry} {
 		req := sampleRequest()
 		req.Mode = mode
 		res, err := a.Request(context.Background(), req)

@@ -1,4 +1,4 @@
-package policy
+package approval
 
 import (
 	"crypto/rand"
@@ -27,11 +27,11 @@ type DecisionRequest struct {
 // PendingList is the body of GET /api/v1/approvals.
 type PendingList struct {
 	// Approvals are the requests waiting for a decision, oldest first.
-	Approvals []PendingApproval `json:"approvals"`
+	Approvals []Pending `json:"approvals"`
 	// Recent are requests no longer waiting that are still kept: decided,
 	// timed out, withdrawn, and retry-mode approvals used, expired or
 	// still waiting for the client's retry; newest first.
-	Recent []PendingApproval `json:"recent"`
+	Recent []Pending `json:"recent"`
 }
 
 type apiError struct {
@@ -40,15 +40,15 @@ type apiError struct {
 
 // conflict answers a decision that lost to an earlier one.
 type conflict struct {
-	Error    string         `json:"error"`
-	Decision ApprovalResult `json:"decision"`
+	Error    string `json:"error"`
+	Decision Result `json:"decision"`
 }
 
 // Handler serves the approval admin API and the approver page:
 //
 //	GET  /api/v1/approvals                   pending and recent requests (PendingList)
-//	POST /api/v1/approvals/{id}/approve      body DecisionRequest → ApprovalResult
-//	POST /api/v1/approvals/{id}/deny         body DecisionRequest → ApprovalResult
+//	POST /api/v1/approvals/{id}/approve      body DecisionRequest → Result
+//	POST /api/v1/approvals/{id}/deny         body DecisionRequest → Result
 //
 // A decision on a request someone decided first answers 409 Conflict with
 // their decision; an unknown or ended request 404; a store that cannot be
@@ -60,7 +60,7 @@ type conflict struct {
 // everything). The page itself is static: it asks for the token, keeps it
 // in the tab's sessionStorage and calls the API with it. Mount the handler
 // for "/api/v1/approvals", "/api/v1/approvals/" and "/approvals".
-func (a *Approvals) Handler(auth Authenticator) http.Handler {
+func (a *Broker) Handler(auth Authenticator) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /api/v1/approvals", a.authed(auth, func(w http.ResponseWriter, r *http.Request, _ Principal) {
 		writeJSON(w, http.StatusOK, PendingList{Approvals: a.Pending(), Recent: a.Recent()})
@@ -70,7 +70,7 @@ func (a *Approvals) Handler(auth Authenticator) http.Handler {
 	return mux
 }
 
-func (a *Approvals) authed(auth Authenticator, h func(http.ResponseWriter, *http.Request, Principal)) http.HandlerFunc {
+func (a *Broker) authed(auth Authenticator, h func(http.ResponseWriter, *http.Request, Principal)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		if auth == nil {
 			writeJSON(w, http.StatusUnauthorized, apiError{"no authenticator configured"})
@@ -87,7 +87,7 @@ func (a *Approvals) authed(auth Authenticator, h func(http.ResponseWriter, *http
 	}
 }
 
-func (a *Approvals) serveDecide(w http.ResponseWriter, r *http.Request, p Principal) {
+func (a *Broker) serveDecide(w http.ResponseWriter, r *http.Request, p Principal) {
 	var approve bool
 	switch r.PathValue("verb") {
 	case "approve":

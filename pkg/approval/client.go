@@ -1,4 +1,4 @@
-package policy
+package approval
 
 import (
 	"bytes"
@@ -19,7 +19,7 @@ type Client struct {
 }
 
 // List returns the pending approvals.
-func (c *Client) List(ctx context.Context) ([]PendingApproval, error) {
+func (c *Client) List(ctx context.Context) ([]Pending, error) {
 	out, err := c.ListAll(ctx)
 	return out.Approvals, err
 }
@@ -34,14 +34,14 @@ func (c *Client) ListAll(ctx context.Context) (PendingList, error) {
 }
 
 // Decide approves or denies the pending approval id.
-func (c *Client) Decide(ctx context.Context, id string, approve bool, d DecisionRequest) (ApprovalResult, error) {
+func (c *Client) Decide(ctx context.Context, id string, approve bool, d DecisionRequest) (Result, error) {
 	verb := "deny"
 	if approve {
 		verb = "approve"
 	}
-	var out ApprovalResult
+	var out Result
 	if err := c.do(ctx, http.MethodPost, "/api/v1/approvals/"+url.PathEscape(id)+"/"+verb, d, &out); err != nil {
-		return ApprovalResult{}, fmt.Errorf("%s approval %s: %w", verb, id, err)
+		return Result{}, fmt.Errorf("%s approval %s: %w", verb, id, err)
 	}
 	return out, nil
 }

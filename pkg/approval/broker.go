@@ -1,4 +1,4 @@
-package policy
+package approval
 
 import (
 	"bytes"
@@ -17,15 +17,6 @@ import (
 	"time"
 
 	"github.com/sqlwarden/sqlwarden/pkg/record"
-)
-
-// Approval modes.
-const (
-	// ModeHold keeps the client waiting until a human decides.
-	ModeHold = "hold"
-	// ModeRetry refuses at once with the request's id; the identical
-	// statement, re-sent by the same identity once approved, runs once.
-	ModeRetry = "retry"
 )
 
 // Approval statuses.
@@ -50,8 +41,8 @@ var ErrNotPending = errors.New("approval not pending")
 // first: a decision is made once.
 var ErrDecided = errors.New("approval already decided")
 
-// ApprovalConfig configures the approval broker.
-type ApprovalConfig struct {
+// Config configures the approval broker.
+type Config struct {
 	// Timeout is how long a request stays pending; default 5 minutes.
 	Timeout time.Duration
 	// Mode is the default for rules that do not set approval_mode: hold
@@ -86,8 +77,8 @@ type ApprovalConfig struct {
 	sweepEvery time.Duration // how often the janitor runs (tests shorten it)
 }
 
-// ApprovalRequest is a statement held for a human.
-type ApprovalRequest struct {
+// Request is a statement held for a human.
+type Request struct {
 	ID        string         `json:"id"` // assigned by Request
 	SessionID string         `json:"session_id"`
 	Identity  string         `json:"identity"`
@@ -104,8 +95,8 @@ type ApprovalRequest struct {
 	Expires   time.Time      `json:"expires"`        // set by Request
 }
 
-// ApprovalResult is how a request ended, or (retry mode) where it stands.
-type ApprovalResult struct {
+// Result is how a request ended, or (retry mode) where it stands.
+type Result struct {
 	ID       string `json:"id"`
 	Approved bool   `json:"approved"`
 	Status   string `json:"status"` // approved | denied | timeout | withdrawn | pending | unavailable
@@ -117,9 +108,9 @@ type ApprovalResult struct {
 	RetryTTL time.Duration `json:"-"`
 }
 
-// ApprovalEntry is a request and its state as the store keeps it.
-type ApprovalEntry struct {
-	ApprovalRequest
+// Entry is a request and its state as the store keeps it.
+type Entry struct {
+	Request
 	Status     string    `json:"status"`
 	Approver   string    `json:"approver,omitempty"`
 	Reason     string    `json:"reason,omitempty"`
@@ -132,13 +123,13 @@ type ApprovalEntry struct {
 	rev uint64
 }
 
-// PendingApproval is a request as listed to approvers.
-type PendingApproval struct {
-	ApprovalEntry
+// Pending is a request as listed to approvers.
+type Pending struct {
+	Entry
 	AgeSeconds float64 `json:"age_seconds"`
 }
 
-// Approvals is the broker between connections that need a human and the
+// Broker stands between connections that need a human and the
 // approvers deciding through the admin API, the CLI or the web page. Its
 // state lives in a Store: in memory for one daemon, or in a NATS JetStream
 // key-value bucket shared by a fleet, where any node lists and decides any
@@ -150,15 +141,15 @@ type PendingApproval struct {
 // shorter than the timeout give up first; the proxy then sees the
 // connection close and the request is withdrawn. In retry mode the
 // statement is refused at once with the request's id and nothing is held.
-type Approvals struct {
-	cfg   ApprovalConfig
+type Broker struct {
+	cfg   Config
 	log   *slog.Logger
 	store Store
 
 	mu       sync.Mutex
-	entries  map[string]*ApprovalEntry // store key → latest known entry
-	byID     map[string]string         // request id → store key
-	waiters  map[string]chan struct{}  // local hold requests, woken on a change
+	entries  map[string]*Entry        // store key → latest known entry
+	byID     map[string]string        // request id → store key
+	waiters  map[string]chan struct{} // local hold requests, woken on a change
 	shutdown bool
 
 	stop    chan struct{}      // closed by Shutdown
@@ -167,8 +158,8 @@ type Approvals struct {
 	wg      sync.WaitGroup     // webhook posts, janitor
 }
 
-// NewApprovals returns a broker and starts watching its store.
-func NewApprovals(cfg ApprovalConfig) *Approvals {
+// NewBroker returns a broker and starts watching its store.
+func NewBroker(cfg Config) *Broker {
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 5 * time.Minute
 	}
@@ -176,7 +167,7 @@ func NewApprovals(cfg ApprovalConfig) *Approvals {
 		cfg.RetryTTL = 15 * time.Minute
 	}
 	if cfg.Mode == "" {
-		cfg.Mode = ModeHold
+		cfg.Mode = record.ApprovalModeHold
 	}
 	if cfg.KeepEnded <= 0 {
 		cfg.KeepEnded = 10 * time.Minute
@@ -198,7 +189,7 @@ func NewApprovals(cfg ApprovalConfig) *Approvals {
 		log = slog.New(slog.DiscardHandler)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	a := &Approvals{cfg: cfg, log: log, store: cfg.Store, entries: map[string]*ApprovalEntry{},
+	a := &Broker{cfg: cfg, log: log, store: cfg.Store, entries: map[string]*Entry{},
 		byID: map[string]string{}, waiters: map[string]chan struct{}{}, stop: make(chan struct{}), cancel: cancel}
 	a.store.Watch(ctx, a.apply)
 	a.wg.Add(1)
@@ -210,10 +201,10 @@ func NewApprovals(cfg ApprovalConfig) *Approvals {
 }
 
 // Mode returns the default mode.
-func (a *Approvals) Mode() string { return a.cfg.Mode }
+func (a *Broker) Mode() string { return a.cfg.Mode }
 
 // StoreErr reports why the store is unusable now, or nil.
-func (a *Approvals) StoreErr() error { return a.store.Err() }
+func (a *Broker) StoreErr() error { return a.store.Err() }
 
 func newID() string {
 	var b [8]byte
@@ -224,7 +215,7 @@ func newID() string {
 // retryKey is the store key of the retry-mode request for one statement:
 // the same identity sending the same SQL bytes (and parameters) to the same
 // database.
-func retryKey(req *ApprovalRequest) string {
+func retryKey(req *Request) string {
 	h := sha256.New()
 	for _, s := range []string{req.Identity, req.DB, req.SQL} {
 		h.Write([]byte(s))
@@ -238,7 +229,7 @@ func retryKey(req *ApprovalRequest) string {
 
 // apply installs a store change in the local view and wakes a local
 // request waiting on it.
-func (a *Approvals) apply(se StoreEntry) {
+func (a *Broker) apply(se StoreEntry) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	cur := a.entries[se.Key]
@@ -254,7 +245,7 @@ func (a *Approvals) apply(se StoreEntry) {
 		}
 		return
 	}
-	var e ApprovalEntry
+	var e Entry
 	if err := json.Unmarshal(se.Value, &e); err != nil || e.ID == "" {
 		a.log.Warn("ignoring an unreadable approval entry", "key", se.Key, "err", err)
 		return
@@ -274,7 +265,7 @@ func (a *Approvals) apply(se StoreEntry) {
 }
 
 // forget drops a key the store no longer has.
-func (a *Approvals) forget(key string) {
+func (a *Broker) forget(key string) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if cur := a.entries[key]; cur != nil {
@@ -285,12 +276,12 @@ func (a *Approvals) forget(key string) {
 	}
 }
 
-func (a *Approvals) opCtx() (context.Context, context.CancelFunc) {
+func (a *Broker) opCtx() (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.Background(), a.cfg.OpTimeout)
 }
 
 // get reads key's current entry from the store.
-func (a *Approvals) get(key string) (*ApprovalEntry, error) {
+func (a *Broker) get(key string) (*Entry, error) {
 	ctx, cancel := a.opCtx()
 	defer cancel()
 	se, err := a.store.Get(ctx, key)
@@ -302,7 +293,7 @@ func (a *Approvals) get(key string) (*ApprovalEntry, error) {
 		return nil, err
 	}
 	a.apply(se)
-	var e ApprovalEntry
+	var e Entry
 	if err := json.Unmarshal(se.Value, &e); err != nil {
 		return nil, fmt.Errorf("decode approval %s: %w", key, err)
 	}
@@ -311,7 +302,7 @@ func (a *Approvals) get(key string) (*ApprovalEntry, error) {
 }
 
 // create stores a new entry under key (the key must be free).
-func (a *Approvals) create(e *ApprovalEntry) error {
+func (a *Broker) create(e *Entry) error {
 	b, err := json.Marshal(e)
 	if err != nil {
 		return err
@@ -327,7 +318,7 @@ func (a *Approvals) create(e *ApprovalEntry) error {
 }
 
 // update replaces e's stored value if it is still at e.rev.
-func (a *Approvals) update(e *ApprovalEntry) error {
+func (a *Broker) update(e *Entry) error {
 	b, err := json.Marshal(e)
 	if err != nil {
 		return err
@@ -344,19 +335,19 @@ func (a *Approvals) update(e *ApprovalEntry) error {
 }
 
 // unavailable is the answer when the store cannot take a request.
-func unavailable(id string, err error) (ApprovalResult, error) {
-	return ApprovalResult{ID: id, Status: StatusUnavailable, Reason: err.Error()},
+func unavailable(id string, err error) (Result, error) {
+	return Result{ID: id, Status: StatusUnavailable, Reason: err.Error()},
 		fmt.Errorf("queue approval: %w: %w", ErrStoreUnavailable, err)
 }
 
-func (a *Approvals) newEntry(req ApprovalRequest, mode string) *ApprovalEntry {
+func (a *Broker) newEntry(req Request, mode string) *Entry {
 	req.ID = newID()
 	req.Mode = mode
 	req.Node = a.cfg.Node
 	req.Created = time.Now().UTC()
 	req.Expires = req.Created.Add(a.cfg.Timeout)
-	e := &ApprovalEntry{ApprovalRequest: req, Status: StatusPending}
-	if mode == ModeHold {
+	e := &Entry{Request: req, Status: StatusPending}
+	if mode == record.ApprovalModeHold {
 		e.key = "h." + req.ID
 	} else {
 		e.key = retryKey(&req)
@@ -371,7 +362,7 @@ func (a *Approvals) newEntry(req ApprovalRequest, mode string) *ApprovalEntry {
 // (exactly once per approval), pending with the id to tell the client, or
 // denied. The error is non-nil when the request could not be stored; the
 // result then has Status unavailable.
-func (a *Approvals) Request(ctx context.Context, req ApprovalRequest) (ApprovalResult, error) {
+func (a *Broker) Request(ctx context.Context, req Request) (Result, error) {
 	mode := req.Mode
 	if mode == "" {
 		mode = a.cfg.Mode
@@ -380,24 +371,24 @@ func (a *Approvals) Request(ctx context.Context, req ApprovalRequest) (ApprovalR
 	down := a.shutdown
 	a.mu.Unlock()
 	if down {
-		return ApprovalResult{Status: StatusDenied, Reason: "daemon shutting down"}, nil
+		return Result{Status: StatusDenied, Reason: "daemon shutting down"}, nil
 	}
 	if err := a.store.Err(); err != nil {
 		return unavailable("", err)
 	}
-	if mode == ModeRetry {
+	if mode == record.ApprovalModeRetry {
 		return a.retry(req)
 	}
 	return a.hold(ctx, req)
 }
 
-func (a *Approvals) hold(ctx context.Context, req ApprovalRequest) (ApprovalResult, error) {
-	e := a.newEntry(req, ModeHold)
+func (a *Broker) hold(ctx context.Context, req Request) (Result, error) {
+	e := a.newEntry(req, record.ApprovalModeHold)
 	wake := make(chan struct{}, 1)
 	a.mu.Lock()
 	if a.shutdown {
 		a.mu.Unlock()
-		return ApprovalResult{Status: StatusDenied, Reason: "daemon shutting down"}, nil
+		return Result{Status: StatusDenied, Reason: "daemon shutting down"}, nil
 	}
 	a.waiters[e.ID] = wake
 	a.holding.Add(1)
@@ -412,8 +403,8 @@ func (a *Approvals) hold(ctx context.Context, req ApprovalRequest) (ApprovalResu
 		return unavailable(e.ID, err)
 	}
 	log := a.log.With("approval", e.ID, "session", e.SessionID)
-	log.Info("approval requested", "identity", e.Identity, "rule", e.Rule, "mode", ModeHold)
-	a.notifyAsync(e.ApprovalRequest, log)
+	log.Info("approval requested", "identity", e.Identity, "rule", e.Rule, "mode", record.ApprovalModeHold)
+	a.notifyAsync(e.Request, log)
 
 	timer := time.NewTimer(time.Until(e.Expires))
 	defer timer.Stop()
@@ -436,15 +427,15 @@ func (a *Approvals) hold(ctx context.Context, req ApprovalRequest) (ApprovalResu
 	}
 }
 
-func resultOf(e *ApprovalEntry) ApprovalResult {
-	return ApprovalResult{ID: e.ID, Approved: e.Status == StatusApproved || e.Status == StatusUsed, Status: e.Status,
+func resultOf(e *Entry) Result {
+	return Result{ID: e.ID, Approved: e.Status == StatusApproved || e.Status == StatusUsed, Status: e.Status,
 		Approver: e.Approver, Reason: e.Reason, ValidUntil: e.ValidUntil}
 }
 
 // end moves a pending request to status unless someone decided it first, in
 // which case their decision is the result. When the store cannot be
 // written, the request ends here all the same (the statement does not run).
-func (a *Approvals) end(key, id, status, reason string) ApprovalResult {
+func (a *Broker) end(key, id, status, reason string) Result {
 	for range 5 {
 		e, err := a.get(key)
 		if err != nil || e.ID != id {
@@ -467,16 +458,16 @@ func (a *Approvals) end(key, id, status, reason string) ApprovalResult {
 		}
 		break
 	}
-	return ApprovalResult{ID: id, Status: status, Reason: reason}
+	return Result{ID: id, Status: status, Reason: reason}
 }
 
 // retry answers a retry-mode statement from the request kept for it.
-func (a *Approvals) retry(req ApprovalRequest) (ApprovalResult, error) {
+func (a *Broker) retry(req Request) (Result, error) {
 	key := retryKey(&req)
 	for range 8 {
 		cur, err := a.get(key)
 		if errors.Is(err, ErrKeyNotFound) {
-			e := a.newEntry(req, ModeRetry)
+			e := a.newEntry(req, record.ApprovalModeRetry)
 			err := a.create(e)
 			if errors.Is(err, ErrKeyExists) {
 				continue
@@ -518,7 +509,7 @@ func (a *Approvals) retry(req ApprovalRequest) (ApprovalResult, error) {
 		}
 		// Whatever was kept is over: a fresh request replaces it.
 		old := *cur
-		e := a.newEntry(req, ModeRetry)
+		e := a.newEntry(req, record.ApprovalModeRetry)
 		e.rev = cur.rev
 		err = a.update(e)
 		if errors.Is(err, ErrRevision) {
@@ -544,7 +535,7 @@ func (a *Approvals) retry(req ApprovalRequest) (ApprovalResult, error) {
 
 // archive keeps a replaced retry-mode request listed until KeepEnded
 // passes (best effort: the journal has its story either way).
-func (a *Approvals) archive(old *ApprovalEntry) {
+func (a *Broker) archive(old *Entry) {
 	if old.Ended.IsZero() {
 		old.Ended = time.Now().UTC()
 	}
@@ -557,18 +548,18 @@ func (a *Approvals) archive(old *ApprovalEntry) {
 	}
 }
 
-func (a *Approvals) pendingResult(e *ApprovalEntry) ApprovalResult {
-	return ApprovalResult{ID: e.ID, Status: StatusPending, RetryTTL: a.cfg.RetryTTL}
+func (a *Broker) pendingResult(e *Entry) Result {
+	return Result{ID: e.ID, Status: StatusPending, RetryTTL: a.cfg.RetryTTL}
 }
 
-func (a *Approvals) requested(e *ApprovalEntry) {
+func (a *Broker) requested(e *Entry) {
 	log := a.log.With("approval", e.ID, "session", e.SessionID)
-	log.Info("approval requested", "identity", e.Identity, "rule", e.Rule, "mode", ModeRetry)
-	a.notifyAsync(e.ApprovalRequest, log)
+	log.Info("approval requested", "identity", e.Identity, "rule", e.Rule, "mode", record.ApprovalModeRetry)
+	a.notifyAsync(e.Request, log)
 }
 
 // journal writes the "approval" record of e's new state.
-func (a *Approvals) journal(e *ApprovalEntry) {
+func (a *Broker) journal(e *Entry) {
 	if a.cfg.Journal == nil {
 		return
 	}
@@ -580,35 +571,35 @@ func (a *Approvals) journal(e *ApprovalEntry) {
 // Decide approves or denies a pending request. A request someone else
 // decided first gets ErrDecided (with their decision as the result); an
 // unknown, ended or expired one ErrNotPending.
-func (a *Approvals) Decide(id string, approve bool, approver, reason string) (ApprovalResult, error) {
+func (a *Broker) Decide(id string, approve bool, approver, reason string) (Result, error) {
 	a.mu.Lock()
 	key := a.byID[id]
 	a.mu.Unlock()
 	if key == "" {
-		return ApprovalResult{}, fmt.Errorf("decide approval %s: %w", id, ErrNotPending)
+		return Result{}, fmt.Errorf("decide approval %s: %w", id, ErrNotPending)
 	}
 	for range 5 {
 		e, err := a.get(key)
 		if errors.Is(err, ErrKeyNotFound) || (err == nil && e.ID != id) {
-			return ApprovalResult{}, fmt.Errorf("decide approval %s: %w", id, ErrNotPending)
+			return Result{}, fmt.Errorf("decide approval %s: %w", id, ErrNotPending)
 		}
 		if err != nil {
-			return ApprovalResult{}, fmt.Errorf("decide approval %s: %w: %w", id, ErrStoreUnavailable, err)
+			return Result{}, fmt.Errorf("decide approval %s: %w: %w", id, ErrStoreUnavailable, err)
 		}
 		if e.Status != StatusPending {
 			if e.Decided.IsZero() { // timed out, withdrawn: nobody decided
-				return ApprovalResult{}, fmt.Errorf("decide approval %s: %w: %s", id, ErrNotPending, e.Status)
+				return Result{}, fmt.Errorf("decide approval %s: %w: %s", id, ErrNotPending, e.Status)
 			}
 			return resultOf(e), fmt.Errorf("decide approval %s: %w: %s by %s", id, ErrDecided, e.Status, orDash(e.Approver))
 		}
 		now := time.Now().UTC()
 		if now.After(e.Expires) {
-			return ApprovalResult{}, fmt.Errorf("decide approval %s: %w: expired at %s", id, ErrNotPending, e.Expires.Format(time.RFC3339))
+			return Result{}, fmt.Errorf("decide approval %s: %w: expired at %s", id, ErrNotPending, e.Expires.Format(time.RFC3339))
 		}
 		e.Approver, e.Reason, e.Decided = approver, reason, now
 		if approve {
 			e.Status = StatusApproved
-			if e.Mode == ModeRetry {
+			if e.Mode == record.ApprovalModeRetry {
 				e.ValidUntil = now.Add(a.cfg.RetryTTL)
 			} else {
 				e.Ended = now
@@ -621,13 +612,13 @@ func (a *Approvals) Decide(id string, approve bool, approver, reason string) (Ap
 			continue
 		}
 		if err != nil {
-			return ApprovalResult{}, fmt.Errorf("decide approval %s: %w: %w", id, ErrStoreUnavailable, err)
+			return Result{}, fmt.Errorf("decide approval %s: %w: %w", id, ErrStoreUnavailable, err)
 		}
 		a.log.Info("approval decided", "approval", id, "status", e.Status, "approver", approver, "reason", reason, "mode", e.Mode)
 		a.journal(e)
 		return resultOf(e), nil
 	}
-	return ApprovalResult{}, fmt.Errorf("decide approval %s: %w: it kept changing", id, ErrDecided)
+	return Result{}, fmt.Errorf("decide approval %s: %w: it kept changing", id, ErrDecided)
 }
 
 func orDash(s string) string {
@@ -639,30 +630,30 @@ func orDash(s string) string {
 
 // Pending lists waiting requests of every node sharing the store, oldest
 // first.
-func (a *Approvals) Pending() []PendingApproval {
-	return a.list(func(e *ApprovalEntry) bool { return e.Status == StatusPending })
+func (a *Broker) Pending() []Pending {
+	return a.list(func(e *Entry) bool { return e.Status == StatusPending })
 }
 
 // Recent lists requests that are no longer waiting but still kept: decided,
 // expired, used, and approved retry-mode requests not yet used; newest
 // first.
-func (a *Approvals) Recent() []PendingApproval {
-	out := a.list(func(e *ApprovalEntry) bool { return e.Status != StatusPending })
+func (a *Broker) Recent() []Pending {
+	out := a.list(func(e *Entry) bool { return e.Status != StatusPending })
 	slices.Reverse(out)
 	return out
 }
 
-func (a *Approvals) list(keep func(*ApprovalEntry) bool) []PendingApproval {
+func (a *Broker) list(keep func(*Entry) bool) []Pending {
 	now := time.Now()
 	a.mu.Lock()
-	out := make([]PendingApproval, 0, len(a.entries))
+	out := make([]Pending, 0, len(a.entries))
 	for _, e := range a.entries {
 		if keep(e) {
-			out = append(out, PendingApproval{ApprovalEntry: *e, AgeSeconds: now.Sub(e.Created).Seconds()})
+			out = append(out, Pending{Entry: *e, AgeSeconds: now.Sub(e.Created).Seconds()})
 		}
 	}
 	a.mu.Unlock()
-	slices.SortFunc(out, func(x, y PendingApproval) int { return x.Created.Compare(y.Created) })
+	slices.SortFunc(out, func(x, y Pending) int { return x.Created.Compare(y.Created) })
 	return out
 }
 
@@ -674,7 +665,7 @@ const holdGrace = 2 * time.Second
 // janitor expires requests nobody decided, unused approvals, and drops
 // ended requests once they have been listed for KeepEnded. Every node runs
 // one; compare-and-set makes each change happen once.
-func (a *Approvals) janitor(ctx context.Context) {
+func (a *Broker) janitor(ctx context.Context) {
 	t := time.NewTicker(a.cfg.sweepEvery)
 	defer t.Stop()
 	for {
@@ -688,7 +679,7 @@ func (a *Approvals) janitor(ctx context.Context) {
 		}
 		now := time.Now()
 		a.mu.Lock()
-		var due []ApprovalEntry
+		var due []Entry
 		for _, e := range a.entries {
 			if a.waiters[e.ID] != nil {
 				continue // its holder here ends it
@@ -705,19 +696,19 @@ func (a *Approvals) janitor(ctx context.Context) {
 }
 
 // dueAt is when the janitor next has something to do with e.
-func (a *Approvals) dueAt(e *ApprovalEntry) time.Time {
+func (a *Broker) dueAt(e *Entry) time.Time {
 	switch e.Status {
 	case StatusPending:
-		if e.Mode == ModeHold {
+		if e.Mode == record.ApprovalModeHold {
 			return e.Expires.Add(holdGrace)
 		}
 		return e.Expires
 	case StatusApproved:
-		if e.Mode == ModeRetry {
+		if e.Mode == record.ApprovalModeRetry {
 			return e.ValidUntil
 		}
 	case StatusDenied:
-		if e.Mode == ModeRetry && strings.HasPrefix(e.key, "r.") {
+		if e.Mode == record.ApprovalModeRetry && strings.HasPrefix(e.key, "r.") {
 			return e.Decided.Add(a.cfg.RetryTTL + a.cfg.KeepEnded)
 		}
 	}
@@ -731,11 +722,11 @@ func (a *Approvals) dueAt(e *ApprovalEntry) time.Time {
 	return end.Add(a.cfg.KeepEnded)
 }
 
-func (a *Approvals) tidy(e *ApprovalEntry, now time.Time) {
+func (a *Broker) tidy(e *Entry, now time.Time) {
 	switch {
 	case e.Status == StatusPending:
 		a.end(e.key, e.ID, StatusTimeout, "no decision within "+a.cfg.Timeout.String())
-	case e.Status == StatusApproved && e.Mode == ModeRetry:
+	case e.Status == StatusApproved && e.Mode == record.ApprovalModeRetry:
 		e.Status, e.Ended = StatusExpired, now.UTC()
 		e.Reason = "approval not used within " + a.cfg.RetryTTL.String()
 		if err := a.update(e); err == nil {
@@ -757,7 +748,7 @@ func (a *Approvals) tidy(e *ApprovalEntry, now time.Time) {
 // Shutdown ends this node's held requests as denied ("daemon shutting
 // down"), refuses new ones, and stops the watch, the janitor and webhook
 // retries. The store stays open (its owner closes it).
-func (a *Approvals) Shutdown() {
+func (a *Broker) Shutdown() {
 	a.mu.Lock()
 	if !a.shutdown {
 		close(a.stop)
@@ -772,7 +763,7 @@ func (a *Approvals) Shutdown() {
 // webhookBackoff is the wait before each retry of a failed notification.
 var webhookBackoff = []time.Duration{500 * time.Millisecond, 2 * time.Second, 5 * time.Second, 15 * time.Second}
 
-func (a *Approvals) notifyAsync(req ApprovalRequest, log *slog.Logger) {
+func (a *Broker) notifyAsync(req Request, log *slog.Logger) {
 	if a.cfg.WebhookURL == "" {
 		return
 	}
@@ -785,7 +776,7 @@ func (a *Approvals) notifyAsync(req ApprovalRequest, log *slog.Logger) {
 
 // notifyWithRetry posts the notification, retrying with backoff while the
 // request is still pending: a webhook hiccup must not leave approvers unaware.
-func (a *Approvals) notifyWithRetry(req ApprovalRequest, log *slog.Logger) {
+func (a *Broker) notifyWithRetry(req Request, log *slog.Logger) {
 	for attempt := 0; ; attempt++ {
 		err := a.notify(req)
 		if err == nil {
@@ -813,7 +804,7 @@ func (a *Approvals) notifyWithRetry(req ApprovalRequest, log *slog.Logger) {
 }
 
 // notify posts a Slack-compatible message about req to the webhook.
-func (a *Approvals) notify(req ApprovalRequest) error {
+func (a *Broker) notify(req Request) error {
 	sql := req.SQL
 	if len(sql) > 1500 {
 		sql = sql[:1500] + "…"
@@ -822,7 +813,7 @@ func (a *Approvals) notify(req ApprovalRequest) error {
 	text := fmt.Sprintf("sqlwarden: %s wants to run a statement that rule %s holds for approval (id %s)", req.Identity, req.Rule, req.ID)
 	detail := fmt.Sprintf("*%s* wants to run (rule *%s*%s):\n```%s```\nid `%s`, expires %s",
 		req.Identity, req.Rule, optional(": ", req.Message), sql, req.ID, req.Expires.Format(time.RFC3339))
-	if req.Mode == ModeRetry {
+	if req.Mode == record.ApprovalModeRetry {
 		detail += fmt.Sprintf("\nretry mode: the client was refused and re-runs the statement once approved (usable once, for %s)", shortDuration(a.cfg.RetryTTL))
 	}
 	if req.Node != "" {

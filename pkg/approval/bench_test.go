@@ -1,4 +1,4 @@
-package policy
+package approval
 
 import (
 	"context"
@@ -14,16 +14,16 @@ import (
 // benchPair returns two brokers ("a" holds statements, "b" decides) on one
 // store kind: memory (one broker serves both roles) or nats (a private
 // nats-server, two connections, as two nodes).
-func benchPair(b *testing.B, kind string) (holder, decider *Approvals) {
+func benchPair(b *testing.B, kind string) (holder, decider *Broker) {
 	b.Helper()
 	switch kind {
 	case "memory":
-		a := NewApprovals(ApprovalConfig{Timeout: time.Hour, Node: "a"})
+		a := NewBroker(Config{Timeout: time.Hour, Node: "a"})
 		b.Cleanup(a.Shutdown)
 		return a, a
 	default:
 		ns := testutil.StartNATS(b)
-		mk := func(node string) *Approvals {
+		mk := func(node string) *Broker {
 			s, err := NewNATSStore(NATSStoreConfig{URL: ns.URL(), Bucket: "BENCH_APPROVALS", Node: node, TTL: time.Hour})
 			if err != nil {
 				b.Fatal(err)
@@ -31,7 +31,7 @@ func benchPair(b *testing.B, kind string) (holder, decider *Approvals) {
 			for s.Err() != nil {
 				time.Sleep(10 * time.Millisecond)
 			}
-			a := NewApprovals(ApprovalConfig{Timeout: time.Hour, Node: node, Store: s})
+			a := NewBroker(Config{Timeout: time.Hour, Node: node, Store: s})
 			b.Cleanup(func() { a.Shutdown(); s.Close() })
 			return a
 		}
@@ -40,7 +40,7 @@ func benchPair(b *testing.B, kind string) (holder, decider *Approvals) {
 }
 
 // waitListed waits until the decider lists n pending requests.
-func waitListed(b *testing.B, d *Approvals, n int) []PendingApproval {
+func waitListed(b *testing.B, d *Broker, n int) []Pending {
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		p := d.Pending()

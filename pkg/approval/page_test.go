@@ -1,4 +1,4 @@
-package policy
+package approval
 
 import (
 	"context"
@@ -61,7 +61,7 @@ func browser(t *testing.T) context.Context {
 
 func TestApproverPageInChromium(t *testing.T) {
 	ctx := browser(t)
-	a := NewApprovals(ApprovalConfig{Timeout: 2 * time.Minute})
+	a := NewBroker(Config{Timeout: 2 * time.Minute})
 	srv := httptest.NewServer(a.Handler(StaticToken(testToken)))
 	defer srv.Close()
 	defer a.Shutdown()
@@ -70,7 +70,7 @@ func TestApproverPageInChromium(t *testing.T) {
 	req := sampleRequest()
 	req.SQL = "ALTER TABLE shop.users ADD COLUMN note TEXT /* <img src=x onerror=alert(1)> */"
 	ch := request(context.Background(), a, req)
-	other := request(context.Background(), a, ApprovalRequest{SessionID: "s2", Identity: "agent-2", SQL: "DROP INDEX i ON shop.orders", Rule: "ddl-needs-a-human"})
+	other := request(context.Background(), a, Request{SessionID: "s2", Identity: "agent-2", SQL: "DROP INDEX i ON shop.orders", Rule: "ddl-needs-a-human"})
 	pending := waitPending(t, a, 2)
 	var id, otherID string
 	for _, p := range pending {
@@ -159,7 +159,7 @@ func TestApproverPageInChromium(t *testing.T) {
 	}
 
 	// A request arriving while the page is open shows up by itself.
-	late := request(context.Background(), a, ApprovalRequest{SessionID: "s3", Identity: "agent-3", SQL: "CREATE TABLE t (id INT)", Rule: "ddl-needs-a-human"})
+	late := request(context.Background(), a, Request{SessionID: "s3", Identity: "agent-3", SQL: "CREATE TABLE t (id INT)", Rule: "ddl-needs-a-human"})
 	lateID := waitPending(t, a, 1)[0].ID
 	if err := chromedp.Do(ctx,
 		chromedp.WaitVisible(C(`tr[data-id="`+lateID+`"]`)),

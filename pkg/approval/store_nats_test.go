@@ -1,4 +1,4 @@
-package policy
+package approval
 
 import (
 	"context"
@@ -112,9 +112,9 @@ func TestNATSStoreSemantics(t *testing.T) {
 // brokers.
 func TestNATSBrokersShareApprovals(t *testing.T) {
 	ns := testutil.StartNATS(t)
-	a := NewApprovals(ApprovalConfig{Timeout: time.Minute, Node: "a", Store: natsStore(t, ns.URL(), "a")})
+	a := NewBroker(Config{Timeout: time.Minute, Node: "a", Store: natsStore(t, ns.URL(), "a")})
 	defer a.Shutdown()
-	b := NewApprovals(ApprovalConfig{Timeout: time.Minute, Node: "b", Store: natsStore(t, ns.URL(), "b")})
+	b := NewBroker(Config{Timeout: time.Minute, Node: "b", Store: natsStore(t, ns.URL(), "b")})
 	defer b.Shutdown()
 
 	ch := request(context.Background(), a, sampleRequest())
@@ -124,7 +124,7 @@ func TestNATSBrokersShareApprovals(t *testing.T) {
 	}
 	var wg sync.WaitGroup
 	var errs [2]error
-	for i, br := range []*Approvals{a, b} {
+	for i, br := range []*Broker{a, b} {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
