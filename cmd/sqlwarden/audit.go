@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 	"time"
 
@@ -125,7 +124,7 @@ func newAuditVerifyCmd() *cobra.Command {
 			dir := acfg.Dir
 			var rep *audit.Report
 			if nf.on() {
-				rep, dir, err = verifyAgainstStream(cmd, nf.src, af.dir, opt)
+				rep, dir, err = sink.VerifyAgainstStream(cmd.Context(), nf.src, af.dir, opt)
 			} else {
 				rep, err = audit.VerifyWith(acfg.Dir, opt)
 			}
@@ -139,7 +138,7 @@ func newAuditVerifyCmd() *cobra.Command {
 					return err
 				}
 			} else {
-				printReport(out, rep, dir)
+				audit.WriteReport(out, rep, dir)
 			}
 			if !rep.OK {
 				return exitCode(1)
@@ -154,35 +153,6 @@ func newAuditVerifyCmd() *cobra.Command {
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the report as JSON")
 	cmd.Flags().DurationVar(&staleAfter, "stale-after", 0, "report truncation when the last checkpoint is older than this and no clean shutdown follows (default 2 checkpoint intervals + 30s; negative disables)")
 	return cmd
-}
-
-func printReport(w io.Writer, rep *audit.Report, dir string) {
-	status := "OK"
-	if !rep.OK {
-		status = "FAILED"
-	}
-	fmt.Fprintf(w, "journal %s (node %s): %s\n", dir, rep.Node, status)
-	fmt.Fprintf(w, "  %d segments, %d records (seq %d..%d), %d checkpoints\n", rep.Segments, rep.Records, rep.FirstSeq, rep.LastSeq, rep.Checkpoints)
-	if cp := rep.LastCheckpoint; cp != nil {
-		kind := "checkpoint"
-		if cp.Final {
-			kind = "final checkpoint (clean shutdown)"
-		}
-		signed := "signature verified"
-		if !cp.Signed {
-			signed = "signature NOT verified"
-		}
-		fmt.Fprintf(w, "  last %s: seq %d at %s, %s; %d records after it\n", kind, cp.Seq, cp.TS.Format(time.RFC3339), signed, rep.Unprotected)
-	}
-	if p, ok := rep.First(); ok {
-		fmt.Fprintf(w, "  first bad record: %s\n", p)
-	}
-	for _, p := range rep.Problems[min(1, len(rep.Problems)):] {
-		fmt.Fprintf(w, "  also: %s\n", p)
-	}
-	for _, p := range rep.Warnings {
-		fmt.Fprintf(w, "  warning: %s\n", p)
-	}
 }
 
 func newAuditTailCmd() *cobra.Command {
@@ -203,56 +173,11 @@ func newAuditTailCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			out := cmd.OutOrStdout()
+			o := audit.TailOptions{N: n, JSON: asJSON, Follow: follow, Notice: cmd.ErrOrStderr()}
 			if nf.on() {
-				return tailStream(cmd, nf.src, tailNode, n, follow, asJSON)
+				return sink.TailNATS(cmd.Context(), cmd.OutOrStdout(), nf.src, tailNode, o)
 			}
-			fl := audit.NewFollower(acfg.Dir, 0)
-			defer fl.Close()
-			var ring [][]byte
-			for {
-				batch, err := fl.Next(4096, 16<<20)
-				if err != nil {
-					return err
-				}
-				if len(batch) == 0 {
-					break
-				}
-				for _, e := range batch {
-					if n > 0 && len(ring) == n {
-						ring = ring[1:]
-					}
-					if n != 0 {
-						ring = append(ring, e.Line)
-					}
-				}
-			}
-			for _, l := range ring {
-				printLine(out, l, asJSON)
-			}
-			if !follow {
-				return nil
-			}
-			// On stderr, so --json output stays records only: from here on
-			// every record written is printed.
-			fmt.Fprintf(cmd.ErrOrStderr(), "audit tail: following %s after seq %d\n", acfg.Dir, fl.After())
-			ctx := cmd.Context()
-			for {
-				batch, err := fl.Next(4096, 16<<20)
-				if err != nil {
-					return err
-				}
-				for _, e := range batch {
-					printLine(out, e.Line, asJSON)
-				}
-				if len(batch) == 0 {
-					select {
-					case <-ctx.Done():
-						return nil
-					case <-time.After(200 * time.Millisecond):
-					}
-				}
-			}
+			return audit.Tail(cmd.Context(), cmd.OutOrStdout(), acfg.Dir, o)
 		},
 	}
 	af.register(cmd)
@@ -262,20 +187,6 @@ func newAuditTailCmd() *cobra.Command {
 	cmd.Flags().StringVar(&tailNode, "node", "", "with --nats: only this node's records")
 	nf.register(cmd)
 	return cmd
-}
-
-func printLine(w io.Writer, line []byte, asJSON bool) {
-	if asJSON {
-		w.Write(line)
-		io.WriteString(w, "\n")
-		return
-	}
-	r, err := audit.DecodeLine(line)
-	if err != nil {
-		fmt.Fprintf(w, "(undecodable record: %v)\n", err)
-		return
-	}
-	io.WriteString(w, audit.FormatPretty(r)+"\n")
 }
 
 func newAuditSearchCmd() *cobra.Command {
@@ -296,10 +207,10 @@ func newAuditSearchCmd() *cobra.Command {
 				return err
 			}
 			now := time.Now()
-			if f.Since, err = parseWhen(since, now); err != nil {
+			if f.Since, err = audit.ParseWhen(since, now); err != nil {
 				return err
 			}
-			if f.Until, err = parseWhen(until, now); err != nil {
+			if f.Until, err = audit.ParseWhen(until, now); err != nil {
 				return err
 			}
 			switch f.Status {
@@ -345,101 +256,4 @@ func newAuditSearchCmd() *cobra.Command {
 	nf.register(cmd)
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON lines")
 	return cmd
-}
-
-func parseWhen(s string, now time.Time) (time.Time, error) {
-	if s == "" {
-		return time.Time{}, nil
-	}
-	if d, err := time.ParseDuration(s); err == nil {
-		return now.Add(-d), nil
-	}
-	for _, layout := range []string{time.RFC3339Nano, "2006-01-02T15:04:05", "2006-01-02 15:04:05", "2006-01-02"} {
-		if t, err := time.ParseInLocation(layout, s, time.UTC); err == nil {
-			return t, nil
-		}
-	}
-	return time.Time{}, fmt.Errorf("parse time %q: want RFC 3339, a date, or a duration like 90m", s)
-}
-
-// tailStream is audit tail over the stream: the last n records of every
-// node (or one), then, with follow, each record as it arrives.
-func tailStream(cmd *cobra.Command, src sink.NATSSource, node string, n int, follow, asJSON bool) error {
-	out := cmd.OutOrStdout()
-	var ring [][]byte
-	var last uint64 // stream sequence of the newest message read
-	err := sink.ReadNATS(cmd.Context(), src, node, 0, false, func(m sink.NATSMsg) error {
-		last = m.StreamSeq
-		if n > 0 && len(ring) == n {
-			ring = ring[1:]
-		}
-		if n != 0 {
-			ring = append(ring, append([]byte(nil), m.Line...))
-		}
-		return nil
-	})
-	if err != nil {
-		return err
-	}
-	for _, l := range ring {
-		printLine(out, l, asJSON)
-	}
-	if !follow {
-		return nil
-	}
-	fmt.Fprintf(cmd.ErrOrStderr(), "audit tail: following stream %s (%s) after stream seq %d\n", src.Stream, src.Subject(node), last)
-	return sink.ReadNATS(cmd.Context(), src, node, last, true, func(m sink.NATSMsg) error {
-		printLine(out, m.Line, asJSON)
-		return nil
-	})
-}
-
-// verifyAgainstStream verifies a node's chain as the stream holds it and,
-// with a local journal dir, that the local chain holds everything the stream
-// does (same head sequence and hash).
-func verifyAgainstStream(cmd *cobra.Command, src sink.NATSSource, dir string, opt audit.VerifyOptions) (*audit.Report, string, error) {
-	tmp, err := os.MkdirTemp("", "sqlwarden-verify-")
-	if err != nil {
-		return nil, "", err
-	}
-	defer os.RemoveAll(tmp)
-	n, err := sink.StreamCopy(cmd.Context(), src, opt.Node, tmp)
-	if err != nil {
-		return nil, "", err
-	}
-	where := fmt.Sprintf("stream %s (%s)", src.Stream, src.Subject(opt.Node))
-	if dir == "" {
-		if n == 0 {
-			return &audit.Report{Node: opt.Node, Problems: []audit.Problem{{Kind: audit.ProblemMissingStart, Segment: where,
-				Reason: "the stream holds no record of this node"}}}, where, nil
-		}
-		rep, err := audit.VerifyWith(tmp, opt)
-		return rep, where, err
-	}
-	rep, err := audit.VerifyWith(dir, opt)
-	if err != nil {
-		return nil, "", err
-	}
-	var head sink.StreamHead
-	if n > 0 {
-		// The stream's own chain must hold too; its findings are the
-		// stream's, not the local journal's.
-		srep, err := audit.VerifyWith(tmp, audit.VerifyOptions{PublicKey: opt.PublicKey, Node: opt.Node, Now: opt.Now, StaleAfter: -1})
-		if err != nil {
-			return nil, "", err
-		}
-		for _, p := range srep.Problems {
-			if p.Kind == audit.ProblemMissingStart {
-				continue // a stream with limits may have dropped the oldest records
-			}
-			p.Segment = where
-			rep.Problems = append(rep.Problems, p)
-		}
-		head = sink.HeadOf(srep)
-	}
-	if err := sink.CompareWithStream(dir, head, rep, where); err != nil {
-		return nil, "", err
-	}
-	rep.OK = len(rep.Problems) == 0
-	return rep, dir + " against " + where, nil
 }

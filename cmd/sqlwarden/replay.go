@@ -3,7 +3,6 @@ package main
 import (
 	"encoding/json"
 	"fmt"
-	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -42,17 +41,7 @@ func newReplayCmd() *cobra.Command {
 					return err
 				}
 			} else {
-				for _, r := range rep.Results {
-					if r.Verdict == replay.Match && !verbose {
-						fmt.Fprintf(out, "match     #%-4d %s\n", r.StatementID, oneLineSQL(r.SQL))
-						continue
-					}
-					fmt.Fprintf(out, "%-9s #%-4d %s\n", r.Verdict, r.StatementID, oneLineSQL(r.SQL))
-					for _, why := range r.Reasons {
-						fmt.Fprintf(out, "          - %s\n", why)
-					}
-				}
-				fmt.Fprintf(out, "session %s: %d matched, %d diverged, %d skipped\n", rep.Session, rep.Matched, rep.Diverged, rep.Skipped)
+				rep.WriteText(out, verbose)
 			}
 			if !rep.OK() {
 				return exitCode(1)
@@ -67,12 +56,4 @@ func newReplayCmd() *cobra.Command {
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the report as JSON")
 	cmd.Flags().BoolVarP(&verbose, "verbose", "v", false, "print details for matching statements too")
 	return cmd
-}
-
-func oneLineSQL(s string) string {
-	s = strings.Join(strings.Fields(s), " ")
-	if len(s) > 100 {
-		s = s[:100] + "…"
-	}
-	return s
 }
