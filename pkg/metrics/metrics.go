@@ -8,6 +8,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/sqlwarden/sqlwarden/pkg/record"
 )
 
 // Namespace prefixes every metric name.
@@ -195,8 +197,8 @@ func (m *Metrics) Bytes(toClient, toBackend int) {
 
 // Decision counts a policy decision. Rule names come from the policy file;
 // at most Options.MaxRules distinct ones are exported.
-func (m *Metrics) Decision(rule, action string) {
-	m.decisions.WithLabelValues(m.rules.value(rule), known(policyActions, action, "other")).Inc()
+func (m *Metrics) Decision(rule string, action record.Action) {
+	m.decisions.WithLabelValues(m.rules.value(rule), known(policyActions, string(action), "other")).Inc()
 }
 
 // Masked counts column values rewritten by masking.

@@ -17,6 +17,7 @@ import (
 
 	"github.com/sqlwarden/sqlwarden/pkg/audit"
 	"github.com/sqlwarden/sqlwarden/pkg/proxy"
+	"github.com/sqlwarden/sqlwarden/pkg/record"
 )
 
 // The proxy's Observer interface is what the daemon hands Metrics to.
@@ -129,7 +130,7 @@ func TestLabelCardinalityIsBounded(t *testing.T) {
 	m := New(Options{NoRuntime: true, MaxRules: 10})
 	for i := range 1000 {
 		m.Statement(fmt.Sprintf("KIND_%d", i), fmt.Sprintf("status%d", i), time.Millisecond, time.Microsecond)
-		m.Decision(fmt.Sprintf("rule-%d", i), fmt.Sprintf("action%d", i))
+		m.Decision(fmt.Sprintf("rule-%d", i), record.Action(fmt.Sprintf("action%d", i)))
 		m.IdentityFailure(fmt.Sprintf("connection was not redirected and no explicit client matches user %q", fmt.Sprint("u", i)))
 		m.IdentityFailure(fmt.Sprintf("pid %d reused", i))
 		m.ConnClosed(fmt.Sprintf("outcome-%d", i))

@@ -239,7 +239,7 @@ type Observer interface {
 	ConnClosed(outcome string)
 	Statement(kind, status string, total, added time.Duration)
 	Bytes(toClient, toBackend int)
-	Decision(rule, action string)
+	Decision(rule string, action record.Action)
 	Masked(n uint64)
 	IdentityFailure(reason string)
 	// LimitHit counts a per-identity limit firing (limit: the entry's name,
@@ -253,7 +253,7 @@ func (nopObserver) ConnOpened()                                            {}
 func (nopObserver) ConnClosed(string)                                      {}
 func (nopObserver) Statement(string, string, time.Duration, time.Duration) {}
 func (nopObserver) Bytes(int, int)                                         {}
-func (nopObserver) Decision(string, string)                                {}
+func (nopObserver) Decision(string, record.Action)                         {}
 func (nopObserver) Masked(uint64)                                          {}
 func (nopObserver) IdentityFailure(string)                                 {}
 func (nopObserver) LimitHit(string, string)                                {}

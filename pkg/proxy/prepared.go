@@ -73,7 +73,7 @@ func (s *session) prepare(p []byte, seq uint8) error {
 // guardPrepared is guard for PREPARE with an already-made decision.
 func (s *session) guardPrepared(st *stmtAudit, seq uint8, v statement.Verdict) (bool, error) {
 	st.verdict = &v
-	s.srv.opts.Observer.Decision(v.Rule, string(v.Action))
+	s.srv.opts.Observer.Decision(v.Rule, v.Action)
 	if ok, err := s.planMasking(st, seq); !ok {
 		return false, err
 	}

@@ -100,7 +100,7 @@ func (s *session) guard(st *stmtAudit, seq uint8) (bool, error) {
 	s.verdict = s.decide(st)
 	v := &s.verdict
 	st.verdict = v
-	srv.opts.Observer.Decision(v.Rule, string(v.Action))
+	srv.opts.Observer.Decision(v.Rule, v.Action)
 	if st.st.LocalInfile && !srv.opts.AllowLocalInfile && v.Action != record.ActionDeny {
 		*v = statement.Verdict{Rule: "local-infile", Action: record.ActionDeny, Message: "LOAD DATA LOCAL INFILE is disabled (set allow_local_infile)"}
 	}
