@@ -2,20 +2,16 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/sqlwarden/sqlwarden/pkg/approval"
 	"github.com/sqlwarden/sqlwarden/pkg/config"
-	"github.com/sqlwarden/sqlwarden/pkg/record"
 )
 
 type approvalsOpts struct {
@@ -64,7 +60,7 @@ $SQLWARDEN_ADMIN_TOKEN, else admin.token / admin.token_file in --config.`,
 			if !o.all {
 				pl.Recent = nil
 			}
-			return printApprovals(cmd.OutOrStdout(), pl, o.json)
+			return pl.Write(cmd.OutOrStdout(), o.json)
 		},
 	}
 	list.Flags().BoolVar(&o.json, "json", false, "print JSON")
@@ -152,56 +148,4 @@ func (o *approvalsOpts) client() (*approval.Client, error) {
 		return nil, errors.New("no admin token: use --token, SQLWARDEN_ADMIN_TOKEN or --config")
 	}
 	return &approval.Client{BaseURL: base, Token: token}, nil
-}
-
-func printApprovals(w io.Writer, pl approval.PendingList, asJSON bool) error {
-	if asJSON {
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		if pl.Recent == nil {
-			return enc.Encode(pl.Approvals)
-		}
-		return enc.Encode(pl)
-	}
-	ps := append(pl.Approvals, pl.Recent...)
-	if len(ps) == 0 {
-		fmt.Fprintln(w, "no pending approvals")
-		return nil
-	}
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tSTATUS\tMODE\tAGE\tNODE\tIDENTITY\tSESSION\tRULE\tTABLES\tSQL")
-	for _, p := range ps {
-		sql := strings.Join(strings.Fields(p.SQL), " ")
-		if len(sql) > 80 {
-			sql = sql[:77] + "..."
-		}
-		tables := strings.Join(p.Tables, ",")
-		if tables == "" {
-			tables = "-"
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", p.ID, statusText(p), orDash(p.Mode),
-			time.Duration(p.AgeSeconds*float64(time.Second)).Round(time.Second), orDash(p.Node), p.Identity, p.SessionID, p.Rule, tables, sql)
-	}
-	return tw.Flush()
-}
-
-// statusText says where a request stands, with who decided and until when
-// an approved retry-mode request can be used.
-func statusText(p approval.Pending) string {
-	switch {
-	case p.Status == approval.StatusApproved && p.Mode == record.ApprovalModeRetry:
-		return fmt.Sprintf("approved by %s, awaiting retry until %s", orDash(p.Approver), p.ValidUntil.Local().Format(time.TimeOnly))
-	case p.Approver != "" && p.Status != approval.StatusPending:
-		return p.Status + " by " + p.Approver
-	case p.Status == "":
-		return approval.StatusPending
-	}
-	return p.Status
-}
-
-func orDash(s string) string {
-	if s == "" {
-		return "-"
-	}
-	return s
 }
