@@ -1,11 +1,11 @@
 // Package record is the vocabulary of the journal: the shape of one journal
-// line (Record, its event names and outcome statuses) and the parts a record
-// is made of — the session's Identity, Pod, Workload, Client and backend, a
-// statement's Params, Classification and Attribution, an outcome's ErrorInfo,
-// Masked columns, policy Decision (with its typed Action, which the policy
-// and the proxy use too) and LimitHit, approval and checkpoint bodies —
-// plus how two outcome fields are computed: RowDigest (result_digest) and
-// the retained result rows (Results, ResultCollector).
+// line (Record, its event names, outcome statuses and approval modes) and
+// the parts a record is made of — the session's Identity, Pod, Workload,
+// Client and backend, a statement's Params, Classification and Attribution,
+// an outcome's ErrorInfo, Masked columns, policy Decision (with its typed
+// Action, which the policy and the proxy use too) and LimitHit, approval and
+// checkpoint bodies — plus how two outcome fields are computed: RowDigest
+// (result_digest) and the retained result rows (Results, ResultCollector).
 //
 // It is named record, not event, because every type here is a record or a
 // part of one, and because "event" is already a record's field and a common
