@@ -28,7 +28,7 @@ type boundedRun struct {
 // boundWrite decides how a max_affected_rows limit treats a statement:
 // nil for a statement that writes no rows, a run for a single write to
 // transactional tables, or why it is refused.
-func (s *session) boundWrite(st *stmtAudit) (*boundedRun, string, error) {
+func (s *session) boundWrite(st *stmtLife) (*boundedRun, string, error) {
 	pol := s.srv.opts.Policy
 	b := pol.BoundWrite(st.st, s.db)
 	if b.Execute != "" && b.Refuse == "" {
@@ -92,7 +92,7 @@ func inTransaction(status uint16) bool {
 // trip that ends it. The client sees the statement's own OK (affected rows,
 // insert id, warnings, and the transaction state it would have had) or ERR,
 // or an ERR 1226 naming the limit.
-func (s *session) forwardBounded(p []byte, seq uint8, st *stmtAudit, run *boundedRun) error {
+func (s *session) forwardBounded(p []byte, seq uint8, st *stmtLife, run *boundedRun) error {
 	st.fwd = s.srv.opts.Now()
 	if s.lim.StatementTimeout != s.mstApplied {
 		if err := s.syncTimeout(); err != nil {
@@ -100,7 +100,7 @@ func (s *session) forwardBounded(p []byte, seq uint8, st *stmtAudit, run *bounde
 		}
 	}
 	s.digest.Reset()
-	s.results = nil
+	s.cur.results = nil
 	savepoint, probed := false, false
 	if s.txKnown {
 		savepoint = inTransaction(s.txStatus)
@@ -333,7 +333,7 @@ func (s *session) replyClient(pl []byte) error {
 
 // failBounded answers a statement that could not be bounded because the
 // proxy's own command failed.
-func (s *session) failBounded(seq uint8, st *stmtAudit, serr *wire.ServerError, command string) error {
+func (s *session) failBounded(seq uint8, st *stmtLife, serr *wire.ServerError, command string) error {
 	s.txKnown = false
 	s.hit(LimitMaxAffectedRows)
 	s.tracker.Start(wire.ReplyResult, false)

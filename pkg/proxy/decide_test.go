@@ -40,7 +40,7 @@ func TestDecideCached(t *testing.T) {
 	defer peer.Close()
 	s := &session{srv: &Server{opts: Options{Policy: pol}}, raw: raw, hs: &wire.HandshakeResponse{User: "app"}, db: "shop",
 		identity: &Identity{Name: "agent"}}
-	st := &stmtAudit{command: "COM_QUERY", st: &statement.Statement{Classification: &record.Classification{Kind: "SELECT"},
+	st := &stmtLife{command: "COM_QUERY", st: &statement.Statement{Classification: &record.Classification{Kind: "SELECT"},
 		Digest: "select `c` from `sbtest1` where `id` = ?", Parsed: true, Cacheable: true}}
 	if v := s.decide(st); v.Action != record.ActionAllow || pol.decided != 1 {
 		t.Fatalf("first decision: %+v after %d policy calls", v, pol.decided)

@@ -131,7 +131,7 @@ func (s *session) refreshLimits(ver uint64) {
 // hit records that limit k fired on the current statement.
 func (s *session) hit(k LimitKind) *record.LimitHit {
 	h := s.lim.Hit(k)
-	s.limHit = h
+	s.cur.limHit = h
 	s.srv.opts.Observer.LimitHit(h.Name, h.Kind)
 	return h
 }
@@ -187,7 +187,7 @@ func isKill(st *statement.Statement) bool {
 // admit applies the statement-level limits that refuse before the backend
 // sees anything. On refusal it returns the client message; otherwise the
 // statement may hold a concurrency slot (released in finish).
-func (s *session) admit(st *stmtAudit) (string, bool) {
+func (s *session) admit(st *stmtLife) (string, bool) {
 	l := &s.lim
 	if l.StatementTimeout > 0 && setsTimeout(st.sql, st.st) {
 		s.hit(LimitStatementTimeout)
@@ -213,15 +213,8 @@ func (s *session) admit(st *stmtAudit) (string, bool) {
 }
 
 // refuseLimit journals a statement a limit refused and tells the client.
-func (s *session) refuseLimit(st *stmtAudit, seq uint8, msg string) error {
-	st.blocked = &record.ErrorInfo{Code: wire.ErrCodeLimit, State: "42000", Message: msg}
-	if err := s.begin(st, seq); err != nil {
-		s.finish(st)
-		return s.flushAfterErr()
-	}
-	s.finish(st)
-	s.writeErrSeq(seq+1, wire.ErrCodeLimit, "42000", msg)
-	return s.flushAfterErr()
+func (s *session) refuseLimit(st *stmtLife, msg string) (reply, error) {
+	return st.refuse(nil, record.ErrorInfo{Code: wire.ErrCodeLimit, State: "42000", Message: msg}, "42000")
 }
 
 // admitConnection counts a new session against max_connections.
@@ -412,7 +405,7 @@ func (s *session) capExceeded(k LimitKind, sentRows uint64, status uint16, curso
 	s.hit(k)
 	var final *wire.ServerError
 	if truncate {
-		s.truncated = true
+		s.cur.truncated = true
 		more := cursor == nil && status&gm.SERVER_MORE_RESULTS_EXISTS != 0
 		st := status &^ gm.SERVER_MORE_RESULTS_EXISTS
 		if cursor != nil {

@@ -4,12 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"time"
 
 	gm "github.com/go-mysql-org/go-mysql/mysql"
 
-	"github.com/sqlwarden/sqlwarden/pkg/record"
-	"github.com/sqlwarden/sqlwarden/pkg/statement"
 	"github.com/sqlwarden/sqlwarden/pkg/wire"
 )
 
@@ -111,23 +108,37 @@ func (s *session) auditProtocolError(command string, err error) {
 	s.auditProtocolErrorCode(command, wire.ErrCodeMalformed, err)
 }
 
+// auditProtocolErrorCode journals a command that broke the protocol; the
+// caller answers it (or not) and ends the session.
 func (s *session) auditProtocolErrorCode(command string, code uint16, err error) {
-	s.statements++
-	id := s.statements
-	_ = s.srv.append(&record.Record{Event: record.EventStatement, SessionID: s.id, StatementID: id, Command: command, DB: s.db})
-	_ = s.srv.appendAsync(&record.Record{Event: record.EventOutcome, SessionID: s.id, StatementID: id, Status: record.StatusError,
-		Error: &record.ErrorInfo{Code: code, Message: "sqlwarden: " + err.Error()}})
+	s.silentStatement(command, "").fail(code, "sqlwarden: "+err.Error())
 }
 
 // command handles one client command. A returned error ends the session.
+// The reply says what the client was written; a command the server never
+// answers must never get one from the proxy.
 func (s *session) command(p []byte, seq uint8) error {
+	r, err := s.dispatch(p, seq)
+	if r.written() && noReply(p[0]) {
+		// Never on purpose: the client would read it as its next reply.
+		s.log.Error("reply written to a command without one", "command", wire.CommandName(p[0]), "reply", r.String())
+	}
+	return err
+}
+
+// noReply reports a command the server never answers.
+func noReply(cmd byte) bool {
+	return cmd == gm.COM_QUIT || cmd == gm.COM_STMT_CLOSE || cmd == gm.COM_STMT_SEND_LONG_DATA
+}
+
+func (s *session) dispatch(p []byte, seq uint8) (reply, error) {
 	if v := s.srv.opts.Policy.Version(); v != s.limVer {
 		s.refreshLimits(v)
 	}
 	cmd := p[0]
 	switch cmd {
 	case gm.COM_QUIT:
-		return errEnd
+		return replyNone, errEnd
 	case gm.COM_QUERY:
 		return s.query(p, seq)
 	case gm.COM_INIT_DB:
@@ -135,7 +146,7 @@ func (s *session) command(p []byte, seq uint8) error {
 	case gm.COM_PING:
 		// Carries nothing and reads nothing: forwarded (so the client learns
 		// whether the backend is alive) but not journaled.
-		return s.forward(p, seq, wire.ReplyResult, nil)
+		return replyRelayed, s.forward(p, seq, wire.ReplyResult, nil)
 	case gm.COM_FIELD_LIST:
 		return s.fieldList(p, seq)
 	case gm.COM_STATISTICS:
@@ -143,8 +154,8 @@ func (s *session) command(p []byte, seq uint8) error {
 	case gm.COM_SET_OPTION:
 		return s.simple(p, seq, "COM_SET_OPTION", "", wire.ReplyResult)
 	case gm.COM_RESET_CONNECTION:
-		err := s.simple(p, seq, "COM_RESET_CONNECTION", "", wire.ReplyResult)
-		if err == nil && s.tracker.Err == nil {
+		r, err := s.simple(p, seq, "COM_RESET_CONNECTION", "", wire.ReplyResult)
+		if err == nil && r == replyRelayed && s.tracker.Err == nil {
 			s.stmts = map[uint32]*prepared{}
 			// The reset restored the server's default statement time limit;
 			// the next forward sets statement_timeout's again.
@@ -157,7 +168,7 @@ func (s *session) command(p []byte, seq uint8) error {
 				err = s.resetSession()
 			}
 		}
-		return err
+		return r, err
 	case gm.COM_PROCESS_KILL:
 		target, err := wire.ParseKill(p)
 		if err != nil {
@@ -194,168 +205,15 @@ func (s *session) command(p []byte, seq uint8) error {
 }
 
 // refuse answers a command with an ERR and journals why.
-func (s *session) refuse(seq uint8, command, sql string, code uint16, msg string) error {
-	return s.refuseState(seq, command, sql, code, "42000", msg)
-}
-
-// refuseState is refuse with the ERR's SQLSTATE.
-func (s *session) refuseState(seq uint8, command, sql string, code uint16, state, msg string) error {
-	s.statements++
-	id := s.statements
-	rec := &record.Record{Event: record.EventStatement, SessionID: s.id, StatementID: id, Command: command, DB: s.db}
-	rec.SetSQL(sql)
-	if err := s.srv.append(rec); err != nil {
-		s.log.Error("audit refused command", "err", err)
-	}
-	if err := s.srv.appendAsync(&record.Record{Event: record.EventOutcome, SessionID: s.id, StatementID: id, Status: record.StatusBlocked,
-		Error: &record.ErrorInfo{Code: code, Message: msg}, Policy: &record.Decision{Action: record.ActionDeny, Rule: "protocol", Message: msg}}); err != nil {
-		s.log.Error("audit refused command", "err", err)
-	}
-	s.writeErrSeq(seq+1, code, state, msg)
-	if s.client.W.Buffered() > 0 {
-		return s.client.Flush()
-	}
-	return nil
+func (s *session) refuse(seq uint8, command, sql string, code uint16, msg string) (reply, error) {
+	return s.statement(command, sql, seq).deny(code, "42000", msg)
 }
 
 // simple journals and forwards a command that needs no policy decision.
-func (s *session) simple(p []byte, seq uint8, command, sql string, kind wire.ReplyKind) error {
-	st := &stmtAudit{command: command, sql: sql}
-	if err := s.begin(st, seq); err != nil {
-		s.finish(st)
-		return s.flushAfterErr()
+func (s *session) simple(p []byte, seq uint8, command, sql string, kind wire.ReplyKind) (reply, error) {
+	l := s.statement(command, sql, seq)
+	if r, err := l.journal(); r.done() {
+		return r, err
 	}
-	if err := s.forward(p, seq, kind, nil); err != nil {
-		s.finish(st)
-		return err
-	}
-	s.finish(st)
-	return nil
-}
-
-// stmtAudit carries one statement through the pipeline.
-type stmtAudit struct {
-	id      uint64
-	command string
-	sql     string
-	st      *statement.Statement
-	params  []record.Param
-	verdict *statement.Verdict
-	approve *Approval
-	plan    MaskPlan
-	planned bool // masking already planned (at PREPARE)
-	start   time.Time
-	fwd     time.Time // when forwarding started
-	blocked *record.ErrorInfo
-	// noReply marks a command the server never answers (COM_STMT_CLOSE):
-	// a refusal is journaled but nothing is written to the client, whose
-	// next read belongs to its next command.
-	noReply bool
-	slot    bool // holds a max_concurrent_statements slot (released in finish)
-}
-
-// begin writes the statement's write-ahead record. On a journal failure the
-// statement is not forwarded, st.blocked says why, the client gets an ERR
-// (unless the command has no reply) and begin returns errAuditRefused; the
-// caller finishes the statement and the session continues.
-func (s *session) begin(st *stmtAudit, seq uint8) error {
-	s.statements++
-	st.id = s.statements
-	if st.start.IsZero() {
-		st.start = s.srv.opts.Now()
-	}
-	rec := &s.rec
-	*rec = record.Record{Event: record.EventStatement, SessionID: s.id, StatementID: st.id, Command: st.command,
-		DB: s.db, Params: st.params}
-	rec.SetSQL(st.sql)
-	if st.st != nil {
-		rec.Digest = st.st.Digest
-		rec.Statement = st.st.Classification
-	}
-	if s.identity != nil && s.identity.Attribute != nil && st.sql != "" {
-		rec.Attribution = s.identity.Attribute(st.sql)
-	}
-	if err := s.srv.append(rec); err != nil {
-		s.log.Error("audit statement", "err", err)
-		st.blocked = &record.ErrorInfo{Code: wire.ErrCodeAuditFailed, Message: "sqlwarden: audit journal unavailable, statement refused: " + err.Error()}
-		if !st.noReply {
-			s.writeErrSeq(seq+1, st.blocked.Code, "HY000", st.blocked.Message)
-		}
-		return errAuditRefused
-	}
-	return nil
-}
-
-var errAuditRefused = errors.New("statement refused: audit journal unavailable")
-
-// finish writes the outcome record from the tracker's summary.
-func (s *session) finish(st *stmtAudit) {
-	now := s.srv.opts.Now()
-	t := &s.tracker
-	s.recDur = now.Sub(st.start).Microseconds()
-	rec := &s.rec
-	*rec = record.Record{Event: record.EventOutcome, SessionID: s.id, StatementID: st.id, DurationUS: &s.recDur}
-	if st.slot {
-		s.ident.inflight.Add(-1)
-		st.slot = false
-	}
-	if s.limHit != nil {
-		rec.Limit, rec.Truncated = s.limHit, s.truncated
-		s.limHit, s.truncated = nil, false
-	}
-	switch {
-	case st.blocked != nil:
-		rec.Status = record.StatusBlocked
-		rec.Error = st.blocked
-	case t.Err != nil:
-		rec.Status = record.StatusError
-		rec.Error = &record.ErrorInfo{Code: t.Err.Code, State: t.Err.State, Message: t.Err.Message}
-	default:
-		rec.Status = record.StatusSuccess
-		s.recRows, s.recAffected = t.Rows, t.Affected
-		rec.Rows, rec.AffectedRows = &s.recRows, &s.recAffected
-		// The journal encodes the record before Append returns, so the
-		// tracker's slice can be lent, not copied.
-		rec.Columns = t.Columns
-		if t.Rows > 0 && s.digest.Rows() == t.Rows {
-			rec.ResultDigest = s.digest.Sum()
-		}
-		if s.results != nil {
-			s.results.Apply(rec)
-			s.results = nil
-		}
-	}
-	if st.verdict != nil {
-		s.recPolicy = record.Decision{Rule: st.verdict.Rule, Action: st.verdict.Action, Message: st.verdict.Message}
-		rec.Policy = &s.recPolicy
-		if st.approve != nil {
-			rec.Policy.Approver = st.approve.Approver
-			rec.Policy.Reason = st.approve.Reason
-			rec.Policy.ApprovalID = st.approve.ID
-		}
-	}
-	if st.plan != nil {
-		rec.Masked = st.plan.Summary()
-		var n uint64
-		for _, m := range rec.Masked {
-			n += m.Count
-		}
-		if n > 0 {
-			s.srv.opts.Observer.Masked(n)
-		}
-	}
-	kind := "OTHER"
-	if st.st != nil && st.st.Classification != nil {
-		kind = st.st.Classification.Kind
-	} else if st.command != "COM_QUERY" {
-		kind = st.command
-	}
-	var added time.Duration
-	if !st.fwd.IsZero() {
-		added = st.fwd.Sub(st.start)
-	}
-	s.srv.opts.Observer.Statement(kind, rec.Status, now.Sub(st.start), added)
-	if err := s.srv.appendAsync(rec); err != nil {
-		s.log.Error("audit outcome", "err", err)
-	}
+	return l.forward(p, kind, nil, nil)
 }

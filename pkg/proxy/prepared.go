@@ -28,65 +28,34 @@ type longData struct {
 	size int
 }
 
-// prepare handles COM_STMT_PREPARE: classified and decided now; statements
-// policy denies are refused before the database sees them; those that need
-// approval are held at each EXECUTE, with their parameters.
-func (s *session) prepare(p []byte, seq uint8) error {
+// prepare handles COM_STMT_PREPARE: classified and decided now, through
+// the same guard (and verdict cache) as a query; statements policy denies
+// are refused before the database sees them; those that need approval are
+// held at each EXECUTE, with their parameters.
+func (s *session) prepare(p []byte, seq uint8) (reply, error) {
 	// Whatever happens below, the server's "statement prepared last" is
 	// this one only if it is prepared: a refused or failed PREPARE leaves
 	// none, so a pipelined EXECUTE of id 0xFFFFFFFF can never run an
 	// earlier statement in its place.
 	s.hasLast = false
 	sql := string(wire.Command(p).Arg())
-	st := &stmtAudit{command: "COM_STMT_PREPARE", sql: sql, start: s.srv.opts.Now()}
+	st := s.statement("COM_STMT_PREPARE", sql, seq)
 	st.st = s.srv.opts.Policy.Classify(sql, s.db, s.dialect)
-	if st.st.Refused != "" {
-		return s.refuseText(st, seq)
+	st.deferApproval = true
+	// (A text that cannot be judged passes checkLimits and is refused by guard.)
+	if _, r, err := s.checkLimits(st); r.done() {
+		return r, err
 	}
-	if ok, _, err := s.checkLimits(st, seq); !ok {
-		return err
+	if r, err := s.guard(st); r.done() {
+		return r, err
 	}
-	v := s.srv.opts.Policy.Decide(s.identity.record(), st.st, statement.Session{ID: s.id, DB: s.db, User: s.hs.User, ClientAddr: s.raw.RemoteAddr().String(), Command: st.command})
-	if v.Action == record.ActionApprove {
-		// Preparing reads nothing and changes nothing: the human is asked at EXECUTE.
-		v = statement.Verdict{Rule: v.Rule, Action: record.ActionAllow, Message: "approval deferred to execute"}
-	}
-	if v.Action == record.ActionDeny {
-		return s.block(st, seq, &v, wire.ErrCodeBlocked, v.ClientMessage())
-	}
-	if ok, err := s.guardPrepared(st, seq, v); !ok {
-		return err
-	}
-	if err := s.forward(p, seq, wire.ReplyPrepare, st); err != nil {
-		s.finish(st)
-		return err
-	}
-	t := &s.tracker
-	if t.Err == nil && t.StmtID != lastStmtID {
-		s.stmts[t.StmtID] = &prepared{sql: sql, st: st.st, plan: st.plan, numParams: int(t.NumParams), numCols: int(t.NumCols)}
-		s.lastID, s.hasLast = t.StmtID, true
-	}
-	s.finish(st)
-	return nil
-}
-
-// guardPrepared is guard for PREPARE with an already-made decision.
-func (s *session) guardPrepared(st *stmtAudit, seq uint8, v statement.Verdict) (bool, error) {
-	st.verdict = &v
-	s.srv.opts.Observer.Decision(v.Rule, v.Action)
-	if ok, err := s.planMasking(st, seq); !ok {
-		return false, err
-	}
-	if s.admitOn {
-		if msg, ok := s.admit(st); !ok {
-			return false, s.refuseLimit(st, seq, msg)
+	return st.forward(p, wire.ReplyPrepare, nil, func() {
+		t := &s.tracker
+		if t.Err == nil && t.StmtID != lastStmtID {
+			s.stmts[t.StmtID] = &prepared{sql: sql, st: st.st, plan: st.plan, numParams: int(t.NumParams), numCols: int(t.NumCols)}
+			s.lastID, s.hasLast = t.StmtID, true
 		}
-	}
-	if err := s.begin(st, seq); err != nil {
-		s.finish(st)
-		return false, s.flushAfterErr()
-	}
-	return true, nil
+	})
 }
 
 // lastStmtID is the statement id MariaDB reads as "the statement prepared
@@ -124,8 +93,15 @@ func (s *session) forget(id uint32) {
 
 // unknownStmt refuses a command that names a statement the proxy does not
 // know, with the server's own error code for it.
-func (s *session) unknownStmt(seq uint8, command string, id uint32) error {
-	return s.refuseState(seq, command, "", wire.ErrCodeUnknownStmt, "HY000", unknownStmtMsg(command, id))
+func (s *session) unknownStmt(seq uint8, command string, id uint32) (reply, error) {
+	return s.statement(command, "", seq).deny(wire.ErrCodeUnknownStmt, "HY000", unknownStmtMsg(command, id))
+}
+
+// dropUnknown is unknownStmt for a command without a reply (COM_STMT_CLOSE,
+// COM_STMT_SEND_LONG_DATA): it is not forwarded, and the client, which
+// waits for no reply, gets none.
+func (s *session) dropUnknown(command string, id uint32) (reply, error) {
+	return s.silentStatement(command, "").deny(wire.ErrCodeUnknownStmt, "HY000", unknownStmtMsg(command, id))
 }
 
 func unknownStmtMsg(command string, id uint32) string {
@@ -135,25 +111,9 @@ func unknownStmtMsg(command string, id uint32) string {
 	return fmt.Sprintf("sqlwarden: unknown prepared statement id %d given to %s", id, command)
 }
 
-// dropUnknown journals a reply-less command (COM_STMT_CLOSE,
-// COM_STMT_SEND_LONG_DATA) that names a statement the proxy does not know:
-// it is not forwarded, and the client, which waits for no reply, gets none.
-func (s *session) dropUnknown(command string, id uint32) {
-	s.statements++
-	n := s.statements
-	msg := unknownStmtMsg(command, id)
-	if err := s.srv.append(&record.Record{Event: record.EventStatement, SessionID: s.id, StatementID: n, Command: command, DB: s.db}); err != nil {
-		s.log.Error("audit dropped command", "err", err)
-	}
-	if err := s.srv.appendAsync(&record.Record{Event: record.EventOutcome, SessionID: s.id, StatementID: n, Status: record.StatusBlocked,
-		Error: &record.ErrorInfo{Code: wire.ErrCodeUnknownStmt, Message: msg}, Policy: &record.Decision{Action: record.ActionDeny, Rule: "protocol", Message: msg}}); err != nil {
-		s.log.Error("audit dropped command", "err", err)
-	}
-}
-
 // execute handles COM_STMT_EXECUTE: the parameters are decoded by type and
 // journaled with the prepared SQL before the database sees them.
-func (s *session) execute(p []byte, seq uint8) error {
+func (s *session) execute(p []byte, seq uint8) (reply, error) {
 	if _, err := wire.ParseStmtID(p); err != nil {
 		return s.refuse(seq, "COM_STMT_EXECUTE", "", wire.ErrCodeMalformed, "sqlwarden: malformed COM_STMT_EXECUTE")
 	}
@@ -171,43 +131,36 @@ func (s *session) execute(p []byte, seq uint8) error {
 	})
 	if err != nil {
 		ps.long = nil
-		if rerr := s.refuse(seq, "COM_STMT_EXECUTE", ps.sql, wire.ErrCodeMalformed, "sqlwarden: "+err.Error()); rerr != nil || !sentLong {
-			return rerr
+		r, rerr := s.refuse(seq, "COM_STMT_EXECUTE", ps.sql, wire.ErrCodeMalformed, "sqlwarden: "+err.Error())
+		if rerr != nil || !sentLong {
+			return r, rerr
 		}
-		return s.resetLongData(id)
+		return r, s.resetLongData(id)
 	}
 	ps.types = append(ps.types[:0], ex.Types...)
-	st := &stmtAudit{command: "COM_STMT_EXECUTE", sql: ps.sql, st: ps.st, plan: ps.plan, start: s.srv.opts.Now(), params: auditParams(params)}
+	st := s.statement("COM_STMT_EXECUTE", ps.sql, seq)
+	st.st, st.plan, st.params = ps.st, ps.plan, auditParams(params)
 	ps.long = nil
 	// Masking was planned at PREPARE (a denial there refused the PREPARE).
 	st.planned = true
-	proceed, run, gerr := s.checkLimits(st, seq)
-	if proceed {
-		proceed, gerr = s.guard(st, seq)
+	run, r, err := s.checkLimits(st)
+	if !r.done() {
+		r, err = s.guard(st)
 	}
-	if !proceed {
-		if gerr == nil && sentLong {
-			return s.resetLongData(id)
+	if r.done() {
+		if err == nil && sentLong {
+			// Refused before the backend saw it: what it holds goes.
+			return r, s.resetLongData(id)
 		}
-		return gerr
+		return r, err
 	}
-	s.cursorMasker = nil
 	// The server closes a statement's open cursor when it runs it again.
 	ps.cursor = nil
-	if run != nil {
-		err = s.forwardBounded(p, seq, st, run)
-	} else {
-		err = s.forward(p, seq, wire.ReplyResult, st)
-	}
-	if err != nil {
-		s.finish(st)
-		return err
-	}
-	if s.tracker.CursorOpen {
-		ps.cursor = &cursorState{cols: ps.numCols, masker: s.cursorMasker, id: id, status: s.tracker.Status}
-	}
-	s.finish(st)
-	return nil
+	return st.forward(p, wire.ReplyResult, run, func() {
+		if s.tracker.CursorOpen {
+			ps.cursor = &cursorState{cols: ps.numCols, masker: st.cursorMasker, id: id, status: s.tracker.Status}
+		}
+	})
 }
 
 func sizeIfTruncated(ld *longData) int {
@@ -230,16 +183,18 @@ func auditParams(ps []wire.Param) []record.Param {
 
 // longData handles COM_STMT_SEND_LONG_DATA: forwarded (no reply), and kept
 // (up to MaxParamBytes, with the full size) for the EXECUTE record.
-func (s *session) longData(p []byte) error {
+//
+// Its data is journaled with the EXECUTE, not here: nothing can refuse it,
+// and the client hears nothing either way.
+func (s *session) longData(p []byte) (reply, error) {
 	ld, err := wire.ParseLongData(p)
 	if err != nil {
 		s.auditProtocolError("COM_STMT_SEND_LONG_DATA", err)
-		return &protocolError{side: "client", err: wire.ErrMalformed}
+		return replyNone, &protocolError{side: "client", err: wire.ErrMalformed}
 	}
 	id, ps := s.resolveStmt(p)
 	if ps == nil {
-		s.dropUnknown("COM_STMT_SEND_LONG_DATA", id)
-		return nil
+		return s.dropUnknown("COM_STMT_SEND_LONG_DATA", id)
 	}
 	param := int(ld.Param)
 	if param < ps.numParams {
@@ -260,6 +215,11 @@ func (s *session) longData(p []byte) error {
 			held.buf = append(held.buf, data...)
 		}
 	}
+	return replyNone, s.send(p)
+}
+
+// send forwards a command the server never answers.
+func (s *session) send(p []byte) error {
 	s.backend.Seq = 0
 	if err := s.backend.WritePacket(p); err != nil {
 		return &protocolError{side: "backend", err: err}
@@ -274,32 +234,28 @@ func (s *session) longData(p []byte) error {
 // nothing is ever written to the client here: a refusal (the journal is
 // unavailable) is only journaled and logged, and the statement stays open on
 // the backend, as the proxy's table still says.
-func (s *session) closeStmt(p []byte) error {
+func (s *session) closeStmt(p []byte) (reply, error) {
 	if _, err := wire.ParseStmtID(p); err != nil {
 		s.auditProtocolError("COM_STMT_CLOSE", err)
-		return &protocolError{side: "client", err: wire.ErrMalformed}
+		return replyNone, &protocolError{side: "client", err: wire.ErrMalformed}
 	}
 	id, ps := s.resolveStmt(p)
 	if ps == nil {
-		s.dropUnknown("COM_STMT_CLOSE", id)
-		return nil
+		return s.dropUnknown("COM_STMT_CLOSE", id)
 	}
-	st := &stmtAudit{command: "COM_STMT_CLOSE", sql: ps.sql, start: s.srv.opts.Now(), noReply: true}
-	if err := s.begin(st, 0); err != nil {
-		s.finish(st)
-		return nil
+	st := s.silentStatement("COM_STMT_CLOSE", ps.sql)
+	if r, err := st.journal(); r.done() {
+		return r, err
 	}
 	s.forget(id)
-	s.backend.Seq = 0
-	if err := s.backend.WritePacket(p); err != nil {
-		return &protocolError{side: "backend", err: err}
-	}
-	if err := s.backend.Flush(); err != nil {
-		return &protocolError{side: "backend", err: err}
-	}
 	s.tracker.Start(wire.ReplyNone, false)
-	s.finish(st)
-	return nil
+	err := s.send(p)
+	if err != nil {
+		st.errInfo = record.ErrorInfo{Code: wire.ErrCodeBackend, Message: "sqlwarden: lost connection to the database: " + err.Error()}
+		st.failed = &st.errInfo
+	}
+	st.finish()
+	return replyNone, err
 }
 
 // resetLongData clears what the backend holds from COM_STMT_SEND_LONG_DATA
@@ -325,7 +281,7 @@ func (s *session) resetLongData(id uint32) error {
 }
 
 // resetStmt handles COM_STMT_RESET.
-func (s *session) resetStmt(p []byte, seq uint8) error {
+func (s *session) resetStmt(p []byte, seq uint8) (reply, error) {
 	if _, err := wire.ParseStmtID(p); err != nil {
 		return s.refuse(seq, "COM_STMT_RESET", "", wire.ErrCodeMalformed, "sqlwarden: malformed COM_STMT_RESET")
 	}
@@ -340,7 +296,7 @@ func (s *session) resetStmt(p []byte, seq uint8) error {
 
 // fetch handles COM_STMT_FETCH on an open cursor; rows are masked with the
 // plan of the EXECUTE that opened it.
-func (s *session) fetch(p []byte, seq uint8) error {
+func (s *session) fetch(p []byte, seq uint8) (reply, error) {
 	if _, err := wire.ParseStmtID(p); err != nil {
 		return s.refuse(seq, "COM_STMT_FETCH", "", wire.ErrCodeMalformed, "sqlwarden: malformed COM_STMT_FETCH")
 	}
@@ -350,15 +306,25 @@ func (s *session) fetch(p []byte, seq uint8) error {
 	}
 	if ps.cursor == nil {
 		// Rows only ever come from a cursor an EXECUTE judged here opened.
-		return s.refuseState(seq, "COM_STMT_FETCH", ps.sql, wire.ErrCodeNoCursor, "HY000",
+		return s.statement("COM_STMT_FETCH", ps.sql, seq).deny(wire.ErrCodeNoCursor, "HY000",
 			fmt.Sprintf("sqlwarden: prepared statement %d has no open cursor", id))
 	}
-	st := &stmtAudit{command: "COM_STMT_FETCH", sql: ps.sql, st: ps.st, plan: ps.plan, start: s.srv.opts.Now()}
-	if err := s.begin(st, seq); err != nil {
-		s.finish(st)
-		return s.flushAfterErr()
+	st := s.statement("COM_STMT_FETCH", ps.sql, seq)
+	st.st, st.plan = ps.st, ps.plan
+	if r, err := st.journal(); r.done() {
+		return r, err
 	}
-	st.fwd = s.srv.opts.Now()
+	err := s.forwardFetch(p, seq, ps.cursor)
+	if ps.cursor != nil && ps.cursor.done {
+		ps.cursor = nil
+	}
+	st.finish()
+	return replyRelayed, err
+}
+
+// forwardFetch sends a COM_STMT_FETCH and relays the rows of cursor.
+func (s *session) forwardFetch(p []byte, seq uint8, cursor *cursorState) error {
+	s.cur.fwd = s.srv.opts.Now()
 	s.backend.Seq = wire.FirstSeq(seq, len(p))
 	if err := s.backend.WritePacket(p); err != nil {
 		return s.backendLost(seq+1, err)
@@ -368,14 +334,7 @@ func (s *session) fetch(p []byte, seq uint8) error {
 	}
 	if s.lim.StatementTimeout > 0 {
 		s.armWatchdog()
+		defer s.disarmWatchdog()
 	}
-	err := s.relay(wire.ReplyResult, true, seq+1, nil, ps.cursor)
-	if s.lim.StatementTimeout > 0 {
-		s.disarmWatchdog()
-	}
-	if ps.cursor != nil && ps.cursor.done {
-		ps.cursor = nil
-	}
-	s.finish(st)
-	return err
+	return s.relay(wire.ReplyResult, true, seq+1, nil, cursor)
 }

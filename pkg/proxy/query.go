@@ -19,40 +19,32 @@ import (
 )
 
 // query runs a COM_QUERY through the pipeline.
-func (s *session) query(p []byte, seq uint8) error {
+func (s *session) query(p []byte, seq uint8) (reply, error) {
 	sql := string(wire.Command(p).Arg())
-	st := &stmtAudit{command: "COM_QUERY", sql: sql, start: s.srv.opts.Now()}
+	st := s.statement("COM_QUERY", sql, seq)
 	st.st = s.srv.opts.Policy.Classify(sql, s.db, s.dialect)
 	if rewritten, msg := s.checkKillSQL(sql, st.st); msg != "" {
-		return s.block(st, seq, &statement.Verdict{Rule: "kill-own-identity", Action: record.ActionDeny, Message: msg}, wire.ErrCodeBlocked, msg)
+		st.v = statement.Verdict{Rule: "kill-own-identity", Action: record.ActionDeny, Message: msg}
+		return st.refuse(&st.v, record.ErrorInfo{Code: wire.ErrCodeBlocked, Message: msg}, "42000")
 	} else if rewritten != "" {
 		// The client killed the id its greeting gave it: the backend knows
 		// that connection by its own thread id.
 		sql, st.sql = rewritten, rewritten
 		p = append([]byte{gm.COM_QUERY}, rewritten...)
 	}
-	ok, run, err := s.checkLimits(st, seq)
-	if !ok {
-		return err
+	run, r, err := s.checkLimits(st)
+	if r.done() {
+		return r, err
 	}
-	if ok, err := s.guard(st, seq); !ok {
-		return err
+	if r, err := s.guard(st); r.done() {
+		return r, err
 	}
-	if run != nil {
-		err = s.forwardBounded(p, seq, st, run)
-	} else {
-		err = s.forward(p, seq, wire.ReplyResult, st)
-	}
-	if err != nil {
-		s.finish(st)
-		return err
-	}
-	s.notePrepares(st.st, s.tracker.Err != nil)
-	if s.tracker.Err == nil && st.st.UseDB != "" {
-		s.db = st.st.UseDB
-	}
-	s.finish(st)
-	return nil
+	return st.forward(p, wire.ReplyResult, run, func() {
+		s.notePrepares(st.st, s.tracker.Err != nil)
+		if s.tracker.Err == nil && st.st.UseDB != "" {
+			s.db = st.st.UseDB
+		}
+	})
 }
 
 // verdictKey identifies a cacheable decision within a session: the
@@ -65,7 +57,7 @@ type verdictKey struct {
 
 // decide asks the policy, reusing this session's verdict for a statement
 // of the same shape (digest) when its classification says that is exact.
-func (s *session) decide(st *stmtAudit) statement.Verdict {
+func (s *session) decide(st *stmtLife) statement.Verdict {
 	pol := s.srv.opts.Policy
 	cacheable := st.st.Cacheable && st.st.Digest != ""
 	var key verdictKey
@@ -87,66 +79,74 @@ func (s *session) decide(st *stmtAudit) statement.Verdict {
 }
 
 // guard applies policy and masking to a classified statement, writes its
-// write-ahead record and waits for a human when policy says so. It returns
-// false when the statement must not be forwarded (the client has had its
-// ERR; err ends the session when non-nil).
-func (s *session) guard(st *stmtAudit, seq uint8) (bool, error) {
+// write-ahead record and waits for a human when policy says so. Pending:
+// the statement may be forwarded; anything else: it is over (the reply
+// says what the client got; err ends the session when non-nil).
+func (s *session) guard(st *stmtLife) (reply, error) {
 	srv := s.srv
 	if st.st != nil && st.st.Refused != "" {
-		return false, s.refuseText(st, seq)
+		return st.refuseText()
 	}
-	// The verdict lives in the session (one statement at a time), not on
-	// the heap per statement.
-	s.verdict = s.decide(st)
-	v := &s.verdict
+	// The verdict lives in the statement's life, reused, not on the heap
+	// per statement.
+	st.v = s.decide(st)
+	v := &st.v
 	st.verdict = v
+	if st.deferApproval && v.Action == record.ActionApprove {
+		// Preparing reads nothing and changes nothing: the human is asked at EXECUTE.
+		*v = statement.Verdict{Rule: v.Rule, Action: record.ActionAllow, Message: "approval deferred to execute"}
+	}
 	srv.opts.Observer.Decision(v.Rule, v.Action)
 	if st.st.LocalInfile && !srv.opts.AllowLocalInfile && v.Action != record.ActionDeny {
 		*v = statement.Verdict{Rule: "local-infile", Action: record.ActionDeny, Message: "LOAD DATA LOCAL INFILE is disabled (set allow_local_infile)"}
 	}
 	switch v.Action {
 	case record.ActionDeny:
-		return false, s.block(st, seq, v, wire.ErrCodeBlocked, v.ClientMessage())
+		return st.block(v, wire.ErrCodeBlocked, v.ClientMessage())
 	case record.ActionAllow, record.ActionApprove:
 	default:
-		return false, s.block(st, seq, v, wire.ErrCodeBlocked, fmt.Sprintf("sqlwarden: blocked: unknown policy action %q", v.Action))
+		return st.block(v, wire.ErrCodeBlocked, fmt.Sprintf("sqlwarden: blocked: unknown policy action %q", v.Action))
 	}
 	if !st.planned {
-		if ok, err := s.planMasking(st, seq); !ok {
-			return false, err
+		if r, err := s.planMasking(st); r.done() {
+			return r, err
 		}
 	}
 	if s.admitOn {
 		if msg, ok := s.admit(st); !ok {
-			return false, s.refuseLimit(st, seq, msg)
+			return s.refuseLimit(st, msg)
 		}
 	}
-	if err := s.begin(st, seq); err != nil {
-		s.finish(st)
-		return false, s.flushAfterErr()
+	if r, err := st.journal(); r.done() {
+		return r, err
 	}
 	if v.Action == record.ActionApprove {
-		return s.await(st, seq)
+		return s.await(st)
 	}
-	return true, nil
+	return replyPending, nil
+}
+
+// block refuses a statement policy (or masking) denied.
+func (l *stmtLife) block(v *statement.Verdict, code uint16, msg string) (reply, error) {
+	return l.refuse(v, record.ErrorInfo{Code: code, Message: msg}, "42000")
 }
 
 // planMasking asks the masker how to mask the statement's results; a
 // statement that would leak a masked column is refused (and journaled) here.
-func (s *session) planMasking(st *stmtAudit, seq uint8) (bool, error) {
-	ok, err := s.planColumnMasking(st, seq)
-	if ok && st.st != nil && st.st.ShowsCredentials {
+func (s *session) planMasking(st *stmtLife) (reply, error) {
+	r, err := s.planColumnMasking(st)
+	if !r.done() && st.st != nil && st.st.ShowsCredentials {
 		// Whatever the masking configuration: no password hash or
 		// authentication string reaches a client.
 		st.plan = &credentialPlan{inner: st.plan}
 	}
-	return ok, err
+	return r, err
 }
 
 // planColumnMasking plans the configured column masking.
-func (s *session) planColumnMasking(st *stmtAudit, seq uint8) (bool, error) {
+func (s *session) planColumnMasking(st *stmtLife) (reply, error) {
 	if s.srv.opts.Masker == nil || st.sql == "" {
-		return true, nil
+		return replyPending, nil
 	}
 	plan, err := s.srv.opts.Masker.Plan(s.ctx, s.identity, s.db, st.sql, st.st)
 	if err != nil {
@@ -156,17 +156,18 @@ func (s *session) planColumnMasking(st *stmtAudit, seq uint8) (bool, error) {
 			rule, msg = md.Rule, md.Message
 		}
 		dv := &statement.Verdict{Rule: rule, Action: record.ActionDeny, Message: msg}
-		return false, s.block(st, seq, dv, wire.ErrCodeBlocked, dv.ClientMessage())
+		return st.block(dv, wire.ErrCodeBlocked, dv.ClientMessage())
 	}
 	st.plan = plan
-	return true, nil
+	return replyPending, nil
 }
 
 // refuseText journals and refuses a statement whose text cannot be judged
 // (sqltext could not decide how the server reads it).
-func (s *session) refuseText(st *stmtAudit, seq uint8) error {
-	msg := "sqlwarden: statement refused: " + st.st.Refused
-	return s.block(st, seq, &statement.Verdict{Rule: "sql-text", Action: record.ActionDeny, Message: st.st.Refused}, wire.ErrCodeNotSupported, msg)
+func (l *stmtLife) refuseText() (reply, error) {
+	msg := "sqlwarden: statement refused: " + l.st.Refused
+	l.v = statement.Verdict{Rule: "sql-text", Action: record.ActionDeny, Message: l.st.Refused}
+	return l.refuse(&l.v, record.ErrorInfo{Code: wire.ErrCodeNotSupported, Message: msg}, "42000")
 }
 
 func (s *session) flushAfterErr() error {
@@ -176,28 +177,11 @@ func (s *session) flushAfterErr() error {
 	return nil
 }
 
-// block journals a statement that never reaches the database and tells the
-// client why.
-func (s *session) block(st *stmtAudit, seq uint8, v *statement.Verdict, code uint16, msg string) error {
-	st.verdict = v
-	st.blocked = &record.ErrorInfo{Code: code, Message: msg}
-	if err := s.begin(st, seq); err != nil {
-		s.finish(st)
-		return s.flushAfterErr()
-	}
-	s.finish(st)
-	s.writeErrSeq(seq+1, code, "42000", msg)
-	return s.flushAfterErr()
-}
-
 // await holds a statement for a human decision. The client connection just
 // idles meanwhile; a client that hangs up withdraws its request.
-func (s *session) await(st *stmtAudit, seq uint8) (bool, error) {
+func (s *session) await(st *stmtLife) (reply, error) {
 	if s.srv.opts.Approver == nil {
-		st.blocked = &record.ErrorInfo{Code: wire.ErrCodeApprovalDenied, Message: "sqlwarden: statement needs approval but no approver is configured"}
-		s.finish(st)
-		s.writeErrSeq(seq+1, st.blocked.Code, "42000", st.blocked.Message)
-		return false, s.flushAfterErr()
+		return st.refuse(nil, record.ErrorInfo{Code: wire.ErrCodeApprovalDenied, Message: "sqlwarden: statement needs approval but no approver is configured"}, "42000")
 	}
 	ctx, cancel := context.WithCancel(s.ctx)
 	defer cancel()
@@ -220,16 +204,17 @@ func (s *session) await(st *stmtAudit, seq uint8) (bool, error) {
 	}
 	st.approve = &a
 	if a.Approved {
-		return true, nil
+		return replyPending, nil
 	}
 	var msg string
 	switch a.Status {
 	case "timeout":
 		msg = "sqlwarden: approval timed out: statement not executed"
 	case "withdrawn":
-		st.blocked = &record.ErrorInfo{Code: wire.ErrCodeApprovalDenied, Message: "sqlwarden: approval withdrawn: client disconnected"}
-		s.finish(st)
-		return false, &protocolError{side: "client", err: errors.New("disconnected while awaiting approval")}
+		// Nobody to answer: journaled, and the session ends.
+		st.noReply = true
+		st.refuse(nil, record.ErrorInfo{Code: wire.ErrCodeApprovalDenied, Message: "sqlwarden: approval withdrawn: client disconnected"}, "")
+		return replyNone, &protocolError{side: "client", err: errors.New("disconnected while awaiting approval")}
 	case "pending":
 		msg = fmt.Sprintf("sqlwarden: approval required: request %s pending; re-run the identical statement once approved (valid %s)", a.ID, a.RetryValid)
 	case "unavailable":
@@ -241,11 +226,8 @@ func (s *session) await(st *stmtAudit, seq uint8) (bool, error) {
 			msg = fmt.Sprintf("sqlwarden: statement denied by approver %s: %s", orDash(a.Approver), orDash(a.Reason))
 		}
 	}
-	st.verdict = &statement.Verdict{Rule: st.verdict.Rule, Action: record.ActionApprove, Message: a.Status, ApprovalMode: a.Mode}
-	st.blocked = &record.ErrorInfo{Code: wire.ErrCodeApprovalDenied, Message: msg}
-	s.finish(st)
-	s.writeErrSeq(seq+1, wire.ErrCodeApprovalDenied, "42000", msg)
-	return false, s.flushAfterErr()
+	st.v = statement.Verdict{Rule: st.verdict.Rule, Action: record.ActionApprove, Message: a.Status, ApprovalMode: a.Mode}
+	return st.refuse(&st.v, record.ErrorInfo{Code: wire.ErrCodeApprovalDenied, Message: msg}, "42000")
 }
 
 func isTimeout(err error) bool {
@@ -261,46 +243,37 @@ func orDash(s string) string {
 }
 
 // initDB handles COM_INIT_DB.
-func (s *session) initDB(p []byte, seq uint8) error {
+func (s *session) initDB(p []byte, seq uint8) (reply, error) {
 	db := string(wire.Command(p).Arg())
-	st := &stmtAudit{command: "COM_INIT_DB", sql: "USE `" + strings.ReplaceAll(db, "`", "``") + "`", start: s.srv.opts.Now()}
+	st := s.statement("COM_INIT_DB", "USE `"+strings.ReplaceAll(db, "`", "``")+"`", seq)
 	st.st = s.srv.opts.Policy.Classify(st.sql, s.db, s.dialect)
-	if ok, err := s.guard(st, seq); !ok {
-		return err
+	if r, err := s.guard(st); r.done() {
+		return r, err
 	}
-	if err := s.forward(p, seq, wire.ReplyResult, st); err != nil {
-		s.finish(st)
-		return err
-	}
-	if s.tracker.Err == nil {
-		s.db = db
-	}
-	s.finish(st)
-	return nil
+	return st.forward(p, wire.ReplyResult, nil, func() {
+		if s.tracker.Err == nil {
+			s.db = db
+		}
+	})
 }
 
 // fieldList handles COM_FIELD_LIST (the column definitions of a table in
 // the current database), judged as the SHOW COLUMNS it is equivalent to:
 // the policy sees the table, and the credential tables stay closed.
-func (s *session) fieldList(p []byte, seq uint8) error {
+func (s *session) fieldList(p []byte, seq uint8) (reply, error) {
 	table := string(wire.ParseFieldList(p))
-	st := &stmtAudit{command: "COM_FIELD_LIST", sql: table, start: s.srv.opts.Now()}
+	st := s.statement("COM_FIELD_LIST", table, seq)
 	st.st = s.srv.opts.Policy.Classify("SHOW COLUMNS FROM `"+strings.ReplaceAll(table, "`", "``")+"`", s.db, s.dialect)
 	// It returns definitions, no rows: nothing to mask.
 	st.planned = true
-	if ok, err := s.guard(st, seq); !ok {
-		return err
+	if r, err := s.guard(st); r.done() {
+		return r, err
 	}
-	if err := s.forward(p, seq, wire.ReplyFieldList, st); err != nil {
-		s.finish(st)
-		return err
-	}
-	s.finish(st)
-	return nil
+	return st.forward(p, wire.ReplyFieldList, nil, nil)
 }
 
 // forward sends a command to the backend and streams the reply to the client.
-func (s *session) forward(p []byte, seq uint8, kind wire.ReplyKind, st *stmtAudit) error {
+func (s *session) forward(p []byte, seq uint8, kind wire.ReplyKind, st *stmtLife) error {
 	if st != nil {
 		st.fwd = s.srv.opts.Now()
 	}
@@ -393,9 +366,9 @@ func (s *session) relay(kind wire.ReplyKind, binary bool, seq uint8, plan MaskPl
 	}
 	s.digest.Reset()
 	if s.srv.opts.Results.Enabled && cursor == nil {
-		s.results = s.srv.opts.Results.NewCollector()
+		s.cur.results = s.srv.opts.Results.NewCollector()
 	} else {
-		s.results = nil
+		s.cur.results = nil
 	}
 	rs := -1
 	holding := false
@@ -467,7 +440,7 @@ func (s *session) relay(kind wire.ReplyKind, binary bool, seq uint8, plan MaskPl
 					}
 				}
 				if t.CursorOpen {
-					s.cursorMasker = rm
+					s.cur.cursorMasker = rm
 				}
 			}
 		case wire.PktRow:
@@ -511,8 +484,8 @@ func (s *session) relay(kind wire.ReplyKind, binary bool, seq uint8, plan MaskPl
 			if rows.EachText(out, s.digest) {
 				s.digest.EndRow()
 			}
-			if s.results.Want() {
-				s.results.Add(textValues(out))
+			if s.cur.results.Want() {
+				s.cur.results.Add(textValues(out))
 			}
 		}
 		if err := s.client.WritePacket(out); err != nil {

@@ -17,26 +17,27 @@ func kindMsg(l *Limits, k LimitKind, reason string) string {
 
 // refuseKind refuses a statement before the database sees it: ERR 1226 and
 // an outcome naming limit k.
-func (s *session) refuseKind(st *stmtAudit, seq uint8, k LimitKind, reason string) error {
+func (s *session) refuseKind(st *stmtLife, k LimitKind, reason string) (reply, error) {
 	s.hit(k)
-	return s.refuseLimit(st, seq, kindMsg(&s.lim, k, reason))
+	return s.refuseLimit(st, kindMsg(&s.lim, k, reason))
 }
 
 // checkLimits applies read_only and max_affected_rows to a classified
-// statement before policy sees it. It returns false when the statement was
-// refused (the client has its ERR; err ends the session when non-nil), and
-// how a max_affected_rows limit wants the statement run.
-func (s *session) checkLimits(st *stmtAudit, seq uint8) (bool, *boundedRun, error) {
+// statement before policy sees it. A reply that is done: the statement was
+// refused (err ends the session when non-nil); otherwise the run says how a
+// max_affected_rows limit wants the statement run.
+func (s *session) checkLimits(st *stmtLife) (*boundedRun, reply, error) {
 	l := &s.lim
 	if !l.ReadOnly && !s.roApplied && !l.IsSet(LimitMaxAffectedRows) || st.st.Refused != "" {
 		// (A text that cannot be judged is refused by guard.)
-		return true, nil, nil
+		return nil, replyPending, nil
 	}
 	if err := s.syncReadOnly(); err != nil {
 		if pe, ok := err.(*protocolError); ok {
-			return false, nil, s.backendLost(seq+1, pe.err)
+			return nil, replyRefused, s.backendLost(st.seq+1, pe.err)
 		}
-		return false, nil, s.refuseKind(st, seq, LimitReadOnly, "cannot put the database session in read-only mode: "+err.Error())
+		r, err := s.refuseKind(st, LimitReadOnly, "cannot put the database session in read-only mode: "+err.Error())
+		return nil, r, err
 	}
 	if l.ReadOnly {
 		why, tables := s.srv.opts.Policy.ReadOnly(st.sql, st.st, s.db, s.sqlPrepared)
@@ -47,20 +48,23 @@ func (s *session) checkLimits(st *stmtAudit, seq uint8) (bool, *boundedRun, erro
 			}
 		}
 		if why != "" {
-			return false, nil, s.refuseKind(st, seq, LimitReadOnly, why)
+			r, err := s.refuseKind(st, LimitReadOnly, why)
+			return nil, r, err
 		}
 	}
 	if l.IsSet(LimitMaxAffectedRows) {
 		run, why, err := s.boundWrite(st)
 		if err != nil {
-			return false, nil, s.refuseKind(st, seq, LimitMaxAffectedRows, err.Error())
+			r, err := s.refuseKind(st, LimitMaxAffectedRows, err.Error())
+			return nil, r, err
 		}
 		if why != "" {
-			return false, nil, s.refuseKind(st, seq, LimitMaxAffectedRows, why)
+			r, err := s.refuseKind(st, LimitMaxAffectedRows, why)
+			return nil, r, err
 		}
-		return true, run, nil
+		return run, replyPending, nil
 	}
-	return true, nil, nil
+	return nil, replyPending, nil
 }
 
 // maxViewDepth bounds how deep views over views are followed.

@@ -61,28 +61,17 @@ type session struct {
 	pending     bool
 	pendingFrom netip.Addr
 
-	stmts   map[uint32]*prepared
-	lastID  uint32 // the statement MariaDB's id 0xFFFFFFFF means, when hasLast
-	hasLast bool
-	tracker wire.Tracker
-	outBuf  []byte
-	cols    [][]byte
-	// cursorMasker masks rows of the cursor opened by the current EXECUTE.
-	cursorMasker RowMasker
-	digest       *record.RowDigest
-	results      *record.ResultCollector // rows kept for the current statement's outcome
-	verdicts     map[verdictKey]statement.Verdict
-	verdictVer   uint64
-	// The current statement's verdict and journal records: the journal
-	// encodes a record before Append returns and keeps nothing of it, so
-	// one record (and the values its pointers point to) serves every
-	// statement without allocating.
-	verdict     statement.Verdict
-	rec         record.Record
-	recRows     uint64
-	recAffected uint64
-	recDur      int64
-	recPolicy   record.Decision
+	stmts      map[uint32]*prepared
+	lastID     uint32 // the statement MariaDB's id 0xFFFFFFFF means, when hasLast
+	hasLast    bool
+	tracker    wire.Tracker
+	outBuf     []byte
+	cols       [][]byte
+	digest     *record.RowDigest
+	verdicts   map[verdictKey]statement.Verdict
+	verdictVer uint64
+	// cur is the statement running now (lifecycle.go).
+	cur stmtLife
 
 	// Per-identity limits (limits.go), resolved at login and again when the
 	// policy version changes.
@@ -94,10 +83,8 @@ type session struct {
 	admitOn     bool // a limit checked before forwarding a statement
 	ident       *identState
 	connCounted bool
-	limHit      *record.LimitHit // the limit that fired on the current statement
-	truncated   bool             // the current statement's result was truncated
-	mstApplied  time.Duration    // the backend session's statement time limit (0: server default)
-	wd          *time.Timer      // statement_timeout watchdog
+	mstApplied  time.Duration // the backend session's statement time limit (0: server default)
+	wd          *time.Timer   // statement_timeout watchdog
 	wdMu        sync.Mutex
 	wdGen       uint64 // statements the watchdog was armed for
 	wdArmed     uint64 // wdGen of the statement being watched, 0 when none
@@ -441,7 +428,7 @@ func (s *session) backendDenied(w *record.Workload, c *record.Client, id *record
 }
 
 func (s *session) recordDenied(w *record.Workload, c *record.Client, id *record.Identity, be *record.BackendInfo, reason string) {
-	r := &record.Record{Event: record.EventSessionDenied, SessionID: s.id, Identity: id, Workload: w, Client: c, Backend: be, Reason: reason, Limit: s.limHit}
+	r := &record.Record{Event: record.EventSessionDenied, SessionID: s.id, Identity: id, Workload: w, Client: c, Backend: be, Reason: reason, Limit: s.cur.limHit}
 	if s.origin != nil {
 		r.Destination = s.origin.Destination.String()
 	}
