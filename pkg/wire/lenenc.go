@@ -5,7 +5,17 @@ package wire
 // cannot afford; these return ok=false instead.
 
 // LenEncInt decodes a length-encoded integer. null reports the 0xfb marker.
+// The one-byte form, nearly every integer in a row, is decided first.
 func LenEncInt(b []byte) (v uint64, null bool, n int, ok bool) {
+	if len(b) > 0 && b[0] < 0xfb {
+		return uint64(b[0]), false, 1, true
+	}
+	return lenEncIntLong(b)
+}
+
+// lenEncIntLong decodes every form; LenEncInt comes here for all but the
+// one-byte form.
+func lenEncIntLong(b []byte) (v uint64, null bool, n int, ok bool) {
 	if len(b) == 0 {
 		return 0, false, 0, false
 	}
@@ -37,8 +47,17 @@ func LenEncInt(b []byte) (v uint64, null bool, n int, ok bool) {
 	return uint64(b[0]), false, 1, true
 }
 
-// LenEncString decodes a length-encoded string; s aliases b.
+// LenEncString decodes a length-encoded string; s aliases b. A string
+// shorter than 251 bytes, nearly every value in a row, is decided first.
 func LenEncString(b []byte) (s []byte, null bool, n int, ok bool) {
+	if len(b) > 0 && b[0] < 0xfb && int(b[0]) < len(b) {
+		end := 1 + int(b[0])
+		return b[1:end:end], false, end, true
+	}
+	return lenEncStringLong(b)
+}
+
+func lenEncStringLong(b []byte) (s []byte, null bool, n int, ok bool) {
 	v, null, n, ok := LenEncInt(b)
 	if !ok || null {
 		return nil, null, n, ok

@@ -161,6 +161,17 @@ func FuzzLenEnc(f *testing.F) {
 				t.Fatalf("LenEncString(% x) = %q %d", b, s, n)
 			}
 		}
+		// The inlined one-byte forms decode as the general path does.
+		x1, null1, n1, ok1 := LenEncInt(b)
+		x2, null2, n2, ok2 := lenEncIntLong(b)
+		if ok1 != ok2 || (ok1 && (x1 != x2 || null1 != null2 || n1 != n2)) {
+			t.Fatalf("LenEncInt(% x) = %d %v %d %v, general path %d %v %d %v", b, x1, null1, n1, ok1, x2, null2, n2, ok2)
+		}
+		s1, snull1, sn1, sok1 := LenEncString(b)
+		s2, snull2, sn2, sok2 := lenEncStringLong(b)
+		if sok1 != sok2 || (sok1 && (!bytes.Equal(s1, s2) || snull1 != snull2 || sn1 != sn2)) {
+			t.Fatalf("LenEncString(% x) = %q %d %v, general path %q %d %v", b, s1, sn1, sok1, s2, sn2, sok2)
+		}
 		enc := AppendLenEncInt(nil, v)
 		got, null, n, ok := LenEncInt(enc)
 		if !ok || null || got != v || n != len(enc) {
