@@ -408,10 +408,7 @@ func TestConfigMap(t *testing.T) {
 	}
 
 	// The sections other packages decode, decoded as strictly as the daemon does.
-	var ids struct {
-		identity.Config `yaml:",inline"`
-		Clients         []map[string]any `yaml:"clients"`
-	}
+	var ids identity.Config
 	decodeStrict(t, &c.Identities, &ids)
 	if err := ids.Validate(); err != nil {
 		t.Errorf("identities: %v", err)
