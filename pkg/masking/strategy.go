@@ -273,20 +273,13 @@ func (e *editor) Binary(i int, enc, dst []byte) ([]byte, rows.Action, error) {
 	switch c.col.Type {
 	case mysql.MYSQL_TYPE_FLOAT:
 		f, _ := strconv.ParseFloat(string(out), 32)
-		return appendLE(dst, uint64(math.Float32bits(float32(f))), 4), rows.Replace, nil
+		return wire.AppendBinaryFloat(dst, c.col.Type, f), rows.Replace, nil
 	case mysql.MYSQL_TYPE_DOUBLE:
 		f, _ := strconv.ParseFloat(string(out), 64)
-		return appendLE(dst, math.Float64bits(f), 8), rows.Replace, nil
+		return wire.AppendBinaryFloat(dst, c.col.Type, f), rows.Replace, nil
 	}
 	u, _ := strconv.ParseUint(string(out), 10, 64)
 	return wire.AppendBinaryInt(dst, c.col.Type, u), rows.Replace, nil
-}
-
-func appendLE(dst []byte, v uint64, n int) []byte {
-	for i := 0; i < n; i++ {
-		dst = append(dst, byte(v>>(8*i)))
-	}
-	return dst
 }
 
 // columnDef rewrites a column definition so it matches the masked values.

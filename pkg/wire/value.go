@@ -173,6 +173,15 @@ func AppendBinaryInt(dst []byte, typ byte, v uint64) []byte {
 	return binary.LittleEndian.AppendUint64(dst, v)
 }
 
+// AppendBinaryFloat appends f in the binary encoding of FLOAT (four bytes)
+// or, for any other typ, DOUBLE (eight).
+func AppendBinaryFloat(dst []byte, typ byte, f float64) []byte {
+	if typ == mysql.MYSQL_TYPE_FLOAT {
+		return binary.LittleEndian.AppendUint32(dst, math.Float32bits(float32(f)))
+	}
+	return binary.LittleEndian.AppendUint64(dst, math.Float64bits(f))
+}
+
 // Fraction-digit markers for a temporal value whose scale is not a number
 // of digits.
 const (

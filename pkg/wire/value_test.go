@@ -1,9 +1,12 @@
 package wire
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
+	"strconv"
 	"testing"
 
 	gm "github.com/go-mysql-org/go-mysql/mysql"
@@ -90,7 +93,7 @@ func TestAppendPadded(t *testing.T) {
 }
 
 // FuzzBinaryValue: a value BinaryValueEnd delimits never reaches past its
-// input, reads as text, and a number or temporal parameter of the same type
+// input, reads as text (a float's text encodes back to its bytes), and a number or temporal parameter of the same type
 // takes the same bytes and has the same text as a row value of a column
 // whose scale is what the parameter sent (six digits or none).
 func FuzzBinaryValue(f *testing.F) {
@@ -114,6 +117,21 @@ func FuzzBinaryValue(f *testing.F) {
 		text, err := AppendText(nil, b[:end], &c)
 		if err != nil {
 			t.Fatalf("AppendText of a delimited value: %v", err)
+		}
+		if typ == gm.MYSQL_TYPE_FLOAT || typ == gm.MYSQL_TYPE_DOUBLE {
+			// The text form is exact: it encodes back to the same bytes
+			// (a NaN's payload aside).
+			bits := 64
+			if typ == gm.MYSQL_TYPE_FLOAT {
+				bits = 32
+			}
+			f, err := strconv.ParseFloat(string(text), bits)
+			if err != nil {
+				t.Fatalf("float text %q: %v", text, err)
+			}
+			if !math.IsNaN(f) && !bytes.Equal(AppendBinaryFloat(nil, typ, f), b[:end]) {
+				t.Fatalf("% x reads as %q, which encodes to % x", b[:end], text, AppendBinaryFloat(nil, typ, f))
+			}
 		}
 		if paramType(typ) != typ {
 			return
