@@ -55,7 +55,7 @@ func (d *Daemon) setupApprovals(ctx context.Context, opts *proxy.Options) error 
 		Node:       cfg.Node,
 		Store:      store,
 		WebhookURL: ac.WebhookURL,
-		PageURL:    "http://" + cfg.AdminListen + "/approvals",
+		PageURL:    cfg.ApproverPageURL(),
 		Log:        log,
 		Journal: func(r *record.Record) {
 			if err := d.journal.AppendAsync(r); err != nil {

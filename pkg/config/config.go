@@ -6,8 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/netip"
+	"net/url"
 	"os"
+	"strconv"
+	"strings"
 	"time"
 
 	"go.yaml.in/yaml/v3"
@@ -158,6 +162,11 @@ type Admin struct {
 	// Pprof serves Go's /debug/pprof on the admin listener (off by default:
 	// it exposes internals to whoever can reach admin_listen).
 	Pprof bool `yaml:"pprof"`
+	// PublicURL is how approvers reach the admin listener (the approver
+	// page linked from approval webhooks), e.g. https://sqlwarden.example
+	// behind a proxy. Default: http://admin_listen, with the host name in
+	// place of an unspecified address (0.0.0.0, ::).
+	PublicURL string `yaml:"public_url"`
 }
 
 // AdminOIDC lets approvers authenticate with their own OIDC ID tokens.
@@ -335,10 +344,32 @@ func (c *Config) validate() error {
 	default:
 		return fmt.Errorf("config client_auth_plugin %q: want mysql_native_password or caching_sha2_password", c.ClientAuthPlugin)
 	}
+	if u := c.Admin.PublicURL; u != "" {
+		pu, err := url.Parse(u)
+		if err != nil || (pu.Scheme != "http" && pu.Scheme != "https") || pu.Host == "" {
+			return fmt.Errorf("config admin.public_url %q: want an absolute http or https URL", u)
+		}
+	}
 	if c.TLS.RequireTLS && c.TLS.Enabled != nil && !*c.TLS.Enabled {
 		return errors.New("config tls: require_tls with TLS disabled")
 	}
 	return nil
+}
+
+// ApproverPageURL is the approver page's address for links (webhooks):
+// admin.public_url's /approvals, else the admin listener's, naming this
+// host when it listens on every address.
+func (c *Config) ApproverPageURL() string {
+	if c.Admin.PublicURL != "" {
+		return strings.TrimRight(c.Admin.PublicURL, "/") + "/approvals"
+	}
+	addr := c.AdminListen
+	if ap, err := netip.ParseAddrPort(addr); err == nil && ap.Addr().IsUnspecified() {
+		if h, err := os.Hostname(); err == nil && h != "" {
+			addr = net.JoinHostPort(h, strconv.Itoa(int(ap.Port())))
+		}
+	}
+	return "http://" + addr + "/approvals"
 }
 
 // Backend returns the backend named name.

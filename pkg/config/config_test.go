@@ -1,6 +1,8 @@
 package config
 
 import (
+	"net"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -42,17 +44,18 @@ func TestDefaults(t *testing.T) {
 
 func TestInvalid(t *testing.T) {
 	for name, tc := range map[string]struct{ yaml, want string }{
-		"unknown key":        {minimal + "listne: 1.2.3.4:5\n", "field listne not found"},
-		"bad listen":         {minimal + "listen: nowhere\n", "config listen"},
-		"bad fail mode":      {minimal + "redirect:\n  fail_mode: sometimes\n", "fail_mode"},
-		"bad node address":   {minimal + "redirect:\n  node_address: 999.1.1.1\n", "node_address"},
-		"no backends":        {"listen: 127.0.0.1:1\n", "at least one backend"},
-		"unnamed backend":    {"backends:\n  - address: a:1\n    user: u\n", "name is required"},
-		"duplicate backend":  {minimal + "  - name: default\n    address: b:1\n    user: u\n", "duplicate name"},
-		"no user":            {"backends:\n  - name: x\n    address: a:1\n", "user is required"},
-		"no address no bpf":  {"backends:\n  - name: x\n    user: u\n", "address is required"},
-		"negative timeout":   {minimal + "    connect_timeout: -1s\n", "connect_timeout"},
-		"require tls w/o it": {minimal + "tls:\n  enabled: false\n  require_tls: true\n", "require_tls"},
+		"unknown key":         {minimal + "listne: 1.2.3.4:5\n", "field listne not found"},
+		"relative public_url": {minimal + "admin:\n  public_url: sqlwarden.example\n", "admin.public_url"},
+		"bad listen":          {minimal + "listen: nowhere\n", "config listen"},
+		"bad fail mode":       {minimal + "redirect:\n  fail_mode: sometimes\n", "fail_mode"},
+		"bad node address":    {minimal + "redirect:\n  node_address: 999.1.1.1\n", "node_address"},
+		"no backends":         {"listen: 127.0.0.1:1\n", "at least one backend"},
+		"unnamed backend":     {"backends:\n  - address: a:1\n    user: u\n", "name is required"},
+		"duplicate backend":   {minimal + "  - name: default\n    address: b:1\n    user: u\n", "duplicate name"},
+		"no user":             {"backends:\n  - name: x\n    address: a:1\n", "user is required"},
+		"no address no bpf":   {"backends:\n  - name: x\n    user: u\n", "address is required"},
+		"negative timeout":    {minimal + "    connect_timeout: -1s\n", "connect_timeout"},
+		"require tls w/o it":  {minimal + "tls:\n  enabled: false\n  require_tls: true\n", "require_tls"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			_, err := Parse([]byte(tc.yaml))
@@ -64,5 +67,30 @@ func TestInvalid(t *testing.T) {
 	// A backend without an address is fine when the redirect supplies the destination.
 	if _, err := Parse([]byte("redirect:\n  enabled: true\nbackends:\n  - name: x\n    user: u\n")); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestApproverPageURL: the link approval webhooks carry reaches the page:
+// public_url when set, else the admin listener, naming the host when it
+// listens on every address (a DaemonSet's 0.0.0.0).
+func TestApproverPageURL(t *testing.T) {
+	host, err := os.Hostname()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ extra, want string }{
+		{"", "http://127.0.0.1:9309/approvals"},
+		{"admin_listen: 10.1.2.3:9400\n", "http://10.1.2.3:9400/approvals"},
+		{"admin_listen: 0.0.0.0:9309\n", "http://" + net.JoinHostPort(host, "9309") + "/approvals"},
+		{"admin_listen: '[::]:9309'\n", "http://" + net.JoinHostPort(host, "9309") + "/approvals"},
+		{"admin_listen: 0.0.0.0:9309\nadmin:\n  public_url: https://approvals.example/sqlwarden/\n", "https://approvals.example/sqlwarden/approvals"},
+	} {
+		c, err := Parse([]byte(minimal + tc.extra))
+		if err != nil {
+			t.Fatalf("%q: %v", tc.extra, err)
+		}
+		if got := c.ApproverPageURL(); got != tc.want {
+			t.Errorf("%q: ApproverPageURL %s, want %s", tc.extra, got, tc.want)
+		}
 	}
 }
