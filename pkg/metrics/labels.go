@@ -13,7 +13,7 @@ import (
 const Other = "OTHER"
 
 // statementKinds are the statement kinds exported as they are; any other
-// kind is counted as OTHER. Kinds are pkg/policy's classification (SELECT,
+// kind is counted as OTHER. Kinds are pkg/statement's classification (SELECT,
 // CREATE_TABLE, ...) or, for commands without SQL, the command name.
 var statementKinds = set(
 	"SELECT", "INSERT", "UPDATE", "DELETE", "REPLACE", "LOAD_DATA",
