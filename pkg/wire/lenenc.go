@@ -48,17 +48,25 @@ func lenEncIntLong(b []byte) (v uint64, null bool, n int, ok bool) {
 }
 
 // LenEncString decodes a length-encoded string; s aliases b. A string
-// shorter than 251 bytes, nearly every value in a row, is decided first.
+// shorter than 251 bytes and NULL, nearly every value in a row, are decided
+// first.
 func LenEncString(b []byte) (s []byte, null bool, n int, ok bool) {
-	if len(b) > 0 && b[0] < 0xfb && int(b[0]) < len(b) {
-		end := 1 + int(b[0])
-		return b[1:end:end], false, end, true
+	if len(b) > 0 {
+		switch c := b[0]; {
+		case c < 0xfb && int(c) < len(b):
+			end := 1 + int(c)
+			return b[1:end:end], false, end, true
+		case c == 0xfb: // NULL in a text row
+			return nil, true, 1, true
+		}
 	}
 	return lenEncStringLong(b)
 }
 
+// lenEncStringLong decodes every form; LenEncString comes here for strings
+// of 251 bytes or more and for malformed input.
 func lenEncStringLong(b []byte) (s []byte, null bool, n int, ok bool) {
-	v, null, n, ok := LenEncInt(b)
+	v, null, n, ok := lenEncIntLong(b)
 	if !ok || null {
 		return nil, null, n, ok
 	}
