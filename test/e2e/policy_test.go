@@ -231,6 +231,25 @@ func TestApprovalsEndToEnd(t *testing.T) {
 	if err := root.QueryRow("SELECT COUNT(*) FROM information_schema.COLUMNS WHERE TABLE_SCHEMA='appr' AND TABLE_NAME='t' AND COLUMN_NAME='never'").Scan(&col); err != nil || col != 0 {
 		t.Fatalf("timed-out ALTER ran: %d %v", col, err)
 	}
+	// The expiry is visible: the API's recent list and `approvals list
+	// --all` show it, and the journal has an approval record of it.
+	_, body = adminCall(t, d, "GET", "/api/v1/approvals", nil)
+	var pl pendingList
+	if err := json.Unmarshal(body, &pl); err != nil {
+		t.Fatal(err)
+	}
+	var expired string
+	for _, p := range pl.Recent {
+		if p.SQL == q3 && p.Status == "timeout" && p.Mode == "hold" {
+			expired = p.ID
+		}
+	}
+	if expired == "" {
+		t.Fatalf("the API does not list the timed-out hold request as timeout: %s", body)
+	}
+	if all := cli(t, d, "approvals", "list", "--all"); !strings.Contains(all, expired) || !strings.Contains(all, "timeout") {
+		t.Fatalf("approvals list --all does not show the expiry of %s:\n%s", expired, all)
+	}
 	// The connection survived all three.
 	if err := db.Ping(); err != nil {
 		t.Fatal(err)
@@ -249,6 +268,9 @@ func TestApprovalsEndToEnd(t *testing.T) {
 	_, o = harness.Pair(t, recs, q3)
 	if o.Status != record.StatusBlocked || o.Error == nil || !strings.Contains(o.Error.Message, "timed out") {
 		t.Errorf("timeout outcome: %+v", o)
+	}
+	if ev := approvalEvents(recs, expired); len(ev) != 1 || ev[0] != "timeout" {
+		t.Errorf("approval records of the timed-out hold request %s: %v", expired, ev)
 	}
 }
 
