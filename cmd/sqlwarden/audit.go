@@ -18,8 +18,6 @@ import (
 
 func init() { subcommands = append(subcommands, newAuditCmd, newReplayCmd) }
 
-const defaultAuditDir = "/var/lib/sqlwarden/audit"
-
 // auditFlags are shared by the audit verbs: the journal dir, directly or
 // from the daemon's config file.
 type auditFlags struct {
@@ -28,7 +26,7 @@ type auditFlags struct {
 }
 
 func (f *auditFlags) register(cmd *cobra.Command) {
-	cmd.Flags().StringVar(&f.dir, "dir", "", "audit journal directory (default: audit.dir from --config, else "+defaultAuditDir+")")
+	cmd.Flags().StringVar(&f.dir, "dir", "", "audit journal directory (default: audit.dir from --config, else "+audit.DefaultDir+")")
 	cmd.Flags().StringVar(&f.cfgPath, "config", "", "daemon configuration file to take audit.dir from")
 }
 
@@ -53,7 +51,7 @@ func (f *auditFlags) auditConfig() (audit.Config, error) {
 		acfg.Dir = f.dir
 	}
 	if acfg.Dir == "" {
-		acfg.Dir = defaultAuditDir
+		acfg.Dir = audit.DefaultDir
 	}
 	if acfg.KeyFile == "" {
 		acfg.KeyFile = filepath.Join(acfg.Dir, audit.DefaultKeyFileName)

@@ -114,7 +114,7 @@ func New(ctx context.Context, cfg *config.Config, o Options) (_ *Daemon, err err
 		return nil, fmt.Errorf("config audit: %w", err)
 	}
 	if acfg.Dir == "" {
-		acfg.Dir = "/var/lib/sqlwarden/audit"
+		acfg.Dir = audit.DefaultDir
 	}
 	if acfg.Node == "" {
 		acfg.Node = cfg.Node

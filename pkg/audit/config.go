@@ -23,6 +23,9 @@ const (
 	DefaultSegmentMaxAge      = time.Hour
 	DefaultCheckpointInterval = 10 * time.Second
 	DefaultKeyFileName        = "checkpoint.key"
+	// DefaultDir is where the daemon keeps the journal, and where the CLI
+	// reads it, when audit.dir is not set.
+	DefaultDir = "/var/lib/sqlwarden/audit"
 )
 
 // Config configures a Journal; it is the `audit:` section of the daemon's
