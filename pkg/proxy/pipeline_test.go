@@ -6,6 +6,7 @@ import (
 	"errors"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -33,9 +34,17 @@ type memAudit struct {
 	discard bool
 	n       int
 	changed chan struct{} // closed and replaced on every record
+	// failing makes Append (the write-ahead statement record) fail, as a
+	// full disk does; AppendAsync still keeps records.
+	failing atomic.Bool
 }
 
-func (a *memAudit) Append(r *record.Record) error { return a.keep(r) }
+func (a *memAudit) Append(r *record.Record) error {
+	if a.failing.Load() {
+		return errors.New("journal: no space left on device")
+	}
+	return a.keep(r)
+}
 
 func (a *memAudit) AppendAsync(r *record.Record) error { return a.keep(r) }
 

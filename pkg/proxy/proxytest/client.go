@@ -156,6 +156,11 @@ func (c *Client) Roundtrip(payload []byte, binaryRows bool) error {
 	}
 }
 
+// Send sends payload (a command byte and its arguments) and reads nothing:
+// for commands the server never answers (COM_STMT_CLOSE,
+// COM_STMT_SEND_LONG_DATA).
+func (c *Client) Send(payload []byte) error { return c.send(payload) }
+
 func (c *Client) send(payload []byte) error {
 	c.raw.Seq = 0
 	if err := c.raw.WritePacket(payload); err != nil {
