@@ -9,4 +9,14 @@
 // large result never sits in memory). Measured on the project's machines, this
 // shape matches an L4 relay in C on throughput, where a goroutine per
 // direction does not (README, "Design notes": the figures).
+//
+// A session (session.go) holds the connection: both legs, the identity, the
+// prepared statements, limits and the backend session's state. Each command
+// that carries a statement runs as a stmtLife (lifecycle.go), which owns its
+// journal records, its refusal or forwarding, and its outcome, with one
+// policy for a journal that fails (refused with ERR 1180 before anything is
+// forwarded; outcomes written asynchronously after the reply). Handlers
+// return a reply saying what the client was written, so a command the
+// server never answers (COM_STMT_CLOSE, COM_STMT_SEND_LONG_DATA, COM_QUIT)
+// is never sent a stray ERR.
 package proxy

@@ -220,6 +220,45 @@ func (l *stmtLife) forward(p []byte, kind wire.ReplyKind, run *boundedRun, after
 	return replyRelayed, err
 }
 
+// send forwards a statement whose command the server never answers.
+func (l *stmtLife) send(p []byte) (reply, error) {
+	s := l.s
+	l.fwd = s.srv.opts.Now()
+	s.tracker.Start(wire.ReplyNone, false)
+	err := s.send(p)
+	if err != nil {
+		l.errInfo = record.ErrorInfo{Code: wire.ErrCodeBackend, Message: "sqlwarden: lost connection to the database: " + err.Error()}
+		l.failed = &l.errInfo
+	}
+	l.finish()
+	return replyNone, err
+}
+
+// fetch forwards a COM_STMT_FETCH and relays the rows of cursor.
+func (l *stmtLife) fetch(p []byte, cursor *cursorState) (reply, error) {
+	s := l.s
+	l.fwd = s.srv.opts.Now()
+	err := s.forwardFetch(p, l.seq, cursor)
+	l.finish()
+	return replyRelayed, err
+}
+
+// forwardFetch sends a COM_STMT_FETCH and relays its rows.
+func (s *session) forwardFetch(p []byte, seq uint8, cursor *cursorState) error {
+	s.backend.Seq = wire.FirstSeq(seq, len(p))
+	if err := s.backend.WritePacket(p); err != nil {
+		return s.backendLost(seq+1, err)
+	}
+	if err := s.backend.Flush(); err != nil {
+		return s.backendLost(seq+1, err)
+	}
+	if s.lim.StatementTimeout > 0 {
+		s.armWatchdog()
+		defer s.disarmWatchdog()
+	}
+	return s.relay(wire.ReplyResult, true, seq+1, nil, cursor)
+}
+
 // finish writes the outcome record, from the tracker's summary of the reply
 // unless the statement was blocked or failed.
 func (l *stmtLife) finish() {

@@ -305,6 +305,16 @@ func (s *session) readReply(kind wire.ReplyKind) error {
 	return nil
 }
 
+// watchdog kills a statement that outlives statement_timeout (plus
+// watchdogGrace) on the backend.
+type watchdog struct {
+	timer *time.Timer
+	mu    sync.Mutex
+	gen   uint64 // statements the watchdog was armed for
+	armed uint64 // gen of the statement being watched, 0 when none
+	fired uint64 // gen of the statement the watchdog killed
+}
+
 // armWatchdog starts the statement_timeout watchdog for the statement just
 // forwarded.
 func (s *session) armWatchdog() {
@@ -312,37 +322,37 @@ func (s *session) armWatchdog() {
 	if d <= 0 {
 		return
 	}
-	s.wdMu.Lock()
-	s.wdGen++
-	s.wdArmed = s.wdGen
-	s.wdMu.Unlock()
-	if s.wd == nil {
-		s.wd = time.AfterFunc(d+watchdogGrace, s.watchdogFire)
+	s.wd.mu.Lock()
+	s.wd.gen++
+	s.wd.armed = s.wd.gen
+	s.wd.mu.Unlock()
+	if s.wd.timer == nil {
+		s.wd.timer = time.AfterFunc(d+watchdogGrace, s.watchdogFire)
 	} else {
-		s.wd.Reset(d + watchdogGrace)
+		s.wd.timer.Reset(d + watchdogGrace)
 	}
 }
 
 // disarmWatchdog ends the watch once the reply is complete. A firing in
-// progress holds wdMu until its KILL is done, so the KILL never lands on a
+// progress holds wd.mu until its KILL is done, so the KILL never lands on a
 // later statement.
 func (s *session) disarmWatchdog() {
-	if s.wd == nil {
+	if s.wd.timer == nil {
 		return
 	}
-	s.wd.Stop()
-	s.wdMu.Lock()
-	s.wdArmed = 0
-	s.wdMu.Unlock()
+	s.wd.timer.Stop()
+	s.wd.mu.Lock()
+	s.wd.armed = 0
+	s.wd.mu.Unlock()
 }
 
 func (s *session) watchdogFire() {
-	s.wdMu.Lock()
-	defer s.wdMu.Unlock()
-	if s.wdArmed == 0 {
+	s.wd.mu.Lock()
+	defer s.wd.mu.Unlock()
+	if s.wd.armed == 0 {
 		return
 	}
-	s.wdFired = s.wdArmed
+	s.wd.fired = s.wd.armed
 	if err := s.srv.killQuery(s.be, s.beAddr, s.threadID); err != nil {
 		s.log.Warn("statement_timeout: could not stop the statement; closing the backend connection", "err", err)
 		s.backend.Close()
@@ -351,12 +361,12 @@ func (s *session) watchdogFire() {
 
 // timedOut reports whether the watchdog killed the current statement.
 func (s *session) timedOut() bool {
-	if s.wd == nil {
+	if s.wd.timer == nil {
 		return false
 	}
-	s.wdMu.Lock()
-	defer s.wdMu.Unlock()
-	return s.wdFired != 0 && s.wdFired == s.wdGen
+	s.wd.mu.Lock()
+	defer s.wd.mu.Unlock()
+	return s.wd.fired != 0 && s.wd.fired == s.wd.gen
 }
 
 // timeoutErr turns the server's answer to a timed-out statement into the

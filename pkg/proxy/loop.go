@@ -156,11 +156,11 @@ func (s *session) dispatch(p []byte, seq uint8) (reply, error) {
 	case gm.COM_RESET_CONNECTION:
 		r, err := s.simple(p, seq, "COM_RESET_CONNECTION", "", wire.ReplyResult)
 		if err == nil && r == replyRelayed && s.tracker.Err == nil {
-			s.stmts = map[uint32]*prepared{}
+			s.stmts.m = map[uint32]*prepared{}
 			// The reset restored the server's default statement time limit;
 			// the next forward sets statement_timeout's again.
 			s.mstApplied = 0
-			s.hasLast = false
+			s.stmts.hasLast = false
 			err = s.afterReset()
 			if err == nil {
 				// It also put session variables (session tracking too) back

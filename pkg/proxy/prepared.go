@@ -23,6 +23,13 @@ type prepared struct {
 	cursor    *cursorState
 }
 
+// preparedTable is the session's server-side prepared statements, by id.
+type preparedTable struct {
+	m       map[uint32]*prepared
+	lastID  uint32 // the statement MariaDB's id 0xFFFFFFFF means, when hasLast
+	hasLast bool
+}
+
 type longData struct {
 	buf  []byte
 	size int
@@ -37,7 +44,7 @@ func (s *session) prepare(p []byte, seq uint8) (reply, error) {
 	// this one only if it is prepared: a refused or failed PREPARE leaves
 	// none, so a pipelined EXECUTE of id 0xFFFFFFFF can never run an
 	// earlier statement in its place.
-	s.hasLast = false
+	s.stmts.hasLast = false
 	sql := string(wire.Command(p).Arg())
 	st := s.statement("COM_STMT_PREPARE", sql, seq)
 	st.st = s.srv.opts.Policy.Classify(sql, s.db, s.dialect)
@@ -52,8 +59,8 @@ func (s *session) prepare(p []byte, seq uint8) (reply, error) {
 	return st.forward(p, wire.ReplyPrepare, nil, func() {
 		t := &s.tracker
 		if t.Err == nil && t.StmtID != lastStmtID {
-			s.stmts[t.StmtID] = &prepared{sql: sql, st: st.st, plan: st.plan, numParams: int(t.NumParams), numCols: int(t.NumCols)}
-			s.lastID, s.hasLast = t.StmtID, true
+			s.stmts.m[t.StmtID] = &prepared{sql: sql, st: st.st, plan: st.plan, numParams: int(t.NumParams), numCols: int(t.NumCols)}
+			s.stmts.lastID, s.stmts.hasLast = t.StmtID, true
 		}
 	})
 }
@@ -74,20 +81,20 @@ func (s *session) resolveStmt(p []byte) (uint32, *prepared) {
 		return id, nil
 	}
 	if id == lastStmtID {
-		if !s.hasLast {
+		if !s.stmts.hasLast {
 			return id, nil
 		}
-		id = s.lastID
+		id = s.stmts.lastID
 		wire.SetStmtID(p, id)
 	}
-	return id, s.stmts[id]
+	return id, s.stmts.m[id]
 }
 
 // forget drops a closed statement.
 func (s *session) forget(id uint32) {
-	delete(s.stmts, id)
-	if s.hasLast && s.lastID == id {
-		s.hasLast = false
+	delete(s.stmts.m, id)
+	if s.stmts.hasLast && s.stmts.lastID == id {
+		s.stmts.hasLast = false
 	}
 }
 
@@ -248,14 +255,7 @@ func (s *session) closeStmt(p []byte) (reply, error) {
 		return r, err
 	}
 	s.forget(id)
-	s.tracker.Start(wire.ReplyNone, false)
-	err := s.send(p)
-	if err != nil {
-		st.errInfo = record.ErrorInfo{Code: wire.ErrCodeBackend, Message: "sqlwarden: lost connection to the database: " + err.Error()}
-		st.failed = &st.errInfo
-	}
-	st.finish()
-	return replyNone, err
+	return st.send(p)
 }
 
 // resetLongData clears what the backend holds from COM_STMT_SEND_LONG_DATA
@@ -274,7 +274,7 @@ func (s *session) resetLongData(id uint32) error {
 	if _, _, err := s.backend.ReadPacket(); err != nil {
 		return &protocolError{side: "backend", err: err}
 	}
-	if ps := s.stmts[id]; ps != nil {
+	if ps := s.stmts.m[id]; ps != nil {
 		ps.cursor = nil // a reset closes the statement's cursor too
 	}
 	return nil
@@ -314,27 +314,9 @@ func (s *session) fetch(p []byte, seq uint8) (reply, error) {
 	if r, err := st.journal(); r.done() {
 		return r, err
 	}
-	err := s.forwardFetch(p, seq, ps.cursor)
+	r, err := st.fetch(p, ps.cursor)
 	if ps.cursor != nil && ps.cursor.done {
 		ps.cursor = nil
 	}
-	st.finish()
-	return replyRelayed, err
-}
-
-// forwardFetch sends a COM_STMT_FETCH and relays the rows of cursor.
-func (s *session) forwardFetch(p []byte, seq uint8, cursor *cursorState) error {
-	s.cur.fwd = s.srv.opts.Now()
-	s.backend.Seq = wire.FirstSeq(seq, len(p))
-	if err := s.backend.WritePacket(p); err != nil {
-		return s.backendLost(seq+1, err)
-	}
-	if err := s.backend.Flush(); err != nil {
-		return s.backendLost(seq+1, err)
-	}
-	if s.lim.StatementTimeout > 0 {
-		s.armWatchdog()
-		defer s.disarmWatchdog()
-	}
-	return s.relay(wire.ReplyResult, true, seq+1, nil, cursor)
+	return r, err
 }

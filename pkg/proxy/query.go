@@ -55,6 +55,13 @@ type verdictKey struct {
 	mode                sqltext.Mode
 }
 
+// verdictCache is a session's verdicts by statement shape, for one policy
+// version.
+type verdictCache struct {
+	m   map[verdictKey]statement.Verdict
+	ver uint64
+}
+
 // decide asks the policy, reusing this session's verdict for a statement
 // of the same shape (digest) when its classification says that is exact.
 func (s *session) decide(st *stmtLife) statement.Verdict {
@@ -62,18 +69,18 @@ func (s *session) decide(st *stmtLife) statement.Verdict {
 	cacheable := st.st.Cacheable && st.st.Digest != ""
 	var key verdictKey
 	if cacheable {
-		if ver := pol.Version(); ver != s.verdictVer || s.verdicts == nil || len(s.verdicts) > 512 {
-			s.verdicts = make(map[verdictKey]statement.Verdict)
-			s.verdictVer = ver
+		if ver := pol.Version(); ver != s.verdicts.ver || s.verdicts.m == nil || len(s.verdicts.m) > 512 {
+			s.verdicts.m = make(map[verdictKey]statement.Verdict)
+			s.verdicts.ver = ver
 		}
 		key = verdictKey{st.st.Digest, s.db, st.command, s.dialect.Mode}
-		if v, ok := s.verdicts[key]; ok {
+		if v, ok := s.verdicts.m[key]; ok {
 			return v
 		}
 	}
 	v := pol.Decide(s.identity.record(), st.st, statement.Session{ID: s.id, DB: s.db, User: s.hs.User, ClientAddr: s.raw.RemoteAddr().String(), Command: st.command})
 	if cacheable {
-		s.verdicts[key] = v
+		s.verdicts.m[key] = v
 	}
 	return v
 }

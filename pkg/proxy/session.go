@@ -21,7 +21,6 @@ import (
 	"github.com/sqlwarden/sqlwarden/pkg/host"
 	"github.com/sqlwarden/sqlwarden/pkg/record"
 	"github.com/sqlwarden/sqlwarden/pkg/sqltext"
-	"github.com/sqlwarden/sqlwarden/pkg/statement"
 	"github.com/sqlwarden/sqlwarden/pkg/wire"
 )
 
@@ -61,15 +60,12 @@ type session struct {
 	pending     bool
 	pendingFrom netip.Addr
 
-	stmts      map[uint32]*prepared
-	lastID     uint32 // the statement MariaDB's id 0xFFFFFFFF means, when hasLast
-	hasLast    bool
-	tracker    wire.Tracker
-	outBuf     []byte
-	cols       [][]byte
-	digest     *record.RowDigest
-	verdicts   map[verdictKey]statement.Verdict
-	verdictVer uint64
+	stmts    preparedTable
+	tracker  wire.Tracker
+	outBuf   []byte
+	cols     [][]byte
+	digest   *record.RowDigest
+	verdicts verdictCache
 	// cur is the statement running now (lifecycle.go).
 	cur stmtLife
 
@@ -84,11 +80,7 @@ type session struct {
 	ident       *identState
 	connCounted bool
 	mstApplied  time.Duration // the backend session's statement time limit (0: server default)
-	wd          *time.Timer   // statement_timeout watchdog
-	wdMu        sync.Mutex
-	wdGen       uint64 // statements the watchdog was armed for
-	wdArmed     uint64 // wdGen of the statement being watched, 0 when none
-	wdFired     uint64 // wdGen of the statement the watchdog killed
+	wd          watchdog      // statement_timeout's
 
 	// roApplied: the backend session is in READ ONLY transaction mode
 	// (read_only).
@@ -118,7 +110,7 @@ func newSession(s *Server, c net.Conn) *session {
 	return &session{
 		srv: s, raw: c, id: id, ctx: ctx, cancel: cancel,
 		log:    s.log.With("session", id, "client", c.RemoteAddr().String()),
-		stmts:  map[uint32]*prepared{},
+		stmts:  preparedTable{m: map[uint32]*prepared{}},
 		digest: record.NewRowDigest(),
 	}
 }
@@ -186,7 +178,7 @@ func (s *session) run() {
 			srv.threads.Delete(threadKey{s.beName, s.threadID})
 			srv.conns.Delete(s.connID)
 		}
-		if s.wd != nil {
+		if s.wd.timer != nil {
 			s.disarmWatchdog()
 		}
 		s.authenticated() // a login that never finished frees its place
