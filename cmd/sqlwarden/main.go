@@ -1,6 +1,3 @@
-// Command sqlwarden is the node daemon and its operator CLI: run the proxy,
-// enroll workloads for transparent redirect, read and verify the audit
-// journal, decide approvals and test policies.
 package main
 
 import (

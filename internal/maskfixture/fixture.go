@@ -1,6 +1,3 @@
-// Package maskfixture is the masking test fixture shared by the masking
-// package's corpus test and the end-to-end tests: the sw_mask schema, the
-// secrets it holds, the leak check and the evasion corpus.
 package maskfixture
 
 import (

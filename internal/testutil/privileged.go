@@ -1,5 +1,3 @@
-// Package testutil holds helpers shared by tests: the privileged-test gate and
-// the private MariaDB instance started by scripts/mariadb.sh.
 package testutil
 
 import (

@@ -1,4 +1,3 @@
-// Package config reads the daemon's YAML configuration file.
 package config
 
 import (

@@ -19,4 +19,10 @@
 // return a reply saying what the client was written, so a command the
 // server never answers (COM_STMT_CLOSE, COM_STMT_SEND_LONG_DATA, COM_QUIT)
 // is never sent a stray ERR.
+//
+// It imports the vocabulary (pkg/record, pkg/statement), the codec
+// (pkg/wire, pkg/wire/rows), pkg/sqltext, pkg/credscrub and pkg/host, and must
+// not import pkg/policy, pkg/masking, pkg/identity, pkg/audit, pkg/approval or
+// redirect: it declares the small interfaces it needs (deps.go) and
+// internal/daemon wires the implementations.
 package proxy

@@ -3,4 +3,7 @@
 // comments, and executable comments by the server's flavour and version — and
 // produces the text a parser that knows none of that must see to judge the
 // statement the server will run.
+//
+// It must not import any sqlwarden package: statement, policy, masking and
+// the proxy build on it.
 package sqltext

@@ -1,6 +1,3 @@
-// Package harness runs the real sqlwarden binary against the project's
-// private MariaDB for end-to-end tests: it builds the binary once, writes a
-// config, starts the daemon, waits until it is ready and reads its journal.
 package harness
 
 import (

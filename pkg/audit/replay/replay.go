@@ -1,4 +1,3 @@
-// Package replay re-executes a recorded session against a test database and compares each outcome.
 package replay
 
 import (

@@ -1,0 +1,5 @@
+// Package testutil holds helpers shared by tests: the privileged-test gate and
+// the private MariaDB instance started by scripts/mariadb.sh.
+//
+// It is for tests only and must not import any sqlwarden package.
+package testutil
