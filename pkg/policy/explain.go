@@ -44,17 +44,17 @@ type LimitRow struct {
 	OnExceed string `json:"on_exceed,omitempty"`
 }
 
-func limitRows(l EffectiveLimits) []LimitRow {
+func limitRows(l record.Limits) []LimitRow {
 	rows := []LimitRow{}
-	for k := LimitKind(0); k < NumLimitKinds; k++ {
+	for k := record.LimitKind(0); k < record.NumLimitKinds; k++ {
 		if !l.IsSet(k) {
 			continue
 		}
 		r := LimitRow{Kind: k.String(), Value: l.Value(k), Limit: l.By[k]}
 		switch k {
-		case LimitMaxRows:
+		case record.LimitMaxRows:
 			r.OnExceed = onExceed(l.TruncateRows)
-		case LimitMaxResultBytes:
+		case record.LimitMaxResultBytes:
 			r.OnExceed = onExceed(l.TruncateBytes)
 		}
 		rows = append(rows, r)
@@ -77,7 +77,7 @@ func printLimits(w io.Writer, identity string, rows []LimitRow) {
 	fmt.Fprintf(w, "limits:          for identity %q\n", identity)
 	for _, r := range rows {
 		v := fmt.Sprint(r.Value)
-		if r.Kind == LimitMaxResultBytes.String() {
+		if r.Kind == record.LimitMaxResultBytes.String() {
 			v = fmt.Sprintf("%v (%s)", r.Value, ByteSize(r.Value.(uint64)))
 		}
 		if r.OnExceed != "" {
@@ -228,17 +228,17 @@ type LimitVerdict struct {
 // limitVerdicts judges a statement as the proxy's read_only and
 // max_affected_rows limits would, as far as that can be done without the
 // server (views and storage engines are looked up there).
-func limitVerdicts(l EffectiveLimits, sql string, st *statement.Statement, db string) []LimitVerdict {
+func limitVerdicts(l record.Limits, sql string, st *statement.Statement, db string) []LimitVerdict {
 	var out []LimitVerdict
 	if l.ReadOnly {
-		v := LimitVerdict{Kind: "read_only", Limit: l.By[LimitReadOnly], Verdict: "admitted (views it reads are judged against the server)"}
+		v := LimitVerdict{Kind: "read_only", Limit: l.By[record.LimitReadOnly], Verdict: "admitted (views it reads are judged against the server)"}
 		if why, _ := statement.ReadOnly(sql, st, db, nil); why != "" {
 			v.Refused, v.Verdict = true, "refused: "+why
 		}
 		out = append(out, v)
 	}
-	if l.IsSet(LimitMaxAffectedRows) {
-		v := LimitVerdict{Kind: "max_affected_rows", Limit: l.By[LimitMaxAffectedRows], Verdict: "not a write"}
+	if l.IsSet(record.LimitMaxAffectedRows) {
+		v := LimitVerdict{Kind: "max_affected_rows", Limit: l.By[record.LimitMaxAffectedRows], Verdict: "not a write"}
 		switch b := statement.BoundWrite(st, db); {
 		case b.Refuse != "":
 			v.Refused, v.Verdict = true, "refused: "+b.Refuse

@@ -77,7 +77,7 @@ func FuzzPolicyFile(f *testing.F) {
 		_ = e.Masking()
 		for _, name := range []string{"", "agent-1", "x"} {
 			l := e.LimitsFor(name)
-			for k := LimitKind(0); k < NumLimitKinds; k++ {
+			for k := record.LimitKind(0); k < record.NumLimitKinds; k++ {
 				if l.IsSet(k) == (l.Value(k) == nil) {
 					t.Fatalf("limit %s: set %v but value %v", k, l.IsSet(k), l.Value(k))
 				}

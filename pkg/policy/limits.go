@@ -2,6 +2,7 @@ package policy
 
 import (
 	"fmt"
+	"github.com/sqlwarden/sqlwarden/pkg/record"
 	"math"
 	"path"
 	"strconv"
@@ -44,105 +45,15 @@ const (
 	OnExceedTruncate = "truncate"
 )
 
-// LimitKind names one limit. Its String form is the policy file key, used
-// in errors, audit records and metrics.
-type LimitKind uint8
-
-// The limits, in the order EffectiveLimits.By is indexed.
-const (
-	LimitMaxRows LimitKind = iota
-	LimitMaxResultBytes
-	LimitStatementTimeout
-	LimitMaxStatementsPerSecond
-	LimitMaxConcurrentStatements
-	LimitMaxConnections
-	LimitReadOnly
-	LimitMaxAffectedRows
-	NumLimitKinds
-)
-
-var limitKindNames = [NumLimitKinds]string{
-	"max_rows", "max_result_bytes", "statement_timeout", "max_statements_per_second",
-	"max_concurrent_statements", "max_connections", "read_only", "max_affected_rows",
-}
-
-func (k LimitKind) String() string {
-	if k < NumLimitKinds {
-		return limitKindNames[k]
-	}
-	return "limit_" + strconv.Itoa(int(k))
-}
-
-// EffectiveLimits are the limits in force for one identity: the tightest
-// value of each limit over every entry that matches it. A limit is set when
-// By names the entry it came from; unset limits are zero.
-type EffectiveLimits struct {
-	MaxRows        uint64
-	MaxResultBytes uint64
-	// TruncateRows and TruncateBytes are the on_exceed of the entry that set
-	// MaxRows and MaxResultBytes: true for "truncate", false for "error".
-	TruncateRows            bool
-	TruncateBytes           bool
-	StatementTimeout        time.Duration
-	MaxStatementsPerSecond  int
-	MaxConcurrentStatements int
-	MaxConnections          int
-	ReadOnly                bool
-	MaxAffectedRows         uint64
-	// By is the name of the limits entry that set each limit ("" = unset).
-	By [NumLimitKinds]string
-}
-
-// IsSet reports whether limit k applies.
-func (l EffectiveLimits) IsSet(k LimitKind) bool { return k < NumLimitKinds && l.By[k] != "" }
-
-// Any reports whether any limit applies.
-func (l EffectiveLimits) Any() bool {
-	for _, b := range l.By {
-		if b != "" {
-			return true
-		}
-	}
-	return false
-}
-
-// Value is limit k's value as audit records carry it: a number for counts
-// and sizes, a Go duration string for the timeout, a bool for read_only;
-// nil when unset.
-func (l EffectiveLimits) Value(k LimitKind) any {
-	if !l.IsSet(k) {
-		return nil
-	}
-	switch k {
-	case LimitMaxRows:
-		return l.MaxRows
-	case LimitMaxResultBytes:
-		return l.MaxResultBytes
-	case LimitStatementTimeout:
-		return l.StatementTimeout.String()
-	case LimitMaxStatementsPerSecond:
-		return l.MaxStatementsPerSecond
-	case LimitMaxConcurrentStatements:
-		return l.MaxConcurrentStatements
-	case LimitMaxConnections:
-		return l.MaxConnections
-	case LimitReadOnly:
-		return l.ReadOnly
-	case LimitMaxAffectedRows:
-		return l.MaxAffectedRows
-	}
-	return nil
-}
-
 // LimitsFor resolves the limits of the current policy for an identity.
 // It walks every entry: call it once per session and again when Version
 // changes, not per statement.
-func (e *Engine) LimitsFor(identity string) EffectiveLimits {
+func (e *Engine) LimitsFor(identity string) record.Limits {
 	return resolveLimits(e.cur.Load().file.Limits, identity)
 }
 
-func resolveLimits(entries []Limit, identity string) EffectiveLimits {
-	var l EffectiveLimits
+func resolveLimits(entries []Limit, identity string) record.Limits {
+	var l record.Limits
 	for i := range entries {
 		en := &entries[i]
 		if len(en.Identities) > 0 && !matchName(en.Identities, identity) {
@@ -152,37 +63,37 @@ func resolveLimits(entries []Limit, identity string) EffectiveLimits {
 		if en.MaxRows != nil {
 			v := *en.MaxRows
 			// At equal caps, error is tighter than truncate.
-			if !l.IsSet(LimitMaxRows) || v < l.MaxRows || (v == l.MaxRows && l.TruncateRows && !truncate) {
-				l.MaxRows, l.TruncateRows, l.By[LimitMaxRows] = v, truncate, en.Name
+			if !l.IsSet(record.LimitMaxRows) || v < l.MaxRows || (v == l.MaxRows && l.TruncateRows && !truncate) {
+				l.MaxRows, l.TruncateRows, l.By[record.LimitMaxRows] = v, truncate, en.Name
 			}
 		}
 		if en.MaxResultBytes != nil {
 			v := uint64(*en.MaxResultBytes)
-			if !l.IsSet(LimitMaxResultBytes) || v < l.MaxResultBytes || (v == l.MaxResultBytes && l.TruncateBytes && !truncate) {
-				l.MaxResultBytes, l.TruncateBytes, l.By[LimitMaxResultBytes] = v, truncate, en.Name
+			if !l.IsSet(record.LimitMaxResultBytes) || v < l.MaxResultBytes || (v == l.MaxResultBytes && l.TruncateBytes && !truncate) {
+				l.MaxResultBytes, l.TruncateBytes, l.By[record.LimitMaxResultBytes] = v, truncate, en.Name
 			}
 		}
 		if en.StatementTimeout != nil {
-			if v := time.Duration(*en.StatementTimeout); !l.IsSet(LimitStatementTimeout) || v < l.StatementTimeout {
-				l.StatementTimeout, l.By[LimitStatementTimeout] = v, en.Name
+			if v := time.Duration(*en.StatementTimeout); !l.IsSet(record.LimitStatementTimeout) || v < l.StatementTimeout {
+				l.StatementTimeout, l.By[record.LimitStatementTimeout] = v, en.Name
 			}
 		}
-		minInt(&l, LimitMaxStatementsPerSecond, &l.MaxStatementsPerSecond, en.MaxStatementsPerSecond, en.Name)
-		minInt(&l, LimitMaxConcurrentStatements, &l.MaxConcurrentStatements, en.MaxConcurrentStatements, en.Name)
-		minInt(&l, LimitMaxConnections, &l.MaxConnections, en.MaxConnections, en.Name)
+		minInt(&l, record.LimitMaxStatementsPerSecond, &l.MaxStatementsPerSecond, en.MaxStatementsPerSecond, en.Name)
+		minInt(&l, record.LimitMaxConcurrentStatements, &l.MaxConcurrentStatements, en.MaxConcurrentStatements, en.Name)
+		minInt(&l, record.LimitMaxConnections, &l.MaxConnections, en.MaxConnections, en.Name)
 		if en.ReadOnly && !l.ReadOnly {
-			l.ReadOnly, l.By[LimitReadOnly] = true, en.Name
+			l.ReadOnly, l.By[record.LimitReadOnly] = true, en.Name
 		}
 		if en.MaxAffectedRows != nil {
-			if v := *en.MaxAffectedRows; !l.IsSet(LimitMaxAffectedRows) || v < l.MaxAffectedRows {
-				l.MaxAffectedRows, l.By[LimitMaxAffectedRows] = v, en.Name
+			if v := *en.MaxAffectedRows; !l.IsSet(record.LimitMaxAffectedRows) || v < l.MaxAffectedRows {
+				l.MaxAffectedRows, l.By[record.LimitMaxAffectedRows] = v, en.Name
 			}
 		}
 	}
 	return l
 }
 
-func minInt(l *EffectiveLimits, k LimitKind, dst *int, v *int, name string) {
+func minInt(l *record.Limits, k record.LimitKind, dst *int, v *int, name string) {
 	if v == nil {
 		return
 	}

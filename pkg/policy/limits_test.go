@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"github.com/sqlwarden/sqlwarden/pkg/record"
 	"strings"
 	"testing"
 	"time"
@@ -53,40 +54,41 @@ limits:
 		t.Fatal(err)
 	}
 	l := e.LimitsFor("agent-report")
-	want := EffectiveLimits{
+	want := record.Limits{
 		MaxRows: 1000, MaxResultBytes: 4 << 20, TruncateRows: false, TruncateBytes: false,
 		StatementTimeout: 2 * time.Second, MaxStatementsPerSecond: 20, MaxConcurrentStatements: 4,
 		MaxConnections: 2, ReadOnly: true, MaxAffectedRows: 0,
 	}
-	want.By = [NumLimitKinds]string{
-		LimitMaxRows:                 "reporting", // same cap as agents: error beats truncate
-		LimitMaxResultBytes:          "everyone",  // same size as agents: error beats truncate
-		LimitStatementTimeout:        "everyone",
-		LimitMaxStatementsPerSecond:  "agents",
-		LimitMaxConcurrentStatements: "agents",
-		LimitMaxConnections:          "reporting",
-		LimitReadOnly:                "reporting",
-		LimitMaxAffectedRows:         "reporting",
+	want.By = [record.NumLimitKinds]string{
+		record.LimitMaxRows:                 "reporting", // same cap as agents: error beats truncate
+		record.LimitMaxResultBytes:          "everyone",  // same size as agents: error beats truncate
+		record.LimitStatementTimeout:        "everyone",
+		record.LimitMaxStatementsPerSecond:  "agents",
+		record.LimitMaxConcurrentStatements: "agents",
+		record.LimitMaxConnections:          "reporting",
+		record.LimitReadOnly:                "reporting",
+		record.LimitMaxAffectedRows:         "reporting",
 	}
 	if l != want {
 		t.Errorf("LimitsFor(agent-report) =\n%+v\nwant\n%+v", l, want)
 	}
-	if v := l.Value(LimitMaxAffectedRows); v != uint64(0) {
+	if v := l.Value(record.LimitMaxAffectedRows); v != uint64(0) {
 		t.Errorf("max_affected_rows 0 is a set limit: Value = %v", v)
 	}
-	if v := l.Value(LimitStatementTimeout); v != "2s" {
+	if v := l.Value(record.LimitStatementTimeout); v != "2s" {
 		t.Errorf("timeout value = %v", v)
 	}
 
 	a := e.LimitsFor("agent-1")
-	if a.MaxRows != 1000 || !a.TruncateRows || a.By[LimitMaxRows] != "agents" || a.TruncateBytes || a.IsSet(LimitReadOnly) || a.IsSet(LimitMaxAffectedRows) {
+	if a.MaxRows != 1000 || !a.TruncateRows || a.By[record.LimitMaxRows] != "agents" || a.TruncateBytes || a.IsSet(record.LimitReadOnly) || a.IsSet(record.LimitMaxAffectedRows) {
 		t.Errorf("LimitsFor(agent-1) = %+v", a)
 	}
 	h := e.LimitsFor("human")
-	if h.MaxRows != 5000 || h.IsSet(LimitMaxConnections) || !h.Any() {
+	if h.MaxRows != 5000 || h.IsSet(record.LimitMaxConnections) || !h.Any() {
 		t.Errorf("LimitsFor(human) = %+v", h)
 	}
-	if n, _ := New(Options{Data: []byte("default: allow\n")}); n.LimitsFor("x").Any() {
+	n, _ := New(Options{Data: []byte("default: allow\n")})
+	if l := n.LimitsFor("x"); l.Any() {
 		t.Error("a policy without limits sets some")
 	}
 }
@@ -132,7 +134,7 @@ func TestLimitsHotReload(t *testing.T) {
 	if err := e.Reload(); err != nil {
 		t.Fatal(err)
 	}
-	if l := e.LimitsFor("x"); l.MaxRows != 20 || l.By[LimitMaxRows] != "b" || l.StatementTimeout != time.Second || e.Version() == v {
+	if l := e.LimitsFor("x"); l.MaxRows != 20 || l.By[record.LimitMaxRows] != "b" || l.StatementTimeout != time.Second || e.Version() == v {
 		t.Fatalf("after reload: %+v version %d", l, e.Version())
 	}
 	write("limits: [{name: b, max_rows: 0}]\n")

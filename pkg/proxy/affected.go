@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"fmt"
+	"github.com/sqlwarden/sqlwarden/pkg/record"
 
 	gm "github.com/go-mysql-org/go-mysql/mysql"
 
@@ -162,8 +163,8 @@ func (s *session) forwardBounded(p []byte, seq uint8, st *stmtLife, run *bounded
 		// The statement ran unguarded: say so rather than pretend.
 		s.log.Error("max_affected_rows: could not open a transaction", "command", first, "err", firstErr.Message)
 		if t.Err == nil && !rows && t.Affected > run.max {
-			s.hit(LimitMaxAffectedRows)
-			t.Err = &wire.ServerError{Code: wire.ErrCodeLimit, State: "42000", Message: kindMsg(&s.lim, LimitMaxAffectedRows,
+			s.hit(record.LimitMaxAffectedRows)
+			t.Err = &wire.ServerError{Code: wire.ErrCodeLimit, State: "42000", Message: kindMsg(&s.lim, record.LimitMaxAffectedRows,
 				fmt.Sprintf("statement changed %d rows, more than %d, and could not be rolled back: %s failed: %s", t.Affected, run.max, first, firstErr.Message))}
 			return s.replyClient(wire.ErrPacket(t.Err.Code, t.Err.State, t.Err.Message))
 		}
@@ -185,16 +186,16 @@ func (s *session) forwardBounded(p []byte, seq uint8, st *stmtLife, run *bounded
 		if err := s.undoBounded(savepoint); err != nil {
 			return s.backendLost(s.client.Seq, err)
 		}
-		s.hit(LimitMaxAffectedRows)
-		t.Err = &wire.ServerError{Code: wire.ErrCodeLimit, State: "42000", Message: kindMsg(&s.lim, LimitMaxAffectedRows,
+		s.hit(record.LimitMaxAffectedRows)
+		t.Err = &wire.ServerError{Code: wire.ErrCodeLimit, State: "42000", Message: kindMsg(&s.lim, record.LimitMaxAffectedRows,
 			"statement returned rows, so the rows it changed cannot be counted: rolled back")}
 		return s.replyClient(wire.ErrPacket(t.Err.Code, t.Err.State, t.Err.Message))
 	case t.Affected > run.max:
 		if err := s.undoBounded(savepoint); err != nil {
 			return s.backendLost(s.client.Seq, err)
 		}
-		s.hit(LimitMaxAffectedRows)
-		t.Err = &wire.ServerError{Code: wire.ErrCodeLimit, State: "42000", Message: kindMsg(&s.lim, LimitMaxAffectedRows,
+		s.hit(record.LimitMaxAffectedRows)
+		t.Err = &wire.ServerError{Code: wire.ErrCodeLimit, State: "42000", Message: kindMsg(&s.lim, record.LimitMaxAffectedRows,
 			fmt.Sprintf("statement changed %d rows, more than %d: rolled back", t.Affected, run.max))}
 		return s.replyClient(wire.ErrPacket(t.Err.Code, t.Err.State, t.Err.Message))
 	}
@@ -335,9 +336,9 @@ func (s *session) replyClient(pl []byte) error {
 // proxy's own command failed.
 func (s *session) failBounded(seq uint8, st *stmtLife, serr *wire.ServerError, command string) error {
 	s.txKnown = false
-	s.hit(LimitMaxAffectedRows)
+	s.hit(record.LimitMaxAffectedRows)
 	s.tracker.Start(wire.ReplyResult, false)
-	s.tracker.Err = &wire.ServerError{Code: wire.ErrCodeLimit, State: "42000", Message: kindMsg(&s.lim, LimitMaxAffectedRows,
+	s.tracker.Err = &wire.ServerError{Code: wire.ErrCodeLimit, State: "42000", Message: kindMsg(&s.lim, record.LimitMaxAffectedRows,
 		fmt.Sprintf("%s failed, so the statement was not run: %s", command, serr.Message))}
 	s.client.Seq = seq + 1
 	return s.replyClient(wire.ErrPacket(s.tracker.Err.Code, s.tracker.Err.State, s.tracker.Err.Message))

@@ -17,9 +17,9 @@ import (
 // write to shop.t.
 type boundPolicy struct{ wordPolicy }
 
-func (boundPolicy) Limits(string) proxy.Limits {
-	l := proxy.Limits{MaxAffectedRows: 1}
-	l.By[proxy.LimitMaxAffectedRows] = "blast"
+func (boundPolicy) Limits(string) record.Limits {
+	l := record.Limits{MaxAffectedRows: 1}
+	l.By[record.LimitMaxAffectedRows] = "blast"
 	return l
 }
 

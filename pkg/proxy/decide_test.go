@@ -21,7 +21,7 @@ func (p *countingPolicy) Decide(*record.Identity, *statement.Statement, statemen
 	p.decided++
 	return statement.Verdict{Rule: "default", Action: record.ActionAllow}
 }
-func (p *countingPolicy) Limits(string) Limits { return Limits{} }
+func (p *countingPolicy) Limits(string) record.Limits { return record.Limits{} }
 func (p *countingPolicy) ReadOnly(string, *statement.Statement, string, func(string) (string, bool)) (string, []statement.TableRef) {
 	return "", nil
 }

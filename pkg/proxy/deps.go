@@ -98,7 +98,7 @@ type Policy interface {
 	Decide(id *record.Identity, st *statement.Statement, s statement.Session) statement.Verdict
 	// Limits resolves the limits of an identity; the proxy calls it once per
 	// session and again after Version changes, never per statement.
-	Limits(identity string) Limits
+	Limits(identity string) record.Limits
 	// ReadOnly says why a statement might change something, "" when it
 	// provably cannot (the read_only limit), and which tables an admitted
 	// one reads (db qualifies unqualified names): views among them must
@@ -108,81 +108,6 @@ type Policy interface {
 	// BoundWrite says how a max_affected_rows limit treats a statement.
 	BoundWrite(st *statement.Statement, db string) statement.BoundedWrite
 	Version() uint64
-}
-
-// LimitKind names one per-identity limit; its String is the policy key.
-type LimitKind uint8
-
-// The limits, in the order Limits.By is indexed (the same as pkg/policy's).
-const (
-	LimitMaxRows LimitKind = iota
-	LimitMaxResultBytes
-	LimitStatementTimeout
-	LimitMaxStatementsPerSecond
-	LimitMaxConcurrentStatements
-	LimitMaxConnections
-	LimitReadOnly
-	LimitMaxAffectedRows
-	NumLimitKinds
-)
-
-var limitKindNames = [NumLimitKinds]string{
-	"max_rows", "max_result_bytes", "statement_timeout", "max_statements_per_second",
-	"max_concurrent_statements", "max_connections", "read_only", "max_affected_rows",
-}
-
-func (k LimitKind) String() string {
-	if k < NumLimitKinds {
-		return limitKindNames[k]
-	}
-	return "limit"
-}
-
-// Limits are the per-identity limits in force for a session: for each, the
-// tightest value over the matching entries of the policy's limits section.
-// A limit is set when By names the entry that set it; unset limits are
-// zero. The field layout matches policy.EffectiveLimits, so the daemon
-// converts one into the other.
-type Limits struct {
-	MaxRows        uint64
-	MaxResultBytes uint64
-	// TruncateRows and TruncateBytes: on_exceed is truncate (else error).
-	TruncateRows            bool
-	TruncateBytes           bool
-	StatementTimeout        time.Duration
-	MaxStatementsPerSecond  int
-	MaxConcurrentStatements int
-	MaxConnections          int
-	ReadOnly                bool
-	MaxAffectedRows         uint64
-	By                      [NumLimitKinds]string
-}
-
-// IsSet reports whether limit k applies.
-func (l *Limits) IsSet(k LimitKind) bool { return k < NumLimitKinds && l.By[k] != "" }
-
-// Hit describes limit k firing, for the outcome record.
-func (l *Limits) Hit(k LimitKind) *record.LimitHit {
-	h := &record.LimitHit{Name: l.By[k], Kind: k.String()}
-	switch k {
-	case LimitMaxRows:
-		h.Value = l.MaxRows
-	case LimitMaxResultBytes:
-		h.Value = l.MaxResultBytes
-	case LimitStatementTimeout:
-		h.Value = l.StatementTimeout.String()
-	case LimitMaxStatementsPerSecond:
-		h.Value = l.MaxStatementsPerSecond
-	case LimitMaxConcurrentStatements:
-		h.Value = l.MaxConcurrentStatements
-	case LimitMaxConnections:
-		h.Value = l.MaxConnections
-	case LimitReadOnly:
-		h.Value = l.ReadOnly
-	case LimitMaxAffectedRows:
-		h.Value = l.MaxAffectedRows
-	}
-	return h
 }
 
 // Approval is the outcome of a statement that needs a human.

@@ -115,7 +115,7 @@ func (st *identState) take(rate int, now time.Time) bool {
 }
 
 // limitErr is a limit firing as the client and the journal see it.
-func limitMsg(l *Limits, k LimitKind, what string) string {
+func limitMsg(l *record.Limits, k record.LimitKind, what string) string {
 	return "sqlwarden: limit " + l.By[k] + ": " + what
 }
 
@@ -124,12 +124,12 @@ func (s *session) refreshLimits(ver uint64) {
 	s.limVer = ver
 	s.lim = s.srv.opts.Policy.Limits(s.identity.Name)
 	l := &s.lim
-	s.capOn = l.IsSet(LimitMaxRows) || l.IsSet(LimitMaxResultBytes)
-	s.admitOn = l.IsSet(LimitMaxStatementsPerSecond) || l.IsSet(LimitMaxConcurrentStatements) || l.IsSet(LimitStatementTimeout)
+	s.capOn = l.IsSet(record.LimitMaxRows) || l.IsSet(record.LimitMaxResultBytes)
+	s.admitOn = l.IsSet(record.LimitMaxStatementsPerSecond) || l.IsSet(record.LimitMaxConcurrentStatements) || l.IsSet(record.LimitStatementTimeout)
 }
 
 // hit records that limit k fired on the current statement.
-func (s *session) hit(k LimitKind) *record.LimitHit {
+func (s *session) hit(k record.LimitKind) *record.LimitHit {
 	h := s.lim.Hit(k)
 	s.cur.limHit = h
 	s.srv.opts.Observer.LimitHit(h.Name, h.Kind)
@@ -190,22 +190,22 @@ func isKill(st *statement.Statement) bool {
 func (s *session) admit(st *stmtLife) (string, bool) {
 	l := &s.lim
 	if l.StatementTimeout > 0 && setsTimeout(st.sql, st.st) {
-		s.hit(LimitStatementTimeout)
-		return limitMsg(l, LimitStatementTimeout, fmt.Sprintf("statement_timeout %s applies to this identity; the session may not change max_statement_time or max_execution_time", l.StatementTimeout)), false
+		s.hit(record.LimitStatementTimeout)
+		return limitMsg(l, record.LimitStatementTimeout, fmt.Sprintf("statement_timeout %s applies to this identity; the session may not change max_statement_time or max_execution_time", l.StatementTimeout)), false
 	}
 	// A KILL is how an identity at its limit stops its own statements.
 	if isKill(st.st) {
 		return "", true
 	}
 	if l.MaxStatementsPerSecond > 0 && !s.ident.take(l.MaxStatementsPerSecond, s.srv.opts.Now()) {
-		s.hit(LimitMaxStatementsPerSecond)
-		return limitMsg(l, LimitMaxStatementsPerSecond, fmt.Sprintf("max_statements_per_second %d exceeded", l.MaxStatementsPerSecond)), false
+		s.hit(record.LimitMaxStatementsPerSecond)
+		return limitMsg(l, record.LimitMaxStatementsPerSecond, fmt.Sprintf("max_statements_per_second %d exceeded", l.MaxStatementsPerSecond)), false
 	}
 	if l.MaxConcurrentStatements > 0 {
 		if n := s.ident.inflight.Add(1); n > int64(l.MaxConcurrentStatements) {
 			s.ident.inflight.Add(-1)
-			s.hit(LimitMaxConcurrentStatements)
-			return limitMsg(l, LimitMaxConcurrentStatements, fmt.Sprintf("max_concurrent_statements %d reached", l.MaxConcurrentStatements)), false
+			s.hit(record.LimitMaxConcurrentStatements)
+			return limitMsg(l, record.LimitMaxConcurrentStatements, fmt.Sprintf("max_concurrent_statements %d reached", l.MaxConcurrentStatements)), false
 		}
 		st.slot = true
 	}
@@ -225,8 +225,8 @@ func (s *session) admitConnection() (string, bool) {
 	if l.MaxConnections > 0 && n > int64(l.MaxConnections) {
 		s.ident.conns.Add(-1)
 		s.connCounted = false
-		s.hit(LimitMaxConnections)
-		return limitMsg(l, LimitMaxConnections, fmt.Sprintf("max_connections %d reached for identity %s", l.MaxConnections, s.identity.Name)), false
+		s.hit(record.LimitMaxConnections)
+		return limitMsg(l, record.LimitMaxConnections, fmt.Sprintf("max_connections %d reached for identity %s", l.MaxConnections, s.identity.Name)), false
 	}
 	return "", true
 }
@@ -376,25 +376,25 @@ func (s *session) timeoutErr(pl []byte, t *wire.Tracker) []byte {
 	e := t.Err
 	switch {
 	case e.Code == wire.ErrCodeTimeout:
-		s.hit(LimitStatementTimeout)
+		s.hit(record.LimitStatementTimeout)
 		return pl
 	case e.Code == wire.ErrCodeMySQLQueryTimeout || (e.Code == wire.ErrCodeQueryInterrupted && s.timedOut()):
-		s.hit(LimitStatementTimeout)
+		s.hit(record.LimitStatementTimeout)
 		t.Err = &wire.ServerError{Code: wire.ErrCodeTimeout, State: "70100",
-			Message: limitMsg(&s.lim, LimitStatementTimeout, "statement exceeded statement_timeout "+s.lim.StatementTimeout.String())}
+			Message: limitMsg(&s.lim, record.LimitStatementTimeout, "statement exceeded statement_timeout "+s.lim.StatementTimeout.String())}
 		return wire.ErrPacket(t.Err.Code, t.Err.State, t.Err.Message)
 	}
 	return pl
 }
 
 // overCap reports which of max_rows / max_result_bytes the result passed.
-func (s *session) overCap(rows, bytes uint64) (LimitKind, bool) {
+func (s *session) overCap(rows, bytes uint64) (record.LimitKind, bool) {
 	l := &s.lim
 	if l.MaxRows > 0 && rows > l.MaxRows {
-		return LimitMaxRows, true
+		return record.LimitMaxRows, true
 	}
 	if l.MaxResultBytes > 0 && bytes > l.MaxResultBytes {
-		return LimitMaxResultBytes, true
+		return record.LimitMaxResultBytes, true
 	}
 	return 0, false
 }
@@ -404,11 +404,11 @@ func (s *session) overCap(rows, bytes uint64) (LimitKind, bool) {
 // statement is stopped on the backend, and the reply's rest is read and
 // dropped. sentRows is how many rows of this reply the client received;
 // status is the server status of the current result set.
-func (s *session) capExceeded(k LimitKind, sentRows uint64, status uint16, cursor *cursorState) error {
+func (s *session) capExceeded(k record.LimitKind, sentRows uint64, status uint16, cursor *cursorState) error {
 	l := &s.lim
 	truncate := l.TruncateRows
 	what := fmt.Sprintf("result exceeds max_rows %d", l.MaxRows)
-	if k == LimitMaxResultBytes {
+	if k == record.LimitMaxResultBytes {
 		truncate = l.TruncateBytes
 		what = fmt.Sprintf("result exceeds max_result_bytes %d", l.MaxResultBytes)
 	}

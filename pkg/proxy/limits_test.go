@@ -93,21 +93,21 @@ func TestTokenBucket(t *testing.T) {
 }
 
 func TestLimitsHit(t *testing.T) {
-	l := Limits{MaxRows: 10, StatementTimeout: 1500 * time.Millisecond, ReadOnly: true}
-	l.By[LimitMaxRows], l.By[LimitStatementTimeout], l.By[LimitReadOnly] = "a", "b", "c"
+	l := record.Limits{MaxRows: 10, StatementTimeout: 1500 * time.Millisecond, ReadOnly: true}
+	l.By[record.LimitMaxRows], l.By[record.LimitStatementTimeout], l.By[record.LimitReadOnly] = "a", "b", "c"
 	for _, tc := range []struct {
-		k    LimitKind
+		k    record.LimitKind
 		want record.LimitHit
 	}{
-		{LimitMaxRows, record.LimitHit{Name: "a", Kind: "max_rows", Value: uint64(10)}},
-		{LimitStatementTimeout, record.LimitHit{Name: "b", Kind: "statement_timeout", Value: "1.5s"}},
-		{LimitReadOnly, record.LimitHit{Name: "c", Kind: "read_only", Value: true}},
+		{record.LimitMaxRows, record.LimitHit{Name: "a", Kind: "max_rows", Value: uint64(10)}},
+		{record.LimitStatementTimeout, record.LimitHit{Name: "b", Kind: "statement_timeout", Value: "1.5s"}},
+		{record.LimitReadOnly, record.LimitHit{Name: "c", Kind: "read_only", Value: true}},
 	} {
 		if got := l.Hit(tc.k); *got != tc.want {
 			t.Errorf("Hit(%s) = %+v, want %+v", tc.k, *got, tc.want)
 		}
 	}
-	if !l.IsSet(LimitMaxRows) || l.IsSet(LimitMaxConnections) {
+	if !l.IsSet(record.LimitMaxRows) || l.IsSet(record.LimitMaxConnections) {
 		t.Error("IsSet")
 	}
 }

@@ -139,8 +139,8 @@ func (wordPolicy) Decide(_ *record.Identity, st *statement.Statement, _ statemen
 	return statement.Verdict{Rule: "default", Action: record.ActionAllow}
 }
 
-func (wordPolicy) Limits(string) proxy.Limits { return proxy.Limits{} }
-func (wordPolicy) Version() uint64            { return 1 }
+func (wordPolicy) Limits(string) record.Limits { return record.Limits{} }
+func (wordPolicy) Version() uint64             { return 1 }
 
 // ReadOnly and BoundWrite serve limits, which these tests do not set.
 func (wordPolicy) ReadOnly(string, *statement.Statement, string, func(string) (string, bool)) (string, []statement.TableRef) {

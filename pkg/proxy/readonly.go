@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"fmt"
+	"github.com/sqlwarden/sqlwarden/pkg/record"
 
 	gm "github.com/go-mysql-org/go-mysql/mysql"
 
@@ -11,13 +12,13 @@ import (
 
 // kindMsg is the client's text for limit k refusing: "sqlwarden: limit
 // <entry>: <kind>: <reason>".
-func kindMsg(l *Limits, k LimitKind, reason string) string {
+func kindMsg(l *record.Limits, k record.LimitKind, reason string) string {
 	return limitMsg(l, k, k.String()+": "+reason)
 }
 
 // refuseKind refuses a statement before the database sees it: ERR 1226 and
 // an outcome naming limit k.
-func (s *session) refuseKind(st *stmtLife, k LimitKind, reason string) (reply, error) {
+func (s *session) refuseKind(st *stmtLife, k record.LimitKind, reason string) (reply, error) {
 	s.hit(k)
 	return s.refuseLimit(st, kindMsg(&s.lim, k, reason))
 }
@@ -28,7 +29,7 @@ func (s *session) refuseKind(st *stmtLife, k LimitKind, reason string) (reply, e
 // max_affected_rows limit wants the statement run.
 func (s *session) checkLimits(st *stmtLife) (*boundedRun, reply, error) {
 	l := &s.lim
-	if !l.ReadOnly && !s.roApplied && !l.IsSet(LimitMaxAffectedRows) || st.st.Refused != "" {
+	if !l.ReadOnly && !s.roApplied && !l.IsSet(record.LimitMaxAffectedRows) || st.st.Refused != "" {
 		// (A text that cannot be judged is refused by guard.)
 		return nil, replyPending, nil
 	}
@@ -36,7 +37,7 @@ func (s *session) checkLimits(st *stmtLife) (*boundedRun, reply, error) {
 		if pe, ok := err.(*protocolError); ok {
 			return nil, replyRefused, s.backendLost(st.seq+1, pe.err)
 		}
-		r, err := s.refuseKind(st, LimitReadOnly, "cannot put the database session in read-only mode: "+err.Error())
+		r, err := s.refuseKind(st, record.LimitReadOnly, "cannot put the database session in read-only mode: "+err.Error())
 		return nil, r, err
 	}
 	if l.ReadOnly {
@@ -48,18 +49,18 @@ func (s *session) checkLimits(st *stmtLife) (*boundedRun, reply, error) {
 			}
 		}
 		if why != "" {
-			r, err := s.refuseKind(st, LimitReadOnly, why)
+			r, err := s.refuseKind(st, record.LimitReadOnly, why)
 			return nil, r, err
 		}
 	}
-	if l.IsSet(LimitMaxAffectedRows) {
+	if l.IsSet(record.LimitMaxAffectedRows) {
 		run, why, err := s.boundWrite(st)
 		if err != nil {
-			r, err := s.refuseKind(st, LimitMaxAffectedRows, err.Error())
+			r, err := s.refuseKind(st, record.LimitMaxAffectedRows, err.Error())
 			return nil, r, err
 		}
 		if why != "" {
-			r, err := s.refuseKind(st, LimitMaxAffectedRows, why)
+			r, err := s.refuseKind(st, record.LimitMaxAffectedRows, why)
 			return nil, r, err
 		}
 		return run, replyPending, nil

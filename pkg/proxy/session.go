@@ -73,7 +73,7 @@ type session struct {
 	// policy version changes.
 	be          *Backend
 	beAddr      string // the backend address dialed
-	lim         Limits
+	lim         record.Limits
 	limVer      uint64
 	capOn       bool // max_rows or max_result_bytes set
 	admitOn     bool // a limit checked before forwarding a statement
@@ -315,8 +315,8 @@ func (s *session) run() {
 	}
 	if err := s.syncReadOnly(); err != nil {
 		// A read-only identity never gets a session the server would let write.
-		s.hit(LimitReadOnly)
-		msg := kindMsg(&s.lim, LimitReadOnly, "cannot put the database session in read-only mode: "+err.Error())
+		s.hit(record.LimitReadOnly)
+		msg := kindMsg(&s.lim, record.LimitReadOnly, "cannot put the database session in read-only mode: "+err.Error())
 		s.log.Warn("read-only mode", "err", err)
 		s.recordDenied(workload, clientInfo, id.Record, beInfo, strings.TrimPrefix(msg, "sqlwarden: "))
 		s.writeErr(wire.ErrCodeLimit, "42000", msg)
