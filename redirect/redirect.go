@@ -40,9 +40,6 @@ const (
 )
 
 var (
-	// ErrNoOrigin is returned by Lookup when the connection was not redirected
-	// (or its record was already consumed).
-	ErrNoOrigin = errors.New("no origin recorded for connection")
 	// ErrNotEnrolled is returned by Unenroll for a cgroup that is not enrolled.
 	ErrNotEnrolled = errors.New("cgroup not enrolled")
 	// ErrNotSupported wraps a missing kernel feature or privilege.
@@ -72,19 +69,6 @@ type Config struct {
 	PinDir string
 	// Log receives operational messages; nil discards them.
 	Log *slog.Logger
-}
-
-// Origin is what a redirected connection was doing before it was redirected.
-type Origin struct {
-	Destination netip.AddrPort // the original destination
-	PID         uint32         // connecting process (tgid), host pid namespace
-	UID         uint32
-	CgroupID    uint64 // the connecting process's cgroup v2 id
-	NetnsCookie uint64
-	// StartTime is the connecting process's start, in clock ticks since
-	// boot as /proc/PID/stat reports it: a pid reused after the connect
-	// has another.
-	StartTime uint64
 }
 
 // Enrollment is one enrolled cgroup.
@@ -321,15 +305,15 @@ func (r *Redirector) ListenAddrs() []netip.AddrPort {
 
 // Lookup returns and forgets the origin of the accepted connection whose
 // client address is remote and whose proxy-side address is local.
-func (r *Redirector) Lookup(remote, local netip.AddrPort) (Origin, error) {
+func (r *Redirector) Lookup(remote, local netip.AddrPort) (host.Origin, error) {
 	key := tupleKey(remote, local)
 	var o bpfOrigin
 	if err := r.maps.SwTuples.LookupAndDelete(&key, &o); err != nil {
 		if errors.Is(err, ebpf.ErrKeyNotExist) {
 			r.misses.Add(1)
-			return Origin{}, ErrNoOrigin
+			return host.Origin{}, host.ErrNoOrigin
 		}
-		return Origin{}, fmt.Errorf("look up origin of %v: %w", remote, err)
+		return host.Origin{}, fmt.Errorf("look up origin of %v: %w", remote, err)
 	}
 	r.hits.Add(1)
 	return originFrom(o), nil
@@ -544,12 +528,12 @@ func (r *Redirector) Close() error {
 	return errors.Join(errs...)
 }
 
-func originFrom(o bpfOrigin) Origin {
+func originFrom(o bpfOrigin) host.Origin {
 	addr := netip.AddrFrom16(o.DstIp)
 	if o.Family == 4 {
 		addr = addr.Unmap()
 	}
-	return Origin{
+	return host.Origin{
 		Destination: netip.AddrPortFrom(addr, o.DstPort),
 		PID:         o.Pid,
 		UID:         o.Uid,

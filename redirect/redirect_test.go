@@ -40,7 +40,7 @@ func TestMain(m *testing.M) {
 // proxyResult is what the fake proxy learned about one accepted connection.
 type proxyResult struct {
 	remote, local netip.AddrPort
-	origin        Origin
+	origin        host.Origin
 	err           error
 }
 
@@ -54,7 +54,7 @@ type fakeProxy struct {
 	wg       sync.WaitGroup
 }
 
-func startProxy(t *testing.T, lookup func(remote, local netip.AddrPort) (Origin, error), addrs []netip.AddrPort) *fakeProxy {
+func startProxy(t *testing.T, lookup func(remote, local netip.AddrPort) (host.Origin, error), addrs []netip.AddrPort) *fakeProxy {
 	t.Helper()
 	p := &fakeProxy{results: make(chan proxyResult, 2048)}
 	for _, a := range addrs {
@@ -352,7 +352,7 @@ func TestRedirect(t *testing.T) {
 		if st := got.origin.StartTime; st < selfStartTicks(t) || st > uptimeTicks(t) {
 			t.Errorf("start time %d ticks, want between this process's start %d and now %d", st, selfStartTicks(t), uptimeTicks(t))
 		}
-		want := Origin{Destination: e.orig, PID: uint32(pid), UID: 0, CgroupID: mustID(t, e.enrolled),
+		want := host.Origin{Destination: e.orig, PID: uint32(pid), UID: 0, CgroupID: mustID(t, e.enrolled),
 			NetnsCookie: got.origin.NetnsCookie, StartTime: got.origin.StartTime}
 		if got.origin != want {
 			t.Fatalf("origin = %+v, want %+v", got.origin, want)
@@ -360,8 +360,8 @@ func TestRedirect(t *testing.T) {
 		if res.Peer != e.orig.String() {
 			t.Errorf("getpeername = %s, want the original %s", res.Peer, e.orig)
 		}
-		if _, err := r.Lookup(got.remote, got.local); !errors.Is(err, ErrNoOrigin) {
-			t.Errorf("second lookup: %v, want ErrNoOrigin", err)
+		if _, err := r.Lookup(got.remote, got.local); !errors.Is(err, host.ErrNoOrigin) {
+			t.Errorf("second lookup: %v, want host.ErrNoOrigin", err)
 		}
 	})
 
@@ -466,7 +466,7 @@ func TestRedirect(t *testing.T) {
 		if res.Reply != "ok\n" {
 			t.Fatalf("dial proxy: %+v", res)
 		}
-		if got := recv(t, proxy); !errors.Is(got.err, ErrNoOrigin) {
+		if got := recv(t, proxy); !errors.Is(got.err, host.ErrNoOrigin) {
 			t.Errorf("lookup of a direct proxy connection: %+v %v", got.origin, got.err)
 		}
 		after, _ := r.Counters()

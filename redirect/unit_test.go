@@ -1,6 +1,7 @@
 package redirect
 
 import (
+	"github.com/sqlwarden/sqlwarden/pkg/host"
 	"net/netip"
 	"testing"
 )
@@ -75,7 +76,7 @@ func TestTupleKeyMatchesMappedAndPlain(t *testing.T) {
 
 func TestOriginFrom(t *testing.T) {
 	o := originFrom(bpfOrigin{DstIp: netip.MustParseAddr("10.0.0.5").As16(), DstPort: 3306, Family: 4, Pid: 7, Uid: 8, CgroupId: 9, NetnsCookie: 10})
-	want := Origin{Destination: netip.MustParseAddrPort("10.0.0.5:3306"), PID: 7, UID: 8, CgroupID: 9, NetnsCookie: 10}
+	want := host.Origin{Destination: netip.MustParseAddrPort("10.0.0.5:3306"), PID: 7, UID: 8, CgroupID: 9, NetnsCookie: 10}
 	if o != want {
 		t.Errorf("origin = %+v, want %+v", o, want)
 	}

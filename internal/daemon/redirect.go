@@ -1,27 +1,12 @@
 package daemon
 
 import (
-	"errors"
 	"net/netip"
 
 	"github.com/sqlwarden/sqlwarden/pkg/config"
 	"github.com/sqlwarden/sqlwarden/pkg/proxy"
 	"github.com/sqlwarden/sqlwarden/redirect"
 )
-
-// originsAdapter gives the proxy the redirect's origins.
-type originsAdapter struct{ r *redirect.Redirector }
-
-func (a originsAdapter) Lookup(remote, local netip.AddrPort) (proxy.Origin, error) {
-	o, err := a.r.Lookup(remote, local)
-	if errors.Is(err, redirect.ErrNoOrigin) {
-		return proxy.Origin{}, proxy.ErrNoOrigin
-	}
-	if err != nil {
-		return proxy.Origin{}, err
-	}
-	return proxy.Origin{Destination: o.Destination, PID: o.PID, UID: o.UID, CgroupID: o.CgroupID, NetnsCookie: o.NetnsCookie, StartTime: o.StartTime}, nil
-}
 
 // RedirectConfig is the redirect section of cfg as the redirect package
 // takes it; the CLI verbs that install the redirect use it too.
@@ -59,7 +44,7 @@ func (d *Daemon) setupRedirect(opts *proxy.Options) error {
 	// refused (fail-closed), never sent around the audit.
 	d.closers = append(d.closers, r.Close)
 	d.redirector = r
-	opts.Origins = originsAdapter{r}
+	opts.Origins = r
 	opts.DialControl = redirect.MarkControl
 	for _, ap := range r.ListenAddrs() {
 		if ap.String() == cfg.Listen {

@@ -2,7 +2,7 @@ package proxy
 
 import (
 	"context"
-	"errors"
+	"github.com/sqlwarden/sqlwarden/pkg/host"
 	"net/netip"
 	"time"
 
@@ -25,22 +25,9 @@ type Auditor interface {
 	AppendAsync(r *record.Record) error
 }
 
-// Origin is what the redirect learned about a connection at connect time.
-type Origin struct {
-	Destination netip.AddrPort
-	PID         uint32
-	UID         uint32
-	CgroupID    uint64
-	NetnsCookie uint64
-	StartTime   uint64 // process start in clock ticks since boot (0: unknown)
-}
-
-// ErrNoOrigin means the connection was not redirected (an explicit client).
-var ErrNoOrigin = errors.New("no redirect origin")
-
 // Origins finds where a redirected connection was headed and who made it.
 type Origins interface {
-	Lookup(remote, local netip.AddrPort) (Origin, error)
+	Lookup(remote, local netip.AddrPort) (host.Origin, error)
 }
 
 // Identity is a verified workload identity, as the proxy needs it.
@@ -65,7 +52,7 @@ func (id *Identity) record() *record.Identity {
 type AuthRequest struct {
 	Conn      *wire.Conn
 	Handshake *wire.HandshakeResponse
-	Origin    *Origin // nil for explicit (non-redirected) clients
+	Origin    *host.Origin // nil for explicit (non-redirected) clients
 	Workload  *record.Workload
 	Remote    netip.AddrPort
 }

@@ -45,7 +45,7 @@ type session struct {
 
 	identity *Identity
 	hs       *wire.HandshakeResponse
-	origin   *Origin
+	origin   *host.Origin
 	db       string
 	threadID uint32
 	connID   uint32 // the id the greeting gave the client
@@ -204,7 +204,7 @@ func (s *session) run() {
 		case err == nil:
 			s.origin = &o
 			workload = describeWorkload(o)
-		case errors.Is(err, ErrNoOrigin):
+		case errors.Is(err, host.ErrNoOrigin):
 		default:
 			s.log.Warn("redirect lookup", "err", err)
 		}
@@ -382,7 +382,7 @@ func (s *session) end(reason string) {
 	}
 }
 
-func describeWorkload(o Origin) *record.Workload {
+func describeWorkload(o host.Origin) *record.Workload {
 	w := &record.Workload{PID: o.PID, CgroupID: o.CgroupID, Netns: o.NetnsCookie}
 	uid := o.UID
 	w.UID = &uid

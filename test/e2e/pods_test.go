@@ -104,7 +104,7 @@ func TestPodEnrollmentRedirects(t *testing.T) {
 			t.Logf("uninstall: %v", err)
 		}
 	})
-	origins := make(chan redirect.Origin, 16)
+	origins := make(chan host.Origin, 16)
 	podsListen(t, "proxy\n", func(c net.Conn) {
 		o, err := r.Lookup(c.RemoteAddr().(*net.TCPAddr).AddrPort(), c.LocalAddr().(*net.TCPAddr).AddrPort())
 		if err == nil {
