@@ -277,6 +277,21 @@ func (s *NATSStore) Delete(ctx context.Context, key string, rev uint64) error {
 	return nil
 }
 
+// waitRetry waits until the connection changes or a second passes before
+// the watch is tried again; false means the watch is over (ctx done or the
+// store closed).
+func (s *NATSStore) waitRetry(ctx context.Context, changed <-chan struct{}) bool {
+	select {
+	case <-ctx.Done():
+		return false
+	case <-s.closed:
+		return false
+	case <-changed:
+	case <-time.After(time.Second):
+	}
+	return true
+}
+
 // Watch implements Store. The watch starts over (current values, then
 // changes) after every reconnect, so nothing decided while this node was
 // cut off is missed.
@@ -287,13 +302,8 @@ func (s *NATSStore) Watch(ctx context.Context, fn func(StoreEntry)) {
 			kv, changed := s.kv, s.changed
 			s.mu.Unlock()
 			if kv == nil || !s.nc.IsConnected() {
-				select {
-				case <-ctx.Done():
+				if !s.waitRetry(ctx, changed) {
 					return
-				case <-s.closed:
-					return
-				case <-changed:
-				case <-time.After(time.Second):
 				}
 				continue
 			}
@@ -302,13 +312,8 @@ func (s *NATSStore) Watch(ctx context.Context, fn func(StoreEntry)) {
 			if err != nil {
 				cancel()
 				s.log.Warn("approval store: watch", "err", err)
-				select {
-				case <-ctx.Done():
+				if !s.waitRetry(ctx, changed) {
 					return
-				case <-s.closed:
-					return
-				case <-changed:
-				case <-time.After(time.Second):
 				}
 				continue
 			}
