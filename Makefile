@@ -61,8 +61,6 @@ bench: build
 deps-test:
 	@bash scripts/install-deps.sh demo build test
 
-# Only what the demo needs (MariaDB server and client; the eBPF objects are
-# committed), then the demo; says how long each part took.
 # A steady mixed agent workload for SOAK_TIME, sampled; writes docs/soak.md,
 # docs/soak.png and docs/soak.csv. Not part of `make test`.
 SOAK_TIME ?= 10m
@@ -70,6 +68,8 @@ soak: build
 	@bash scripts/mariadb.sh start
 	@SOAK_TIME=$(SOAK_TIME) bash scripts/soak.sh
 
+# Only what the demo needs (MariaDB server and client; the eBPF objects are
+# committed), then the demo; says how long each part took.
 demo:
 	@t0=$$(date +%s.%N); bash scripts/install-deps.sh demo; \
 	t1=$$(date +%s.%N); $(MAKE) --no-print-directory build; \

@@ -32,6 +32,9 @@ func runHelper() int {
 	if count == 0 {
 		count = 1
 	}
+	if os.Getenv("HELPER_MODE") == "connect" {
+		return connectLoop(addr, count)
+	}
 	if os.Getenv("HELPER_WAIT") == "1" {
 		if _, err := bufio.NewReader(os.Stdin).ReadString('\n'); err != nil {
 			fmt.Fprintln(os.Stderr, "wait for go:", err)

@@ -103,7 +103,7 @@ type guard struct {
 	got atomic.Int64
 }
 
-func startGuard(t *testing.T, addr netip.AddrPort) *guard {
+func startGuard(t testing.TB, addr netip.AddrPort) *guard {
 	t.Helper()
 	ln, err := net.Listen("tcp", addr.String())
 	if err != nil {
@@ -126,7 +126,7 @@ func startGuard(t *testing.T, addr netip.AddrPort) *guard {
 }
 
 type env struct {
-	t        *testing.T
+	t        testing.TB
 	v2       string
 	root     string // test cgroup, where programs attach
 	enrolled string
@@ -137,9 +137,11 @@ type env struct {
 	port     uint16
 	nodeAddr netip.Addr
 	cfg      Config
+
+	directConnects int64 // connects BenchmarkConnect made to the guard
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t testing.TB) *env {
 	testutil.RequirePrivileged(t)
 	v2, err := host.CgroupV2Mount()
 	if err != nil {
@@ -218,7 +220,7 @@ func newEnv(t *testing.T) *env {
 	return e
 }
 
-type testWriter struct{ t *testing.T }
+type testWriter struct{ t testing.TB }
 
 func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimSpace(string(p)))

@@ -26,9 +26,25 @@ for pkg in $(go list ./...); do
   for f in $(go test -list '^Fuzz' "$pkg" 2>/dev/null | grep '^Fuzz' | grep -E -- "$ONLY" || true); do
     log="$WORK/$f.log"
     echo "== $rel $f ($FUZZTIME)"
+    before=$( (find "$dir/testdata/fuzz/$f" -type f 2>/dev/null || true) | wc -l)
     rc=0
     go test -run '^$' -fuzz "^$f\$" -fuzztime "$FUZZTIME" "$pkg" >"$log" 2>&1 || rc=$?
     tail -3 "$log"
+    after=$( (find "$dir/testdata/fuzz/$f" -type f 2>/dev/null || true) | wc -l)
+    note=""
+    # Go's fuzz coordinator can end a run with "context deadline exceeded"
+    # when -fuzztime runs out while a worker is mid-execution: no input
+    # fails, none is written. Such a run is run once more and both are
+    # recorded; a failure that wrote an input is never retried.
+    if [ "$rc" != 0 ] && [ "$after" = "$before" ] && grep -q 'context deadline exceeded' "$log"; then
+      first=$(grep -oE 'execs: [0-9]+' "$log" | tail -1 | awk '{print $2}' || true)
+      echo "!! $f: the fuzzer's deadline ended a run without a failing input (${first:-0} executions); running it again"
+      cp "$log" "$log.first"
+      rc=0
+      go test -run '^$' -fuzz "^$f\$" -fuzztime "$FUZZTIME" "$pkg" >"$log" 2>&1 || rc=$?
+      tail -3 "$log"
+      note=" (a first run of ${first:-0} executions ended in the fuzzer's own deadline error, no input; not counted)"
+    fi
     execs=$(grep -oE 'execs: [0-9]+' "$log" | tail -1 | awk '{print $2}' || true)
     corpus=$(grep -oE '\(total: [0-9]+\)' "$log" | tail -1 | tr -dc 0-9 || true)
     seeds=$( (find "$dir/testdata/fuzz/$f" -type f 2>/dev/null || true) | wc -l)
@@ -36,11 +52,11 @@ for pkg in $(go list ./...); do
     if [ "$rc" != 0 ]; then
       crashed=$((crashed + 1))
       input=$(grep -oE 'testdata/fuzz/[^ ]+' "$log" | tail -1 || true)
-      if [ -n "$input" ]; then crash="1: $rel/$input"; else crash="1: no input written (the target failed before fuzzing; see the log)"; fi
-      echo "!! $f failed:"; grep -E -- '--- FAIL|fuzz_test.go|panic|Error' "$log" | head -20 || true
+      if [ -n "$input" ]; then crash="1: $rel/$input"; else crash="1: no input written: $(grep -A1 -- '--- FAIL' "$log" | tail -1 | sed 's/^ *//;s/|/\\|/g' | cut -c1-120)"; fi
+      echo "!! $f failed:"; grep -A3 -E -- '--- FAIL|panic' "$log" | head -20 || true
     fi
     total=$((total + ${execs:-0}))
-    rows+=("| \`$rel\` | $f | ${execs:-0} | ${corpus:-?} | $seeds | $crash |")
+    rows+=("| \`$rel\` | $f | ${execs:-0} | ${corpus:-?} | $seeds | $crash$note |")
   done
 done
 elapsed=$(($(date +%s) - t0))
