@@ -57,12 +57,12 @@ func TestMain(m *testing.M) {
 }
 
 // TestKill9UnderLoad kills a writer process with SIGKILL mid-load ten times:
-// every acknowledged record must be in the journal afterwards (copied into
-// the mapped live segment, it is in the page cache, which outlives the
-// process), and the journal must verify (a torn final record may be
-// reported, never tampering) before and after Open cuts the live segment's
-// zero tail. With small segments the kills also land mid-rotation; with
-// sync always the records are pwritten into the allocated blocks instead.
+// every acknowledged record must be in the journal afterwards (pwritten
+// into the live segment's allocated blocks, it is in the page cache, which
+// outlives the process), and the journal must verify (a torn final record
+// may be reported, never tampering) before and after Open cuts the live
+// segment's zero tail. With small segments the kills also land
+// mid-rotation.
 func TestKill9UnderLoad(t *testing.T) {
 	if testing.Short() {
 		t.Skip("short")

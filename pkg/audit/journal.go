@@ -33,8 +33,7 @@ var ErrClosed = errors.New("audit journal closed")
 // under the lock they only get their seq and prev_hash spliced in and are
 // hashed into a shared pending buffer. The first waiting appender becomes the
 // writer: it takes the whole pending buffer and writes it to the live
-// segment — a copy into its mapping, or in sync=always one pwrite and one
-// fdatasync — for every record that queued up meanwhile, then wakes the
+// segment — one pwrite, and in sync=always one fdatasync — for every record that queued up meanwhile, then wakes the
 // others (group commit, no goroutine hand-off on the hot path).
 type Journal struct {
 	cfg    Config
@@ -196,7 +195,7 @@ func Open(c Config) (*Journal, error) {
 			j.segOpened = fi.ModTime() // age counts from the segment's last write at worst
 		}
 		// cuts off a torn record and the zero tail a crash left behind
-		m, err := openSegmentFile(st.seg.Path, st.size, j.mapReserve())
+		m, err := openSegmentFile(st.seg.Path, st.size)
 		if err != nil {
 			return nil, err
 		}
@@ -479,15 +478,6 @@ func (j *Journal) writeOut(batch []byte, firstSeq uint64) error {
 
 func (j *Journal) rotate() error { return j.rotateAt(j.writtenSeq + 1) }
 
-// mapReserve is how much of a segment to map: none with sync=always, which
-// writes with pwrite (see segmentFile).
-func (j *Journal) mapReserve() int64 {
-	if j.always {
-		return 0
-	}
-	return j.cfg.SegmentMaxBytes
-}
-
 // rotateAt closes the current segment (cut to its records, after an fsync
 // unless sync=none) and opens a new one named after firstSeq.
 func (j *Journal) rotateAt(firstSeq uint64) error {
@@ -506,7 +496,7 @@ func (j *Journal) rotateAt(firstSeq uint64) error {
 	if err != nil {
 		return err
 	}
-	m, err := openSegmentFile(seg.Path, size, j.mapReserve())
+	m, err := openSegmentFile(seg.Path, size)
 	if err != nil {
 		return err
 	}

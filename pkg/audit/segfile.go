@@ -5,7 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"runtime/debug"
+	"sync/atomic"
 	"syscall"
 )
 
@@ -15,32 +15,30 @@ const segmentChunk = 1 << 20
 
 // segmentFile is the live segment. Its blocks are allocated ahead of the
 // records (fallocate), so an fdatasync after a batch has no file size or
-// block map to commit, only the data.
+// block map to commit, only the data. A batch is one pwrite into the
+// allocated blocks, whatever the sync mode: a process crash keeps what
+// pwrite returned (it is in the page cache).
 //
-// When mapped (sync batch and none), the file is mapped MAP_SHARED and
-// appending a batch is a copy into the page cache: no system call, and a
-// process crash keeps what was copied just as it keeps what write(2)
-// returned. With sync always the batch is written with pwrite instead: an
-// fdatasync after every batch write-protects the page again, and the next
-// copy into it would take a fault that costs more than the pwrite.
+// The segment used to be mapped for sync batch and none, a batch being a
+// copy into the mapping. Under load that cost more than the system call it
+// saved: the first store to each page, and to a page the background
+// fdatasync had write-protected again, is a page fault through the file
+// system (about a third more daemon CPU per point select at 8 threads,
+// docs/bench.md).
 //
 // The file is therefore longer than its records while it is written: the
 // rest is zero bytes. Records never contain a zero byte (JSON escapes it),
 // so readers take the first zero byte as the end of what has been written
 // (see recordsEnd). On rotation and on Close the file is cut to its records.
 //
-// Nothing is ever copied past what was allocated: a store into a mapped
-// page that has no block behind it (a sparse file on a full disk) would be
-// SIGBUS. A full disk shows up as fallocate's ENOSPC instead, before any
-// byte of the batch is written, and the batch is refused.
+// A full disk shows up as fallocate's ENOSPC, before any byte of the batch
+// is written, and the batch is refused.
 type segmentFile struct {
 	f     *os.File
-	mem   []byte // MAP_SHARED mapping of the file from offset 0, if mapped
-	size  int64  // end of the records
-	alloc int64  // bytes allocated: the file's size
-	// released: pages below this offset were dropped from the mapping
-	// (they stay in the page cache) to keep the daemon's RSS small.
-	released int64
+	size  int64 // end of the records
+	alloc int64 // bytes allocated: the file's size
+	// allocated mirrors alloc for sync, which runs beside the writer.
+	allocated atomic.Int64
 }
 
 var pageSize = int64(os.Getpagesize())
@@ -49,8 +47,7 @@ func roundUp(n, to int64) int64 { return (n + to - 1) / to * to }
 
 // openSegmentFile opens (or creates) path for appending after its first
 // size bytes; anything after them (a zero tail, a torn record) is cut off.
-// reserve is how much address space to map up front; 0 means not mapped.
-func openSegmentFile(path string, size, reserve int64) (*segmentFile, error) {
+func openSegmentFile(path string, size int64) (*segmentFile, error) {
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("open segment: %w", err)
@@ -71,12 +68,7 @@ func openSegmentFile(path string, size, reserve int64) (*segmentFile, error) {
 		}
 	}
 	m := &segmentFile{f: f, size: size, alloc: size}
-	if reserve > 0 {
-		if err := m.remap(max(reserve, size+segmentChunk)); err != nil {
-			f.Close()
-			return nil, err
-		}
-	}
+	m.allocated.Store(size)
 	return m, nil
 }
 
@@ -94,27 +86,9 @@ func existingRecords(path string) (int64, error) {
 	return int64(bytes.LastIndexByte(data, '\n') + 1), nil
 }
 
-// remap maps at least n bytes of the file.
-func (m *segmentFile) remap(n int64) error {
-	n = roundUp(n, pageSize)
-	if m.mem != nil {
-		if err := syscall.Munmap(m.mem); err != nil {
-			return fmt.Errorf("unmap segment: %w", err)
-		}
-		m.mem = nil
-	}
-	mem, err := syscall.Mmap(int(m.f.Fd()), 0, int(n), syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_SHARED)
-	if err != nil {
-		return fmt.Errorf("map segment: %w", err)
-	}
-	m.mem = mem
-	m.released = 0 // a fresh mapping has nothing resident
-	return nil
-}
-
 // append writes p after the records, allocating blocks first if needed.
-// On error nothing of p was written, except after a fault (see copyIn) or a
-// short pwrite, which leave the segment unusable (errPartialWrite).
+// On error nothing of p was written, except after a short pwrite, which
+// leaves the segment unusable (errPartialWrite).
 func (m *segmentFile) append(p []byte) error {
 	need := m.size + int64(len(p))
 	if need > m.alloc {
@@ -122,11 +96,7 @@ func (m *segmentFile) append(p []byte) error {
 			return err
 		}
 	}
-	if m.mem != nil {
-		if err := copyIn(m.mem[m.size:need], p); err != nil {
-			return err
-		}
-	} else if n, err := m.f.WriteAt(p, m.size); err != nil {
+	if n, err := m.f.WriteAt(p, m.size); err != nil {
 		if n > 0 {
 			return fmt.Errorf("%w: %w", errPartialWrite, err)
 		}
@@ -150,15 +120,7 @@ func (m *segmentFile) grow(need int64) error {
 		return err
 	}
 	m.alloc = target
-	if m.mem == nil {
-		return nil
-	}
-	if target > int64(len(m.mem)) {
-		if err := m.remap(target + segmentChunk); err != nil {
-			return err
-		}
-	}
-	m.releaseBehind()
+	m.allocated.Store(target)
 	return nil
 }
 
@@ -190,43 +152,31 @@ func writeZeros(f *os.File, from, to int64) error {
 	return nil
 }
 
-// releaseBehind drops the pages below the one being filled from the
-// mapping (called once per chunk). They stay in the page cache, and dirty
-// ones are still written back; only the daemon's resident set stops
-// counting them.
-func (m *segmentFile) releaseBehind() {
-	upTo := m.size / pageSize * pageSize
-	if upTo <= m.released {
-		return
-	}
-	if err := syscall.Madvise(m.mem[m.released:upTo], syscall.MADV_DONTNEED); err == nil {
-		m.released = upTo
-	}
-}
-
-// errPartialWrite: part of a batch may be in the segment (a copy into the
-// mapping faulted, a pwrite was cut short); the segment must be abandoned.
+// errPartialWrite: part of a batch may be in the segment (a pwrite was cut
+// short), or the segment itself was cut; it must be abandoned.
 var errPartialWrite = errors.New("partial write to segment")
-
-// copyIn copies src into the mapping. A fault (the kernel could not back a
-// mapped page after all) becomes an error instead of killing the process.
-func copyIn(dst, src []byte) (err error) {
-	old := debug.SetPanicOnFault(true)
-	defer func() {
-		debug.SetPanicOnFault(old)
-		if r := recover(); r != nil {
-			err = fmt.Errorf("%w: fault in mapped segment: %v", errPartialWrite, r)
-		}
-	}()
-	copy(dst, src)
-	return nil
-}
 
 // sync makes the records durable (fdatasync: the blocks and the file size
 // were settled by allocate, so this usually writes data only).
+//
+// It also checks that nobody cut the segment short behind the journal's
+// back (by hand, by another process): pwrite would go on writing after the
+// cut, behind a hole of zeros that every reader takes for the end. The check
+// is one fstat per sync, not per batch (a system call costs microseconds
+// here); a cut found is errPartialWrite, and the journal moves to a new
+// segment. Records written between the cut and the check sit behind the
+// hole, and `audit verify` reports them missing.
 func (m *segmentFile) sync() error {
-	if err := syscall.Fdatasync(int(m.f.Fd())); err != nil {
+	fd := int(m.f.Fd())
+	if err := syscall.Fdatasync(fd); err != nil {
 		return fmt.Errorf("sync journal: %w", err)
+	}
+	var st syscall.Stat_t
+	if err := syscall.Fstat(fd, &st); err != nil {
+		return fmt.Errorf("stat journal segment: %w", err)
+	}
+	if st.Size < m.allocated.Load() {
+		return fmt.Errorf("%w: the segment was cut to %d bytes behind the journal", errPartialWrite, st.Size)
 	}
 	return nil
 }
@@ -235,12 +185,6 @@ func (m *segmentFile) sync() error {
 // closes it.
 func (m *segmentFile) close(sync bool) error {
 	var errs []error
-	if m.mem != nil {
-		if err := syscall.Munmap(m.mem); err != nil {
-			errs = append(errs, fmt.Errorf("unmap segment: %w", err))
-		}
-		m.mem = nil
-	}
 	// cut the zero tail (never extend a file someone else cut short)
 	if fi, err := m.f.Stat(); err != nil {
 		errs = append(errs, fmt.Errorf("stat segment: %w", err))

@@ -28,7 +28,7 @@ func (m *Metrics) RegisterJournal(stats func() audit.Stats) error {
 		sinks:        newCapped(32),
 		records:      auditDesc("records_total", "Records appended to the journal, checkpoints included."),
 		bytes:        auditDesc("written_bytes_total", "Bytes written to the journal."),
-		writes:       auditDesc("writes_total", "Batches written to the journal (memory copies into the mapped segment, or pwrites); records_total/writes_total is the group-commit factor."),
+		writes:       auditDesc("writes_total", "Batches written to the journal (one pwrite each); records_total/writes_total is the group-commit factor."),
 		syncs:        auditDesc("syncs_total", "fdatasync calls on the journal."),
 		writeErrs:    auditDesc("write_errors_total", "Journal writes that failed (statements were refused, or dropped with fail_open)."),
 		syncErrs:     auditDesc("sync_errors_total", "Journal fsyncs that failed."),
