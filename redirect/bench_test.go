@@ -6,9 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"os/exec"
 	"slices"
-	"syscall"
 	"testing"
 	"time"
 
@@ -121,18 +119,8 @@ func BenchmarkConnect(b *testing.B) {
 // connectIn runs the helper's connect loop in the cgroup at dir.
 func (e *env) connectIn(b *testing.B, dir string, n int) connectStats {
 	b.Helper()
-	exe, err := os.Executable()
-	if err != nil {
-		b.Fatal(err)
-	}
-	cg, err := os.Open(dir)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer cg.Close()
-	cmd := exec.Command(exe, "-test.run=^$", "-test.bench=^$")
-	cmd.Env = append(os.Environ(), helperEnv+"=1", "HELPER_MODE=connect", "HELPER_ADDR="+e.orig.String(), fmt.Sprintf("HELPER_COUNT=%d", n))
-	cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: int(cg.Fd())}
+	cmd, closeCg := helperCmd(b, dir, "HELPER_MODE=connect", "HELPER_ADDR="+e.orig.String(), fmt.Sprintf("HELPER_COUNT=%d", n))
+	defer closeCg()
 	out, err := cmd.Output()
 	if err != nil {
 		b.Fatalf("connect helper: %v", err)

@@ -240,9 +240,10 @@ type helperRun struct {
 	results []dialResult
 }
 
-// runIn runs the helper in the cgroup at dir and returns its dial results.
-func (e *env) runIn(dir string, o helperOpts) helperRun {
-	t := e.t
+// helperCmd returns the test binary as the helper, to be started in the
+// cgroup at dir (clone into it: it never runs outside), with env added.
+// close releases the cgroup's descriptor once the helper has started.
+func helperCmd(t testing.TB, dir string, env ...string) (cmd *exec.Cmd, close func()) {
 	t.Helper()
 	exe, err := os.Executable()
 	if err != nil {
@@ -252,14 +253,23 @@ func (e *env) runIn(dir string, o helperOpts) helperRun {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer cg.Close()
-	cmd := exec.Command(exe, "-test.run=^$")
-	cmd.Env = append(os.Environ(), helperEnv+"=1", "HELPER_NET="+o.network, "HELPER_ADDR="+o.addr,
-		fmt.Sprintf("HELPER_COUNT=%d", o.count))
-	if o.mark {
-		cmd.Env = append(cmd.Env, "HELPER_MARK=1")
-	}
+	cmd = exec.Command(exe, "-test.run=^$", "-test.bench=^$")
+	cmd.Env = append(append(os.Environ(), helperEnv+"=1"), env...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: int(cg.Fd())}
+	return cmd, func() { cg.Close() }
+}
+
+// runIn runs the helper in the cgroup at dir and returns its dial results.
+func (e *env) runIn(dir string, o helperOpts) helperRun {
+	t := e.t
+	t.Helper()
+	env := []string{"HELPER_NET=" + o.network, "HELPER_ADDR=" + o.addr, fmt.Sprintf("HELPER_COUNT=%d", o.count)}
+	if o.mark {
+		env = append(env, "HELPER_MARK=1")
+	}
+	cmd, closeCg := helperCmd(t, dir, env...)
+	defer closeCg()
+	var err error
 	var stdin io.WriteCloser
 	if o.netns != nil {
 		cmd.SysProcAttr.Cloneflags = unix.CLONE_NEWNET
