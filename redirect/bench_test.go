@@ -72,11 +72,7 @@ func connectLoop(addr string, count int) int {
 // alone; ns/connect is the median, connects/s follows from the mean.
 func BenchmarkConnect(b *testing.B) {
 	e := newEnv(b)
-	r, err := Open(e.cfg)
-	if err != nil {
-		b.Fatalf("open: %v", err)
-	}
-	b.Cleanup(func() { r.Close() })
+	r := e.open()
 	// The proxy side: accept, look the origin up (as pkg/proxy does), close.
 	// The helper resets each connection right after connect, so the origin
 	// of one it has already released is gone from the map by then (what

@@ -338,13 +338,20 @@ func mustID(t *testing.T, path string) uint64 {
 	return id
 }
 
-func TestRedirect(t *testing.T) {
-	e := newEnv(t)
+// open installs the redirect programs for e (closed at the end of the test).
+func (e *env) open() *Redirector {
+	e.t.Helper()
 	r, err := Open(e.cfg)
 	if err != nil {
-		t.Fatalf("open: %v", err)
+		e.t.Fatalf("open: %v", err)
 	}
-	t.Cleanup(func() { r.Close() })
+	e.t.Cleanup(func() { r.Close() })
+	return r
+}
+
+func TestRedirect(t *testing.T) {
+	e := newEnv(t)
+	r := e.open()
 	proxy := startProxy(t, r.Lookup, r.ListenAddrs())
 	if err := r.Enroll(e.enrolled, nil); err != nil {
 		t.Fatalf("enroll: %v", err)

@@ -34,11 +34,11 @@ const segmentChunk = 1 << 20
 // A full disk shows up as fallocate's ENOSPC, before any byte of the batch
 // is written, and the batch is refused.
 type segmentFile struct {
-	f     *os.File
-	size  int64 // end of the records
-	alloc int64 // bytes allocated: the file's size
-	// allocated mirrors alloc for sync, which runs beside the writer.
-	allocated atomic.Int64
+	f    *os.File
+	size int64 // end of the records
+	// alloc is the bytes allocated (the file's size); atomic because sync
+	// reads it beside the writer.
+	alloc atomic.Int64
 }
 
 var pageSize = int64(os.Getpagesize())
@@ -67,8 +67,8 @@ func openSegmentFile(path string, size int64) (*segmentFile, error) {
 			return nil, fmt.Errorf("truncate segment: %w", err)
 		}
 	}
-	m := &segmentFile{f: f, size: size, alloc: size}
-	m.allocated.Store(size)
+	m := &segmentFile{f: f, size: size}
+	m.alloc.Store(size)
 	return m, nil
 }
 
@@ -91,7 +91,7 @@ func existingRecords(path string) (int64, error) {
 // leaves the segment unusable (errPartialWrite).
 func (m *segmentFile) append(p []byte) error {
 	need := m.size + int64(len(p))
-	if need > m.alloc {
+	if need > m.alloc.Load() {
 		if err := m.grow(need); err != nil {
 			return err
 		}
@@ -119,18 +119,18 @@ func (m *segmentFile) grow(need int64) error {
 	if err != nil {
 		return err
 	}
-	m.alloc = target
-	m.allocated.Store(target)
+	m.alloc.Store(target)
 	return nil
 }
 
 // allocate gives the file real blocks up to size (and that size).
 func (m *segmentFile) allocate(size int64) error {
 	fd := int(m.f.Fd())
-	err := syscall.Fallocate(fd, 0, m.alloc, size-m.alloc)
+	from := m.alloc.Load()
+	err := syscall.Fallocate(fd, 0, from, size-from)
 	if errors.Is(err, syscall.EOPNOTSUPP) {
 		// no fallocate on this file system: write the zeros instead
-		err = writeZeros(m.f, m.alloc, size)
+		err = writeZeros(m.f, from, size)
 	}
 	if err != nil {
 		return fmt.Errorf("allocate journal segment: %w", err)
@@ -175,7 +175,7 @@ func (m *segmentFile) sync() error {
 	if err := syscall.Fstat(fd, &st); err != nil {
 		return fmt.Errorf("stat journal segment: %w", err)
 	}
-	if st.Size < m.allocated.Load() {
+	if st.Size < m.alloc.Load() {
 		return fmt.Errorf("%w: the segment was cut to %d bytes behind the journal", errPartialWrite, st.Size)
 	}
 	return nil
