@@ -73,10 +73,12 @@ type Journal struct {
 	broken    bool // current segment may end in a partial write: rotate first
 	rotateDue atomic.Bool
 
-	syncKick chan struct{}
+	// syncKick asks the background loop to fdatasync within BatchWindow
+	// (sync=batch).
+	syncKick kick
 	// flushKick asks the background loop to write records appended with
 	// AppendAsync that no synchronous Append has carried out yet.
-	flushKick chan struct{}
+	flushKick kick
 	done      chan struct{}
 	wg        sync.WaitGroup
 
@@ -136,8 +138,8 @@ func Open(c Config) (*Journal, error) {
 		log:       cfg.Log,
 		lockF:     lockF,
 		always:    cfg.Sync == SyncAlways,
-		syncKick:  make(chan struct{}, 1),
-		flushKick: make(chan struct{}, 1),
+		syncKick:  newKick(),
+		flushKick: newKick(),
 		done:      make(chan struct{}),
 	}
 	j.cond = sync.NewCond(&j.mu)
@@ -324,10 +326,7 @@ func (j *Journal) AppendAsync(r *record.Record) error {
 		j.writeBatchLocked()
 	}
 	j.mu.Unlock()
-	select {
-	case j.flushKick <- struct{}{}:
-	default:
-	}
+	j.flushKick.send()
 	return nil
 }
 
@@ -441,10 +440,7 @@ func (j *Journal) writeBatchLocked() {
 	j.cond.Broadcast()
 	if werr == nil {
 		if !j.always && j.cfg.Sync == SyncBatch {
-			select {
-			case j.syncKick <- struct{}{}:
-			default:
-			}
+			j.syncKick.send()
 		}
 		j.notify()
 	}
@@ -556,21 +552,23 @@ func (j *Journal) background() {
 				flushTimer.Stop()
 			}
 			return
-		case <-j.flushKick:
+		case <-j.flushKick.c:
 			if flushC == nil {
 				flushTimer = time.NewTimer(j.cfg.BatchWindow)
 				flushC = flushTimer.C
 			}
 		case <-flushC:
 			flushC = nil
+			j.flushKick.disarm()
 			j.flushPending()
-		case <-j.syncKick:
+		case <-j.syncKick.c:
 			if syncC == nil {
 				syncTimer = time.NewTimer(j.cfg.BatchWindow)
 				syncC = syncTimer.C
 			}
 		case <-syncC:
 			syncC = nil
+			j.syncKick.disarm()
 			j.batchSync()
 		case <-cp.C:
 			if j.cfg.Clock().Sub(j.segOpenedAt()) >= j.cfg.SegmentMaxAge {
@@ -582,6 +580,32 @@ func (j *Journal) background() {
 		}
 	}
 }
+
+// A kick wakes the background loop once per timer it arms: the first send
+// after a disarm wakes the loop, later sends are an atomic load and nothing
+// else. Without it every statement woke the loop (a goroutine wake-up, often
+// a thread's) only for it to find its timer already running.
+type kick struct {
+	armed atomic.Bool
+	c     chan struct{}
+}
+
+func newKick() kick { return kick{c: make(chan struct{}, 1)} }
+
+func (k *kick) send() {
+	if k.armed.Load() || !k.armed.CompareAndSwap(false, true) {
+		return
+	}
+	select {
+	case k.c <- struct{}{}:
+	default:
+	}
+}
+
+// disarm is called by the loop when the timer fires, before the work it
+// does: whatever a sender did before a send that found the kick armed is
+// seen by that work, and a later send arms it again.
+func (k *kick) disarm() { k.armed.Store(false) }
 
 func (j *Journal) segOpenedAt() time.Time {
 	j.syncMu.Lock()
