@@ -27,6 +27,12 @@ func (s *session) loop() string {
 		if draining {
 			return "shutdown"
 		}
+		// Between commands neither leg holds a buffer: an idle session
+		// keeps only the small one its client leg waits in.
+		if s.backend != nil {
+			s.backend.Release()
+		}
+		s.client.Idle()
 		p, seq, err := s.client.ReadPacket()
 		if err != nil {
 			s.mu.Lock()

@@ -178,7 +178,7 @@ func (l *stmtLife) refuseText() (reply, error) {
 }
 
 func (s *session) flushAfterErr() error {
-	if s.client.W.Buffered() > 0 {
+	if s.client.Unflushed() > 0 {
 		return s.client.Flush()
 	}
 	return nil
@@ -198,7 +198,7 @@ func (s *session) await(st *stmtLife) (reply, error) {
 		defer close(watchDone)
 		// Peek returns when the client sends something (pipelining: fine),
 		// hangs up (withdraw), or the deadline set below ends the watch.
-		if _, err := s.client.R.Peek(1); err != nil && !isTimeout(err) {
+		if _, err := s.client.Peek(1); err != nil && !isTimeout(err) {
 			cancel()
 		}
 	}()

@@ -168,11 +168,17 @@ func (s *session) run() {
 		}
 		s.cancel()
 		s.raw.Close()
+		if outcome != "panic" && s.client != nil {
+			s.client.Release()
+		}
 		if s.backend != nil {
 			if s.watch != nil {
 				s.watch.remove(s.watchKey, s.backend.Conn)
 			}
 			s.backend.Close()
+			if outcome != "panic" {
+				s.backend.Release()
+			}
 		}
 		if s.threadID != 0 {
 			srv.threads.Delete(threadKey{s.beName, s.threadID})

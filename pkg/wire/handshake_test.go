@@ -166,12 +166,12 @@ func TestHandshakeResponseCut(t *testing.T) {
 	wire.Write([]byte{byte(len(p)), byte(len(p) >> 8), byte(len(p) >> 16), 1})
 	wire.Write(p)
 	wire.WriteString("next")
-	c := &Conn{R: bufio.NewReaderSize(&wire, BufferSize), MaxPacket: PreAuthMaxPacket}
+	c := &Conn{r: bufio.NewReaderSize(&wire, BufferSize), MaxPacket: PreAuthMaxPacket}
 	got, seq, cut, err := c.ReadPacketCapped()
 	if err != nil || !cut || seq != 1 || len(got) != PreAuthMaxPacket || cap(got) > 2*PreAuthMaxPacket {
 		t.Fatalf("ReadPacketCapped: %d bytes (cap %d), seq %d, cut %v, %v", len(got), cap(got), seq, cut, err)
 	}
-	if rest, _ := io.ReadAll(c.R); string(rest) != "next" {
+	if rest, _ := io.ReadAll(c.r); string(rest) != "next" {
 		t.Fatalf("after the packet the stream holds %q", rest)
 	}
 	var r HandshakeResponse

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"sync"
 )
 
 // MaxPayload is the largest payload of one physical packet; a logical payload
@@ -22,11 +23,12 @@ var ErrTooLarge = errors.New("packet exceeds max_packet_size")
 // Conn frames MySQL packets on one leg of a proxied connection. Reads come
 // from a large buffered reader so a typical packet is sliced out of the
 // buffer without a copy; writes go to a buffered writer flushed once per
-// response.
+// response. The buffers come from a pool shared by every connection and go
+// back to it when a leg is released between commands (Release, Idle), so
+// an idle session holds no buffer: a session's memory follows what it is
+// doing, not how long it stays open.
 type Conn struct {
 	net.Conn
-	R *bufio.Reader
-	W *bufio.Writer
 
 	// Seq is the sequence id of the next packet to write.
 	Seq uint8
@@ -34,12 +36,45 @@ type Conn struct {
 	// MaxPacket bounds a logical (multi-packet) payload read with ReadPacket.
 	MaxPacket int
 
-	buf []byte // reassembly buffer for payloads that do not fit in R
+	r   *bufio.Reader // nil while released; reads from src
+	w   *bufio.Writer // nil while released
+	src source
+	// idle is the small buffer an idle leg waits in (Idle); waitIdle says
+	// the next read waits there before taking a read buffer.
+	idle     []byte
+	waitIdle bool
+
+	buf []byte // reassembly buffer for payloads that do not fit in r
 	hdr [4]byte
 }
 
 // BufferSize is the size of each leg's read and write buffer.
 const BufferSize = 64 << 10
+
+// IdleBufferSize is the buffer an idle leg waits for its peer in: a
+// typical command fits, and a longer one continues in a read buffer.
+const IdleBufferSize = 2 << 10
+
+var (
+	readers = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, BufferSize) }}
+	writers = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, BufferSize) }}
+)
+
+// source is what the read buffer reads: the bytes an idle leg received in
+// its small buffer, then the transport.
+type source struct {
+	pre []byte
+	c   net.Conn
+}
+
+func (s *source) Read(b []byte) (int, error) {
+	if len(s.pre) > 0 {
+		n := copy(b, s.pre)
+		s.pre = s.pre[n:]
+		return n, nil
+	}
+	return s.c.Read(b)
+}
 
 // PreAuthMaxPacket bounds a client's logical packet until it has
 // authenticated. A handshake response (user, auth data, database, plugin
@@ -51,26 +86,115 @@ const PreAuthMaxPacket = 64 << 10
 
 // NewConn wraps c with buffered framing.
 func NewConn(c net.Conn, maxPacket int) *Conn {
-	return &Conn{Conn: c, R: bufio.NewReaderSize(c, BufferSize), W: bufio.NewWriterSize(c, BufferSize), MaxPacket: maxPacket}
+	return &Conn{Conn: c, MaxPacket: maxPacket, src: source{c: c}}
+}
+
+// reader returns the read buffer, taking one from the pool if the leg has
+// none; after Idle it first waits for the peer in the small buffer.
+func (c *Conn) reader() (*bufio.Reader, error) {
+	if c.r != nil {
+		return c.r, nil
+	}
+	if c.waitIdle {
+		n, err := c.Conn.Read(c.idle)
+		if n == 0 && err != nil {
+			return nil, err // still idle: the next read waits again
+		}
+		c.waitIdle = false
+		c.src.pre = c.idle[:n]
+	}
+	c.r = readers.Get().(*bufio.Reader)
+	c.r.Reset(&c.src)
+	return c.r, nil
+}
+
+func (c *Conn) writer() *bufio.Writer {
+	if c.w == nil {
+		c.w = writers.Get().(*bufio.Writer)
+		c.w.Reset(c.Conn)
+	}
+	return c.w
+}
+
+// Release hands the leg's read and write buffers back to the pool when
+// they hold nothing (a buffer that does stays), and drops the reassembly
+// buffer of a large packet; the next read or write takes one again. Only
+// the goroutine that reads and writes the leg may call it.
+func (c *Conn) Release() {
+	if c.r != nil && c.r.Buffered() == 0 && len(c.src.pre) == 0 {
+		c.r.Reset(nil)
+		readers.Put(c.r)
+		c.r = nil
+	}
+	if c.w != nil && c.w.Buffered() == 0 {
+		c.w.Reset(nil)
+		writers.Put(c.w)
+		c.w = nil
+	}
+	if cap(c.buf) > BufferSize {
+		c.buf = nil
+	}
+}
+
+// Idle is Release for a leg about to wait for its peer: when the read
+// buffer went back, the next read waits in a small buffer of its own
+// (IdleBufferSize) and takes a read buffer only once the peer has sent.
+func (c *Conn) Idle() {
+	c.Release()
+	if c.r == nil {
+		if c.idle == nil {
+			c.idle = make([]byte, IdleBufferSize)
+		}
+		c.waitIdle = true
+	}
+}
+
+// Peek returns the next n bytes without consuming them.
+func (c *Conn) Peek(n int) ([]byte, error) {
+	r, err := c.reader()
+	if err != nil {
+		return nil, err
+	}
+	return r.Peek(n)
+}
+
+// Unflushed returns the number of bytes written but not yet flushed.
+func (c *Conn) Unflushed() int {
+	if c.w == nil {
+		return 0
+	}
+	return c.w.Buffered()
 }
 
 // Reset rebinds the framing to a new transport (after a TLS upgrade).
 func (c *Conn) Reset(nc net.Conn) {
 	c.Conn = nc
-	c.R.Reset(nc)
-	c.W.Reset(nc)
+	c.src = source{c: nc}
+	c.waitIdle = false
+	if c.r != nil {
+		c.r.Reset(&c.src)
+	}
+	if c.w != nil {
+		c.w.Reset(nc)
+	}
 }
 
-// Unbuffered returns the transport with whatever the read buffer already
-// holds in front of it, for handing the stream to another protocol (the TLS
-// handshake after an SSL request).
+// Unbuffered returns the transport with whatever the leg has read but not
+// consumed in front of it, for handing the stream to another protocol (the
+// TLS handshake after an SSL request).
 func (c *Conn) Unbuffered() net.Conn {
-	n := c.R.Buffered()
-	if n == 0 {
+	var pre []byte
+	if c.r != nil {
+		if n := c.r.Buffered(); n > 0 {
+			b, _ := c.r.Peek(n)
+			pre = append(pre, b...)
+		}
+	}
+	pre = append(pre, c.src.pre...)
+	if len(pre) == 0 {
 		return c.Conn
 	}
-	pre, _ := c.R.Peek(n)
-	return &prefixConn{Conn: c.Conn, pre: append([]byte(nil), pre...)}
+	return &prefixConn{Conn: c.Conn, pre: pre}
 }
 
 // prefixConn reads pre before the connection itself.
@@ -104,7 +228,11 @@ type Header struct {
 
 // PeekHeader returns the next packet's header without consuming it.
 func (c *Conn) PeekHeader() (Header, error) {
-	h, err := c.R.Peek(4)
+	r, err := c.reader()
+	if err != nil {
+		return Header{}, err
+	}
+	h, err := r.Peek(4)
 	if err != nil {
 		if len(h) > 0 { // the stream ended inside a header
 			return Header{}, truncated(err)
@@ -122,12 +250,12 @@ func (c *Conn) ReadPacket() ([]byte, uint8, error) {
 	if err != nil {
 		return nil, 0, err
 	}
-	if h.Len < MaxPayload && h.Len+4 <= c.R.Size() && (c.MaxPacket <= 0 || h.Len <= c.MaxPacket) {
-		p, err := c.R.Peek(4 + h.Len)
+	if h.Len < MaxPayload && h.Len+4 <= c.r.Size() && (c.MaxPacket <= 0 || h.Len <= c.MaxPacket) {
+		p, err := c.r.Peek(4 + h.Len)
 		if err != nil {
 			return nil, 0, truncated(err)
 		}
-		if _, err := c.R.Discard(4 + h.Len); err != nil {
+		if _, err := c.r.Discard(4 + h.Len); err != nil {
 			return nil, 0, err
 		}
 		return p[4:], h.Seq, nil
@@ -143,12 +271,12 @@ func (c *Conn) ReadPacket() ([]byte, uint8, error) {
 			// caller answer in step.
 			return nil, h.Seq, fmt.Errorf("read packet of %d+ bytes: %w", len(c.buf)+h.Len, ErrTooLarge)
 		}
-		if _, err := c.R.Discard(4); err != nil {
+		if _, err := c.r.Discard(4); err != nil {
 			return nil, 0, err
 		}
 		n := len(c.buf)
 		c.buf = grow(c.buf, h.Len)
-		if _, err := io.ReadFull(c.R, c.buf[n:n+h.Len]); err != nil {
+		if _, err := io.ReadFull(c.r, c.buf[n:n+h.Len]); err != nil {
 			return nil, 0, truncated(err)
 		}
 		if h.Len < MaxPayload {
@@ -175,14 +303,14 @@ func (c *Conn) ReadPacketCapped() (p []byte, seq uint8, cut bool, err error) {
 		p, seq, err = c.ReadPacket()
 		return p, seq, false, err
 	}
-	if _, err := c.R.Discard(4); err != nil {
+	if _, err := c.r.Discard(4); err != nil {
 		return nil, 0, false, truncated(err)
 	}
 	c.buf = grow(c.buf[:0], c.MaxPacket)
-	if _, err := io.ReadFull(c.R, c.buf); err != nil {
+	if _, err := io.ReadFull(c.r, c.buf); err != nil {
 		return nil, 0, false, truncated(err)
 	}
-	if _, err := c.R.Discard(h.Len - c.MaxPacket); err != nil {
+	if _, err := c.r.Discard(h.Len - c.MaxPacket); err != nil {
 		return nil, 0, false, truncated(err)
 	}
 	return c.buf, h.Seq, true, nil
@@ -216,10 +344,10 @@ func (c *Conn) WritePacket(payload []byte) error {
 		// transport, which would move a local to the heap on every packet.
 		c.hdr = [4]byte{byte(n), byte(n >> 8), byte(n >> 16), c.Seq}
 		c.Seq++
-		if _, err := c.W.Write(c.hdr[:]); err != nil {
+		if _, err := c.writer().Write(c.hdr[:]); err != nil {
 			return err
 		}
-		if _, err := c.W.Write(payload[:n]); err != nil {
+		if _, err := c.writer().Write(payload[:n]); err != nil {
 			return err
 		}
 		payload = payload[n:]
@@ -231,9 +359,14 @@ func (c *Conn) WritePacket(payload []byte) error {
 
 // WriteRaw writes already-framed bytes.
 func (c *Conn) WriteRaw(b []byte) error {
-	_, err := c.W.Write(b)
+	_, err := c.writer().Write(b)
 	return err
 }
 
 // Flush sends buffered packets.
-func (c *Conn) Flush() error { return c.W.Flush() }
+func (c *Conn) Flush() error {
+	if c.w == nil {
+		return nil
+	}
+	return c.w.Flush()
+}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"net"
+	"os"
 	"testing"
 )
 
@@ -219,11 +220,101 @@ func FuzzReadPacket(f *testing.F) {
 			}
 			_ = w.Flush()
 			rpc.r.Reset(wpc.w.Bytes())
-			r.R.Reset(rpc)
+			r.Reset(rpc)
 			q, qseq, err := r.ReadPacket()
 			if err != nil || !bytes.Equal(p, q) || qseq != seq {
 				t.Fatalf("round trip: %v seq %d/%d", err, qseq, seq)
 			}
 		}
 	})
+}
+
+// TestIdleHoldsNoBuffer: between commands a leg gives its buffers back and
+// waits in its small one; a packet longer than that, and bytes that arrive
+// behind a packet, still read whole and in order.
+func TestIdleHoldsNoBuffer(t *testing.T) {
+	small, long := []byte("\x03SELECT 1"), append([]byte{0x03}, bytes.Repeat([]byte{'x'}, 3*IdleBufferSize)...)
+	stream := append(append(frame(0, small), frame(0, long)...), frame(0, small)...)
+	c, pc := connOver(stream, 0)
+	want := [][]byte{small, long, small}
+	for i, w := range want {
+		c.Idle()
+		if i == 0 && (c.r != nil || c.w != nil) {
+			t.Fatalf("idle leg holds a read buffer %v, a write buffer %v", c.r != nil, c.w != nil)
+		}
+		if i == 1 && c.r == nil {
+			// The first idle read took in the start of the next packet too:
+			// the read buffer holds it and must stay.
+			t.Fatal("a read buffer with unread bytes went back to the pool")
+		}
+		p, _, err := c.ReadPacket()
+		if err != nil || !bytes.Equal(p, w) {
+			t.Fatalf("packet %d: %d bytes, %v; want %d bytes", i, len(p), err, len(w))
+		}
+		c.Seq = 1
+		if err := c.WritePacket([]byte{0x00}); err != nil {
+			t.Fatal(err)
+		}
+		c.Release()
+		if c.w == nil {
+			t.Fatal("a write buffer with unflushed bytes went back to the pool")
+		}
+		if err := c.Flush(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.Idle()
+	if c.r != nil || c.w != nil {
+		t.Fatalf("drained leg holds a read buffer %v, a write buffer %v", c.r != nil, c.w != nil)
+	}
+	if got := pc.w.Len(); got != 3*5 {
+		t.Fatalf("wrote %d bytes, want 3 OK packets of 5", got)
+	}
+}
+
+// TestUnbufferedAfterIdle: bytes behind a packet read while idle are handed
+// on with the transport (an SSL request followed by the TLS hello).
+func TestUnbufferedAfterIdle(t *testing.T) {
+	stream := append(frame(1, []byte("ssl-request")), "client-hello"...)
+	c, _ := connOver(stream, 0)
+	c.Idle()
+	if _, _, err := c.ReadPacket(); err != nil {
+		t.Fatal(err)
+	}
+	rest := make([]byte, 64)
+	n, _ := c.Unbuffered().Read(rest)
+	if string(rest[:n]) != "client-hello" {
+		t.Fatalf("bytes behind the packet: %q", rest[:n])
+	}
+}
+
+// failOnce fails its first read (a read deadline ending an idle wait).
+type failOnce struct {
+	pipeConn
+	failed bool
+}
+
+func (f *failOnce) Read(b []byte) (int, error) {
+	if !f.failed {
+		f.failed = true
+		return 0, os.ErrDeadlineExceeded
+	}
+	return f.pipeConn.Read(b)
+}
+
+// TestIdleReadError: an idle wait that fails leaves the leg idle; the next
+// read waits again and gets the packet.
+func TestIdleReadError(t *testing.T) {
+	fc := &failOnce{pipeConn: pipeConn{r: bytes.NewReader(frame(0, []byte{0x0e}))}}
+	c := NewConn(fc, 0)
+	c.Idle()
+	if _, _, err := c.ReadPacket(); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("first read: %v, want the deadline", err)
+	}
+	if c.r != nil || !c.waitIdle {
+		t.Fatal("a failed idle wait took a read buffer")
+	}
+	if p, _, err := c.ReadPacket(); err != nil || !bytes.Equal(p, []byte{0x0e}) {
+		t.Fatalf("second read: %q, %v", p, err)
+	}
 }
