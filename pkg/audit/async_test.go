@@ -67,3 +67,46 @@ func TestAppendAsyncWrittenInOrder(t *testing.T) {
 		t.Fatalf("journal with async records does not verify: %+v", rep.Problems)
 	}
 }
+
+// TestKickWakesOncePerTimer: between two disarms the background loop is
+// sent one wake-up however many records ask, and after a disarm the next
+// record wakes it again (an async record is never left without a timer).
+func TestKickWakesOncePerTimer(t *testing.T) {
+	k := newKick()
+	for i := 0; i < 100; i++ {
+		k.send()
+	}
+	if n := len(k.c); n != 1 {
+		t.Fatalf("%d wake-ups queued for 100 sends, want 1", n)
+	}
+	<-k.c
+	k.send()
+	if n := len(k.c); n != 0 {
+		t.Fatalf("a send while the timer runs woke the loop (%d queued)", n)
+	}
+	k.disarm()
+	k.send()
+	if n := len(k.c); n != 1 {
+		t.Fatalf("a send after the timer fired did not wake the loop (%d queued)", n)
+	}
+}
+
+// TestAppendAsyncAfterFlush: a record appended after the loop's flush timer
+// fired still reaches the file on its own (the timer is armed again).
+func TestAppendAsyncAfterFlush(t *testing.T) {
+	dir := t.TempDir()
+	j := openTest(t, dir, nil)
+	w0 := j.Stats().Writes
+	for round := 1; round <= 3; round++ {
+		if err := j.AppendAsync(&record.Record{Event: record.EventOutcome, SessionID: "s", StatementID: uint64(round), Status: record.StatusSuccess}); err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(2 * time.Second)
+		for j.Stats().Writes < w0+uint64(round) {
+			if time.Now().After(deadline) {
+				t.Fatalf("round %d: the async record was not written within 2s (%d writes)", round, j.Stats().Writes)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+}
