@@ -26,6 +26,9 @@ var DDL = []string{
 	`INSERT INTO customers VALUES
 	  (1, 'Alice Smith', '4111111111111111', 'alice@example.com', 98765.43, '1984-03-07', '{"ssn":"078-05-1120","secret":"top-secret-json"}', 73914, '2024-05-06 07:08:09'),
 	  (2, 'Bob Jones', '5500005555555559', 'bob@example.org', 12345.67, '1990-11-23', '{"secret":"top-secret-json"}', 88231, '2024-05-06 07:08:09')`,
+	// The server's own statistics hold each column's lowest and highest
+	// value and a histogram (mysql.column_stats), as after a DBA's ANALYZE.
+	"ANALYZE TABLE customers PERSISTENT FOR ALL",
 	"CREATE TABLE orders (id INT PRIMARY KEY, customer_id INT, total DECIMAL(10,2))",
 	"INSERT INTO orders VALUES (10, 1, 5.00), (11, 2, 7.50)",
 	"CREATE TABLE scratch (v VARCHAR(200))",

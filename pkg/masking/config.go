@@ -79,6 +79,29 @@ type rule struct {
 	res   []*regexp.Regexp // column-name regexes
 }
 
+// serverCopies covers the places where the server itself keeps column
+// values in clear: its engine-independent statistics (each column's lowest
+// and highest value and a histogram of them, written by ANALYZE TABLE …
+// PERSISTENT), the general and slow query logs when they are logged to
+// tables, and the text of running and recent statements, literals included.
+// Every identity with masking rules gets them redacted, and probing them
+// refused, as for its own masked columns: a rule on customers.card would
+// mean little while mysql.column_stats hands out its lowest and highest.
+var serverCopies = func() *rule {
+	r, err := compileRule(Rule{Name: "server-copies", Strategy: StrategyRedact, Columns: []string{
+		"mysql.column_stats.min_value", "mysql.column_stats.max_value", "mysql.column_stats.histogram",
+		"mysql.general_log.argument", "mysql.slow_log.sql_text",
+		"information_schema.processlist.info", "information_schema.processlist.info_binary",
+		"performance_schema.*.sql_text", "performance_schema.threads.processlist_info",
+		"sys.*.current_statement", "sys.*.last_statement", "sys.*.waiting_query", "sys.*.blocking_query",
+		"sys.*.sql_text",
+	}})
+	if err != nil {
+		panic(err) // a constant
+	}
+	return r
+}()
+
 func compileRule(r Rule) (*rule, error) {
 	switch r.Strategy {
 	case StrategyRedact, StrategyPartial, StrategyHash, StrategyNull:

@@ -68,7 +68,12 @@ type relation struct {
 	db, name string
 	cols     []column
 	known    bool // cols is complete
+	// system names the system catalog behind the relation (under an alias
+	// too): its columns are unknown, and matched against the rules by name.
+	system *systemTable
 }
+
+type systemTable struct{ db, name string }
 
 type scope struct {
 	parent *scope
@@ -258,8 +263,25 @@ func (a *analyzer) statement(p *Plan, s ast.StmtNode) {
 			p.results = append(p.results, &resultPlan{cols: []lineage{{}, {}, {rule: msg, source: "warnings.message", direct: true}}})
 			return
 		}
+		if s.Tp == ast.ShowProcessList && len(a.rules) > 0 {
+			// Info is the text of each session's running statement: the
+			// literals of other sessions on the same account (an
+			// application's INSERT of a card number) are in it.
+			info := &rule{Rule: Rule{Name: "statement-texts", Strategy: StrategyRedact}}
+			cols := make([]lineage, 9) // Id User Host db Command Time State Info Progress
+			cols[7] = lineage{rule: info, source: "processlist.info", direct: true}
+			p.results = append(p.results, &resultPlan{cols: cols})
+			return
+		}
 		p.results = append(p.results, &resultPlan{noData: true})
 	case *ast.ExplainStmt:
+		// EXPLAIN returns no column values, but its row estimates answer
+		// questions about the rows a WHERE selects (with an index or a
+		// histogram, how many rows hold values in a range): the explained
+		// statement is checked as if it ran, and its results dropped.
+		if s.Stmt != nil {
+			a.statement(&Plan{variable: -1}, s.Stmt)
+		}
 		p.results = append(p.results, &resultPlan{noData: true})
 	case *ast.LoadDataStmt, *ast.UseStmt, *ast.BeginStmt, *ast.CommitStmt, *ast.RollbackStmt,
 		*ast.DeallocateStmt, *ast.SetDefaultRoleStmt:
@@ -563,7 +585,9 @@ func (a *analyzer) from(n ast.ResultSetNode, sc *scope) ([]*relation, bool) {
 				cp.name, cp.db = alias, ""
 				r = &cp
 			}
-			return []*relation{r}, r.known
+			// A system catalog's columns are resolved by name, so a select
+			// list naming them is known column by column.
+			return []*relation{r}, r.known || r.system != nil
 		case *ast.SelectStmt, *ast.SetOprStmt:
 			cols, known := a.query(src, sc.parent)
 			return []*relation{{name: alias, cols: cols, known: known}}, known
@@ -599,8 +623,10 @@ func (a *analyzer) table(t *ast.TableName, sc *scope) *relation {
 		return rel
 	}
 	if db == "information_schema" || db == "performance_schema" || db == "mysql" || db == "sys" {
-		// System catalogs: metadata, resolved by name only.
-		rel.known = false
+		// System catalogs: metadata, resolved by name only (resolve
+		// matches their columns against the rules by name: some hold
+		// copies of column values).
+		rel.known, rel.system = false, &systemTable{db: db, name: name}
 		return rel
 	}
 	v := a.m.view(a.ctx, db, name)
@@ -655,9 +681,17 @@ func (a *analyzer) resolve(cn *ast.ColumnName, sc *scope) lineage {
 	name := cn.Name.L
 	for s := sc; s != nil; s = s.parent {
 		var out lineage
-		found, uncertain := false, false
+		found, uncertain, system := false, false, false
 		for _, r := range s.rels {
 			if cn.Table.L != "" && (r.name != cn.Table.L || (cn.Schema.L != "" && r.db != "" && r.db != cn.Schema.L)) {
+				continue
+			}
+			if r.system != nil {
+				if rr := a.ruleFor(r.system.db, r.system.name, name); rr != nil {
+					a.touched = true
+					return lineage{rule: rr, source: r.system.db + "." + r.system.name + "." + name, direct: true}
+				}
+				system = true
 				continue
 			}
 			if !r.known {
@@ -685,6 +719,11 @@ func (a *analyzer) resolve(cn *ast.ColumnName, sc *scope) lineage {
 		}
 		if uncertain {
 			return a.noteUnknown("column " + name + " of a table whose columns are unknown")
+		}
+		if system {
+			// Metadata (no rule names it): unknown to the value detectors,
+			// not a reason to refuse the statement.
+			return lineage{unknown: true, why: "column " + name + " of a system catalog"}
 		}
 	}
 	return a.noteUnknown("unresolved column " + name)

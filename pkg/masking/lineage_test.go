@@ -65,6 +65,18 @@ func TestLineage(t *testing.T) {
 		{sql: "SELECT COUNT(card) FROM customers", want: []string{""}},
 		{sql: "WITH RECURSIVE r(n, v) AS (SELECT 1, '' UNION ALL SELECT n+1, (SELECT card FROM customers LIMIT 1) FROM r WHERE n < 3) SELECT v FROM r", want: []string{"cards/redact"}},
 		{sql: "SELECT id FROM customers WHERE card LIKE '4%'", denied: "WHERE reads masked column"},
+		// The server's own copies of column values.
+		{sql: "SELECT column_name, min_value, max_value FROM mysql.column_stats", want: []string{"", "server-copies/redact", "server-copies/redact"}},
+		{sql: "SELECT db_name FROM mysql.column_stats WHERE max_value LIKE '5%'", denied: "WHERE reads masked column mysql.column_stats.max_value"},
+		{sql: "SELECT id, INFO FROM information_schema.PROCESSLIST", want: []string{"", "server-copies/redact"}},
+		{sql: "SELECT HEX(max_value) FROM mysql.column_stats", want: []string{"server-copies/redact"}},
+		{sql: "SELECT x FROM (SELECT max_value AS x FROM mysql.column_stats) d", want: []string{"server-copies/redact"}},
+		{sql: "SELECT HEX(s.max_value), s.db_name FROM mysql.column_stats AS s", want: []string{"server-copies/redact", ""}},
+		{sql: "SELECT CONCAT(info, '') FROM information_schema.processlist p", want: []string{"server-copies/redact"}},
+		{sql: "SHOW FULL PROCESSLIST", want: []string{"", "", "", "", "", "", "", "statement-texts/redact", ""}},
+		// EXPLAIN's row estimates answer what a WHERE selects.
+		{sql: "EXPLAIN SELECT id FROM customers WHERE card LIKE '4%'", denied: "WHERE reads masked column"},
+		{sql: "EXPLAIN SELECT card FROM customers", want: nil},
 		{sql: "SELECT id FROM customers ORDER BY salary", denied: "ORDER BY"},
 		{sql: "SELECT card FROM customers INTO OUTFILE '/tmp/x'", denied: "INTO"},
 		{sql: "SELECT card INTO OUTFILE '/tmp/x' FROM customers", denied: "masking"},

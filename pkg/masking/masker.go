@@ -140,6 +140,8 @@ func (st *state) rulesFor(identity string) []*rule {
 	}
 	if rs == nil {
 		rs = noRules
+	} else {
+		rs = append(rs, serverCopies)
 	}
 	st.mu.Lock()
 	if st.byIdent == nil {
