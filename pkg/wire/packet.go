@@ -194,23 +194,16 @@ func (c *Conn) Unbuffered() net.Conn {
 	if len(pre) == 0 {
 		return c.Conn
 	}
-	return &prefixConn{Conn: c.Conn, pre: pre}
+	return &prefixConn{Conn: c.Conn, src: source{pre: pre, c: c.Conn}}
 }
 
-// prefixConn reads pre before the connection itself.
+// prefixConn is the connection with src's bytes read before it.
 type prefixConn struct {
 	net.Conn
-	pre []byte
+	src source
 }
 
-func (p *prefixConn) Read(b []byte) (int, error) {
-	if len(p.pre) > 0 {
-		n := copy(b, p.pre)
-		p.pre = p.pre[n:]
-		return n, nil
-	}
-	return p.Conn.Read(b)
-}
+func (p *prefixConn) Read(b []byte) (int, error) { return p.src.Read(b) }
 
 // FirstSeq returns the sequence id of the first physical packet of a logical
 // packet of payloadLen bytes whose last physical packet had sequence id last

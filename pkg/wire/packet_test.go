@@ -178,16 +178,24 @@ func TestWritePacketSplits(t *testing.T) {
 	}
 }
 
+// TestUnbufferedKeepsReadAhead: bytes read behind a packet are handed on
+// with the transport (an SSL request followed by the TLS hello), whether
+// they wait in the read buffer or, read while idle, in the small one.
 func TestUnbufferedKeepsReadAhead(t *testing.T) {
-	stream := append(frame(1, []byte("ssl-request")), "client-hello"...)
-	c, _ := connOver(stream, 0)
-	if _, _, err := c.ReadPacket(); err != nil {
-		t.Fatal(err)
-	}
-	rest := make([]byte, 64)
-	n, _ := c.Unbuffered().Read(rest)
-	if string(rest[:n]) != "client-hello" {
-		t.Fatalf("bytes behind the packet: %q", rest[:n])
+	for _, idle := range []bool{false, true} {
+		stream := append(frame(1, []byte("ssl-request")), "client-hello"...)
+		c, _ := connOver(stream, 0)
+		if idle {
+			c.Idle()
+		}
+		if _, _, err := c.ReadPacket(); err != nil {
+			t.Fatal(err)
+		}
+		rest := make([]byte, 64)
+		n, _ := c.Unbuffered().Read(rest)
+		if string(rest[:n]) != "client-hello" {
+			t.Fatalf("idle %v: bytes behind the packet: %q", idle, rest[:n])
+		}
 	}
 }
 
@@ -269,22 +277,6 @@ func TestIdleHoldsNoBuffer(t *testing.T) {
 	}
 	if got := pc.w.Len(); got != 3*5 {
 		t.Fatalf("wrote %d bytes, want 3 OK packets of 5", got)
-	}
-}
-
-// TestUnbufferedAfterIdle: bytes behind a packet read while idle are handed
-// on with the transport (an SSL request followed by the TLS hello).
-func TestUnbufferedAfterIdle(t *testing.T) {
-	stream := append(frame(1, []byte("ssl-request")), "client-hello"...)
-	c, _ := connOver(stream, 0)
-	c.Idle()
-	if _, _, err := c.ReadPacket(); err != nil {
-		t.Fatal(err)
-	}
-	rest := make([]byte, 64)
-	n, _ := c.Unbuffered().Read(rest)
-	if string(rest[:n]) != "client-hello" {
-		t.Fatalf("bytes behind the packet: %q", rest[:n])
 	}
 }
 
