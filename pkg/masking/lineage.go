@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/pingcap/tidb/pkg/parser/ast"
+	"github.com/pingcap/tidb/pkg/parser/opcode"
 
 	"github.com/sqlwarden/sqlwarden/pkg/sqltext"
 )
@@ -831,6 +832,35 @@ func (v *exprVisitor) Enter(n ast.Node) (ast.Node, bool) {
 			v.channel = "error message of " + n.FnName.L
 		case "sleep", "benchmark", "get_lock", "release_lock", "is_free_lock", "is_used_lock", "master_pos_wait":
 			v.channel = "timing of " + n.FnName.L
+		case "exp", "pow", "power", "cot":
+			v.channel = overflowChannel
+		case "if", "elt":
+			v.branch(n.FnName.L, n.Args[:min(1, len(n.Args))])
+		case "nullif":
+			v.branch(n.FnName.L, n.Args)
+		case "ifnull", "nvl", "coalesce":
+			v.branch(n.FnName.L, n.Args[:max(0, len(n.Args)-1)])
+		}
+	case *ast.CaseExpr:
+		conds := []ast.ExprNode{}
+		if n.Value != nil {
+			conds = append(conds, n.Value)
+		}
+		for _, w := range n.WhenClauses {
+			conds = append(conds, w.Expr)
+		}
+		v.branch("CASE", conds)
+	case *ast.BinaryOperationExpr:
+		switch n.Op {
+		case opcode.Plus, opcode.Minus, opcode.Mul, opcode.Div, opcode.IntDiv, opcode.Mod:
+			v.channel = overflowChannel
+		case opcode.LogicAnd, opcode.LogicOr:
+			// The right side runs only when the left does not decide.
+			v.branch(strings.ToUpper(n.Op.String()), []ast.ExprNode{n.L, n.R})
+		}
+	case *ast.UnaryOperationExpr:
+		if n.Op == opcode.Minus {
+			v.channel = overflowChannel
 		}
 	case *ast.WindowFuncExpr:
 		v.a.windowSpec(&n.Spec, v.sc)
@@ -839,3 +869,22 @@ func (v *exprVisitor) Enter(n ast.Node) (ast.Node, bool) {
 }
 
 func (v *exprVisitor) Leave(n ast.Node) (ast.Node, bool) { return n, true }
+
+// overflowChannel: arithmetic on a masked value fails with an out-of-range
+// error for some values and not others (EXP(ASCII(SUBSTR(card, 1, 1)) * 10)
+// fails exactly when the first digit is past 7), so whether the statement
+// fails answers a question about the value however its result is masked.
+const overflowChannel = "an out-of-range error of arithmetic"
+
+// branch refuses a choice made on a masked value: which branch of IF, CASE,
+// NULLIF, COALESCE or a short-circuit AND/OR runs depends on the value, and a
+// branch that fails (a subquery of two rows, EXP(1000)) or waits turns that
+// choice into an answer, one bit a statement, masked result or not.
+func (v *exprVisitor) branch(what string, conds []ast.ExprNode) {
+	for _, c := range conds {
+		if l := v.a.expr(c, v.sc); l.rule != nil {
+			v.a.deny(l.rule, "%s chooses on masked column %s (an error or a delay in one branch would answer for it)", what, l.source)
+			return
+		}
+	}
+}
