@@ -862,6 +862,12 @@ func (v *exprVisitor) Enter(n ast.Node) (ast.Node, bool) {
 		if n.Op == opcode.Minus {
 			v.channel = overflowChannel
 		}
+	case *ast.PatternInExpr:
+		// x IN (a, b, …) stops at the first match: what follows it runs
+		// only when x differs.
+		if n.Sel == nil {
+			v.branch("IN", []ast.ExprNode{n.Expr})
+		}
 	case *ast.WindowFuncExpr:
 		v.a.windowSpec(&n.Spec, v.sc)
 	}
