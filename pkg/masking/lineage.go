@@ -834,7 +834,9 @@ func (v *exprVisitor) Enter(n ast.Node) (ast.Node, bool) {
 			v.channel = "timing of " + n.FnName.L
 		case "exp", "pow", "power", "cot":
 			v.channel = overflowChannel
-		case "if", "elt":
+		case "if", "elt", "nvl2", "field", "make_set", "decode_oracle":
+			// Which of the other arguments run (or, for FIELD, how many)
+			// depends on the first.
 			v.branch(n.FnName.L, n.Args[:min(1, len(n.Args))])
 		case "nullif":
 			v.branch(n.FnName.L, n.Args)
