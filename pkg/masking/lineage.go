@@ -329,6 +329,17 @@ func (a *analyzer) probe(e ast.ExprNode, sc *scope, clause string) {
 	}
 }
 
+// probeColumns refuses a clause that compares result columns derived from
+// masked ones (DISTINCT, UNION): the rows that survive are the answer.
+func (a *analyzer) probeColumns(cols []column, clause string) {
+	for _, c := range cols {
+		if c.lin.rule != nil && a.st.cfg.Probing != Allow {
+			a.deny(c.lin.rule, "%s compares masked column %s", clause, c.lin.source)
+			return
+		}
+	}
+}
+
 func (a *analyzer) probeOrder(o *ast.OrderByClause, sc *scope, clause string) {
 	if o == nil {
 		return
@@ -422,8 +433,18 @@ func (a *analyzer) query(n ast.Node, outer *scope) ([]column, bool) {
 		sc := &scope{parent: outer}
 		a.with(n.With, sc)
 		var cols []column
-		known := true
+		known, compares := true, false
 		for i, s := range n.Selects {
+			var op *ast.SetOprType
+			switch s := s.(type) {
+			case *ast.SelectStmt:
+				op = s.AfterSetOperator
+			case *ast.SetOprSelectList:
+				op = s.AfterSetOperator
+			}
+			if op != nil && *op != ast.UnionAll {
+				compares = true
+			}
 			c, k := a.query(s, sc)
 			known = known && k
 			if i == 0 {
@@ -437,6 +458,12 @@ func (a *analyzer) query(n ast.Node, outer *scope) ([]column, bool) {
 			for j := range cols {
 				cols[j].lin = cols[j].lin.union(c[j].lin)
 			}
+		}
+		if compares {
+			// UNION (DISTINCT), INTERSECT and EXCEPT compare rows: how many
+			// come back says whether a masked value equals a constant in
+			// another branch.
+			a.probeColumns(cols, "UNION, INTERSECT or EXCEPT")
 		}
 		a.probeOrderNames(n.OrderBy, cols, sc)
 		return cols, known
@@ -492,6 +519,9 @@ func (a *analyzer) selectStmt(s *ast.SelectStmt, outer *scope) ([]column, bool) 
 		}
 	}
 	sc.fields = cols
+	if s.Distinct {
+		a.probeColumns(cols, "SELECT DISTINCT")
+	}
 	a.probe(s.Where, sc, "WHERE")
 	if s.GroupBy != nil {
 		for _, it := range s.GroupBy.Items {
@@ -794,7 +824,11 @@ func (v *exprVisitor) Enter(n ast.Node) (ast.Node, bool) {
 	case *ast.AggregateFuncExpr:
 		if strings.EqualFold(n.F, ast.AggFuncCount) {
 			for _, arg := range n.Args {
-				v.a.expr(arg, v.sc) // still check nested subqueries and assignments
+				// Still check nested subqueries and assignments; and
+				// COUNT(DISTINCT) compares what it counts.
+				if l := v.a.expr(arg, v.sc); n.Distinct && l.rule != nil && v.a.st.cfg.Probing != Allow {
+					v.a.deny(l.rule, "COUNT(DISTINCT) compares masked column %s", l.source)
+				}
 			}
 			if n.Order != nil {
 				v.a.probeOrder(n.Order, v.sc, "aggregate ORDER BY")
