@@ -824,10 +824,18 @@ func (v *exprVisitor) Enter(n ast.Node) (ast.Node, bool) {
 	case *ast.AggregateFuncExpr:
 		if strings.EqualFold(n.F, ast.AggFuncCount) {
 			for _, arg := range n.Args {
-				// Still check nested subqueries and assignments; and
-				// COUNT(DISTINCT) compares what it counts.
-				if l := v.a.expr(arg, v.sc); n.Distinct && l.rule != nil && v.a.st.cfg.Probing != Allow {
+				// Still check nested subqueries and assignments. COUNT
+				// answers in clear: COUNT(DISTINCT) compares what it
+				// counts, and COUNT of an expression counts where it is
+				// NULL, which a function of a masked value can decide
+				// (COUNT(STR_TO_DATE(SUBSTR(card, 1, 1), '4'))).
+				l := v.a.expr(arg, v.sc)
+				switch {
+				case l.rule == nil || v.a.st.cfg.Probing == Allow:
+				case n.Distinct:
 					v.a.deny(l.rule, "COUNT(DISTINCT) compares masked column %s", l.source)
+				case !l.direct:
+					v.a.deny(l.rule, "COUNT of an expression of masked column %s counts where it is NULL", l.source)
 				}
 			}
 			if n.Order != nil {
