@@ -371,6 +371,11 @@ func (s *session) relay(kind wire.ReplyKind, binary bool, seq uint8, plan MaskPl
 	if cursor != nil {
 		rm = cursor.masker
 	}
+	// A reply over masked data hides its warnings: how many a function of
+	// a masked value raised (CAST(REPLACE(SUBSTR(card, 1, 1), '4', 'x') AS
+	// UNSIGNED) warns exactly when the digit is 4) is an answer.
+	hideWarnings := (plan != nil && redactsErrors(plan)) || rm != nil
+	warned := false
 	s.digest.Reset()
 	if s.srv.opts.Results.Enabled && cursor == nil {
 		s.cur.results = s.srv.opts.Results.NewCollector()
@@ -426,8 +431,14 @@ func (s *session) relay(kind wire.ReplyKind, binary bool, seq uint8, plan MaskPl
 				}
 			}
 			s.checkStatus(t.Status)
+			if hideWarnings && wire.ClearWarnings(out) {
+				warned = true
+			}
 		case wire.PktEOF:
 			s.sessionEOF(pl)
+			if hideWarnings && wire.ClearWarnings(pl) {
+				warned = true
+			}
 			if capOn && t.InRows() {
 				status, _ = wire.ParseEOF(pl)
 			}
@@ -515,6 +526,24 @@ func (s *session) relay(kind wire.ReplyKind, binary bool, seq uint8, plan MaskPl
 	}
 	if err := s.client.Flush(); err != nil {
 		return s.clientLost(err)
+	}
+	if warned {
+		return s.clearDiagnostics()
+	}
+	return nil
+}
+
+// clearDiagnostics empties the backend's diagnostics area after a reply
+// over masked data raised warnings, so that no later SHOW WARNINGS, SHOW
+// COUNT(*) WARNINGS, @@warning_count or GET DIAGNOSTICS counts them. The
+// client already has its reply; this costs a round trip only then. The
+// statement reads a table because MariaDB resets the area only for a
+// statement that does (DO 0 or SELECT 1 leave it as it was).
+const clearDiagnosticsSQL = "DO (SELECT 1 FROM information_schema.collations LIMIT 1)"
+
+func (s *session) clearDiagnostics() error {
+	if _, err := wire.SimpleQuery(s.backend, clearDiagnosticsSQL); err != nil {
+		return &protocolError{side: "backend", err: fmt.Errorf("clear warnings over masked data: %w", err)}
 	}
 	return nil
 }

@@ -177,6 +177,38 @@ func SetEOFStatus(p []byte, status uint16) bool {
 // IsEOF reports whether p is an EOF packet (as opposed to a row starting with 0xfe).
 func IsEOF(p []byte) bool { return len(p) > 0 && p[0] == EOFHeader && len(p) < 9 }
 
+// ClearWarnings sets the warning count of an EOF or OK payload (an OK with
+// either header, as a reply ends under CLIENT_DEPRECATE_EOF) to zero in
+// place and reports whether it was not zero; any other payload is left as
+// it is.
+func ClearWarnings(p []byte) (had bool) {
+	if IsEOF(p) {
+		if len(p) < 3 {
+			return false
+		}
+		had = p[1] != 0 || p[2] != 0
+		p[1], p[2] = 0, 0
+		return had
+	}
+	if len(p) < 1 || (p[0] != OKHeader && p[0] != EOFHeader) {
+		return false
+	}
+	pos := 1
+	for range 2 { // affected rows, insert id
+		_, _, n, ok := LenEncInt(p[pos:])
+		if !ok {
+			return false
+		}
+		pos += n
+	}
+	if pos+4 > len(p) {
+		return false
+	}
+	had = p[pos+2] != 0 || p[pos+3] != 0
+	p[pos+2], p[pos+3] = 0, 0
+	return had
+}
+
 // SetOKStatus rewrites the status flags of an OK payload in place; it
 // reports false (and changes nothing) when p is not a well-formed OK.
 func SetOKStatus(p []byte, status uint16) bool {

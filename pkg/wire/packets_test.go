@@ -250,6 +250,32 @@ func TestSetOKStatus(t *testing.T) {
 	}
 }
 
+func TestClearWarnings(t *testing.T) {
+	ok := OKPacket(300, 70000, 0x0003, 2)
+	eofOK := append([]byte{EOFHeader}, ok[1:]...) // how a result ends under CLIENT_DEPRECATE_EOF
+	eof := []byte{EOFHeader, 5, 0, 0x22, 0}
+	for name, p := range map[string][]byte{"OK": ok, "EOF-as-OK": eofOK, "EOF": eof} {
+		if !ClearWarnings(p) {
+			t.Errorf("%s: ClearWarnings saw no warnings", name)
+		}
+		if ClearWarnings(p) {
+			t.Errorf("%s: warnings left after ClearWarnings", name)
+		}
+	}
+	if got, err := ParseOK(ok); err != nil || got.Warnings != 0 || got.Status != 0x0003 || got.AffectedRows != 300 || got.InsertID != 70000 {
+		t.Fatalf("OK after ClearWarnings: %+v %v", got, err)
+	}
+	if st, _ := ParseEOF(eof); st != 0x0022 {
+		t.Fatalf("EOF status after ClearWarnings: %#x", st)
+	}
+	for _, bad := range [][]byte{nil, {ErrHeader, 1, 2}, {OKHeader, 0xfc, 1}, {OKHeader, 0, 0, 2}, {0x03, 'x', 0, 0, 0, 1}} {
+		c := append([]byte(nil), bad...)
+		if ClearWarnings(c) || !bytes.Equal(c, bad) {
+			t.Errorf("ClearWarnings(% x) changed or claimed it", bad)
+		}
+	}
+}
+
 func TestPrepareOK(t *testing.T) {
 	want := PrepareOK{StmtID: 0x01020304, NumCols: 300, NumParams: 2, Warnings: 1}
 	got, err := ParsePrepareOK(PrepareOKPacket(want))

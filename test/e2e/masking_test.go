@@ -518,6 +518,44 @@ func TestMaskingUnchangedRowThenMasked(t *testing.T) {
 	}
 }
 
+// TestMaskingHidesWarningCounts: how many warnings a function of a masked
+// value raised is an answer — CAST(REPLACE(SUBSTR(card, 1, 1), '4', 'x') AS
+// UNSIGNED) warns exactly when the first digit is 4 — so after a reply over
+// masked data no count of warnings reaches the client, in the reply or from
+// the session afterwards; a statement over nothing masked keeps its own.
+func TestMaskingHidesWarningCounts(t *testing.T) {
+	d, _ := startMasked(t, "")
+	db := d.Open(t, maskDB)
+	db.SetMaxOpenConns(1) // @@warning_count is the session's
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	warnings := func(q string) (count, shown int) {
+		t.Helper()
+		rs, err := db.QueryContext(ctx, q)
+		if err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+		readAllText(t, rs)
+		if err := db.QueryRowContext(ctx, "SELECT @@warning_count").Scan(&count); err != nil {
+			t.Fatal(err)
+		}
+		rs, err = db.QueryContext(ctx, "SHOW WARNINGS")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return count, len(readAllText(t, rs))
+	}
+	for _, digit := range []string{"4", "5"} {
+		q := "SELECT CAST(REPLACE(SUBSTR(card, 1, 1), '" + digit + "', 'x') AS UNSIGNED) AS v FROM customers WHERE id = 1"
+		if c, n := warnings(q); c != 0 || n != 0 {
+			t.Errorf("digit %s: @@warning_count %d, SHOW WARNINGS %d rows after a reply over masked data; want 0 and 0", digit, c, n)
+		}
+	}
+	if c, n := warnings("SELECT CAST('x' AS UNSIGNED) AS v"); c != 1 || n != 1 {
+		t.Errorf("a statement over nothing masked: @@warning_count %d, SHOW WARNINGS %d rows; want 1 and 1", c, n)
+	}
+}
+
 // maskScanFixture makes a 10,000-row table with masked columns.
 func maskScanFixture(t testing.TB, root *sql.DB) {
 	t.Helper()
