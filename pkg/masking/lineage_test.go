@@ -64,6 +64,7 @@ func TestLineage(t *testing.T) {
 		{sql: "SELECT DISTINCT LEFT(card, 1) FROM customers", denied: "SELECT DISTINCT compares"},
 		{sql: "SELECT COUNT(DISTINCT card) FROM customers", denied: "COUNT(DISTINCT) compares"},
 		{sql: "SELECT COUNT(STR_TO_DATE(SUBSTR(card, 1, 1), '4')) FROM customers", denied: "counts where it is NULL"},
+		{sql: "SELECT COLUMN_JSON(REPLACE(card, '4', 'x')) FROM customers", denied: "error message of column_json"},
 		{sql: "SELECT c FROM v_cards", want: []string{"cards/partial"}},
 		{sql: "SELECT (SELECT MAX(salary) FROM customers) AS s", want: []string{"pay/redact"}},
 		{sql: "SELECT COUNT(card) FROM customers", want: []string{""}},
