@@ -193,20 +193,27 @@ func ClearWarnings(p []byte) (had bool) {
 	if len(p) < 1 || (p[0] != OKHeader && p[0] != EOFHeader) {
 		return false
 	}
-	pos := 1
-	for range 2 { // affected rows, insert id
-		_, _, n, ok := LenEncInt(p[pos:])
-		if !ok {
-			return false
-		}
-		pos += n
-	}
-	if pos+4 > len(p) {
+	pos, ok := okStatusAt(p)
+	if !ok || pos+4 > len(p) {
 		return false
 	}
 	had = p[pos+2] != 0 || p[pos+3] != 0
 	p[pos+2], p[pos+3] = 0, 0
 	return had
+}
+
+// okStatusAt returns where an OK payload's status flags start (the warning
+// count follows them), past its affected rows and insert id.
+func okStatusAt(p []byte) (int, bool) {
+	pos := 1
+	for range 2 { // affected rows, insert id
+		_, _, n, ok := LenEncInt(p[pos:])
+		if !ok {
+			return 0, false
+		}
+		pos += n
+	}
+	return pos, true
 }
 
 // SetOKStatus rewrites the status flags of an OK payload in place; it
@@ -215,15 +222,8 @@ func SetOKStatus(p []byte, status uint16) bool {
 	if len(p) < 1 || p[0] != OKHeader {
 		return false
 	}
-	pos := 1
-	for range 2 { // affected rows, insert id
-		_, _, n, ok := LenEncInt(p[pos:])
-		if !ok {
-			return false
-		}
-		pos += n
-	}
-	if pos+2 > len(p) {
+	pos, ok := okStatusAt(p)
+	if !ok || pos+2 > len(p) {
 		return false
 	}
 	binary.LittleEndian.PutUint16(p[pos:], status)
