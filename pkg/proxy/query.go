@@ -533,14 +533,14 @@ func (s *session) relay(kind wire.ReplyKind, binary bool, seq uint8, plan MaskPl
 	return nil
 }
 
+// clearDiagnosticsSQL reads a table because MariaDB resets the diagnostics
+// area only for a statement that does (DO 0 or SELECT 1 leave it as it was).
+const clearDiagnosticsSQL = "DO (SELECT 1 FROM information_schema.collations LIMIT 1)"
+
 // clearDiagnostics empties the backend's diagnostics area after a reply
 // over masked data raised warnings, so that no later SHOW WARNINGS, SHOW
 // COUNT(*) WARNINGS, @@warning_count or GET DIAGNOSTICS counts them. The
-// client already has its reply; this costs a round trip only then. The
-// statement reads a table because MariaDB resets the area only for a
-// statement that does (DO 0 or SELECT 1 leave it as it was).
-const clearDiagnosticsSQL = "DO (SELECT 1 FROM information_schema.collations LIMIT 1)"
-
+// client already has its reply; this costs a round trip only then.
 func (s *session) clearDiagnostics() error {
 	if _, err := wire.SimpleQuery(s.backend, clearDiagnosticsSQL); err != nil {
 		return &protocolError{side: "backend", err: fmt.Errorf("clear warnings over masked data: %w", err)}
