@@ -129,3 +129,20 @@ func TestLineage(t *testing.T) {
 }
 
 var testDialect = sqltext.Dialect{Server: sqltext.DefaultServer}
+
+// TestBranchesFollowProbing: a configuration that lets a WHERE ask about a
+// masked column (probing: allow) does not refuse a choice made on one
+// either; the result stays masked.
+func TestBranchesFollowProbing(t *testing.T) {
+	for _, probing := range []string{Deny, Allow} {
+		m := New(Config{Rules: testRules, HashKey: []byte("k"), Probing: probing}, testSchema)
+		p, err := m.Plan(context.Background(), "agent", "shop", "SELECT IF(card LIKE '4%', 1, 2) AS v FROM customers", testDialect, nil)
+		var d *DeniedError
+		switch {
+		case probing == Deny && !errors.As(err, &d):
+			t.Errorf("probing %s: Plan() = %v, want a denial", probing, err)
+		case probing == Allow && (err != nil || p == nil || len(p.results) != 1 || p.results[0].cols[0].rule == nil):
+			t.Errorf("probing %s: Plan() = %+v, %v; want the column masked", probing, p, err)
+		}
+	}
+}
