@@ -191,9 +191,30 @@ func FuzzParseOK(f *testing.F) {
 	f.Add([]byte{0x00, 0xfc, 0x10, 0x27, 0x05, 0x02, 0x00, 0x01, 0x00})
 	f.Add([]byte{0x00, 0xfe, 1, 2, 3, 4, 5, 6, 7, 8, 0x00, 0x02, 0x00, 0x00, 0x00})
 	f.Add([]byte{0x00})
+	f.Add([]byte{EOFHeader, 1, 0, 2, 0})
 	f.Fuzz(func(t *testing.T, p []byte) {
-		if _, err := ParseOK(p); err != nil && !errors.Is(err, ErrMalformed) {
+		ok, err := ParseOK(p)
+		if err != nil && !errors.Is(err, ErrMalformed) {
 			t.Fatal(err)
+		}
+		// ClearWarnings changes at most the warning count, of an OK or EOF.
+		c := append([]byte(nil), p...)
+		ClearWarnings(c)
+		if IsEOF(p) {
+			if len(p) >= 3 && (c[1] != 0 || c[2] != 0 || !bytes.Equal(c[3:], p[3:]) || c[0] != p[0]) {
+				t.Fatalf("EOF % x became % x", p, c)
+			}
+			return
+		}
+		if err == nil && p[0] == OKHeader {
+			after, err := ParseOK(c)
+			ok.Warnings = 0
+			if err != nil || after != ok {
+				t.Fatalf("OK %+v became %+v (%v)", ok, after, err)
+			}
+		}
+		if len(c) != len(p) {
+			t.Fatalf("length changed: % x → % x", p, c)
 		}
 	})
 }
