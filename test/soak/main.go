@@ -158,7 +158,7 @@ func run(c config) error {
 			case <-tick.C:
 				start := time.Now()
 				err := churn(ctx, c.dsn)
-				if ctx.Err() == nil {
+				if !ended(ctx) {
 					cnt.done("churn", time.Since(start), err, false)
 				}
 			}
@@ -177,7 +177,7 @@ func run(c config) error {
 			case <-tick.C:
 				start := time.Now()
 				err := heldApproval(ctx, c, db, k)
-				if ctx.Err() == nil {
+				if !ended(ctx) {
 					cnt.done("held-approval", time.Since(start), err, false)
 				}
 			}
@@ -288,7 +288,7 @@ func worker(ctx context.Context, db *sql.DB, w int, jobs <-chan int, cnt *counte
 				provoked = false
 			}
 		}
-		if ctx.Err() != nil {
+		if ended(ctx) {
 			return
 		}
 		cnt.done(kind, time.Since(start), err, provoked)
@@ -326,6 +326,18 @@ func maskedScan(ctx context.Context, conn *sql.Conn, from int) error {
 		return errors.New("masked scan returned no rows")
 	}
 	return nil
+}
+
+// ended reports whether the run is over: its context is done or its
+// deadline has passed. A dial gives up at the deadline itself ("i/o
+// timeout"), a moment before the context says so: that is the run ending,
+// not an error of the daemon.
+func ended(ctx context.Context) bool {
+	if ctx.Err() != nil {
+		return true
+	}
+	d, ok := ctx.Deadline()
+	return ok && !time.Now().Before(d)
 }
 
 func churn(ctx context.Context, dsn string) error {
