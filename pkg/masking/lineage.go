@@ -882,28 +882,34 @@ func (v *exprVisitor) Enter(n ast.Node) (ast.Node, bool) {
 		case "if", "elt", "nvl2", "field", "make_set", "decode_oracle":
 			// Which of the other arguments run (or, for FIELD, how many)
 			// depends on the first.
-			v.branch(n.FnName.L, n.Args[:min(1, len(n.Args))])
+			k := min(1, len(n.Args))
+			return v.branch(n, n.FnName.L, n.Args[:k], n.Args[k:])
 		case "nullif":
-			v.branch(n.FnName.L, n.Args)
+			return v.branch(n, n.FnName.L, n.Args, nil)
 		case "ifnull", "nvl", "coalesce":
-			v.branch(n.FnName.L, n.Args[:max(0, len(n.Args)-1)])
+			k := max(0, len(n.Args)-1)
+			return v.branch(n, n.FnName.L, n.Args[:k], n.Args[k:])
 		}
 	case *ast.CaseExpr:
-		conds := []ast.ExprNode{}
+		var conds, results []ast.ExprNode
 		if n.Value != nil {
 			conds = append(conds, n.Value)
 		}
 		for _, w := range n.WhenClauses {
 			conds = append(conds, w.Expr)
+			results = append(results, w.Result)
 		}
-		v.branch("CASE", conds)
+		if n.ElseClause != nil {
+			results = append(results, n.ElseClause)
+		}
+		return v.branch(n, "CASE", conds, results)
 	case *ast.BinaryOperationExpr:
 		switch n.Op {
 		case opcode.Plus, opcode.Minus, opcode.Mul, opcode.Div, opcode.IntDiv, opcode.Mod:
 			v.channel = overflowChannel
 		case opcode.LogicAnd, opcode.LogicOr:
 			// The right side runs only when the left does not decide.
-			v.branch(strings.ToUpper(n.Op.String()), []ast.ExprNode{n.L, n.R})
+			return v.branch(n, strings.ToUpper(n.Op.String()), []ast.ExprNode{n.L, n.R}, nil)
 		}
 	case *ast.UnaryOperationExpr:
 		if n.Op == opcode.Minus {
@@ -913,7 +919,7 @@ func (v *exprVisitor) Enter(n ast.Node) (ast.Node, bool) {
 		// x IN (a, b, …) stops at the first match: what follows it runs
 		// only when x differs.
 		if n.Sel == nil {
-			v.branch("IN", []ast.ExprNode{n.Expr})
+			return v.branch(n, "IN", []ast.ExprNode{n.Expr}, n.List)
 		}
 	case *ast.WindowFuncExpr:
 		v.a.windowSpec(&n.Spec, v.sc)
@@ -932,15 +938,23 @@ const overflowChannel = "an out-of-range error of arithmetic"
 // branch refuses a choice made on a masked value: which branch of IF, CASE,
 // NULLIF, COALESCE or a short-circuit AND/OR runs depends on the value, and a
 // branch that fails (a subquery of two rows, EXP(1000)) or waits turns that
-// choice into an answer, one bit a statement, masked result or not.
-func (v *exprVisitor) branch(what string, conds []ast.ExprNode) {
-	if v.a.st.cfg.Probing == Allow {
-		return // a configuration that lets a WHERE ask has nothing to hide here
-	}
+// choice into an answer, one bit a statement, masked result or not. It
+// takes the place of walking n's children: every argument, conds (what the
+// choice is made on) and the rest, is analysed once and added here, so that
+// nested choices (a chain of ANDs) cost what their size does, not twice
+// that per level.
+func (v *exprVisitor) branch(n ast.Node, what string, conds, rest []ast.ExprNode) (ast.Node, bool) {
 	for _, c := range conds {
-		if l := v.a.expr(c, v.sc); l.rule != nil {
+		l := v.a.expr(c, v.sc)
+		if l.rule != nil && v.a.st.cfg.Probing != Allow {
+			// probing: allow lets a WHERE ask, so a branch has nothing
+			// left to hide.
 			v.a.deny(l.rule, "%s chooses on masked column %s (an error or a delay in one branch would answer for it)", what, l.source)
-			return
 		}
+		v.add(l)
 	}
+	for _, e := range rest {
+		v.add(v.a.expr(e, v.sc))
+	}
+	return n, true
 }
