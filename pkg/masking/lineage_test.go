@@ -79,7 +79,7 @@ func TestLineage(t *testing.T) {
 		{sql: "SELECT x FROM (SELECT max_value AS x FROM mysql.column_stats) d", want: []string{"server-copies/redact"}},
 		{sql: "SELECT HEX(s.max_value), s.db_name FROM mysql.column_stats AS s", want: []string{"server-copies/redact", ""}},
 		{sql: "SELECT CONCAT(info, '') FROM information_schema.processlist p", want: []string{"server-copies/redact"}},
-		{sql: "SHOW FULL PROCESSLIST", want: []string{"", "", "", "", "", "", "", "statement-texts/redact", ""}},
+		{sql: "SHOW FULL PROCESSLIST", want: []string{"", "", "", "", "", "", "", "server-copies/redact", ""}},
 		// EXPLAIN's row estimates answer what a WHERE selects.
 		{sql: "EXPLAIN SELECT id FROM customers WHERE card LIKE '4%'", denied: "WHERE reads masked column"},
 		{sql: "EXPLAIN SELECT card FROM customers", want: nil},

@@ -328,6 +328,7 @@ func truncated(err error) error {
 // WritePacket frames payload (splitting at MaxPayload) with sequence ids
 // starting at c.Seq, into the write buffer. Call Flush to send.
 func (c *Conn) WritePacket(payload []byte) error {
+	w := c.writer()
 	for {
 		n := len(payload)
 		if n > MaxPayload {
@@ -337,10 +338,10 @@ func (c *Conn) WritePacket(payload []byte) error {
 		// transport, which would move a local to the heap on every packet.
 		c.hdr = [4]byte{byte(n), byte(n >> 8), byte(n >> 16), c.Seq}
 		c.Seq++
-		if _, err := c.writer().Write(c.hdr[:]); err != nil {
+		if _, err := w.Write(c.hdr[:]); err != nil {
 			return err
 		}
-		if _, err := c.writer().Write(payload[:n]); err != nil {
+		if _, err := w.Write(payload[:n]); err != nil {
 			return err
 		}
 		payload = payload[n:]
