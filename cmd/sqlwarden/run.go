@@ -19,13 +19,19 @@ func newRunCmd() *cobra.Command {
 		Use:   "run --config FILE",
 		Short: "Run the daemon in the foreground (SIGTERM drains, SIGHUP reloads policy)",
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			// Returns only when it did not re-execute the binary.
+			sysmonErr := daemon.KeepSysmonAwake()
 			cfg, err := config.Load(cfgPath)
 			if err != nil {
 				return err
 			}
+			log := newLogger(cfg.LogLevel)
+			if sysmonErr != nil {
+				log.Warn("running with the Go runtime's default system monitor", "err", sysmonErr)
+			}
 			ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 			defer stop()
-			d, err := daemon.New(ctx, cfg, daemon.Options{Log: newLogger(cfg.LogLevel), Version: version})
+			d, err := daemon.New(ctx, cfg, daemon.Options{Log: log, Version: version})
 			if err != nil {
 				return err
 			}

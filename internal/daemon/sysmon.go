@@ -1,0 +1,57 @@
+package daemon
+
+import (
+	"fmt"
+	"os"
+	"strings"
+	"syscall"
+)
+
+// SysmonAwake is the GODEBUG setting the daemon runs with: schedtrace set
+// to its largest value (2^31-1 ms, 24.8 days).
+//
+// Why: Go's system monitor thread (sysmon) goes into a deep sleep whenever
+// every P is idle, and the first system call a goroutine makes afterwards
+// wakes it with a futex, after which it polls every 20 µs until everything
+// is idle again. A proxy serving one statement at a time — an agent's MCP
+// server, sysbench at 1 thread — goes fully idle between every statement,
+// so each statement paid a thread wake-up and a burst of sysmon ticks:
+// 28 µs of the daemon's CPU and 1.6 context switches per point select on
+// 2 cores (docs/bench.md, "Sysmon"). With schedtrace set the runtime never
+// takes that deep sleep; sysmon backs off to one tick per 10 ms instead.
+// Its only other effects: the scheduler summary it exists for is printed
+// to stderr once per 24.8 days of the machine's uptime, and a fatal runtime
+// error prints the scheduler state before the stack traces.
+const SysmonAwake = "schedtrace=2147483647"
+
+// KeepSysmonAwake re-executes the running binary (same pid, arguments and
+// environment) with SysmonAwake appended to GODEBUG. It returns nil without
+// doing anything when GODEBUG already names schedtrace — as it does after
+// the re-execution, and when an operator chose a value (schedtrace=0 turns
+// this off). It returns only on error: then the daemon runs as it is.
+func KeepSysmonAwake() error {
+	env := os.Getenv("GODEBUG")
+	if godebugHas(env, "schedtrace") {
+		return nil
+	}
+	if env != "" {
+		env += ","
+	}
+	env += SysmonAwake
+	if err := os.Setenv("GODEBUG", env); err != nil {
+		return err
+	}
+	err := syscall.Exec("/proc/self/exe", os.Args, os.Environ())
+	_ = os.Setenv("GODEBUG", strings.TrimSuffix(strings.TrimSuffix(env, SysmonAwake), ","))
+	return fmt.Errorf("re-execute with GODEBUG=%s: %w", SysmonAwake, err)
+}
+
+// godebugHas reports whether the GODEBUG value env sets key.
+func godebugHas(env, key string) bool {
+	for _, kv := range strings.Split(env, ",") {
+		if k, _, ok := strings.Cut(strings.TrimSpace(kv), "="); ok && k == key {
+			return true
+		}
+	}
+	return false
+}
