@@ -295,7 +295,16 @@ func (s *session) forward(p []byte, seq uint8, kind wire.ReplyKind, st *stmtLife
 	if err := s.backend.WritePacket(p); err != nil {
 		return s.backendLost(seq+1, err)
 	}
-	if err := s.backend.Flush(); err != nil {
+	// The watch starts before the send: FlushAwait returns when the reply
+	// begins to arrive.
+	watch := st != nil && s.lim.StatementTimeout > 0
+	if watch {
+		s.armWatchdog()
+	}
+	if err := s.backend.FlushAwait(); err != nil {
+		if watch {
+			s.disarmWatchdog()
+		}
 		return s.backendLost(seq+1, err)
 	}
 	s.srv.opts.Observer.Bytes(0, len(p)+4)
@@ -303,14 +312,9 @@ func (s *session) forward(p []byte, seq uint8, kind wire.ReplyKind, st *stmtLife
 	if st != nil {
 		plan = st.plan
 	}
-	binary := p[0] == gm.COM_STMT_EXECUTE
-	var err error
-	if st != nil && s.lim.StatementTimeout > 0 {
-		s.armWatchdog()
-		err = s.relay(kind, binary, seq+1, plan, nil)
+	err := s.relay(kind, p[0] == gm.COM_STMT_EXECUTE, seq+1, plan, nil)
+	if watch {
 		s.disarmWatchdog()
-	} else {
-		err = s.relay(kind, binary, seq+1, plan, nil)
 	}
 	if err != nil {
 		return err

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"syscall"
 )
 
 // MaxPayload is the largest payload of one physical packet; a logical payload
@@ -37,8 +38,15 @@ type Conn struct {
 	MaxPacket int
 
 	r   *bufio.Reader // nil while released; reads from src
-	w   *bufio.Writer // nil while released
+	w   *bufio.Writer // nil while released; writes to snk
 	src source
+	snk sink
+	// raw is the socket under the transport (nil without one); awaitStep
+	// is FlushAwait's callback, bound once, with its state.
+	raw       syscall.RawConn
+	awaitFn   func(uintptr) bool
+	awaitSent bool
+	awaitErr  error
 	// idle is the small buffer an idle leg waits in (Idle); waitIdle says
 	// the next read waits there before taking a read buffer.
 	idle     []byte
@@ -86,7 +94,9 @@ const PreAuthMaxPacket = 64 << 10
 
 // NewConn wraps c with buffered framing.
 func NewConn(c net.Conn, maxPacket int) *Conn {
-	return &Conn{Conn: c, MaxPacket: maxPacket, src: source{c: c}}
+	wc := &Conn{Conn: c, MaxPacket: maxPacket, src: source{c: c}, snk: sink{c: c}, raw: rawConn(c)}
+	wc.awaitFn = wc.awaitStep
+	return wc
 }
 
 // reader returns the read buffer, taking one from the pool if the leg has
@@ -111,7 +121,7 @@ func (c *Conn) reader() (*bufio.Reader, error) {
 func (c *Conn) writer() *bufio.Writer {
 	if c.w == nil {
 		c.w = writers.Get().(*bufio.Writer)
-		c.w.Reset(c.Conn)
+		c.w.Reset(&c.snk)
 	}
 	return c.w
 }
@@ -170,12 +180,14 @@ func (c *Conn) Unflushed() int {
 func (c *Conn) Reset(nc net.Conn) {
 	c.Conn = nc
 	c.src = source{c: nc}
+	c.snk = sink{c: nc}
+	c.raw = rawConn(nc)
 	c.waitIdle = false
 	if c.r != nil {
 		c.r.Reset(&c.src)
 	}
 	if c.w != nil {
-		c.w.Reset(nc)
+		c.w.Reset(&c.snk)
 	}
 }
 
