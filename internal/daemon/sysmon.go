@@ -24,8 +24,8 @@ import (
 // error prints the scheduler state before the stack traces.
 const SysmonAwake = "schedtrace=2147483647"
 
-// KeepSysmonAwake re-executes the running binary (same pid, arguments and
-// environment) with SysmonAwake appended to GODEBUG. It returns nil without
+// KeepSysmonAwake re-executes the running binary (same pid, name, arguments
+// and environment) with SysmonAwake appended to GODEBUG. It returns nil without
 // doing anything when GODEBUG already names schedtrace — as it does after
 // the re-execution, and when an operator chose a value (schedtrace=0 turns
 // this off). It returns only on error: then the daemon runs as it is.
@@ -41,7 +41,7 @@ func KeepSysmonAwake() error {
 	if err := os.Setenv("GODEBUG", env); err != nil {
 		return err
 	}
-	err := syscall.Exec("/proc/self/exe", os.Args, os.Environ())
+	err := syscall.Exec(selfPath(), os.Args, os.Environ())
 	_ = os.Setenv("GODEBUG", strings.TrimSuffix(strings.TrimSuffix(env, SysmonAwake), ","))
 	return fmt.Errorf("re-execute with GODEBUG=%s: %w", SysmonAwake, err)
 }
@@ -54,4 +54,21 @@ func godebugHas(env, key string) bool {
 		}
 	}
 	return false
+}
+
+// selfPath is the running binary's path, so the process keeps its name
+// (/proc/PID/comm, what ps, top and pgrep show); /proc/self/exe when that
+// path no longer names the running file (replaced or removed meanwhile).
+func selfPath() string {
+	const self = "/proc/self/exe"
+	exe, err := os.Executable()
+	if err != nil {
+		return self
+	}
+	a, err1 := os.Stat(exe)
+	b, err2 := os.Stat(self)
+	if err1 != nil || err2 != nil || !os.SameFile(a, b) {
+		return self
+	}
+	return exe
 }

@@ -31,6 +31,9 @@ func TestDaemonKeepsSysmonAwake(t *testing.T) {
 			if got := godebugOf(t, d.PID()); got != tc.want {
 				t.Fatalf("GODEBUG of the daemon (pid %d, the one started) = %q, want %q", d.PID(), got, tc.want)
 			}
+			if comm, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", d.PID())); err != nil || strings.TrimSpace(string(comm)) != "sqlwarden" {
+				t.Fatalf("process name after re-execution = %q (%v), want sqlwarden", comm, err)
+			}
 			if strings.Contains(d.Log(), "default system monitor") {
 				t.Fatalf("daemon logged a failed re-execution:\n%s", d.Log())
 			}
