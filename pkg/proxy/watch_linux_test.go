@@ -4,32 +4,11 @@ import (
 	"crypto/tls"
 	"io"
 	"log/slog"
-	"net"
 	"testing"
 	"time"
-)
 
-// tcpPair returns both ends of a loopback TCP connection.
-func tcpPair(t *testing.T) (local, peer net.Conn) {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	accepted := make(chan net.Conn, 1)
-	go func() {
-		c, _ := ln.Accept()
-		accepted <- c
-	}()
-	local, err = net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	peer = <-accepted
-	t.Cleanup(func() { local.Close(); peer.Close() })
-	return local, peer
-}
+	"github.com/sqlwarden/sqlwarden/internal/testutil"
+)
 
 func gone(s *session) bool {
 	s.mu.Lock()
@@ -42,9 +21,9 @@ func gone(s *session) bool {
 // reported, any event that came before it has been too.
 func marker(t *testing.T, w *backendWatch) {
 	t.Helper()
-	raw, _ := tcpPair(t)
+	raw, _ := testutil.TCPPair(t)
 	m := &session{raw: raw}
-	backend, server := tcpPair(t)
+	backend, server := testutil.TCPPair(t)
 	if w.add(m, backend) == 0 {
 		t.Fatal("not watched")
 	}
@@ -68,9 +47,9 @@ func TestBackendWatch(t *testing.T) {
 	}
 	defer w.close()
 
-	clientSide, clientPeer := tcpPair(t)
+	clientSide, clientPeer := testutil.TCPPair(t)
 	s := &session{raw: clientSide}
-	backend, server := tcpPair(t)
+	backend, server := testutil.TCPPair(t)
 	key := w.add(s, backend)
 	if key == 0 {
 		t.Fatal("not watched")
@@ -106,7 +85,7 @@ func TestBackendWatch(t *testing.T) {
 
 	// Removed before its backend closes: no news for the session.
 	s2 := &session{raw: clientPeer}
-	backend2, server2 := tcpPair(t)
+	backend2, server2 := testutil.TCPPair(t)
 	key2 := w.add(s2, backend2)
 	w.remove(key2, backend2)
 	server2.Close()
@@ -117,7 +96,7 @@ func TestBackendWatch(t *testing.T) {
 	w.remove(key, backend)
 
 	// A TLS backend is watched through the socket under it.
-	plain, _ := tcpPair(t)
+	plain, _ := testutil.TCPPair(t)
 	if _, ok := rawConn(tls.Client(plain, &tls.Config{})); !ok {
 		t.Fatal("no socket found under a TLS connection")
 	}

@@ -4,43 +4,19 @@ import (
 	"bytes"
 	"errors"
 	"io"
-	"net"
 	"os"
 	"testing"
 	"time"
-)
 
-// tcpPair returns both ends of a loopback TCP connection.
-func tcpPair(t *testing.T) (client, server net.Conn) {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	accepted := make(chan net.Conn, 1)
-	go func() {
-		c, _ := l.Accept()
-		accepted <- c
-	}()
-	client, err = net.Dial("tcp", l.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	server = <-accepted
-	if server == nil {
-		t.Fatal("accept failed")
-	}
-	t.Cleanup(func() { client.Close(); server.Close() })
-	return client, server
-}
+	"github.com/sqlwarden/sqlwarden/internal/testutil"
+)
 
 // A peer that answers at once — before, during or after the proxy's
 // goroutine starts waiting — is always seen: the write is made after the
 // wait is armed. A lost wake-up would hold FlushAwait until the read
 // deadline.
 func TestFlushAwaitSeesEveryReply(t *testing.T) {
-	cc, sc := tcpPair(t)
+	cc, sc := testutil.TCPPair(t)
 	peer := NewConn(sc, 1<<20)
 	go func() {
 		for {
@@ -87,7 +63,7 @@ func TestFlushAwaitSeesEveryReply(t *testing.T) {
 // socket does not take at once goes through the transport's own write,
 // which waits for room.
 func TestFlushAwaitLargeCommand(t *testing.T) {
-	cc, sc := tcpPair(t)
+	cc, sc := testutil.TCPPair(t)
 	payload := bytes.Repeat([]byte("0123456789abcdef"), 1<<18) // 4 MiB
 	done := make(chan error, 1)
 	go func() {
@@ -125,7 +101,7 @@ func TestFlushAwaitLargeCommand(t *testing.T) {
 // goes away — returns, and the next read reports why.
 func TestFlushAwaitLeavesFailuresToTheRead(t *testing.T) {
 	t.Run("deadline", func(t *testing.T) {
-		cc, _ := tcpPair(t)
+		cc, _ := testutil.TCPPair(t)
 		c := NewConn(cc, 1<<20)
 		_ = cc.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
 		_ = c.WritePacket([]byte{3, 'x'})
@@ -137,7 +113,7 @@ func TestFlushAwaitLeavesFailuresToTheRead(t *testing.T) {
 		}
 	})
 	t.Run("deadline passed before", func(t *testing.T) {
-		cc, sc := tcpPair(t)
+		cc, sc := testutil.TCPPair(t)
 		c := NewConn(cc, 1<<20)
 		_ = cc.SetReadDeadline(time.Now().Add(-time.Second))
 		_ = c.WritePacket([]byte{3, 'y'})
@@ -152,7 +128,7 @@ func TestFlushAwaitLeavesFailuresToTheRead(t *testing.T) {
 		}
 	})
 	t.Run("peer closes", func(t *testing.T) {
-		cc, sc := tcpPair(t)
+		cc, sc := testutil.TCPPair(t)
 		go func() {
 			peer := NewConn(sc, 1<<20)
 			_, _, _ = peer.ReadPacket()
