@@ -17,7 +17,7 @@ import (
 // server, sysbench at 1 thread — goes fully idle between every statement,
 // so each statement paid a thread wake-up and a burst of sysmon ticks:
 // 28 µs of the daemon's CPU and 1.6 context switches per point select on
-// 2 cores (docs/bench.md, "Sysmon"). With schedtrace set the runtime never
+// 2 cores (docs/bench.md, "Go's system monitor kept out of its deep sleep"). With schedtrace set the runtime never
 // takes that deep sleep; sysmon backs off to one tick per 10 ms instead.
 // Its only other effects: the scheduler summary it exists for is printed
 // to stderr once per 24.8 days of the machine's uptime, and a fatal runtime
@@ -30,19 +30,24 @@ const SysmonAwake = "schedtrace=2147483647"
 // the re-execution, and when an operator chose a value (schedtrace=0 turns
 // this off). It returns only on error: then the daemon runs as it is.
 func KeepSysmonAwake() error {
-	env := os.Getenv("GODEBUG")
-	if godebugHas(env, "schedtrace") {
+	orig, set := os.LookupEnv("GODEBUG")
+	if godebugHas(orig, "schedtrace") {
 		return nil
 	}
-	if env != "" {
-		env += ","
+	env := SysmonAwake
+	if orig != "" {
+		env = orig + "," + SysmonAwake
 	}
-	env += SysmonAwake
 	if err := os.Setenv("GODEBUG", env); err != nil {
 		return err
 	}
 	err := syscall.Exec(selfPath(), os.Args, os.Environ())
-	_ = os.Setenv("GODEBUG", strings.TrimSuffix(strings.TrimSuffix(env, SysmonAwake), ","))
+	// Still here: the daemon goes on with the environment it was given.
+	if set {
+		_ = os.Setenv("GODEBUG", orig)
+	} else {
+		_ = os.Unsetenv("GODEBUG")
+	}
 	return fmt.Errorf("re-execute with GODEBUG=%s: %w", SysmonAwake, err)
 }
 

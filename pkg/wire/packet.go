@@ -41,8 +41,8 @@ type Conn struct {
 	w   *bufio.Writer // nil while released; writes to snk
 	src source
 	snk sink
-	// raw is the socket under the transport (nil without one); awaitStep
-	// is FlushAwait's callback, bound once, with its state.
+	// raw is the socket under the transport (nil without one); awaitFn is
+	// FlushAwait's poller callback (awaitStep, bound once), then its state.
 	raw       syscall.RawConn
 	awaitFn   func(uintptr) bool
 	awaitSent bool
