@@ -17,6 +17,7 @@
 # loopback addresses are used.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib.sh
 if [ $# -eq 0 ]; then
   echo "usage: scripts/ab.sh NAME=BINARY [NAME=BINARY ...]" >&2
   exit 2
@@ -42,19 +43,7 @@ declare -A PORT PID
 names=(direct haproxy)
 PORT[direct]=$MPORT; PID[direct]=""
 PORT[haproxy]=$PORT_BASE
-cat > "$WORK/haproxy.cfg" <<CFG
-global
-  maxconn 4096
-defaults
-  mode tcp
-  timeout connect 5s
-  timeout client 1m
-  timeout server 1m
-listen mysql
-  bind 127.0.0.1:$PORT_BASE
-  server db 127.0.0.1:$MPORT
-CFG
-haproxy -f "$WORK/haproxy.cfg" -D -p "$WORK/haproxy.pid"
+start_haproxy "$PORT_BASE" "$WORK"
 PID[haproxy]=$(cat "$WORK/haproxy.pid")
 cleanup() {
   for n in "${names[@]}"; do
@@ -69,23 +58,9 @@ for spec in "$@"; do
   if [ "$n" = "$spec" ] || [ -n "${PORT[$n]:-}" ]; then
     echo "ab: '$spec': want a new NAME=BINARY" >&2; exit 2
   fi
-  cat > "$WORK/$n.yaml" <<YAML
-listen: 127.0.0.1:$port
-admin_listen: 127.0.0.1:$((port + 100))
-log_level: warn
-backends:
-  - name: default
-    address: 127.0.0.1:$MPORT
-    user: warden
-    password: warden-pass
-identities:
-  clients:
-    - user: warden
-      password: warden-pass
-      name: sysbench
-audit:
-  dir: $WORK/audit-$n
-YAML
+  { daemon_config "127.0.0.1:$port" "127.0.0.1:$((port + 100))" warden warden-pass sysbench
+    printf 'audit:\n  dir: %s\n' "$WORK/audit-$n"
+  } > "$WORK/$n.yaml"
   "$bin" run --config "$WORK/$n.yaml" >"$WORK/$n.log" 2>&1 &
   PID[$n]=$!; PORT[$n]=$port; names+=("$n")
   for _ in $(seq 1 100); do curl -fsS "http://127.0.0.1:$((port + 100))/readyz" >/dev/null 2>&1 && break; sleep 0.1; done

@@ -22,6 +22,7 @@
 # Only loopback addresses are used.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib.sh
 BIN=${BIN:-bin/sqlwarden}
 QUICK=${BENCH_QUICK:-0}
 TIME=${BENCH_TIME:-5}
@@ -55,19 +56,7 @@ sb_common=(--mysql-user=warden --mysql-password=warden-pass --mysql-db=sqlwarden
 sysbench oltp_read_only --mysql-host=127.0.0.1 --mysql-port="$MPORT" "${sb_common[@]}" prepare >/dev/null
 
 # HAProxy, TCP mode: the reference L4 relay.
-cat > "$WORK/haproxy.cfg" <<CFG
-global
-  maxconn 4096
-defaults
-  mode tcp
-  timeout connect 5s
-  timeout client 1m
-  timeout server 1m
-listen mysql
-  bind 127.0.0.1:$HAPORT
-  server db 127.0.0.1:$MPORT
-CFG
-haproxy -f "$WORK/haproxy.cfg" -D -p "$WORK/haproxy.pid"
+start_haproxy "$HAPORT" "$WORK"
 
 EBPF=0
 if [ "$(id -u)" = 0 ]; then
@@ -80,25 +69,14 @@ if [ "$EBPF" = 1 ]; then
   BPFFS="$WORK/bpffs"; mkdir -p "$BPFFS"; mount -t bpf bpf "$BPFFS"
 fi
 
-cat > "$WORK/config.yaml" <<YAML
-listen: 127.0.0.1:$SWPORT
-admin_listen: $ADMIN
-log_level: warn
-backends:
-  - name: default
-    address: 127.0.0.1:$MPORT
-    user: warden
-    password: warden-pass
-identities:
-  clients:
-    - user: warden
-      password: warden-pass
-      name: sysbench
+{ daemon_config "127.0.0.1:$SWPORT" "$ADMIN" warden warden-pass sysbench
+  cat <<YAML
 $( [ "$EBPF" = 1 ] && printf '  static:\n    - name: sysbench-cgroup\n      cgroup: %s\n' "${CG#"$V2"}" )
 audit:
   dir: $WORK/audit
 $( [ "$EBPF" = 1 ] && printf 'redirect:\n  enabled: true\n  ports: [3306]\n  cgroup_root: %s\n  pin_dir: %s/sqlwarden\n' "$CG_ROOT" "$BPFFS" )
 YAML
+} > "$WORK/config.yaml"
 "$BIN" run --config "$WORK/config.yaml" >"$WORK/daemon.log" 2>&1 &
 SWPID=$!
 BEFOREPID=""
@@ -131,25 +109,14 @@ YAML
 LIMPIDS=()
 for v in limits-off limits-on; do
   port=${LIMPORT[$v]}; admin=127.0.0.1:$((port + 1))
-  cat > "$WORK/$v.config.yaml" <<YAML
-listen: 127.0.0.1:$port
-admin_listen: $admin
-log_level: warn
-backends:
-  - name: default
-    address: 127.0.0.1:$MPORT
-    user: warden
-    password: warden-pass
-identities:
-  clients:
-    - user: warden
-      password: warden-pass
-      name: sysbench
+  { daemon_config "127.0.0.1:$port" "$admin" warden warden-pass sysbench
+    cat <<YAML
 audit:
   dir: $WORK/audit-$v
 policy:
   file: $WORK/$v.yaml
 YAML
+  } > "$WORK/$v.config.yaml"
   "$BIN" run --config "$WORK/$v.config.yaml" >"$WORK/daemon-$v.log" 2>&1 &
   LIMPIDS+=($!)
 done

@@ -8,6 +8,7 @@
 #   SOAK_TIME SOAK_INTERVAL SOAK_RATE (statements/s, 200) SOAK_OUT_DIR (docs)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib.sh
 export PATH=$PATH:/usr/local/go/bin
 BIN=${BIN:-bin/sqlwarden}
 SOAK_TIME=${SOAK_TIME:-10m}
@@ -53,20 +54,8 @@ masking:
     columns: ["soak.*.email"]
     strategy: hash
 YAML
-cat > "$WORK/config.yaml" <<YAML
-listen: 127.0.0.1:$PORT
-admin_listen: $ADMIN
-log_level: warn
-backends:
-  - name: default
-    address: 127.0.0.1:$MPORT
-    user: warden
-    password: warden-pass
-identities:
-  clients:
-    - user: agent
-      password: agent-secret
-      name: soak-agent
+{ daemon_config "127.0.0.1:$PORT" "$ADMIN" agent agent-secret soak-agent
+  cat <<YAML
 audit:
   dir: $WORK/audit
 policy:
@@ -76,6 +65,7 @@ policy:
 admin:
   token: $TOKEN
 YAML
+} > "$WORK/config.yaml"
 
 [ -x "$BIN" ] || go build -o "$BIN" ./cmd/sqlwarden
 "$BIN" run --config "$WORK/config.yaml" >"$WORK/daemon.log" 2>&1 &
