@@ -15,7 +15,7 @@ const Other = "OTHER"
 // statementKinds are the statement kinds exported as they are; any other
 // kind is counted as OTHER. Kinds are pkg/statement's classification (SELECT,
 // CREATE_TABLE, ...) or, for commands without SQL, the command name.
-var statementKinds = set(
+var statementKindList = []string{
 	"SELECT", "INSERT", "UPDATE", "DELETE", "REPLACE", "LOAD_DATA",
 	"SET", "SHOW", "USE", "EXPLAIN", "CALL", "DO",
 	"BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE_SAVEPOINT",
@@ -30,10 +30,14 @@ var statementKinds = set(
 	"COM_CHANGE_USER", "COM_RESET_CONNECTION", "COM_SET_OPTION", "COM_QUIT",
 	"COM_STMT_PREPARE", "COM_STMT_EXECUTE", "COM_STMT_FETCH", "COM_STMT_CLOSE",
 	"COM_STMT_RESET", "COM_STMT_SEND_LONG_DATA",
-)
+}
 
-// statementStatuses are the outcome statuses of the audit contract.
-var statementStatuses = set("success", "error", "blocked")
+// statementKinds indexes statementKindList, with Other after its kinds.
+var statementKinds = index(append(statementKindList[:len(statementKindList):len(statementKindList)], Other))
+
+// statusLabels are the outcome statuses of the audit contract, then the
+// label of any other (see statusIndex).
+var statusLabels = [...]string{"success", "error", "blocked", "other"}
 
 // connOutcomes are how a proxied connection ends.
 var connOutcomes = set("closed", "denied", "handshake_error", "login_limit", "backend_error", "backend_closed", "audit_error", "panic")
@@ -42,8 +46,9 @@ var connOutcomes = set("closed", "denied", "handshake_error", "login_limit", "ba
 var limitKinds = set("max_rows", "max_result_bytes", "statement_timeout", "max_statements_per_second",
 	"max_concurrent_statements", "max_connections", "read_only", "max_affected_rows")
 
-// policyActions are the policy decisions.
-var policyActions = set("allow", "deny", "approve", "mask")
+// actionLabels are the policy decisions, then the label of any other (see
+// actionIndex).
+var actionLabels = [...]string{"allow", "deny", "approve", "mask", "other"}
 
 // identityReasons maps refusal reasons (pkg/identity's Reason constants and
 // the daemon's explicit-client refusals, matched by prefix) to label values.
@@ -98,6 +103,57 @@ func StatementKind(kind string) string {
 		return k
 	}
 	return Other
+}
+
+// kindIndex is StatementKind as an index into statementKinds' order
+// (statementKindList, then Other).
+func kindIndex(kind string) int {
+	if i, ok := statementKinds[kind]; ok {
+		return i
+	}
+	return statementKinds[StatementKind(kind)]
+}
+
+// labelOfKind is the label of kindIndex's i.
+func labelOfKind(i int) string {
+	if i < len(statementKindList) {
+		return statementKindList[i]
+	}
+	return Other
+}
+
+func statusIndex(status string) int {
+	switch status {
+	case "success":
+		return 0
+	case "error":
+		return 1
+	case "blocked":
+		return 2
+	}
+	return len(statusLabels) - 1
+}
+
+func actionIndex(action string) int {
+	switch action {
+	case "allow":
+		return 0
+	case "deny":
+		return 1
+	case "approve":
+		return 2
+	case "mask":
+		return 3
+	}
+	return len(actionLabels) - 1
+}
+
+func index(vals []string) map[string]int {
+	m := make(map[string]int, len(vals))
+	for i, v := range vals {
+		m[v] = i
+	}
+	return m
 }
 
 func set(vals ...string) map[string]struct{} {

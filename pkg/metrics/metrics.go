@@ -68,6 +68,8 @@ type Metrics struct {
 	syncs       prometheus.Histogram
 	limitHits   *prometheus.CounterVec
 	limitNames  *capped
+	kinds       []kindSeries // by kindIndex
+	ruleSeries  ruleSeriesCache
 
 	pending atomic.Pointer[func() int]
 }
@@ -77,7 +79,9 @@ func New(o Options) *Metrics {
 	if o.MaxRules <= 0 {
 		o.MaxRules = 256
 	}
-	m := &Metrics{reg: prometheus.NewRegistry(), rules: newCapped(o.MaxRules), limitNames: newCapped(o.MaxRules)}
+	m := &Metrics{reg: prometheus.NewRegistry(), rules: newCapped(o.MaxRules), limitNames: newCapped(o.MaxRules),
+		kinds:      make([]kindSeries, len(statementKinds)),
+		ruleSeries: ruleSeriesCache{m: map[string]*ruleSeries{}, max: 2 * o.MaxRules}}
 	m.connsActive = prometheus.NewGauge(prometheus.GaugeOpts{
 		Namespace: Namespace, Subsystem: SubsystemProxy, Name: "connections_active",
 		Help: "Client connections open on the proxy.",
@@ -177,9 +181,11 @@ func (m *Metrics) ConnClosed(outcome string) {
 // Statement counts a completed statement and observes its latencies; added
 // is zero when the statement was never forwarded.
 func (m *Metrics) Statement(kind, status string, total, added time.Duration) {
-	k := StatementKind(kind)
-	m.statements.WithLabelValues(k, known(statementStatuses, status, "other")).Inc()
-	m.duration.WithLabelValues(k).Observe(total.Seconds())
+	i := kindIndex(kind)
+	ks, k := &m.kinds[i], labelOfKind(i)
+	st := statusIndex(status)
+	ks.byStatus[st].get2(m.statements, k, statusLabels[st]).Inc()
+	ks.duration.get1(m.duration, k).Observe(total.Seconds())
 	if added > 0 {
 		m.added.Observe(added.Seconds())
 	}
@@ -198,7 +204,9 @@ func (m *Metrics) Bytes(toClient, toBackend int) {
 // Decision counts a policy decision. Rule names come from the policy file;
 // at most Options.MaxRules distinct ones are exported.
 func (m *Metrics) Decision(rule string, action record.Action) {
-	m.decisions.WithLabelValues(m.rules.value(rule), known(policyActions, string(action), "other")).Inc()
+	rs := m.ruleSeries.get(rule, m.rules.value)
+	a := actionIndex(string(action))
+	rs.byAction[a].get2(m.decisions, rs.label, actionLabels[a]).Inc()
 }
 
 // Masked counts column values rewritten by masking.

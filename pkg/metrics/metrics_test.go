@@ -151,6 +151,60 @@ func TestLabelCardinalityIsBounded(t *testing.T) {
 	if n := testutil.CollectAndCount(m.conns); n != 1 {
 		t.Errorf("connection series = %d, want 1", n)
 	}
+	// The rule names behind OTHER are remembered only up to the cache's
+	// bound: 1,000 made-up names do not grow it past 2×MaxRules.
+	if n := len(m.ruleSeries.m); n != 20 {
+		t.Errorf("rule series cached = %d, want 20", n)
+	}
+}
+
+// The series a statement counts are reached without asking the vectors
+// again: no allocation.
+func TestStatementSeriesAllocateNothing(t *testing.T) {
+	m := New(Options{NoRuntime: true})
+	for _, c := range []struct{ kind, status, rule, action string }{
+		{"SELECT", "success", "default", "allow"},
+		{"COM_STMT_EXECUTE", "blocked", "no-writes", "deny"},
+		{"FLASH_BACK_TABLE", "weird", "bad\nname", "nonsense"},
+	} {
+		m.Statement(c.kind, c.status, time.Millisecond, time.Microsecond)
+		m.Decision(c.rule, record.Action(c.action))
+		if a := testing.AllocsPerRun(100, func() {
+			m.Statement(c.kind, c.status, time.Millisecond, time.Microsecond)
+			m.Decision(c.rule, record.Action(c.action))
+		}); a != 0 {
+			t.Errorf("%s/%s: %.1f allocations per statement, want 0", c.kind, c.status, a)
+		}
+	}
+	if got := testutil.ToFloat64(m.statements.WithLabelValues("COM_STMT_EXECUTE", "blocked")); got != 102 {
+		t.Errorf("COM_STMT_EXECUTE/blocked = %v, want 102", got)
+	}
+	if got := testutil.ToFloat64(m.decisions.WithLabelValues("OTHER", "other")); got != 102 {
+		t.Errorf("OTHER/other decisions = %v, want 102", got)
+	}
+}
+
+// BenchmarkStatement: what a statement's metrics cost (Statement and
+// Decision), against asking the vectors for the same series each time.
+func BenchmarkStatement(b *testing.B) {
+	m := New(Options{NoRuntime: true})
+	b.Run("cached", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			m.Statement("SELECT", "success", time.Millisecond, 30*time.Microsecond)
+			m.Decision("default", record.ActionAllow)
+		}
+	})
+	b.Run("vector", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			k := StatementKind("SELECT")
+			m.statements.WithLabelValues(k, "success").Inc()
+			m.duration.WithLabelValues(k).Observe(0.001)
+			m.added.Observe(0.00003)
+			m.decisions.WithLabelValues(m.rules.value("default"), "allow").Inc()
+		}
+	})
 }
 
 func TestIdentityReasons(t *testing.T) {
