@@ -12,9 +12,10 @@ import (
 // Other is the label value for anything outside a label's known set.
 const Other = "OTHER"
 
-// statementKinds are the statement kinds exported as they are; any other
-// kind is counted as OTHER. Kinds are pkg/statement's classification (SELECT,
-// CREATE_TABLE, ...) or, for commands without SQL, the command name.
+// statementKindList are the statement kinds exported as they are; any other
+// kind is counted as OTHER (the last). Kinds are pkg/statement's
+// classification (SELECT, CREATE_TABLE, ...) or, for commands without SQL,
+// the command name.
 var statementKindList = []string{
 	"SELECT", "INSERT", "UPDATE", "DELETE", "REPLACE", "LOAD_DATA",
 	"SET", "SHOW", "USE", "EXPLAIN", "CALL", "DO",
@@ -30,10 +31,11 @@ var statementKindList = []string{
 	"COM_CHANGE_USER", "COM_RESET_CONNECTION", "COM_SET_OPTION", "COM_QUIT",
 	"COM_STMT_PREPARE", "COM_STMT_EXECUTE", "COM_STMT_FETCH", "COM_STMT_CLOSE",
 	"COM_STMT_RESET", "COM_STMT_SEND_LONG_DATA",
+	Other,
 }
 
-// statementKinds indexes statementKindList, with Other after its kinds.
-var statementKinds = index(append(statementKindList[:len(statementKindList):len(statementKindList)], Other))
+// statementKinds indexes statementKindList.
+var statementKinds = index(statementKindList)
 
 // statusLabels are the outcome statuses of the audit contract, then the
 // label of any other (see statusIndex).
@@ -105,21 +107,12 @@ func StatementKind(kind string) string {
 	return Other
 }
 
-// kindIndex is StatementKind as an index into statementKinds' order
-// (statementKindList, then Other).
+// kindIndex is StatementKind as an index into statementKindList.
 func kindIndex(kind string) int {
 	if i, ok := statementKinds[kind]; ok {
 		return i
 	}
 	return statementKinds[StatementKind(kind)]
-}
-
-// labelOfKind is the label of kindIndex's i.
-func labelOfKind(i int) string {
-	if i < len(statementKindList) {
-		return statementKindList[i]
-	}
-	return Other
 }
 
 func statusIndex(status string) int {

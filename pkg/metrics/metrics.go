@@ -80,7 +80,7 @@ func New(o Options) *Metrics {
 		o.MaxRules = 256
 	}
 	m := &Metrics{reg: prometheus.NewRegistry(), rules: newCapped(o.MaxRules), limitNames: newCapped(o.MaxRules),
-		kinds:      make([]kindSeries, len(statementKinds)),
+		kinds:      make([]kindSeries, len(statementKindList)),
 		ruleSeries: ruleSeriesCache{m: map[string]*ruleSeries{}, max: 2 * o.MaxRules}}
 	m.connsActive = prometheus.NewGauge(prometheus.GaugeOpts{
 		Namespace: Namespace, Subsystem: SubsystemProxy, Name: "connections_active",
@@ -182,7 +182,7 @@ func (m *Metrics) ConnClosed(outcome string) {
 // is zero when the statement was never forwarded.
 func (m *Metrics) Statement(kind, status string, total, added time.Duration) {
 	i := kindIndex(kind)
-	ks, k := &m.kinds[i], labelOfKind(i)
+	ks, k := &m.kinds[i], statementKindList[i]
 	st := statusIndex(status)
 	ks.byStatus[st].get2(m.statements, k, statusLabels[st]).Inc()
 	ks.duration.get1(m.duration, k).Observe(total.Seconds())
