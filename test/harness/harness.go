@@ -49,12 +49,25 @@ func Binary(t testing.TB) string {
 // FreePort returns a free TCP port on 127.0.0.1.
 func FreePort(t testing.TB) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	return FreePorts(t, 1)[0]
+}
+
+// FreePorts returns n distinct free TCP ports on 127.0.0.1. Each is held
+// open until all are picked: ports picked one after another, each closed
+// before the next, can come back twice (a daemon whose listen and admin
+// addresses were the same port failed to start that way).
+func FreePorts(t testing.TB, n int) []int {
+	t.Helper()
+	ports := make([]int, 0, n)
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return ports
 }
 
 // Options shape a daemon's configuration.
@@ -132,11 +145,7 @@ func Start(t testing.TB, o Options) *Daemon {
 	if o.AuditDir != "" {
 		d.AuditDir = o.AuditDir
 	}
-	d.Listen = o.Listen
-	if d.Listen == "" {
-		d.Listen = fmt.Sprintf("127.0.0.1:%d", FreePort(t))
-	}
-	d.Admin = fmt.Sprintf("127.0.0.1:%d", FreePort(t))
+	d.pickPorts(t, o.Listen)
 	backends := o.Backends
 	if backends == "" {
 		backends = fmt.Sprintf("  - name: default\n    address: %s\n    user: warden\n    password: warden-pass\n", m.Addr)
@@ -150,7 +159,7 @@ func Start(t testing.TB, o Options) *Daemon {
 	if node == "" {
 		node = "test-node"
 	}
-	fmt.Fprintf(&b, "listen: %s\nadmin_listen: %s\nnode: %s\nlog_level: debug\n", d.Listen, d.Admin, node)
+	fmt.Fprintf(&b, "node: %s\nlog_level: debug\n", node)
 	fmt.Fprintf(&b, "backends:\n%s", backends)
 	fmt.Fprintf(&b, "identities:\n%s", ids)
 	fmt.Fprintf(&b, "audit:\n  dir: %s\n", d.AuditDir)
@@ -160,15 +169,27 @@ func Start(t testing.TB, o Options) *Daemon {
 		}
 	}
 	b.WriteString(o.Extra)
-	text := b.String()
-	if o.Config != nil {
-		text = o.Config(d)
-	}
 	d.Config = filepath.Join(dir, "config.yaml")
-	if err := os.WriteFile(d.Config, []byte(text), 0o600); err != nil {
+	for attempt := 1; ; attempt++ {
+		text := fmt.Sprintf("listen: %s\nadmin_listen: %s\n", d.Listen, d.Admin) + b.String()
+		if o.Config != nil {
+			text = o.Config(d)
+		}
+		if err := os.WriteFile(d.Config, []byte(text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		err := d.tryStart()
+		if err == nil {
+			break
+		}
+		// A port picked here was taken by someone else (another test
+		// package runs beside this one) between picking and binding.
+		if attempt < 3 && strings.Contains(d.Log(), "address already in use") {
+			d.pickPorts(t, o.Listen)
+			continue
+		}
 		t.Fatal(err)
 	}
-	d.start(t)
 	t.Cleanup(func() {
 		d.Stop(t)
 		if t.Failed() {
@@ -178,15 +199,42 @@ func Start(t testing.TB, o Options) *Daemon {
 	return d
 }
 
+// pickPorts chooses the admin address, and the listen address unless the
+// test gave one, on ports free now and distinct from each other.
+func (d *Daemon) pickPorts(t testing.TB, listen string) {
+	t.Helper()
+	if listen == "" {
+		p := FreePorts(t, 2)
+		d.Listen = fmt.Sprintf("127.0.0.1:%d", p[0])
+		d.Admin = fmt.Sprintf("127.0.0.1:%d", p[1])
+		return
+	}
+	d.Listen = listen
+	for {
+		d.Admin = fmt.Sprintf("127.0.0.1:%d", FreePort(t))
+		if !strings.HasSuffix(listen, d.Admin[strings.LastIndexByte(d.Admin, ':'):]) {
+			return
+		}
+	}
+}
+
 func (d *Daemon) start(t testing.TB) {
 	t.Helper()
+	if err := d.tryStart(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// tryStart starts the daemon and waits until it is ready; an error says
+// why it is not (its log included).
+func (d *Daemon) tryStart() error {
 	d.log = &lockedBuffer{}
 	d.cmd = exec.Command(d.bin, "run", "--config", d.Config)
 	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
 	d.cmd.Env = append(os.Environ(), d.env...)
 	d.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := d.cmd.Start(); err != nil {
-		t.Fatal(err)
+		return err
 	}
 	d.done = make(chan struct{})
 	go func() { _ = d.cmd.Wait(); close(d.done) }()
@@ -194,19 +242,22 @@ func (d *Daemon) start(t testing.TB) {
 	for time.Now().Before(deadline) {
 		select {
 		case <-d.done:
-			t.Fatalf("sqlwarden exited during start: %v\n%s", d.cmd.ProcessState, d.Log())
+			return fmt.Errorf("sqlwarden exited during start: %v\n%s", d.cmd.ProcessState, d.Log())
 		default:
 		}
 		resp, err := http.Get("http://" + d.Admin + "/readyz")
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == 200 {
-				return
+				return nil
 			}
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	t.Fatalf("sqlwarden not ready after 30s:\n%s", d.Log())
+	// Not ready: stop it, so a failed start leaves nothing running.
+	_ = d.cmd.Process.Kill()
+	<-d.done
+	return fmt.Errorf("sqlwarden not ready after 30s:\n%s", d.Log())
 }
 
 // Restart starts the daemon again with the same config (after Stop or Kill).
