@@ -9,6 +9,8 @@ import (
 	"syscall"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/sqlwarden/sqlwarden/pkg/wire"
 )
 
 // backendWatch notices backends that close a session while it idles (their
@@ -57,12 +59,8 @@ func rawConn(c net.Conn) (syscall.RawConn, bool) {
 	if nc, ok := c.(interface{ NetConn() net.Conn }); ok {
 		c = nc.NetConn()
 	}
-	sc, ok := c.(syscall.Conn)
-	if !ok {
-		return nil, false
-	}
-	rc, err := sc.SyscallConn()
-	return rc, err == nil
+	rc := wire.RawConn(c)
+	return rc, rc != nil
 }
 
 // add watches s's backend connection c and returns the key to remove it

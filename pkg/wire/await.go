@@ -39,9 +39,11 @@ func (s *sink) Write(b []byte) (int, error) {
 	return n, nil
 }
 
-// rawConn returns the socket under c when it has one (TCP and Unix
-// sockets; not TLS, not in-memory pipes).
-func rawConn(c net.Conn) syscall.RawConn {
+// RawConn returns c's own socket when it is one (TCP and Unix sockets);
+// nil for TLS, whose socket carries records, not c's bytes, and for
+// in-memory pipes. A caller that wants the socket under TLS unwraps it
+// first (NetConn).
+func RawConn(c net.Conn) syscall.RawConn {
 	sc, ok := c.(syscall.Conn)
 	if !ok {
 		return nil

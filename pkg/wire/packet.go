@@ -94,7 +94,7 @@ const PreAuthMaxPacket = 64 << 10
 
 // NewConn wraps c with buffered framing.
 func NewConn(c net.Conn, maxPacket int) *Conn {
-	wc := &Conn{Conn: c, MaxPacket: maxPacket, src: source{c: c}, snk: sink{c: c}, raw: rawConn(c)}
+	wc := &Conn{Conn: c, MaxPacket: maxPacket, src: source{c: c}, snk: sink{c: c}, raw: RawConn(c)}
 	wc.awaitFn = wc.awaitStep
 	return wc
 }
@@ -181,7 +181,7 @@ func (c *Conn) Reset(nc net.Conn) {
 	c.Conn = nc
 	c.src = source{c: nc}
 	c.snk = sink{c: nc}
-	c.raw = rawConn(nc)
+	c.raw = RawConn(nc)
 	c.waitIdle = false
 	if c.r != nil {
 		c.r.Reset(&c.src)
