@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/sqlwarden/sqlwarden/internal/daemon"
 	"github.com/sqlwarden/sqlwarden/test/harness"
 )
 
@@ -18,8 +19,8 @@ func TestDaemonKeepsSysmonAwake(t *testing.T) {
 	for _, tc := range []struct {
 		name, env, want string
 	}{
-		{"default", "", sysmonAwake},
-		{"operator's GODEBUG kept", "GODEBUG=madvdontneed=1", "madvdontneed=1," + sysmonAwake},
+		{"default", "", daemon.SysmonAwake},
+		{"operator's GODEBUG kept", "GODEBUG=madvdontneed=1", "madvdontneed=1," + daemon.SysmonAwake},
 		{"operator's schedtrace wins", "GODEBUG=schedtrace=0", "schedtrace=0"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -45,9 +46,6 @@ func TestDaemonKeepsSysmonAwake(t *testing.T) {
 		})
 	}
 }
-
-// sysmonAwake is what the daemon adds to GODEBUG.
-const sysmonAwake = "schedtrace=2147483647"
 
 // godebugOf returns GODEBUG from the environment pid's program was executed
 // with ("" when unset).

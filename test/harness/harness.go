@@ -209,13 +209,13 @@ func (d *Daemon) pickPorts(t testing.TB, listen string) {
 		d.Admin = fmt.Sprintf("127.0.0.1:%d", p[1])
 		return
 	}
-	d.Listen = listen
-	for {
-		d.Admin = fmt.Sprintf("127.0.0.1:%d", FreePort(t))
-		if !strings.HasSuffix(listen, d.Admin[strings.LastIndexByte(d.Admin, ':'):]) {
-			return
-		}
+	// Of two distinct free ports at least one is not the listen port.
+	p := FreePorts(t, 2)
+	if strings.HasSuffix(listen, fmt.Sprintf(":%d", p[0])) {
+		p[0] = p[1]
 	}
+	d.Listen = listen
+	d.Admin = fmt.Sprintf("127.0.0.1:%d", p[0])
 }
 
 func (d *Daemon) start(t testing.TB) {
