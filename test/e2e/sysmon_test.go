@@ -7,7 +7,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/sqlwarden/sqlwarden/internal/daemon"
 	"github.com/sqlwarden/sqlwarden/test/harness"
 )
 
@@ -19,8 +18,8 @@ func TestDaemonKeepsSysmonAwake(t *testing.T) {
 	for _, tc := range []struct {
 		name, env, want string
 	}{
-		{"default", "", daemon.SysmonAwake},
-		{"operator's GODEBUG kept", "GODEBUG=madvdontneed=1", "madvdontneed=1," + daemon.SysmonAwake},
+		{"default", "", sysmonAwake},
+		{"operator's GODEBUG kept", "GODEBUG=madvdontneed=1", "madvdontneed=1," + sysmonAwake},
 		{"operator's schedtrace wins", "GODEBUG=schedtrace=0", "schedtrace=0"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -46,6 +45,11 @@ func TestDaemonKeepsSysmonAwake(t *testing.T) {
 		})
 	}
 }
+
+// sysmonAwake is what the daemon adds to GODEBUG, stated here rather than
+// taken from internal/daemon: these tests see the daemon from outside, as
+// its binary (TestOnlyCmdImportsDaemon keeps it that way).
+const sysmonAwake = "schedtrace=2147483647"
 
 // godebugOf returns GODEBUG from the environment pid's program was executed
 // with ("" when unset).
