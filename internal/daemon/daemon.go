@@ -119,6 +119,9 @@ func New(ctx context.Context, cfg *config.Config, o Options) (_ *Daemon, err err
 	if acfg.Node == "" {
 		acfg.Node = cfg.Node
 	}
+	if acfg.RingDir == "" {
+		acfg.RingDir = audit.RingAuto // /dev/shm when it is a tmpfs
+	}
 	acfg.Log = log.With("component", "audit")
 	acfg.SyncObserver = d.metrics.ObserveSync
 	acfg.OpenSink = sink.Open

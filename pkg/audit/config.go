@@ -35,8 +35,9 @@ type Config struct {
 	// default) the checkpoint key.
 	Dir string `yaml:"dir"`
 	// Sync is always | batch | none (default batch). In every mode Append
-	// returns only after the record is in the page cache (written into the
-	// live segment), so a process crash does not lose it.
+	// returns only after the record is where a process crash does not lose
+	// it: in the page cache (written into the live segment) or, with batch
+	// and RingDir, in the ring, which the next Open replays.
 	Sync string `yaml:"sync"`
 	// BatchWindow bounds how long a written record may stay un-fsynced in
 	// batch mode (the bound is BatchWindow plus one fsync). Default 10ms.
@@ -56,6 +57,16 @@ type Config struct {
 	KeyFile string `yaml:"key_file"`
 	// Node names this node in every record and checkpoint (default hostname).
 	Node string `yaml:"node"`
+	// RingDir is where sync=batch keeps its write-ahead ring (ring.go): a
+	// directory on a memory file system that outlives the process (tmpfs:
+	// /dev/shm, or a memory-backed volume of the pod). Records are copied
+	// into the ring before Append returns and written to the segment once
+	// per batch window. "auto" is /dev/shm when that is a tmpfs; "off" or
+	// empty writes each record with a pwrite before Append returns.
+	RingDir string `yaml:"ring_dir"`
+	// RingBytes is the ring's size (default 4 MiB); records not yet written
+	// beyond it wait for a write, as without a ring.
+	RingBytes int64 `yaml:"ring_bytes"`
 	// Sinks ship the journal off the node from durable cursors.
 	Sinks []SinkConfig `yaml:"sinks"`
 	// Results configures optional retention of (masked) result rows.
@@ -91,6 +102,12 @@ func (c *Config) withDefaults() (Config, error) {
 	}
 	if cfg.BatchWindow <= 0 {
 		cfg.BatchWindow = DefaultBatchWindow
+	}
+	if cfg.RingBytes <= 0 {
+		cfg.RingBytes = DefaultRingBytes
+	}
+	if cfg.RingBytes < 64<<10 {
+		return cfg, fmt.Errorf("open journal: ring_bytes %d is below 64 KiB", cfg.RingBytes)
 	}
 	if cfg.SegmentMaxBytes <= 0 {
 		cfg.SegmentMaxBytes = DefaultSegmentMaxBytes

@@ -18,9 +18,9 @@ const crashChildEnv = "SQLWARDEN_AUDIT_CRASH_CHILD"
 
 // crashChild appends from 8 goroutines forever, printing every acknowledged
 // record ("session statement_id") once Append returned.
-func crashChild(dir, round, syncMode string, segmentMax int64) {
+func crashChild(dir, round, syncMode string, segmentMax int64, ringDir string) {
 	j, err := Open(Config{Dir: dir, Node: "node-a", Log: testLog(), CheckpointInterval: 20 * time.Millisecond,
-		SegmentMaxBytes: segmentMax, Sync: syncMode})
+		SegmentMaxBytes: segmentMax, Sync: syncMode, RingDir: ringDir})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(3)
@@ -50,7 +50,7 @@ func crashChild(dir, round, syncMode string, segmentMax int64) {
 func TestMain(m *testing.M) {
 	if dir := os.Getenv(crashChildEnv); dir != "" {
 		segMax, _ := strconv.ParseInt(os.Getenv(crashChildEnv+"_SEGMENT_MAX"), 10, 64)
-		crashChild(dir, os.Getenv(crashChildEnv+"_ROUND"), os.Getenv(crashChildEnv+"_SYNC"), segMax)
+		crashChild(dir, os.Getenv(crashChildEnv+"_ROUND"), os.Getenv(crashChildEnv+"_SYNC"), segMax, os.Getenv(crashChildEnv+"_RING"))
 		return
 	}
 	os.Exit(m.Run())
@@ -62,7 +62,9 @@ func TestMain(m *testing.M) {
 // outlives the process), and the journal must verify (a torn final record
 // may be reported, never tampering) before and after Open cuts the live
 // segment's zero tail. With small segments the kills also land
-// mid-rotation.
+// mid-rotation. With a ring (sync batch, Config.RingDir) the records the
+// kill left only in the ring are replayed by the next Open, which the test
+// does before reading: the ring's promise is the same, kept at restart.
 func TestKill9UnderLoad(t *testing.T) {
 	if testing.Short() {
 		t.Skip("short")
@@ -71,19 +73,27 @@ func TestKill9UnderLoad(t *testing.T) {
 		name       string
 		sync       string
 		segmentMax int64
-	}{{"one segment", SyncBatch, 0}, {"rotating", SyncBatch, 48 << 10}, {"always", SyncAlways, 48 << 10}} {
-		t.Run(tc.name, func(t *testing.T) { kill9UnderLoad(t, tc.sync, tc.segmentMax) })
+		ring       bool
+	}{{"one segment", SyncBatch, 0, false}, {"rotating", SyncBatch, 48 << 10, false}, {"always", SyncAlways, 48 << 10, false},
+		{"ring", SyncBatch, 0, true}, {"ring rotating", SyncBatch, 48 << 10, true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			ringDir := ""
+			if tc.ring {
+				ringDir = t.TempDir()
+			}
+			kill9UnderLoad(t, tc.sync, tc.segmentMax, ringDir)
+		})
 	}
 }
 
-func kill9UnderLoad(t *testing.T, syncMode string, segmentMax int64) {
+func kill9UnderLoad(t *testing.T, syncMode string, segmentMax int64, ringDir string) {
 	dir := t.TempDir()
 	var pub []byte
-	zeroTails := 0
+	zeroTails, replays := 0, 0
 	for round := 0; round < 10; round++ {
 		cmd := exec.Command(os.Args[0], "-test.run=^$")
 		cmd.Env = append(os.Environ(), crashChildEnv+"="+dir, fmt.Sprintf("%s_ROUND=r%d", crashChildEnv, round),
-			fmt.Sprintf("%s_SEGMENT_MAX=%d", crashChildEnv, segmentMax), crashChildEnv+"_SYNC="+syncMode)
+			fmt.Sprintf("%s_SEGMENT_MAX=%d", crashChildEnv, segmentMax), crashChildEnv+"_SYNC="+syncMode, crashChildEnv+"_RING="+ringDir)
 		stdout, _ := cmd.StdoutPipe()
 		var stderr strings.Builder
 		cmd.Stderr = &stderr
@@ -113,11 +123,24 @@ func kill9UnderLoad(t *testing.T, syncMode string, segmentMax int64) {
 		if b, err := os.ReadFile(segs[len(segs)-1].Path); err == nil && len(b) > 0 && b[len(b)-1] == 0 {
 			zeroTails++
 		}
+		if ringDir != "" {
+			// the restart that replays the ring
+			j, err := Open(Config{Dir: dir, Node: "node-a", Log: testLog(), SegmentMaxBytes: segmentMax, Sync: syncMode, RingDir: ringDir})
+			if err != nil {
+				t.Fatalf("round %d: open after kill -9: %v", round, err)
+			}
+			if err := j.Close(); err != nil {
+				t.Fatalf("round %d: close: %v", round, err)
+			}
+		}
 		// every acknowledged record is present (the page cache survives the process)
 		found := map[string]uint64{}
 		if err := ReadAll(dir, func(r *record.Record) error {
 			if r.Event == record.EventStatement {
 				found[r.SessionID] = max(found[r.SessionID], r.StatementID)
+			}
+			if r.Event == record.EventCheckpoint && strings.Contains(r.Reason, "records from the ring after a crash") {
+				replays++
 			}
 			return nil
 		}); err != nil {
@@ -150,6 +173,9 @@ func kill9UnderLoad(t *testing.T, syncMode string, segmentMax int64) {
 	}
 	if zeroTails == 0 {
 		t.Fatal("no kill left a live segment with a zero tail: the preallocated path was not exercised")
+	}
+	if ringDir != "" && replays == 0 {
+		t.Fatal("no kill left records in the ring for the next Open to replay: the ring was not exercised")
 	}
 	// a final open recovers whatever tail is left and the whole journal verifies clean
 	j := openTest(t, dir, nil)

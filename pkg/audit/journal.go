@@ -33,8 +33,11 @@ var ErrClosed = errors.New("audit journal closed")
 // under the lock they only get their seq and prev_hash spliced in and are
 // hashed into a shared pending buffer. The first waiting appender becomes the
 // writer: it takes the whole pending buffer and writes it to the live
-// segment — one pwrite, and in sync=always one fdatasync — for every record that queued up meanwhile, then wakes the
-// others (group commit, no goroutine hand-off on the hot path).
+// segment — one pwrite, and in sync=always one fdatasync — for every record
+// that queued up meanwhile, then wakes the others (group commit, no
+// goroutine hand-off on the hot path). With a ring (sync=batch, RingDir) a
+// record copied into the ring waits for no write: the background loop
+// writes the pending buffer once per batch window.
 type Journal struct {
 	cfg    Config
 	log    *slog.Logger
@@ -72,6 +75,21 @@ type Journal struct {
 	segOpened time.Time
 	broken    bool // current segment may end in a partial write: rotate first
 	rotateDue atomic.Bool
+
+	// ring, when set (sync=batch with Config.RingDir), is the write-ahead
+	// step instead of a pwrite per statement (ring.go). Under mu: a record
+	// is copied into it, and Append returns without waiting for the write,
+	// when it ends at or before ringLimit (so the ring and the live
+	// segment's allocated blocks both have room for every record not yet
+	// written) and no record since the last write went without a copy
+	// (ringGap: recovery follows the chain, and a hole would end it there).
+	ring      *ring
+	ringLimit int64
+	ringGap   int64
+	// the last record copied into the ring: the records of a batch that
+	// are in the ring are its first ones, up to staged (see
+	// writeBatchLocked)
+	staged chained
 
 	// syncKick asks the background loop to fdatasync within BatchWindow
 	// (sync=batch).
@@ -149,6 +167,9 @@ func Open(c Config) (*Journal, error) {
 			if j.m != nil {
 				j.m.close(false)
 			}
+			if j.ring != nil {
+				j.ring.close(false)
+			}
 			lockF.Close()
 		}
 	}()
@@ -206,6 +227,18 @@ func Open(c Config) (*Journal, error) {
 		return nil, err
 	}
 
+	if dir := resolveRingDir(cfg.RingDir); dir != "" && cfg.Sync == SyncBatch {
+		n, err := j.openRing(dir)
+		if err != nil {
+			return nil, err
+		}
+		if n > 0 {
+			openReason += fmt.Sprintf("; replayed %d records from the ring after a crash", n)
+		}
+	} else if cfg.RingDir != "" && cfg.RingDir != RingOff && cfg.RingDir != RingAuto {
+		j.log.Warn("audit.ring_dir applies to sync: batch only; records are written before Append returns", "sync", cfg.Sync)
+	}
+
 	j.wg.Add(1)
 	go j.background()
 	if err := j.appendCheckpoint(openReason, false); err != nil {
@@ -239,15 +272,22 @@ var bufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
 // Append writes r to the journal. It assigns Seq, PrevHash, Hash (and Node
 // and TS if unset) and returns once the record is in the page cache (a
-// process crash keeps it), or, with sync=always, once an fdatasync covering
-// it has returned. A journal failure returns an error wrapping ErrJournal,
+// process crash keeps it) — or, with a ring, in the ring, which the next
+// Open replays — or, with sync=always, once an fdatasync covering it has
+// returned. A journal failure returns an error wrapping ErrJournal,
 // unless FailOpen is set.
 func (j *Journal) Append(r *record.Record) error {
-	end, err := j.chain(r)
+	c, err := j.chain(r)
 	if err != nil {
 		return err
 	}
-	err = j.commitLocked(end)
+	if c.staged {
+		// in the ring: as safe from a crash as in the page cache
+		j.mu.Unlock()
+		j.flushKick.send()
+		return nil
+	}
+	err = j.commitLocked(c.end)
 	j.mu.Unlock()
 	if err != nil {
 		if j.cfg.FailOpen {
@@ -259,9 +299,18 @@ func (j *Journal) Append(r *record.Record) error {
 	return nil
 }
 
+// chained is where appendLocked put a record.
+type chained struct {
+	end    int64 // logical end offset
+	seq    uint64
+	prev   string
+	hash   string
+	staged bool // copied into the ring
+}
+
 // chain stamps and encodes r and chains it into the pending buffer. On
-// success it returns the record's logical end offset with j.mu held.
-func (j *Journal) chain(r *record.Record) (int64, error) {
+// success it returns where the record went, with j.mu held.
+func (j *Journal) chain(r *record.Record) (chained, error) {
 	if r.TS.IsZero() {
 		r.TS = j.cfg.Clock()
 	}
@@ -274,41 +323,52 @@ func (j *Journal) chain(r *record.Record) (int64, error) {
 	buf.Reset()
 	body, err := encodeBody(buf, r)
 	if err != nil {
-		return 0, fmt.Errorf("%w: %w", ErrJournal, err)
+		return chained{}, fmt.Errorf("%w: %w", ErrJournal, err)
 	}
 	j.mu.Lock()
 	if j.closed {
 		j.mu.Unlock()
-		return 0, fmt.Errorf("%w: %w", ErrJournal, ErrClosed)
+		return chained{}, fmt.Errorf("%w: %w", ErrJournal, ErrClosed)
 	}
-	end, seq, prev, h, err := j.appendLocked(body)
+	c, err := j.appendLocked(body)
 	if err != nil {
 		j.mu.Unlock()
-		return 0, fmt.Errorf("%w: %w", ErrJournal, err)
+		return chained{}, fmt.Errorf("%w: %w", ErrJournal, err)
 	}
-	r.Seq, r.PrevHash, r.Hash = seq, prev, h
-	return end, nil
+	r.Seq, r.PrevHash, r.Hash = c.seq, c.prev, c.hash
+	return c, nil
 }
 
-// appendLocked chains body into the pending buffer; returns the record's
-// logical end offset.
-func (j *Journal) appendLocked(body []byte) (end int64, seq uint64, prev, h string, err error) {
-	seq = j.seq + 1
-	prev = j.head
+// appendLocked chains body into the pending buffer, and into the ring when
+// it has room (see Journal.ring).
+func (j *Journal) appendLocked(body []byte) (chained, error) {
+	c := chained{seq: j.seq + 1, prev: j.head}
 	start := len(j.pending)
-	j.pending, err = spliceInto(j.pending, body, seq, prev)
+	var err error
+	j.pending, err = spliceInto(j.pending, body, c.seq, c.prev)
 	if err != nil {
 		j.pending = j.pending[:start]
-		return 0, 0, "", "", err
+		return chained{}, err
 	}
 	sum := sha256.Sum256(j.pending[start:])
 	j.pending = appendHashSuffix(j.pending, sum)
 	line := j.pending[start:]
-	h = string(line[len(line)-3-64 : len(line)-3]) // before `"}\n`
-	j.seq, j.head = seq, h
+	c.hash = string(line[len(line)-3-64 : len(line)-3]) // before `"}\n`
+	j.seq, j.head = c.seq, c.hash
+	from := j.appended
 	j.appended += int64(len(line))
+	c.end = j.appended
+	if j.ring != nil {
+		if j.ringGap <= j.written && c.end <= j.ringLimit {
+			j.ring.put(from, line)
+			c.staged = true
+			j.staged = c
+		} else {
+			j.ringGap = c.end
+		}
+	}
 	j.stats.records.Add(1)
-	return j.appended, seq, prev, h, nil
+	return c, nil
 }
 
 // AppendAsync chains r into the journal like Append but does not wait for
@@ -393,9 +453,31 @@ func (j *Journal) writeBatchLocked() {
 	lo, hi := j.written, j.appended
 	lastSeq, lastHead := j.seq, j.head
 	firstSeq := j.writtenSeq + 1
+	// With a ring, the batch begins with the records Append acknowledged
+	// from it: they are written first, into blocks allocated for them
+	// (ringRoom), so that a failure of the rest — a full disk when the
+	// segment must grow — fails only records whose Append is waiting, or
+	// that nothing waits for.
+	var pre int
+	var preSeq uint64
+	var preHead string
+	if j.ring != nil && j.staged.end > lo {
+		pre, preSeq, preHead = int(j.staged.end-lo), j.staged.seq, j.staged.hash
+	}
 	j.mu.Unlock()
 
-	werr := j.writeOut(batch, firstSeq)
+	var werr error
+	done := 0 // bytes of the batch written
+	if pre > 0 {
+		if werr = j.writeOut(batch[:pre], firstSeq, true); werr == nil {
+			done, firstSeq = pre, preSeq+1
+		}
+	}
+	if werr == nil && done < len(batch) {
+		if werr = j.writeOut(batch[done:], firstSeq, false); werr == nil {
+			done = len(batch)
+		}
+	}
 	var serr error
 	var synced bool
 	if werr == nil && j.always {
@@ -411,12 +493,21 @@ func (j *Journal) writeBatchLocked() {
 	j.writing = false
 	switch {
 	case werr != nil:
-		// The batch and every record chained after it are lost: roll the
+		// The batch (but its records from the ring, when they were
+		// written) and every record chained after it are lost: roll the
 		// chain back to the last written record and fail them all.
+		if done > 0 {
+			j.writtenSeq, j.writtenHead = preSeq, preHead
+			lo += int64(done)
+		}
 		j.lastErr = werr
 		j.stats.writeErrors.Add(1)
 		j.log.Error("write audit journal", "err", werr, "records_failed", j.seq-j.writtenSeq)
 		j.markFailed(lo, j.appended)
+		if j.ring != nil {
+			// their seqs are given again: no copy may be replayed
+			j.ring.clear(lo, j.appended)
+		}
 		j.seq, j.head = j.writtenSeq, j.writtenHead
 		j.pending = j.pending[:0]
 		j.written = j.appended
@@ -437,8 +528,11 @@ func (j *Journal) writeBatchLocked() {
 			j.lastErr = nil
 		}
 	}
+	if j.ring != nil {
+		j.ringLimit = j.written + j.ringRoom(werr == nil)
+	}
 	j.cond.Broadcast()
-	if werr == nil {
+	if done > 0 {
 		if !j.always && j.cfg.Sync == SyncBatch {
 			j.syncKick.send()
 		}
@@ -448,9 +542,16 @@ func (j *Journal) writeBatchLocked() {
 
 // writeOut writes one batch to the current segment, rotating first if the
 // segment is full, old or possibly damaged. Runs with mu released, as the
-// single writer.
-func (j *Journal) writeOut(batch []byte, firstSeq uint64) error {
-	if j.broken || j.m == nil || j.m.size >= j.cfg.SegmentMaxBytes || j.rotateDue.Load() {
+// single writer. Records Append acknowledged from the ring (staged) go into
+// the current segment, whose blocks were allocated ahead for them, even when
+// it is due to rotate for its age or size (the rest of the batch rotates);
+// only a damaged segment is left for a new one.
+func (j *Journal) writeOut(batch []byte, firstSeq uint64, staged bool) error {
+	due := j.broken || j.m == nil
+	if !due && !staged {
+		due = j.m.size >= j.cfg.SegmentMaxBytes || j.rotateDue.Load()
+	}
+	if due {
 		if err := j.rotateAt(firstSeq); err != nil {
 			j.broken = true
 			return err
@@ -561,6 +662,11 @@ func (j *Journal) background() {
 			flushC = nil
 			j.flushKick.disarm()
 			j.flushPending()
+			if j.ring != nil {
+				// records acknowledged from the ring: on disk within one
+				// batch window (and an fdatasync), as with a pwrite each
+				j.batchSync()
+			}
 		case <-j.syncKick.c:
 			if syncC == nil {
 				syncTimer = time.NewTimer(j.cfg.BatchWindow)
@@ -628,6 +734,7 @@ func (j *Journal) batchSync() {
 		j.lastErr = err
 		j.log.Error("sync audit journal", "err", err)
 		j.rotateDue.Store(true) // the page cache may have dropped data: new segment
+		j.ringLimit = j.written // nothing more in the ring until a write succeeds
 	} else if target > j.synced {
 		j.synced = target
 	}
@@ -656,12 +763,12 @@ func (j *Journal) appendCheckpoint(reason string, final bool) error {
 		j.mu.Unlock()
 		return err
 	}
-	end, _, _, _, err := j.appendLocked(body)
+	c, err := j.appendLocked(body)
 	if err != nil {
 		j.mu.Unlock()
 		return err
 	}
-	err = j.commitLocked(end)
+	err = j.commitLocked(c.end)
 	j.mu.Unlock()
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrJournal, err)
@@ -717,6 +824,7 @@ func (j *Journal) Stats() Stats {
 
 // Sync forces an fsync of everything written so far.
 func (j *Journal) Sync() error {
+	j.flushPending()
 	j.mu.Lock()
 	for j.writing {
 		j.cond.Wait()
@@ -773,6 +881,13 @@ func (j *Journal) CloseContext(ctx context.Context) error {
 		j.m = nil
 	}
 	j.syncMu.Unlock()
+	if j.ring != nil {
+		// every record is in the synced segment unless something failed:
+		// then the ring stays for the next Open
+		if err := j.ring.close(len(errs) == 0 && j.lastErr == nil); err != nil {
+			errs = append(errs, fmt.Errorf("close journal ring: %w", err))
+		}
+	}
 	j.lockF.Close()
 	j.notify()
 	return errors.Join(errs...)

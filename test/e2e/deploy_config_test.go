@@ -86,6 +86,9 @@ func shippedConfig(t *testing.T, manifest string, d *harness.Daemon, natsURL str
 	c["identities"] = map[string]any{"clients": []any{map[string]any{
 		"user": harness.ClientUser, "password": harness.ClientPassword, "name": harness.Identity}}}
 	section(c, "audit")["dir"] = d.AuditDir
+	if section(c, "audit")["ring_dir"] != nil {
+		section(c, "audit")["ring_dir"] = d.RingDir // the shipped /run/sqlwarden is the node's
+	}
 	pc := section(c, "policy")
 	pc["file"] = file("policy.yaml", pol)
 	section(c, "admin")["token_file"] = file("admin.token", adminToken)

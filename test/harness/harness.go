@@ -102,6 +102,7 @@ type Daemon struct {
 	Listen   string
 	Admin    string
 	AuditDir string
+	RingDir  string // the journal's ring (audit.ring_dir)
 	Dir      string
 	Config   string
 	Maria    testutil.MariaDB
@@ -145,6 +146,7 @@ func Start(t testing.TB, o Options) *Daemon {
 	if o.AuditDir != "" {
 		d.AuditDir = o.AuditDir
 	}
+	d.RingDir = ringDir(t, dir)
 	d.pickPorts(t, o.Listen)
 	backends := o.Backends
 	if backends == "" {
@@ -163,6 +165,9 @@ func Start(t testing.TB, o Options) *Daemon {
 	fmt.Fprintf(&b, "backends:\n%s", backends)
 	fmt.Fprintf(&b, "identities:\n%s", ids)
 	fmt.Fprintf(&b, "audit:\n  dir: %s\n", d.AuditDir)
+	if !strings.Contains(o.Audit, "ring_dir:") {
+		fmt.Fprintf(&b, "  ring_dir: %s\n", d.RingDir)
+	}
 	for _, line := range strings.Split(strings.TrimRight(o.Audit, "\n"), "\n") {
 		if line != "" {
 			fmt.Fprintf(&b, "  %s\n", line)
@@ -197,6 +202,20 @@ func Start(t testing.TB, o Options) *Daemon {
 		}
 	})
 	return d
+}
+
+// ringDir is a directory of the test's own for the journal's ring: on
+// /dev/shm when that is a memory file system, as the daemon's default is,
+// else beside the journal.
+func ringDir(t testing.TB, dir string) string {
+	var st syscall.Statfs_t
+	if syscall.Statfs("/dev/shm", &st) == nil && st.Type == 0x01021994 {
+		if d, err := os.MkdirTemp("/dev/shm", "sqlwarden-test-"); err == nil {
+			t.Cleanup(func() { os.RemoveAll(d) }) // after the daemon stopped
+			return d
+		}
+	}
+	return filepath.Join(dir, "ring")
 }
 
 // pickPorts chooses the admin address, and the listen address unless the

@@ -4,8 +4,11 @@ import (
 	"bufio"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -17,12 +20,47 @@ import (
 // client has its reply, so a test that just got an answer reads the records
 // through WaitOutcomes or Settled, which wait until they are written.
 
+// journalCaughtUp waits, up to 2s, until a running daemon's journal has
+// written every record it appended (its pending_bytes gauge is 0). With the
+// ring — the daemon's default — Append returns once a record is in the ring
+// and the record reaches the segment within a batch window; a test reads
+// the segments, so it waits for that first. A daemon that is not running
+// has nothing more to write (a killed one's ring is replayed by its
+// restart).
+func (d *Daemon) journalCaughtUp() {
+	deadline := time.Now().Add(2 * time.Second)
+	for time.Now().Before(deadline) {
+		select {
+		case <-d.done:
+			return
+		default:
+		}
+		resp, err := http.Get("http://" + d.Admin + "/metrics")
+		if err != nil {
+			return
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		pending := ""
+		for _, line := range strings.Split(string(body), "\n") {
+			if v, ok := strings.CutPrefix(line, "sqlwarden_audit_pending_bytes "); ok {
+				pending = v
+			}
+		}
+		if pending == "" || pending == "0" {
+			return
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
 // waitTimeout bounds every wait on the journal.
 const waitTimeout = 10 * time.Second
 
 // Records reads every journal record, in order.
 func (d *Daemon) Records(t testing.TB) []*record.Record {
 	t.Helper()
+	d.journalCaughtUp()
 	var out []*record.Record
 	files, _ := filepath.Glob(filepath.Join(d.AuditDir, "*.jsonl"))
 	for _, f := range files {
