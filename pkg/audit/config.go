@@ -61,8 +61,10 @@ type Config struct {
 	// directory on a memory file system that outlives the process (tmpfs:
 	// /dev/shm, or a memory-backed volume of the pod). Records are copied
 	// into the ring before Append returns and written to the segment once
-	// per batch window. "auto" is /dev/shm when that is a tmpfs; "off" or
-	// empty writes each record with a pwrite before Append returns.
+	// per batch window. "auto" is /dev/shm/sqlwarden when /dev/shm is a
+	// tmpfs; "off" or empty writes each record with a pwrite before Append
+	// returns. The directory must be the daemon's user's alone (0700): a
+	// ring another user could read or write is not used.
 	RingDir string `yaml:"ring_dir"`
 	// RingBytes is the ring's size (default 4 MiB); records not yet written
 	// beyond it wait for a write, as without a ring.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -176,6 +177,9 @@ func kill9UnderLoad(t *testing.T, syncMode string, segmentMax int64, ringDir str
 	}
 	if ringDir != "" && replays == 0 {
 		t.Fatal("no kill left records in the ring for the next Open to replay: the ring was not exercised")
+	}
+	if left, _ := filepath.Glob(filepath.Join(dir, "ring-unreplayed-*")); len(left) > 0 {
+		t.Fatalf("an Open could not replay the ring (saved as %v)", left)
 	}
 	// a final open recovers whatever tail is left and the whole journal verifies clean
 	j := openTest(t, dir, nil)

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -38,8 +39,8 @@ import (
 // directory's .ring-id and the ring's header): a ring left by another
 // journal, or by this directory before it was emptied, is never replayed.
 
-// RingAuto as Config.RingDir places the ring in /dev/shm when that is a
-// memory file system, and turns it off otherwise.
+// RingAuto as Config.RingDir places the ring in /dev/shm/sqlwarden when
+// /dev/shm is a memory file system, and turns it off otherwise.
 const RingAuto = "auto"
 
 // RingOff as Config.RingDir (or an empty RingDir) writes every record
@@ -53,6 +54,7 @@ const (
 	ringHeaderLen = 4096
 	ringIDLen     = 16
 	ringIDFile    = ".ring-id"
+	ringPathFile  = ".ring-path" // where the ring is, for readers of the directory
 	tmpfsMagic    = 0x01021994
 )
 
@@ -72,7 +74,7 @@ func resolveRingDir(dir string) string {
 		return ""
 	case RingAuto:
 		if isTmpfs("/dev/shm") {
-			return "/dev/shm"
+			return "/dev/shm/sqlwarden"
 		}
 		return ""
 	}
@@ -118,14 +120,45 @@ func loadOrCreateRingID(journalDir string) ([]byte, error) {
 	return id, nil
 }
 
+// privateDir makes dir (0700) and checks that nobody but this process's
+// user can place or change a file in it: a directory on a shared memory
+// file system (/dev/shm is writable by every user) that someone else made,
+// or made writable, could hand the daemon a ring file that user reads —
+// the records' statements — or writes: records that chain, forged for the
+// next start to replay.
+func privateDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	fi, err := os.Lstat(dir)
+	if err != nil {
+		return err
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	switch {
+	case !fi.IsDir():
+		return fmt.Errorf("%s is not a directory (a symbolic link?)", dir)
+	case !ok || int(st.Uid) != os.Geteuid():
+		return fmt.Errorf("%s belongs to another user", dir)
+	case fi.Mode().Perm()&0o022 != 0:
+		return fmt.Errorf("%s is writable by other users (mode %v)", dir, fi.Mode().Perm())
+	}
+	return nil
+}
+
 // readRing returns what the ring at path held for the journal with this id
 // — records a crash may have left behind — or nil when there is no ring,
 // or it is another journal's.
 func readRing(path string, id []byte) ([]byte, error) {
-	old, err := os.ReadFile(path)
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
 	}
+	if err != nil {
+		return nil, fmt.Errorf("read journal ring: %w", err)
+	}
+	defer f.Close()
+	old, err := io.ReadAll(f)
 	if err != nil {
 		return nil, fmt.Errorf("read journal ring: %w", err)
 	}
@@ -141,7 +174,7 @@ func readRing(path string, id []byte) ([]byte, error) {
 // replayed it first. Every page is touched before createRing returns, so no
 // copy into the ring waits for a page to be allocated.
 func createRing(path string, size int64, id []byte) (r *ring, err error) {
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|syscall.O_NOFOLLOW, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("open journal ring: %w", err)
 	}
@@ -169,9 +202,14 @@ func createRing(path string, size int64, id []byte) (r *ring, err error) {
 	return &ring{path: path, f: f, mem: mem, data: mem[ringHeaderLen:]}, nil
 }
 
-// put copies line into the ring at the journal offset off (wrapping).
+// put copies line into the ring at the journal offset off (wrapping), and
+// a newline before it: recovery finds a record after a newline, and the
+// record before this one may not be in the ring (the ring had no room for
+// it: it was written to the segment before this one was admitted, so its
+// bytes in the ring are free, but they are another lap's).
 func (r *ring) put(off int64, line []byte) {
 	n := int64(len(r.data))
+	r.data[(off+n-1)%n] = '\n'
 	at := off % n
 	c := copy(r.data[at:], line)
 	if c < len(line) {
@@ -283,8 +321,10 @@ func ringRecords(data []byte, seq uint64, head string) (out []byte, n int, lastS
 // record (a crash's leftovers), then makes the ring empty and maps it.
 // Called by Open with the live segment open, before anything is appended.
 func (j *Journal) openRing(dir string) (replayed int, err error) {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return 0, fmt.Errorf("create journal ring dir: %w", err)
+	if err := privateDir(dir); err != nil {
+		// a statement then waits for its own write, as without a ring
+		j.log.Error("audit.ring_dir is not private to the daemon: journal runs without its ring", "ring_dir", dir, "err", err)
+		return 0, nil
 	}
 	if !isTmpfs(dir) {
 		j.log.Warn("audit.ring_dir is not a memory file system (tmpfs): copies into the ring may wait for writeback", "ring_dir", dir)
@@ -294,6 +334,9 @@ func (j *Journal) openRing(dir string) (replayed int, err error) {
 		return 0, err
 	}
 	path := ringPath(dir, j.cfg.Dir)
+	if err := os.WriteFile(filepath.Join(j.cfg.Dir, ringPathFile), []byte(path+"\n"), 0o600); err != nil {
+		return 0, fmt.Errorf("record the journal ring's path: %w", err)
+	}
 	left, err := readRing(path, id)
 	if err != nil {
 		return 0, err
@@ -339,4 +382,25 @@ func (j *Journal) ringRoom(ok bool) int64 {
 		return 0
 	}
 	return max(0, min(int64(len(j.ring.data)), j.m.alloc.Load()-j.m.size, j.cfg.SegmentMaxBytes-j.m.size))
+}
+
+// ringBacklog counts the records the ring of the journal in dir holds after
+// (seq, head), the last record of its segments: records a running daemon
+// has not written yet, or that a killed one left for its next start.
+func ringBacklog(dir string, seq uint64, head string) (n int, path string) {
+	b, err := os.ReadFile(filepath.Join(dir, ringPathFile))
+	if err != nil {
+		return 0, ""
+	}
+	id, err := os.ReadFile(filepath.Join(dir, ringIDFile))
+	if err != nil {
+		return 0, ""
+	}
+	path = string(bytes.TrimSpace(b))
+	data, err := readRing(path, id)
+	if err != nil || data == nil {
+		return 0, ""
+	}
+	_, n, _, _, _ = ringRecords(data, seq, head)
+	return n, path
 }

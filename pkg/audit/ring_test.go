@@ -114,6 +114,29 @@ func TestRingRecordsFollowTheChain(t *testing.T) {
 	}
 }
 
+// A record the ring had no room for is written to the segment before any
+// later one is copied into the ring; the ring then holds the later records
+// over another lap's bytes, and recovery must find the first of them all
+// the same (it once took the old lap's last bytes for the start of it).
+func TestRingRecordsAfterARecordNotInTheRing(t *testing.T) {
+	lines, hashes := chainLines(t, 120)
+	for _, size := range []int{5000, 7919, 1 << 16} {
+		r := &ring{data: make([]byte, size)}
+		var off int64
+		for i, l := range lines {
+			if i != 114 { // seq 115 is not copied: the segment has it
+				r.put(off, l)
+			}
+			off += int64(len(l))
+		}
+		// the segment ends at seq 115; what follows is only in the ring
+		_, n, last, _, _ := ringRecords(r.data, 115, hashes[114])
+		if n != 5 || last != 120 {
+			t.Fatalf("ring %d bytes: replayed %d up to %d, want 5 up to 120", size, n, last)
+		}
+	}
+}
+
 // A record of another chain — same seq, another prev_hash — is never
 // replayed; nor is a line a crash left half copied, nor what follows a
 // cleared stretch unless it continues the chain.
@@ -274,6 +297,21 @@ func TestRingReplayAtOpen(t *testing.T) {
 	if seen := statements(snap); len(seen) != 0 {
 		t.Fatalf("statements in the segments at the crash: %v; the test wants them only in the ring", seen)
 	}
+	// verify, before the restart, says where the missing records are
+	if err := os.WriteFile(filepath.Join(snap, ringPathFile), []byte(ringPath(ringDir, snap)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := Verify(snap, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ringWarned := false
+	for _, w := range rep.Warnings {
+		ringWarned = ringWarned || (w.Kind == ProblemRing && strings.HasPrefix(w.Reason, "20 records after seq"))
+	}
+	if !ringWarned {
+		t.Fatalf("verify before the restart does not tell of the 20 records in the ring: %+v", rep.Warnings)
+	}
 	other := t.TempDir()
 	if err := os.WriteFile(ringPath(ringDir, other), crashed, 0o600); err != nil {
 		t.Fatal(err)
@@ -295,6 +333,12 @@ func TestRingReplayAtOpen(t *testing.T) {
 	}
 	if rep, err := Verify(snap, nil); err != nil || !rep.OK {
 		t.Fatalf("verify after replay: %v %+v", err, rep)
+	} else {
+		for _, w := range rep.Warnings {
+			if w.Kind == ProblemRing {
+				t.Fatalf("verify after the replay still warns of the ring: %v", w)
+			}
+		}
 	}
 	if _, err := os.Stat(ringPath(ringDir, snap)); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("the ring outlived a clean close: %v", err)
@@ -369,7 +413,7 @@ func waitFor(t *testing.T, cond func() bool) {
 
 func TestRingDirAuto(t *testing.T) {
 	got := resolveRingDir(RingAuto)
-	if isTmpfs("/dev/shm") != (got == "/dev/shm") {
+	if isTmpfs("/dev/shm") != (got == "/dev/shm/sqlwarden") {
 		t.Fatalf("auto resolved to %q", got)
 	}
 	for _, off := range []string{"", RingOff} {
@@ -429,5 +473,73 @@ func TestRingStagedRecordsSurviveAFailedBatch(t *testing.T) {
 	}
 	if rep, err := Verify(dir, nil); err != nil || !rep.OK {
 		t.Fatalf("verify: %v %+v", err, rep)
+	}
+}
+
+// A ring directory another user could write to (or that is not this user's)
+// is not used: such a user could read the records in the ring, or forge
+// records that chain for the next start to replay. The journal runs without
+// the ring (each statement waits for its write) and says why.
+func TestRingRefusesASharedDirectory(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		make func(t *testing.T) string
+	}{
+		{"world-writable", func(t *testing.T) string {
+			d := filepath.Join(t.TempDir(), "ring")
+			if err := os.Mkdir(d, 0o700); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Chmod(d, 0o777); err != nil {
+				t.Fatal(err)
+			}
+			return d
+		}},
+		{"sticky world-writable", func(t *testing.T) string {
+			d := filepath.Join(t.TempDir(), "ring")
+			if err := os.Mkdir(d, 0o700); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Chmod(d, 0o777|os.ModeSticky); err != nil {
+				t.Fatal(err)
+			}
+			return d
+		}},
+		{"another user's", func(t *testing.T) string {
+			d := filepath.Join(t.TempDir(), "ring")
+			if err := os.Mkdir(d, 0o700); err != nil {
+				t.Fatal(err)
+			}
+			uid := 65534 // nobody; when not root, the test's own directory
+			if os.Geteuid() != 0 {
+				return "/"
+			}
+			if err := os.Chown(d, uid, uid); err != nil {
+				t.Fatal(err)
+			}
+			return d
+		}},
+		{"a symbolic link", func(t *testing.T) string {
+			target := t.TempDir()
+			d := filepath.Join(t.TempDir(), "ring")
+			if err := os.Symlink(target, d); err != nil {
+				t.Fatal(err)
+			}
+			return d
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir, ringDir := t.TempDir(), tc.make(t)
+			j := ringJournal(t, dir, ringDir, nil)
+			if j.ring != nil {
+				t.Fatalf("the journal uses a ring in %s", ringDir)
+			}
+			if err := j.Append(&record.Record{Event: record.EventStatement, SessionID: "s", StatementID: 1}); err != nil {
+				t.Fatal(err)
+			}
+			if j.LastSeq() < 2 {
+				t.Fatal("without the ring, Append returned before its write")
+			}
+		})
 	}
 }

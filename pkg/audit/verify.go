@@ -29,6 +29,7 @@ const (
 	ProblemSegment      = "segment"       // a segment whose name does not match its first record
 	ProblemTorn         = "torn"          // an unterminated final line: a crash, not tampering (warning)
 	ProblemGap          = "gap"           // checkpoints further apart than their interval (warning)
+	ProblemRing         = "ring"          // records in the write-ahead ring, not yet in the segments (warning)
 )
 
 // Problem is one finding of Verify.
@@ -147,6 +148,10 @@ func VerifyWith(dir string, opt VerifyOptions) (*Report, error) {
 		}
 	}
 	v.finish()
+	if n, path := ringBacklog(dir, v.lastSeq, v.head); n > 0 {
+		rep.Warnings = append(rep.Warnings, Problem{Kind: ProblemRing, Segment: path, Seq: v.lastSeq + 1,
+			Reason: fmt.Sprintf("%d records after seq %d are in the write-ahead ring, not yet in the segments: the daemon is running (it writes them within batch_window), or it was killed and has not started again (its next start writes them)", n, v.lastSeq)})
+	}
 	rep.OK = len(rep.Problems) == 0
 	return rep, nil
 }
