@@ -39,7 +39,7 @@ declare -A LIMPORT=([limits-off]=$((PORT_BASE + 3)) [limits-on]=$((PORT_BASE + 5
 BIN_BEFORE=${BIN_BEFORE:-}
 BEFORE_PORT=$((PORT_BASE + 7)); BEFORE_ADMIN=127.0.0.1:$((PORT_BASE + 8))
 OUT=${BENCH_OUT:-docs/bench.md}
-workloads=(oltp_point_select oltp_read_only); modes=(disable auto); threadsets=(1 8)
+workloads=(oltp_point_select oltp_read_only oltp_read_write); modes=(disable auto); threadsets=(1 8)
 if [ "$QUICK" = 1 ]; then
   TIME=${BENCH_TIME:-1}
   workloads=(oltp_point_select); modes=(disable); threadsets=(1)
@@ -169,9 +169,9 @@ targets+=(limits-off limits-on)
 {
 echo "Run by \`make bench\` on $(date -u +%Y-%m-%dT%H:%MZ): $(nproc) cores ($(awk -F: '/model name/{print $2; exit}' /proc/cpuinfo | sed 's/^ //')),"
 echo "$(free -g | awk '/Mem:/{print $2}') GiB, kernel $(uname -r), $(mariadbd --version | awk '{print $3}'), $(haproxy -v | head -1 | awk '{print $1, $2, $3}'),"
-echo "sysbench $(sysbench --version | awk '{print $2}'), ${TIME}s per run, 1 table × 10,000 rows, client and servers on the same machine."
+echo "sysbench $(sysbench --version | awk '{print $2}'), ${TIME}s per run, 1 table × 10,000 rows, each statement its own transaction (--skip-trx=on), client and servers on the same machine."
 echo "Each figure is the median of $RUNS runs; the targets of a row group ran in turn, in a rotating order."
-echo "sqlwarden: default policy, audit \`sync: batch\`. QPS ratio and added average latency are against direct."
+echo "sqlwarden: default policy, audit \`sync: batch\` with its write-ahead ring (\`ring_dir: auto\`). QPS ratio and added average latency are against direct."
 echo "limits-off: the default policy plus \`limits: []\`; limits-on: every per-identity limit set for the client, none firing;"
 echo "× sqlwarden compares them with the plain sqlwarden row."
 [ -n "$BIN_BEFORE" ] && echo "sqlwarden-before: $("$BIN_BEFORE" version 2>/dev/null | head -1 || echo "$BIN_BEFORE"), the same configuration as sqlwarden, run in the same rotation."
