@@ -267,11 +267,7 @@ func TestRingReplayAtOpen(t *testing.T) {
 		}
 	})
 	holding.Store(true)
-	for i := 1; i <= 20; i++ {
-		if err := j.Append(&record.Record{Event: record.EventStatement, SessionID: "s", StatementID: uint64(i)}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	appendStatements(t, j, "s", 20)
 	crashed, err := os.ReadFile(ringPath(ringDir, dir))
 	if err != nil {
 		t.Fatal(err)
@@ -368,22 +364,14 @@ func TestRingFailedWriteClearsItsRecords(t *testing.T) {
 		}
 	})
 	fail.Store(true)
-	for i := 1; i <= 5; i++ {
-		if err := j.Append(&record.Record{Event: record.EventStatement, SessionID: "lost", StatementID: uint64(i)}); err != nil {
-			t.Fatalf("append %d: %v (the ring should have taken it)", i, err)
-		}
-	}
+	appendStatements(t, j, "lost", 5)
 	waitFor(t, func() bool { return j.Stats().WriteErrors > 0 })
 	err := j.Append(&record.Record{Event: record.EventStatement, SessionID: "refused", StatementID: 1})
 	if !errors.Is(err, ErrJournal) {
 		t.Fatalf("append after a failed write: %v, want ErrJournal", err)
 	}
 	fail.Store(false)
-	for i := 1; i <= 5; i++ {
-		if err := j.Append(&record.Record{Event: record.EventStatement, SessionID: "kept", StatementID: uint64(i)}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	appendStatements(t, j, "kept", 5)
 	data, err := os.ReadFile(ringPath(ringDir, dir))
 	if err != nil {
 		t.Fatal(err)
@@ -397,6 +385,17 @@ func TestRingFailedWriteClearsItsRecords(t *testing.T) {
 	j.Close()
 	if rep, err := Verify(dir, nil); err != nil || !rep.OK {
 		t.Fatalf("verify: %v %+v", err, rep)
+	}
+}
+
+// appendStatements appends statement records 1..n of one session, each
+// acknowledged.
+func appendStatements(t *testing.T, j *Journal, session string, n int) {
+	t.Helper()
+	for i := 1; i <= n; i++ {
+		if err := j.Append(&record.Record{Event: record.EventStatement, SessionID: session, StatementID: uint64(i)}); err != nil {
+			t.Fatalf("append %s %d: %v", session, i, err)
+		}
 	}
 }
 
@@ -476,6 +475,19 @@ func TestRingStagedRecordsSurviveAFailedBatch(t *testing.T) {
 	}
 }
 
+// dirWithMode makes a directory with exactly this mode (no umask).
+func dirWithMode(t *testing.T, mode os.FileMode) string {
+	t.Helper()
+	d := filepath.Join(t.TempDir(), "ring")
+	if err := os.Mkdir(d, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(d, mode); err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
 // A ring directory another user could write to (or that is not this user's)
 // is not used: such a user could read the records in the ring, or forge
 // records that chain for the next start to replay. The journal runs without
@@ -485,31 +497,10 @@ func TestRingRefusesASharedDirectory(t *testing.T) {
 		name string
 		make func(t *testing.T) string
 	}{
-		{"world-writable", func(t *testing.T) string {
-			d := filepath.Join(t.TempDir(), "ring")
-			if err := os.Mkdir(d, 0o700); err != nil {
-				t.Fatal(err)
-			}
-			if err := os.Chmod(d, 0o777); err != nil {
-				t.Fatal(err)
-			}
-			return d
-		}},
-		{"sticky world-writable", func(t *testing.T) string {
-			d := filepath.Join(t.TempDir(), "ring")
-			if err := os.Mkdir(d, 0o700); err != nil {
-				t.Fatal(err)
-			}
-			if err := os.Chmod(d, 0o777|os.ModeSticky); err != nil {
-				t.Fatal(err)
-			}
-			return d
-		}},
+		{"world-writable", func(t *testing.T) string { return dirWithMode(t, 0o777) }},
+		{"sticky world-writable", func(t *testing.T) string { return dirWithMode(t, 0o777|os.ModeSticky) }},
 		{"another user's", func(t *testing.T) string {
-			d := filepath.Join(t.TempDir(), "ring")
-			if err := os.Mkdir(d, 0o700); err != nil {
-				t.Fatal(err)
-			}
+			d := dirWithMode(t, 0o700)
 			uid := 65534 // nobody; when not root, the test's own directory
 			if os.Geteuid() != 0 {
 				return "/"
