@@ -120,7 +120,7 @@ func New(ctx context.Context, cfg *config.Config, o Options) (_ *Daemon, err err
 		acfg.Node = cfg.Node
 	}
 	if acfg.RingDir == "" {
-		acfg.RingDir = audit.RingAuto // /dev/shm when it is a tmpfs
+		acfg.RingDir = audit.RingAuto // /dev/shm/sqlwarden when /dev/shm is a tmpfs
 	}
 	acfg.Log = log.With("component", "audit")
 	acfg.SyncObserver = d.metrics.ObserveSync
