@@ -14,8 +14,12 @@ import (
 const segmentChunk = 1 << 20
 
 // segmentFile is the live segment. Its blocks are allocated ahead of the
-// records (fallocate), so an fdatasync after a batch has no file size or
-// block map to commit, only the data. A batch is one pwrite into the
+// records (fallocate), so an fdatasync after a batch has no file size to
+// commit, and a full disk is found before a record is written. (On ext4
+// fallocate leaves unwritten extents, whose conversion by the first write
+// into them an fdatasync still commits: blocks written with zeros would
+// make it about a third faster, but write every segment twice; not worth
+// it for sync batch, docs/bench.md.) A batch is one pwrite into the
 // allocated blocks, whatever the sync mode: a process crash keeps what
 // pwrite returned (it is in the page cache).
 //
