@@ -25,8 +25,8 @@ const segmentChunk = 1 << 20
 // every statement waits for an fdatasync) the allocated blocks are also
 // written with zeros, so the conversion happens once per chunk and the
 // records' fdatasyncs carry only data: a third less time per fdatasync and
-// about a fifth more statements per second at 8 threads, for writing each
-// segment twice (docs/bench.md). In sync batch one fdatasync per window
+// 10–21 % more statements per second at 8 threads, for writing each segment
+// twice (docs/bench.md). In sync batch one fdatasync per window
 // gains nothing measurable from it, so the blocks are left unwritten.
 //
 // The segment used to be mapped for sync batch and none, a batch being a
