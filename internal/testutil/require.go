@@ -36,6 +36,18 @@ func RequireTool(t testing.TB, name string, fallbacks ...string) string {
 	return ""
 }
 
+// Unavailable ends a test whose environment lacks what it needs (a file
+// system feature, say): a failure in CI, where nothing may skip, a skip
+// elsewhere.
+func Unavailable(t testing.TB, format string, args ...any) {
+	t.Helper()
+	msg := fmt.Sprintf(format, args...)
+	if InCI() {
+		t.Fatalf("%s: %s (CI)", t.Name(), msg)
+	}
+	t.Skipf("skipping %s: %s", t.Name(), msg)
+}
+
 // PrivilegedUnavailable ends a privileged test whose environment lacks what
 // it needs (a cgroup v2 hierarchy, cgroup membership): a failure when
 // SQLWARDEN_REQUIRE_PRIVILEGED=1, a skip otherwise, like RequirePrivileged.

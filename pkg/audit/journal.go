@@ -218,7 +218,7 @@ func Open(c Config) (*Journal, error) {
 			j.segOpened = fi.ModTime() // age counts from the segment's last write at worst
 		}
 		// cuts off a torn record and the zero tail a crash left behind
-		m, err := openSegmentFile(st.seg.Path, st.size, cfg.Sync == SyncAlways)
+		m, err := openSegmentFile(st.seg.Path, st.size, j.always)
 		if err != nil {
 			return nil, err
 		}
@@ -593,7 +593,7 @@ func (j *Journal) rotateAt(firstSeq uint64) error {
 	if err != nil {
 		return err
 	}
-	m, err := openSegmentFile(seg.Path, size, j.cfg.Sync == SyncAlways)
+	m, err := openSegmentFile(seg.Path, size, j.always)
 	if err != nil {
 		return err
 	}
