@@ -299,13 +299,11 @@ func waitReady(t *testing.T, d *harness.Daemon, code int) {
 
 func metricsText(t *testing.T, d *harness.Daemon) string {
 	t.Helper()
-	resp, err := http.Get("http://" + d.Admin + "/metrics")
+	s, err := d.MetricsText()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return string(b)
+	return s
 }
 
 func grepLines(s, sub string) string {

@@ -1,10 +1,8 @@
 package e2e
 
 import (
-	"bufio"
 	"fmt"
 	"math"
-	"net/http"
 	"os"
 	"strconv"
 	"strings"
@@ -39,20 +37,14 @@ func raiseNoFile(t *testing.T, n uint64) {
 // scrape reads the named gauges from the daemon's /metrics.
 func scrape(t *testing.T, d *harness.Daemon, names ...string) map[string]float64 {
 	t.Helper()
-	resp, err := http.Get("http://" + d.Admin + "/metrics")
-	if err != nil {
-		t.Fatalf("scrape /metrics: %v", err)
-	}
-	defer resp.Body.Close()
+	text := metricsText(t, d)
 	want := map[string]bool{}
 	for _, n := range names {
 		want[n] = true
 	}
 	got := map[string]float64{}
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		name, val, ok := strings.Cut(sc.Text(), " ")
+	for _, line := range strings.Split(text, "\n") {
+		name, val, ok := strings.Cut(line, " ")
 		if !ok || !want[name] {
 			continue
 		}

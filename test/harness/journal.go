@@ -35,14 +35,12 @@ func (d *Daemon) journalCaughtUp() {
 			return
 		default:
 		}
-		resp, err := http.Get("http://" + d.Admin + "/metrics")
+		body, err := d.MetricsText()
 		if err != nil {
 			return
 		}
-		body, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
 		pending := ""
-		for _, line := range strings.Split(string(body), "\n") {
+		for _, line := range strings.Split(body, "\n") {
 			if v, ok := strings.CutPrefix(line, "sqlwarden_audit_pending_bytes "); ok {
 				pending = v
 			}
@@ -52,6 +50,17 @@ func (d *Daemon) journalCaughtUp() {
 		}
 		time.Sleep(2 * time.Millisecond)
 	}
+}
+
+// MetricsText returns the daemon's Prometheus exposition (admin /metrics).
+func (d *Daemon) MetricsText() (string, error) {
+	resp, err := http.Get("http://" + d.Admin + "/metrics")
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return string(b), err
 }
 
 // waitTimeout bounds every wait on the journal.
