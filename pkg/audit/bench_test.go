@@ -101,6 +101,9 @@ func BenchmarkStatementPair(b *testing.B) {
 	}
 	b.Cleanup(func() { os.RemoveAll(ringDir) })
 	j := openTest(b, b.TempDir(), func(c *Config) { c.Sync = SyncBatch; c.RingDir = ringDir })
+	if j.ring == nil {
+		b.Fatalf("the journal opened without its ring (%s)", ringDir)
+	}
 	b.SetParallelism(4)
 	b.ReportAllocs()
 	b.ResetTimer()
