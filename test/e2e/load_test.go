@@ -37,22 +37,9 @@ func raiseNoFile(t *testing.T, n uint64) {
 // scrape reads the named gauges from the daemon's /metrics.
 func scrape(t *testing.T, d *harness.Daemon, names ...string) map[string]float64 {
 	t.Helper()
-	text := metricsText(t, d)
-	want := map[string]bool{}
-	for _, n := range names {
-		want[n] = true
-	}
-	got := map[string]float64{}
-	for _, line := range strings.Split(text, "\n") {
-		name, val, ok := strings.Cut(line, " ")
-		if !ok || !want[name] {
-			continue
-		}
-		v, err := strconv.ParseFloat(strings.TrimSpace(val), 64)
-		if err != nil {
-			t.Fatalf("metric %s: %v", name, err)
-		}
-		got[name] = v
+	got, err := d.Gauges(names...)
+	if err != nil {
+		t.Fatalf("scrape /metrics: %v", err)
 	}
 	for _, n := range names {
 		if _, ok := got[n]; !ok {

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -35,17 +36,8 @@ func (d *Daemon) journalCaughtUp() {
 			return
 		default:
 		}
-		body, err := d.MetricsText()
-		if err != nil {
-			return
-		}
-		pending := ""
-		for _, line := range strings.Split(body, "\n") {
-			if v, ok := strings.CutPrefix(line, "sqlwarden_audit_pending_bytes "); ok {
-				pending = v
-			}
-		}
-		if pending == "" || pending == "0" {
+		g, err := d.Gauges("sqlwarden_audit_pending_bytes")
+		if pending, ok := g["sqlwarden_audit_pending_bytes"]; err != nil || !ok || pending == 0 {
 			return
 		}
 		time.Sleep(2 * time.Millisecond)
@@ -60,7 +52,36 @@ func (d *Daemon) MetricsText() (string, error) {
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
+	if err == nil && resp.StatusCode != http.StatusOK {
+		err = fmt.Errorf("GET /metrics: %s", resp.Status)
+	}
 	return string(b), err
+}
+
+// Gauges reads the named unlabelled samples from the daemon's /metrics; a
+// name it does not export is absent from the map.
+func (d *Daemon) Gauges(names ...string) (map[string]float64, error) {
+	text, err := d.MetricsText()
+	if err != nil {
+		return nil, err
+	}
+	want := map[string]bool{}
+	for _, n := range names {
+		want[n] = true
+	}
+	got := map[string]float64{}
+	for _, line := range strings.Split(text, "\n") {
+		name, val, ok := strings.Cut(line, " ")
+		if !ok || !want[name] {
+			continue
+		}
+		v, err := strconv.ParseFloat(strings.TrimSpace(val), 64)
+		if err != nil {
+			return nil, fmt.Errorf("metric %s: %w", name, err)
+		}
+		got[name] = v
+	}
+	return got, nil
 }
 
 // waitTimeout bounds every wait on the journal.
