@@ -12,6 +12,11 @@
 #   AB_TIME     seconds per run (5)
 #   AB_RUNS     rounds; each round runs every target once, in a rotating
 #               order (3)
+#   AB_SCHED    1: also record 2 s of the scheduler's events in each run
+#               (perf) and report, through scripts/sched.awk, how much of the
+#               CPUs' time was idle, how much of it beside another CPU's
+#               queue of runnable tasks, and how long the proxy's and
+#               MariaDB's threads waited to run after each wake-up (0)
 # Each build runs with the same configuration as make bench's sqlwarden row
 # (built-in policy, audit sync: batch) on its own port and journal. Only
 # loopback addresses are used.
@@ -23,7 +28,10 @@ if [ $# -eq 0 ]; then
   exit 2
 fi
 TEST=${AB_TEST:-oltp_point_select}; MODE=${AB_MODE:-disable}; THREADS=${AB_THREADS:-8}
-TIME=${AB_TIME:-5}; RUNS=${AB_RUNS:-3}
+TIME=${AB_TIME:-5}; RUNS=${AB_RUNS:-3}; SCHED=${AB_SCHED:-0}
+if [ "$SCHED" = 1 ] && [ "$TIME" -lt 4 ]; then
+  echo "ab: AB_SCHED=1 records 2 s from the first second of each run: AB_TIME must be at least 4" >&2; exit 2
+fi
 WORK=${SQLWARDEN_AB_DIR:-/tmp/sqlwarden-ab}
 MPORT=${SQLWARDEN_MARIADB_PORT:-13306}
 SOCK=${SQLWARDEN_MARIADB_DIR:-/tmp/sqlwarden-mariadb}/mysqld.sock
@@ -31,6 +39,7 @@ PORT_BASE=${SQLWARDEN_AB_PORT_BASE:-13490}
 rm -rf "$WORK"; mkdir -p "$WORK"
 
 bash scripts/install-deps.sh bench >/dev/null
+[ "$SCHED" = 1 ] && bash scripts/install-deps.sh profile >/dev/null
 bash scripts/mariadb.sh start >/dev/null
 MPID=$(cat "$(dirname "$SOCK")/mysqld.pid")
 sb=(--mysql-user=warden --mysql-password=warden-pass --mysql-db=sqlwarden_bench --tables=1 --table-size=10000)
@@ -70,6 +79,21 @@ done
 cpu() { if [ -z "$1" ]; then echo 0; else awk '{print $14 + $15}' "/proc/$1/stat"; fi; }
 machine() { awk '/^cpu /{print $2 + $3 + $4 + $7 + $8}' /proc/stat; }
 tck=$(getconf CLK_TCK)
+ncpu=$(nproc)
+tids() { [ -n "$1" ] && ls "/proc/$1/task" | paste -sd, || true; }
+# sched_start and sched_report bracket one run when AB_SCHED=1.
+sched_start() {
+  [ "$SCHED" = 1 ] || return 0
+  { sleep 1; perf record -q -a -o "$WORK/sched.data" -e sched:sched_switch -e sched:sched_wakeup \
+      -e sched:sched_migrate_task -- sleep 2; } >/dev/null 2>&1 &
+  REC=$!
+}
+sched_report() {
+  [ "$SCHED" = 1 ] || return 0
+  wait "$REC"
+  perf script -i "$WORK/sched.data" -F cpu,time,event,trace 2>/dev/null |
+    awk -v ncpu="$ncpu" -v proxy="$(tids "$1")" -v mariadb="$(tids "$MPID")" -f scripts/sched.awk
+}
 echo "ab: $TEST, ps-mode $MODE, $THREADS threads, ${TIME}s per run, $RUNS rounds; CPU in µs per query"
 declare -A rows
 k=${#names[@]}
@@ -77,16 +101,19 @@ for ((r = 0; r < RUNS; r++)); do
   for ((i = 0; i < k; i++)); do
     n=${names[$(((i + r) % k))]}
     p0=$(cpu "${PID[$n]}"); m0=$(cpu "$MPID"); t0=$(machine)
+    sched_start
     out=$(/usr/bin/time -f 'ab-sysbench-cpu %U %S' sysbench "$TEST" --mysql-host=127.0.0.1 --mysql-port="${PORT[$n]}" "${sb[@]}" \
           --db-ps-mode="$MODE" --threads="$THREADS" --time="$TIME" --report-interval=0 --skip-trx=on run 2>&1) \
       || { echo "ab: sysbench via $n failed:" >&2; echo "$out" >&2; exit 1; }
     p1=$(cpu "${PID[$n]}"); m1=$(cpu "$MPID"); t1=$(machine)
+    sched=$(sched_report "${PID[$n]}")
     line=$(awk -v n="$n" -v tck="$tck" -v p=$((p1 - p0)) -v m=$((m1 - m0)) -v t=$((t1 - t0)) '
       /queries:/ && !q { q = $2; qps = $3; gsub(/[(]/, "", qps) }
       /avg:/ && !lat { lat = $2 }
       /ab-sysbench-cpu/ { sb = $2 + $3 }
       END { printf "%-12s qps %8.0f  avg ms %6.3f  proxy %6.1f  mariadb %6.1f  sysbench %6.1f  machine %6.1f\n",
               n, qps, lat, p / tck / q * 1e6, m / tck / q * 1e6, sb / q * 1e6, t / tck / q * 1e6 }' <<<"$out")
+    [ -n "$sched" ] && line="$line  $sched"
     echo "$line"
     rows[$n]+="$line"$'\n'
   done
@@ -94,12 +121,16 @@ done
 echo "ab: medians"
 for n in "${names[@]}"; do
   printf '%s' "${rows[$n]}" | awk -v n="$n" '
-    { qps[NR] = $3; lat[NR] = $6; px[NR] = $8; db[NR] = $10; sb[NR] = $12; mc[NR] = $14 }
+    { qps[NR] = $3; lat[NR] = $6; px[NR] = $8; db[NR] = $10; sb[NR] = $12; mc[NR] = $14
+      id[NR] = $16; bq[NR] = $18; wp[NR] = $22; wd[NR] = $24 }
     function med(a,   i, j, t, m) {
       m = NR; for (i = 1; i <= m; i++) s[i] = a[i]
       for (i = 1; i <= m; i++) for (j = i + 1; j <= m; j++) if (s[j] < s[i]) { t = s[i]; s[i] = s[j]; s[j] = t }
       return m % 2 ? s[(m + 1) / 2] : (s[m / 2] + s[m / 2 + 1]) / 2
     }
-    END { printf "%-12s qps %8.0f  avg ms %6.3f  proxy %6.1f  mariadb %6.1f  sysbench %6.1f  machine %6.1f\n",
-            n, med(qps), med(lat), med(px), med(db), med(sb), med(mc) }'
+    END { printf "%-12s qps %8.0f  avg ms %6.3f  proxy %6.1f  mariadb %6.1f  sysbench %6.1f  machine %6.1f",
+            n, med(qps), med(lat), med(px), med(db), med(sb), med(mc)
+          if (NF >= 24) printf "  idle %4.1f  beside-queue %4.1f  wake µs proxy %5.1f mariadb %5.1f",
+            med(id), med(bq), med(wp), med(wd)
+          printf "\n" }'
 done

@@ -13,6 +13,7 @@
 #          systemd-analyze, unshare
 #   bench  sysbench and haproxy for scripts/bench.sh
 #   soak   gnuplot for the plots of scripts/soak.sh
+#   profile  perf, for scripts/ab.sh's AB_SCHED=1
 #   all    every group
 # `mariadb` is an older name of `demo`.
 set -euo pipefail
@@ -24,6 +25,7 @@ test_pkgs=(python3-pymysql python3-mysqldb libmariadb3 libmariadb-java default-j
            php-cli php-mysql sysbench nats-server prometheus chromium systemd util-linux)
 bench_pkgs=(sysbench haproxy)
 soak_pkgs=(gnuplot-nox)
+profile_pkgs=(linux-perf)
 
 want=()
 groups=("$@"); [ ${#groups[@]} -eq 0 ] && groups=(all)
@@ -35,8 +37,9 @@ for g in "${groups[@]}"; do
     test) want+=("${test_pkgs[@]}"); node=1 ;;
     bench) want+=("${bench_pkgs[@]}") ;;
     soak) want+=("${soak_pkgs[@]}") ;;
-    all) want+=("${demo_pkgs[@]}" "${build_pkgs[@]}" "${test_pkgs[@]}" "${bench_pkgs[@]}" "${soak_pkgs[@]}"); node=1 ;;
-    *) echo "install-deps: unknown group $g (demo build test bench soak all)" >&2; exit 2 ;;
+    profile) want+=("${profile_pkgs[@]}") ;;
+    all) want+=("${demo_pkgs[@]}" "${build_pkgs[@]}" "${test_pkgs[@]}" "${bench_pkgs[@]}" "${soak_pkgs[@]}" "${profile_pkgs[@]}"); node=1 ;;
+    *) echo "install-deps: unknown group $g (demo build test bench soak profile all)" >&2; exit 2 ;;
   esac
 done
 
