@@ -175,7 +175,7 @@ func New(ctx context.Context, cfg *config.Config, o Options) (_ *Daemon, err err
 		Log: log, Audit: j, Auth: authAdapter{auth}, Policy: newPolicyDeps(pe), Backends: backends,
 		ClientTLS: clientTLS, RequireTLS: cfg.TLS.RequireTLS,
 		MaxPacket: cfg.MaxPacketSize, ServerVersion: cfg.ServerVersion, Node: cfg.Node, Results: acfg.Results,
-		ClientAuthPlugin: cfg.ClientAuthPlugin, AllowLocalInfile: cfg.AllowLocalInfile,
+		ClientAuthPlugin: cfg.ClientAuthPlugin, AllowLocalInfile: cfg.AllowLocalInfile, HandOff: cfg.HandOffEnabled(),
 		HandshakeTimeout: cfg.HandshakeTimeout, MaxPending: cfg.MaxUnauthenticatedConnections,
 		MaxPendingPerSource: cfg.MaxUnauthenticatedPerSource,
 	}

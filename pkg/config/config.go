@@ -53,6 +53,13 @@ type Config struct {
 	// allows the statement; the file always comes from the client, never
 	// from the proxy's host. Default false: refused with a clear error.
 	AllowLocalInfile bool `yaml:"allow_local_infile"`
+	// HandOff: after a session has sent a reply to its client or a command
+	// to its backend, its thread gives up the rest of its time slice
+	// (sched_yield), so that the peer woken by those bytes runs at once
+	// instead of queueing behind the other sessions the thread serves next.
+	// Default true. Off only trades that for fewer system calls: the
+	// benchmarks (docs/bench.md) measure it.
+	HandOff *bool `yaml:"hand_off"`
 }
 
 // TLS is the client-facing TLS configuration.
@@ -383,3 +390,7 @@ func (c *Config) Backend(name string) (*Backend, bool) {
 
 // TLSEnabled reports whether client TLS is offered.
 func (c *Config) TLSEnabled() bool { return c.TLS.Enabled == nil || *c.TLS.Enabled }
+
+// HandOffEnabled reports whether sessions hand their CPU to the peer after
+// each flush (hand_off, default true).
+func (c *Config) HandOffEnabled() bool { return c.HandOff == nil || *c.HandOff }

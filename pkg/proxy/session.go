@@ -201,6 +201,7 @@ func (s *session) run() {
 	}
 	// Until the client has authenticated: small packets, a deadline.
 	s.client = wire.NewConn(s.raw, min(srv.opts.MaxPacket, wire.PreAuthMaxPacket))
+	s.client.HandOff = srv.opts.HandOff
 
 	remote, local := addrPort(s.raw.RemoteAddr()), addrPort(s.raw.LocalAddr())
 	workload := &record.Workload{}
@@ -505,6 +506,7 @@ func (s *session) loginBackend(ctx context.Context, addr string, cred Credential
 	s.srv.learnVersion(info.Version)
 	s.noteStatus(info.Status & (gm.SERVER_STATUS_AUTOCOMMIT | gm.SERVER_STATUS_IN_TRANS))
 	s.backend = c
+	c.HandOff = s.srv.opts.HandOff
 	s.tracking = info.Capabilities&gm.CLIENT_SESSION_TRACK != 0
 	s.dialect = sqltext.Dialect{Server: sqltext.ParseServerVersion(info.Version)}
 	if err := s.setupSession(); err != nil {

@@ -73,14 +73,14 @@ func (c *Conn) FlushAwait() error {
 		return nil
 	}
 	if c.raw == nil || len(c.src.pre) > 0 || (c.r != nil && c.r.Buffered() > 0) {
-		return c.w.Flush()
+		return c.Flush()
 	}
 	c.awaitSent, c.awaitErr = false, nil
 	_ = c.raw.Read(c.awaitFn)
 	if !c.awaitSent {
 		// The wait could not start (closed, deadline passed): send as
 		// Flush does, which reports what is wrong.
-		return c.w.Flush()
+		return c.Flush()
 	}
 	return c.awaitErr
 }
@@ -95,5 +95,9 @@ func (c *Conn) awaitStep(fd uintptr) bool {
 	c.snk.direct, c.snk.fd = true, int(fd)
 	c.awaitErr = c.w.Flush()
 	c.snk.direct = false
+	if c.awaitErr == nil && c.HandOff {
+		// The reply, if the peer is quick, is then there before the wait.
+		yieldCPU()
+	}
 	return c.awaitErr != nil
 }

@@ -3,6 +3,7 @@ package wire
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"testing"
@@ -15,9 +16,18 @@ import (
 // goroutine starts waiting — is always seen: the write is made after the
 // wait is armed. A lost wake-up would hold FlushAwait until the read
 // deadline.
+// With HandOff the writer yields its CPU between the write and the wait:
+// the peer's answer then usually comes before the wait begins.
 func TestFlushAwaitSeesEveryReply(t *testing.T) {
+	for _, handOff := range []bool{false, true} {
+		t.Run(fmt.Sprintf("handoff=%v", handOff), func(t *testing.T) { testFlushAwaitSeesEveryReply(t, handOff) })
+	}
+}
+
+func testFlushAwaitSeesEveryReply(t *testing.T, handOff bool) {
 	cc, sc := testutil.TCPPair(t)
 	peer := NewConn(sc, 1<<20)
+	peer.HandOff = handOff
 	go func() {
 		for {
 			p, _, err := peer.ReadPacket()
@@ -31,6 +41,7 @@ func TestFlushAwaitSeesEveryReply(t *testing.T) {
 		}
 	}()
 	c := NewConn(cc, 1<<20)
+	c.HandOff = handOff
 	if c.raw == nil {
 		t.Fatal("a TCP connection has no raw socket")
 	}
@@ -158,5 +169,69 @@ func TestFlushAwaitWithoutSocket(t *testing.T) {
 	}
 	if got, want := pc.w.Bytes(), frame(0, []byte{3, 'p'}); !bytes.Equal(got, want) {
 		t.Fatalf("wrote %x, want %x", got, want)
+	}
+}
+
+// HandOff yields once per flush that wrote something — Flush, FlushAwait on
+// a socket, FlushAwait on a transport without one — and never without it.
+func TestHandOffYieldsAfterWriting(t *testing.T) {
+	var yields int
+	orig := yieldCPU
+	yieldCPU = func() { yields++ }
+	t.Cleanup(func() { yieldCPU = orig })
+
+	cc, sc := testutil.TCPPair(t)
+	go func() {
+		peer := NewConn(sc, 1<<20)
+		for {
+			p, _, err := peer.ReadPacket()
+			if err != nil {
+				return
+			}
+			peer.Seq = 1
+			if peer.WritePacket(p) != nil || peer.Flush() != nil {
+				return
+			}
+		}
+	}()
+	c := NewConn(cc, 1<<20)
+	pipe, _ := connOver(nil, 1<<20)
+	steps := []struct {
+		name    string
+		conn    *Conn
+		handOff bool
+		write   bool
+		flush   func(*Conn) error
+		want    int
+	}{
+		{"Flush, nothing buffered", pipe, true, false, (*Conn).Flush, 0},
+		{"Flush", pipe, true, true, (*Conn).Flush, 1},
+		{"Flush without HandOff", pipe, false, true, (*Conn).Flush, 0},
+		{"FlushAwait on a pipe", pipe, true, true, (*Conn).FlushAwait, 1},
+		{"FlushAwait on a socket", c, true, true, (*Conn).FlushAwait, 1},
+		{"FlushAwait on a socket without HandOff", c, false, true, (*Conn).FlushAwait, 0},
+	}
+	for _, st := range steps {
+		yields = 0
+		st.conn.HandOff = st.handOff
+		st.conn.Seq = 0
+		if st.write {
+			if err := st.conn.WritePacket([]byte{3, 'x'}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := st.flush(st.conn); err != nil {
+			t.Fatalf("%s: %v", st.name, err)
+		}
+		if yields != st.want {
+			t.Errorf("%s: %d hand-offs, want %d", st.name, yields, st.want)
+		}
+		if st.conn == c {
+			_ = cc.SetReadDeadline(time.Now().Add(3 * time.Second))
+			if _, _, err := c.ReadPacket(); err != nil {
+				t.Fatalf("%s: reply: %v", st.name, err)
+			}
+			c.Release()
+		}
 	}
 }

@@ -37,6 +37,17 @@ type Conn struct {
 	// MaxPacket bounds a logical (multi-packet) payload read with ReadPacket.
 	MaxPacket int
 
+	// HandOff makes Flush and FlushAwait, once they have written, give up
+	// the rest of the thread's time slice (sched_yield). The bytes wake the
+	// peer blocked reading them, and the kernel puts it on the writer's
+	// CPU, expecting the writer to sleep next as a blocking client would;
+	// a Go thread instead goes on to serve other sessions, and the woken
+	// peer waits behind them while another CPU may idle. Yielding lets the
+	// peer run at once; with nothing else runnable it costs one system
+	// call. Set it on a proxy's legs, whose next step after a flush is to
+	// wait for the peer's answer.
+	HandOff bool
+
 	r   *bufio.Reader // nil while released; reads from src
 	w   *bufio.Writer // nil while released; writes to snk
 	src source
@@ -374,5 +385,12 @@ func (c *Conn) Flush() error {
 	if c.w == nil {
 		return nil
 	}
-	return c.w.Flush()
+	if !c.HandOff || c.w.Buffered() == 0 {
+		return c.w.Flush()
+	}
+	if err := c.w.Flush(); err != nil {
+		return err
+	}
+	yieldCPU()
+	return nil
 }
