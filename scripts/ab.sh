@@ -28,6 +28,9 @@ if [ $# -eq 0 ]; then
   exit 2
 fi
 TEST=${AB_TEST:-oltp_point_select}; MODE=${AB_MODE:-disable}; THREADS=${AB_THREADS:-8}
+# as make bench: each statement its own transaction, but oltp_read_write in
+# its transactions (its deletes and inserts of one id collide without them)
+TRX=on; [ "$TEST" = oltp_read_write ] && TRX=off
 TIME=${AB_TIME:-5}; RUNS=${AB_RUNS:-3}; SCHED=${AB_SCHED:-0}
 if [ "$SCHED" = 1 ] && [ "$TIME" -lt 4 ]; then
   echo "ab: AB_SCHED=1 records 2 s from the first second of each run: AB_TIME must be at least 4" >&2; exit 2
@@ -103,7 +106,7 @@ for ((r = 0; r < RUNS; r++)); do
     p0=$(cpu "${PID[$n]}"); m0=$(cpu "$MPID"); t0=$(machine)
     sched_start
     out=$(/usr/bin/time -f 'ab-sysbench-cpu %U %S' sysbench "$TEST" --mysql-host=127.0.0.1 --mysql-port="${PORT[$n]}" "${sb[@]}" \
-          --db-ps-mode="$MODE" --threads="$THREADS" --time="$TIME" --report-interval=0 --skip-trx=on run 2>&1) \
+          --db-ps-mode="$MODE" --threads="$THREADS" --time="$TIME" --report-interval=0 --skip-trx="$TRX" run 2>&1) \
       || { echo "ab: sysbench via $n failed:" >&2; echo "$out" >&2; exit 1; }
     p1=$(cpu "${PID[$n]}"); m1=$(cpu "$MPID"); t1=$(machine)
     sched=$(sched_report "${PID[$n]}")
