@@ -57,8 +57,10 @@ type Config struct {
 	// to its backend, its thread gives up the rest of its time slice
 	// (sched_yield), so that the peer woken by those bytes runs at once
 	// instead of queueing behind the other sessions the thread serves next.
-	// Default true. Off only trades that for fewer system calls: the
-	// benchmarks (docs/bench.md) measure it.
+	// Only toward a peer on this machine (a redirected workload, loopback, a
+	// Unix socket, the host's own address): toward another host it would
+	// only give the CPU to unrelated work. Default true; the benchmarks
+	// (docs/bench.md) measure it.
 	HandOff *bool `yaml:"hand_off"`
 }
 

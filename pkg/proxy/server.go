@@ -51,8 +51,9 @@ type Options struct {
 	// AllowLocalInfile lets policy-approved LOAD DATA LOCAL INFILE through
 	// (the file always comes from the client).
 	AllowLocalInfile bool
-	// HandOff sets wire.Conn.HandOff on every session's client and backend
-	// legs: after each flush the session's thread yields its CPU to the peer
+	// HandOff sets wire.Conn.HandOff on a session's client and backend legs
+	// whose peer is on this machine (onThisHost; a redirected client always
+	// is): after each flush the session's thread yields its CPU to the peer
 	// those bytes woke.
 	HandOff bool
 	// ClientAuthPlugin is offered first in the greeting ("" means

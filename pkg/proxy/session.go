@@ -201,7 +201,6 @@ func (s *session) run() {
 	}
 	// Until the client has authenticated: small packets, a deadline.
 	s.client = wire.NewConn(s.raw, min(srv.opts.MaxPacket, wire.PreAuthMaxPacket))
-	s.client.HandOff = srv.opts.HandOff
 
 	remote, local := addrPort(s.raw.RemoteAddr()), addrPort(s.raw.LocalAddr())
 	workload := &record.Workload{}
@@ -216,6 +215,8 @@ func (s *session) run() {
 			s.log.Warn("redirect lookup", "err", err)
 		}
 	}
+	// A redirected client is a workload of this node by construction.
+	s.client.HandOff = srv.opts.HandOff && (s.origin != nil || onThisHost(s.raw))
 
 	_ = s.raw.SetDeadline(time.Now().Add(srv.opts.HandshakeTimeout))
 	s.connID = srv.nextConn.Add(1)
@@ -506,7 +507,7 @@ func (s *session) loginBackend(ctx context.Context, addr string, cred Credential
 	s.srv.learnVersion(info.Version)
 	s.noteStatus(info.Status & (gm.SERVER_STATUS_AUTOCOMMIT | gm.SERVER_STATUS_IN_TRANS))
 	s.backend = c
-	c.HandOff = s.srv.opts.HandOff
+	c.HandOff = s.srv.opts.HandOff && onThisHost(c.Conn)
 	s.tracking = info.Capabilities&gm.CLIENT_SESSION_TRACK != 0
 	s.dialect = sqltext.Dialect{Server: sqltext.ParseServerVersion(info.Version)}
 	if err := s.setupSession(); err != nil {
@@ -652,4 +653,20 @@ func loginFailure(name, addr string, err error) (code uint16, state, msg string)
 		return wire.ErrCodeAccessDenied, "08S01", fmt.Sprintf("sqlwarden: backend %s at %s unreachable: %s", name, addr, ue.reason())
 	}
 	return wire.ErrCodeAccessDenied, "08S01", fmt.Sprintf("sqlwarden: backend %s at %s unreachable: %v", name, addr, err)
+}
+
+// onThisHost reports whether c's peer is a process of this machine: over a
+// Unix socket, a loopback address, or the connection's own local address
+// (the host reaching itself through one of its addresses). The hand-off
+// (wire.Conn.HandOff) helps only then, the bytes written waking a thread
+// here; toward another host it would only give the CPU to unrelated work.
+func onThisHost(c net.Conn) bool {
+	switch ra := c.RemoteAddr().(type) {
+	case *net.UnixAddr:
+		return true
+	case *net.TCPAddr:
+		la, ok := c.LocalAddr().(*net.TCPAddr)
+		return ra.IP.IsLoopback() || (ok && la.IP.Equal(ra.IP))
+	}
+	return false
 }
