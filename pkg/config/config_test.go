@@ -40,6 +40,18 @@ func TestDefaults(t *testing.T) {
 	if b, _ := c.Backend("default"); b.ConnectTimeout != 1500*time.Millisecond {
 		t.Fatalf("connect_timeout = %s", b.ConnectTimeout)
 	}
+
+	// The CPU hand-off is on unless turned off.
+	if !c.HandOffEnabled() {
+		t.Fatal("hand_off is off by default")
+	}
+	c, err = Parse([]byte("hand_off: false\n" + minimal))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.HandOffEnabled() {
+		t.Fatal("hand_off: false left the hand-off on")
+	}
 }
 
 func TestInvalid(t *testing.T) {
