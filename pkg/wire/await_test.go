@@ -24,22 +24,25 @@ func TestFlushAwaitSeesEveryReply(t *testing.T) {
 	}
 }
 
+// echo answers every packet peer reads with the same payload, until the
+// connection fails.
+func echo(peer *Conn, handOff bool) {
+	peer.HandOff = handOff
+	for {
+		p, _, err := peer.ReadPacket()
+		if err != nil {
+			return
+		}
+		peer.Seq = 1
+		if peer.WritePacket(p) != nil || peer.Flush() != nil {
+			return
+		}
+	}
+}
+
 func testFlushAwaitSeesEveryReply(t *testing.T, handOff bool) {
 	cc, sc := testutil.TCPPair(t)
-	peer := NewConn(sc, 1<<20)
-	peer.HandOff = handOff
-	go func() {
-		for {
-			p, _, err := peer.ReadPacket()
-			if err != nil {
-				return
-			}
-			peer.Seq = 1
-			if peer.WritePacket(p) != nil || peer.Flush() != nil {
-				return
-			}
-		}
-	}()
+	go echo(NewConn(sc, 1<<20), handOff)
 	c := NewConn(cc, 1<<20)
 	c.HandOff = handOff
 	if c.raw == nil {
@@ -181,19 +184,7 @@ func TestHandOffYieldsAfterWriting(t *testing.T) {
 	t.Cleanup(func() { yieldCPU = orig })
 
 	cc, sc := testutil.TCPPair(t)
-	go func() {
-		peer := NewConn(sc, 1<<20)
-		for {
-			p, _, err := peer.ReadPacket()
-			if err != nil {
-				return
-			}
-			peer.Seq = 1
-			if peer.WritePacket(p) != nil || peer.Flush() != nil {
-				return
-			}
-		}
-	}()
+	go echo(NewConn(sc, 1<<20), false)
 	c := NewConn(cc, 1<<20)
 	pipe, _ := connOver(nil, 1<<20)
 	steps := []struct {
