@@ -16,6 +16,7 @@ import (
 // goroutine starts waiting — is always seen: the write is made after the
 // wait is armed. A lost wake-up would hold FlushAwait until the read
 // deadline.
+//
 // With HandOff the writer yields its CPU between the write and the wait:
 // the peer's answer then usually comes before the wait begins.
 func TestFlushAwaitSeesEveryReply(t *testing.T) {
