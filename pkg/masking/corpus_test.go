@@ -328,3 +328,44 @@ func eachValue(row []byte, binary bool, cols []wire.Column, check func(string, [
 	}
 	return nil
 }
+
+// TestDerivedNullsAreMasked: a value computed from a masked column is
+// redacted when it is NULL too — whether JSON_EXTRACT of a path built from
+// the card's first digit is NULL tells the digit — while a masked column
+// read as it is keeps its NULLs.
+func TestDerivedNullsAreMasked(t *testing.T) {
+	maria, db := setupFixture(t)
+	if _, err := db.Exec("INSERT INTO sw_mask.customers (id, name, card, pin, last_login) VALUES (3, 'Carol', NULL, 1, '2024-01-01 00:00:00')"); err != nil {
+		t.Fatal(err)
+	}
+	m := New(Config{Rules: corpusRules, HashKey: []byte("corpus-key")}, SQLSchema{DB: db})
+	const query = `SELECT id, JSON_EXTRACT('{"4":1}', CONCAT('$."', SUBSTR(card, 1, 1), '"')) AS probe, card FROM customers ORDER BY id`
+	for _, proto := range []string{"text", "binary"} {
+		t.Run(proto, func(t *testing.T) {
+			conn, err := client.Connect(maria.Addr, "root", "", "sw_mask")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			p, err := m.Plan(context.Background(), "agent", "sw_mask", query, sqltext.Dialect{Server: sqltext.ParseServerVersion(conn.GetServerVersion())}, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			values := map[string][]string{}
+			_, n, err := runRaw(conn, proto, query, p, func(col string, v []byte) {
+				values[col] = append(values[col], string(v))
+			})
+			if err != nil || n != 3 {
+				t.Fatalf("%d rows, %v; want 3 rows", n, err)
+			}
+			// Unmasked, probe is 1 for the card starting with 4 and NULL for
+			// the others: every row must look the same.
+			if got := values["probe"]; len(got) != 3 || got[0] != got[1] || got[1] != got[2] {
+				t.Errorf("probe values %q: want three identical redacted values", got)
+			}
+			if got := values["card"]; len(got) != 2 {
+				t.Errorf("card values %q: want two (the NULL card stays NULL)", got)
+			}
+		})
+	}
+}

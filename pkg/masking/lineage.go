@@ -880,6 +880,8 @@ func (v *exprVisitor) Enter(n ast.Node) (ast.Node, bool) {
 			v.channel = "timing of " + n.FnName.L
 		case "exp", "pow", "power", "cot":
 			v.channel = overflowChannel
+		case "regexp_like", "regexp_substr", "regexp_instr", "regexp_replace":
+			v.channel = regexpChannel
 		case "if", "elt", "nvl2", "field", "make_set", "decode_oracle":
 			// Which of the other arguments run (or, for FIELD, how many)
 			// depends on the first.
@@ -922,6 +924,16 @@ func (v *exprVisitor) Enter(n ast.Node) (ast.Node, bool) {
 		if n.Sel == nil {
 			return v.branch(n, "IN", []ast.ExprNode{n.Expr}, n.List)
 		}
+	case *ast.PatternRegexpExpr:
+		v.channel = regexpChannel
+	case *ast.MatchAgainst:
+		// MATCH (cols) AGAINST (...) reads its columns through the full-text
+		// index: its score, or the rows a WHERE MATCH keeps, answer for the
+		// value as a comparison would.
+		for _, c := range n.ColumnNames {
+			v.add(v.a.resolve(c, v.sc))
+		}
+		v.single = false
 	case *ast.WindowFuncExpr:
 		v.a.windowSpec(&n.Spec, v.sc)
 	}
@@ -935,6 +947,11 @@ func (v *exprVisitor) Leave(n ast.Node) (ast.Node, bool) { return n, true }
 // fails exactly when the first digit is past 7), so whether the statement
 // fails answers a question about the value however its result is masked.
 const overflowChannel = "an out-of-range error of arithmetic"
+
+// regexpChannel: a pattern that backtracks catastrophically on some values
+// ((4|a+)+$ against a card number) takes seconds where others take
+// microseconds, so the statement's time answers for the value.
+const regexpChannel = "timing of a regular expression"
 
 // branch refuses a choice made on a masked value: which branch of IF, CASE,
 // NULLIF, COALESCE or a short-circuit AND/OR runs depends on the value, and a

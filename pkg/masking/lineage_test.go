@@ -92,6 +92,14 @@ func TestLineage(t *testing.T) {
 		{sql: "UPDATE orders SET total = (SELECT salary FROM customers LIMIT 1)", denied: "UPDATE"},
 		{sql: "SELECT leakfn(id) FROM customers", denied: "cannot tell"},
 		{sql: "SELECT id FROM customers c JOIN orders o USING (id) WHERE o.total > 1", want: []string{""}},
+		// MATCH reads its columns through the full-text index.
+		{sql: "SELECT id, MATCH(card) AGAINST('4111*' IN BOOLEAN MODE) FROM customers", want: []string{"", "cards/redact"}},
+		{sql: "SELECT id FROM customers WHERE MATCH(name, email) AGAINST('alice')", denied: "WHERE reads masked column shop.customers.email"},
+		{sql: "SELECT id, MATCH(name) AGAINST('alice') FROM customers", want: nil},
+		// A backtracking pattern's time answers for the value.
+		{sql: "SELECT card REGEXP '^(4|a+)+$' FROM customers", denied: "timing of a regular expression"},
+		{sql: "SELECT REGEXP_SUBSTR(email, '(a|a)+@') FROM customers", denied: "timing of a regular expression"},
+		{sql: "SELECT name REGEXP '^A' FROM customers", want: nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.sql, func(t *testing.T) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/go-mysql-org/go-mysql/mysql"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -332,6 +333,7 @@ func (p *Plan) ResultSet(index int, columns [][]byte) (*RowMasker, error) {
 	masks := make([]*colMask, len(columns))
 	types := make([]byte, len(columns))
 	edit := make([]bool, len(columns))
+	var fill []bool
 	any := false
 	mismatch := rp != nil && !rp.unknown && len(rp.cols) != len(columns)
 	for i, def := range columns {
@@ -343,9 +345,10 @@ func (p *Plan) ResultSet(index int, columns [][]byte) (*RowMasker, error) {
 		var r *rule
 		var source string
 		unknown := rp == nil || rp.unknown
+		direct := false
 		if rp != nil && !rp.unknown && !mismatch {
 			r, source = rp.cols[i].rule, rp.cols[i].source
-			unknown = rp.cols[i].unknown
+			unknown, direct = rp.cols[i].unknown, rp.cols[i].direct
 		}
 		if mismatch && len(p.rules) > 0 {
 			// The statement's shape is not what was planned (schema changed
@@ -358,7 +361,7 @@ func (p *Plan) ResultSet(index int, columns [][]byte) (*RowMasker, error) {
 				db, t, n := strings.ToLower(string(col.Schema)), strings.ToLower(string(col.OrgTable)), strings.ToLower(string(col.OrgName))
 				for _, cand := range p.rules {
 					if cand.matches(db, t, n) {
-						r, source = cand, db+"."+t+"."+n
+						r, source, direct = cand, db+"."+t+"."+n, true
 						break
 					}
 				}
@@ -379,6 +382,17 @@ func (p *Plan) ResultSet(index int, columns [][]byte) (*RowMasker, error) {
 		if cm != nil {
 			masks[i], edit[i], any = cm, true, true
 		}
+		if r != nil && !direct && r.Strategy == StrategyRedact && col.Type != mysql.MYSQL_TYPE_NULL {
+			// A value computed from a masked one is redacted, and so is its
+			// NULL: whether JSON_EXTRACT('{"4":1}', CONCAT('$."',
+			// SUBSTR(card, 1, 1), '"')) is NULL tells the card's first digit.
+			// A masked column read as it is keeps its NULLs (whether it
+			// holds a value at all).
+			if fill == nil {
+				fill = make([]bool, len(columns))
+			}
+			fill[i] = true
+		}
 	}
 	if !any {
 		return nil, nil
@@ -392,7 +406,9 @@ func (p *Plan) ResultSet(index int, columns [][]byte) (*RowMasker, error) {
 	p.mu.Unlock()
 	key := p.st.cfg.HashKey
 	e := &editor{cols: masks, hash: hasher{key: key}}
-	return &RowMasker{rw: rows.NewRewriter(types, edit, e), cols: masks, types: types}, nil
+	rw := rows.NewRewriter(types, edit, e)
+	rw.FillNulls(fill)
+	return &RowMasker{rw: rw, cols: masks, types: types}, nil
 }
 
 // Text masks a text-protocol row payload. Unchanged rows come back as row itself.

@@ -18,7 +18,8 @@ const (
 // Editor decides the new value of one column. Text receives the text-protocol
 // value; Binary receives the whole binary encoding of the value (length
 // prefix included) and returns a whole encoding of the column's output type.
-// Both append to dst and return it.
+// Both append to dst and return it. A NULL reaches them only in the columns
+// of Rewriter.FillNulls, as a nil value or encoding.
 type Editor interface {
 	Text(col int, val, dst []byte) ([]byte, Action, error)
 	Binary(col int, enc, dst []byte) ([]byte, Action, error)
@@ -29,6 +30,7 @@ type Editor interface {
 type Rewriter struct {
 	types   []byte // server's column types, for binary decoding
 	edit    []bool
+	fill    []bool // edited when NULL too
 	editor  Editor
 	scratch []byte
 }
@@ -38,6 +40,14 @@ type Rewriter struct {
 func NewRewriter(types []byte, edit []bool, e Editor) *Rewriter {
 	return &Rewriter{types: types, edit: edit, editor: e}
 }
+
+// FillNulls hands the edited columns with fill[i] set to the editor when
+// they are NULL too, as a nil value (Text) or a nil encoding (Binary), so
+// that it can replace the NULL: whether a value computed from a secret is
+// NULL can itself answer a question about the secret.
+func (r *Rewriter) FillNulls(fill []bool) { r.fill = fill }
+
+func (r *Rewriter) fills(i int) bool { return r.fill != nil && r.fill[i] }
 
 // Text rewrites a text-protocol row. When no value changes it returns row
 // itself and changed == false, allocating nothing; otherwise the new row is
@@ -54,13 +64,16 @@ func (r *Rewriter) Text(row, dst []byte) (out []byte, changed bool, err error) {
 		pos = next
 		act := Keep
 		var rep []byte
-		if r.edit[i] && !null {
+		if r.edit[i] && (!null || r.fills(i)) {
 			rep, act, err = r.editor.Text(i, val, r.scratch[:0])
 			if err != nil {
 				return nil, false, err
 			}
 			if rep != nil {
 				r.scratch = rep[:0]
+			}
+			if null && act == Null {
+				act = Keep
 			}
 		}
 		if act == Keep {
@@ -102,6 +115,25 @@ func (r *Rewriter) Binary(row, dst []byte) (out []byte, changed bool, err error)
 	for i := 0; i < n; i++ {
 		bit := i + 2
 		if row[1+bit/8]&(1<<(bit%8)) != 0 {
+			if !r.edit[i] || !r.fills(i) {
+				continue
+			}
+			rep, act, err := r.editor.Binary(i, nil, r.scratch[:0])
+			if err != nil {
+				return nil, false, err
+			}
+			if rep != nil {
+				r.scratch = rep[:0]
+			}
+			if act != Replace {
+				continue
+			}
+			if !changed {
+				changed = true
+				dst = append(dst[:0], row[:pos]...)
+			}
+			dst[1+bit/8] &^= 1 << (bit % 8)
+			dst = append(dst, rep...)
 			continue
 		}
 		start := pos
