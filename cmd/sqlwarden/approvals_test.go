@@ -3,11 +3,13 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/sqlwarden/sqlwarden/internal/testutil"
 	"github.com/sqlwarden/sqlwarden/pkg/approval"
 )
 
@@ -27,12 +29,12 @@ func TestApprovalsCLI(t *testing.T) {
 	}
 	first, second := start("ALTER TABLE shop.t ADD c INT"), start("DROP INDEX i ON shop.t")
 	var ps []approval.Pending
-	for deadline := time.Now().Add(5 * time.Second); len(ps) < 2; ps = a.Pending() {
-		if time.Now().After(deadline) {
-			t.Fatal("requests not pending")
+	testutil.Eventually(t, 5*time.Second, func() error {
+		if ps = a.Pending(); len(ps) < 2 {
+			return fmt.Errorf("requests not pending: %d of 2", len(ps))
 		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		return nil
+	})
 
 	run := func(env map[string]string, args ...string) (string, error) {
 		for k, v := range env {

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sqlwarden/sqlwarden/internal/testutil"
 	"github.com/sqlwarden/sqlwarden/pkg/config"
 )
 
@@ -91,17 +92,12 @@ func TestRunServesUntilCancelled(t *testing.T) {
 		b, _ := io.ReadAll(res.Body)
 		return res.StatusCode, string(b)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		code, body := get("/readyz")
-		if code == http.StatusOK && strings.TrimSpace(body) == "ready" {
-			break
+	testutil.Eventually(t, 10*time.Second, func() error {
+		if code, body := get("/readyz"); code != http.StatusOK || strings.TrimSpace(body) != "ready" {
+			return fmt.Errorf("/readyz never ready: %d %s", code, body)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("/readyz never ready: %d %s", code, body)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return nil
+	})
 	if code, body := get("/metrics"); code != http.StatusOK || !strings.Contains(body, `version="test"`) {
 		t.Errorf("/metrics: %d, no build version in:\n%.2000s", code, body)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -13,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sqlwarden/sqlwarden/internal/testutil"
 	"github.com/sqlwarden/sqlwarden/pkg/record"
 )
 
@@ -44,17 +46,14 @@ func request(ctx context.Context, a *Broker, req Request) <-chan result {
 // waitPending waits until n requests are pending and returns them.
 func waitPending(t *testing.T, a *Broker, n int) []Pending {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		p := a.Pending()
-		if len(p) == n {
-			return p
+	var p []Pending
+	testutil.Eventually(t, 5*time.Second, func() error {
+		if p = a.Pending(); len(p) != n {
+			return fmt.Errorf("pending = %d, want %d", len(p), n)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("pending = %d, want %d", len(p), n)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		return nil
+	})
+	return p
 }
 
 func wait(t *testing.T, ch <-chan result) Result {
@@ -398,16 +397,15 @@ func TestRetryModeDeniedAndExpiry(t *testing.T) {
 
 func waitStatus(t *testing.T, a *Broker, id, status string) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for time.Now().Before(deadline) {
-		for _, p := range a.Recent() {
+	testutil.Eventually(t, 5*time.Second, func() error {
+		recent := a.Recent()
+		for _, p := range recent {
 			if p.ID == id && p.Status == status {
-				return
+				return nil
 			}
 		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	t.Fatalf("request %s never %s; recent %+v", id, status, a.Recent())
+		return fmt.Errorf("request %s never %s; recent %+v", id, status, recent)
+	})
 }
 
 // TestStoreUnavailable: a store that cannot be reached refuses requests

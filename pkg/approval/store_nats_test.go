@@ -3,6 +3,7 @@ package approval
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -23,13 +24,12 @@ func natsStore(t *testing.T, url, node string) *NATSStore {
 
 func waitUp(t *testing.T, s Store) {
 	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for s.Err() != nil {
-		if time.Now().After(deadline) {
-			t.Fatalf("store not usable: %v", s.Err())
+	testutil.Eventually(t, 15*time.Second, func() error {
+		if err := s.Err(); err != nil {
+			return fmt.Errorf("store not usable: %w", err)
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 // TestNATSStoreSemantics: Create is once, Update and Delete are

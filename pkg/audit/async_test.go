@@ -1,9 +1,11 @@
 package audit
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
+	"github.com/sqlwarden/sqlwarden/internal/testutil"
 	"github.com/sqlwarden/sqlwarden/pkg/record"
 )
 
@@ -16,8 +18,7 @@ func TestAppendAsyncWrittenInOrder(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	deadline := time.Now().Add(2 * time.Second)
-	for {
+	testutil.Eventually(t, 2*time.Second, func() error {
 		var n int
 		if err := ReadAll(dir, func(r *record.Record) error {
 			if r.Event == record.EventOutcome {
@@ -27,14 +28,11 @@ func TestAppendAsyncWrittenInOrder(t *testing.T) {
 		}); err != nil {
 			t.Fatal(err)
 		}
-		if n == 3 {
-			break
+		if n != 3 {
+			return fmt.Errorf("async records not flushed: %d of 3 on disk", n)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("async records not flushed: %d of 3 on disk", n)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		return nil
+	})
 	// Mixed with synchronous appends, the chain keeps append order.
 	for i := 0; i < 50; i++ {
 		r := &record.Record{Event: record.EventStatement, SessionID: "s", StatementID: uint64(100 + i), SQL: "SELECT 1"}
@@ -101,12 +99,11 @@ func TestAppendAsyncAfterFlush(t *testing.T) {
 		if err := j.AppendAsync(&record.Record{Event: record.EventOutcome, SessionID: "s", StatementID: uint64(round), Status: record.StatusSuccess}); err != nil {
 			t.Fatal(err)
 		}
-		deadline := time.Now().Add(2 * time.Second)
-		for j.Stats().Writes < w0+uint64(round) {
-			if time.Now().After(deadline) {
-				t.Fatalf("round %d: the async record was not written within 2s (%d writes)", round, j.Stats().Writes)
+		testutil.Eventually(t, 2*time.Second, func() error {
+			if w := j.Stats().Writes; w < w0+uint64(round) {
+				return fmt.Errorf("round %d: the async record was not written (%d writes)", round, w)
 			}
-			time.Sleep(5 * time.Millisecond)
-		}
+			return nil
+		})
 	}
 }

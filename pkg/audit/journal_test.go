@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sqlwarden/sqlwarden/internal/testutil"
 	"github.com/sqlwarden/sqlwarden/pkg/record"
 )
 
@@ -192,10 +193,12 @@ func TestBatchModeSyncsInBackground(t *testing.T) {
 	if err := j.Append(stmt(1)); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(2 * time.Second)
-	for j.Stats().UnsyncedBytes > 0 && time.Now().Before(deadline) {
-		time.Sleep(2 * time.Millisecond)
-	}
+	testutil.Eventually(t, 2*time.Second, func() error {
+		if st := j.Stats(); st.UnsyncedBytes > 0 {
+			return fmt.Errorf("batch mode did not fsync: %+v", st)
+		}
+		return nil
+	})
 	if j.Stats().UnsyncedBytes != 0 || syncs.Load() == 0 {
 		t.Fatalf("batch mode did not fsync: %+v", j.Stats())
 	}

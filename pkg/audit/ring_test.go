@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sqlwarden/sqlwarden/internal/testutil"
 	"github.com/sqlwarden/sqlwarden/pkg/record"
 )
 
@@ -219,7 +221,12 @@ func TestRingAppendDoesNotWaitForTheWrite(t *testing.T) {
 	}
 	holding.Store(false)
 	close(release)
-	waitFor(t, func() bool { return j.LastSeq() >= 51 })
+	testutil.Eventually(t, 5*time.Second, func() error {
+		if seq := j.LastSeq(); seq < 51 {
+			return fmt.Errorf("last seq %d, want 51", seq)
+		}
+		return nil
+	})
 	if s := j.Stats(); s.Writes >= 25 {
 		t.Fatalf("%d writes for 50 records: the ring should batch them", s.Writes)
 	}
@@ -365,7 +372,12 @@ func TestRingFailedWriteClearsItsRecords(t *testing.T) {
 	})
 	fail.Store(true)
 	appendStatements(t, j, "lost", 5)
-	waitFor(t, func() bool { return j.Stats().WriteErrors > 0 })
+	testutil.Eventually(t, 5*time.Second, func() error {
+		if j.Stats().WriteErrors == 0 {
+			return errors.New("no write error counted")
+		}
+		return nil
+	})
 	err := j.Append(&record.Record{Event: record.EventStatement, SessionID: "refused", StatementID: 1})
 	if !errors.Is(err, ErrJournal) {
 		t.Fatalf("append after a failed write: %v, want ErrJournal", err)
@@ -396,17 +408,6 @@ func appendStatements(t *testing.T, j *Journal, session string, n int) {
 		if err := j.Append(&record.Record{Event: record.EventStatement, SessionID: session, StatementID: uint64(i)}); err != nil {
 			t.Fatalf("append %s %d: %v", session, i, err)
 		}
-	}
-}
-
-func waitFor(t *testing.T, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not reached in 5s")
-		}
-		time.Sleep(time.Millisecond)
 	}
 }
 

@@ -3,6 +3,7 @@ package audit
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -354,13 +355,16 @@ func cutSegment(t *testing.T, mode string) {
 		t.Fatalf("append before the next sync: %v", err)
 	}
 	n := 3
-	waitUntil(t, "a new live segment", func() bool {
+	// 20s: the rotation may run late on a loaded machine.
+	testutil.Eventually(t, 20*time.Second, func() error {
 		if err := j.Append(stmt(n)); err != nil {
 			t.Fatalf("append after the cut: %v", err)
 		}
 		n++
-		p, _ := liveSegment(t, dir)
-		return p != path
+		if p, _ := liveSegment(t, dir); p == path {
+			return errors.New("no new live segment: still writing to the one cut short")
+		}
+		return nil
 	})
 	if err := j.Close(); err != nil {
 		t.Fatal(err)
@@ -379,9 +383,16 @@ func TestSegmentAgeRotation(t *testing.T) {
 	dir := t.TempDir()
 	j := openTest(t, dir, func(c *Config) { c.SegmentMaxAge = 30 * time.Millisecond; c.CheckpointInterval = 10 * time.Millisecond })
 	// a checkpoint tick after the segment's age limit rotates it
-	waitUntil(t, "age rotation", func() bool {
+	// 20s: checkpoint ticks may come late on a loaded machine.
+	testutil.Eventually(t, 20*time.Second, func() error {
 		segs, err := ListSegments(dir)
-		return err == nil && len(segs) >= 2
+		if err != nil {
+			return err
+		}
+		if len(segs) < 2 {
+			return fmt.Errorf("no age rotation: %d segment(s)", len(segs))
+		}
+		return nil
 	})
 	j.Append(stmt(1))
 	j.Close()

@@ -6,11 +6,14 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sqlwarden/sqlwarden/internal/testutil"
 )
 
 // makeJournal writes n statements split over several segments and closes
@@ -280,9 +283,12 @@ func TestVerifyStaleTail(t *testing.T) {
 	// a live journal verifies (fresh checkpoints written while idle); the
 	// ticks may come late on a loaded machine, so wait for them
 	var rep *Report
-	waitUntil(t, "two checkpoints", func() bool {
+	testutil.Eventually(t, 20*time.Second, func() error {
 		rep = verifyAt(t, dir, pub, time.Now())
-		return rep.Checkpoints >= 2
+		if rep.Checkpoints < 2 {
+			return fmt.Errorf("%d checkpoints, waiting for two", rep.Checkpoints)
+		}
+		return nil
 	})
 	if !rep.OK {
 		t.Fatalf("live journal: %+v", rep)
@@ -301,17 +307,4 @@ func TestVerifyStaleTail(t *testing.T) {
 		t.Fatalf("reason: %s", rep.Problems[0].Reason)
 	}
 	_ = filepath.Base
-}
-
-// waitUntil polls cond until it holds, failing after 20s: timer-driven work
-// (checkpoints, rotation) may run late on a loaded machine.
-func waitUntil(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -189,16 +190,12 @@ func TestWorkloadRoot(t *testing.T) {
 	}
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
 	pid := uint32(cmd.Process.Pid)
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if link, _ := os.Readlink("/proc/" + strconv.Itoa(int(pid)) + "/root"); link == root {
-			break
+	testutil.Eventually(t, 10*time.Second, func() error {
+		if link, err := os.Readlink("/proc/" + strconv.Itoa(int(pid)) + "/root"); link != root {
+			return fmt.Errorf("workload never chrooted: root %q (%v)", link, err)
 		}
-		if time.Now().After(deadline) {
-			t.Fatal("workload never chrooted")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return nil
+	})
 
 	// The setup is meaningful: a naive read through /proc/PID/root follows the
 	// absolute symlink in the daemon's root and gets the decoy.

@@ -139,7 +139,12 @@ func startWatcher(t *testing.T, tr *testTree, driver string, objs ...*corev1.Pod
 	done := make(chan struct{})
 	go func() { defer close(done); _ = w.Run(ctx) }()
 	t.Cleanup(func() { cancel(); <-done })
-	eventually(t, "informer synced", w.Synced)
+	testutil.Eventually(t, 5*time.Second, func() error {
+		if !w.Synced() {
+			return errors.New("informer not synced")
+		}
+		return nil
+	})
 	return w, cs, rec
 }
 
@@ -148,17 +153,6 @@ type testWriter struct{ t *testing.T }
 func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimSpace(string(p)))
 	return len(p), nil
-}
-
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
 }
 
 func never(t *testing.T, what string, cond func() bool) {
@@ -193,12 +187,22 @@ func TestWatcherEnrollsWhenCgroupAppears(t *testing.T) {
 	// The kubelet creates the pod cgroup, then the container's below it.
 	created := time.Now()
 	tr.mkdir(hpath)
-	eventually(t, "enrollment", func() bool { _, ok := rec.ports(dir); return ok })
+	testutil.Eventually(t, 5*time.Second, func() error {
+		if _, ok := rec.ports(dir); !ok {
+			return errors.New("not enrolled")
+		}
+		return nil
+	})
 	t.Logf("enrolled %v after the cgroup appeared", time.Since(created).Round(time.Millisecond))
 	if ports, _ := rec.ports(dir); !slices.Equal(ports, []uint16{3306, 3307}) {
 		t.Errorf("ports = %v, want [3306 3307]", ports)
 	}
-	eventually(t, "pod cgroup recorded", func() bool { p, _ := w.PodByUID(uid); return p.Cgroup == dir })
+	testutil.Eventually(t, 5*time.Second, func() error {
+		if p, _ := w.PodByUID(uid); p.Cgroup != dir {
+			return fmt.Errorf("pod cgroup %q not recorded (have %q)", dir, p.Cgroup)
+		}
+		return nil
+	})
 
 	labels, err := w.PodLabels(context.Background(), "agents", "agent")
 	if err != nil {
@@ -217,8 +221,18 @@ func TestWatcherEnrollsWhenCgroupAppears(t *testing.T) {
 	if err := cs.CoreV1().Pods("agents").Delete(context.Background(), "agent", metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "unenrollment", func() bool { _, ok := rec.ports(dir); return !ok })
-	eventually(t, "pod forgotten", func() bool { _, ok := w.PodByUID(uid); return !ok })
+	testutil.Eventually(t, 5*time.Second, func() error {
+		if _, ok := rec.ports(dir); ok {
+			return errors.New("not unenrolled")
+		}
+		return nil
+	})
+	testutil.Eventually(t, 5*time.Second, func() error {
+		if _, ok := w.PodByUID(uid); ok {
+			return errors.New("pod not forgotten")
+		}
+		return nil
+	})
 }
 
 // Pods without the annotation, or on another node, are never enrolled; a
@@ -237,8 +251,18 @@ func TestWatcherSelection(t *testing.T) {
 	jobDir := tr.mkdir(tr.prefix + "/kubepods/besteffort/pod" + string(job.UID))
 
 	w, cs, rec := startWatcher(t, tr, DriverCgroupfs, plain, other, guar, job)
-	eventually(t, "guaranteed pod enrolled", func() bool { _, ok := rec.ports(guarDir); return ok })
-	eventually(t, "job pod enrolled", func() bool { _, ok := rec.ports(jobDir); return ok })
+	testutil.Eventually(t, 5*time.Second, func() error {
+		if _, ok := rec.ports(guarDir); !ok {
+			return errors.New("guaranteed pod not enrolled")
+		}
+		return nil
+	})
+	testutil.Eventually(t, 5*time.Second, func() error {
+		if _, ok := rec.ports(jobDir); !ok {
+			return errors.New("job pod not enrolled")
+		}
+		return nil
+	})
 	never(t, "plain or other-node pod enrolled", func() bool {
 		_, a := rec.ports(plainDir)
 		_, b := rec.ports(otherDir)
@@ -256,28 +280,48 @@ func TestWatcherSelection(t *testing.T) {
 	if _, err := cs.CoreV1().Pods("agents").UpdateStatus(context.Background(), job, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "finished pod unenrolled", func() bool { _, ok := rec.ports(jobDir); return !ok })
+	testutil.Eventually(t, 5*time.Second, func() error {
+		if _, ok := rec.ports(jobDir); ok {
+			return errors.New("finished pod not unenrolled")
+		}
+		return nil
+	})
 
 	// The annotation goes away: unenrolled.
 	guar.Annotations = nil
 	if _, err := cs.CoreV1().Pods("agents").Update(context.Background(), guar, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "pod without annotation unenrolled", func() bool { _, ok := rec.ports(guarDir); return !ok })
+	testutil.Eventually(t, 5*time.Second, func() error {
+		if _, ok := rec.ports(guarDir); ok {
+			return errors.New("pod without annotation not unenrolled")
+		}
+		return nil
+	})
 
 	// The annotation is added to a running pod: enrolled.
 	plain.Annotations = on
 	if _, err := cs.CoreV1().Pods("agents").Update(context.Background(), plain, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "annotated pod enrolled", func() bool { _, ok := rec.ports(plainDir); return ok })
+	testutil.Eventually(t, 5*time.Second, func() error {
+		if _, ok := rec.ports(plainDir); !ok {
+			return errors.New("annotated pod not enrolled")
+		}
+		return nil
+	})
 
 	// The kubelet removed the cgroup before the delete arrived: no retry loop.
 	tr.rmdir(plainDir)
 	if err := cs.CoreV1().Pods("agents").Delete(context.Background(), "plain", metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "pod forgotten", func() bool { _, ok := w.PodByUID(string(plain.UID)); return !ok })
+	testutil.Eventually(t, 5*time.Second, func() error {
+		if _, ok := w.PodByUID(string(plain.UID)); ok {
+			return errors.New("pod not forgotten")
+		}
+		return nil
+	})
 	time.Sleep(100 * time.Millisecond)
 	rec.mu.Lock()
 	n := 0

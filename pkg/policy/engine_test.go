@@ -3,6 +3,7 @@ package policy
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -11,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sqlwarden/sqlwarden/internal/testutil"
 	"github.com/sqlwarden/sqlwarden/pkg/record"
 	"github.com/sqlwarden/sqlwarden/pkg/statement"
 )
@@ -303,13 +305,12 @@ func TestReload(t *testing.T) {
 	defer cancel()
 	e.Watch(ctx)
 	writeFile(t, path, "rules:\n  - {name: approve-drop, match: 'statement.kind == \"DROP_TABLE\"', action: approve}\n")
-	deadline := time.Now().Add(5 * time.Second)
-	for decide(e, drop).Rule != "approve-drop" {
-		if time.Now().After(deadline) {
-			t.Fatalf("watch did not reload; decision %+v", decide(e, drop))
+	testutil.Eventually(t, 5*time.Second, func() error {
+		if d := decide(e, drop); d.Rule != "approve-drop" {
+			return fmt.Errorf("watch did not reload; decision %+v", d)
 		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return nil
+	})
 	if got := e.Version(); got != 3 {
 		t.Errorf("version = %d, want 3", got)
 	}

@@ -3,6 +3,7 @@ package proxy_test
 import (
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -10,6 +11,7 @@ import (
 
 	gm "github.com/go-mysql-org/go-mysql/mysql"
 
+	"github.com/sqlwarden/sqlwarden/internal/testutil"
 	"github.com/sqlwarden/sqlwarden/pkg/proxy"
 	"github.com/sqlwarden/sqlwarden/pkg/proxy/proxytest"
 	"github.com/sqlwarden/sqlwarden/pkg/record"
@@ -26,9 +28,10 @@ import (
 // command and returns it.
 func lastOutcome(t *testing.T, a *memAudit, command string) record.Record {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	var out record.Record
+	testutil.Eventually(t, 10*time.Second, func() error {
 		a.mu.Lock()
+		defer a.mu.Unlock()
 		var id uint64
 		var session string
 		// The outcome names its command only through the statement id.
@@ -39,16 +42,13 @@ func lastOutcome(t *testing.T, a *memAudit, command string) record.Record {
 		}
 		for _, r := range a.recs {
 			if id != 0 && r.Event == record.EventOutcome && r.SessionID == session && r.StatementID == id {
-				a.mu.Unlock()
-				return r
+				out = r
+				return nil
 			}
 		}
-		a.mu.Unlock()
-		if time.Now().After(deadline) {
-			t.Fatalf("no outcome for %s", command)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		return fmt.Errorf("no outcome for %s", command)
+	})
+	return out
 }
 
 // outcomes returns the number of outcomes journaled so far with error code
@@ -74,13 +74,12 @@ func sent(t *testing.T, h *harness, c *proxytest.Client, payload []byte, code ui
 	if err := c.Send(payload); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for outcomes(h.audit, code) == n {
-		if time.Now().After(deadline) {
-			t.Fatalf("no outcome for command %#x", payload[0])
+	testutil.Eventually(t, 10*time.Second, func() error {
+		if outcomes(h.audit, code) == n {
+			return fmt.Errorf("no outcome for command %#x", payload[0])
 		}
-		time.Sleep(2 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 func isAuditRefusal(err error) bool {
@@ -127,13 +126,12 @@ func TestLifecycleJournalFailureRefusesBeforeForwarding(t *testing.T) {
 		}
 	}
 	// Every refusal's outcome is journaled (asynchronously), blocked with 1180.
-	deadline := time.Now().Add(10 * time.Second)
-	for outcomes(h.audit, wire.ErrCodeAuditFailed) < 10 {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d blocked outcomes with code 1180, want 10", outcomes(h.audit, wire.ErrCodeAuditFailed))
+	testutil.Eventually(t, 10*time.Second, func() error {
+		if n := outcomes(h.audit, wire.ErrCodeAuditFailed); n < 10 {
+			return fmt.Errorf("%d blocked outcomes with code 1180, want 10", n)
 		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		return nil
+	})
 	h.audit.failing.Store(false)
 	// The session goes on, in sync.
 	if err := c.Query("SELECT 1"); err != nil || c.Rows != 1 {

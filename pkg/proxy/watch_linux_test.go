@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"crypto/tls"
+	"errors"
 	"io"
 	"log/slog"
 	"testing"
@@ -28,13 +29,12 @@ func marker(t *testing.T, w *backendWatch) {
 		t.Fatal("not watched")
 	}
 	server.Close()
-	deadline := time.Now().Add(5 * time.Second)
-	for !gone(m) {
-		if time.Now().After(deadline) {
-			t.Fatal("the marker's hang-up was not reported")
+	testutil.Eventually(t, 5*time.Second, func() error {
+		if !gone(m) {
+			return errors.New("the marker's hang-up was not reported")
 		}
-		time.Sleep(time.Millisecond)
-	}
+		return nil
+	})
 }
 
 // TestBackendWatch: data from the backend never wakes the watch; the

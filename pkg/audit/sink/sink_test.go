@@ -62,16 +62,14 @@ func (s *natsServer) start(bin string) {
 	if err := s.cmd.Start(); err != nil {
 		s.t.Fatal(err)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
+	testutil.Eventually(s.t, 10*time.Second, func() error {
 		c, err := net.Dial("tcp", s.url()[len("nats://"):])
-		if err == nil {
-			c.Close()
-			return
+		if err != nil {
+			return fmt.Errorf("nats-server did not start: %w", err)
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	s.t.Fatal("nats-server did not start")
+		c.Close()
+		return nil
+	})
 }
 
 func (s *natsServer) stop() {
@@ -92,21 +90,15 @@ func (s *natsServer) url() string { return fmt.Sprintf("nats://127.0.0.1:%d", s.
 
 func waitShipped(t *testing.T, j *audit.Journal, timeout time.Duration) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for time.Now().Before(deadline) {
+	testutil.Eventually(t, timeout, func() error {
 		st := j.Stats()
-		done := true
 		for _, s := range st.Sinks {
 			if s.ShippedSeq < st.LastSeq {
-				done = false
+				return fmt.Errorf("sinks did not catch up: %+v", st)
 			}
 		}
-		if done {
-			return
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Fatalf("sinks did not catch up: %+v", j.Stats())
+		return nil
+	})
 }
 
 func TestNATSSinkExactlyOnceInOrderAcrossRestart(t *testing.T) {
