@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -86,7 +87,7 @@ type Watcher struct {
 	o      Options
 	log    *slog.Logger
 	mount  string
-	synced func() bool
+	synced atomic.Pointer[func() bool] // the informer's HasSynced, once Run has it
 
 	mu    sync.RWMutex
 	byUID map[string]*Pod
@@ -150,7 +151,7 @@ func New(o Options) (*Watcher, error) {
 		o: o, log: o.Log, mount: o.CgroupMount,
 		byUID: map[string]*Pod{}, byKey: map[string]string{},
 		dirty: map[string]*corev1.Pod{}, kick: make(chan struct{}, 1),
-		states: map[string]*podState{}, synced: func() bool { return false },
+		states: map[string]*podState{},
 	}, nil
 }
 
@@ -180,7 +181,8 @@ func (w *Watcher) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("watch pods: %w", err)
 	}
-	w.synced = inf.HasSynced
+	hasSynced := inf.HasSynced
+	w.synced.Store(&hasSynced)
 	factory.Start(ctx.Done())
 	defer factory.Shutdown()
 	w.log.Info("watching pods", "node", node, "cgroup_mount", w.mount, "driver", orAny(w.o.CgroupDriver))
@@ -189,7 +191,10 @@ func (w *Watcher) Run(ctx context.Context) error {
 }
 
 // Synced reports whether the initial pod list has been received.
-func (w *Watcher) Synced() bool { return w.synced() }
+func (w *Watcher) Synced() bool {
+	f := w.synced.Load()
+	return f != nil && (*f)()
+}
 
 func (w *Watcher) observe(obj any, deleted bool) {
 	if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
