@@ -49,7 +49,17 @@ func (a maskerAdapter) Plan(ctx context.Context, id *proxy.Identity, db, sql str
 	return planAdapter{p}, nil
 }
 
+// SchemaChange lets masking follow tables and views changed through the proxy.
+func (a maskerAdapter) SchemaChange() (done func()) { return a.m.SchemaChange() }
+
 type planAdapter struct{ p *masking.Plan }
+
+// Stale reports a plan made against tables or views changed since.
+func (a planAdapter) Stale() bool { return a.p.Stale() }
+
+// RedactErrors: errors and warnings of statements over masked data stay
+// with the proxy.
+func (a planAdapter) RedactErrors() bool { return a.p.RedactErrors() }
 
 func (a planAdapter) ResultSet(i int, cols [][]byte) (proxy.RowMasker, error) {
 	rm, err := a.p.ResultSet(i, cols)

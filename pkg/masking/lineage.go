@@ -98,6 +98,7 @@ type analyzer struct {
 	m       *Masker
 	st      *state
 	rules   []*rule
+	epoch   uint64 // the masker's schema epoch when the analysis began
 	db      string
 	dialect sqltext.Dialect // how the server reads the statement and PREPARE texts
 	touched bool            // a table with masked columns is read
@@ -132,9 +133,9 @@ func (a *analyzer) ruleFor(db, table, col string) *rule {
 	return nil
 }
 
-func (m *Masker) plan(ctx context.Context, st *state, rs []*rule, db string, d sqltext.Dialect, stmts []ast.StmtNode) (*Plan, error) {
-	p := &Plan{st: st, rules: rs, variable: -1}
-	a := &analyzer{ctx: ctx, m: m, st: st, rules: rs, db: strings.ToLower(db), dialect: d}
+func (m *Masker) plan(ctx context.Context, st *state, rs []*rule, epoch uint64, db string, d sqltext.Dialect, stmts []ast.StmtNode) (*Plan, error) {
+	p := &Plan{st: st, rules: rs, variable: -1, m: m, epoch: epoch}
+	a := &analyzer{ctx: ctx, m: m, st: st, rules: rs, epoch: epoch, db: strings.ToLower(db), dialect: d}
 	for _, s := range stmts {
 		a.statement(p, s)
 		if a.denied != nil {
@@ -661,7 +662,7 @@ func (a *analyzer) table(t *ast.TableName, sc *scope) *relation {
 		rel.known, rel.system = false, &systemTable{db: db, name: name}
 		return rel
 	}
-	v := a.m.view(a.ctx, db, name)
+	v := a.m.view(a.ctx, a.epoch, db, name)
 	if v.err != nil {
 		a.touched = true
 		a.noteUnknown(v.err.Error())
@@ -678,7 +679,7 @@ func (a *analyzer) table(t *ast.TableName, sc *scope) *relation {
 		a.db = db
 		cols, known := a.query(v.stmt, nil)
 		a.db = saved
-		names, err := a.m.columns(a.ctx, db, name)
+		names, err := a.m.columns(a.ctx, a.epoch, db, name)
 		if err == nil && len(names) == len(cols) {
 			for i := range cols {
 				cols[i].name = names[i]
@@ -687,7 +688,7 @@ func (a *analyzer) table(t *ast.TableName, sc *scope) *relation {
 		rel.cols, rel.known = cols, known
 		return rel
 	}
-	names, err := a.m.columns(a.ctx, db, name)
+	names, err := a.m.columns(a.ctx, a.epoch, db, name)
 	if err != nil || len(names) == 0 {
 		a.touched = true
 		if err == nil {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/sqlwarden/sqlwarden/pkg/sqltext"
+	"github.com/sqlwarden/sqlwarden/pkg/wire"
 )
 
 // fakeSchema is an in-memory SchemaSource.
@@ -186,5 +187,53 @@ func TestNestedChoicesPlanInLinearTime(t *testing.T) {
 		}
 	case <-time.After(20 * time.Second):
 		t.Fatal("planning nested choices did not finish in 20s (work that doubles per level)")
+	}
+}
+
+// A view redefined through the proxy (SchemaChange) or around it (after
+// SchemaTTL) is analysed as it now reads; a plan made before the change
+// masks its results whole, including a guard plan that had nothing to mask.
+func TestSchemaChangesAreFollowed(t *testing.T) {
+	schema := fakeSchema{
+		tables: map[string][]string{"shop.customers": {"id", "name", "card"}, "shop.orders": {"id", "total"}, "shop.v": {"note"}},
+		views:  map[string]string{"shop.v": "select `shop`.`orders`.`total` AS `note` from `shop`.`orders`"},
+	}
+	m := New(Config{Rules: testRules, HashKey: []byte("k")}, schema)
+	ctx := context.Background()
+	const q = "SELECT note FROM v"
+	cols := [][]byte{wire.AppendColumn(nil, "shop", "v", "v", "note", "note", 45, 100, 253, 0, 0)}
+	before, err := m.Plan(ctx, "agent", "shop", q, testDialect, nil)
+	if err != nil || before == nil || !before.guard {
+		t.Fatalf("before: %v, %v; want a guard plan (nothing masked)", before, err)
+	}
+	if rm, err := before.ResultSet(0, cols); rm != nil || err != nil {
+		t.Fatalf("before the change: masker %v, %v; want none", rm, err)
+	}
+
+	done := m.SchemaChange()
+	schema.views["shop.v"] = "select `shop`.`customers`.`card` AS `note` from `shop`.`customers`"
+	if !before.Stale() {
+		t.Fatal("a plan made before a change under way is not stale")
+	}
+	if rm, err := before.ResultSet(0, cols); rm == nil || err != nil {
+		t.Fatalf("during the change: masker %v, %v; want every column masked", rm, err)
+	}
+	done()
+	if rm, _ := before.ResultSet(0, cols); rm == nil || !before.Stale() {
+		t.Fatal("after the change: the old plan passes its result unmasked")
+	}
+	after, err := m.Plan(ctx, "agent", "shop", q, testDialect, nil)
+	if err != nil || after == nil || after.guard || after.Stale() || after.results[0].cols[0].rule == nil {
+		t.Fatalf("after: %+v, %v; want the card's rule on note", after, err)
+	}
+
+	// Around the proxy: the cached definition is trusted for SchemaTTL.
+	schema.views["shop.v"] = "select `shop`.`orders`.`total` AS `note` from `shop`.`orders`"
+	if p, _ := m.Plan(ctx, "agent", "shop", q, testDialect, nil); p == nil || p.guard {
+		t.Fatal("the cached definition was not used within SchemaTTL")
+	}
+	m.flushed.Store(time.Now().Add(-SchemaTTL - time.Millisecond).UnixNano())
+	if p, _ := m.Plan(ctx, "agent", "shop", q, testDialect, nil); p == nil || !p.guard {
+		t.Fatal("the definition was not read again after SchemaTTL")
 	}
 }

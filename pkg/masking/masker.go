@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/pingcap/tidb/pkg/parser"
 	"github.com/pingcap/tidb/pkg/parser/ast"
@@ -44,6 +45,19 @@ type Masker struct {
 	planMu sync.Mutex
 	plans  map[planKey]*Plan
 
+	// Schema changes made through the proxy (SchemaChange): epoch counts
+	// their starts and ends, changing those under way. A plan made in one
+	// epoch masks every column of a result set that arrives in another, or
+	// while a change is under way: the server may have run the statement
+	// against a schema the plan did not see. Caches keep only answers read
+	// in the current epoch with no change under way.
+	epoch    atomic.Uint64
+	changing atomic.Int64
+	// flushed is when the schema caches were last emptied (unix ns); they
+	// are emptied at least every SchemaTTL, for changes made around the
+	// proxy (a DBA's ALTER VIEW, another node, an event).
+	flushed atomic.Int64
+
 	parsers sync.Pool
 }
 
@@ -61,6 +75,12 @@ type planKey struct {
 
 // maxPlans bounds the kept analyses; they are all dropped when it is reached.
 const maxPlans = 4096
+
+// SchemaTTL is how long table columns and view definitions read from
+// information_schema are trusted: a change made around the proxy is
+// followed within it. Changes made through the proxy are followed at once
+// (SchemaChange).
+const SchemaTTL = time.Second
 
 type viewEntry struct {
 	ok   bool
@@ -111,8 +131,9 @@ func (m *Masker) SetRules(cfg Config) error {
 	return st.err
 }
 
-// InvalidateSchema forgets cached table columns and view definitions (call it after DDL).
+// InvalidateSchema forgets cached table columns and view definitions.
 func (m *Masker) InvalidateSchema() {
+	m.flushed.Store(time.Now().UnixNano())
 	m.mu.Lock()
 	m.cols = map[string][]string{}
 	m.views = map[string]*viewEntry{}
@@ -120,6 +141,42 @@ func (m *Masker) InvalidateSchema() {
 	m.planMu.Lock()
 	m.plans = nil
 	m.planMu.Unlock()
+}
+
+// SchemaChange is called before a statement that may change tables or
+// views (DDL, a procedure call, EXECUTE, text the parser cannot read) is
+// sent to the server; done, once its reply has arrived (or the session
+// ended). Meanwhile, and for every plan made before done, result sets are
+// masked whole; the caches are emptied at both ends.
+func (m *Masker) SchemaChange() (done func()) {
+	m.changing.Add(1)
+	m.epoch.Add(1)
+	m.InvalidateSchema()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			m.epoch.Add(1)
+			m.InvalidateSchema()
+			m.changing.Add(-1)
+		})
+	}
+}
+
+// current reports whether answers read in epoch e may be cached; call it
+// under the lock of the cache it guards (InvalidateSchema takes them after
+// moving the epoch on, so an answer checked here is either refused or
+// emptied out).
+func (m *Masker) current(e uint64) bool {
+	return m.epoch.Load() == e && m.changing.Load() == 0
+}
+
+// expire empties the schema caches once they are SchemaTTL old.
+func (m *Masker) expire() {
+	now := time.Now().UnixNano()
+	last := m.flushed.Load()
+	if now-last > int64(SchemaTTL) && m.flushed.CompareAndSwap(last, now) {
+		m.InvalidateSchema()
+	}
 }
 
 var noRules = []*rule{}
@@ -162,8 +219,26 @@ type Plan struct {
 	variable int
 	// touched: the statement reads a table with masked columns.
 	touched bool
-	mu      sync.Mutex
-	masks   []*colMask
+	// guard: the analysis found nothing to mask; the plan only watches for
+	// a schema change between the analysis and the result (then everything
+	// is masked).
+	guard bool
+	m     *Masker
+	epoch uint64 // the masker's epoch when the analysis began
+	mu    sync.Mutex
+	masks []*colMask
+}
+
+// RedactErrors reports whether the statement's errors and warnings must be
+// kept from the client (they can quote or answer for a value it reads):
+// when it reads masked data, or the schema changed under its plan.
+func (p *Plan) RedactErrors() bool { return !p.guard || p.Stale() }
+
+// Stale reports whether a schema change went through the proxy since p's
+// analysis began, or is under way: its result sets are then masked whole,
+// and a prepared statement should be planned again.
+func (p *Plan) Stale() bool {
+	return p != nil && p.m != nil && !p.m.current(p.epoch)
 }
 
 // resultPlan is the lineage of one result set.
@@ -179,7 +254,7 @@ type resultPlan struct {
 // (nil: Plan parses sql itself). It returns a nil Plan when nothing can be
 // masked, and a *DeniedError when the statement must be refused.
 func (m *Masker) Plan(ctx context.Context, identity, db, sql string, d sqltext.Dialect, stmts []ast.StmtNode) (*Plan, error) {
-	return m.planFor(ctx, m.state.Load(), identity, db, sql, d, stmts)
+	return m.planFor(ctx, m.state.Load(), m.epoch.Load(), identity, db, sql, d, stmts)
 }
 
 // PlanStatement is Plan for a statement pkg/statement classified: its parse
@@ -196,11 +271,12 @@ func (m *Masker) PlanStatement(ctx context.Context, identity, db, sql string, st
 	return m.Plan(ctx, identity, db, sql, st.Dialect, st.Nodes)
 }
 
-func (m *Masker) planFor(ctx context.Context, st *state, identity, db, sql string, d sqltext.Dialect, stmts []ast.StmtNode) (*Plan, error) {
+func (m *Masker) planFor(ctx context.Context, st *state, epoch uint64, identity, db, sql string, d sqltext.Dialect, stmts []ast.StmtNode) (*Plan, error) {
 	rs := st.rulesFor(identity)
 	if len(rs) == 0 && !st.detector && st.err == nil {
 		return nil, nil
 	}
+	m.expire()
 	if st.err != nil {
 		return nil, &DeniedError{Message: "masking rules are invalid: " + st.err.Error()}
 	}
@@ -216,12 +292,17 @@ func (m *Masker) planFor(ctx context.Context, st *state, identity, db, sql strin
 			return nil, &DeniedError{Message: "statement cannot be parsed, so masked columns cannot be protected"}
 		}
 	}
-	p, err := m.plan(ctx, st, rs, db, d, stmts)
+	p, err := m.plan(ctx, st, rs, epoch, db, d, stmts)
 	if err != nil {
 		return nil, err
 	}
 	if !p.needed() {
-		return nil, nil
+		if len(rs) == 0 {
+			return nil, nil
+		}
+		// Nothing to mask in the schema as read; should it change before
+		// the result comes, everything is.
+		return &Plan{st: st, rules: rs, variable: -1, guard: true, m: m, epoch: epoch}, nil
 	}
 	return p, nil
 }
@@ -238,6 +319,10 @@ func (m *Masker) PlanShared(ctx context.Context, identity, db, sql string, d sql
 		return m.Plan(ctx, identity, db, sql, d, stmts)
 	}
 	st := m.state.Load()
+	epoch := m.epoch.Load()
+	if len(st.rulesFor(identity)) > 0 {
+		m.expire()
+	}
 	k := planKey{st: st, nodes: &stmts[0], n: len(stmts), identity: identity, db: db, d: d}
 	m.planMu.Lock()
 	t, ok := m.plans[k]
@@ -249,7 +334,7 @@ func (m *Masker) PlanShared(ctx context.Context, identity, db, sql string, d sql
 		return t.fresh(), nil
 	}
 	errs := m.schemaErrs.Load()
-	p, err := m.planFor(ctx, st, identity, db, sql, d, stmts)
+	p, err := m.planFor(ctx, st, epoch, identity, db, sql, d, stmts)
 	if err != nil || m.schemaErrs.Load() != errs {
 		return p, err
 	}
@@ -257,17 +342,20 @@ func (m *Masker) PlanShared(ctx context.Context, identity, db, sql string, d sql
 		t = p.fresh()
 	}
 	m.planMu.Lock()
-	if m.plans == nil || len(m.plans) >= maxPlans {
-		m.plans = map[planKey]*Plan{}
+	if m.current(epoch) {
+		if m.plans == nil || len(m.plans) >= maxPlans {
+			m.plans = map[planKey]*Plan{}
+		}
+		m.plans[k] = t
 	}
-	m.plans[k] = t
 	m.planMu.Unlock()
 	return p, nil
 }
 
 // fresh is a new Plan with p's analysis and no masks counted yet.
 func (p *Plan) fresh() *Plan {
-	return &Plan{st: p.st, rules: p.rules, results: p.results, variable: p.variable, touched: p.touched}
+	return &Plan{st: p.st, rules: p.rules, results: p.results, variable: p.variable, touched: p.touched,
+		guard: p.guard, m: p.m, epoch: p.epoch}
 }
 
 // parse never panics: the parser panics on some literals (a decimal of more
@@ -323,11 +411,15 @@ type RowMasker struct {
 // ResultSet returns the masker for the index-th result set of the statement,
 // given its raw column-definition payloads, or nil when no column is masked.
 func (p *Plan) ResultSet(index int, columns [][]byte) (*RowMasker, error) {
+	stale := p.Stale()
+	if p.guard && !stale {
+		return nil, nil
+	}
 	var rp *resultPlan
 	if index < len(p.results) && (p.variable < 0 || index < p.variable) {
 		rp = p.results[index]
 	}
-	if rp != nil && rp.noData {
+	if rp != nil && rp.noData && !stale {
 		return nil, nil
 	}
 	masks := make([]*colMask, len(columns))
@@ -335,7 +427,10 @@ func (p *Plan) ResultSet(index int, columns [][]byte) (*RowMasker, error) {
 	edit := make([]bool, len(columns))
 	var fill []bool
 	any := false
-	mismatch := rp != nil && !rp.unknown && len(rp.cols) != len(columns)
+	// The result is not what was planned — the schema changed since the
+	// analysis (a column count that differs, a change through the proxy):
+	// mask every column rather than guess.
+	mismatch := stale || (rp != nil && !rp.unknown && len(rp.cols) != len(columns))
 	for i, def := range columns {
 		col, err := wire.ParseColumn(def)
 		if err != nil {
@@ -351,8 +446,6 @@ func (p *Plan) ResultSet(index int, columns [][]byte) (*RowMasker, error) {
 			unknown, direct = rp.cols[i].unknown, rp.cols[i].direct
 		}
 		if mismatch && len(p.rules) > 0 {
-			// The statement's shape is not what was planned (schema changed
-			// since it was cached): mask every column rather than guess.
 			r, source = &rule{Rule: Rule{Name: "lineage-mismatch", Strategy: StrategyRedact}}, string(col.Name)
 		}
 		if r == nil {
@@ -461,7 +554,7 @@ func (p *Plan) Summary() []record.Masked {
 
 var errNoSchema = errors.New("no schema source")
 
-func (m *Masker) columns(ctx context.Context, db, table string) ([]string, error) {
+func (m *Masker) columns(ctx context.Context, epoch uint64, db, table string) ([]string, error) {
 	key := db + "\x00" + table
 	m.mu.Lock()
 	c, ok := m.cols[key]
@@ -482,12 +575,14 @@ func (m *Masker) columns(ctx context.Context, db, table string) ([]string, error
 		c[i] = strings.ToLower(c[i])
 	}
 	m.mu.Lock()
-	m.cols[key] = c
+	if m.current(epoch) {
+		m.cols[key] = c
+	}
 	m.mu.Unlock()
 	return c, nil
 }
 
-func (m *Masker) view(ctx context.Context, db, name string) *viewEntry {
+func (m *Masker) view(ctx context.Context, epoch uint64, db, name string) *viewEntry {
 	key := db + "\x00" + name
 	m.mu.Lock()
 	v, ok := m.views[key]
@@ -517,7 +612,9 @@ func (m *Masker) view(ctx context.Context, db, name string) *viewEntry {
 		}
 	}
 	m.mu.Lock()
-	m.views[key] = v
+	if m.current(epoch) {
+		m.views[key] = v
+	}
 	m.mu.Unlock()
 	return v
 }

@@ -140,6 +140,48 @@ type Masker interface {
 	Plan(ctx context.Context, id *Identity, db, sql string, st *statement.Statement) (MaskPlan, error)
 }
 
+// schemaChanges is a Masker that follows changes of tables and views made
+// through the proxy: SchemaChange is called before such a statement is
+// forwarded, and what it returns once the reply has been relayed.
+type schemaChanges interface {
+	SchemaChange() (done func())
+}
+
+// stalePlan is a MaskPlan that can tell it was made against a schema that
+// has changed since (a prepared statement's, planned at PREPARE).
+type stalePlan interface {
+	Stale() bool
+}
+
+// isStale reports a plan made against tables or views changed since.
+func isStale(p MaskPlan) bool {
+	switch p := p.(type) {
+	case *credentialPlan:
+		return isStale(p.inner)
+	case stalePlan:
+		return p.Stale()
+	}
+	return false
+}
+
+// mayChangeSchema reports a statement that may change tables or views:
+// DDL, and what can run DDL out of sight — a procedure call, EXECUTE of a
+// prepared text, text the parser cannot read.
+func mayChangeSchema(st *statement.Statement) bool {
+	if st == nil || st.Cacheable {
+		return false // no SQL text, or one plain read or write
+	}
+	if !st.Parsed || st.IsDDL || st.DynamicSQL || len(st.Routines) > 0 {
+		return true
+	}
+	for _, k := range st.Kinds {
+		if k == "CALL" || k == "EXECUTE" {
+			return true
+		}
+	}
+	return false
+}
+
 // MaskDenied refuses a statement that would leak a masked column.
 type MaskDenied struct{ Rule, Message string }
 

@@ -148,8 +148,9 @@ func (s *session) execute(p []byte, seq uint8) (reply, error) {
 	st := s.statement("COM_STMT_EXECUTE", ps.sql, seq)
 	st.st, st.plan, st.params = ps.st, ps.plan, auditParams(params)
 	ps.long = nil
-	// Masking was planned at PREPARE (a denial there refused the PREPARE).
-	st.planned = true
+	// Masking was planned at PREPARE (a denial there refused the PREPARE),
+	// and is planned again when tables or views changed since.
+	st.planned = !isStale(ps.plan)
 	run, r, err := s.checkLimits(st)
 	if !r.done() {
 		r, err = s.guard(st)
@@ -161,6 +162,7 @@ func (s *session) execute(p []byte, seq uint8) (reply, error) {
 		}
 		return r, err
 	}
+	ps.plan = st.plan // planned again if it was stale
 	// The server closes a statement's open cursor when it runs it again.
 	ps.cursor = nil
 	return st.forward(p, wire.ReplyResult, run, func() {

@@ -21,6 +21,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/sqlwarden/sqlwarden/internal/maskfixture"
+	"github.com/sqlwarden/sqlwarden/pkg/masking"
 	"github.com/sqlwarden/sqlwarden/pkg/policy"
 	"github.com/sqlwarden/sqlwarden/pkg/record"
 	"github.com/sqlwarden/sqlwarden/test/harness"
@@ -503,7 +504,9 @@ func TestMaskingUnchangedRowThenMasked(t *testing.T) {
 	d, _ := startMasked(t, "")
 	db := d.Open(t, maskDB)
 	db.SetMaxOpenConns(1)
-	const q = "SELECT IF(id = 1, card, NULL) AS c, name FROM customers ORDER BY id"
+	// A masked column read as it is keeps its NULLs (a value computed from
+	// one is redacted, NULL or not).
+	const q = "SELECT card AS c, name FROM customers WHERE id = 1 UNION ALL SELECT NULL, name FROM customers WHERE id = 2"
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	for i := 0; i < 20; i++ {
@@ -514,6 +517,59 @@ func TestMaskingUnchangedRowThenMasked(t *testing.T) {
 		got := readAllText(t, rs)
 		if len(got) != 2 || got[0][0] == "NULL" || maskfixture.Leak([]byte(got[0][0])) != "" || got[0][1] != "Alice Smith" || got[1][0] != "NULL" || got[1][1] != "Bob Jones" {
 			t.Fatalf("round %d: %q", i, got)
+		}
+	}
+}
+
+// TestMaskingFollowsViewChanges: a view redefined after masking read it —
+// through the proxy, or around it by the DBA — is masked as it now reads;
+// a plan made before the change never passes a result of the new one.
+func TestMaskingFollowsViewChanges(t *testing.T) {
+	d, root := startMasked(t, "")
+	db := d.Open(t, maskDB)
+	db.SetMaxOpenConns(1)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := root.Exec("CREATE VIEW " + maskDB + ".v_swap AS SELECT id, name AS note FROM " + maskDB + ".customers"); err != nil {
+		t.Fatal(err)
+	}
+	notes := func() []string {
+		t.Helper()
+		rs, err := db.QueryContext(ctx, "SELECT note FROM v_swap ORDER BY id")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, r := range readAllText(t, rs) {
+			out = append(out, r[0])
+		}
+		return out
+	}
+	if got := notes(); len(got) != 2 || got[0] != "Alice Smith" {
+		t.Fatalf("before the change: %q, want the names in clear", got)
+	}
+	// Through the proxy: followed at once.
+	if _, err := db.ExecContext(ctx, "CREATE OR REPLACE VIEW v_swap AS SELECT id, card AS note FROM customers"); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range notes() {
+		if maskfixture.Leak([]byte(n)) != "" {
+			t.Fatalf("after CREATE OR REPLACE VIEW through the proxy: %q in clear", n)
+		}
+	}
+	// Around the proxy: followed within masking.SchemaTTL.
+	if _, err := root.Exec("CREATE OR REPLACE VIEW " + maskDB + ".v_swap AS SELECT id, name AS note FROM " + maskDB + ".customers"); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(masking.SchemaTTL + 200*time.Millisecond)
+	notes() // read the view as it is now: names
+	if _, err := root.Exec("CREATE OR REPLACE VIEW " + maskDB + ".v_swap AS SELECT id, email AS note FROM " + maskDB + ".customers"); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(masking.SchemaTTL + 200*time.Millisecond)
+	for _, n := range notes() {
+		if maskfixture.Leak([]byte(n)) != "" {
+			t.Fatalf("after the DBA's CREATE OR REPLACE VIEW: %q in clear", n)
 		}
 	}
 }
