@@ -65,6 +65,10 @@ func (s *session) applyVar(name, value string) string {
 			return err.Error()
 		}
 		s.dialect.Charset = cs
+	case "character_set_results":
+		if err := sqltext.ResultsCharset(value); err != nil {
+			return err.Error()
+		}
 	case "session_track_system_variables":
 		if value != "*" {
 			return "session tracking was changed (session_track_system_variables = '" + value + "')"

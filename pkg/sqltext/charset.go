@@ -59,3 +59,29 @@ func ClientCharset(name string) (Charset, error) {
 	}
 	return 0, fmt.Errorf("client character set %q is not supported", name)
 }
+
+// ResultsCharset judges a character_set_results value: the character set
+// the server converts result values, column names and SHOW output into.
+// It must carry ASCII unchanged, so that what the proxy reads in a result
+// (column names, SHOW GRANTS' `PASSWORD '…'`, the patterns of value
+// detectors) is what the client gets: UCS-2, UTF-16 and UTF-32 encode
+// ASCII in two or four bytes, and `filename` spells punctuation as @xxxx.
+// NULL (no conversion) and every character set ClientCharset takes are
+// fine, and so is a multi-byte one it refuses for its backslashes.
+func ResultsCharset(name string) error {
+	cs := strings.ToLower(strings.TrimSpace(name))
+	if cs == "" || cs == "null" {
+		return nil
+	}
+	if i := strings.IndexByte(cs, '_'); i > 0 && !strings.HasPrefix(cs, "utf16le") {
+		cs = cs[:i] // a collation name
+	}
+	switch cs {
+	case "ucs2", "utf16", "utf16le", "utf32", "filename":
+		return fmt.Errorf("character_set_results %s is refused: it does not carry ASCII unchanged, so result text could not be checked", cs)
+	}
+	if _, err := ClientCharset(cs); err != nil && !unsafeCharsets[cs] {
+		return fmt.Errorf("character_set_results %q is not supported", name)
+	}
+	return nil
+}

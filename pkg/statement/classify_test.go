@@ -340,6 +340,19 @@ func TestClassifySessionSettings(t *testing.T) {
 		{"SET STATEMENT sql_mode = 'NO_BACKSLASH_ESCAPES' FOR SELECT 1", false, "SET STATEMENT sql_mode"},
 		{"set statement session_track_system_variables='' for select 1", false, "SET STATEMENT session_track_system_variables"},
 		{"SET STATEMENT max_statement_time = 1 FOR SELECT 1", false, ""},
+		// Results in a character set that does not carry ASCII unchanged
+		// would pass SHOW GRANTS' password hashes by the scrubber.
+		{"SET character_set_results = utf8mb4", true, ""},
+		{"SET character_set_results = NULL", true, ""},
+		{"SET character_set_results = latin1", true, ""},
+		{"SET character_set_results = utf16", true, "character_set_results utf16 is refused"},
+		{"SET @@session.character_set_results = 'utf32'", true, "character_set_results utf32 is refused"},
+		{"SET character_set_results = 'ucs2_general_ci'", true, "character_set_results ucs2 is refused"},
+		{"SET character_set_results = utf16le", true, "character_set_results utf16le is refused"},
+		{"SET character_set_results = filename", true, "character_set_results filename is refused"},
+		{"SET character_set_results = @cs", true, "literal name"},
+		{"SET character_set_results = latin1; SHOW GRANTS", true, "must be the last statement"},
+		{"SET STATEMENT character_set_results = utf16 FOR SHOW GRANTS", false, "SET STATEMENT character_set_results"},
 	} {
 		s := Classify(tt.sql, "")
 		if s.SetsSession != tt.sets || (tt.refused == "") != (s.Refused == "") || !strings.Contains(s.Refused, tt.refused) {

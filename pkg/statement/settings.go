@@ -35,6 +35,22 @@ func (c *classifier) setStmt(x *ast.SetStmt, i int) {
 					c.refuse("%v", err)
 				}
 			}
+		case name == "character_set_results" && v.IsSystem:
+			c.lexingSet(i)
+			if _, ok := v.Value.(*ast.DefaultExpr); ok {
+				continue
+			}
+			if x, ok := v.Value.(ast.ValueExpr); ok && x.GetValue() == nil {
+				continue // NULL: no conversion
+			}
+			s, ok := literal(v.Value)
+			if !ok {
+				c.refuse("character_set_results can only be set to a literal name")
+				continue
+			}
+			if err := sqltext.ResultsCharset(s); err != nil {
+				c.refuse("%v", err)
+			}
 		case name == "character_set_client" && v.IsSystem, name == strings.ToLower(ast.SetNames), name == strings.ToLower(ast.SetCharset):
 			c.lexingSet(i)
 			if _, ok := v.Value.(*ast.DefaultExpr); ok {

@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"os"
@@ -167,6 +168,31 @@ func TestCredentialsStayWithTheDaemon(t *testing.T) {
 		if err != nil || leaks(vals) != "" || len(vals) == 0 || !strings.Contains(strings.Join(vals, "\n"), "'<secret>'") {
 			t.Errorf("binary %q: %v %q", q, err, vals)
 		}
+	}
+
+	// Results in a character set that does not carry ASCII unchanged (the
+	// hash would pass the scrubber as UTF-16) are refused, and a procedure
+	// that switches to one ends the session before anything else runs.
+	for _, q := range []string{
+		"SET character_set_results = utf16", "SET @@session.character_set_results = 'utf32'",
+		"SET character_set_results = utf16le; SHOW GRANTS", "PREPARE s3 FROM 'SET character_set_results = ucs2'",
+	} {
+		if _, err := conn.ExecContext(ctx, q); err == nil || !strings.Contains(err.Error(), "sqlwarden: statement refused") {
+			t.Errorf("%q: %v, want refused", q, err)
+		}
+	}
+	mustExec(t, root, "CREATE PROCEDURE cs.to_utf16() SET character_set_results = utf16")
+	other, err := db.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := other.ExecContext(ctx, "CALL cs.to_utf16()"); err == nil || !strings.Contains(err.Error(), "sqlwarden: session ended") {
+		t.Errorf("CALL of a procedure setting character_set_results = utf16: %v, want the session ended", err)
+	}
+	other.Raw(func(any) error { return driver.ErrBadConn })
+	other.Close()
+	if vals, err := queryStrings(ctx, conn.QueryContext, "SHOW GRANTS"); err != nil || leaks(vals) != "" {
+		t.Errorf("SHOW GRANTS after the refusals: %v %q", err, vals)
 	}
 
 	// Statements naming a credential table are refused, by every route.
