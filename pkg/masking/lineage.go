@@ -934,7 +934,6 @@ func (v *exprVisitor) Enter(n ast.Node) (ast.Node, bool) {
 		for _, c := range n.ColumnNames {
 			v.add(v.a.resolve(c, v.sc))
 		}
-		v.single = false
 	case *ast.WindowFuncExpr:
 		v.a.windowSpec(&n.Spec, v.sc)
 	}

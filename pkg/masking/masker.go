@@ -4,12 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/go-mysql-org/go-mysql/mysql"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/go-mysql-org/go-mysql/mysql"
 	"github.com/pingcap/tidb/pkg/parser"
 	"github.com/pingcap/tidb/pkg/parser/ast"
 	_ "github.com/pingcap/tidb/pkg/parser/test_driver" // value expressions for the parser
@@ -170,13 +170,19 @@ func (m *Masker) current(e uint64) bool {
 	return m.epoch.Load() == e && m.changing.Load() == 0
 }
 
-// expire empties the schema caches once they are SchemaTTL old.
-func (m *Masker) expire() {
-	now := time.Now().UnixNano()
-	last := m.flushed.Load()
-	if now-last > int64(SchemaTTL) && m.flushed.CompareAndSwap(last, now) {
-		m.InvalidateSchema()
+// begin starts the analysis of a statement for identity: its rules and the
+// schema epoch, the schema caches emptied first when they are SchemaTTL old
+// (only when there is something to analyse: no clock read otherwise).
+func (m *Masker) begin(st *state, identity string) (rs []*rule, epoch uint64) {
+	rs = st.rulesFor(identity)
+	if len(rs) > 0 || st.detector {
+		now := time.Now().UnixNano()
+		last := m.flushed.Load()
+		if now-last > int64(SchemaTTL) && m.flushed.CompareAndSwap(last, now) {
+			m.InvalidateSchema()
+		}
 	}
+	return rs, m.epoch.Load()
 }
 
 var noRules = []*rule{}
@@ -254,7 +260,9 @@ type resultPlan struct {
 // (nil: Plan parses sql itself). It returns a nil Plan when nothing can be
 // masked, and a *DeniedError when the statement must be refused.
 func (m *Masker) Plan(ctx context.Context, identity, db, sql string, d sqltext.Dialect, stmts []ast.StmtNode) (*Plan, error) {
-	return m.planFor(ctx, m.state.Load(), m.epoch.Load(), identity, db, sql, d, stmts)
+	st := m.state.Load()
+	rs, epoch := m.begin(st, identity)
+	return m.planFor(ctx, st, rs, epoch, db, sql, d, stmts)
 }
 
 // PlanStatement is Plan for a statement pkg/statement classified: its parse
@@ -271,12 +279,11 @@ func (m *Masker) PlanStatement(ctx context.Context, identity, db, sql string, st
 	return m.Plan(ctx, identity, db, sql, st.Dialect, st.Nodes)
 }
 
-func (m *Masker) planFor(ctx context.Context, st *state, epoch uint64, identity, db, sql string, d sqltext.Dialect, stmts []ast.StmtNode) (*Plan, error) {
-	rs := st.rulesFor(identity)
+// planFor analyses a statement with the identity's rules rs from begin.
+func (m *Masker) planFor(ctx context.Context, st *state, rs []*rule, epoch uint64, db, sql string, d sqltext.Dialect, stmts []ast.StmtNode) (*Plan, error) {
 	if len(rs) == 0 && !st.detector && st.err == nil {
 		return nil, nil
 	}
-	m.expire()
 	if st.err != nil {
 		return nil, &DeniedError{Message: "masking rules are invalid: " + st.err.Error()}
 	}
@@ -319,10 +326,7 @@ func (m *Masker) PlanShared(ctx context.Context, identity, db, sql string, d sql
 		return m.Plan(ctx, identity, db, sql, d, stmts)
 	}
 	st := m.state.Load()
-	epoch := m.epoch.Load()
-	if len(st.rulesFor(identity)) > 0 {
-		m.expire()
-	}
+	rs, epoch := m.begin(st, identity)
 	k := planKey{st: st, nodes: &stmts[0], n: len(stmts), identity: identity, db: db, d: d}
 	m.planMu.Lock()
 	t, ok := m.plans[k]
@@ -334,7 +338,7 @@ func (m *Masker) PlanShared(ctx context.Context, identity, db, sql string, d sql
 		return t.fresh(), nil
 	}
 	errs := m.schemaErrs.Load()
-	p, err := m.planFor(ctx, st, epoch, identity, db, sql, d, stmts)
+	p, err := m.planFor(ctx, st, rs, epoch, db, sql, d, stmts)
 	if err != nil || m.schemaErrs.Load() != errs {
 		return p, err
 	}

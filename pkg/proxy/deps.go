@@ -155,31 +155,8 @@ type stalePlan interface {
 
 // isStale reports a plan made against tables or views changed since.
 func isStale(p MaskPlan) bool {
-	switch p := p.(type) {
-	case *credentialPlan:
-		return isStale(p.inner)
-	case stalePlan:
-		return p.Stale()
-	}
-	return false
-}
-
-// mayChangeSchema reports a statement that may change tables or views:
-// DDL, and what can run DDL out of sight — a procedure call, EXECUTE of a
-// prepared text, text the parser cannot read.
-func mayChangeSchema(st *statement.Statement) bool {
-	if st == nil || st.Cacheable {
-		return false // no SQL text, or one plain read or write
-	}
-	if !st.Parsed || st.IsDDL || st.DynamicSQL || len(st.Routines) > 0 {
-		return true
-	}
-	for _, k := range st.Kinds {
-		if k == "CALL" || k == "EXECUTE" {
-			return true
-		}
-	}
-	return false
+	sp, ok := p.(stalePlan)
+	return ok && sp.Stale()
 }
 
 // MaskDenied refuses a statement that would leak a masked column.

@@ -207,10 +207,12 @@ func (l *stmtLife) writeErr(code uint16, state, msg string) (reply, error) {
 // journaled, to bring the connection's state up to date with it.
 func (l *stmtLife) forward(p []byte, kind wire.ReplyKind, run *boundedRun, after func()) (reply, error) {
 	s := l.s
-	if sc, ok := s.srv.opts.Masker.(schemaChanges); ok && mayChangeSchema(l.st) {
-		// Masking follows tables and views: results planned against the
-		// schema before this statement are masked whole until it is done.
-		defer sc.SchemaChange()()
+	if l.st != nil && l.st.ChangesSchema {
+		if sc, ok := s.srv.opts.Masker.(schemaChanges); ok {
+			// Masking follows tables and views: results planned against the
+			// schema before this statement are masked whole until it is done.
+			defer sc.SchemaChange()()
+		}
 	}
 	var err error
 	if run != nil {

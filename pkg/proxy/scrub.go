@@ -47,6 +47,10 @@ func (p *credentialPlan) Summary() []record.Masked {
 // RedactErrors: server errors are only redacted when columns are masked too.
 func (p *credentialPlan) RedactErrors() bool { return p.inner != nil && redactsErrors(p.inner) }
 
+// Stale reports whether the plan it wraps was made against tables or views
+// changed since.
+func (p *credentialPlan) Stale() bool { return isStale(p.inner) }
+
 type credentialMasker struct{ rw *rows.Rewriter }
 
 func (m *credentialMasker) Text(row, dst []byte) ([]byte, bool, error) { return m.rw.Text(row, dst) }

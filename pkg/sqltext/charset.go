@@ -1,6 +1,7 @@
 package sqltext
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 )
@@ -34,6 +35,10 @@ var otherCharsets = map[string]bool{
 	"ujis": true, "eucjpms": true, "euckr": true, "gb2312": true,
 }
 
+// errTrailingBackslash: a character set in which the server reads 0xBF 0x5C
+// as one character where a parser that does not know it sees a backslash.
+var errTrailingBackslash = errors.New("a multi-byte character can end in a backslash (0x5C)")
+
 // ClientCharset judges a character_set_client value (a character set name
 // or a collation name such as gbk_chinese_ci). Character sets whose
 // multi-byte characters can end in a backslash, and any the package does not
@@ -48,7 +53,7 @@ func ClientCharset(name string) (Charset, error) {
 		return CharsetOther, nil
 	}
 	if unsafeCharsets[cs] {
-		return 0, fmt.Errorf("client character set %s is refused: a multi-byte character can end in a backslash (0x5C)", cs)
+		return 0, fmt.Errorf("client character set %s is refused: %w", cs, errTrailingBackslash)
 	}
 	// A collation name: its character set is the part before the first '_'
 	// (utf8mb4_general_ci, gbk_bin, ucs2_unicode_ci).
@@ -67,20 +72,18 @@ func ClientCharset(name string) (Charset, error) {
 // detectors) is what the client gets: UCS-2, UTF-16 and UTF-32 encode
 // ASCII in two or four bytes, and `filename` spells punctuation as @xxxx.
 // NULL (no conversion) and every character set ClientCharset takes are
-// fine, and so is a multi-byte one it refuses for its backslashes.
+// fine, and so are those it refuses for their backslashes: results are not
+// parsed as statements.
 func ResultsCharset(name string) error {
 	cs := strings.ToLower(strings.TrimSpace(name))
-	if cs == "" || cs == "null" {
+	switch {
+	case cs == "" || cs == "null":
 		return nil
-	}
-	if i := strings.IndexByte(cs, '_'); i > 0 && !strings.HasPrefix(cs, "utf16le") {
-		cs = cs[:i] // a collation name
-	}
-	switch cs {
-	case "ucs2", "utf16", "utf16le", "utf32", "filename":
+	case strings.HasPrefix(cs, "ucs2"), strings.HasPrefix(cs, "utf16"), strings.HasPrefix(cs, "utf32"), cs == "filename":
+		// the character sets, their collations (utf16le_general_ci)
 		return fmt.Errorf("character_set_results %s is refused: it does not carry ASCII unchanged, so result text could not be checked", cs)
 	}
-	if _, err := ClientCharset(cs); err != nil && !unsafeCharsets[cs] {
+	if _, err := ClientCharset(cs); err != nil && !errors.Is(err, errTrailingBackslash) {
 		return fmt.Errorf("character_set_results %q is not supported", name)
 	}
 	return nil

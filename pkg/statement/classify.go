@@ -106,6 +106,10 @@ type Statement struct {
 	// (SetsSession, EXECUTE, text the parser could not read); the proxy
 	// reads the session back after it.
 	Reread bool `json:"-"`
+	// ChangesSchema: the statement may change tables or views — DDL, or
+	// what can run DDL out of sight (a procedure call, EXECUTE, dynamic
+	// SQL, text the parser could not read) — which masking follows.
+	ChangesSchema bool `json:"-"`
 	// Prepares are the SQL-level PREPAREs of the text, in order, so the
 	// session knows what a later EXECUTE runs; Deallocates the names it drops
 	// (lower case: statement names are case-insensitive).

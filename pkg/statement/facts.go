@@ -21,6 +21,8 @@ func (st *Statement) settle() *Statement {
 	// strings differently from the server: nothing is shared there.
 	st.Cacheable = st.Count == 1 && cacheableKind(st.Kind) && !st.DynamicSQL && st.Dialect.Mode&sqltext.LexMode == 0
 	st.Reread = st.SetsSession || !st.Parsed || slices.Contains(st.Kinds, "EXECUTE")
+	st.ChangesSchema = !st.Cacheable && (!st.Parsed || st.IsDDL || st.DynamicSQL || len(st.Routines) > 0 ||
+		slices.Contains(st.Kinds, "CALL") || slices.Contains(st.Kinds, "EXECUTE"))
 	for _, n := range st.Nodes {
 		switch n := n.(type) {
 		case *ast.UseStmt:

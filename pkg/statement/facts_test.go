@@ -87,3 +87,27 @@ func TestFacts(t *testing.T) {
 		}
 	})
 }
+
+// ChangesSchema: what can change tables or views, which masking follows —
+// DDL, and what runs statements out of sight — and not plain reads and writes.
+func TestChangesSchema(t *testing.T) {
+	for sql, want := range map[string]bool{
+		"SELECT id FROM t WHERE id = 1":                 false,
+		"UPDATE t SET a = 1 WHERE id = 2":               false,
+		"SET @x = 1":                                    false,
+		"CREATE OR REPLACE VIEW v AS SELECT a FROM t":   true,
+		"ALTER TABLE t MODIFY a INT AFTER b":            true,
+		"RENAME TABLE t TO u":                           true,
+		"DROP VIEW v":                                   true,
+		"CALL shop.p()":                                 true,
+		"EXECUTE s":                                     true,
+		"PREPARE s FROM @q":                             true,
+		"SELECT 1; CREATE VIEW v AS SELECT 1":           true,
+		"SELECT * FROM t WHERE":                         true, // unparsed
+		"EXECUTE IMMEDIATE 'CREATE VIEW v AS SELECT 1'": true,
+	} {
+		if got := Classify(sql, "shop").ChangesSchema; got != want {
+			t.Errorf("%q: ChangesSchema %v, want %v", sql, got, want)
+		}
+	}
+}
