@@ -16,6 +16,7 @@ func FuzzClassify(f *testing.F) {
 		"CREATE PROCEDURE p() DELETE FROM t", "CALL x.p(1)", "SELECT d.f(1)", "GRANT ALL ON *.* TO u",
 		"SET GLOBAL x = 1, @@global.y = 2", "SELECT LOAD_FILE('/x')", "LOAD DATA INFILE '/x' INTO TABLE t",
 		"DELETE FROM t WHERE id = id OR 1", "DELETE FROM t WHERE NOT (a_id IS NULL) AND (x BETWEEN x AND x)",
+		"EXECUTE IMMEDIATE 'SELECT ?' USING 1", "EXECUTE/**/IMMEDIATE @q", "EXECUTE IMMEDIATE 'a\\'", "BEGIN PREPARE s FROM @q; END",
 	} {
 		f.Add(s, "db")
 	}

@@ -83,6 +83,10 @@ func (s *session) checkKillSQL(sql string, st *statement.Statement) (string, str
 	if kills > 1 || (st.Classification != nil && st.Classification.Statements > 1) {
 		return "", "sqlwarden: blocked: KILL must be the only statement in a query"
 	}
+	if st.KillTarget == 0 {
+		// A KILL in a PREPARE's text: the id in it cannot be translated.
+		return "", "sqlwarden: blocked: a prepared KILL cannot be checked; use KILL [CONNECTION|QUERY] <id> of your own connection"
+	}
 	thread, msg := s.resolveKill(st.KillTarget)
 	if msg != "" {
 		return "", msg

@@ -23,6 +23,16 @@ func (s *session) query(p []byte, seq uint8) (reply, error) {
 	sql := string(wire.Command(p).Arg())
 	st := s.statement("COM_QUERY", sql, seq)
 	st.st = s.srv.opts.Policy.Classify(sql, s.db, s.dialect)
+	if st.st.DynamicSQL {
+		resolved, text, err := s.resolveDynamic(st.st)
+		if err != nil {
+			return replyNone, err
+		}
+		st.st = resolved
+		if text != "" {
+			st.sql = text // what the server prepares, for the journal and masking
+		}
+	}
 	if rewritten, msg := s.checkKillSQL(sql, st.st); msg != "" {
 		st.v = statement.Verdict{Rule: "kill-own-identity", Action: record.ActionDeny, Message: msg}
 		return st.refuse(&st.v, record.ErrorInfo{Code: wire.ErrCodeBlocked, Message: msg}, "42000")
@@ -270,7 +280,7 @@ func (s *session) initDB(p []byte, seq uint8) (reply, error) {
 func (s *session) fieldList(p []byte, seq uint8) (reply, error) {
 	table := string(wire.ParseFieldList(p))
 	st := s.statement("COM_FIELD_LIST", table, seq)
-	st.st = s.srv.opts.Policy.Classify("SHOW COLUMNS FROM `"+strings.ReplaceAll(table, "`", "``")+"`", s.db, s.dialect)
+	st.st = s.srv.opts.Policy.Classify("SHOW COLUMNS FROM "+quoteIdent(table), s.db, s.dialect)
 	// It returns definitions, no rows: nothing to mask.
 	st.planned = true
 	if r, err := s.guard(st); r.done() {

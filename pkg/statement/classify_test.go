@@ -362,3 +362,26 @@ func TestClassifySessionSettings(t *testing.T) {
 		}
 	}
 }
+
+// SQL built at run time in text the parser cannot read is refused whatever
+// the policy says: no check would see the statement it runs.
+func TestHiddenSQLRefused(t *testing.T) {
+	for sql, refused := range map[string]string{
+		"EXECUTE IMMEDIATE CONCAT('SELECT Priv FROM mysql.glo', 'bal_priv')": "EXECUTE IMMEDIATE of an expression",
+		"EXECUTE IMMEDIATE @q":                                          "EXECUTE IMMEDIATE of an expression",
+		"EXECUTE/**/IMMEDIATE @q":                                       "EXECUTE IMMEDIATE of an expression",
+		"EXECUTE IMMEDIATE 'SELECT 1 FROM mysql.glo' 'bal_priv'":        "EXECUTE IMMEDIATE of an expression",
+		"EXECUTE IMMEDIATE 'SELECT Priv FROM mysql.glob\\al_priv'":      "backslash",
+		"EXECUTE IMMEDIATE 'SELECT 1'; EXECUTE IMMEDIATE @q":            "EXECUTE IMMEDIATE of an expression",
+		"PREPARE s FROM CONCAT('SELECT ', 1)":                           "(PREPARE)",
+		"CREATE PROCEDURE p() BEGIN PREPARE s FROM @q; EXECUTE s; END":  "(PREPARE)",
+		"EXECUTE IMMEDIATE 'SHOW GRANTS'":                               "",
+		"EXECUTE IMMEDIATE 'SELECT ?' USING 1":                          "",
+		"CREATE PROCEDURE p() BEGIN SELECT 'prepare', `immediate`; END": "",
+	} {
+		got := Classify(sql, "shop").Refused
+		if (refused == "") != (got == "") || !strings.Contains(got, refused) {
+			t.Errorf("%q: refused %q, want %q", sql, got, refused)
+		}
+	}
+}

@@ -127,6 +127,9 @@ var setNames = regexp.MustCompile("(?is)^\\s*SET\\s+(?:NAMES|CHARACTER\\s+SET|CH
 // STATEMENT of a session variable the proxy follows, or SET NAMES with a
 // character set it refuses.
 func unparsedRefusal(text string) string {
+	if why := hiddenSQL(text); why != "" {
+		return why
+	}
 	if m := setStatement.FindStringSubmatch(text); m != nil {
 		if v := sessionVarName.FindString(m[1]); v != "" {
 			return "SET STATEMENT " + strings.ToLower(v) + " ... FOR is not supported"

@@ -195,6 +195,41 @@ func TestCredentialsStayWithTheDaemon(t *testing.T) {
 		t.Errorf("SHOW GRANTS after the refusals: %v %q", err, vals)
 	}
 
+	// SQL built at run time: PREPARE from a variable is judged by the text
+	// the variable holds (read before the PREPARE runs), so it still works
+	// for what is allowed; what no check could see is refused.
+	mustExecConn := func(q string) {
+		t.Helper()
+		if _, err := conn.ExecContext(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	mustExecConn("SET @q = 'SELECT Priv FROM mysql.global_priv'")
+	if _, err := conn.ExecContext(ctx, "PREPARE s4 FROM @q"); !isCredentialRefusal(err) {
+		t.Errorf("PREPARE from a variable holding a credential-table query: %v, want refused by credential-tables", err)
+	}
+	mustExecConn("SET @q = 'SELECT 42'")
+	mustExecConn("PREPARE s5 FROM @q")
+	// The journal says what the server prepared.
+	d.WaitFor(t, "the PREPARE from @q journaled with its text", func(r *record.Record) bool {
+		return r.Event == record.EventStatement && r.SQL == "PREPARE `s5` FROM 'SELECT 42'"
+	})
+	if vals, err := queryStrings(ctx, conn.QueryContext, "EXECUTE s5"); err != nil || len(vals) != 1 || vals[0] != "42" {
+		t.Errorf("EXECUTE of a statement prepared from a variable: %v %q, want 42", err, vals)
+	}
+	mustExecConn("SET @q = 'KILL 1'")
+	if _, err := conn.ExecContext(ctx, "PREPARE k FROM @q"); err == nil || !strings.Contains(err.Error(), "prepared KILL") {
+		t.Errorf("PREPARE of a KILL from a variable: %v, want refused", err)
+	}
+	for _, q := range []string{
+		"EXECUTE IMMEDIATE CONCAT('SELECT Priv FROM mysql.glo', 'bal_priv')",
+		"SET @q = 'SELECT 1'; PREPARE s6 FROM @q",
+	} {
+		if _, err := conn.ExecContext(ctx, q); err == nil || !strings.Contains(err.Error(), "sqlwarden: statement refused") {
+			t.Errorf("%q: %v, want refused", q, err)
+		}
+	}
+
 	// Statements naming a credential table are refused, by every route.
 	refused := []string{
 		"SELECT authentication_string FROM mysql.user WHERE User = 'warden'",

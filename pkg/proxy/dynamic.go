@@ -1,0 +1,64 @@
+package proxy
+
+import (
+	"errors"
+	"strings"
+
+	"github.com/pingcap/tidb/pkg/parser/ast"
+
+	"github.com/sqlwarden/sqlwarden/pkg/sqltext"
+	"github.com/sqlwarden/sqlwarden/pkg/statement"
+	"github.com/sqlwarden/sqlwarden/pkg/wire"
+)
+
+// resolveDynamic judges PREPARE name FROM @var by the text the variable
+// holds. A session runs one statement at a time, so what @var holds when
+// the proxy reads it (SELECT @var on the backend leg) is what the server
+// prepares next; the statement is then classified as PREPARE name FROM
+// '<that text>', and every check — credential tables, policy, read_only,
+// masking at EXECUTE — sees the statement the server will run; the journal
+// records it in that form (sql). In a
+// multi-statement an earlier statement could set the variable after it is
+// read: refused, as is a variable that cannot be read.
+func (s *session) resolveDynamic(st *statement.Statement) (resolved *statement.Statement, sql string, err error) {
+	refuse := func(why string) *statement.Statement {
+		cp := *st
+		cp.Refused = why
+		return &cp
+	}
+	var ps *ast.PrepareStmt
+	if st.Count == 1 && len(st.Nodes) == 1 {
+		ps, _ = st.Nodes[0].(*ast.PrepareStmt)
+	}
+	if ps == nil || ps.SQLVar == nil {
+		return refuse("PREPARE ... FROM a variable must be a statement of its own: sqlwarden reads the variable to judge the text it holds"), "", nil
+	}
+	rows, err := wire.SimpleQuery(s.backend, "SELECT @"+quoteIdent(ps.SQLVar.Name))
+	if err != nil {
+		var se *wire.ServerError
+		if errors.As(err, &se) {
+			return refuse("the text of @" + ps.SQLVar.Name + " could not be read: " + se.Message), "", nil
+		}
+		return nil, "", &protocolError{side: "backend", err: err}
+	}
+	text := ""
+	if len(rows) == 1 && len(rows[0]) == 1 {
+		text = rows[0][0]
+	}
+	sql = "PREPARE " + quoteIdent(ps.Name) + " FROM " + quoteString(text, s.dialect.Mode)
+	return s.srv.opts.Policy.Classify(sql, s.db, s.dialect), sql, nil
+}
+
+// quoteIdent quotes a name with backticks.
+func quoteIdent(name string) string {
+	return "`" + strings.ReplaceAll(name, "`", "``") + "`"
+}
+
+// quoteString quotes text as a string literal the server reads back as
+// text under the session's sql_mode.
+func quoteString(text string, mode sqltext.Mode) string {
+	if mode&sqltext.NoBackslashEscapes == 0 {
+		text = strings.ReplaceAll(text, `\`, `\\`)
+	}
+	return "'" + strings.ReplaceAll(text, "'", "''") + "'"
+}
