@@ -76,15 +76,19 @@ func ParseExecute(p []byte, numParams int, prevTypes []byte, longData func(i int
 	for i := 0; i < numParams; i++ {
 		typ, flags := types[2*i], types[2*i+1]
 		params[i].Type = TypeName(typ, flags&0x80 != 0)
-		if nulls[i/8]&(1<<(i%8)) != 0 {
-			continue
-		}
+		// Long data comes first: the server binds what
+		// COM_STMT_SEND_LONG_DATA sent for a parameter even when the NULL
+		// bitmap marks it NULL (MariaDB's insert_params), so that is what
+		// the parameter is.
 		if longData != nil {
 			if ld, ok := longData(i); ok {
 				ld.Type = params[i].Type
 				params[i] = ld
 				continue
 			}
+		}
+		if nulls[i/8]&(1<<(i%8)) != 0 {
+			continue
 		}
 		v, n, err := decodeBinaryValue(p[pos:], typ, flags&0x80 != 0)
 		if err != nil {

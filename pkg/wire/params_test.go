@@ -110,6 +110,23 @@ func TestParseExecute(t *testing.T) {
 			want:      []Param{{Type: "BLOB", Value: "head", Truncated: true, Size: 1 << 20}, {Type: "INT", Value: int64(9)}},
 		},
 		{
+			// The server binds the long data whatever the NULL bit says, so
+			// the journal must not record NULL for it.
+			name: "long data wins over the NULL bitmap",
+			p: []byte{
+				0x17,                   // COM_STMT_EXECUTE
+				0x01, 0x00, 0x00, 0x00, // statement id
+				0x00,                   // flags
+				0x01, 0x00, 0x00, 0x00, // iterations
+				0x01,       // NULL bitmap: parameter 0 NULL
+				0x01,       // new params bound
+				0xfe, 0x00, // MYSQL_TYPE_STRING
+			},
+			numParams: 1,
+			longData:  map[int]Param{0: {Value: "NOT_WHAT_WAS_APPROVED"}},
+			want:      []Param{{Type: "CHAR", Value: "NOT_WHAT_WAS_APPROVED"}},
+		},
+		{
 			name: "string over the audit limit is truncated with its size",
 			p: append([]byte{
 				0x17,                   // COM_STMT_EXECUTE
