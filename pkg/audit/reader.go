@@ -14,9 +14,13 @@ import (
 // ErrStop can be returned by a ReadAll callback to stop early without error.
 var ErrStop = errors.New("stop reading")
 
-// maxLine bounds one journal line when reading (records carry SQL text and
-// optional result rows; 64 MiB is far beyond any sane record).
-const maxLine = 64 << 20
+// maxLine bounds one journal line when reading, so that a damaged segment
+// without newlines is not read whole. It is above the longest record the
+// journal writes: a statement of up to 1 GiB (the protocol's largest
+// packet, max_packet_size at most) JSON-escaped (up to six bytes per byte)
+// and, when it is not UTF-8, base64 besides. Whatever the writer wrote, the
+// tools must read back: the chain cannot be checked past a record they skip.
+const maxLine = 8 << 30
 
 // lineScanner yields complete (newline-terminated) lines of one segment and
 // reports an unterminated final fragment separately. The records of a
