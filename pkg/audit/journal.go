@@ -270,6 +270,16 @@ func (j *Journal) PublicKey() ed25519.PublicKey { return j.key.Public().(ed25519
 
 var bufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
+// maxKeptBuffer bounds the encoding and batch buffers kept for reuse: one a
+// huge record grew (a 64 MiB statement) goes back to the system instead.
+const maxKeptBuffer = 1 << 20
+
+func putBuf(b *bytes.Buffer) {
+	if b.Cap() <= maxKeptBuffer {
+		bufPool.Put(b)
+	}
+}
+
 // Append writes r to the journal. It assigns Seq, PrevHash, Hash (and Node
 // and TS if unset) and returns once the record is in the page cache (a
 // process crash keeps it) — or, with a ring, in the ring, which the next
@@ -319,7 +329,7 @@ func (j *Journal) chain(r *record.Record) (chained, error) {
 		r.Node = j.cfg.Node
 	}
 	buf := bufPool.Get().(*bytes.Buffer)
-	defer bufPool.Put(buf)
+	defer putBuf(buf)
 	buf.Reset()
 	body, err := encodeBody(buf, r)
 	if err != nil {
@@ -489,7 +499,10 @@ func (j *Journal) writeBatchLocked() {
 	}
 
 	j.mu.Lock()
-	j.spare = batch[:0]
+	j.spare = nil
+	if cap(batch) <= maxKeptBuffer {
+		j.spare = batch[:0] // not the buffer a huge record grew
+	}
 	j.writing = false
 	switch {
 	case werr != nil:

@@ -375,7 +375,9 @@ func (m *Masker) parse(sql string, mode sqltext.Mode) (stmts []ast.StmtNode, err
 	ps.SetSQLMode(mode.ParserMode())
 	ps.SetParserConfig(parser.ParserConfig{EnableWindowFunction: true})
 	stmts, _, err = ps.ParseSQL(sql)
-	m.parsers.Put(ps)
+	if len(sql) <= 64<<10 {
+		m.parsers.Put(ps) // not one that holds a huge statement's text and tree
+	}
 	if err != nil {
 		return nil, fmt.Errorf("parse statement: %w", err)
 	}

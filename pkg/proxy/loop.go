@@ -33,6 +33,10 @@ func (s *session) loop() string {
 			s.backend.Release()
 		}
 		s.client.Idle()
+		if s.freeLarge {
+			s.freeLarge = false
+			s.srv.large.free()
+		}
 		p, seq, err := s.client.ReadPacket()
 		if err != nil {
 			s.mu.Lock()
@@ -65,7 +69,11 @@ func (s *session) loop() string {
 			s.auditProtocolError("COM_UNKNOWN", fmt.Errorf("%w: empty command", wire.ErrMalformed))
 			return "malformed_packet"
 		}
-		if err := s.command(p, seq); err != nil {
+		run := func() error { return s.command(p, seq) }
+		if len(p) > largeStatement {
+			run = func() error { return s.large(len(p), func() error { return s.command(p, seq) }) }
+		}
+		if err := run(); err != nil {
 			if errors.Is(err, errEnd) {
 				return "quit"
 			}

@@ -83,6 +83,7 @@ type Server struct {
 	log  *slog.Logger
 
 	nextConn atomic.Uint32
+	large    *largeBytes // the bytes of large statements in flight
 
 	// watch notices backends that close idle sessions; started with the
 	// first backend login (nil: not available).
@@ -155,7 +156,8 @@ func New(opts Options) (*Server, error) {
 	if opts.ServerVersion == "" {
 		opts.ServerVersion = "10.11.0-MariaDB-sqlwarden"
 	}
-	srv := &Server{opts: opts, log: opts.Log, sessions: map[*session]struct{}{}, version: opts.ServerVersion, pendingFrom: map[netip.Addr]int{}}
+	srv := &Server{opts: opts, log: opts.Log, sessions: map[*session]struct{}{}, version: opts.ServerVersion, pendingFrom: map[netip.Addr]int{},
+		large: newLargeBytes()}
 	srv.nextConn.Store(proxyConnIDBase)
 	return srv, nil
 }

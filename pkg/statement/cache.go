@@ -76,11 +76,22 @@ func (c *Cache) Classify(sql, db string, d sqltext.Dialect) *Statement {
 		text = strings.Clone(text)
 	}
 	st := ClassifyExecutable(text, db, d)
+	if len(text) > maxCachedText {
+		// Not shared: nothing may keep it (the masker keeps analyses of
+		// shared trees).
+		st.Cacheable = false
+	}
 	if ok && st.Parsed && st.Cacheable {
 		c.put(string(key), st)
 	}
 	return st
 }
+
+// maxCachedText bounds the statements whose classification is kept and
+// shared: the parse tree holds the first statement's literals, and a cache
+// bounded by count would otherwise keep a 64 MiB string alive for every
+// later statement of its shape.
+const maxCachedText = 64 << 10
 
 // scratch holds a statement's executable text and cache key while it is
 // classified.

@@ -2,6 +2,7 @@ package statement
 
 import (
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/sqlwarden/sqlwarden/pkg/sqltext"
@@ -133,4 +134,23 @@ func BenchmarkClassify(b *testing.B) {
 			p.Classify(shapes[i%len(shapes)], "shop", d)
 		}
 	})
+}
+
+// A huge statement is neither kept nor marked shareable: its parse tree
+// holds its literals, and whatever keeps it keeps them.
+func TestClassifyCacheSkipsHugeStatements(t *testing.T) {
+	p := NewCache()
+	d := sqltext.Dialect{Server: sqltext.Server{Flavor: sqltext.MariaDB, Version: 101119}}
+	huge := "SELECT c FROM sbtest1 WHERE pad='" + strings.Repeat("x", maxCachedText) + "'"
+	st := p.Classify(huge, "shop", d)
+	if !st.Parsed || st.Cacheable {
+		t.Fatalf("huge statement: parsed %v, cacheable %v; want parsed and not cacheable", st.Parsed, st.Cacheable)
+	}
+	if again := p.Classify(huge, "shop", d); again == st {
+		t.Fatal("the huge statement's classification was kept")
+	}
+	small := p.Classify("SELECT c FROM sbtest1 WHERE pad='y'", "shop", d)
+	if !small.Cacheable || p.Classify("SELECT c FROM sbtest1 WHERE pad='z'", "shop", d) != small {
+		t.Fatal("statements of the same shape below the bound are still shared")
+	}
 }

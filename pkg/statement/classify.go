@@ -175,7 +175,11 @@ func classifyExecutable(text, currentDB string, d sqltext.Dialect) (st *Statemen
 	nodes, _, err := p.Parse(text, "", "")
 	// The parser reuses its result slice; keep our own copy.
 	nodes = slices.Clone(nodes)
-	parserPool.Put(p)
+	if len(text) <= maxCachedText {
+		// A parser keeps its last text, tree and scan buffers: one that
+		// read a huge statement is not kept for the next.
+		parserPool.Put(p)
+	}
 	if err != nil {
 		st.Kind, st.Count, st.Err = KindUnparsed, 1, firstLine(err.Error())
 		st.Refused = unparsedRefusal(text)

@@ -1,0 +1,60 @@
+package e2e
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sqlwarden/sqlwarden/internal/testutil"
+	"github.com/sqlwarden/sqlwarden/test/harness"
+)
+
+// TestLargeStatementsGiveMemoryBack: judging a statement costs memory in
+// proportion to its text (the parser copies a literal several times over),
+// so large statements are judged a budget at a time, and once they are done
+// nothing keeps them — not the session, the classification cache, a pooled
+// parser or the journal's buffers — and the memory goes back to the system.
+// Before, four 64 MiB statements left the daemon at 2.7 GB.
+func TestLargeStatementsGiveMemoryBack(t *testing.T) {
+	d := harness.Start(t, harness.Options{})
+	db, err := sql.Open("mysql", d.DSN("", "maxAllowedPacket=134217728"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if err := db.PingContext(ctx); err != nil {
+		t.Fatal(err)
+	}
+	base := procRSS(t, d.PID())
+	const size = 32 << 20
+	q := "SELECT LENGTH('" + strings.Repeat("x", size) + "')"
+	var wg sync.WaitGroup
+	errs := make(chan error, 4)
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var n int
+			if err := db.QueryRowContext(ctx, q).Scan(&n); err != nil || n != size {
+				errs <- fmt.Errorf("%d, %v", n, err)
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatalf("a 32 MiB statement through the proxy: %v", err)
+	}
+	testutil.Eventually(t, 10*time.Second, func() error {
+		if rss := procRSS(t, d.PID()); rss > base+64<<10 {
+			return fmt.Errorf("daemon RSS %d MB after four 32 MiB statements, %d MB before: the memory was not given back", rss>>10, base>>10)
+		}
+		return nil
+	})
+}
