@@ -508,9 +508,11 @@ func TestClientCharsetAttacks(t *testing.T) {
 }
 
 // TestSessionStateAfterExecution: routes the proxy cannot see before the
-// server runs them (a statement prepared from a variable, a procedure) are
-// caught after: the client gets an ERR instead of the OK, the session ends,
-// and the journal says why.
+// server runs them (text the parser cannot read, a procedure) are caught
+// after: the client gets an ERR
+// instead of the OK, the session ends, and the journal says why. A statement
+// prepared from a variable is judged by the variable's text, so it is
+// refused before it runs and the session goes on.
 func TestSessionStateAfterExecution(t *testing.T) {
 	dir := t.TempDir()
 	pf := dir + "/policy.yaml"
@@ -527,8 +529,8 @@ func TestSessionStateAfterExecution(t *testing.T) {
 		steps []string
 		why   string
 	}{
-		{"dynamic SET NAMES", []string{"SET @q = 'SET NAMES gbk'", "PREPARE s FROM @q", "EXECUTE s"}, "gbk is refused"},
-		{"dynamic sql_mode", []string{"SET @q = CONCAT('SET sql_mode = ''', 'ORA', 'CLE''')", "PREPARE s FROM @q", "EXECUTE s"}, "ORACLE is not supported"},
+		{"EXECUTE IMMEDIATE of a character set", []string{"EXECUTE IMMEDIATE 'SET character_set_client = CONCAT(''gb'', ''k'')'"}, "gbk is refused"},
+		{"EXECUTE IMMEDIATE of a sql_mode", []string{"EXECUTE IMMEDIATE 'SET sql_mode = CONCAT(''ORA'', ''CLE'')'"}, "ORACLE is not supported"},
 		{"tracking turned off, then the mode", []string{"CALL untrack()", "SET sql_mode = 'NO_BACKSLASH_ESCAPES'"}, "session tracking was turned off"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
@@ -559,6 +561,24 @@ func TestSessionStateAfterExecution(t *testing.T) {
 				t.Fatal("the session went on")
 			}
 		})
+	}
+	// Prepared from a variable: refused at PREPARE, by the text it holds.
+	for _, tt := range []struct{ set, why string }{
+		{"SET @q = 'SET NAMES gbk'", "gbk is refused"},
+		{"SET @q = CONCAT('SET sql_mode = ''', 'ORA', 'CLE''')", "ORACLE is not supported"},
+	} {
+		c, done := proxySession(t, d, "")
+		if _, err := c.ExecContext(context.Background(), tt.set); err != nil {
+			t.Fatal(err)
+		}
+		_, err := c.ExecContext(context.Background(), "PREPARE s FROM @q")
+		if code, msg := errCode(err); code != 1235 || !strings.HasPrefix(msg, "sqlwarden: statement refused: ") || !strings.Contains(msg, tt.why) {
+			t.Errorf("%s; PREPARE s FROM @q: %v, want ERR 1235 sqlwarden: statement refused: ...%s", tt.set, err, tt.why)
+		}
+		if _, err := c.ExecContext(context.Background(), "SELECT 1"); err != nil {
+			t.Errorf("the session did not go on after the refusal: %v", err)
+		}
+		done()
 	}
 	recs := d.Settled(t)
 	ended := 0
