@@ -239,6 +239,10 @@ func (s *session) run() {
 				s.client.Seq = h.Seq + 1
 			}
 			s.writeErr(wire.ErrCodeTooLarge, "08S01", fmt.Sprintf("sqlwarden: packet larger than %d bytes before login", s.client.MaxPacket))
+		} else if errors.Is(err, wire.ErrMalformed) {
+			// As the server answers one: "Bad handshake", then closed.
+			s.log.Info("handshake", "err", err)
+			s.writeErr(wire.ErrCodeHandshake, "08S01", "sqlwarden: bad handshake: "+err.Error())
 		} else if !isClosed(err) {
 			s.log.Info("handshake", "err", err)
 		}

@@ -232,3 +232,30 @@ func TestBoundedBeforeLogin(t *testing.T) {
 		t.Fatalf("login after the queue drained: %v", err)
 	}
 }
+
+// TestBadHandshakeAnswered: a handshake response the proxy cannot read gets
+// ERR 1043 (the server's "Bad handshake"), not a silent close; the daemon
+// goes on.
+func TestBadHandshakeAnswered(t *testing.T) {
+	d := harness.Start(t, harness.Options{})
+	host, port := d.HostPort()
+	for name, payload := range map[string][]byte{
+		"shorter than its capabilities": {0x01, 0x02},
+		"pre-4.1 protocol":              {0x00, 0x00, 0x00, 0x00, 0, 0, 0, 0, 0x21, 'u', 0},
+	} {
+		c := dialFrom(t, "127.0.0.1", net.JoinHostPort(host, port))
+		if _, err := readFrame(c, 5*time.Second); err != nil { // the greeting
+			t.Fatalf("%s: greeting: %v", name, err)
+		}
+		frame := append([]byte{byte(len(payload)), 0, 0, 1}, payload...)
+		if _, err := c.Write(frame); err != nil {
+			t.Fatal(err)
+		}
+		p, err := readFrame(c, 5*time.Second)
+		wantErrFrame(t, name, p, err, wire.ErrCodeHandshake, "sqlwarden: bad handshake")
+	}
+	db := d.Open(t, "")
+	if err := db.Ping(); err != nil {
+		t.Fatalf("a client after the bad handshakes: %v", err)
+	}
+}
