@@ -176,11 +176,15 @@ func TestLifecycleNoReplyCommands(t *testing.T) {
 		for _, tc := range []struct {
 			what    string
 			payload []byte
+			code    uint16
 		}{
-			{"COM_STMT_CLOSE of an unknown statement", wire.StmtCommand(gm.COM_STMT_CLOSE, id+100)},
-			{"COM_STMT_SEND_LONG_DATA to an unknown statement", longData(id + 100)},
+			// Too short to name a statement: the server ignores them too.
+			{"a malformed COM_STMT_CLOSE", []byte{gm.COM_STMT_CLOSE, 1}, wire.ErrCodeMalformed},
+			{"a malformed COM_STMT_SEND_LONG_DATA", []byte{gm.COM_STMT_SEND_LONG_DATA, 1, 0}, wire.ErrCodeMalformed},
+			{"COM_STMT_CLOSE of an unknown statement", wire.StmtCommand(gm.COM_STMT_CLOSE, id+100), wire.ErrCodeUnknownStmt},
+			{"COM_STMT_SEND_LONG_DATA to an unknown statement", longData(id + 100), wire.ErrCodeUnknownStmt},
 		} {
-			code := wire.ErrCodeUnknownStmt
+			code := tc.code
 			if failing {
 				code = wire.ErrCodeAuditFailed
 			}

@@ -111,6 +111,13 @@ func (s *session) dropUnknown(command string, id uint32) (reply, error) {
 	return s.silentStatement(command, "").deny(wire.ErrCodeUnknownStmt, "HY000", unknownStmtMsg(command, id))
 }
 
+// dropMalformed is dropUnknown for a command without a reply that cannot
+// be read: journaled, not forwarded, nothing written — the server ignores
+// such a packet too, and the session goes on with the client's next command.
+func (s *session) dropMalformed(command string, err error) (reply, error) {
+	return s.silentStatement(command, "").deny(wire.ErrCodeMalformed, "HY000", "sqlwarden: malformed "+command+": "+err.Error())
+}
+
 func unknownStmtMsg(command string, id uint32) string {
 	if id == lastStmtID {
 		return fmt.Sprintf("sqlwarden: %s names the last prepared statement (id %d) but none is prepared", command, id)
@@ -198,8 +205,7 @@ func auditParams(ps []wire.Param) []record.Param {
 func (s *session) longData(p []byte) (reply, error) {
 	ld, err := wire.ParseLongData(p)
 	if err != nil {
-		s.auditProtocolError("COM_STMT_SEND_LONG_DATA", err)
-		return replyNone, &protocolError{side: "client", err: wire.ErrMalformed}
+		return s.dropMalformed("COM_STMT_SEND_LONG_DATA", err)
 	}
 	id, ps := s.resolveStmt(p)
 	if ps == nil {
@@ -245,8 +251,7 @@ func (s *session) send(p []byte) error {
 // the backend, as the proxy's table still says.
 func (s *session) closeStmt(p []byte) (reply, error) {
 	if _, err := wire.ParseStmtID(p); err != nil {
-		s.auditProtocolError("COM_STMT_CLOSE", err)
-		return replyNone, &protocolError{side: "client", err: wire.ErrMalformed}
+		return s.dropMalformed("COM_STMT_CLOSE", err)
 	}
 	id, ps := s.resolveStmt(p)
 	if ps == nil {
