@@ -19,6 +19,10 @@ type tableInfo struct {
 	found  bool   // false: no such base table or view (a temporary table, or none)
 	engine string // InnoDB, MyISAM, ...
 	view   bool
+	// cascades: the table is the parent of a foreign key whose ON DELETE or
+	// ON UPDATE changes rows of another table (CASCADE, SET NULL, SET
+	// DEFAULT), rows the server does not count as affected.
+	cascades bool
 	// definition is a view's SELECT as the server stores it ("" when the
 	// daemon's account may not see it).
 	definition string
@@ -84,7 +88,11 @@ func (s *Server) lookupTable(be *Backend, addr, schema, table string) (tableInfo
 				return info, fmt.Errorf("open control connection to %s: %w", addr, err)
 			}
 		}
-		r, qerr := c.conn.Execute("SELECT t.ENGINE, t.TABLE_TYPE, v.VIEW_DEFINITION FROM information_schema.TABLES t "+
+		r, qerr := c.conn.Execute("SELECT t.ENGINE, t.TABLE_TYPE, v.VIEW_DEFINITION, "+
+			"EXISTS (SELECT 1 FROM information_schema.REFERENTIAL_CONSTRAINTS f WHERE f.UNIQUE_CONSTRAINT_SCHEMA = t.TABLE_SCHEMA "+
+			"AND f.REFERENCED_TABLE_NAME = t.TABLE_NAME AND (f.DELETE_RULE NOT IN ('RESTRICT', 'NO ACTION') "+
+			"OR f.UPDATE_RULE NOT IN ('RESTRICT', 'NO ACTION'))) "+
+			"FROM information_schema.TABLES t "+
 			"LEFT JOIN information_schema.VIEWS v ON v.TABLE_SCHEMA = t.TABLE_SCHEMA AND v.TABLE_NAME = t.TABLE_NAME "+
 			"WHERE t.TABLE_SCHEMA = ? AND t.TABLE_NAME = ?", schema, table)
 		if qerr == nil {
@@ -98,6 +106,8 @@ func (s *Server) lookupTable(be *Backend, addr, schema, table string) (tableInfo
 			if info.view = typ == "VIEW"; info.view {
 				info.definition, _ = r.GetString(0, 2)
 			}
+			cascades, _ := r.GetInt(0, 3)
+			info.cascades = cascades != 0
 			return info, nil
 		}
 		err = qerr

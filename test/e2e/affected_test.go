@@ -28,6 +28,11 @@ func blastFixture(t *testing.T, root *sql.DB) {
 		"CREATE TABLE blast.flat (id INT PRIMARY KEY, qty INT) ENGINE=MyISAM",
 		"INSERT INTO blast.flat VALUES (1,1),(2,2)",
 		"CREATE PROCEDURE blast.wipe() DELETE FROM blast.items",
+		// A parent whose deletes cascade into a child the server does not count.
+		"CREATE TABLE blast.parent (id INT PRIMARY KEY) ENGINE=InnoDB",
+		"INSERT INTO blast.parent VALUES (1)",
+		"CREATE TABLE blast.child (id INT PRIMARY KEY, p INT, FOREIGN KEY (p) REFERENCES blast.parent (id) ON DELETE CASCADE) ENGINE=InnoDB",
+		"INSERT INTO blast.child SELECT seq, 1 FROM blast.seq_1_to_10",
 	}, ";\n"))
 }
 
@@ -224,7 +229,8 @@ func TestMaxAffectedRows(t *testing.T) {
 		"CALL wipe()",                           // writes nobody counts
 		"UPDATE items SET qty = 0 WHERE id = 1; DELETE FROM items WHERE id = id", // multi-statement write
 		"TRUNCATE items",
-		"LOCK TABLES items WRITE", // a bounded write's transaction would release it
+		"LOCK TABLES items WRITE",         // a bounded write's transaction would release it
+		"DELETE FROM parent WHERE id = 1", // cascades into 10 child rows nobody counts
 	} {
 		if _, err := conn.ExecContext(ctx, q); !isLimit(err, "max_affected_rows") {
 			t.Errorf("%s: %v, want ERR 1226", q, err)
@@ -232,6 +238,10 @@ func TestMaxAffectedRows(t *testing.T) {
 	}
 	if got := blastState(t, root); got != before {
 		t.Fatalf("a refused statement changed the tables: %s", got)
+	}
+	var children int
+	if err := root.QueryRow("SELECT COUNT(*) FROM blast.child").Scan(&children); err != nil || children != 10 {
+		t.Fatalf("%d child rows (%v) after the refused cascading DELETE, want 10", children, err)
 	}
 	var one int
 	if err := conn.QueryRowContext(ctx, "SELECT 1").Scan(&one); err != nil {
