@@ -64,6 +64,8 @@ func (s *session) boundWrite(st *stmtLife) (*boundedRun, string, error) {
 			return nil, fmt.Sprintf("%s.%s is a view: the engine of the table it writes cannot be checked", t.Schema, t.Name), nil
 		case !transactional(info.engine):
 			return nil, fmt.Sprintf("%s.%s uses the %s engine, whose writes cannot be rolled back", t.Schema, t.Name, info.engine), nil
+		case info.triggers:
+			return nil, fmt.Sprintf("%s.%s has triggers: the rows they change are not counted", t.Schema, t.Name), nil
 		case info.cascades:
 			return nil, fmt.Sprintf("%s.%s is the parent of a foreign key with ON DELETE/UPDATE CASCADE or SET NULL: the rows it changes in other tables are not counted", t.Schema, t.Name), nil
 		}

@@ -23,6 +23,9 @@ type tableInfo struct {
 	// ON UPDATE changes rows of another table (CASCADE, SET NULL, SET
 	// DEFAULT), rows the server does not count as affected.
 	cascades bool
+	// triggers: the table has triggers, whose writes the server does not
+	// count as the statement's affected rows either.
+	triggers bool
 	// definition is a view's SELECT as the server stores it ("" when the
 	// daemon's account may not see it).
 	definition string
@@ -91,7 +94,9 @@ func (s *Server) lookupTable(be *Backend, addr, schema, table string) (tableInfo
 		r, qerr := c.conn.Execute("SELECT t.ENGINE, t.TABLE_TYPE, v.VIEW_DEFINITION, "+
 			"EXISTS (SELECT 1 FROM information_schema.REFERENTIAL_CONSTRAINTS f WHERE f.UNIQUE_CONSTRAINT_SCHEMA = t.TABLE_SCHEMA "+
 			"AND f.REFERENCED_TABLE_NAME = t.TABLE_NAME AND (f.DELETE_RULE NOT IN ('RESTRICT', 'NO ACTION') "+
-			"OR f.UPDATE_RULE NOT IN ('RESTRICT', 'NO ACTION'))) "+
+			"OR f.UPDATE_RULE NOT IN ('RESTRICT', 'NO ACTION'))), "+
+			"EXISTS (SELECT 1 FROM information_schema.TRIGGERS g WHERE g.EVENT_OBJECT_SCHEMA = t.TABLE_SCHEMA "+
+			"AND g.EVENT_OBJECT_TABLE = t.TABLE_NAME) "+
 			"FROM information_schema.TABLES t "+
 			"LEFT JOIN information_schema.VIEWS v ON v.TABLE_SCHEMA = t.TABLE_SCHEMA AND v.TABLE_NAME = t.TABLE_NAME "+
 			"WHERE t.TABLE_SCHEMA = ? AND t.TABLE_NAME = ?", schema, table)
@@ -108,6 +113,8 @@ func (s *Server) lookupTable(be *Backend, addr, schema, table string) (tableInfo
 			}
 			cascades, _ := r.GetInt(0, 3)
 			info.cascades = cascades != 0
+			triggers, _ := r.GetInt(0, 4)
+			info.triggers = triggers != 0
 			return info, nil
 		}
 		err = qerr
