@@ -3,6 +3,7 @@ package proxy_test
 import (
 	"errors"
 	"slices"
+	"strings"
 	"testing"
 
 	gm "github.com/go-mysql-org/go-mysql/mysql"
@@ -30,15 +31,16 @@ func (boundPolicy) BoundWrite(st *statement.Statement, _ string) statement.Bound
 	return statement.BoundedWrite{}
 }
 
-// tableLookup is the query the proxy's control connection asks about a table.
-const tableLookup = "SELECT t.ENGINE, t.TABLE_TYPE, v.VIEW_DEFINITION FROM information_schema.TABLES t " +
-	"LEFT JOIN information_schema.VIEWS v ON v.TABLE_SCHEMA = t.TABLE_SCHEMA AND v.TABLE_NAME = t.TABLE_NAME " +
-	"WHERE t.TABLE_SCHEMA = ? AND t.TABLE_NAME = ?"
-
 func boundHarness(t *testing.T, engine string) *harness {
+	return boundHarnessWith(t, engine, 0, 0)
+}
+
+// boundHarnessWith answers the table lookup with engine, and whether the
+// table is the parent of a cascading foreign key and has triggers.
+func boundHarnessWith(t *testing.T, engine string, cascades, triggers int64) *harness {
 	h := newHarness(t, func(o *proxy.Options) { o.Policy = boundPolicy{} })
-	h.be.HandlePrepared(tableLookup, 2, proxytest.Rows("information_schema", "TABLES",
-		[]string{"ENGINE", "TABLE_TYPE", "VIEW_DEFINITION"}, []any{engine, "BASE TABLE", nil}))
+	h.be.HandlePrepared(proxy.TableLookup, 2, proxytest.Rows("information_schema", "TABLES",
+		[]string{"ENGINE", "TABLE_TYPE", "VIEW_DEFINITION", "CASCADES", "TRIGGERS"}, []any{engine, "BASE TABLE", nil, cascades, triggers}))
 	return h
 }
 
@@ -124,5 +126,33 @@ func TestBoundedWriteNonTransactional(t *testing.T) {
 	}
 	if received(h.be, q) {
 		t.Fatal("the backend saw the refused write")
+	}
+}
+
+// A write whose effects the server does not count — into the parent of a
+// cascading foreign key, or a table with triggers — cannot be bounded: it
+// is refused before the backend sees it.
+func TestBoundedWriteUncountedEffects(t *testing.T) {
+	for _, tc := range []struct {
+		name               string
+		cascades, triggers int64
+		want               string
+	}{
+		{"cascading foreign key", 1, 0, "shop.t is the parent of a foreign key with ON DELETE/UPDATE CASCADE or SET NULL"},
+		{"triggers", 0, 1, "shop.t has triggers: the rows they change are not counted"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := boundHarnessWith(t, "InnoDB", tc.cascades, tc.triggers)
+			const q = "UPDATE t SET a = 3"
+			c := h.connect(t)
+			_, err := c.Conn.Execute(q)
+			var me *gm.MyError
+			if !errors.As(err, &me) || me.Code != 1226 || !strings.Contains(me.Message, tc.want) {
+				t.Fatalf("got %v, want ERR 1226 ...%s", err, tc.want)
+			}
+			if received(h.be, q) {
+				t.Fatal("the backend saw the refused write")
+			}
+		})
 	}
 }

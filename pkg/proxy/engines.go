@@ -40,6 +40,19 @@ func transactional(engine string) bool {
 	return false
 }
 
+// tableLookup asks information_schema about a table: its engine, whether
+// it is a view (and its definition), whether it is the parent of a foreign
+// key that changes other tables' rows, whether it has triggers.
+const tableLookup = "SELECT t.ENGINE, t.TABLE_TYPE, v.VIEW_DEFINITION, " +
+	"EXISTS (SELECT 1 FROM information_schema.REFERENTIAL_CONSTRAINTS f WHERE f.UNIQUE_CONSTRAINT_SCHEMA = t.TABLE_SCHEMA " +
+	"AND f.REFERENCED_TABLE_NAME = t.TABLE_NAME AND (f.DELETE_RULE NOT IN ('RESTRICT', 'NO ACTION') " +
+	"OR f.UPDATE_RULE NOT IN ('RESTRICT', 'NO ACTION'))), " +
+	"EXISTS (SELECT 1 FROM information_schema.TRIGGERS g WHERE g.EVENT_OBJECT_SCHEMA = t.TABLE_SCHEMA " +
+	"AND g.EVENT_OBJECT_TABLE = t.TABLE_NAME) " +
+	"FROM information_schema.TABLES t " +
+	"LEFT JOIN information_schema.VIEWS v ON v.TABLE_SCHEMA = t.TABLE_SCHEMA AND v.TABLE_NAME = t.TABLE_NAME " +
+	"WHERE t.TABLE_SCHEMA = ? AND t.TABLE_NAME = ?"
+
 type tableKey struct{ backend, addr, schema, table string }
 
 type tableEntry struct {
@@ -91,15 +104,7 @@ func (s *Server) lookupTable(be *Backend, addr, schema, table string) (tableInfo
 				return info, fmt.Errorf("open control connection to %s: %w", addr, err)
 			}
 		}
-		r, qerr := c.conn.Execute("SELECT t.ENGINE, t.TABLE_TYPE, v.VIEW_DEFINITION, "+
-			"EXISTS (SELECT 1 FROM information_schema.REFERENTIAL_CONSTRAINTS f WHERE f.UNIQUE_CONSTRAINT_SCHEMA = t.TABLE_SCHEMA "+
-			"AND f.REFERENCED_TABLE_NAME = t.TABLE_NAME AND (f.DELETE_RULE NOT IN ('RESTRICT', 'NO ACTION') "+
-			"OR f.UPDATE_RULE NOT IN ('RESTRICT', 'NO ACTION'))), "+
-			"EXISTS (SELECT 1 FROM information_schema.TRIGGERS g WHERE g.EVENT_OBJECT_SCHEMA = t.TABLE_SCHEMA "+
-			"AND g.EVENT_OBJECT_TABLE = t.TABLE_NAME) "+
-			"FROM information_schema.TABLES t "+
-			"LEFT JOIN information_schema.VIEWS v ON v.TABLE_SCHEMA = t.TABLE_SCHEMA AND v.TABLE_NAME = t.TABLE_NAME "+
-			"WHERE t.TABLE_SCHEMA = ? AND t.TABLE_NAME = ?", schema, table)
+		r, qerr := c.conn.Execute(tableLookup, schema, table)
 		if qerr == nil {
 			defer r.Close()
 			if r.RowNumber() == 0 {

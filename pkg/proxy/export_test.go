@@ -1,5 +1,8 @@
 package proxy
 
+// TableLookup is the query a control connection asks about a table.
+const TableLookup = tableLookup
+
 // HandOffLegs reports, for each open session with a backend, whether its
 // client and backend legs hand their CPU to the peer after a flush
 // (wire.Conn.HandOff). Read it after the session has answered a command:
