@@ -33,19 +33,32 @@ func newLargeBytes() *largeBytes { return &largeBytes{sem: semaphore.NewWeighted
 
 // large runs a command of n bytes within the budget of large statements:
 // waiting for room (or for the session's end) when others are in flight.
+// The budget is held while the statement is judged and journaled, where
+// the memory goes; it is given back before the statement waits for a human
+// or runs on the server (releaseLarge), so that a slow one does not hold
+// up the others.
 func (s *session) large(n int, run func() error) error {
 	w := int64(min(n, largeBudget))
 	if err := s.srv.large.sem.Acquire(s.ctx, w); err != nil {
 		return &protocolError{side: "session", err: err}
 	}
+	s.largeHeld = w
 	err := run()
+	s.releaseLarge()
 	// The statement is over: nothing of it stays with the session, and its
 	// memory goes back once the client leg has let go of the packet too
 	// (freeLarge, at the top of the loop).
 	s.cur = stmtLife{}
-	s.srv.large.sem.Release(w)
 	s.freeLarge = true
 	return err
+}
+
+// releaseLarge gives back the budget a large statement holds, if any.
+func (s *session) releaseLarge() {
+	if s.largeHeld > 0 {
+		s.srv.large.sem.Release(s.largeHeld)
+		s.largeHeld = 0
+	}
 }
 
 // free returns the memory of large statements to the system once none is

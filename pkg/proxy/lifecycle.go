@@ -207,6 +207,7 @@ func (l *stmtLife) writeErr(code uint16, state, msg string) (reply, error) {
 // journaled, to bring the connection's state up to date with it.
 func (l *stmtLife) forward(p []byte, kind wire.ReplyKind, run *boundedRun, after func()) (reply, error) {
 	s := l.s
+	s.releaseLarge() // judged and journaled: the server's time is not the budget's
 	if l.st != nil && l.st.ChangesSchema {
 		if sc, ok := s.srv.opts.Masker.(schemaChanges); ok {
 			// Masking follows tables and views: results planned against the

@@ -197,6 +197,7 @@ func (s *session) flushAfterErr() error {
 // await holds a statement for a human decision. The client connection just
 // idles meanwhile; a client that hangs up withdraws its request.
 func (s *session) await(st *stmtLife) (reply, error) {
+	s.releaseLarge() // a human's time is not the large-statement budget's
 	if s.srv.opts.Approver == nil {
 		return st.refuse(nil, record.ErrorInfo{Code: wire.ErrCodeApprovalDenied, Message: "sqlwarden: statement needs approval but no approver is configured"}, "42000")
 	}

@@ -49,8 +49,10 @@ type session struct {
 	db       string
 	threadID uint32
 	connID   uint32 // the id the greeting gave the client
-	// freeLarge: the last command was a large statement (large.go)
+	// freeLarge: the last command was a large statement; largeHeld: the
+	// bytes of the large-statement budget it holds (large.go)
 	freeLarge bool
+	largeHeld int64
 	beName    string // the backend's name
 	caps      uint32 // negotiated with the client
 	// dialect is how the backend reads this session's SQL: its flavour and
