@@ -57,6 +57,11 @@ func (s *session) loop() string {
 				s.auditProtocolErrorCode("COM_UNKNOWN", wire.ErrCodeTooLarge, err)
 				return "packet_too_large"
 			}
+			if errors.Is(err, wire.ErrOutOfOrder) {
+				s.writeErrSeq(seq+1, wire.ErrCodeOutOfOrder, "08S01", "sqlwarden: "+err.Error())
+				s.auditProtocolErrorCode("COM_UNKNOWN", wire.ErrCodeOutOfOrder, err)
+				return "malformed_packet"
+			}
 			s.log.Info("read client", "err", err)
 			s.auditProtocolError("COM_UNKNOWN", err)
 			return "client_error"

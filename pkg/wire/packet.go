@@ -18,6 +18,10 @@ const MaxPayload = 1<<24 - 1
 // connection that sent it; it never affects another connection.
 var ErrMalformed = errors.New("malformed packet")
 
+// ErrOutOfOrder marks a continuation packet whose sequence id does not
+// follow the one before it (the server's ER_NET_PACKETS_OUT_OF_ORDER).
+var ErrOutOfOrder = fmt.Errorf("%w: packets out of order", ErrMalformed)
+
 // ErrTooLarge marks a logical packet larger than the configured limit.
 var ErrTooLarge = errors.New("packet exceeds max_packet_size")
 
@@ -277,11 +281,18 @@ func (c *Conn) ReadPacket() ([]byte, uint8, error) {
 		return p[4:], h.Seq, nil
 	}
 	c.buf = c.buf[:0]
+	next := h.Seq
 	for {
 		h, err := c.PeekHeader()
 		if err != nil {
 			return nil, 0, truncated(err)
 		}
+		if h.Seq != next {
+			// Joined anyway, the payload would reach the server framed in
+			// order: the proxy and the server would disagree on the stream.
+			return nil, h.Seq, fmt.Errorf("continuation packet with sequence id %d, want %d: %w", h.Seq, next, ErrOutOfOrder)
+		}
+		next++
 		if c.MaxPacket > 0 && len(c.buf)+h.Len > c.MaxPacket {
 			// The offending header stays unread; its sequence id lets the
 			// caller answer in step.

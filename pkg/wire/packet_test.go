@@ -100,6 +100,12 @@ func TestReadPacket(t *testing.T) {
 			err:    ErrMalformed,
 		},
 		{
+			name:   "continuation out of order",
+			stream: append(frame(0, big), frame(7, []byte("end"))...),
+			err:    ErrOutOfOrder,
+			seq:    7,
+		},
+		{
 			name:   "larger than max_packet_size",
 			stream: append(frame(0, big), frame(1, []byte("end"))...),
 			max:    MaxPayload,
@@ -137,7 +143,7 @@ func TestReadPacket(t *testing.T) {
 				if !errors.Is(err, tc.err) {
 					t.Fatalf("err = %v, want %v", err, tc.err)
 				}
-				if errors.Is(err, ErrTooLarge) && seq != tc.seq {
+				if (errors.Is(err, ErrTooLarge) || errors.Is(err, ErrOutOfOrder)) && seq != tc.seq {
 					t.Fatalf("ErrTooLarge with seq %d, want the offending header's %d", seq, tc.seq)
 				}
 				return

@@ -23,6 +23,7 @@ const (
 	ErrCodeNotSupported   uint16 = 1235 // ER_NOT_SUPPORTED_YET: command refused
 	ErrCodeMalformed      uint16 = 1047 // ER_UNKNOWN_COM_ERROR: malformed command
 	ErrCodeTooLarge       uint16 = 1153 // ER_NET_PACKET_TOO_LARGE
+	ErrCodeOutOfOrder     uint16 = 1156 // ER_NET_PACKETS_OUT_OF_ORDER
 	ErrCodeHandshake      uint16 = 1043 // ER_HANDSHAKE_ERROR: a handshake response that cannot be read (SQLSTATE 08S01)
 	ErrCodeBackend        uint16 = 2013 // CR_SERVER_LOST: only journaled (the client went away mid-result, the backend during a command without a reply); never sent, libmariadb rejects a client-range code from a server
 	ErrCodeApprovalDenied uint16 = 1227 // ER_SPECIFIC_ACCESS_DENIED_ERROR: human said no / timeout

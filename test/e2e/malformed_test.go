@@ -14,6 +14,7 @@ import (
 	gomysql "github.com/go-sql-driver/mysql"
 
 	"github.com/sqlwarden/sqlwarden/pkg/record"
+	"github.com/sqlwarden/sqlwarden/pkg/wire"
 	"github.com/sqlwarden/sqlwarden/test/harness"
 )
 
@@ -127,32 +128,86 @@ func TestMalformedInput(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			before := len(harness.Sessions(d.Records(t)))
-			c, raw := rawSession(t, d)
-			tc.break_(t, c, raw)
-			raw.Close()
-			ids := harness.Sessions(d.Records(t))
-			if len(ids) <= before {
-				t.Fatal("no session recorded")
-			}
-			id := ids[len(ids)-1]
-			recs := d.WaitEnded(t, id)
-			end := harness.SessionEvent(recs, record.EventSessionEnd, id)
-			if end == nil || end.Reason != tc.reason {
-				t.Fatalf("session.end = %+v, want reason %q", end, tc.reason)
-			}
-			found := false
-			for _, r := range recs {
-				if r.SessionID == id && tc.record(r) {
-					found = true
-				}
-			}
-			if !found {
-				t.Errorf("no audit record of why the session ended")
-			}
-			stillServes(t, d, other)
+			breakSession(t, d, other, tc.break_, tc.reason, tc.record)
 		})
 	}
+}
+
+// breakSession logs in, lets break_ break the protocol, and checks that the
+// session ended for reason with a record of why, and that the daemon and
+// the other connection still serve.
+func breakSession(t *testing.T, d *harness.Daemon, other *sql.DB, break_ func(t *testing.T, c *client.Conn, raw net.Conn), reason string, why func(r *record.Record) bool) {
+	t.Helper()
+	before := len(harness.Sessions(d.Records(t)))
+	c, raw := rawSession(t, d)
+	break_(t, c, raw)
+	raw.Close()
+	ids := harness.Sessions(d.Records(t))
+	if len(ids) <= before {
+		t.Fatal("no session recorded")
+	}
+	id := ids[len(ids)-1]
+	recs := d.WaitEnded(t, id)
+	end := harness.SessionEvent(recs, record.EventSessionEnd, id)
+	if end == nil || end.Reason != reason {
+		t.Fatalf("session.end = %+v, want reason %q", end, reason)
+	}
+	found := false
+	for _, r := range recs {
+		if r.SessionID == id && why(r) {
+			found = true
+		}
+	}
+	if !found {
+		t.Errorf("no audit record of why the session ended")
+	}
+	stillServes(t, d, other)
+}
+
+// TestContinuationOutOfOrder: a statement of 16 MiB or more whose
+// continuation packet skips a sequence id gets the server's own answer to
+// that, ERR 1156, from the proxy — which never joins it into a statement the
+// server would read framed in order.
+func TestContinuationOutOfOrder(t *testing.T) {
+	d := harness.Start(t, harness.Options{})
+	other := d.Open(t, "test")
+	if err := other.Ping(); err != nil {
+		t.Fatal(err)
+	}
+	breakSession(t, d, other, func(t *testing.T, c *client.Conn, raw net.Conn) {
+		first := make([]byte, 4+wire.MaxPayload)
+		first[0], first[1], first[2], first[3] = 0xff, 0xff, 0xff, 0
+		copy(first[4:], "\x03SELECT '")
+		for i := 4 + 9; i < len(first); i++ {
+			first[i] = 'x'
+		}
+		// The continuation says 5 where 1 follows 0.
+		if _, err := raw.Write(append(first, 2, 0, 0, 5, '\'', ';')); err != nil {
+			t.Fatal(err)
+		}
+		raw.SetReadDeadline(time.Now().Add(10 * time.Second))
+		p, err := readPacket(raw)
+		if err != nil {
+			t.Fatalf("want an ERR packet: %v", err)
+		}
+		e, err := wire.ParseErr(p)
+		if err != nil || e.Code != wire.ErrCodeOutOfOrder || !strings.HasPrefix(e.Message, "sqlwarden: ") || !strings.Contains(e.Message, "out of order") {
+			t.Fatalf("reply = %+v (%v), want ERR 1156 sqlwarden: ... out of order", e, err)
+		}
+	}, "malformed_packet", func(r *record.Record) bool {
+		return r.Event == record.EventOutcome && r.Error != nil && r.Error.Code == wire.ErrCodeOutOfOrder
+	})
+}
+
+// readPacket reads one physical packet's payload.
+func readPacket(r io.Reader) ([]byte, error) {
+	var h [4]byte
+	if _, err := io.ReadFull(r, h[:]); err != nil {
+		return nil, err
+	}
+	p := make([]byte, int(h[0])|int(h[1])<<8|int(h[2])<<16)
+	_, err := io.ReadFull(r, p)
+	return p, err
 }
 
 func TestBackendDiesMidResult(t *testing.T) {
