@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"os"
 	"strings"
 	"sync"
 	"syscall"
@@ -245,6 +246,13 @@ func (s *session) run() {
 			// As the server answers one: "Bad handshake", then closed.
 			s.log.Info("handshake", "err", err)
 			s.writeErr(wire.ErrCodeHandshake, "08S01", "sqlwarden: bad handshake: "+err.Error())
+		} else if errors.Is(err, os.ErrDeadlineExceeded) {
+			// Said before closing, with a moment to say it: a client that
+			// announced a response and stalled learns why it was cut off.
+			s.log.Info("handshake", "err", err)
+			_ = s.raw.SetWriteDeadline(time.Now().Add(time.Second))
+			s.client.Seq = 2 // after the client's response (1) to the greeting (0)
+			s.writeErr(wire.ErrCodeHandshake, "08S01", fmt.Sprintf("sqlwarden: bad handshake: login not finished within handshake_timeout %s", srv.opts.HandshakeTimeout))
 		} else if !isClosed(err) {
 			s.log.Info("handshake", "err", err)
 		}

@@ -185,8 +185,7 @@ func TestContinuationOutOfOrder(t *testing.T) {
 		if _, err := raw.Write(append(first, 2, 0, 0, 5, '\'', ';')); err != nil {
 			t.Fatal(err)
 		}
-		raw.SetReadDeadline(time.Now().Add(10 * time.Second))
-		p, err := readPacket(raw)
+		p, err := readFrame(raw, 10*time.Second)
 		if err != nil {
 			t.Fatalf("want an ERR packet: %v", err)
 		}
@@ -197,17 +196,6 @@ func TestContinuationOutOfOrder(t *testing.T) {
 	}, "malformed_packet", func(r *record.Record) bool {
 		return r.Event == record.EventOutcome && r.Error != nil && r.Error.Code == wire.ErrCodeOutOfOrder
 	})
-}
-
-// readPacket reads one physical packet's payload.
-func readPacket(r io.Reader) ([]byte, error) {
-	var h [4]byte
-	if _, err := io.ReadFull(r, h[:]); err != nil {
-		return nil, err
-	}
-	p := make([]byte, int(h[0])|int(h[1])<<8|int(h[2])<<16)
-	_, err := io.ReadFull(r, p)
-	return p, err
 }
 
 func TestBackendDiesMidResult(t *testing.T) {

@@ -211,10 +211,18 @@ func TestBoundedBeforeLogin(t *testing.T) {
 	if err := before.Ping(); err != nil {
 		t.Fatalf("a logged-in session while the login queue is full: %v", err)
 	}
-	// handshake_timeout closes every one of them.
-	for _, c := range waiting {
+	// handshake_timeout answers and closes every one of them — among them
+	// one that announced a 1 MiB response (past the 64 KiB the proxy keeps
+	// before login, so read and dropped as it streams) and sent 10 bytes.
+	stalled := waiting[len(waiting)-1]
+	if _, err := stalled.Write(append([]byte{0, 0, 0x10, 1}, make([]byte, 10)...)); err != nil {
+		t.Fatal(err)
+	}
+	for i, c := range waiting {
+		p, err := readFrame(c, 10*time.Second)
+		wantErrFrame(t, fmt.Sprintf("pre-login connection %d at handshake_timeout", i), p, err, wire.ErrCodeHandshake, "sqlwarden: bad handshake: login not finished within handshake_timeout 2s")
 		_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
-		_, err := c.Read(make([]byte, 1))
+		_, err = c.Read(make([]byte, 1))
 		if err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
 			t.Fatalf("an idle pre-login connection was not closed: %v", err)
 		}
