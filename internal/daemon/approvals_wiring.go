@@ -12,21 +12,26 @@ import (
 	"github.com/sqlwarden/sqlwarden/pkg/audit"
 	"github.com/sqlwarden/sqlwarden/pkg/proxy"
 	"github.com/sqlwarden/sqlwarden/pkg/record"
-	"github.com/sqlwarden/sqlwarden/pkg/statement"
 )
 
 // approverAdapter lets the proxy ask for approvals with the approval broker.
 type approverAdapter struct{ a *approval.Broker }
 
-func (ad approverAdapter) Request(ctx context.Context, id *proxy.Identity, sessionID string, st *statement.Statement, sql, db string, params []record.Param, v statement.Verdict) (proxy.Approval, error) {
+func (ad approverAdapter) Request(ctx context.Context, ask *proxy.ApprovalAsk) (proxy.Approval, error) {
+	v, st := ask.Verdict, ask.Statement
 	mode := v.ApprovalMode
 	if mode == "" {
 		mode = ad.a.Mode()
 	}
-	req := approval.Request{SessionID: sessionID, SQL: sql, DB: db, Rule: v.Rule, Message: v.Message, Mode: mode,
-		Params: append([]record.Param(nil), params...)}
-	if id != nil {
-		req.Identity = id.Name
+	req := approval.Request{SessionID: ask.SessionID, SQL: ask.SQL, DB: ask.DB, Command: ask.Command,
+		SQLMode: ask.Dialect.Mode.String(), Rule: v.Rule, Message: v.Message, Mode: mode,
+		Params: append([]record.Param(nil), ask.Params...)}
+	if st.Text != "" && executableComment(ask.SQL) {
+		// What a human reads as a comment the server runs as SQL.
+		req.Executes = st.Text
+	}
+	if ask.Identity != nil {
+		req.Identity = ask.Identity.Name
 	}
 	if c := st.Classification; c != nil {
 		req.Kind = c.Kind
@@ -35,6 +40,12 @@ func (ad approverAdapter) Request(ctx context.Context, id *proxy.Identity, sessi
 	res, err := ad.a.Request(ctx, req)
 	return proxy.Approval{ID: res.ID, Mode: mode, Approved: res.Approved, Status: res.Status, Approver: res.Approver,
 		Reason: res.Reason, RetryValid: approval.ShortDuration(res.RetryTTL)}, err
+}
+
+// executableComment reports a comment the server may run (/*! ... */,
+// MariaDB's /*M! ... */).
+func executableComment(sql string) bool {
+	return strings.Contains(sql, "/*!") || strings.Contains(sql, "/*M!") || strings.Contains(sql, "/*m!")
 }
 
 // setupApprovals starts the approval broker and mounts its API and page on

@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -79,20 +80,29 @@ type Config struct {
 
 // Request is a statement held for a human.
 type Request struct {
-	ID        string         `json:"id"` // assigned by Request
-	SessionID string         `json:"session_id"`
-	Identity  string         `json:"identity"`
-	SQL       string         `json:"sql"`
-	Params    []record.Param `json:"params,omitempty"` // of a prepared statement's execution
-	Kind      string         `json:"kind,omitempty"`
-	Tables    []string       `json:"tables,omitempty"`
-	DB        string         `json:"db,omitempty"`
-	Rule      string         `json:"rule"`
-	Message   string         `json:"message,omitempty"`
-	Mode      string         `json:"mode"`           // hold | retry; empty: the configured default
-	Node      string         `json:"node,omitempty"` // set by Request
-	Created   time.Time      `json:"created"`        // set by Request
-	Expires   time.Time      `json:"expires"`        // set by Request
+	ID        string `json:"id"` // assigned by Request
+	SessionID string `json:"session_id"`
+	Identity  string `json:"identity"`
+	SQL       string `json:"sql"`
+	// Executes is the statement as the server runs it — comments blanked,
+	// executable comments (/*! */, /*M! */) as SQL — when that differs from
+	// SQL: what the approver must read.
+	Executes string `json:"executes,omitempty"`
+	// Command is the protocol command (COM_QUERY, COM_STMT_EXECUTE);
+	// SQLMode the sql_mode flags that change how the server reads the text
+	// (ANSI_QUOTES, NO_BACKSLASH_ESCAPES, ...), empty for none.
+	Command string         `json:"command,omitempty"`
+	SQLMode string         `json:"sql_mode,omitempty"`
+	Params  []record.Param `json:"params,omitempty"` // of a prepared statement's execution
+	Kind    string         `json:"kind,omitempty"`
+	Tables  []string       `json:"tables,omitempty"`
+	DB      string         `json:"db,omitempty"`
+	Rule    string         `json:"rule"`
+	Message string         `json:"message,omitempty"`
+	Mode    string         `json:"mode"`           // hold | retry; empty: the configured default
+	Node    string         `json:"node,omitempty"` // set by Request
+	Created time.Time      `json:"created"`        // set by Request
+	Expires time.Time      `json:"expires"`        // set by Request
 }
 
 // Result is how a request ended, or (retry mode) where it stands.
@@ -217,7 +227,10 @@ func newID() string {
 // database.
 func retryKey(req *Request) string {
 	h := sha256.New()
-	for _, s := range []string{req.Identity, req.DB, req.SQL} {
+	// Everything that decides what the statement does: the same bytes under
+	// another sql_mode, in another database or with other parameters (the
+	// whole values: a long one is hashed, not cut) are another statement.
+	for _, s := range []string{req.Identity, req.DB, req.Command, req.SQLMode, req.SQL, req.Executes} {
 		h.Write([]byte(s))
 		h.Write([]byte{0})
 	}
@@ -805,11 +818,7 @@ func (a *Broker) notifyWithRetry(req Request, log *slog.Logger) {
 
 // notify posts a Slack-compatible message about req to the webhook.
 func (a *Broker) notify(req Request) error {
-	sql := req.SQL
-	if len(sql) > 1500 {
-		sql = sql[:1500] + "…"
-	}
-	sql = strings.ReplaceAll(sql, "```", "'''")
+	sql := clip(req.SQL)
 	text := fmt.Sprintf("sqlwarden: %s wants to run a statement that rule %s holds for approval (id %s)", req.Identity, req.Rule, req.ID)
 	detail := fmt.Sprintf("*%s* wants to run (rule *%s*%s):\n```%s```\nid `%s`, expires %s",
 		req.Identity, req.Rule, optional(": ", req.Message), sql, req.ID, req.Expires.Format(time.RFC3339))
@@ -818,6 +827,15 @@ func (a *Broker) notify(req Request) error {
 	}
 	if req.Node != "" {
 		detail += "\nnode: " + req.Node
+	}
+	if req.Executes != "" {
+		detail += "\nthe server runs: ```" + clip(req.Executes) + "```"
+	}
+	if req.SQLMode != "" {
+		detail += "\nsql_mode: " + req.SQLMode
+	}
+	if len(req.Params) > 0 {
+		detail += "\nparameters: " + clip(ParamsText(req.Params))
 	}
 	if len(req.Tables) > 0 {
 		detail += "\ntables: " + strings.Join(req.Tables, ", ")
@@ -871,4 +889,36 @@ func optional(prefix, s string) string {
 		return ""
 	}
 	return prefix + s
+}
+
+// clip shortens text for a chat message and keeps it inside its code span.
+func clip(text string) string {
+	if len(text) > 1500 {
+		text = text[:1500] + "…"
+	}
+	return strings.ReplaceAll(text, "```", "'''")
+}
+
+// ParamsText is an execution's parameters as an approver reads them: each
+// value quoted (NULL for none), a value kept only in part marked with its
+// size and the SHA-256 of the whole.
+func ParamsText(ps []record.Param) string {
+	var b strings.Builder
+	for i, p := range ps {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		switch v := p.Value.(type) {
+		case nil:
+			b.WriteString("NULL")
+		case string:
+			b.WriteString(strconv.Quote(v))
+			if p.Truncated {
+				fmt.Fprintf(&b, " (the first %d of %d bytes; sha256 %s)", len(v), p.Size, p.SHA256)
+			}
+		default:
+			fmt.Fprint(&b, v)
+		}
+	}
+	return b.String()
 }

@@ -322,10 +322,32 @@ func TestRetryModeExactlyOnce(t *testing.T) {
 	if again.ID != res.ID || again.Status != StatusPending {
 		t.Fatalf("second ask = %+v", again)
 	}
-	other := req
-	other.Params = []record.Param{{Type: "LONG", Value: int64(2)}}
-	if o, _ := a.Request(context.Background(), other); o.ID == res.ID {
-		t.Fatal("different parameters share a request")
+	// Whatever decides what the statement does makes another request: the
+	// same text in another database, under another sql_mode, through another
+	// command, with other parameters — a long one told apart by all of it,
+	// not by the part the journal keeps.
+	long := []record.Param{{Type: "VAR_STRING", Value: "1,2", Truncated: true, Size: 5000, SHA256: "aa"}}
+	for name, change := range map[string]func(r *Request){
+		"parameters":       func(r *Request) { r.Params = []record.Param{{Type: "LONG", Value: int64(2)}} },
+		"database":         func(r *Request) { r.DB = "other" },
+		"sql_mode":         func(r *Request) { r.SQLMode = "ANSI_QUOTES" },
+		"command":          func(r *Request) { r.Command = "COM_STMT_EXECUTE" },
+		"server's reading": func(r *Request) { r.Executes = r.SQL + " , DROP COLUMN x" },
+		"a long parameter": func(r *Request) { r.Params = long },
+	} {
+		other := req
+		change(&other)
+		if o, _ := a.Request(context.Background(), other); o.ID == res.ID {
+			t.Fatalf("a request with other %s shares the first one's id", name)
+		}
+	}
+	first := req
+	first.Params = long
+	second := req
+	second.Params = []record.Param{long[0]}
+	second.Params[0].SHA256 = "bb" // the same first bytes, another value
+	if f, sec := mustRequest(t, a, first), mustRequest(t, a, second); f.ID == sec.ID {
+		t.Fatal("two long parameters that differ only past the kept part share a request")
 	}
 	if _, err := a.Decide(res.ID, true, "alice", "ok"); err != nil {
 		t.Fatal(err)
@@ -393,6 +415,15 @@ func TestRetryModeDeniedAndExpiry(t *testing.T) {
 	if r, _ := a.Request(context.Background(), req2); r.Approved {
 		t.Fatalf("an expired approval was used: %+v", r)
 	}
+}
+
+func mustRequest(t *testing.T, a *Broker, req Request) Result {
+	t.Helper()
+	r, err := a.Request(context.Background(), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
 }
 
 func waitStatus(t *testing.T, a *Broker, id, status string) {

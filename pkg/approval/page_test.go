@@ -2,6 +2,7 @@ package approval
 
 import (
 	"context"
+	"github.com/sqlwarden/sqlwarden/pkg/record"
 	"net/http/httptest"
 	"os"
 	"os/exec"
@@ -70,7 +71,13 @@ func TestApproverPageInChromium(t *testing.T) {
 	req := sampleRequest()
 	req.SQL = "ALTER TABLE shop.users ADD COLUMN note TEXT /* <img src=x onerror=alert(1)> */"
 	ch := request(context.Background(), a, req)
-	other := request(context.Background(), a, Request{SessionID: "s2", Identity: "agent-2", SQL: "DROP INDEX i ON shop.orders", Rule: "ddl-needs-a-human"})
+	// What the server runs besides what a human reads, and how it reads it.
+	otherReq := Request{SessionID: "s2", Identity: "agent-2", Rule: "ddl-needs-a-human",
+		SQL:      "ALTER TABLE shop.orders COMMENT ? /*M!100000 , DROP COLUMN note */",
+		Executes: "ALTER TABLE shop.orders COMMENT ?            , DROP COLUMN note   ",
+		Command:  "COM_STMT_EXECUTE", SQLMode: "ANSI_QUOTES",
+		Params: []record.Param{{Type: "VARCHAR", Value: "abc", Truncated: true, Size: 5000, SHA256: "5eed"}}}
+	other := request(context.Background(), a, otherReq)
 	pending := waitPending(t, a, 2)
 	var id, otherID string
 	for _, p := range pending {
@@ -126,6 +133,16 @@ func TestApproverPageInChromium(t *testing.T) {
 	}
 	if identity, tables := text(row+` td:nth-child(2)`), text(row+` td:nth-child(4)`); !strings.Contains(identity, "agent-1") || !strings.Contains(tables, "shop.users") {
 		t.Errorf("page shows identity %q, tables %q", identity, tables)
+	}
+	if run := text(otherRow + ` pre.executes`); run != otherReq.Executes {
+		t.Errorf("page shows the server's reading %q, want %q", run, otherReq.Executes)
+	}
+	if warn, ps, how := text(otherRow+` .warn`), text(otherRow+` .params`), text(otherRow+` .reading`); !strings.Contains(warn, "server runs") ||
+		!strings.Contains(ps, `"abc" (the first part of 5000 bytes; sha256 5eed)`) || !strings.Contains(how, "COM_STMT_EXECUTE · sql_mode ANSI_QUOTES") {
+		t.Errorf("page shows warning %q, parameters %q, reading %q", warn, ps, how)
+	}
+	if n, err := chromedp.Run(ctx, chromedp.Evaluate[int](`document.querySelectorAll('tr[data-id="`+id+`"] .warn, tr[data-id="`+id+`"] .params, tr[data-id="`+id+`"] .reading').length`)); err != nil || n != 0 {
+		t.Errorf("a plain statement's row shows %d reading notes (%v), want none", n, err)
 	}
 	err = chromedp.Do(ctx,
 		chromedp.SendKeys(C(row+` input.reason`), "planned migration"),

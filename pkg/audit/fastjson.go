@@ -196,6 +196,7 @@ func appendParams(b []byte, ps []record.Param) ([]byte, bool) {
 			b = append(b, `,"size":`...)
 			b = strconv.AppendInt(b, int64(p.Size), 10)
 		}
+		b = optString(b, `,"sha256":`, p.SHA256)
 		b = append(b, '}')
 	}
 	return append(b, ']'), true

@@ -31,7 +31,7 @@ func fastRecords() []*record.Record {
 			Statement:   &record.Classification{Kind: "SELECT", Kinds: []string{"SELECT", "DELETE"}, TablesRead: []string{"shop.a"}, TablesWrite: []string{"shop.b"}, Statements: 2},
 			Attribution: &record.Attribution{Model: &record.Attributed{Value: "m", Source: "claim"}, TraceID: &record.Attributed{Value: "t", Source: "comment"}}},
 		{TS: ts, Event: record.EventStatement, SessionID: "abc", StatementID: 8, Command: "COM_STMT_EXECUTE", SQL: "SELECT ?",
-			Params: []record.Param{{Type: "BIGINT", Value: int64(-5)}, {Type: "BIGINT UNSIGNED", Value: uint64(5)}, {Type: "NULL"}, {Type: "BLOB", Value: "xx", Truncated: true, Size: 9000}}},
+			Params: []record.Param{{Type: "BIGINT", Value: int64(-5)}, {Type: "BIGINT UNSIGNED", Value: uint64(5)}, {Type: "NULL"}, {Type: "BLOB", Value: "xx", Truncated: true, Size: 9000, SHA256: "ab12"}}},
 		{TS: ts, Event: record.EventOutcome, SessionID: "abc", StatementID: 7, Status: record.StatusSuccess, Rows: record.U64(3), AffectedRows: record.U64(0),
 			DurationUS: record.I64(120), Columns: []string{"a", "b"}, Masked: []record.Masked{{Column: "card", Rule: "cards", Count: 3}},
 			Policy: &record.Decision{Rule: "default", Action: "allow"}, ResultDigest: "ff00"},

@@ -31,7 +31,7 @@ type boundedRun struct {
 // transactional tables, or why it is refused.
 func (s *session) boundWrite(st *stmtLife) (*boundedRun, string, error) {
 	pol := s.srv.opts.Policy
-	b := pol.BoundWrite(st.st, s.db)
+	b := pol.BoundWrite(st.st, st.db)
 	if b.Execute != "" && b.Refuse == "" {
 		text, ok := s.sqlPrep[lower(b.Execute)]
 		if !ok {

@@ -40,7 +40,7 @@ func TestDecideCached(t *testing.T) {
 	defer peer.Close()
 	s := &session{srv: &Server{opts: Options{Policy: pol}}, raw: raw, hs: &wire.HandshakeResponse{User: "app"}, db: "shop",
 		identity: &Identity{Name: "agent"}}
-	st := &stmtLife{command: "COM_QUERY", st: &statement.Statement{Classification: &record.Classification{Kind: "SELECT"},
+	st := &stmtLife{command: "COM_QUERY", db: "shop", st: &statement.Statement{Classification: &record.Classification{Kind: "SELECT"},
 		Digest: "select `c` from `sbtest1` where `id` = ?", Parsed: true, Cacheable: true}}
 	if v := s.decide(st); v.Action != record.ActionAllow || pol.decided != 1 {
 		t.Fatalf("first decision: %+v after %d policy calls", v, pol.decided)
@@ -55,10 +55,10 @@ func TestDecideCached(t *testing.T) {
 	if pol.decided != 1 {
 		t.Fatalf("the policy was asked %d times for one shape", pol.decided)
 	}
-	s.db = "other"
+	st.db = "other" // a statement of the same shape whose names are read in another database
 	s.decide(st)
 	pol.version++
-	s.db = "shop"
+	st.db = "shop"
 	s.decide(st)
 	st.st.Cacheable = false
 	s.decide(st)

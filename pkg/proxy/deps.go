@@ -117,7 +117,22 @@ type Approval struct {
 // they decide, or when ctx ends (the client went away) with Status
 // "withdrawn"; in retry mode it returns at once.
 type Approver interface {
-	Request(ctx context.Context, id *Identity, sessionID string, st *statement.Statement, sql, db string, params []record.Param, v statement.Verdict) (Approval, error)
+	Request(ctx context.Context, ask *ApprovalAsk) (Approval, error)
+}
+
+// ApprovalAsk is a statement put to a human: everything that decides what
+// it does, for the approver to read and (retry mode) for the approval to
+// match only that statement again.
+type ApprovalAsk struct {
+	Identity  *Identity
+	SessionID string
+	Statement *statement.Statement
+	Command   string          // COM_QUERY, COM_STMT_EXECUTE
+	SQL       string          // as the client sent it (a prepared statement's text)
+	DB        string          // where its names are read (a prepared statement's database at PREPARE)
+	Dialect   sqltext.Dialect // how its text is read
+	Params    []record.Param  // of an execution
+	Verdict   statement.Verdict
 }
 
 // MaskPlan masks the result sets of one statement.

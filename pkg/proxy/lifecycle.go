@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/sqlwarden/sqlwarden/pkg/record"
+	"github.com/sqlwarden/sqlwarden/pkg/sqltext"
 	"github.com/sqlwarden/sqlwarden/pkg/statement"
 	"github.com/sqlwarden/sqlwarden/pkg/wire"
 )
@@ -76,6 +77,11 @@ type stmtLife struct {
 	id      uint64
 	command string
 	sql     string
+	// db and dialect are where and how the statement's names and text are
+	// read: the session's at the command, a prepared statement's at its
+	// PREPARE (the server binds it there, whatever USE or SET follow).
+	db      string
+	dialect sqltext.Dialect
 	st      *statement.Statement
 	params  []record.Param
 	verdict *statement.Verdict
@@ -114,7 +120,7 @@ type stmtLife struct {
 // statement starts the session's next statement.
 func (s *session) statement(command, sql string, seq uint8) *stmtLife {
 	l := &s.cur
-	*l = stmtLife{s: s, seq: seq, command: command, sql: sql, start: s.srv.opts.Now()}
+	*l = stmtLife{s: s, seq: seq, command: command, sql: sql, db: s.db, dialect: s.dialect, start: s.srv.opts.Now()}
 	return l
 }
 
@@ -135,7 +141,7 @@ func (l *stmtLife) journal() (reply, error) {
 	l.id = s.statements
 	rec := &l.rec
 	*rec = record.Record{Event: record.EventStatement, SessionID: s.id, StatementID: l.id, Command: l.command,
-		DB: s.db, Params: l.params}
+		DB: l.db, Params: l.params}
 	rec.SetSQL(l.sql)
 	if l.st != nil {
 		rec.Digest = l.st.Digest

@@ -1,11 +1,15 @@
 package proxy
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
+	"hash"
 
 	gm "github.com/go-mysql-org/go-mysql/mysql"
 
 	"github.com/sqlwarden/sqlwarden/pkg/record"
+	"github.com/sqlwarden/sqlwarden/pkg/sqltext"
 	"github.com/sqlwarden/sqlwarden/pkg/statement"
 	"github.com/sqlwarden/sqlwarden/pkg/wire"
 )
@@ -14,6 +18,8 @@ import (
 // SQL and its classification from PREPARE, the decision enforced at EXECUTE.
 type prepared struct {
 	sql       string
+	db        string          // the database at PREPARE: the statement's names were bound there
+	dialect   sqltext.Dialect // how its text was read
 	st        *statement.Statement
 	plan      MaskPlan
 	numParams int
@@ -33,6 +39,7 @@ type preparedTable struct {
 type longData struct {
 	buf  []byte
 	size int
+	sum  hash.Hash // SHA-256 of every byte uploaded
 }
 
 // prepare handles COM_STMT_PREPARE: classified and decided now, through
@@ -59,7 +66,7 @@ func (s *session) prepare(p []byte, seq uint8) (reply, error) {
 	return st.forward(p, wire.ReplyPrepare, nil, func() {
 		t := &s.tracker
 		if t.Err == nil && t.StmtID != lastStmtID {
-			s.stmts.m[t.StmtID] = &prepared{sql: sql, st: st.st, plan: st.plan, numParams: int(t.NumParams), numCols: int(t.NumCols)}
+			s.stmts.m[t.StmtID] = &prepared{sql: sql, db: st.db, dialect: st.dialect, st: st.st, plan: st.plan, numParams: int(t.NumParams), numCols: int(t.NumCols)}
 			s.stmts.lastID, s.stmts.hasLast = t.StmtID, true
 		}
 	})
@@ -141,7 +148,7 @@ func (s *session) execute(p []byte, seq uint8) (reply, error) {
 		if ld == nil {
 			return wire.Param{}, false
 		}
-		return wire.Param{Value: string(ld.buf), Truncated: ld.size > len(ld.buf), Size: sizeIfTruncated(ld)}, true
+		return ld.param(), true
 	})
 	if err != nil {
 		ps.long = nil
@@ -153,6 +160,7 @@ func (s *session) execute(p []byte, seq uint8) (reply, error) {
 	}
 	ps.types = append(ps.types[:0], ex.Types...)
 	st := s.statement("COM_STMT_EXECUTE", ps.sql, seq)
+	st.db, st.dialect = ps.db, ps.dialect
 	st.st, st.plan, st.params = ps.st, ps.plan, auditParams(params)
 	ps.long = nil
 	// Masking was planned at PREPARE (a denial there refused the PREPARE),
@@ -179,11 +187,15 @@ func (s *session) execute(p []byte, seq uint8) (reply, error) {
 	})
 }
 
-func sizeIfTruncated(ld *longData) int {
+// param is the uploaded value as the journal keeps it: whole up to
+// MaxParamBytes, else its first MaxParamBytes with the size and the
+// SHA-256 of all of it.
+func (ld *longData) param() wire.Param {
+	p := wire.Param{Value: string(ld.buf)}
 	if ld.size > len(ld.buf) {
-		return ld.size
+		p.Truncated, p.Size, p.SHA256 = true, ld.size, hex.EncodeToString(ld.sum.Sum(nil))
 	}
-	return 0
+	return p
 }
 
 func auditParams(ps []wire.Param) []record.Param {
@@ -192,7 +204,7 @@ func auditParams(ps []wire.Param) []record.Param {
 	}
 	out := make([]record.Param, len(ps))
 	for i, p := range ps {
-		out[i] = record.Param{Type: p.Type, Value: p.Value, Truncated: p.Truncated, Size: p.Size}
+		out[i] = record.Param{Type: p.Type, Value: p.Value, Truncated: p.Truncated, Size: p.Size, SHA256: p.SHA256}
 	}
 	return out
 }
@@ -218,11 +230,12 @@ func (s *session) longData(p []byte) (reply, error) {
 		}
 		held := ps.long[param]
 		if held == nil {
-			held = &longData{}
+			held = &longData{sum: sha256.New()}
 			ps.long[param] = held
 		}
 		data := ld.Data
 		held.size += len(data)
+		held.sum.Write(data)
 		if room := wire.MaxParamBytes - len(held.buf); room > 0 {
 			if len(data) > room {
 				data = data[:room]

@@ -62,7 +62,7 @@ func (s *session) query(p []byte, seq uint8) (reply, error) {
 // the sql_mode is not.
 type verdictKey struct {
 	digest, db, command string
-	mode                sqltext.Mode
+	dialect             sqltext.Dialect
 }
 
 // verdictCache is a session's verdicts by statement shape, for one policy
@@ -83,12 +83,12 @@ func (s *session) decide(st *stmtLife) statement.Verdict {
 			s.verdicts.m = make(map[verdictKey]statement.Verdict)
 			s.verdicts.ver = ver
 		}
-		key = verdictKey{st.st.Digest, s.db, st.command, s.dialect.Mode}
+		key = verdictKey{st.st.Digest, st.db, st.command, st.dialect}
 		if v, ok := s.verdicts.m[key]; ok {
 			return v
 		}
 	}
-	v := pol.Decide(s.identity.record(), st.st, statement.Session{ID: s.id, DB: s.db, User: s.hs.User, ClientAddr: s.raw.RemoteAddr().String(), Command: st.command})
+	v := pol.Decide(s.identity.record(), st.st, statement.Session{ID: s.id, DB: st.db, User: s.hs.User, ClientAddr: s.raw.RemoteAddr().String(), Command: st.command})
 	if cacheable {
 		s.verdicts.m[key] = v
 	}
@@ -165,7 +165,7 @@ func (s *session) planColumnMasking(st *stmtLife) (reply, error) {
 	if s.srv.opts.Masker == nil || st.sql == "" {
 		return replyPending, nil
 	}
-	plan, err := s.srv.opts.Masker.Plan(s.ctx, s.identity, s.db, st.sql, st.st)
+	plan, err := s.srv.opts.Masker.Plan(s.ctx, s.identity, st.db, st.sql, st.st)
 	if err != nil {
 		var md *MaskDenied
 		rule, msg := "masking", err.Error()
@@ -213,7 +213,8 @@ func (s *session) await(st *stmtLife) (reply, error) {
 			cancel()
 		}
 	}()
-	a, err := s.srv.opts.Approver.Request(ctx, s.identity, s.id, st.st, st.sql, s.db, st.params, *st.verdict)
+	a, err := s.srv.opts.Approver.Request(ctx, &ApprovalAsk{Identity: s.identity, SessionID: s.id, Statement: st.st,
+		Command: st.command, SQL: st.sql, DB: st.db, Dialect: st.dialect, Params: st.params, Verdict: *st.verdict})
 	_ = s.raw.SetReadDeadline(time.Now())
 	<-watchDone
 	_ = s.raw.SetReadDeadline(time.Time{})

@@ -41,7 +41,7 @@ func (s *session) checkLimits(st *stmtLife) (*boundedRun, reply, error) {
 		return nil, r, err
 	}
 	if l.ReadOnly {
-		why, tables := s.srv.opts.Policy.ReadOnly(st.sql, st.st, s.db, s.sqlPrepared)
+		why, tables := s.srv.opts.Policy.ReadOnly(st.sql, st.st, st.db, s.sqlPrepared)
 		if why == "" {
 			var err error
 			if why, err = s.readOnlyViews(tables, 0); err != nil {

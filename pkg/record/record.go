@@ -155,7 +155,8 @@ type Param struct {
 	Type      string `json:"type"`
 	Value     any    `json:"value"`
 	Truncated bool   `json:"truncated,omitempty"`
-	Size      int    `json:"size,omitempty"` // original size in bytes when truncated
+	Size      int    `json:"size,omitempty"`   // original size in bytes when truncated
+	SHA256    string `json:"sha256,omitempty"` // of the whole value (hex) when truncated
 }
 
 // Classification is what the SQL parser found in a statement.

@@ -1,7 +1,9 @@
 package wire
 
 import (
+	"crypto/sha256"
 	"encoding/binary"
+	"encoding/hex"
 	"fmt"
 	"math"
 	"strconv"
@@ -14,7 +16,8 @@ type Param struct {
 	Type      string
 	Value     any // nil for NULL; string for text, decimals and temporal values; int64/uint64/float64 for numbers
 	Truncated bool
-	Size      int // original size in bytes when truncated
+	Size      int    // original size in bytes when truncated
+	SHA256    string // of the whole value (hex) when truncated: what approvals and the journal tell apart
 }
 
 // MaxParamBytes is how much of a string or blob parameter the audit keeps.
@@ -97,9 +100,11 @@ func ParseExecute(p []byte, numParams int, prevTypes []byte, longData func(i int
 		pos += n
 		params[i].Value = v
 		if s, ok := v.(string); ok && len(s) > MaxParamBytes {
+			sum := sha256.Sum256([]byte(s))
 			params[i].Value = s[:MaxParamBytes]
 			params[i].Truncated = true
 			params[i].Size = len(s)
+			params[i].SHA256 = hex.EncodeToString(sum[:])
 		}
 	}
 	return ex, params, nil

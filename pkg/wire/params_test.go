@@ -2,6 +2,8 @@ package wire
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"reflect"
 	"strings"
@@ -139,7 +141,7 @@ func TestParseExecute(t *testing.T) {
 				0xfc, 0x0a, 0x04, // lenenc length 1034
 			}, long...),
 			numParams: 1,
-			want:      []Param{{Type: "CHAR", Value: long[:MaxParamBytes], Truncated: true, Size: len(long)}},
+			want:      []Param{{Type: "CHAR", Value: long[:MaxParamBytes], Truncated: true, Size: len(long), SHA256: sha256Hex(long)}},
 		},
 		{
 			name: "types never bound",
@@ -318,4 +320,9 @@ func FuzzParseExecute(f *testing.F) {
 			t.Fatalf("types % x not from the packet", ex.Types)
 		}
 	})
+}
+
+func sha256Hex(s string) string {
+	sum := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(sum[:])
 }

@@ -36,8 +36,15 @@ rules:
 // retryDaemon starts a daemon whose UPDATEs need approval in retry mode.
 func retryDaemon(t *testing.T, timeout, retryTTL string) *harness.Daemon {
 	t.Helper()
+	return policyDaemon(t, retryPolicy, timeout, retryTTL)
+}
+
+// policyDaemon starts a daemon with the policy text and the approval
+// timeouts.
+func policyDaemon(t *testing.T, policy, timeout, retryTTL string) *harness.Daemon {
+	t.Helper()
 	pfile := filepath.Join(t.TempDir(), "policy.yaml")
-	if err := os.WriteFile(pfile, []byte(retryPolicy), 0o644); err != nil {
+	if err := os.WriteFile(pfile, []byte(policy), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	return harness.Start(t, harness.Options{Extra: fmt.Sprintf(

@@ -1,0 +1,153 @@
+package e2e
+
+import (
+	"context"
+	"database/sql"
+	"strings"
+	"testing"
+
+	"github.com/sqlwarden/sqlwarden/pkg/record"
+)
+
+// bindingPolicy holds every write to a table of the aretry database for a
+// human, in retry mode; writes elsewhere run.
+const bindingPolicy = `default: allow
+rules:
+  - name: aretry-writes-need-a-human
+    match: statement.tables_written.exists(t, t.startsWith("aretry."))
+    action: approve
+    approval_mode: retry
+`
+
+// TestApprovalBindsWhatRuns: a decision — cached or a human's — holds for
+// the statement that runs and for nothing else. A prepared statement's
+// names are bound in the database it was prepared in, so USE before its
+// EXECUTE neither reuses a verdict cached for the same text elsewhere nor
+// an approval given for another database; the same bytes under another
+// sql_mode, and a long parameter that differs only past the part the
+// journal keeps, are new requests.
+func TestApprovalBindsWhatRuns(t *testing.T) {
+	d := policyDaemon(t, bindingPolicy, "2m", "10m")
+	root := setupCounter(t, d)
+	mustExec(t, root, "DROP DATABASE IF EXISTS aretry_other")
+	mustExec(t, root, "CREATE DATABASE aretry_other")
+	mustExec(t, root, "CREATE TABLE aretry_other.counter (id INT PRIMARY KEY, n INT NOT NULL)")
+	mustExec(t, root, "INSERT INTO aretry_other.counter VALUES (1, 0)")
+	t.Cleanup(func() { root.Exec("DROP DATABASE IF EXISTS aretry_other") })
+
+	agent, err := sql.Open("mysql", d.DSN("aretry_other", "interpolateParams=false"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer agent.Close()
+	ctx := context.Background()
+	conn, err := agent.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	exec := func(q string, args ...any) error {
+		_, err := conn.ExecContext(ctx, q, args...)
+		return err
+	}
+	prepare := func(q string) *sql.Stmt {
+		st, err := conn.PrepareContext(ctx, q)
+		if err != nil {
+			t.Fatalf("PREPARE %s: %v", q, err)
+		}
+		t.Cleanup(func() { st.Close() })
+		return st
+	}
+	const inc = "UPDATE counter SET n = n + 1 WHERE id = ?"
+
+	// The same text, run where no human is needed: its verdict is cached.
+	if _, err := prepare(inc).Exec(1); err != nil {
+		t.Fatalf("a write to aretry_other: %v", err)
+	}
+	// Prepared in aretry, executed after USE aretry_other: aretry.counter.
+	if err := exec("USE aretry"); err != nil {
+		t.Fatal(err)
+	}
+	bound := prepare(inc)
+	if err := exec("USE aretry_other"); err != nil {
+		t.Fatal(err)
+	}
+	_, err = bound.Exec(1)
+	id := pendID(t, err, "EXECUTE of a statement prepared in aretry, after USE aretry_other", "10m")
+	if n := counter(t, root, 1); n != 0 {
+		t.Fatalf("aretry.counter moved to %d without approval", n)
+	}
+	var req *record.Record
+	for _, r := range d.Records(t) {
+		if r.Event == record.EventStatement && r.Command == "COM_STMT_EXECUTE" && r.DB == "aretry" {
+			req = r
+		}
+	}
+	if req == nil {
+		t.Fatal("no COM_STMT_EXECUTE record with db aretry (the database its statement was prepared in)")
+	}
+
+	// Approved for aretry: a statement prepared in aretry_other with the
+	// same text and parameters is another request, and runs nothing there.
+	cli(t, d, "approvals", "approve", id, "--approver", "alice")
+	other := prepare(inc) // prepared in aretry_other (the current database)
+	if _, err := other.Exec(1); err != nil {
+		t.Fatalf("a write to aretry_other: %v", err)
+	}
+	if err := exec("USE aretry"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bound.Exec(1); err != nil {
+		t.Fatalf("the approved EXECUTE: %v", err)
+	}
+	if n := counter(t, root, 1); n != 1 {
+		t.Fatalf("aretry.counter = %d after the approved EXECUTE, want 1", n)
+	}
+
+	// The same bytes under ANSI_QUOTES: "id" is then a column, and every
+	// row matches. An approval of the text under the default sql_mode
+	// does not carry over.
+	const quoted = `UPDATE aretry.counter SET n = n + 10 WHERE id IN (1, "id" + 0)`
+	id = pendID(t, exec(quoted), "the quoted text", "10m")
+	cli(t, d, "approvals", "approve", id, "--approver", "alice")
+	if err := exec("SET SESSION sql_mode = CONCAT(@@sql_mode, ',ANSI_QUOTES')"); err != nil {
+		t.Fatal(err)
+	}
+	if again := pendID(t, exec(quoted), "the quoted text under ANSI_QUOTES", "10m"); again == id {
+		t.Fatal("an approval under the default sql_mode ran the same bytes under ANSI_QUOTES")
+	}
+	if n := counter(t, root, 2); n != 0 {
+		t.Fatalf("aretry.counter id 2 = %d: the ANSI_QUOTES reading ran", n)
+	}
+	if err := exec("SET SESSION sql_mode = DEFAULT"); err != nil {
+		t.Fatal(err)
+	}
+
+	// Long parameters: the same first 1 KiB (all the journal keeps) and
+	// length, another tail.
+	find := prepare("UPDATE aretry.counter SET n = n + 100 WHERE FIND_IN_SET(id, ?)")
+	pad := strings.Repeat("9,", 600)
+	_, err = find.Exec(pad + "1,9")
+	id = pendID(t, err, "a long parameter", "10m")
+	cli(t, d, "approvals", "approve", id, "--approver", "alice")
+	_, err = find.Exec(pad + "1,2")
+	if again := pendID(t, err, "the long parameter with another tail", "10m"); again == id {
+		t.Fatal("an approval of one long parameter ran another with the same first 1 KiB")
+	}
+	if n := counter(t, root, 2); n != 0 {
+		t.Fatalf("aretry.counter id 2 = %d: the other long parameter ran", n)
+	}
+	sums := map[string]bool{}
+	for _, r := range d.Records(t) {
+		if r.Event == record.EventStatement && strings.Contains(r.SQL, "FIND_IN_SET") && len(r.Params) == 1 {
+			p := r.Params[0]
+			if !p.Truncated || p.Size != len(pad)+3 || len(p.SHA256) != 64 {
+				t.Fatalf("journaled long parameter %+v, want truncated with its size and SHA-256", p)
+			}
+			sums[p.SHA256] = true
+		}
+	}
+	if len(sums) != 2 {
+		t.Fatalf("the journal tells %d long parameters apart, want 2", len(sums))
+	}
+}
