@@ -740,15 +740,23 @@ func (a *analyzer) resolve(cn *ast.ColumnName, sc *scope) lineage {
 				}
 			}
 		}
-		if found {
-			return out
-		}
 		if cn.Table.L == "" {
+			// Where the select list's aliases are in scope (HAVING, ORDER
+			// BY), an alias may shadow a column of the same name — the server
+			// prefers the alias there — so a name both could mean carries
+			// both lineages: `card AS name ... HAVING name LIKE '4%'` is a
+			// probe of card.
 			for _, f := range s.fields {
 				if f.name == name {
+					if found {
+						return out.union(f.lin)
+					}
 					return f.lin
 				}
 			}
+		}
+		if found {
+			return out
 		}
 		if uncertain {
 			return a.noteUnknown("column " + name + " of a table whose columns are unknown")
@@ -879,8 +887,20 @@ func (v *exprVisitor) Enter(n ast.Node) (ast.Node, bool) {
 			v.channel = "error message of " + n.FnName.L
 		case "sleep", "benchmark", "get_lock", "release_lock", "is_free_lock", "is_used_lock", "master_pos_wait":
 			v.channel = "timing of " + n.FnName.L
-		case "exp", "pow", "power", "cot":
+		case "exp", "pow", "power", "cot", "degrees":
 			v.channel = overflowChannel
+		case "last_insert_id":
+			// LAST_INSERT_ID(x) keeps x for the session: the next
+			// LAST_INSERT_ID() returns it, out of any masking's reach.
+			if len(n.Args) > 0 {
+				if l := v.a.expr(n.Args[0], v.sc); l.rule != nil {
+					v.a.deny(l.rule, "LAST_INSERT_ID(%s) keeps a masked value for the session", l.source)
+				}
+			}
+		case "repeat", "lpad", "rpad", "space":
+			// How much they make, and so how long what reads it takes
+			// (MD5(REPEAT('a', digit * 1000000))), is a masked value's.
+			v.sizeArg(n.FnName.L, n.Args, map[string]int{"repeat": 1, "lpad": 1, "rpad": 1, "space": 0}[n.FnName.L])
 		case "regexp_like", "regexp_substr", "regexp_instr", "regexp_replace":
 			v.channel = regexpChannel
 		case "if", "elt", "nvl2", "field", "make_set", "decode_oracle":
@@ -936,8 +956,27 @@ func (v *exprVisitor) Enter(n ast.Node) (ast.Node, bool) {
 		}
 	case *ast.WindowFuncExpr:
 		v.a.windowSpec(&n.Spec, v.sc)
+		// NTILE(n) and NTH_VALUE(x, n) fail for n <= 0: whether the
+		// statement fails answers for a masked n.
+		switch strings.ToLower(n.Name) {
+		case ast.WindowFuncNtile:
+			v.sizeArg(n.Name, n.Args, 0)
+		case ast.WindowFuncNthValue:
+			v.sizeArg(n.Name, n.Args, 1)
+		}
 	}
 	return n, false
+}
+
+// sizeArg refuses a masked value as argument i of fn, a count that decides
+// whether fn fails or how long it runs.
+func (v *exprVisitor) sizeArg(fn string, args []ast.ExprNode, i int) {
+	if i >= len(args) {
+		return
+	}
+	if l := v.a.expr(args[i], v.sc); l.rule != nil {
+		v.a.deny(l.rule, "%s counted by masked column %s (an error or the time it takes would answer for it)", strings.ToUpper(fn), l.source)
+	}
 }
 
 func (v *exprVisitor) Leave(n ast.Node) (ast.Node, bool) { return n, true }
