@@ -9,6 +9,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -277,13 +278,22 @@ func buildBackends(cfg *config.Config) (map[string]*proxy.Backend, error) {
 	out := map[string]*proxy.Backend{}
 	for _, b := range cfg.Backends {
 		src := identity.NewCredentialSource(b.User, b.Password, b.PasswordFile)
-		if _, err := src.Get(); err != nil {
+		var err error
+		if _, err = src.Get(); err != nil {
 			return nil, fmt.Errorf("backend %s credential: %w", b.Name, err)
 		}
 		be := &proxy.Backend{Name: b.Name, Address: b.Address, ConnectTimeout: b.ConnectTimeout, Credential: func() (proxy.Credential, error) {
 			c, err := src.Get()
 			return proxy.Credential{User: c.User, Password: c.Password}, err
 		}}
+		if be.Destinations, err = b.DestinationPrefixes(); err != nil {
+			return nil, fmt.Errorf("backend %s: %w", b.Name, err)
+		}
+		if b.ServerPublicKeyFile != "" {
+			if be.ServerPublicKey, err = readPublicKey(b.ServerPublicKeyFile); err != nil {
+				return nil, fmt.Errorf("backend %s server_public_key_file: %w", b.Name, err)
+			}
+		}
 		if b.TLS.Enabled {
 			tc := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: b.TLS.ServerName, InsecureSkipVerify: b.TLS.SkipVerify}
 			if b.TLS.CAFile != "" {
@@ -307,6 +317,30 @@ func buildBackends(cfg *config.Config) (map[string]*proxy.Backend, error) {
 		out[b.Name] = be
 	}
 	return out, nil
+}
+
+// readPublicKey reads an RSA public key (PEM: PUBLIC KEY or RSA PUBLIC KEY).
+func readPublicKey(path string) (*rsa.PublicKey, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	block, _ := pem.Decode(b)
+	if block == nil {
+		return nil, errors.New("no PEM block")
+	}
+	if block.Type == "RSA PUBLIC KEY" {
+		return x509.ParsePKCS1PublicKey(block.Bytes)
+	}
+	key, err := x509.ParsePKIXPublicKey(block.Bytes)
+	if err != nil {
+		return nil, err
+	}
+	pub, ok := key.(*rsa.PublicKey)
+	if !ok {
+		return nil, errors.New("not an RSA key")
+	}
+	return pub, nil
 }
 
 // clientTLSConfig loads the configured certificate or generates a

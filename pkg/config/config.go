@@ -95,15 +95,42 @@ type Kubernetes struct {
 
 // Backend is a database the proxy logs into with credentials only it holds.
 type Backend struct {
-	Name         string     `yaml:"name"`
-	Address      string     `yaml:"address"` // empty: the connection's original destination
+	Name    string `yaml:"name"`
+	Address string `yaml:"address"` // empty: the connection's original destination
+	// Destinations are where a backend without an address may be (CIDR
+	// prefixes or addresses): its credential goes to a redirected
+	// connection's original destination only when one of them holds it,
+	// so a workload cannot point the daemon's login at a server it runs.
+	Destinations []string   `yaml:"destinations"`
 	User         string     `yaml:"user"`
 	Password     string     `yaml:"password"`
 	PasswordFile string     `yaml:"password_file"`
 	TLS          BackendTLS `yaml:"tls"`
+	// ServerPublicKeyFile is the server's RSA public key (PEM), for a
+	// caching_sha2_password or sha256_password full authentication
+	// without TLS; without TLS or this key such a login is refused.
+	ServerPublicKeyFile string `yaml:"server_public_key_file"`
 	// ConnectTimeout bounds a login to this backend (connecting, greeting,
 	// TLS, authentication); past it the client gets a clean ERR.
 	ConnectTimeout time.Duration `yaml:"connect_timeout"`
+}
+
+// DestinationPrefixes parses Destinations: a CIDR prefix, or an address
+// (a prefix of its full length).
+func (b *Backend) DestinationPrefixes() ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, d := range b.Destinations {
+		if p, err := netip.ParsePrefix(d); err == nil {
+			out = append(out, p.Masked())
+			continue
+		}
+		a, err := netip.ParseAddr(d)
+		if err != nil {
+			return nil, fmt.Errorf("destinations: %q is neither a CIDR prefix nor an address", d)
+		}
+		out = append(out, netip.PrefixFrom(a, a.BitLen()))
+	}
+	return out, nil
 }
 
 // DefaultConnectTimeout is a backend's connect_timeout when unset.
@@ -345,6 +372,15 @@ func (c *Config) validate() error {
 		}
 		if b.Address == "" && !c.Redirect.Enabled {
 			return fmt.Errorf("config backends[%d] %s: address is required when redirect is disabled", i, b.Name)
+		}
+		if b.Address == "" && len(b.Destinations) == 0 {
+			return fmt.Errorf("config backends[%d] %s: without an address (the connection's original destination), destinations must say where the backend's credential may go", i, b.Name)
+		}
+		if b.Address != "" && len(b.Destinations) > 0 {
+			return fmt.Errorf("config backends[%d] %s: destinations apply only to a backend without an address", i, b.Name)
+		}
+		if _, err := b.DestinationPrefixes(); err != nil {
+			return fmt.Errorf("config backends[%d] %s: %w", i, b.Name, err)
 		}
 	}
 	switch c.ClientAuthPlugin {

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"net"
 	"os"
 	"strings"
@@ -56,18 +57,21 @@ func TestDefaults(t *testing.T) {
 
 func TestInvalid(t *testing.T) {
 	for name, tc := range map[string]struct{ yaml, want string }{
-		"unknown key":         {minimal + "listne: 1.2.3.4:5\n", "field listne not found"},
-		"relative public_url": {minimal + "admin:\n  public_url: sqlwarden.example\n", "admin.public_url"},
-		"bad listen":          {minimal + "listen: nowhere\n", "config listen"},
-		"bad fail mode":       {minimal + "redirect:\n  fail_mode: sometimes\n", "fail_mode"},
-		"bad node address":    {minimal + "redirect:\n  node_address: 999.1.1.1\n", "node_address"},
-		"no backends":         {"listen: 127.0.0.1:1\n", "at least one backend"},
-		"unnamed backend":     {"backends:\n  - address: a:1\n    user: u\n", "name is required"},
-		"duplicate backend":   {minimal + "  - name: default\n    address: b:1\n    user: u\n", "duplicate name"},
-		"no user":             {"backends:\n  - name: x\n    address: a:1\n", "user is required"},
-		"no address no bpf":   {"backends:\n  - name: x\n    user: u\n", "address is required"},
-		"negative timeout":    {minimal + "    connect_timeout: -1s\n", "connect_timeout"},
-		"require tls w/o it":  {minimal + "tls:\n  enabled: false\n  require_tls: true\n", "require_tls"},
+		"unknown key":             {minimal + "listne: 1.2.3.4:5\n", "field listne not found"},
+		"relative public_url":     {minimal + "admin:\n  public_url: sqlwarden.example\n", "admin.public_url"},
+		"bad listen":              {minimal + "listen: nowhere\n", "config listen"},
+		"bad fail mode":           {minimal + "redirect:\n  fail_mode: sometimes\n", "fail_mode"},
+		"bad node address":        {minimal + "redirect:\n  node_address: 999.1.1.1\n", "node_address"},
+		"no backends":             {"listen: 127.0.0.1:1\n", "at least one backend"},
+		"unnamed backend":         {"backends:\n  - address: a:1\n    user: u\n", "name is required"},
+		"duplicate backend":       {minimal + "  - name: default\n    address: b:1\n    user: u\n", "duplicate name"},
+		"no user":                 {"backends:\n  - name: x\n    address: a:1\n", "user is required"},
+		"no address no bpf":       {"backends:\n  - name: x\n    user: u\n", "address is required"},
+		"negative timeout":        {minimal + "    connect_timeout: -1s\n", "connect_timeout"},
+		"require tls w/o it":      {minimal + "tls:\n  enabled: false\n  require_tls: true\n", "require_tls"},
+		"no destinations":         {"redirect:\n  enabled: true\nbackends:\n  - name: x\n    user: u\n", "destinations must say where"},
+		"bad destination":         {"redirect:\n  enabled: true\nbackends:\n  - name: x\n    user: u\n    destinations: [db.internal]\n", "neither a CIDR prefix nor an address"},
+		"destinations w/ address": {minimal + "    destinations: [10.0.0.0/8]\n", "only to a backend without an address"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			_, err := Parse([]byte(tc.yaml))
@@ -76,9 +80,15 @@ func TestInvalid(t *testing.T) {
 			}
 		})
 	}
-	// A backend without an address is fine when the redirect supplies the destination.
-	if _, err := Parse([]byte("redirect:\n  enabled: true\nbackends:\n  - name: x\n    user: u\n")); err != nil {
+	// A backend without an address is fine when the redirect supplies the
+	// destination and destinations bound it.
+	c, err := Parse([]byte("redirect:\n  enabled: true\nbackends:\n  - name: x\n    user: u\n    destinations: [10.0.0.0/8, 192.168.1.7, \"fd00::/8\"]\n"))
+	if err != nil {
 		t.Fatal(err)
+	}
+	ps, err := c.Backends[0].DestinationPrefixes()
+	if err != nil || fmt.Sprint(ps) != "[10.0.0.0/8 192.168.1.7/32 fd00::/8]" {
+		t.Fatalf("destinations %v (%v)", ps, err)
 	}
 }
 

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"crypto/rsa"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -26,6 +27,13 @@ type Backend struct {
 	// ConnectTimeout bounds a login: connecting, the greeting, TLS and
 	// authentication (0: DefaultConnectTimeout).
 	ConnectTimeout time.Duration
+	// Destinations bound a backend without an Address: a redirected
+	// connection's original destination must be in one of them, or the
+	// login (and the credential) goes nowhere.
+	Destinations []netip.Prefix
+	// ServerPublicKey: the server's RSA key for a full authentication
+	// without TLS (nil: such a login is refused).
+	ServerPublicKey *rsa.PublicKey
 }
 
 // Options are the proxy's dependencies, injected in one place.

@@ -319,6 +319,11 @@ func (s *session) run() {
 			outcome = "denied"
 			return
 		}
+		if !destinationAllowed(be.Destinations, s.origin.Destination.Addr()) {
+			s.backendDenied(workload, clientInfo, id.Record, nil, fmt.Sprintf("backend %s: original destination %s is not among its destinations (its credential goes nowhere else)", be.Name, s.origin.Destination))
+			outcome = "denied"
+			return
+		}
 		addr = s.origin.Destination.String()
 	}
 	cred, err := be.Credential()
@@ -549,6 +554,7 @@ func dialLogin(ctx context.Context, dial func(ctx context.Context, network, addr
 	}
 	stop := context.AfterFunc(ctx, func() { _ = nc.SetDeadline(time.Now()) })
 	defer stop()
+	cfg.ServerPublicKey = be.ServerPublicKey
 	if be.TLS != nil {
 		tc := be.TLS
 		if tc.ServerName == "" && !tc.InsecureSkipVerify {
@@ -665,6 +671,16 @@ func loginFailure(name, addr string, err error) (code uint16, state, msg string)
 		return code, state, fmt.Sprintf("sqlwarden: backend %s at %s refused the login: %s", name, addr, me.Message)
 	case errors.As(err, &re):
 		return wire.ErrCodeNotSupported, "", "sqlwarden: session refused: " + re.Reason
+	case errors.Is(err, wire.ErrUnsupportedAuth):
+		// The proxy's own refusal to answer the server as it asked.
+		msg := err.Error()
+		if ue, ok := err.(*unreachableError); ok {
+			msg = ue.err.Error() // the whole reason, not its innermost word
+		}
+		if i := strings.Index(msg, wire.ErrUnsupportedAuth.Error()+": "); i >= 0 {
+			msg = msg[i+len(wire.ErrUnsupportedAuth.Error())+2:]
+		}
+		return wire.ErrCodeAccessDenied, "08S01", fmt.Sprintf("sqlwarden: backend %s at %s: login refused by sqlwarden: %s", name, addr, msg)
 	case errors.As(err, &ue):
 		return wire.ErrCodeAccessDenied, "08S01", fmt.Sprintf("sqlwarden: backend %s at %s unreachable: %s", name, addr, ue.reason())
 	}
@@ -683,6 +699,18 @@ func onThisHost(c net.Conn) bool {
 	case *net.TCPAddr:
 		la, ok := c.LocalAddr().(*net.TCPAddr)
 		return ra.IP.IsLoopback() || (ok && la.IP.Equal(ra.IP))
+	}
+	return false
+}
+
+// destinationAllowed reports whether a redirected connection's original
+// destination may receive a backend's login.
+func destinationAllowed(allowed []netip.Prefix, dst netip.Addr) bool {
+	dst = dst.Unmap()
+	for _, p := range allowed {
+		if p.Contains(dst) {
+			return true
+		}
 	}
 	return false
 }

@@ -3,9 +3,7 @@ package wire
 import (
 	"crypto/rsa"
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/binary"
-	"encoding/pem"
 	"errors"
 	"fmt"
 
@@ -23,6 +21,11 @@ type ClientConfig struct {
 	Capabilities uint32
 	Attrs        map[string]string
 	TLS          *tls.Config // nil: plaintext
+	// ServerPublicKey is the server's RSA key for a full authentication
+	// (caching_sha2_password, sha256_password) without TLS. Without it
+	// such a login is refused: a key asked of the server in plaintext is
+	// whoever answers' key, and the password would be theirs.
+	ServerPublicKey *rsa.PublicKey
 }
 
 // ServerInfo is what a backend said while the proxy logged in.
@@ -227,7 +230,7 @@ func (a *clientAuth) response(plugin string, data []byte) ([]byte, error) {
 		case a.tls:
 			return append([]byte(pw), 0), nil
 		default:
-			return []byte{1}, nil // ask for the server's public key
+			return a.encrypted()
 		}
 	case gm.AUTH_MARIADB_ED25519:
 		if len(data) < 32 {
@@ -317,29 +320,30 @@ func (a *clientAuth) moreData(data []byte) error {
 			if a.tls {
 				return a.send(append([]byte(pw), 0))
 			}
-			return a.send([]byte{2}) // ask for the server's public key
+			enc, err := a.encrypted()
+			if err != nil {
+				return err
+			}
+			return a.send(enc)
 		}
 		return fmt.Errorf("backend handshake: %w: caching_sha2 state %d", ErrMalformed, data[0])
 	}
 	if a.plugin != gm.AUTH_CACHING_SHA2_PASSWORD && a.plugin != gm.AUTH_SHA256_PASSWORD {
 		return fmt.Errorf("backend handshake: %w: unexpected data for %s", ErrMalformed, a.plugin)
 	}
-	// The server's public key, which we asked for: the password goes encrypted.
-	block, _ := pem.Decode(data)
-	if block == nil {
-		return fmt.Errorf("backend handshake: %w: public key", ErrMalformed)
+	// A public key the server sent: never asked for, never used.
+	return fmt.Errorf("backend handshake: %w: the server sent a public key the proxy did not ask for", ErrUnsupportedAuth)
+}
+
+// encrypted is the password for a full authentication without TLS,
+// encrypted with the configured server key.
+func (a *clientAuth) encrypted() ([]byte, error) {
+	if a.cfg.ServerPublicKey == nil {
+		return nil, fmt.Errorf("backend handshake: %w: %s full authentication without TLS needs the server's public key (server_public_key_file): one fetched in plaintext could be anyone's", ErrUnsupportedAuth, a.plugin)
 	}
-	key, err := x509.ParsePKIXPublicKey(block.Bytes)
+	enc, err := gm.EncryptPassword(a.cfg.Password, a.scramble, a.cfg.ServerPublicKey)
 	if err != nil {
-		return fmt.Errorf("backend handshake: parse public key: %w", err)
+		return nil, fmt.Errorf("backend handshake: encrypt password: %w", err)
 	}
-	pub, ok := key.(*rsa.PublicKey)
-	if !ok {
-		return fmt.Errorf("backend handshake: %w: not an RSA key", ErrMalformed)
-	}
-	enc, err := gm.EncryptPassword(pw, a.scramble, pub)
-	if err != nil {
-		return fmt.Errorf("backend handshake: encrypt password: %w", err)
-	}
-	return a.send(enc)
+	return enc, nil
 }

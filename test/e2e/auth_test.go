@@ -227,6 +227,7 @@ func TestCachingSha2TowardClient(t *testing.T) {
 type sha2Backend struct {
 	addr     string
 	certFile string
+	keyFile  string // its RSA public key (PEM)
 	mu       sync.Mutex
 	queries  []string
 	tlsConns int
@@ -262,6 +263,8 @@ func (h sha2Handler) HandleQuery(q string) (*gm.Result, error) {
 	return gm.NewResult(rs), nil
 }
 
+type cachingProvider struct{ *server.InMemoryProvider }
+
 func startSha2Backend(t *testing.T, user, pass string) *sha2Backend {
 	t.Helper()
 	key, err := rsa.GenerateKey(rand.Reader, 2048)
@@ -282,14 +285,22 @@ func startSha2Backend(t *testing.T, user, pass string) *sha2Backend {
 	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
 	pubDER, _ := x509.MarshalPKIXPublicKey(&key.PublicKey)
 	pubPEM := pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pubDER})
-	b := &sha2Backend{certFile: filepath.Join(t.TempDir(), "mysql8.crt")}
+	dir := t.TempDir()
+	b := &sha2Backend{certFile: filepath.Join(dir, "mysql8.crt"), keyFile: filepath.Join(dir, "mysql8.pub")}
 	if err := os.WriteFile(b.certFile, certPEM, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(b.keyFile, pubPEM, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	tc := &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}}
 	srv := server.NewServer("8.0.36-gomysql", gm.DEFAULT_COLLATION_ID, gm.AUTH_CACHING_SHA2_PASSWORD, pubPEM, tc)
-	prov := server.NewInMemoryProvider()
-	prov.AddUser(user, pass)
+	mem := server.NewInMemoryProvider()
+	mem.AddUser(user, pass)
+	// Wrapped: go-mysql verifies an InMemoryProvider's users by fast
+	// authentication only; any other provider gets MySQL 8's cache, with a
+	// full authentication at each user's first login.
+	prov := cachingProvider{mem}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -332,18 +343,30 @@ func startSha2Backend(t *testing.T, user, pass string) *sha2Backend {
 }
 
 // TestCachingSha2Backend: the proxy logs into a backend that requires
-// caching_sha2_password, by full authentication (RSA key exchange without
-// TLS; cleartext inside TLS with the backend's certificate verified against
-// the configured CA), then by fast authentication once the backend caches.
+// caching_sha2_password, by full authentication (without TLS, the password
+// encrypted with the server's configured RSA key; cleartext inside TLS with
+// the backend's certificate verified against the configured CA), then by
+// fast authentication once the backend caches. Without TLS and without a
+// configured key the login is refused: a key the server sends in
+// plaintext could be anyone's, and the password with it.
 func TestCachingSha2Backend(t *testing.T) {
 	b := startSha2Backend(t, "sha2user", "sha2-pass")
-	backends := fmt.Sprintf("  - name: plain\n    address: %s\n    user: sha2user\n    password: sha2-pass\n"+
-		"  - name: secure\n    address: %s\n    user: sha2user\n    password: sha2-pass\n    tls:\n      enabled: true\n      ca_file: %s\n",
-		b.addr, b.addr, b.certFile)
+	fresh := startSha2Backend(t, "sha2user", "sha2-pass") // nothing cached: every login is a full one
+	backends := fmt.Sprintf("  - name: plain\n    address: %s\n    user: sha2user\n    password: sha2-pass\n    server_public_key_file: %s\n"+
+		"  - name: secure\n    address: %s\n    user: sha2user\n    password: sha2-pass\n    tls:\n      enabled: true\n      ca_file: %s\n"+
+		"  - name: unpinned\n    address: %s\n    user: sha2user\n    password: sha2-pass\n",
+		b.addr, b.keyFile, b.addr, b.certFile, fresh.addr)
 	ids := fmt.Sprintf("  clients:\n    - user: %s\n      password: %s\n      name: %s\n      backend: plain\n"+
-		"    - user: agent2\n      password: second-secret\n      name: agent-two\n      backend: secure\n",
+		"    - user: agent2\n      password: second-secret\n      name: agent-two\n      backend: secure\n"+
+		"    - user: agent3\n      password: third-secret\n      name: agent-three\n      backend: unpinned\n",
 		harness.ClientUser, harness.ClientPassword, harness.Identity)
 	d := harness.Start(t, harness.Options{Backends: backends, Identities: ids})
+
+	// No TLS, no key: refused before a password leaves the daemon.
+	if _, err := client.Connect(d.Listen, "agent3", "third-secret", ""); err == nil ||
+		!strings.Contains(err.Error(), "full authentication without TLS needs the server's public key (server_public_key_file)") {
+		t.Fatalf("login to a backend asking for full authentication without TLS or a key: %v", err)
+	}
 
 	// Before any client session reached it, the proxy learned the backend's
 	// version (a probe at start) and greets with it.

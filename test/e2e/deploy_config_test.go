@@ -83,6 +83,7 @@ func shippedConfig(t *testing.T, manifest string, d *harness.Daemon, natsURL str
 	}
 	b := backends[0].(map[string]any)
 	b["address"], b["password_file"] = d.Maria.Addr, file("backend.pass", "warden-pass")
+	delete(b, "destinations") // they bound a backend without an address
 	c["identities"] = map[string]any{"clients": []any{map[string]any{
 		"user": harness.ClientUser, "password": harness.ClientPassword, "name": harness.Identity}}}
 	section(c, "audit")["dir"] = d.AuditDir

@@ -435,20 +435,30 @@ func TestRedirectBackendNotLooped(t *testing.T) {
 	_, mport, _ := net.SplitHostPort(m.Addr)
 	e := newRedirectEnv(t, "")
 	e.cli("enroll", "--cgroup", e.agent, "--ports", mport)
-	e.d.Stop(t)
 	// Backends without an address: dial the connection's original destination.
 	cfg, err := os.ReadFile(e.d.Config)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg = []byte(strings.Replace(string(cfg), "    address: "+m.Addr+"\n", "", 1))
-	if err := os.WriteFile(e.d.Config, cfg, 0o600); err != nil {
-		t.Fatal(err)
+	// First with destinations that do not hold it: the credential goes
+	// nowhere else, so the login is refused.
+	withDestinations := func(dst string) {
+		t.Helper()
+		e.d.Stop(t)
+		c := strings.Replace(string(cfg), "    address: "+m.Addr+"\n", "    destinations: ["+dst+"]\n", 1)
+		if err := os.WriteFile(e.d.Config, []byte(c), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		e.d.Restart(t)
+		if err := os.WriteFile(filepath.Join(e.agent, "cgroup.procs"), []byte(strconv.Itoa(e.d.PID())), 0o644); err != nil {
+			t.Fatal(err)
+		}
 	}
-	e.d.Restart(t)
-	if err := os.WriteFile(filepath.Join(e.agent, "cgroup.procs"), []byte(strconv.Itoa(e.d.PID())), 0o644); err != nil {
-		t.Fatal(err)
+	withDestinations("10.0.0.0/8, 127.0.0.2")
+	if out, err := e.mariadbIn(e.agent, "", m.Addr, "SELECT 'elsewhere'"); err == nil || !strings.Contains(out, "is not among its destinations") {
+		t.Fatalf("a redirected connection to a destination outside the backend's destinations: %v\n%s", err, out)
 	}
+	withDestinations("127.0.0.0/8")
 	out, err := e.mariadbIn(e.agent, "", m.Addr, "SELECT 'no-loop'")
 	if err != nil || strings.TrimSpace(out) != "no-loop" {
 		t.Fatalf("client via redirect to the real database: %v\n%s\n%s", err, out, e.d.Log())
