@@ -156,6 +156,9 @@ func (e *Engine) Decide(id *record.Identity, st *statement.Statement, sess state
 	if st != nil && len(st.CredentialTables) > 0 {
 		return statement.Verdict{Rule: RuleCredentials, Action: record.ActionDeny, Message: credentialMessage}
 	}
+	if st != nil && st.SetsPassword {
+		return statement.Verdict{Rule: RulePasswords, Action: record.ActionDeny, Message: passwordMessage}
+	}
 	c := e.cur.Load()
 	var vars map[string]any
 	name := ""

@@ -192,6 +192,9 @@ func Explain(w io.Writer, o ExplainOptions, sql string) (Outcome, error) {
 	if len(st.CredentialTables) > 0 {
 		fmt.Fprintf(w, "credentials:     %s (always refused)\n", list(st.CredentialTables))
 	}
+	if st.SetsPassword {
+		fmt.Fprintf(w, "sets password:   true (always refused)\n")
+	}
 	fmt.Fprintf(w, "functions:       %s\n", list(st.Functions))
 	fmt.Fprintf(w, "digest:          %s\n", st.Digest)
 	fmt.Fprintf(w, "rule:            %s\n", d.Rule)

@@ -142,7 +142,13 @@ func (l *stmtLife) journal() (reply, error) {
 	rec := &l.rec
 	*rec = record.Record{Event: record.EventStatement, SessionID: s.id, StatementID: l.id, Command: l.command,
 		DB: l.db, Params: l.params}
-	rec.SetSQL(l.sql)
+	if l.st != nil && l.st.SetsPassword && l.st.Digest != "" {
+		// Its literals are a password: the journal (and every sink) keeps
+		// the statement's shape only.
+		rec.SetSQL(l.st.Digest)
+	} else {
+		rec.SetSQL(l.sql)
+	}
 	if l.st != nil {
 		rec.Digest = l.st.Digest
 		rec.Statement = l.st.Classification

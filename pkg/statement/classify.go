@@ -60,6 +60,11 @@ type Statement struct {
 	// CredentialTables are the tables holding credentials the statement
 	// names (mysql.user, mysql.global_priv, ...): always refused.
 	CredentialTables []string `json:"credential_tables,omitempty"`
+	// SetsPassword: the statement sets an account's password or how it
+	// authenticates (SET PASSWORD, CREATE/ALTER USER or GRANT with
+	// IDENTIFIED ...): always refused — a password set through sqlwarden
+	// is known to whoever sent it, and could be the daemon's own.
+	SetsPassword bool `json:"sets_password,omitempty"`
 	// ShowsCredentials: the statement may return SHOW GRANTS or SHOW
 	// CREATE USER output, whose password hashes are scrubbed in flight:
 	// those SHOWs, CALL and EXECUTE (which run statements not seen here)
@@ -184,6 +189,7 @@ func classifyExecutable(text, currentDB string, d sqltext.Dialect) (st *Statemen
 		st.Kind, st.Count, st.Err = KindUnparsed, 1, firstLine(err.Error())
 		st.Refused = unparsedRefusal(text)
 		st.CredentialTables = textCredentialTables(text, currentDB)
+		st.SetsPassword = textSetsPassword(text)
 		st.ShowsCredentials = true
 		return st
 	}
@@ -303,6 +309,7 @@ func (c *classifier) facts(n ast.StmtNode) {
 		*ast.GrantStmt, *ast.GrantRoleStmt, *ast.GrantProxyStmt, *ast.RevokeStmt, *ast.RevokeRoleStmt,
 		*ast.SetPwdStmt, *ast.SetRoleStmt, *ast.SetDefaultRoleStmt:
 		c.st.AccountManagement = true
+		c.st.SetsPassword = c.st.SetsPassword || setsPassword(x)
 	case *ast.SetStmt:
 		for _, v := range x.Variables {
 			if v != nil && v.IsGlobal {
@@ -348,6 +355,7 @@ func (c *classifier) routine(schema, name string) {
 // merge folds the classification of a PREPARE's text into this one.
 func (c *classifier) merge(in *Statement) {
 	c.st.ShowsCredentials = c.st.ShowsCredentials || in.ShowsCredentials
+	c.st.SetsPassword = c.st.SetsPassword || in.SetsPassword
 	for _, t := range in.CredentialTables {
 		if c.creds == nil {
 			c.creds = map[string]bool{}

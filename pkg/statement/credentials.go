@@ -2,6 +2,8 @@ package statement
 
 import (
 	"fmt"
+	"github.com/pingcap/tidb/pkg/parser/ast"
+	"regexp"
 	"strings"
 )
 
@@ -173,3 +175,33 @@ func skipComment(text string, i int) int {
 	}
 	return i
 }
+
+// setsPassword reports whether an account statement sets a password or an
+// authentication method.
+func setsPassword(n ast.Node) bool {
+	specs := func(us []*ast.UserSpec) bool {
+		for _, u := range us {
+			if u != nil && u.AuthOpt != nil {
+				return true
+			}
+		}
+		return false
+	}
+	switch x := n.(type) {
+	case *ast.SetPwdStmt:
+		return true
+	case *ast.CreateUserStmt:
+		return specs(x.Specs)
+	case *ast.AlterUserStmt:
+		return x.CurrentAuth != nil || specs(x.Specs)
+	case *ast.GrantStmt:
+		return specs(x.Users)
+	}
+	return false
+}
+
+// passwordWords finds, in text the parser could not read, what sets a
+// password: IDENTIFIED (BY, VIA, WITH) or SET PASSWORD.
+var passwordWords = regexp.MustCompile(`(?i)\bidentified\b|\bset\s+password\b`)
+
+func textSetsPassword(text string) bool { return passwordWords.MatchString(text) }

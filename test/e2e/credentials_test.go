@@ -255,6 +255,29 @@ func TestCredentialsStayWithTheDaemon(t *testing.T) {
 	if _, err := conn.PrepareContext(ctx, "SELECT authentication_string FROM mysql.user WHERE User = ?"); !isCredentialRefusal(err) {
 		t.Errorf("COM_STMT_PREPARE over mysql.user: got %v, want refused", err)
 	}
+	// Setting a password — the daemon's own account's first — is refused
+	// whatever the policy says, and journaled without its literals.
+	for _, q := range []string{
+		"SET PASSWORD = PASSWORD('owned-by-agent')",
+		"ALTER USER CURRENT_USER() IDENTIFIED BY 'owned-by-agent'",
+		"SET PASSWORD FOR cs_multi = PASSWORD('owned-by-agent')",
+		"CREATE USER cs_new IDENTIFIED BY 'owned-by-agent'",
+		"GRANT SELECT ON cs.* TO cs_multi IDENTIFIED BY 'owned-by-agent'",
+		"PREPARE s3 FROM 'SET PASSWORD = PASSWORD(''owned-by-agent'')'",
+		"CREATE USER cs_new IDENTIFIED VIA ed25519 USING PASSWORD('owned-by-agent')",
+		"SELECT 1; SET PASSWORD = PASSWORD('owned-by-agent')",
+	} {
+		_, err := conn.ExecContext(ctx, q)
+		var me *gomysql.MySQLError
+		if !errors.As(err, &me) || me.Number != 1142 || !strings.HasPrefix(me.Message, "sqlwarden: blocked by rule password-changes:") {
+			t.Errorf("%q: got %v, want refused by password-changes", q, err)
+		}
+	}
+	var h string
+	if err := root.QueryRow("SELECT JSON_VALUE(Priv, '$.authentication_string') FROM mysql.global_priv WHERE User = 'warden'").Scan(&h); err != nil || h != secrets["warden"] {
+		t.Errorf("the daemon's account's password changed: %q %v", h, err)
+	}
+	secrets["a password an agent chose"] = "owned-by-agent"
 	// USE mysql, then unqualified names.
 	if _, err := conn.ExecContext(ctx, "USE mysql"); err != nil {
 		t.Fatal(err)
@@ -283,6 +306,7 @@ func TestCredentialsStayWithTheDaemon(t *testing.T) {
 	if err := root.QueryRow("SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = 'cs'").Scan(&views); err != nil || views != 0 {
 		t.Errorf("objects created in cs from credential tables: %d %v", views, err)
 	}
+
 
 	conn.Close()
 	db.Close()
