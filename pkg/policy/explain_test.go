@@ -56,7 +56,8 @@ limits:
 		{"identity groups", ExplainOptions{File: file, Identity: "ops", Groups: []string{"dba"}}, "DELETE FROM users", OutcomeAllow, []string{"rule:            dba-anything"}},
 		{"built-in", ExplainOptions{}, "TRUNCATE t", OutcomeDeny, []string{"rule:            no-drop-or-truncate"}},
 		// The rest of the built-in policy, as policy test shows it.
-		{"built-in accounts", ExplainOptions{}, "CREATE USER x IDENTIFIED BY 'p'", OutcomeDeny, []string{"account mgmt:    true", "rule:            no-account-management"}},
+		{"built-in accounts", ExplainOptions{}, "CREATE USER x", OutcomeDeny, []string{"account mgmt:    true", "rule:            no-account-management"}},
+		{"built-in passwords", ExplainOptions{}, "CREATE USER x IDENTIFIED BY 'p'", OutcomeDeny, []string{"sets password:   true (always refused)", "rule:            password-changes"}},
 		{"built-in grant", ExplainOptions{}, "GRANT ALL ON *.* TO x", OutcomeDeny, []string{"rule:            no-account-management"}},
 		{"built-in set global", ExplainOptions{}, "SET GLOBAL max_connections = 10", OutcomeDeny, []string{"sets global:     true", "rule:            no-global-settings"}},
 		{"built-in shutdown", ExplainOptions{}, "SHUTDOWN", OutcomeDeny, []string{"rule:            no-server-admin"}},
