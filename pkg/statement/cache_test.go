@@ -56,6 +56,13 @@ func TestClassifyCacheByShape(t *testing.T) {
 	if other := p.Classify("SELECT c FROM sbtest1 WHERE id=1 AND pad='x'", "other", d); other == first {
 		t.Fatal("another database shared the classification")
 	}
+	// A PREPARE's text is one literal of its shape: never shared, or an
+	// unbounded DELETE would pass as the bounded one classified first.
+	bounded := p.Classify("PREPARE p FROM 'DELETE FROM t WHERE id = 1'", "shop", d)
+	unbounded := p.Classify("PREPARE p FROM 'DELETE FROM t'", "shop", d)
+	if bounded.Cacheable || unbounded == bounded || unbounded.HasWhere {
+		t.Fatalf("PREPARE of an unbounded DELETE after a bounded one: cacheable %v, has_where %v", bounded.Cacheable, unbounded.HasWhere)
+	}
 	a := p.Classify("SELECT c FROM sbtest1 ORDER BY 1", "shop", d)
 	b := p.Classify("SELECT c FROM sbtest1 ORDER BY 2", "shop", d)
 	if a == b || a.Digest == b.Digest {

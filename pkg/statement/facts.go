@@ -19,7 +19,10 @@ func (st *Statement) settle() *Statement {
 	}
 	// Under ANSI_QUOTES or NO_BACKSLASH_ESCAPES the digest's normalizer reads
 	// strings differently from the server: nothing is shared there.
-	st.Cacheable = st.Count == 1 && cacheableKind(st.Kind) && !st.DynamicSQL && st.Dialect.Mode&sqltext.LexMode == 0
+	// Only the plain statement itself: a PREPARE's kind is its text's, whose
+	// literal (all of it, as one string) the shape erases.
+	st.Cacheable = st.Count == 1 && len(st.Kinds) == 1 && st.Kinds[0] == st.Kind && cacheableKind(st.Kind) &&
+		!st.DynamicSQL && st.Dialect.Mode&sqltext.LexMode == 0
 	st.Reread = st.SetsSession || !st.Parsed || slices.Contains(st.Kinds, "EXECUTE")
 	st.ChangesSchema = !st.Cacheable && (!st.Parsed || st.IsDDL || st.DynamicSQL || len(st.Routines) > 0 ||
 		slices.Contains(st.Kinds, "CALL") || slices.Contains(st.Kinds, "EXECUTE"))

@@ -199,6 +199,15 @@ func TestBuiltInPolicyPowerStatements(t *testing.T) {
 		t.Errorf("PREPARE LOAD_FILE: got %v, want refused", err)
 	}
 
+	// A PREPARE's text is judged every time, never by the shape of another:
+	// a bounded DELETE prepared first, then an unbounded one.
+	if _, err := db.Exec("PREPARE pw FROM 'DELETE FROM t WHERE id = 1'"); err != nil {
+		t.Errorf("PREPARE of a bounded DELETE: %v", err)
+	}
+	if _, err := db.Exec("PREPARE pw FROM 'DELETE FROM t'"); !refusedBy(err, "no-unbounded-writes") {
+		t.Errorf("PREPARE of an unbounded DELETE after a bounded one: got %v, want refused by no-unbounded-writes", err)
+	}
+
 	// Nothing happened.
 	if n := count(); n != 3 {
 		t.Errorf("bp.t has %d rows, want 3", n)
