@@ -26,7 +26,10 @@ func (ad approverAdapter) Request(ctx context.Context, ask *proxy.ApprovalAsk) (
 	req := approval.Request{SessionID: ask.SessionID, SQL: ask.SQL, DB: ask.DB, Command: ask.Command,
 		SQLMode: ask.Dialect.Mode.String(), Rule: v.Rule, Message: v.Message, Mode: mode,
 		Params: append([]record.Param(nil), ask.Params...)}
-	if st.Text != "" && executableComment(ask.SQL) {
+	switch {
+	case ask.Executes != "":
+		req.Executes = ask.Executes
+	case st.Text != "" && executableComment(ask.SQL):
 		// What a human reads as a comment the server runs as SQL.
 		req.Executes = st.Text
 	}
@@ -110,7 +113,8 @@ func (d *Daemon) setupApprovals(ctx context.Context, opts *proxy.Options) error 
 	if len(auths) == 0 {
 		d.log.Warn("no admin.token or admin.oidc configured: the approvals API refuses every request")
 	}
-	h := a.Handler(approval.AnyOf(auths...))
+	d.adminAuth = approval.AnyOf(auths...)
+	h := a.Handler(d.adminAuth)
 	d.adminHandlers = append(d.adminHandlers, adminHandler{"/api/v1/approvals", h}, adminHandler{"/api/v1/approvals/", h}, adminHandler{"/approvals", h})
 	return nil
 }

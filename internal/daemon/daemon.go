@@ -26,6 +26,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/sqlwarden/sqlwarden/pkg/approval"
 	"github.com/sqlwarden/sqlwarden/pkg/audit"
 	"github.com/sqlwarden/sqlwarden/pkg/audit/sink"
 	"github.com/sqlwarden/sqlwarden/pkg/config"
@@ -70,6 +71,7 @@ type Daemon struct {
 	backends      map[string]*proxy.Backend
 	auditDir      string
 	adminHandlers []adminHandler
+	adminAuth     approval.Authenticator // who may use the admin API and pprof
 	// readyChecks are asked by /readyz after the journal (e.g. the shared
 	// approval store).
 	readyChecks []func() error
@@ -175,7 +177,7 @@ func New(ctx context.Context, cfg *config.Config, o Options) (_ *Daemon, err err
 	opts := proxy.Options{
 		Log: log, Audit: j, Auth: authAdapter{auth}, Policy: newPolicyDeps(pe), Backends: backends,
 		ClientTLS: clientTLS, RequireTLS: cfg.TLS.RequireTLS,
-		MaxPacket: cfg.MaxPacketSize, ServerVersion: cfg.ServerVersion, Node: cfg.Node, Results: acfg.Results,
+		MaxPacket: cfg.MaxPacketSize, MaxStatement: cfg.MaxStatementSize, ServerVersion: cfg.ServerVersion, Node: cfg.Node, Results: acfg.Results,
 		ClientAuthPlugin: cfg.ClientAuthPlugin, AllowLocalInfile: cfg.AllowLocalInfile, HandOff: cfg.HandOffEnabled(),
 		HandshakeTimeout: cfg.HandshakeTimeout, MaxPending: cfg.MaxUnauthenticatedConnections,
 		MaxPendingPerSource: cfg.MaxUnauthenticatedPerSource,
@@ -409,10 +411,12 @@ func (d *Daemon) startAdmin() error {
 		}
 	})
 	if d.cfg.Admin.Pprof {
-		mux.HandleFunc("/debug/pprof/", pprof.Index)
-		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+		// Behind the admin credential: a profile or a trace costs the
+		// node CPU, and a heap dump holds whatever the daemon holds.
+		mux.Handle("/debug/pprof/", d.adminOnly(http.HandlerFunc(pprof.Index)))
+		mux.Handle("/debug/pprof/profile", d.adminOnly(http.HandlerFunc(pprof.Profile)))
+		mux.Handle("/debug/pprof/symbol", d.adminOnly(http.HandlerFunc(pprof.Symbol)))
+		mux.Handle("/debug/pprof/trace", d.adminOnly(http.HandlerFunc(pprof.Trace)))
 	}
 	for _, h := range d.adminHandlers {
 		mux.Handle(h.pattern, h.handler)
@@ -429,4 +433,20 @@ func (d *Daemon) startAdmin() error {
 		}
 	}()
 	return nil
+}
+
+// adminOnly serves h to requests the admin credential (admin.token,
+// admin.oidc) authenticates; with none configured, to nobody.
+func (d *Daemon) adminOnly(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if d.adminAuth == nil {
+			http.Error(w, "no admin credential is configured (admin.token, admin.oidc)", http.StatusForbidden)
+			return
+		}
+		if _, err := d.adminAuth.Authenticate(r); err != nil {
+			http.Error(w, "unauthorized: "+err.Error(), http.StatusUnauthorized)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
 }

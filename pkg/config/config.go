@@ -20,11 +20,15 @@ import (
 // (identities, audit) are kept as YAML nodes and decoded by those packages,
 // so their keys are documented next to the code that reads them.
 type Config struct {
-	Listen        string        `yaml:"listen"`
-	AdminListen   string        `yaml:"admin_listen"`
-	Node          string        `yaml:"node"`
-	MaxPacketSize int           `yaml:"max_packet_size"`
-	DrainTimeout  time.Duration `yaml:"drain_timeout"`
+	Listen        string `yaml:"listen"`
+	AdminListen   string `yaml:"admin_listen"`
+	Node          string `yaml:"node"`
+	MaxPacketSize int    `yaml:"max_packet_size"`
+	// MaxStatementSize bounds the SQL text of a query or a PREPARE, which
+	// sqlwarden parses (at about ten times its size in memory); values
+	// larger than that go as parameters (COM_STMT_SEND_LONG_DATA).
+	MaxStatementSize int           `yaml:"max_statement_size"`
+	DrainTimeout     time.Duration `yaml:"drain_timeout"`
 	// HandshakeTimeout bounds a client's login, from connect until it has
 	// authenticated.
 	HandshakeTimeout time.Duration `yaml:"handshake_timeout"`
@@ -215,10 +219,11 @@ type AdminOIDC struct {
 
 // Defaults.
 const (
-	DefaultListen      = "127.0.0.1:15306"
-	DefaultAdminListen = "127.0.0.1:9309"
-	DefaultMaxPacket   = 1 << 30
-	DefaultPinDir      = "/sys/fs/bpf/sqlwarden"
+	DefaultListen       = "127.0.0.1:15306"
+	DefaultAdminListen  = "127.0.0.1:9309"
+	DefaultMaxPacket    = 1 << 30
+	DefaultMaxStatement = 64 << 20
+	DefaultPinDir       = "/sys/fs/bpf/sqlwarden"
 
 	DefaultHandshakeTimeout            = 10 * time.Second
 	DefaultMaxUnauthenticated          = 512
@@ -259,6 +264,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.MaxPacketSize == 0 {
 		c.MaxPacketSize = DefaultMaxPacket
+	}
+	if c.MaxStatementSize == 0 {
+		c.MaxStatementSize = DefaultMaxStatement
 	}
 	if c.DrainTimeout == 0 {
 		c.DrainTimeout = 10 * time.Second

@@ -3,6 +3,7 @@ package policy
 import (
 	"fmt"
 	"reflect"
+	"slices"
 	"sync/atomic"
 
 	"github.com/google/cel-go/cel"
@@ -111,12 +112,21 @@ func identityVars(id *record.Identity) *celIdentity {
 	return v
 }
 
+// kinds is what `statement.kinds` lists: each statement's kind, then the
+// kinds of what a PREPARE prepares and an EXECUTE runs.
+func kinds(s *statement.Statement) []string {
+	if len(s.InnerKinds) == 0 {
+		return orEmpty(s.Kinds)
+	}
+	return append(slices.Clip(s.Kinds), s.InnerKinds...)
+}
+
 func statementVars(s *statement.Statement) *celStatement {
 	if s == nil {
 		s = &statement.Statement{Kind: statement.KindUnparsed, Err: "no statement"}
 	}
 	v := &celStatement{
-		Kind: s.Kind, Kinds: orEmpty(s.Kinds), IsDDL: s.IsDDL,
+		Kind: s.Kind, Kinds: kinds(s), IsDDL: s.IsDDL,
 		TablesRead: orEmpty(s.TablesRead), TablesWritten: orEmpty(s.TablesWritten),
 		HasWhere: s.HasWhere, HasLimit: s.HasLimit, IntoOutfile: s.IntoOutfile,
 		Functions: orEmpty(s.Functions), DynamicSQL: s.DynamicSQL, Count: s.Count,

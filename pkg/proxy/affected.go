@@ -33,11 +33,11 @@ func (s *session) boundWrite(st *stmtLife) (*boundedRun, string, error) {
 	pol := s.srv.opts.Policy
 	b := pol.BoundWrite(st.st, st.db)
 	if b.Execute != "" && b.Refuse == "" {
-		text, ok := s.sqlPrep[lower(b.Execute)]
+		p, ok := s.sqlPrep[lower(b.Execute)]
 		if !ok {
 			return nil, "EXECUTE of " + b.Execute + ", which was not prepared from a literal text in this session", nil
 		}
-		b = pol.BoundWrite(pol.Classify(text, s.db, s.dialect), s.db)
+		b = pol.BoundWrite(pol.Classify(p.Text, p.DB, s.dialect), p.DB)
 		if b.Execute != "" {
 			return nil, "EXECUTE of a prepared EXECUTE", nil
 		}

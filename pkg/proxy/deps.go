@@ -133,6 +133,9 @@ type ApprovalAsk struct {
 	Dialect   sqltext.Dialect // how its text is read
 	Params    []record.Param  // of an execution
 	Verdict   statement.Verdict
+	// Executes is what the server runs when SQL does not say it: the
+	// prepared texts an EXECUTE runs.
+	Executes string
 }
 
 // MaskPlan masks the result sets of one statement.

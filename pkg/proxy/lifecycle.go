@@ -82,6 +82,9 @@ type stmtLife struct {
 	// PREPARE (the server binds it there, whatever USE or SET follow).
 	db      string
 	dialect sqltext.Dialect
+	// runs is what an EXECUTE of SQL-level prepared statements runs (their
+	// texts): the approver reads it, and an approval holds for it only.
+	runs string
 	st      *statement.Statement
 	params  []record.Param
 	verdict *statement.Verdict

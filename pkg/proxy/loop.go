@@ -66,6 +66,14 @@ func (s *session) loop() string {
 			s.auditProtocolError("COM_UNKNOWN", err)
 			return "client_error"
 		}
+		if first := wire.FirstSeq(seq, len(p)); first != 0 {
+			// Every command starts a new exchange at 0: the server would
+			// refuse it the same way and drop the session.
+			err := fmt.Errorf("command with sequence id %d, want 0: %w", first, wire.ErrOutOfOrder)
+			s.writeErrSeq(seq+1, wire.ErrCodeOutOfOrder, "08S01", "sqlwarden: "+err.Error())
+			s.auditProtocolErrorCode("COM_UNKNOWN", wire.ErrCodeOutOfOrder, err)
+			return "malformed_packet"
+		}
 		s.mu.Lock()
 		s.busy = true
 		s.mu.Unlock()
@@ -73,6 +81,14 @@ func (s *session) loop() string {
 			s.writeErrSeq(seq+1, wire.ErrCodeMalformed, "08S01", "sqlwarden: malformed packet: empty command")
 			s.auditProtocolError("COM_UNKNOWN", fmt.Errorf("%w: empty command", wire.ErrMalformed))
 			return "malformed_packet"
+		}
+		if (p[0] == gm.COM_QUERY || p[0] == gm.COM_STMT_PREPARE) && len(p)-1 > s.srv.opts.MaxStatement {
+			// Read whole (the stream stays in step), never parsed.
+			msg := fmt.Sprintf("sqlwarden: statement of %d bytes is larger than max_statement_size (%d): send large values as parameters", len(p)-1, s.srv.opts.MaxStatement)
+			if _, err := s.refuse(seq, wire.CommandName(p[0]), "", wire.ErrCodeTooLarge, msg); err != nil {
+				return "error" // the journal failed: refused, and the session ends
+			}
+			continue
 		}
 		run := func() error { return s.command(p, seq) }
 		if len(p) > largeStatement {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -32,6 +33,16 @@ func (s *session) query(p []byte, seq uint8) (reply, error) {
 		if text != "" {
 			st.sql = text // what the server prepares, for the journal and masking
 		}
+	}
+	if slices.Contains(st.st.Kinds, "EXECUTE") {
+		if err := s.executing(st); err != nil {
+			return replyNone, err
+		}
+	}
+	if allPrepares(st.st.Kinds) {
+		// Preparing reads nothing and changes nothing: the human is asked
+		// at each EXECUTE, which is judged by what it runs.
+		st.deferApproval = true
 	}
 	if rewritten, msg := s.checkKillSQL(sql, st.st); msg != "" {
 		st.v = statement.Verdict{Rule: "kill-own-identity", Action: record.ActionDeny, Message: msg}
@@ -214,7 +225,7 @@ func (s *session) await(st *stmtLife) (reply, error) {
 		}
 	}()
 	a, err := s.srv.opts.Approver.Request(ctx, &ApprovalAsk{Identity: s.identity, SessionID: s.id, Statement: st.st,
-		Command: st.command, SQL: st.sql, DB: st.db, Dialect: st.dialect, Params: st.params, Verdict: *st.verdict})
+		Command: st.command, SQL: st.sql, DB: st.db, Dialect: st.dialect, Params: st.params, Verdict: *st.verdict, Executes: st.runs})
 	_ = s.raw.SetReadDeadline(time.Now())
 	<-watchDone
 	_ = s.raw.SetReadDeadline(time.Time{})

@@ -115,8 +115,15 @@ func (s *session) readOnlyViews(tables []statement.TableRef, depth int) (string,
 // sqlPrepared is the text of a statement this session prepared with SQL
 // PREPARE, by lower-case name.
 func (s *session) sqlPrepared(name string) (string, bool) {
-	text, ok := s.sqlPrep[name]
-	return text, ok
+	p, ok := s.sqlPrep[name]
+	return p.Text, ok
+}
+
+// preparedStatement is the SQL-level prepared statement of that name
+// (lower case), with the database it was prepared in.
+func (s *session) preparedStatement(name string) (statement.Prepare, bool) {
+	p, ok := s.sqlPrep[name]
+	return p, ok
 }
 
 // notePrepares keeps the SQL-level prepared statements of the session: what
@@ -127,14 +134,14 @@ func (s *session) notePrepares(st *statement.Statement, failed bool) {
 		return
 	}
 	if s.sqlPrep == nil {
-		s.sqlPrep = map[string]string{}
+		s.sqlPrep = map[string]statement.Prepare{}
 	}
 	for _, p := range st.Prepares {
 		if failed || p.Dynamic {
 			delete(s.sqlPrep, p.Name)
 			continue
 		}
-		s.sqlPrep[p.Name] = p.Text
+		s.sqlPrep[p.Name] = p
 	}
 	for _, n := range st.Deallocates {
 		delete(s.sqlPrep, n)

@@ -68,6 +68,9 @@ type Options struct {
 	// mysql_native_password).
 	ClientAuthPlugin string
 	MaxPacket        int
+	// MaxStatement bounds the SQL text of a COM_QUERY or COM_STMT_PREPARE
+	// (default 64 MiB): parsing one costs about ten times its size.
+	MaxStatement int
 	// HandshakeTimeout bounds a login from accept until the client has
 	// authenticated (default 10s).
 	HandshakeTimeout time.Duration
@@ -148,6 +151,9 @@ func New(opts Options) (*Server, error) {
 	}
 	if opts.MaxPacket == 0 {
 		opts.MaxPacket = 1 << 30
+	}
+	if opts.MaxStatement == 0 {
+		opts.MaxStatement = 64 << 20
 	}
 	if opts.HandshakeTimeout <= 0 {
 		opts.HandshakeTimeout = DefaultHandshakeTimeout

@@ -22,6 +22,7 @@ import (
 	"github.com/sqlwarden/sqlwarden/pkg/host"
 	"github.com/sqlwarden/sqlwarden/pkg/record"
 	"github.com/sqlwarden/sqlwarden/pkg/sqltext"
+	"github.com/sqlwarden/sqlwarden/pkg/statement"
 	"github.com/sqlwarden/sqlwarden/pkg/wire"
 )
 
@@ -91,7 +92,7 @@ type session struct {
 	// (read_only).
 	roApplied bool
 	// sqlPrep is the text of each SQL-level PREPARE, by lower-case name.
-	sqlPrep map[string]string
+	sqlPrep map[string]statement.Prepare
 	// txStatus is the backend's last reported status (autocommit, in a
 	// transaction), for max_affected_rows; txKnown is false after an error,
 	// which may have changed it.

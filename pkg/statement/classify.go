@@ -120,14 +120,26 @@ type Statement struct {
 	// (lower case: statement names are case-insensitive).
 	Prepares    []Prepare `json:"-"`
 	Deallocates []string  `json:"-"`
+	// InnerKinds are the kinds of what the text prepares (PREPARE ... FROM
+	// 'text') and runs (EXECUTE of a statement whose text is known): policy
+	// sees them among `kinds`, so a rule on DELETE holds a prepared DELETE.
+	InnerKinds []string `json:"-"`
+	// Executes are the names the text EXECUTEs whose prepared text is not
+	// known (not prepared earlier in the text, nor given by
+	// ClassifyPrepared's lookup): what they run cannot be judged.
+	Executes []string `json:"-"`
+	// Runs are the prepared texts the text's EXECUTEs run, in order.
+	Runs []string `json:"-"`
 }
 
 // Prepare is one PREPARE name FROM ...: Text is the statement prepared,
-// empty when it comes from a variable (Dynamic).
+// empty when it comes from a variable (Dynamic), and DB the database it
+// was prepared in, where the server resolves its names for every EXECUTE.
 type Prepare struct {
 	Name    string
 	Text    string
 	Dynamic bool
+	DB      string
 }
 
 var parserPool = sync.Pool{New: func() any { return parser.New() }}
@@ -155,6 +167,19 @@ func ClassifyExecutable(text, currentDB string, d sqltext.Dialect) *Statement {
 	return classifyExecutable(text, currentDB, d).settle()
 }
 
+// ClassifyPrepared is ClassifyAs for a session that knows the statements it
+// prepared with SQL PREPARE: an EXECUTE of one is classified as what it runs
+// (the prepared text, read in the database it was prepared in) merged into
+// the EXECUTE, as a PREPARE's text is merged into the PREPARE. A name that
+// lookup does not know is left in Executes.
+func ClassifyPrepared(sql, currentDB string, d sqltext.Dialect, lookup func(name string) (Prepare, bool)) *Statement {
+	text, err := sqltext.Executable(sql, d)
+	if err != nil {
+		return (&Statement{Kind: KindUnparsed, Count: 1, Err: err.Error(), Refused: err.Error(), Dialect: d}).settle()
+	}
+	return classifyWith(text, currentDB, d, lookup).settle()
+}
+
 // classifyAs is ClassifyAs without the derived facts: for the text of a
 // PREPARE, which is merged into the statement that prepares it.
 func classifyAs(sql, currentDB string, d sqltext.Dialect) *Statement {
@@ -165,7 +190,11 @@ func classifyAs(sql, currentDB string, d sqltext.Dialect) *Statement {
 	return classifyExecutable(text, currentDB, d)
 }
 
-func classifyExecutable(text, currentDB string, d sqltext.Dialect) (st *Statement) {
+func classifyExecutable(text, currentDB string, d sqltext.Dialect) *Statement {
+	return classifyWith(text, currentDB, d, nil)
+}
+
+func classifyWith(text, currentDB string, d sqltext.Dialect, lookup func(string) (Prepare, bool)) (st *Statement) {
 	// The digest is of the text the server runs; the normalizer knows no
 	// sql_mode, so under ANSI_QUOTES or NO_BACKSLASH_ESCAPES it can merge
 	// statements that differ (callers must not key caches on it there).
@@ -200,7 +229,7 @@ func classifyExecutable(text, currentDB string, d sqltext.Dialect) (st *Statemen
 	st.Parsed = true
 	st.Nodes = nodes
 	st.Count = len(nodes)
-	c := classifier{db: currentDB, st: st, dialect: d, lastLexingSet: -1}
+	c := classifier{db: currentDB, st: st, dialect: d, lastLexingSet: -1, lookup: lookup}
 	for i, n := range nodes {
 		c.index = i
 		c.statement(n, 0)
@@ -230,6 +259,7 @@ type classifier struct {
 	db      string
 	st      *Statement
 	dialect sqltext.Dialect
+	lookup  func(string) (Prepare, bool) // the session's SQL-level prepared statements
 	// index is the statement of the text being classified; lastLexingSet
 	// the last one that sets the sql_mode or client character set (-1: none).
 	index, lastLexingSet int
@@ -277,10 +307,17 @@ func (c *classifier) statement(n ast.StmtNode, depth int) {
 		if x.SQLVar != nil {
 			c.st.DynamicSQL = true
 		}
+		if depth == 0 {
+			c.st.Prepares = append(c.st.Prepares, Prepare{Name: strings.ToLower(x.Name), Text: x.SQLText, Dynamic: x.SQLVar != nil, DB: c.db})
+		}
 		if x.SQLText != "" && depth < maxDepth {
 			// The server reads the prepared text as it reads a statement.
 			inner := classifyAs(x.SQLText, c.db, c.dialect)
 			c.merge(inner)
+		}
+	case *ast.ExecuteStmt:
+		if depth == 0 && x.Name != "" {
+			c.execute(strings.ToLower(x.Name))
 		}
 	}
 	c.tables(n)
@@ -352,8 +389,31 @@ func (c *classifier) routine(schema, name string) {
 	c.routines[name] = true
 }
 
+// execute merges what EXECUTE name runs: the text of a PREPARE earlier in
+// this text, else of the session's statement of that name.
+func (c *classifier) execute(name string) {
+	var p Prepare
+	found := false
+	for i := len(c.st.Prepares) - 1; i >= 0; i-- {
+		if c.st.Prepares[i].Name == name {
+			p, found = c.st.Prepares[i], true
+			break
+		}
+	}
+	if !found && c.lookup != nil {
+		p, found = c.lookup(name)
+	}
+	if !found || p.Dynamic || p.Text == "" {
+		c.st.Executes = append(c.st.Executes, name)
+		return
+	}
+	c.st.Runs = append(c.st.Runs, p.Text)
+	c.merge(classifyAs(p.Text, p.DB, c.dialect))
+}
+
 // merge folds the classification of a PREPARE's text into this one.
 func (c *classifier) merge(in *Statement) {
+	c.st.InnerKinds = append(append(c.st.InnerKinds, in.Kinds...), in.InnerKinds...)
 	c.st.ShowsCredentials = c.st.ShowsCredentials || in.ShowsCredentials
 	c.st.SetsPassword = c.st.SetsPassword || in.SetsPassword
 	for _, t := range in.CredentialTables {

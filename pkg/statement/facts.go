@@ -36,8 +36,6 @@ func (st *Statement) settle() *Statement {
 			if n.FileLocRef == ast.FileLocClient {
 				st.LocalInfile = true
 			}
-		case *ast.PrepareStmt:
-			st.Prepares = append(st.Prepares, Prepare{Name: strings.ToLower(n.Name), Text: n.SQLText, Dynamic: n.SQLVar != nil})
 		case *ast.DeallocateStmt:
 			st.Deallocates = append(st.Deallocates, strings.ToLower(n.Name))
 		}

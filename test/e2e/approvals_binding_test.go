@@ -3,8 +3,12 @@ package e2e
 import (
 	"context"
 	"database/sql"
+	"errors"
+	"slices"
 	"strings"
 	"testing"
+
+	gomysql "github.com/go-sql-driver/mysql"
 
 	"github.com/sqlwarden/sqlwarden/pkg/record"
 )
@@ -149,5 +153,81 @@ func TestApprovalBindsWhatRuns(t *testing.T) {
 	}
 	if len(sums) != 2 {
 		t.Fatalf("the journal tells %d long parameters apart, want 2", len(sums))
+	}
+}
+
+// TestSQLExecuteJudgedByWhatItRuns: an EXECUTE of a statement prepared
+// with SQL PREPARE is judged as the statement it runs. PREPARE of an UPDATE
+// that needs a human is allowed (it runs nothing); each EXECUTE is held,
+// with its USING values as parameters, and an approval runs it once, for
+// those values and that prepared text only; the journal names the table it
+// writes. An EXECUTE whose text the session does not know, and EXECUTE ...
+// USING inside a multi-statement, are refused.
+func TestSQLExecuteJudgedByWhatItRuns(t *testing.T) {
+	d := policyDaemon(t, bindingPolicy, "2m", "10m")
+	root := setupCounter(t, d)
+	agent, err := sql.Open("mysql", d.DSN("aretry", "multiStatements=true"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer agent.Close()
+	ctx := context.Background()
+	conn, err := agent.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	exec := func(q string) error {
+		_, err := conn.ExecContext(ctx, q)
+		return err
+	}
+	must := func(q string) {
+		t.Helper()
+		if err := exec(q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	must("PREPARE p FROM 'UPDATE counter SET n = n + 1 WHERE id = ?'")
+	must("SET @a = 1")
+	id := pendID(t, exec("EXECUTE p USING @a"), "EXECUTE of a prepared UPDATE", "10m")
+	if n := counter(t, root, 1); n != 0 {
+		t.Fatalf("counter moved to %d before approval", n)
+	}
+	cli(t, d, "approvals", "approve", id, "--approver", "alice")
+	must("EXECUTE p USING @a")
+	if n := counter(t, root, 1); n != 1 {
+		t.Fatalf("counter = %d after the approved EXECUTE, want 1", n)
+	}
+	// Once: the same EXECUTE again is a new request.
+	if again := pendID(t, exec("EXECUTE p USING @a"), "the approved EXECUTE again", "10m"); again == id {
+		t.Fatal("an approval ran twice")
+	}
+	// Other values are another statement.
+	must("SET @a = 3")
+	id3 := pendID(t, exec("EXECUTE p USING @a"), "EXECUTE with @a = 3", "10m")
+	cli(t, d, "approvals", "approve", id3, "--approver", "alice")
+	// The same name prepared again with another text: the approval was
+	// for the first one.
+	must("PREPARE p FROM 'UPDATE counter SET n = n + 100 WHERE id >= ?'")
+	if other := pendID(t, exec("EXECUTE p USING @a"), "EXECUTE of another text under the same name", "10m"); other == id3 {
+		t.Fatal("an approval of one prepared text ran another")
+	}
+	if n := counter(t, root, 3); n != 0 {
+		t.Fatalf("counter 3 = %d: the re-prepared text ran", n)
+	}
+	for _, q := range []string{"SET @a = 2; EXECUTE p USING @a", "EXECUTE nope"} {
+		var me *gomysql.MySQLError
+		if err := exec(q); !errors.As(err, &me) || !strings.HasPrefix(me.Message, "sqlwarden: statement refused") {
+			t.Errorf("%q: got %v, want refused", q, err)
+		}
+	}
+	var rec *record.Record
+	for _, r := range d.Records(t) {
+		if r.Event == record.EventStatement && r.SQL == "EXECUTE p USING @a" && r.Statement != nil && len(r.Params) == 1 && r.Params[0].Value == "1" {
+			rec = r
+		}
+	}
+	if rec == nil || !slices.Contains(rec.Statement.TablesWrite, "aretry.counter") || rec.Statement.Kind != "UPDATE" || rec.Params[0].Type != "@a" {
+		t.Fatalf("journaled EXECUTE: %+v, want kind UPDATE writing aretry.counter with @a = 1", rec)
 	}
 }

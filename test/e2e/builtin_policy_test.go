@@ -133,7 +133,7 @@ func TestBuiltInPolicyPowerStatements(t *testing.T) {
 		{"routines-need-a-human", "SELECT 1; CALL p_wipe()"},
 		{"routines-need-a-human", "DROP PROCEDURE p_wipe"},
 		{"routines-need-a-human", "SELECT bp.f_wipe()"},
-		{"routines-need-a-human", "PREPARE s FROM 'CALL p_wipe()'"},
+		{"routines-need-a-human", "PREPARE s FROM 'CALL p_wipe()'; EXECUTE s"},
 		{"unparsed", "CREATE FUNCTION f2() RETURNS INT RETURN 1"},
 		{"unparsed", "CREATE TRIGGER tr BEFORE INSERT ON t FOR EACH ROW SET NEW.v = 'x'"},
 		{"unparsed", "CREATE EVENT ev ON SCHEDULE EVERY 1 HOUR DO DELETE FROM t"},

@@ -307,7 +307,6 @@ func TestCredentialsStayWithTheDaemon(t *testing.T) {
 		t.Errorf("objects created in cs from credential tables: %d %v", views, err)
 	}
 
-
 	conn.Close()
 	db.Close()
 	gc.Close()

@@ -3,13 +3,17 @@ package e2e
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	gomysql "github.com/go-sql-driver/mysql"
+
 	"github.com/sqlwarden/sqlwarden/internal/testutil"
+	"github.com/sqlwarden/sqlwarden/pkg/record"
 	"github.com/sqlwarden/sqlwarden/test/harness"
 )
 
@@ -57,4 +61,43 @@ func TestLargeStatementsGiveMemoryBack(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// TestMaxStatementSize: a query or PREPARE whose text is over
+// max_statement_size is refused unparsed with ERR 1153, journaled, and the
+// session goes on; a value that large goes as a parameter (long data),
+// which is never parsed.
+func TestMaxStatementSize(t *testing.T) {
+	d := harness.Start(t, harness.Options{Extra: "max_statement_size: 1048576\n"})
+	db, err := sql.Open("mysql", d.DSN("", "maxAllowedPacket=16777216&interpolateParams=false"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	db.SetMaxOpenConns(1)
+	big := strings.Repeat("x", 2<<20)
+	var me *gomysql.MySQLError
+	for _, q := range []string{"SELECT LENGTH('" + big + "')"} {
+		if _, err := db.Exec(q); !errors.As(err, &me) || me.Number != 1153 || !strings.HasPrefix(me.Message, "sqlwarden: statement of ") || !strings.Contains(me.Message, "max_statement_size") {
+			t.Fatalf("a 2 MiB query under max_statement_size 1 MiB: %v", err)
+		}
+	}
+	if _, err := db.Prepare("SELECT LENGTH('" + big + "')"); !errors.As(err, &me) || me.Number != 1153 {
+		t.Fatalf("a 2 MiB PREPARE: %v", err)
+	}
+	// The same session goes on; the value as a parameter passes.
+	var n int
+	if err := db.QueryRow("SELECT LENGTH(?)", big).Scan(&n); err != nil || n != len(big) {
+		t.Fatalf("a 2 MiB parameter: %d %v", n, err)
+	}
+	recs := d.Settled(t)
+	refused := 0
+	for _, r := range recs {
+		if r.Event == record.EventOutcome && r.Error != nil && r.Error.Code == 1153 {
+			refused++
+		}
+	}
+	if refused != 2 {
+		t.Errorf("%d outcomes with ERR 1153, want 2", refused)
+	}
 }

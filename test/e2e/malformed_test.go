@@ -107,6 +107,20 @@ func TestMalformedInput(t *testing.T) {
 			},
 		},
 		{
+			name: "command out of sequence",
+			break_: func(t *testing.T, c *client.Conn, raw net.Conn) {
+				raw.Write([]byte{9, 0, 0, 3, 0x03, 'S', 'E', 'L', 'E', 'C', 'T', ' ', '1'}) // sequence id 3
+				p, err := readFrame(raw, 5*time.Second)
+				if err != nil || len(p) < 3 || p[0] != 0xff || p[1] != 0x84 || p[2] != 0x04 || !strings.Contains(string(p), "sqlwarden: command with sequence id 3, want 0") {
+					t.Errorf("out of sequence: want ERR 1156 sqlwarden: ..., got %q %v", p, err)
+				}
+			},
+			reason: "malformed_packet",
+			record: func(r *record.Record) bool {
+				return r.Event == record.EventOutcome && r.Error != nil && r.Error.Code == 1156
+			},
+		},
+		{
 			name: "client disconnects mid-result",
 			break_: func(t *testing.T, c *client.Conn, raw net.Conn) {
 				q := "SELECT seq, REPEAT('y', 200) FROM seq_1_to_200000"

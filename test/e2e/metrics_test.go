@@ -224,3 +224,34 @@ func instantQuery(prom, query string) (float64, string, error) {
 	}
 	return v, fmt.Sprintf("value %v", v), nil
 }
+
+// TestPprofNeedsTheAdminToken: with admin.pprof on, /debug/pprof answers
+// only requests carrying the admin credential.
+func TestPprofNeedsTheAdminToken(t *testing.T) {
+	d := harness.Start(t, harness.Options{Extra: "admin:\n  pprof: true\n  token: " + adminToken + "\n"})
+	get := func(token string) int {
+		t.Helper()
+		req, err := http.NewRequest("GET", "http://"+d.Admin+"/debug/pprof/", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if code := get(""); code != http.StatusUnauthorized {
+		t.Errorf("pprof without a token: HTTP %d, want 401", code)
+	}
+	if code := get("not-the-token"); code != http.StatusUnauthorized {
+		t.Errorf("pprof with a wrong token: HTTP %d, want 401", code)
+	}
+	if code := get(adminToken); code != http.StatusOK {
+		t.Errorf("pprof with the admin token: HTTP %d, want 200", code)
+	}
+}
