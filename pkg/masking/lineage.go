@@ -209,6 +209,15 @@ func (a *analyzer) statement(p *Plan, s ast.StmtNode) {
 		}
 	case *ast.CreateViewStmt:
 		// Reading the view later is analysed through its definition.
+	case *ast.AlterTableStmt:
+		// A generated column over a masked one, a renamed column or table:
+		// the rules name columns, and the data would move out from under
+		// the names.
+		a.schemaChange(s.Table, "ALTER TABLE")
+	case *ast.RenameTableStmt:
+		for _, t := range s.TableToTables {
+			a.schemaChange(t.OldTable, "RENAME TABLE")
+		}
 	case *ast.SetStmt:
 		for _, v := range s.Variables {
 			if v.Value != nil {
@@ -707,6 +716,28 @@ func (a *analyzer) table(t *ast.TableName, sc *scope) *relation {
 		rel.cols[i] = column{name: c, lin: lineage{rule: r, source: db + "." + name + "." + c, direct: true}}
 	}
 	return rel
+}
+
+// schemaChange refuses a change to a table with masked columns (for this
+// identity's rules).
+func (a *analyzer) schemaChange(t *ast.TableName, what string) {
+	if t == nil || len(a.rules) == 0 {
+		return
+	}
+	db := t.Schema.L
+	if db == "" {
+		db = a.db
+	}
+	names, err := a.m.columns(a.ctx, a.epoch, db, t.Name.L)
+	if err != nil {
+		return // no such table: the server refuses the change
+	}
+	for _, c := range names {
+		if r := a.ruleFor(db, t.Name.L, c); r != nil {
+			a.deny(r, "%s of %s.%s, which has masked column %s: a changed table could take masked data out from under the rules' names", what, db, t.Name.L, c)
+			return
+		}
+	}
 }
 
 // resolve finds the lineage of a column reference in sc and its parents.

@@ -574,6 +574,36 @@ func TestMaskingFollowsViewChanges(t *testing.T) {
 	}
 }
 
+// TestMaskingRefusesMovingMaskedData: the rules name columns, so a change
+// that would take masked data out from under the names — a generated
+// column over a masked one, a renamed column, a renamed or moved table —
+// is refused for a masked identity even where policy allows DDL, and the
+// masked column reads masked after.
+func TestMaskingRefusesMovingMaskedData(t *testing.T) {
+	d, _ := startMasked(t, "")
+	db := d.Open(t, maskDB)
+	db.SetMaxOpenConns(1)
+	for _, q := range []string{
+		"ALTER TABLE customers ADD COLUMN cn VARCHAR(19) AS (card) VIRTUAL",
+		"ALTER TABLE customers RENAME COLUMN card TO plain",
+		"ALTER TABLE customers CHANGE card plain VARCHAR(19)",
+		"RENAME TABLE customers TO customers_copy",
+		"ALTER TABLE customers RENAME TO people",
+	} {
+		if _, err := db.Exec(q); !isMaskDenied(err) {
+			t.Errorf("%q: got %v, want refused by masking", q, err)
+		}
+	}
+	// A table without masked columns changes as policy allows.
+	if _, err := db.Exec("ALTER TABLE orders ADD COLUMN note VARCHAR(10)"); err != nil {
+		t.Errorf("ALTER of a table without masked columns: %v", err)
+	}
+	var card string
+	if err := db.QueryRow("SELECT card FROM customers WHERE id = 1").Scan(&card); err != nil || maskfixture.Leak([]byte(card)) != "" {
+		t.Fatalf("card after the refused changes: %q %v", card, err)
+	}
+}
+
 // TestMaskingHidesWarningCounts: how many warnings a function of a masked
 // value raised is an answer — CAST(REPLACE(SUBSTR(card, 1, 1), '4', 'x') AS
 // UNSIGNED) warns exactly when the first digit is 4 — so after a reply over
