@@ -48,6 +48,7 @@ type celStatement struct {
 	AccountMgmt   bool     `cel:"account_management"`
 	SetsGlobal    bool     `cel:"sets_global"`
 	FileIO        bool     `cel:"file_io"`
+	Overwrites    bool     `cel:"overwrites"`
 	Count         int      `cel:"count"`
 	Digest        string   `cel:"digest"`
 	Parsed        bool     `cel:"parsed"`
@@ -130,7 +131,7 @@ func statementVars(s *statement.Statement) *celStatement {
 		TablesRead: orEmpty(s.TablesRead), TablesWritten: orEmpty(s.TablesWritten),
 		HasWhere: s.HasWhere, HasLimit: s.HasLimit, IntoOutfile: s.IntoOutfile,
 		Functions: orEmpty(s.Functions), DynamicSQL: s.DynamicSQL, Count: s.Count,
-		Routines: orEmpty(s.Routines), AccountMgmt: s.AccountManagement, SetsGlobal: s.SetsGlobal, FileIO: s.FileIO,
+		Routines: orEmpty(s.Routines), AccountMgmt: s.AccountManagement, SetsGlobal: s.SetsGlobal, FileIO: s.FileIO, Overwrites: s.Overwrites,
 		Digest: s.Digest, Parsed: s.Parsed, Error: s.Err,
 	}
 	switch {

@@ -59,6 +59,12 @@ func TestDefaultPolicy(t *testing.T) {
 		{"DROP EVENT ev", "unparsed", record.ActionDeny},
 		{"CREATE OR REPLACE PROCEDURE p() SELECT 1", "unparsed", record.ActionDeny},
 		// Accounts and privileges.
+		// Overwrites from a query: bounded by the query's WHERE.
+		{"REPLACE INTO t SELECT id, 'gone' FROM t", "no-unbounded-writes", record.ActionDeny},
+		{"INSERT INTO t SELECT id, v FROM t ON DUPLICATE KEY UPDATE v = 'pwned'", "no-unbounded-writes", record.ActionDeny},
+		{"INSERT INTO t SELECT id, v FROM u WHERE id = 3 ON DUPLICATE KEY UPDATE v = 'x'", "default", record.ActionAllow},
+		{"REPLACE INTO t VALUES (1, 'x')", "default", record.ActionAllow},
+		{"INSERT INTO t SELECT * FROM u", "default", record.ActionAllow},
 		{"CREATE USER u IDENTIFIED BY 'x'", RulePasswords, record.ActionDeny},
 		{"ALTER USER warden IDENTIFIED BY 'y'", RulePasswords, record.ActionDeny},
 		{"DROP USER u", "no-account-management", record.ActionDeny},

@@ -91,9 +91,9 @@ rules:
     action: deny
     message: DROP and TRUNCATE are not allowed
   - name: no-unbounded-writes
-    match: (statement.kind in ["DELETE", "UPDATE"] || statement.kinds.exists(k, k in ["DELETE", "UPDATE"])) && !statement.has_where
+    match: (statement.kind in ["DELETE", "UPDATE"] || statement.kinds.exists(k, k in ["DELETE", "UPDATE"]) || statement.overwrites) && !statement.has_where
     action: deny
-    message: UPDATE and DELETE need a WHERE clause
+    message: UPDATE, DELETE and REPLACE or INSERT ... ON DUPLICATE KEY UPDATE from a query need a WHERE clause
   - name: routines-need-a-human
     match: statement.routines.size() > 0
     action: approve

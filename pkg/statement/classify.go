@@ -38,10 +38,15 @@ type Statement struct {
 	TablesRead    []string `json:"tables_read,omitempty"` // db.table when qualified or the database is known
 	TablesWritten []string `json:"tables_written,omitempty"`
 	HasWhere      bool     `json:"has_where"` // a WHERE that mentions no column (WHERE 1, WHERE true) counts as none
-	HasLimit      bool     `json:"has_limit"`
-	IntoOutfile   bool     `json:"into_outfile,omitempty"` // SELECT ... INTO OUTFILE or DUMPFILE
-	Functions     []string `json:"functions,omitempty"`    // upper-case, deduplicated
-	DynamicSQL    bool     `json:"dynamic_sql,omitempty"`  // PREPARE ... FROM @variable: the text is unknown until EXECUTE
+	// Overwrites: REPLACE ... SELECT or INSERT ... SELECT ... ON DUPLICATE
+	// KEY UPDATE, which replace or change rows already in the table, as
+	// many as the query returns: counted among the writes HasWhere
+	// describes, by the query's WHERE.
+	Overwrites  bool     `json:"overwrites,omitempty"`
+	HasLimit    bool     `json:"has_limit"`
+	IntoOutfile bool     `json:"into_outfile,omitempty"` // SELECT ... INTO OUTFILE or DUMPFILE
+	Functions   []string `json:"functions,omitempty"`    // upper-case, deduplicated
+	DynamicSQL  bool     `json:"dynamic_sql,omitempty"`  // PREPARE ... FROM @variable: the text is unknown until EXECUTE
 	// Routines are the stored procedures and functions the statement
 	// creates, drops or calls (CREATE/DROP PROCEDURE, CALL, a schema-qualified
 	// function call db.f()), as db.name with the name in lower case (routine
@@ -416,6 +421,7 @@ func (c *classifier) merge(in *Statement) {
 	c.st.InnerKinds = append(append(c.st.InnerKinds, in.Kinds...), in.InnerKinds...)
 	c.st.ShowsCredentials = c.st.ShowsCredentials || in.ShowsCredentials
 	c.st.SetsPassword = c.st.SetsPassword || in.SetsPassword
+	c.st.Overwrites = c.st.Overwrites || in.Overwrites
 	for _, t := range in.CredentialTables {
 		if c.creds == nil {
 			c.creds = map[string]bool{}
@@ -472,6 +478,12 @@ func (c *classifier) merge(in *Statement) {
 			if in.HasLimit {
 				c.writesLimit++
 			}
+		}
+	}
+	if in.Overwrites {
+		c.writes++
+		if in.HasWhere {
+			c.writesWhere++
 		}
 	}
 }
@@ -567,6 +579,19 @@ func (c *classifier) tables(n ast.StmtNode) {
 		}
 		if x.Limit != nil {
 			c.writesLimit++
+		}
+	case *ast.InsertStmt:
+		if x.Select != nil && (x.IsReplace || len(x.OnDuplicate) > 0) {
+			c.st.Overwrites = true
+			c.writes++
+			if sel, ok := x.Select.(*ast.SelectStmt); ok {
+				if meaningfulWhere(sel.Where) {
+					c.writesWhere++
+				}
+				if sel.Limit != nil {
+					c.writesLimit++
+				}
+			}
 		}
 	case *ast.SelectStmt:
 		c.selects++

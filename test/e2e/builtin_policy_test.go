@@ -170,6 +170,8 @@ func TestBuiltInPolicyPowerStatements(t *testing.T) {
 		{"no-unbounded-writes", "DELETE FROM t WHERE id IS NOT NULL"},
 		{"no-unbounded-writes", "DELETE FROM t WHERE 1 OR id = 1"},
 		{"no-unbounded-writes", "UPDATE t SET v = 'x' WHERE id = 1 OR TRUE"},
+		{"no-unbounded-writes", "INSERT INTO t SELECT id, v FROM t ON DUPLICATE KEY UPDATE v = 'pwned'"},
+		{"no-unbounded-writes", "REPLACE INTO t SELECT id, 'gone' FROM t"},
 	}
 	for _, c := range cases {
 		if _, err := db.Exec(c.sql); !refusedBy(err, c.rule) {
