@@ -94,7 +94,7 @@ func (s *Server) releaseIdent(st *identState) {
 
 // take removes a token from the identity's bucket (capacity and refill
 // rate both `rate` per second); false when it is empty.
-func (st *identState) take(rate int, now time.Time) bool {
+func (st *identState) take(rate, n int, now time.Time) bool {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	r := float64(rate)
@@ -107,10 +107,10 @@ func (st *identState) take(rate int, now time.Time) bool {
 		st.tokens = r
 	}
 	st.last = now
-	if st.tokens < 1 {
+	if st.tokens < float64(n) {
 		return false
 	}
-	st.tokens--
+	st.tokens -= float64(n)
 	return true
 }
 
@@ -197,9 +197,20 @@ func (s *session) admit(st *stmtLife) (string, bool) {
 	if isKill(st.st) {
 		return "", true
 	}
-	if l.MaxStatementsPerSecond > 0 && !s.ident.take(l.MaxStatementsPerSecond, s.srv.opts.Now()) {
-		s.hit(record.LimitMaxStatementsPerSecond)
-		return limitMsg(l, record.LimitMaxStatementsPerSecond, fmt.Sprintf("max_statements_per_second %d exceeded", l.MaxStatementsPerSecond)), false
+	if l.MaxStatementsPerSecond > 0 {
+		// Each statement of a multi-statement counts.
+		n := 1
+		if st.st != nil && st.st.Count > 1 {
+			n = st.st.Count
+		}
+		if n > l.MaxStatementsPerSecond {
+			s.hit(record.LimitMaxStatementsPerSecond)
+			return limitMsg(l, record.LimitMaxStatementsPerSecond, fmt.Sprintf("max_statements_per_second %d: a multi-statement of %d statements never fits", l.MaxStatementsPerSecond, n)), false
+		}
+		if !s.ident.take(l.MaxStatementsPerSecond, n, s.srv.opts.Now()) {
+			s.hit(record.LimitMaxStatementsPerSecond)
+			return limitMsg(l, record.LimitMaxStatementsPerSecond, fmt.Sprintf("max_statements_per_second %d exceeded", l.MaxStatementsPerSecond)), false
+		}
 	}
 	if l.MaxConcurrentStatements > 0 {
 		if n := s.ident.inflight.Add(1); n > int64(l.MaxConcurrentStatements) {

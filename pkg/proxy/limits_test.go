@@ -63,23 +63,23 @@ func TestTokenBucket(t *testing.T) {
 	now := time.Unix(1000, 0)
 	ok := 0
 	for range 10 {
-		if st.take(4, now) {
+		if st.take(4, 1, now) {
 			ok++
 		}
 	}
 	if ok != 4 {
 		t.Fatalf("burst: %d of 10 taken at rate 4, want 4", ok)
 	}
-	if st.take(4, now.Add(200*time.Millisecond)) {
+	if st.take(4, 1, now.Add(200*time.Millisecond)) {
 		t.Fatal("0.8 tokens after 200ms at 4/s, but one was taken")
 	}
-	if !st.take(4, now.Add(300*time.Millisecond)) {
+	if !st.take(4, 1, now.Add(300*time.Millisecond)) {
 		t.Fatal("1.2 tokens after 300ms at 4/s, but none was taken")
 	}
 	// A long pause refills to the burst, no more.
 	ok = 0
 	for range 10 {
-		if st.take(4, now.Add(time.Hour)) {
+		if st.take(4, 1, now.Add(time.Hour)) {
 			ok++
 		}
 	}
@@ -87,8 +87,13 @@ func TestTokenBucket(t *testing.T) {
 		t.Fatalf("after an idle hour: %d taken, want 4", ok)
 	}
 	// A lower rate after a reload caps the bucket at once.
-	if !st.take(1, now.Add(2*time.Hour)) || st.take(1, now.Add(2*time.Hour)) {
+	if !st.take(1, 1, now.Add(2*time.Hour)) || st.take(1, 1, now.Add(2*time.Hour)) {
 		t.Fatal("rate 1: want exactly one token")
+	}
+	// A multi-statement takes a token per statement, all or none.
+	later := now.Add(3 * time.Hour)
+	if !st.take(4, 3, later) || st.take(4, 2, later) || !st.take(4, 1, later) {
+		t.Fatal("rate 4: 3 statements then 2 (refused, none taken) then 1: want taken, refused, taken")
 	}
 }
 

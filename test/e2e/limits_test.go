@@ -660,6 +660,26 @@ func TestLimitsAdmission(t *testing.T) {
 	if n := strings.Count(generalLogSince(t, logFrom), "'rate-"); n != ok {
 		t.Fatalf("MariaDB saw %d of the statements, %d ran", n, ok)
 	}
+	// Each statement of a multi-statement takes its token: six never fit a
+	// bucket of five, three fit once.
+	multi := d.Open(t, "")
+	multi.SetMaxOpenConns(1)
+	if err := multi.Ping(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(1100 * time.Millisecond)
+	var mme *gomysql.MySQLError
+	if _, err := multi.Exec("DO 1; DO 2; DO 3; DO 4; DO 5; DO 6"); !errors.As(err, &mme) || mme.Number != 1226 ||
+		mme.Message != "sqlwarden: limit rate: max_statements_per_second 5: a multi-statement of 6 statements never fits" {
+		t.Fatalf("six statements in one query under 5/s: %v", err)
+	}
+	if _, err := multi.Exec("DO 1; DO 2; DO 3"); err != nil {
+		t.Fatalf("three statements in one query under 5/s, the bucket full: %v", err)
+	}
+	if _, err := multi.Exec("DO 1; DO 2; DO 3"); !errors.As(err, &mme) || mme.Number != 1226 {
+		t.Fatalf("three more with two tokens left: %v", err)
+	}
+	refused += 2
 	reloaded(t, "a refilled bucket", func() bool {
 		_, err := c2.Execute("SELECT 'refilled'")
 		return err == nil
