@@ -367,8 +367,17 @@ func (s *session) watchdogFire() {
 	if err := s.srv.killQuery(s.be, s.beAddr, s.threadID); err != nil {
 		s.log.Warn("statement_timeout: could not stop the statement; closing the backend connection", "err", err)
 		s.backend.Close()
+		return
 	}
+	// A KILL QUERY stops one statement: the rest of a multi-statement (a
+	// SLEEP that returns 1 when killed, with no error, lets the server go
+	// on) is stopped too, each as it runs, until the reply ends.
+	s.wd.timer.Reset(watchdogRepeat)
 }
+
+// watchdogRepeat is how often a fired watchdog kills again while the reply
+// goes on.
+const watchdogRepeat = 100 * time.Millisecond
 
 // timedOut reports whether the watchdog killed the current statement.
 func (s *session) timedOut() bool {

@@ -338,6 +338,11 @@ func (s *session) forward(p []byte, seq uint8, kind wire.ReplyKind, st *stmtLife
 	err := s.relay(kind, p[0] == gm.COM_STMT_EXECUTE, seq+1, plan, nil)
 	if watch {
 		s.disarmWatchdog()
+		if s.timedOut() && s.cur.limHit == nil {
+			// Stopped at the limit without an error to say so (a killed
+			// SLEEP returns 1): the record says it.
+			s.hit(record.LimitStatementTimeout)
+		}
 	}
 	if err != nil {
 		return err

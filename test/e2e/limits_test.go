@@ -531,6 +531,18 @@ func TestLimitsStatementTimeout(t *testing.T) {
 		t.Fatalf("watchdog: %v (%s) after %v", me, me.SQLState, el)
 	}
 	usableWithin(t, conn, time.Second, id)
+	// A multi-statement is one statement to the limit: a killed SLEEP
+	// returns 1 without an error and the server goes on with the next, so
+	// the watchdog stops each one after it until the reply ends.
+	const batch = "DO SLEEP(0.8); DO SLEEP(0.8); DO SLEEP(0.8); DO SLEEP(0.8); SELECT 'finished'"
+	start = time.Now()
+	if _, err := conn.ExecContext(ctx, batch); err != nil {
+		t.Fatalf("batch under the watchdog: %v", err)
+	}
+	if el := time.Since(start); el > 2500*time.Millisecond {
+		t.Fatalf("a batch of four 0.8s sleeps under statement_timeout 1s took %v", el)
+	}
+	usableWithin(t, conn, time.Second, id)
 
 	// A reload changes the limit on the open connection.
 	reload("  - name: slow\n    statement_timeout: 2500ms\n")
@@ -566,8 +578,10 @@ func TestLimitsStatementTimeout(t *testing.T) {
 	}
 	_, o = harness.Pair(t, recs, "SET max_statement_time = 0")
 	wantLimit(t, "SET refused", o, record.StatusBlocked, "slow", "statement_timeout", "1s")
-	if n := limitHits(t, d, "slow", "statement_timeout"); n != 8 {
-		t.Errorf("hits{slow,statement_timeout} = %d, want 8", n)
+	_, o = harness.Pair(t, recs, batch)
+	wantLimit(t, "batch", o, record.StatusSuccess, "slow", "statement_timeout", "1s")
+	if n := limitHits(t, d, "slow", "statement_timeout"); n != 9 {
+		t.Errorf("hits{slow,statement_timeout} = %d, want 9", n)
 	}
 }
 
