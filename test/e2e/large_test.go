@@ -56,7 +56,8 @@ func TestLargeStatementsGiveMemoryBack(t *testing.T) {
 		t.Fatalf("a 32 MiB statement through the proxy: %v", err)
 	}
 	testutil.Eventually(t, 10*time.Second, func() error {
-		if rss := procRSS(t, d.PID()); rss > base+64<<10 {
+		// Without the free: 438 MB. The margin is the runtime's own slack under load.
+		if rss := procRSS(t, d.PID()); rss > base+96<<10 {
 			return fmt.Errorf("daemon RSS %d MB after four 32 MiB statements, %d MB before: the memory was not given back", rss>>10, base>>10)
 		}
 		return nil
