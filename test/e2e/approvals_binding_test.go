@@ -11,6 +11,7 @@ import (
 	gomysql "github.com/go-sql-driver/mysql"
 
 	"github.com/sqlwarden/sqlwarden/pkg/record"
+	"github.com/sqlwarden/sqlwarden/test/harness"
 )
 
 // bindingPolicy holds every write to a table of the aretry database for a
@@ -22,6 +23,26 @@ rules:
     action: approve
     approval_mode: retry
 `
+
+// agentConn opens one connection of the agent to db (DSN params as given)
+// and returns it with a function that runs a statement on it.
+func agentConn(t *testing.T, d *harness.Daemon, db, params string) (*sql.Conn, func(q string, args ...any) error) {
+	t.Helper()
+	agent, err := sql.Open("mysql", d.DSN(db, params))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { agent.Close() })
+	conn, err := agent.Conn(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return conn, func(q string, args ...any) error {
+		_, err := conn.ExecContext(context.Background(), q, args...)
+		return err
+	}
+}
 
 // TestApprovalBindsWhatRuns: a decision — cached or a human's — holds for
 // the statement that runs and for nothing else. A prepared statement's
@@ -39,21 +60,8 @@ func TestApprovalBindsWhatRuns(t *testing.T) {
 	mustExec(t, root, "INSERT INTO aretry_other.counter VALUES (1, 0)")
 	t.Cleanup(func() { root.Exec("DROP DATABASE IF EXISTS aretry_other") })
 
-	agent, err := sql.Open("mysql", d.DSN("aretry_other", "interpolateParams=false"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer agent.Close()
 	ctx := context.Background()
-	conn, err := agent.Conn(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	exec := func(q string, args ...any) error {
-		_, err := conn.ExecContext(ctx, q, args...)
-		return err
-	}
+	conn, exec := agentConn(t, d, "aretry_other", "interpolateParams=false")
 	prepare := func(q string) *sql.Stmt {
 		st, err := conn.PrepareContext(ctx, q)
 		if err != nil {
@@ -76,7 +84,7 @@ func TestApprovalBindsWhatRuns(t *testing.T) {
 	if err := exec("USE aretry_other"); err != nil {
 		t.Fatal(err)
 	}
-	_, err = bound.Exec(1)
+	_, err := bound.Exec(1)
 	id := pendID(t, err, "EXECUTE of a statement prepared in aretry, after USE aretry_other", "10m")
 	if n := counter(t, root, 1); n != 0 {
 		t.Fatalf("aretry.counter moved to %d without approval", n)
@@ -166,21 +174,7 @@ func TestApprovalBindsWhatRuns(t *testing.T) {
 func TestSQLExecuteJudgedByWhatItRuns(t *testing.T) {
 	d := policyDaemon(t, bindingPolicy, "2m", "10m")
 	root := setupCounter(t, d)
-	agent, err := sql.Open("mysql", d.DSN("aretry", "multiStatements=true"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer agent.Close()
-	ctx := context.Background()
-	conn, err := agent.Conn(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	exec := func(q string) error {
-		_, err := conn.ExecContext(ctx, q)
-		return err
-	}
+	_, exec := agentConn(t, d, "aretry", "multiStatements=true")
 	must := func(q string) {
 		t.Helper()
 		if err := exec(q); err != nil {
