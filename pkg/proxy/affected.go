@@ -3,6 +3,7 @@ package proxy
 import (
 	"fmt"
 	"github.com/sqlwarden/sqlwarden/pkg/record"
+	"github.com/sqlwarden/sqlwarden/pkg/statement"
 
 	gm "github.com/go-mysql-org/go-mysql/mysql"
 
@@ -33,11 +34,11 @@ func (s *session) boundWrite(st *stmtLife) (*boundedRun, string, error) {
 	pol := s.srv.opts.Policy
 	b := pol.BoundWrite(st.st, st.db)
 	if b.Execute != "" && b.Refuse == "" {
-		p, ok := s.sqlPrep[lower(b.Execute)]
+		p, ok := s.sqlPrep[statement.FoldName(b.Execute)]
 		if !ok {
 			return nil, "EXECUTE of " + b.Execute + ", which was not prepared from a literal text in this session", nil
 		}
-		b = pol.BoundWrite(pol.Classify(p.Text, p.DB, s.dialect), p.DB)
+		b = pol.BoundWrite(pol.Classify(p.Text, p.DB, p.Dialect), p.DB)
 		if b.Execute != "" {
 			return nil, "EXECUTE of a prepared EXECUTE", nil
 		}
@@ -73,15 +74,6 @@ func (s *session) boundWrite(st *stmtLife) (*boundedRun, string, error) {
 	return &boundedRun{max: s.lim.MaxAffectedRows}, "", nil
 }
 
-func lower(s string) string {
-	b := []byte(s)
-	for i, c := range b {
-		if c >= 'A' && c <= 'Z' {
-			b[i] = c + 'a' - 'A'
-		}
-	}
-	return string(b)
-}
 
 // inTransaction reports a backend session whose next write joins a
 // transaction (one is open, or autocommit is off).

@@ -1,8 +1,10 @@
 package proxy
 
 import (
+	"encoding/hex"
 	"errors"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/pingcap/tidb/pkg/parser/ast"
 
@@ -33,17 +35,12 @@ func (s *session) resolveDynamic(st *statement.Statement) (resolved *statement.S
 	if ps == nil || ps.SQLVar == nil {
 		return refuse("PREPARE ... FROM a variable must be a statement of its own: sqlwarden reads the variable to judge the text it holds"), "", nil
 	}
-	rows, err := wire.SimpleQuery(s.backend, "SELECT @"+quoteIdent(ps.SQLVar.Name))
+	text, why, err := s.readVariable(ps.SQLVar.Name)
 	if err != nil {
-		var se *wire.ServerError
-		if errors.As(err, &se) {
-			return refuse("the text of @" + ps.SQLVar.Name + " could not be read: " + se.Message), "", nil
-		}
-		return nil, "", &protocolError{side: "backend", err: err}
+		return nil, "", err
 	}
-	text := ""
-	if len(rows) == 1 && len(rows[0]) == 1 {
-		text = rows[0][0]
+	if why != "" {
+		return refuse("the text of @" + ps.SQLVar.Name + " " + why), "", nil
 	}
 	sql = "PREPARE " + quoteIdent(ps.Name) + " FROM " + quoteString(text, s.dialect.Mode)
 	return s.srv.opts.Policy.Classify(sql, s.db, s.dialect), sql, nil
@@ -61,4 +58,38 @@ func quoteString(text string, mode sqltext.Mode) string {
 		text = strings.ReplaceAll(text, `\`, `\\`)
 	}
 	return "'" + strings.ReplaceAll(text, "'", "''") + "'"
+}
+
+// readVariable reads user variable @name on the backend leg as the text the
+// server reads when it prepares from it: its characters, whatever the
+// client's character_set_results (a result in gbk or sjis could put a
+// backslash or a quote where the server sees none). The bytes come as hex,
+// in utf8mb4 (CONVERT): a session whose statements are not utf8, or a binary
+// value that is not valid UTF-8, cannot be read the way the server reads it.
+// why says why not; err is a broken backend leg.
+func (s *session) readVariable(name string) (text, why string, err error) {
+	if s.dialect.Charset != sqltext.CharsetUTF8 {
+		return "", "cannot be read as the server reads it: the session's character set is not utf8", nil
+	}
+	v := "@" + quoteIdent(name)
+	rows, err := wire.SimpleQuery(s.backend, "SELECT HEX(CONVERT("+v+" USING utf8mb4)), CHARSET("+v+"), HEX("+v+")")
+	if err != nil {
+		var se *wire.ServerError
+		if errors.As(err, &se) {
+			return "", "could not be read: " + se.Message, nil
+		}
+		return "", "", &protocolError{side: "backend", err: err}
+	}
+	if len(rows) != 1 || len(rows[0]) != 3 {
+		return "", "could not be read", nil
+	}
+	h := rows[0][0]
+	if rows[0][1] == "binary" {
+		h = rows[0][2] // the bytes as they are: the server reads them in the connection's utf8
+	}
+	b, err := hex.DecodeString(h)
+	if err != nil || !utf8.Valid(b) {
+		return "", "is not valid UTF-8", nil
+	}
+	return string(b), "", nil
 }

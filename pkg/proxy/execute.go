@@ -47,7 +47,7 @@ func (s *session) executing(st *stmtLife) error {
 	}
 	if ex == nil || using == 0 {
 		if resolved.Count == 1 && ex != nil {
-			st.db = s.sqlPrep[strings.ToLower(ex.Name)].DB
+			st.db = s.sqlPrep[statement.FoldName(ex.Name)].DB
 		}
 		return nil
 	}
@@ -55,7 +55,7 @@ func (s *session) executing(st *stmtLife) error {
 		refuse("EXECUTE ... USING must be a statement of its own: sqlwarden reads the variables to record what the statement runs with")
 		return nil
 	}
-	st.db = s.sqlPrep[strings.ToLower(ex.Name)].DB
+	st.db = s.sqlPrep[statement.FoldName(ex.Name)].DB
 	names := make([]string, len(ex.UsingVars))
 	for i, u := range ex.UsingVars {
 		v, ok := u.(*ast.VariableExpr)
@@ -63,8 +63,10 @@ func (s *session) executing(st *stmtLife) error {
 			refuse("EXECUTE ... USING takes user variables")
 			return nil
 		}
-		// 'v' before each value tells NULL (no 'v') from the empty string.
-		names[i] = "CONCAT('v', @" + quoteIdent(v.Name) + ")"
+		// In hex: the bytes the server binds, whatever the client's
+		// character_set_results would make of them; 'v' tells NULL (no
+		// 'v') from the empty string.
+		names[i] = "CONCAT('v', HEX(@" + quoteIdent(v.Name) + "))"
 	}
 	rows, err := wire.SimpleQuery(s.backend, "SELECT "+strings.Join(names, ", "))
 	if err != nil {
@@ -82,10 +84,15 @@ func (s *session) executing(st *stmtLife) error {
 	for i, v := range rows[0] {
 		p := record.Param{Type: "@" + ex.UsingVars[i].(*ast.VariableExpr).Name}
 		if strings.HasPrefix(v, "v") {
-			p.Value = v[1:]
-			if len(v)-1 > wire.MaxParamBytes {
-				sum := sha256.Sum256([]byte(v[1:]))
-				p.Value, p.Truncated, p.Size, p.SHA256 = v[1:1+wire.MaxParamBytes], true, len(v)-1, hex.EncodeToString(sum[:])
+			b, err := hex.DecodeString(v[1:])
+			if err != nil {
+				refuse("the variables of EXECUTE ... USING could not be read")
+				return nil
+			}
+			p.Value = string(b)
+			if len(b) > wire.MaxParamBytes {
+				sum := sha256.Sum256(b)
+				p.Value, p.Truncated, p.Size, p.SHA256 = string(b[:wire.MaxParamBytes]), true, len(b), hex.EncodeToString(sum[:])
 			}
 		}
 		st.params = append(st.params, p)

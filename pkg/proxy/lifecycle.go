@@ -134,6 +134,18 @@ func (s *session) silentStatement(command, sql string) *stmtLife {
 	return l
 }
 
+// keptSQL is the statement's text as the journal and approvers get it: a
+// statement whose literals may be a password keeps its shape (digest) only.
+func (l *stmtLife) keptSQL() string {
+	if l.st == nil || !(l.st.SetsPassword || sqltext.MentionsPassword(l.sql)) {
+		return l.sql
+	}
+	if l.st.Digest != "" {
+		return l.st.Digest
+	}
+	return "(a statement naming a password; its text is not kept)"
+}
+
 // journal writes the statement's write-ahead record. On a journal failure
 // the statement is over: refused (ERR 1180, unless the command has no
 // reply) and its outcome journaled; the answer says what the client got.
@@ -145,13 +157,7 @@ func (l *stmtLife) journal() (reply, error) {
 	rec := &l.rec
 	*rec = record.Record{Event: record.EventStatement, SessionID: s.id, StatementID: l.id, Command: l.command,
 		DB: l.db, Params: l.params}
-	if l.st != nil && l.st.SetsPassword && l.st.Digest != "" {
-		// Its literals are a password: the journal (and every sink) keeps
-		// the statement's shape only.
-		rec.SetSQL(l.st.Digest)
-	} else {
-		rec.SetSQL(l.sql)
-	}
+	rec.SetSQL(l.keptSQL())
 	if l.st != nil {
 		rec.Digest = l.st.Digest
 		rec.Statement = l.st.Classification

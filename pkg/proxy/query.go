@@ -225,7 +225,7 @@ func (s *session) await(st *stmtLife) (reply, error) {
 		}
 	}()
 	a, err := s.srv.opts.Approver.Request(ctx, &ApprovalAsk{Identity: s.identity, SessionID: s.id, Statement: st.st,
-		Command: st.command, SQL: st.sql, DB: st.db, Dialect: st.dialect, Params: st.params, Verdict: *st.verdict, Executes: st.runs})
+		Command: st.command, SQL: st.keptSQL(), DB: st.db, Dialect: st.dialect, Params: st.params, Verdict: *st.verdict, Executes: st.runs})
 	_ = s.raw.SetReadDeadline(time.Now())
 	<-watchDone
 	_ = s.raw.SetReadDeadline(time.Time{})

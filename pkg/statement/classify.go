@@ -145,6 +145,7 @@ type Prepare struct {
 	Text    string
 	Dynamic bool
 	DB      string
+	Dialect sqltext.Dialect // how the server read Text at PREPARE (its sql_mode then)
 }
 
 var parserPool = sync.Pool{New: func() any { return parser.New() }}
@@ -313,7 +314,7 @@ func (c *classifier) statement(n ast.StmtNode, depth int) {
 			c.st.DynamicSQL = true
 		}
 		if depth == 0 {
-			c.st.Prepares = append(c.st.Prepares, Prepare{Name: strings.ToLower(x.Name), Text: x.SQLText, Dynamic: x.SQLVar != nil, DB: c.db})
+			c.st.Prepares = append(c.st.Prepares, Prepare{Name: c.stmtName(x.Name), Text: x.SQLText, Dynamic: x.SQLVar != nil, DB: c.db, Dialect: c.dialect})
 		}
 		if x.SQLText != "" && depth < maxDepth {
 			// The server reads the prepared text as it reads a statement.
@@ -322,7 +323,7 @@ func (c *classifier) statement(n ast.StmtNode, depth int) {
 		}
 	case *ast.ExecuteStmt:
 		if depth == 0 && x.Name != "" {
-			c.execute(strings.ToLower(x.Name))
+			c.execute(c.stmtName(x.Name))
 		}
 	}
 	c.tables(n)
@@ -413,7 +414,42 @@ func (c *classifier) execute(name string) {
 		return
 	}
 	c.st.Runs = append(c.st.Runs, p.Text)
-	c.merge(classifyAs(p.Text, p.DB, c.dialect))
+	c.merge(classifyAs(p.Text, p.DB, p.Dialect))
+}
+
+// stmtName is a prepared statement's name as the session keys it. Names
+// are compared case-insensitively by the server's own folding, which is not
+// Go's beyond ASCII (σ and ς are one name to MariaDB): a name of anything
+// but ASCII letters, digits, _ and $ is refused, and the rest fold the same.
+func (c *classifier) stmtName(name string) string {
+	if !StatementNameOK(name) && c.st.Refused == "" {
+		c.st.Refused = fmt.Sprintf("prepared statement name %q: sqlwarden takes names of ASCII letters, digits, _ and $ only (the server folds others differently)", name)
+	}
+	return FoldName(name)
+}
+
+// StatementNameOK reports a prepared statement name of ASCII letters,
+// digits, _ and $.
+func StatementNameOK(name string) bool {
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '$') {
+			return false
+		}
+	}
+	return name != ""
+}
+
+// FoldName is a prepared statement name in the one case the session keys
+// it by (ASCII lower case: other names are refused).
+func FoldName(name string) string {
+	b := []byte(name)
+	for i, c := range b {
+		if c >= 'A' && c <= 'Z' {
+			b[i] = c + 'a' - 'A'
+		}
+	}
+	return string(b)
 }
 
 // merge folds the classification of a PREPARE's text into this one.

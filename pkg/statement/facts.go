@@ -1,8 +1,8 @@
 package statement
 
 import (
+	"fmt"
 	"slices"
-	"strings"
 
 	"github.com/pingcap/tidb/pkg/parser/ast"
 
@@ -37,7 +37,10 @@ func (st *Statement) settle() *Statement {
 				st.LocalInfile = true
 			}
 		case *ast.DeallocateStmt:
-			st.Deallocates = append(st.Deallocates, strings.ToLower(n.Name))
+			if !StatementNameOK(n.Name) && st.Refused == "" {
+				st.Refused = fmt.Sprintf("prepared statement name %q: sqlwarden takes names of ASCII letters, digits, _ and $ only (the server folds others differently)", n.Name)
+			}
+			st.Deallocates = append(st.Deallocates, FoldName(n.Name))
 		}
 	}
 	return st

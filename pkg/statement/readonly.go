@@ -110,13 +110,13 @@ func (j *roJudge) statement(n ast.StmtNode, depth int) string {
 		if j.local == nil {
 			j.local = map[string]string{}
 		}
-		j.local[strings.ToLower(x.Name)] = x.SQLText
+		j.local[FoldName(x.Name)] = x.SQLText
 		return ""
 	case *ast.ExecuteStmt:
 		if x.BinaryArgs != nil || x.Name == "" {
 			return "EXECUTE of an unnamed statement"
 		}
-		name := strings.ToLower(x.Name)
+		name := FoldName(x.Name)
 		text, ok := j.local[name]
 		if !ok && j.prepared != nil {
 			text, ok = j.prepared(name)

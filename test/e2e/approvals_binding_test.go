@@ -225,3 +225,73 @@ func TestSQLExecuteJudgedByWhatItRuns(t *testing.T) {
 		t.Fatalf("journaled EXECUTE: %+v, want kind UPDATE writing aretry.counter with @a = 1", rec)
 	}
 }
+
+// counterPolicy holds every statement that reads or writes aretry.counter
+// for a human, in retry mode.
+const counterPolicy = `default: allow
+rules:
+  - name: counter-needs-a-human
+    match: statement.tables.exists(t, t == "aretry.counter")
+    action: approve
+    approval_mode: retry
+`
+
+// TestPreparedTextReadAsTheServerReadsIt: what a SQL-level prepared
+// statement runs is read as the server reads it. An EXECUTE is judged under
+// the sql_mode of its PREPARE (under NO_BACKSLASH_ESCAPES 'a\' ends where the
+// default mode reads on); PREPARE FROM @var and EXECUTE ... USING read the
+// variables' bytes, not their rendering in the client's
+// character_set_results (in gbk, 乗 ends in a backslash); names the server
+// folds differently from ASCII (σ, ς) are refused.
+func TestPreparedTextReadAsTheServerReadsIt(t *testing.T) {
+	d := policyDaemon(t, counterPolicy, "2m", "10m")
+	root := setupCounter(t, d)
+	_, exec := agentConn(t, d, "aretry", "multiStatements=true")
+	must := func(q string) {
+		t.Helper()
+		if err := exec(q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	// Prepared under NO_BACKSLASH_ESCAPES, executed under the default mode.
+	must("SET SESSION sql_mode = CONCAT(@@sql_mode, ',NO_BACKSLASH_ESCAPES')")
+	must(`PREPARE nb FROM 'UPDATE aretry.counter SET n = n + 1 WHERE id = 1 AND ''a\'' <> ''b'' -- '''`)
+	must("SET SESSION sql_mode = REPLACE(@@sql_mode, 'NO_BACKSLASH_ESCAPES', '')")
+	pendID(t, exec("EXECUTE nb"), "EXECUTE of a text prepared under NO_BACKSLASH_ESCAPES", "10m")
+	if n := counter(t, root, 1); n != 0 {
+		t.Fatalf("counter = %d: the EXECUTE ran without approval", n)
+	}
+
+	// Variables in gbk results.
+	must("SET character_set_results = gbk")
+	must("SET @w = 'SELECT ''乗'' AS k'")
+	must("PREPARE g FROM @w")
+	must("SET @u = '乗乗'")
+	must("PREPARE q FROM 'SELECT ? AS k'")
+	must("EXECUTE q USING @u")
+	must("SET character_set_results = utf8mb4")
+
+	// Names folded unlike ASCII.
+	for _, q := range []string{"PREPARE `dσ` FROM 'SELECT 1'", "EXECUTE `dς`", "DEALLOCATE PREPARE `dσ`"} {
+		var me *gomysql.MySQLError
+		if err := exec(q); !errors.As(err, &me) || !strings.Contains(me.Message, "ASCII letters, digits, _ and $") {
+			t.Errorf("%q: got %v, want refused for its name", q, err)
+		}
+	}
+
+	var prepared, using bool
+	for _, r := range d.Records(t) {
+		if r.Event != record.EventStatement {
+			continue
+		}
+		if r.SQL == "PREPARE `g` FROM 'SELECT ''乗'' AS k'" {
+			prepared = true
+		}
+		if r.SQL == "EXECUTE q USING @u" && len(r.Params) == 1 && r.Params[0].Value == "乗乗" {
+			using = true
+		}
+	}
+	if !prepared || !using {
+		t.Errorf("journal: PREPARE FROM @w recorded as its text %v, EXECUTE USING @u recorded with its value %v; want both", prepared, using)
+	}
+}

@@ -278,6 +278,12 @@ func TestCredentialsStayWithTheDaemon(t *testing.T) {
 		t.Errorf("the daemon's account's password changed: %q %v", h, err)
 	}
 	secrets["a password an agent chose"] = "owned-by-agent"
+	// A password in a statement that runs: journaled as its shape.
+	for _, q := range []string{"DO PASSWORD('owned-by-agent')", "SELECT PASSWORD('owned-by-agent') AS h"} {
+		if _, err := conn.ExecContext(ctx, q); err != nil {
+			t.Errorf("%q: %v", q, err)
+		}
+	}
 	// USE mysql, then unqualified names.
 	if _, err := conn.ExecContext(ctx, "USE mysql"); err != nil {
 		t.Fatal(err)
