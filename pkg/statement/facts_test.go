@@ -34,8 +34,9 @@ func TestFacts(t *testing.T) {
 		}
 	})
 	t.Run("prepare", func(t *testing.T) {
-		st := Classify("PREPARE S1 FROM 'SELECT 1'; PREPARE s2 FROM @q; DEALLOCATE PREPARE S1", "")
-		want := []Prepare{{Name: "s1", Text: "SELECT 1"}, {Name: "s2", Dynamic: true}}
+		st := Classify("PREPARE S1 FROM 'SELECT 1'; USE shop; PREPARE s2 FROM @q; DEALLOCATE PREPARE S1", "")
+		d := sqltext.Dialect{Server: sqltext.DefaultServer}
+		want := []Prepare{{Name: "s1", Text: "SELECT 1", Dialect: d}, {Name: "s2", Dynamic: true, DB: "shop", Dialect: d}}
 		if !slices.Equal(st.Prepares, want) || !slices.Equal(st.Deallocates, []string{"s1"}) {
 			t.Errorf("prepares %+v, deallocates %q", st.Prepares, st.Deallocates)
 		}
@@ -109,5 +110,37 @@ func TestChangesSchema(t *testing.T) {
 		if got := Classify(sql, "shop").ChangesSchema; got != want {
 			t.Errorf("%q: ChangesSchema %v, want %v", sql, got, want)
 		}
+	}
+}
+
+// TestClassifyPrepared: an EXECUTE is classified as what it runs — a
+// PREPARE earlier in the text, else the session's statement of that name,
+// read in its database and dialect; an unknown name is left in Executes,
+// and names outside ASCII are refused.
+func TestClassifyPrepared(t *testing.T) {
+	d := sqltext.Dialect{Server: sqltext.DefaultServer}
+	nbe := sqltext.Dialect{Server: sqltext.DefaultServer, Mode: sqltext.NoBackslashEscapes}
+	session := map[string]Prepare{
+		"del": {Name: "del", Text: "DELETE FROM t", DB: "shop", Dialect: d},
+		"nb":  {Name: "nb", Text: `SELECT 'a\', (SELECT v FROM vault) -- '`, DB: "shop", Dialect: nbe},
+	}
+	lookup := func(n string) (Prepare, bool) { p, ok := session[n]; return p, ok }
+
+	st := ClassifyPrepared("EXECUTE DEL", "other", d, lookup)
+	if st.Kind != "DELETE" || !slices.Equal(st.TablesWritten, []string{"shop.t"}) || st.HasWhere || !slices.Equal(st.Runs, []string{"DELETE FROM t"}) {
+		t.Errorf("EXECUTE del: kind %s, written %v, has_where %v, runs %q", st.Kind, st.TablesWritten, st.HasWhere, st.Runs)
+	}
+	if st := ClassifyPrepared("EXECUTE nb", "other", d, lookup); !slices.Equal(st.TablesRead, []string{"shop.vault"}) {
+		t.Errorf("EXECUTE of a text prepared under NO_BACKSLASH_ESCAPES reads %v, want shop.vault", st.TablesRead)
+	}
+	st = ClassifyPrepared("PREPARE x FROM 'UPDATE u SET a = 1'; EXECUTE x", "db", d, lookup)
+	if st.Kind != "UPDATE" || len(st.Executes) != 0 {
+		t.Errorf("EXECUTE of a PREPARE in the same text: kind %s, unknown %v", st.Kind, st.Executes)
+	}
+	if st := ClassifyPrepared("EXECUTE nope", "db", d, lookup); !slices.Equal(st.Executes, []string{"nope"}) {
+		t.Errorf("EXECUTE of an unknown name: unknown %v", st.Executes)
+	}
+	if st := Classify("EXECUTE `dσ`", "db"); st.Refused == "" {
+		t.Error("a name outside ASCII was not refused")
 	}
 }
