@@ -66,7 +66,9 @@ func (s *session) executing(st *stmtLife) error {
 		// In hex: the bytes the server binds, whatever the client's
 		// character_set_results would make of them; 'v' tells NULL (no
 		// 'v') from the empty string.
-		names[i] = "CONCAT('v', HEX(@" + quoteIdent(v.Name) + "))"
+		// (CONCAT(@x): a number's digits as text; HEX of a number would be
+		// the number in hexadecimal.)
+		names[i] = "CONCAT('v', HEX(CONCAT(@" + quoteIdent(v.Name) + ")))"
 	}
 	rows, err := wire.SimpleQuery(s.backend, "SELECT "+strings.Join(names, ", "))
 	if err != nil {
