@@ -39,7 +39,7 @@ func boundHarness(t *testing.T, engine string) *harness {
 // table is the parent of a cascading foreign key and has triggers.
 func boundHarnessWith(t *testing.T, engine string, cascades, triggers int64) *harness {
 	h := newHarness(t, func(o *proxy.Options) { o.Policy = boundPolicy{} })
-	h.be.HandlePrepared(proxy.TableLookup, 2, proxytest.Rows("information_schema", "TABLES",
+	h.be.Handle(proxy.TableLookupQuery("shop", "t"), proxytest.Rows("information_schema", "TABLES",
 		[]string{"ENGINE", "TABLE_TYPE", "VIEW_DEFINITION", "CASCADES", "TRIGGERS"}, []any{engine, "BASE TABLE", nil, cascades, triggers}))
 	return h
 }

@@ -9,9 +9,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/go-mysql-org/go-mysql/client"
-	gm "github.com/go-mysql-org/go-mysql/mysql"
-
 	"github.com/sqlwarden/sqlwarden/pkg/wire"
 )
 
@@ -33,7 +30,7 @@ type controlConn struct {
 	mu       sync.Mutex
 	be       *Backend
 	addr     string
-	conn     *client.Conn
+	conn     *wire.Conn
 	lastUsed time.Time
 }
 
@@ -112,14 +109,13 @@ func (s *Server) killQuery(be *Backend, addr string, thread uint32) error {
 				return fmt.Errorf("open control connection to %s: %w", addr, err)
 			}
 		}
-		// ReadTimeout and WriteTimeout bound the exchange.
-		_, err = c.conn.Execute(q)
+		_, err = c.query(q)
 		if err == nil {
 			return nil
 		}
-		var me *gm.MyError
-		if errors.As(err, &me) {
-			if me.Code == wire.ErrCodeUnknownThread {
+		var se *wire.ServerError
+		if errors.As(err, &se) {
+			if se.Code == wire.ErrCodeUnknownThread {
 				return nil
 			}
 			return fmt.Errorf("kill query %d: %w", thread, err)
@@ -131,20 +127,28 @@ func (s *Server) killQuery(be *Backend, addr string, thread uint32) error {
 	return fmt.Errorf("kill query %d: %w", thread, err)
 }
 
-func (s *Server) dialControl(be *Backend, addr string) (*client.Conn, error) {
+// dialControl logs a control connection in with the backend's credential,
+// through the same login as a session's (TLS, no key fetched in plaintext,
+// no cleartext password without TLS).
+func (s *Server) dialControl(be *Backend, addr string) (*wire.Conn, error) {
 	cred, err := be.Credential()
 	if err != nil {
 		return nil, fmt.Errorf("backend %s credential: %w", be.Name, err)
 	}
-	dialer := &net.Dialer{Timeout: controlTimeout, Control: s.opts.DialControl, KeepAlive: 30 * time.Second}
+	dial := s.dialer(&net.Dialer{Timeout: controlTimeout, Control: s.opts.DialControl, KeepAlive: 30 * time.Second})
 	ctx, cancel := context.WithTimeout(context.Background(), controlTimeout)
 	defer cancel()
-	return client.ConnectWithDialer(ctx, "tcp", addr, cred.User, cred.Password, "", s.dialer(dialer), func(c *client.Conn) error {
-		c.ReadTimeout, c.WriteTimeout = controlTimeout, controlTimeout
-		c.SetAttributes(map[string]string{"_client_name": "sqlwarden", "program_name": "sqlwarden-control"})
-		if be.TLS != nil {
-			c.SetTLSConfig(be.TLS)
-		}
-		return nil
+	c, _, err := dialLogin(ctx, dial, addr, be, s.opts.MaxPacket, &wire.ClientConfig{
+		User: cred.User, Password: cred.Password, Collation: 45, // utf8mb4_general_ci
+		Attrs: map[string]string{"_client_name": "sqlwarden", "program_name": "sqlwarden-control"},
 	})
+	return c, err
+}
+
+// query runs q on the control connection within controlTimeout.
+func (c *controlConn) query(q string) ([][]string, error) {
+	_ = c.conn.SetDeadline(time.Now().Add(controlTimeout))
+	rows, err := wire.SimpleQuery(c.conn, q)
+	_ = c.conn.SetDeadline(time.Time{})
+	return rows, err
 }

@@ -1,13 +1,14 @@
 package proxy
 
 import (
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"strings"
 	"sync"
 	"time"
 
-	gm "github.com/go-mysql-org/go-mysql/mysql"
+	"github.com/sqlwarden/sqlwarden/pkg/wire"
 )
 
 // engineTTL is how long what information_schema said about a table is
@@ -51,7 +52,19 @@ const tableLookup = "SELECT t.ENGINE, t.TABLE_TYPE, v.VIEW_DEFINITION, " +
 	"AND g.EVENT_OBJECT_TABLE = t.TABLE_NAME) " +
 	"FROM information_schema.TABLES t " +
 	"LEFT JOIN information_schema.VIEWS v ON v.TABLE_SCHEMA = t.TABLE_SCHEMA AND v.TABLE_NAME = t.TABLE_NAME " +
-	"WHERE t.TABLE_SCHEMA = ? AND t.TABLE_NAME = ?"
+	"WHERE t.TABLE_SCHEMA = %s AND t.TABLE_NAME = %s"
+
+// tableLookupQuery is tableLookup for one table, the names as hex string
+// literals (read alike whatever the control session's sql_mode).
+func tableLookupQuery(schema, table string) string {
+	lit := func(s string) string {
+		if s == "" {
+			return "''"
+		}
+		return "_utf8mb4 0x" + hex.EncodeToString([]byte(s))
+	}
+	return fmt.Sprintf(tableLookup, lit(schema), lit(table))
+}
 
 type tableKey struct{ backend, addr, schema, table string }
 
@@ -104,27 +117,27 @@ func (s *Server) lookupTable(be *Backend, addr, schema, table string) (tableInfo
 				return info, fmt.Errorf("open control connection to %s: %w", addr, err)
 			}
 		}
-		r, qerr := c.conn.Execute(tableLookup, schema, table)
+		rows, qerr := c.query(tableLookupQuery(schema, table))
 		if qerr == nil {
-			defer r.Close()
-			if r.RowNumber() == 0 {
+			if len(rows) == 0 {
 				return info, nil
 			}
-			info.found = true
-			info.engine, _ = r.GetString(0, 0)
-			typ, _ := r.GetString(0, 1)
-			if info.view = typ == "VIEW"; info.view {
-				info.definition, _ = r.GetString(0, 2)
+			r := rows[0]
+			if len(r) != 5 {
+				return info, fmt.Errorf("look up table %s.%s: %d columns", schema, table, len(r))
 			}
-			cascades, _ := r.GetInt(0, 3)
-			info.cascades = cascades != 0
-			triggers, _ := r.GetInt(0, 4)
-			info.triggers = triggers != 0
+			info.found = true
+			info.engine = r[0]
+			if info.view = r[1] == "VIEW"; info.view {
+				info.definition = r[2]
+			}
+			info.cascades = r[3] != "0"
+			info.triggers = r[4] != "0"
 			return info, nil
 		}
 		err = qerr
-		var me *gm.MyError
-		if errors.As(qerr, &me) {
+		var se *wire.ServerError
+		if errors.As(qerr, &se) {
 			break
 		}
 		c.close() // a broken connection: once more on a fresh one

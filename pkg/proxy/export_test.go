@@ -1,7 +1,7 @@
 package proxy
 
-// TableLookup is the query a control connection asks about a table.
-const TableLookup = tableLookup
+// TableLookupQuery is the query a control connection asks about a table.
+func TableLookupQuery(schema, table string) string { return tableLookupQuery(schema, table) }
 
 // HandOffLegs reports, for each open session with a backend, whether its
 // client and backend legs hand their CPU to the peer after a flush
