@@ -407,6 +407,26 @@ func (s *session) timeoutErr(pl []byte, t *wire.Tracker) []byte {
 	return pl
 }
 
+// batchTimedOut ends a multi-statement's reply once statement_timeout has
+// fired, at the end of the result set it was in: the client gets ERR 1969
+// in place of the rest, which the server is stopped from running (KILL
+// QUERY, again every watchdogRepeat: a statement quick enough to finish
+// between two may still run) and whose replies are read and dropped.
+func (s *session) batchTimedOut() error {
+	s.hit(record.LimitStatementTimeout)
+	final := &wire.ServerError{Code: wire.ErrCodeTimeout, State: "70100",
+		Message: limitMsg(&s.lim, record.LimitStatementTimeout, "statement exceeded statement_timeout "+s.lim.StatementTimeout.String()+"; the rest of the batch was stopped")}
+	if err := s.client.WritePacket(wire.ErrPacket(final.Code, final.State, final.Message)); err != nil {
+		return s.clientLost(err)
+	}
+	if err := s.client.Flush(); err != nil {
+		return s.clientLost(err)
+	}
+	err := s.stopBackend()
+	s.tracker.Err = final
+	return err
+}
+
 // overCap reports which of max_rows / max_result_bytes the result passed.
 func (s *session) overCap(rows, bytes uint64) (record.LimitKind, bool) {
 	l := &s.lim

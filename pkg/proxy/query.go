@@ -542,6 +542,13 @@ func (s *session) relay(kind wire.ReplyKind, binary bool, seq uint8, plan MaskPl
 			return s.clientLost(err)
 		}
 		sent += len(out) + 4
+		if cursor == nil && (pk == wire.PktOK || pk == wire.PktEOF) && !t.Done() && !t.InRows() &&
+			s.lim.StatementTimeout > 0 && s.timedOut() {
+			// A statement of a batch ended after statement_timeout fired:
+			// the ones after it do not reach the client.
+			s.srv.opts.Observer.Bytes(sent, 0)
+			return s.batchTimedOut()
+		}
 	}
 	if cursor != nil {
 		cursor.rows, cursor.bytes = capRows, capBytes
