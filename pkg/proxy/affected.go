@@ -74,7 +74,6 @@ func (s *session) boundWrite(st *stmtLife) (*boundedRun, string, error) {
 	return &boundedRun{max: s.lim.MaxAffectedRows}, "", nil
 }
 
-
 // inTransaction reports a backend session whose next write joins a
 // transaction (one is open, or autocommit is off).
 func inTransaction(status uint16) bool {

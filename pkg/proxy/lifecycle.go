@@ -84,7 +84,7 @@ type stmtLife struct {
 	dialect sqltext.Dialect
 	// runs is what an EXECUTE of SQL-level prepared statements runs (their
 	// texts): the approver reads it, and an approval holds for it only.
-	runs string
+	runs    string
 	st      *statement.Statement
 	params  []record.Param
 	verdict *statement.Verdict
