@@ -55,6 +55,12 @@ func shape(dst []byte, s string, d Dialect, span func(kind byte, start, end int)
 				i = j
 				continue
 			}
+			if nameLike(s, i) {
+				// A string that may be a name (an alias another part of
+				// the statement refers to): two texts that differ in it do
+				// not mean the same, and nothing is shared.
+				return dst, false
+			}
 			if span != nil {
 				span(spanString, i, j)
 			}
@@ -140,6 +146,53 @@ func shape(dst []byte, s string, d Dialect, span func(kind byte, start, end int)
 		}
 	}
 	return dst, true
+}
+
+// nameLike reports whether the string literal at s[i] may be a name rather
+// than a value: after AS, or right after the end of an operand (a name, a
+// number, a closing parenthesis or quote: `SELECT card 'x'`, whose 'x' an
+// outer query or a HAVING may refer to), unless the word before it is one
+// after which a value follows (LIKE, THEN, INTERVAL, ...).
+func nameLike(s string, i int) bool {
+	k := i - 1
+	for k >= 0 && isSpace(s[k]) {
+		k--
+	}
+	if k < 0 {
+		return false
+	}
+	switch p := s[k]; {
+	case p == ')' || p == '`' || p == '\'' || p == '"':
+		return true
+	case !isIdentByte(p):
+		return false // an operator, '(', ',': a value follows
+	case k == i-1:
+		return false // _utf8mb4'...' or N'...' (erasable lets only these touch a name)
+	}
+	w := k
+	for w > 0 && isIdentByte(s[w-1]) {
+		w--
+	}
+	word := s[w : k+1]
+	if len(word) > 12 {
+		return true
+	}
+	var buf [12]byte
+	for n := 0; n < len(word); n++ {
+		buf[n] = word[n] | 0x20
+	}
+	_, value := valueWords[string(buf[:len(word)])]
+	return !value
+}
+
+// valueWords are the words after which a string literal is a value.
+var valueWords = map[string]struct{}{
+	"select": {}, "where": {}, "having": {}, "on": {}, "and": {}, "or": {}, "not": {}, "xor": {},
+	"like": {}, "rlike": {}, "regexp": {}, "is": {}, "when": {}, "then": {}, "else": {}, "case": {},
+	"by": {}, "separator": {}, "escape": {}, "interval": {}, "binary": {}, "date": {}, "time": {},
+	"timestamp": {}, "collate": {}, "charset": {}, "set": {}, "names": {}, "return": {}, "values": {},
+	"value": {}, "default": {}, "div": {}, "mod": {}, "limit": {}, "offset": {}, "distinct": {}, "all": {},
+	"in": {}, "between": {}, "comment": {},
 }
 
 // erasable reports whether the string literal at s[i] may lose its value

@@ -50,6 +50,29 @@ func TestShape(t *testing.T) {
 	if _, ok := AppendShape(nil, "SELECT 'a", maria); ok {
 		t.Error("an unterminated string has a shape")
 	}
+	// A string that may be a name (an alias an outer query refers to) has
+	// no shape: swapping two of them changes what the statement reads.
+	for _, sql := range []string{
+		"SELECT x FROM (SELECT card AS 'y', id AS 'x' FROM customers) d",
+		"SELECT x FROM (SELECT card 'y', id 'x' FROM customers) d",
+		"SELECT COUNT(*) 'n' FROM t",
+		"SELECT 1 'x'",
+		"SELECT 'a' 'b'",
+	} {
+		if _, ok := AppendShape(nil, sql, maria); ok {
+			t.Errorf("%q has a shape: its strings may be names", sql)
+		}
+	}
+	// Values keep theirs.
+	for _, sql := range []string{
+		"SELECT c FROM t WHERE a = 'x' AND b LIKE 'y%' OR c IN ('a', 'b')",
+		"SELECT CASE WHEN a THEN 'x' ELSE 'y' END, DATE 'z', INTERVAL '1' DAY, _utf8mb4'q', N'r'",
+		"SELECT GROUP_CONCAT(a SEPARATOR ', '), j->'$.a', CONCAT('a', 'b') FROM t",
+	} {
+		if _, ok := AppendShape(nil, sql, maria); !ok {
+			t.Errorf("%q has no shape", sql)
+		}
+	}
 	for _, m := range []Mode{ANSIQuotes, NoBackslashEscapes} {
 		if _, ok := AppendShape(nil, "SELECT 1", Dialect{Server: maria.Server, Mode: m}); ok {
 			t.Errorf("shape under %s", m)

@@ -81,6 +81,12 @@ func (c *Cache) Classify(sql, db string, d sqltext.Dialect) *Statement {
 		// shared trees).
 		st.Cacheable = false
 	}
+	if !ok {
+		// No shape to share it by (a string that may be a name, a
+		// dialect whose strings the normalizer misreads): nothing else
+		// that shares by shape or digest may keep it either.
+		st.Cacheable = false
+	}
 	if ok && st.Parsed && st.Cacheable {
 		c.put(string(key), st)
 	}
