@@ -29,9 +29,38 @@ func hasFold(s, w string) bool {
 		return false
 	}
 	for j := 0; j < len(w); j++ {
-		if s[j]|0x20 != w[j] {
+		c := s[j]
+		if c >= 'A' && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != w[j] {
 			return false
 		}
 	}
 	return true
+}
+
+// NamesParserAlias reports whether sql has the word char_func or
+// insert_func, in any case: the TiDB parser's own names for CHAR() and
+// INSERT(), which it cannot tell from a call of a function so named — a
+// stored function to the server, which has no built-in by either name.
+func NamesParserAlias(sql string) bool {
+	for i := 0; i+5 <= len(sql); i++ {
+		if sql[i] != '_' || !hasFold(sql[i:], "_func") {
+			continue
+		}
+		end := i + 5
+		if end < len(sql) && isIdentByte(sql[end]) {
+			continue
+		}
+		w := i
+		for w > 0 && isIdentByte(sql[w-1]) {
+			w--
+		}
+		switch word := sql[w:i]; {
+		case len(word) == 4 && hasFold(word, "char"), len(word) == 6 && hasFold(word, "insert"):
+			return true
+		}
+	}
+	return false
 }

@@ -27,3 +27,19 @@ func FuzzMentionsPassword(f *testing.F) {
 		MentionsPassword(sql) // no panic, whatever the bytes
 	})
 }
+
+func TestNamesParserAlias(t *testing.T) {
+	for sql, want := range map[string]bool{
+		"SELECT char_func(1)":                     true,
+		"SELECT `INSERT_FUNC`(1)":                 true,
+		"select x from t where Char_Func(a)":      true,
+		"SELECT CHAR(65), INSERT('a', 1, 1, 'b')": false,
+		"SELECT my_char_func(1)":                  false,
+		"SELECT char_funcs(1)":                    false,
+		"SELECT _func":                            false,
+	} {
+		if got := NamesParserAlias(sql); got != want {
+			t.Errorf("NamesParserAlias(%q) = %v, want %v", sql, got, want)
+		}
+	}
+}

@@ -201,6 +201,17 @@ func TestBuiltInPolicyPowerStatements(t *testing.T) {
 		t.Errorf("PREPARE LOAD_FILE: got %v, want refused", err)
 	}
 
+	// The parser's own names for CHAR() and INSERT(): a stored function so
+	// named would pass for the built-in.
+	mustExec(t, root, "CREATE FUNCTION bp.char_func(x INT) RETURNS INT BEGIN DELETE FROM bp.t; RETURN x; END")
+	defer root.Exec("DROP FUNCTION IF EXISTS bp.char_func")
+	for _, q := range []string{"SELECT char_func(1)", "SELECT `INSERT_FUNC`('a', 1, 1, 'b')"} {
+		var me *gomysql.MySQLError
+		if _, err := db.Exec(q); !errors.As(err, &me) || !strings.Contains(me.Message, "char_func or insert_func") {
+			t.Errorf("%q: got %v, want refused", q, err)
+		}
+	}
+	mustExec(t, root, "DROP FUNCTION bp.char_func")
 	// A PREPARE's text is judged every time, never by the shape of another:
 	// a bounded DELETE prepared first, then an unbounded one.
 	if _, err := db.Exec("PREPARE pw FROM 'DELETE FROM t WHERE id = 1'"); err != nil {
