@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/go-mysql-org/go-mysql/client"
@@ -367,5 +368,37 @@ func TestDerivedNullsAreMasked(t *testing.T) {
 				t.Errorf("card values %q: want two (the NULL card stays NULL)", got)
 			}
 		})
+	}
+}
+
+// TestBuiltinsAreMariaDBBuiltins asks the server how it resolves every name
+// masking reads as a builtin (one that reads nothing but its arguments): in
+// a database with no routines, a call of a name that is not a builtin
+// fails with "FUNCTION db.name does not exist" — a stored function an agent
+// could create, which may read a masked column. The parser's own names for
+// CHAR(), INSERT() and DEFAULT() are refused when written, and skipped here.
+func TestBuiltinsAreMariaDBBuiltins(t *testing.T) {
+	maria := testutil.StartMariaDB(t)
+	root := maria.Open(t, "")
+	for _, q := range []string{"DROP DATABASE IF EXISTS mask_oracle", "CREATE DATABASE mask_oracle"} {
+		if _, err := root.Exec(q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Cleanup(func() { root.Exec("DROP DATABASE IF EXISTS mask_oracle") })
+	db := maria.Open(t, "mask_oracle")
+	db.SetMaxOpenConns(1)
+	for name := range builtins {
+		switch name {
+		case "char_func", "insert_func", "default_func":
+			if !sqltext.NamesParserAlias("SELECT " + name + "()") {
+				t.Errorf("%s is not refused when written", name)
+			}
+			continue
+		}
+		var sink any
+		if err := db.QueryRow("SELECT " + name + "()").Scan(&sink); err != nil && strings.Contains(err.Error(), "does not exist") {
+			t.Errorf("%s is not a MariaDB builtin: %v", name, err)
+		}
 	}
 }

@@ -40,10 +40,11 @@ func hasFold(s, w string) bool {
 	return true
 }
 
-// NamesParserAlias reports whether sql has the word char_func or
-// insert_func, in any case: the TiDB parser's own names for CHAR() and
-// INSERT(), which it cannot tell from a call of a function so named — a
-// stored function to the server, which has no built-in by either name.
+// NamesParserAlias reports whether sql has the word char_func, insert_func
+// or default_func, in any case: the TiDB parser's own names for CHAR(),
+// INSERT() and DEFAULT(), which it cannot tell from a call of a function so
+// named — a stored function to the server, which has no built-in by those
+// names.
 func NamesParserAlias(sql string) bool {
 	for i := 0; i+5 <= len(sql); i++ {
 		if sql[i] != '_' || !hasFold(sql[i:], "_func") {
@@ -58,7 +59,8 @@ func NamesParserAlias(sql string) bool {
 			w--
 		}
 		switch word := sql[w:i]; {
-		case len(word) == 4 && hasFold(word, "char"), len(word) == 6 && hasFold(word, "insert"):
+		case len(word) == 4 && hasFold(word, "char"), len(word) == 6 && hasFold(word, "insert"),
+			len(word) == 7 && hasFold(word, "default"):
 			return true
 		}
 	}

@@ -243,10 +243,10 @@ func classifyWith(text, currentDB string, d sqltext.Dialect, lookup func(string)
 	c.finish()
 	c.sessionFinish()
 	if st.Refused == "" && sqltext.NamesParserAlias(text) {
-		// The parser reads CHAR() and INSERT() as char_func and
-		// insert_func: a call of a function so named (a stored function to
-		// the server) would pass for a built-in.
-		st.Refused = "a function named char_func or insert_func is read as the built-in CHAR or INSERT by sqlwarden's parser, as a stored function by the server"
+		// The parser reads CHAR(), INSERT() and DEFAULT() as char_func,
+		// insert_func and default_func: a call of a function so named (a
+		// stored function to the server) would pass for a built-in.
+		st.Refused = "a function named char_func, insert_func or default_func is read as the built-in CHAR, INSERT or DEFAULT by sqlwarden's parser, as a stored function by the server"
 	}
 	return st
 }
