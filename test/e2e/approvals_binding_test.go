@@ -44,6 +44,16 @@ func agentConn(t *testing.T, d *harness.Daemon, db, params string) (*sql.Conn, f
 	}
 }
 
+// mustRun is exec for statements that must succeed.
+func mustRun(t *testing.T, exec func(q string, args ...any) error) func(q string) {
+	return func(q string) {
+		t.Helper()
+		if err := exec(q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+}
+
 // TestApprovalBindsWhatRuns: a decision — cached or a human's — holds for
 // the statement that runs and for nothing else. A prepared statement's
 // names are bound in the database it was prepared in, so USE before its
@@ -175,12 +185,7 @@ func TestSQLExecuteJudgedByWhatItRuns(t *testing.T) {
 	d := policyDaemon(t, bindingPolicy, "2m", "10m")
 	root := setupCounter(t, d)
 	_, exec := agentConn(t, d, "aretry", "multiStatements=true")
-	must := func(q string) {
-		t.Helper()
-		if err := exec(q); err != nil {
-			t.Fatalf("%s: %v", q, err)
-		}
-	}
+	must := mustRun(t, exec)
 	must("PREPARE p FROM 'UPDATE counter SET n = n + 1 WHERE id = ?'")
 	must("SET @a = 1")
 	id := pendID(t, exec("EXECUTE p USING @a"), "EXECUTE of a prepared UPDATE", "10m")
@@ -247,12 +252,7 @@ func TestPreparedTextReadAsTheServerReadsIt(t *testing.T) {
 	d := policyDaemon(t, counterPolicy, "2m", "10m")
 	root := setupCounter(t, d)
 	_, exec := agentConn(t, d, "aretry", "multiStatements=true")
-	must := func(q string) {
-		t.Helper()
-		if err := exec(q); err != nil {
-			t.Fatalf("%s: %v", q, err)
-		}
-	}
+	must := mustRun(t, exec)
 	// Prepared under NO_BACKSLASH_ESCAPES, executed under the default mode.
 	must("SET SESSION sql_mode = CONCAT(@@sql_mode, ',NO_BACKSLASH_ESCAPES')")
 	must(`PREPARE nb FROM 'UPDATE aretry.counter SET n = n + 1 WHERE id = 1 AND ''a\'' <> ''b'' -- '''`)
