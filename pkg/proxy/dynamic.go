@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"encoding/hex"
-	"errors"
 	"strings"
 	"unicode/utf8"
 
@@ -10,7 +9,6 @@ import (
 
 	"github.com/sqlwarden/sqlwarden/pkg/sqltext"
 	"github.com/sqlwarden/sqlwarden/pkg/statement"
-	"github.com/sqlwarden/sqlwarden/pkg/wire"
 )
 
 // resolveDynamic judges PREPARE name FROM @var by the text the variable
@@ -72,13 +70,9 @@ func (s *session) readVariable(name string) (text, why string, err error) {
 		return "", "cannot be read as the server reads it: the session's character set is not utf8", nil
 	}
 	v := "@" + quoteIdent(name)
-	rows, err := wire.SimpleQuery(s.backend, "SELECT HEX(CONVERT("+v+" USING utf8mb4)), CHARSET("+v+"), HEX("+v+")")
-	if err != nil {
-		var se *wire.ServerError
-		if errors.As(err, &se) {
-			return "", "could not be read: " + se.Message, nil
-		}
-		return "", "", &protocolError{side: "backend", err: err}
+	rows, failed, err := s.backendQuery("SELECT HEX(CONVERT(" + v + " USING utf8mb4)), CHARSET(" + v + "), HEX(" + v + ")")
+	if err != nil || failed != "" {
+		return "", "could not be read: " + failed, err
 	}
 	if len(rows) != 1 || len(rows[0]) != 3 {
 		return "", "could not be read", nil

@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -9,7 +8,6 @@ import (
 
 	"github.com/pingcap/tidb/pkg/parser/ast"
 
-	"github.com/sqlwarden/sqlwarden/pkg/record"
 	"github.com/sqlwarden/sqlwarden/pkg/statement"
 	"github.com/sqlwarden/sqlwarden/pkg/wire"
 )
@@ -70,36 +68,47 @@ func (s *session) executing(st *stmtLife) error {
 		// the number in hexadecimal.)
 		names[i] = "CONCAT('v', HEX(CONCAT(@" + quoteIdent(v.Name) + ")))"
 	}
-	rows, err := wire.SimpleQuery(s.backend, "SELECT "+strings.Join(names, ", "))
+	rows, failed, err := s.backendQuery("SELECT " + strings.Join(names, ", "))
 	if err != nil {
-		var se *wire.ServerError
-		if errors.As(err, &se) {
-			refuse("the variables of EXECUTE ... USING could not be read: " + se.Message)
-			return nil
-		}
-		return &protocolError{side: "backend", err: err}
+		return err
+	}
+	if failed != "" {
+		refuse("the variables of EXECUTE ... USING could not be read: " + failed)
+		return nil
 	}
 	if len(rows) != 1 || len(rows[0]) != len(names) {
 		refuse("the variables of EXECUTE ... USING could not be read")
 		return nil
 	}
+	params := make([]wire.Param, len(rows[0]))
 	for i, v := range rows[0] {
-		p := record.Param{Type: "@" + ex.UsingVars[i].(*ast.VariableExpr).Name}
+		params[i].Type = "@" + ex.UsingVars[i].(*ast.VariableExpr).Name
 		if strings.HasPrefix(v, "v") {
 			b, err := hex.DecodeString(v[1:])
 			if err != nil {
 				refuse("the variables of EXECUTE ... USING could not be read")
 				return nil
 			}
-			p.Value = string(b)
-			if len(b) > wire.MaxParamBytes {
-				sum := sha256.Sum256(b)
-				p.Value, p.Truncated, p.Size, p.SHA256 = string(b[:wire.MaxParamBytes]), true, len(b), hex.EncodeToString(sum[:])
-			}
+			params[i].Keep(string(b))
 		}
-		st.params = append(st.params, p)
 	}
+	st.params = auditParams(params)
 	return nil
+}
+
+// backendQuery runs q on the session's backend leg (between two client
+// commands: the session is serial). failed is the server's refusal; err a
+// broken leg, which ends the session.
+func (s *session) backendQuery(q string) (rows [][]string, failed string, err error) {
+	rows, err = wire.SimpleQuery(s.backend, q)
+	if err != nil {
+		var se *wire.ServerError
+		if errors.As(err, &se) {
+			return nil, se.Message, nil
+		}
+		return nil, "", &protocolError{side: "backend", err: err}
+	}
+	return rows, "", nil
 }
 
 // allPrepares reports a text of SQL-level PREPAREs only.

@@ -99,15 +99,22 @@ func ParseExecute(p []byte, numParams int, prevTypes []byte, longData func(i int
 		}
 		pos += n
 		params[i].Value = v
-		if s, ok := v.(string); ok && len(s) > MaxParamBytes {
-			sum := sha256.Sum256([]byte(s))
-			params[i].Value = s[:MaxParamBytes]
-			params[i].Truncated = true
-			params[i].Size = len(s)
-			params[i].SHA256 = hex.EncodeToString(sum[:])
+		if s, ok := v.(string); ok {
+			params[i].Keep(s)
 		}
 	}
 	return ex, params, nil
+}
+
+// Keep sets p's value to s as the audit keeps it: whole up to
+// MaxParamBytes, else its first MaxParamBytes with its size and the
+// SHA-256 of all of it (what tells two long values apart).
+func (p *Param) Keep(s string) {
+	p.Value = s
+	if len(s) > MaxParamBytes {
+		sum := sha256.Sum256([]byte(s))
+		p.Value, p.Truncated, p.Size, p.SHA256 = s[:MaxParamBytes], true, len(s), hex.EncodeToString(sum[:])
+	}
 }
 
 // paramType is the type the server reads a parameter of type typ as: one
